@@ -1,0 +1,36 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "TensorDecompositions",
+    products: [
+        .library(name: "TensorModule", targets: ["TensorModule"]),
+        .library(name: "Decompositions", targets: ["Decompositions"]),
+        .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+    ],
+    targets: [
+        // The only target that links BLAS and LAPACK.
+        .systemLibrary(
+            name: "CLinearAlgebra",
+            path: "Sources/CLinearAlgebra",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        .target(
+            name: "TensorModule",
+            dependencies: [
+                "CLinearAlgebra",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]
+        ),
+        .target(name: "Decompositions", dependencies: ["TensorModule"]),
+        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions"]),
+        .target(name: "TestSupport", dependencies: ["TensorModule"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+@_exported import TensorModule
+@_exported import Decompositions

@@ -1,0 +1,95 @@
+import RealModule
+
+/// A scalar type with BLAS and LAPACK kernels: `Float` or `Double`.
+///
+/// Every algorithm of the package is written once, generically over `BLASScalar`;
+/// the two conformances (`Float+BLASScalar.swift`, `Double+BLASScalar.swift`) are thin
+/// calls into `cblas_s*`/`LAPACKE_s*` and `cblas_d*`/`LAPACKE_d*`.
+///
+/// Conventions of the raw kernels:
+/// - BLAS level-1/2/3 calls take **row-major** operands, as the rest of the package stores them.
+/// - LAPACK calls take **column-major** operands (`LAPACK_COL_MAJOR`) so that LAPACKE never
+///   copies. A row-major `m × n` buffer is a column-major `n × m` buffer of the transpose;
+///   the generic wrappers in ``Matrix`` use that identity and never transpose data.
+/// - LAPACK workspaces are sized by LAPACK's own workspace query (the LAPACKE high-level
+///   interface), never guessed. A nonzero `info` is returned to the caller, which turns it
+///   into a ``LinearAlgebraError``.
+///
+/// Pointers passed here must come from `withUnsafe…BufferPointer` closures of the caller.
+public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable, Codable
+where Self.RawSignificand: FixedWidthInteger {
+    /// A short name of the type for reports: `"Float"` or `"Double"`.
+    static var typeName: String { get }
+
+    // MARK: BLAS (row-major)
+
+    /// `C ← α·op(A)·op(B) + β·C` with `op(A)` of shape `m × k` and `op(B)` of shape `k × n`.
+    static func gemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        b: UnsafePointer<Self>, ldb: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// `y ← α·op(A)·x + β·y` for `A` of shape `m × n`.
+    static func gemv(
+        transpose: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int)
+
+    /// `xᵀy`.
+    static func dot(n: Int, x: UnsafePointer<Self>, incx: Int, y: UnsafePointer<Self>, incy: Int) -> Self
+
+    /// `‖x‖₂`, computed without overflow.
+    static func nrm2(n: Int, x: UnsafePointer<Self>, incx: Int) -> Self
+
+    /// `y ← α·x + y`.
+    static func axpy(n: Int, alpha: Self, x: UnsafePointer<Self>, incx: Int, y: UnsafeMutablePointer<Self>, incy: Int)
+
+    /// `x ← α·x`.
+    static func scal(n: Int, alpha: Self, x: UnsafeMutablePointer<Self>, incx: Int)
+
+    /// `C ← α·op(A)ᵀ·op(A) + β·C` on the upper triangle of the `n × n` matrix `C`
+    /// (`transpose: true` means `C = α·AᵀA` for `A` of shape `k × n`).
+    static func syrk(
+        transpose: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+        beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    // MARK: LAPACK (column-major); each returns LAPACK's `info`
+
+    /// Divide-and-conquer SVD `A = U Σ Vᵀ` of a column-major `m × n` matrix.
+    /// `jobz` is `"S"` (thin factors), `"N"` (values only), `"A"` or `"O"`.
+    static func gesdd(
+        jobz: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
+        s: UnsafeMutablePointer<Self>, u: UnsafeMutablePointer<Self>?, ldu: Int,
+        vt: UnsafeMutablePointer<Self>?, ldvt: Int) -> Int32
+
+    /// QR-iteration SVD of a column-major `m × n` matrix; slower than ``gesdd(jobz:m:n:a:lda:s:u:ldu:vt:ldvt:)``
+    /// but a fallback when divide-and-conquer fails to converge.
+    static func gesvd(
+        jobu: UInt8, jobvt: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int,
+        s: UnsafeMutablePointer<Self>, u: UnsafeMutablePointer<Self>?, ldu: Int,
+        vt: UnsafeMutablePointer<Self>?, ldvt: Int, superb: UnsafeMutablePointer<Self>) -> Int32
+
+    /// Eigenvalues (ascending) and, with `jobz == "V"`, eigenvectors of a symmetric matrix.
+    static func syevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, w: UnsafeMutablePointer<Self>) -> Int32
+
+    /// Householder QR factorization of a column-major `m × n` matrix.
+    static func geqrf(m: Int, n: Int, a: UnsafeMutablePointer<Self>, lda: Int, tau: UnsafeMutablePointer<Self>) -> Int32
+
+    /// Forms the first `n` columns of `Q` from the output of ``geqrf(m:n:a:lda:tau:)``.
+    static func orgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Self>, lda: Int, tau: UnsafePointer<Self>) -> Int32
+
+    /// Cholesky factorization of a symmetric positive definite matrix.
+    static func potrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Self>, lda: Int) -> Int32
+
+    /// Solves `A X = B` with the Cholesky factor from ``potrf(uplo:n:a:lda:)``.
+    static func potrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Self>, lda: Int, b: UnsafeMutablePointer<Self>, ldb: Int) -> Int32
+
+    /// Solves `A X = B` by LU with partial pivoting.
+    static func gesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Self>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Self>, ldb: Int) -> Int32
+}
+
+extension UInt8 {
+    /// The ASCII code of a one-character LAPACK option such as `"S"` or `"V"`.
+    @inlinable
+    static func lapackOption(_ character: Unicode.Scalar) -> UInt8 { UInt8(ascii: character) }
+}

@@ -1,0 +1,110 @@
+import CLinearAlgebra
+import RealModule
+
+extension Double: BLASScalar {
+    public static var typeName: String { "Double" }
+
+    @inlinable
+    public static func gemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Double, a: UnsafePointer<Double>, lda: Int,
+        b: UnsafePointer<Double>, ldb: Int,
+        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        cblas_dgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    @inlinable
+    public static func gemv(
+        transpose: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+        x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int
+    ) {
+        cblas_dgemv(
+            CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, blasint(m), blasint(n),
+            alpha, a, blasint(lda), x, blasint(incx), beta, y, blasint(incy))
+    }
+
+    @inlinable
+    public static func dot(n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int) -> Double {
+        cblas_ddot(blasint(n), x, blasint(incx), y, blasint(incy))
+    }
+
+    @inlinable
+    public static func nrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {
+        cblas_dnrm2(blasint(n), x, blasint(incx))
+    }
+
+    @inlinable
+    public static func axpy(n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int) {
+        cblas_daxpy(blasint(n), alpha, x, blasint(incx), y, blasint(incy))
+    }
+
+    @inlinable
+    public static func scal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
+        cblas_dscal(blasint(n), alpha, x, blasint(incx))
+    }
+
+    @inlinable
+    public static func syrk(
+        transpose: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+        beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        cblas_dsyrk(
+            CblasRowMajor, CblasUpper, transpose ? CblasTrans : CblasNoTrans,
+            blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
+    }
+
+    @inlinable
+    public static func gesdd(
+        jobz: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
+        s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
+        vt: UnsafeMutablePointer<Double>?, ldvt: Int
+    ) -> Int32 {
+        LAPACKE_dgesdd(
+            LAPACK_COL_MAJOR, CChar(bitPattern: jobz), Int32(m), Int32(n), a, Int32(lda),
+            s, u, Int32(ldu), vt, Int32(ldvt))
+    }
+
+    @inlinable
+    public static func gesvd(
+        jobu: UInt8, jobvt: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
+        s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
+        vt: UnsafeMutablePointer<Double>?, ldvt: Int, superb: UnsafeMutablePointer<Double>
+    ) -> Int32 {
+        LAPACKE_dgesvd(
+            LAPACK_COL_MAJOR, CChar(bitPattern: jobu), CChar(bitPattern: jobvt), Int32(m), Int32(n),
+            a, Int32(lda), s, u, Int32(ldu), vt, Int32(ldvt), superb)
+    }
+
+    @inlinable
+    public static func syevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, w: UnsafeMutablePointer<Double>) -> Int32 {
+        LAPACKE_dsyevd(LAPACK_COL_MAJOR, CChar(bitPattern: jobz), CChar(bitPattern: uplo), Int32(n), a, Int32(lda), w)
+    }
+
+    @inlinable
+    public static func geqrf(m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafeMutablePointer<Double>) -> Int32 {
+        LAPACKE_dgeqrf(LAPACK_COL_MAJOR, Int32(m), Int32(n), a, Int32(lda), tau)
+    }
+
+    @inlinable
+    public static func orgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafePointer<Double>) -> Int32 {
+        LAPACKE_dorgqr(LAPACK_COL_MAJOR, Int32(m), Int32(n), Int32(k), a, Int32(lda), tau)
+    }
+
+    @inlinable
+    public static func potrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int) -> Int32 {
+        LAPACKE_dpotrf(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), a, Int32(lda))
+    }
+
+    @inlinable
+    public static func potrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
+        LAPACKE_dpotrs(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), Int32(nrhs), a, Int32(lda), b, Int32(ldb))
+    }
+
+    @inlinable
+    public static func gesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Double>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
+        LAPACKE_dgesv(LAPACK_COL_MAJOR, Int32(n), Int32(nrhs), a, Int32(lda), ipiv, b, Int32(ldb))
+    }
+}

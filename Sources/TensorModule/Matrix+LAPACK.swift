@@ -1,0 +1,198 @@
+/// Which side of the unknown a coefficient matrix stands on in a solve.
+public enum SolveSide: Sendable {
+    /// Solve `A · X = B`.
+    case left
+    /// Solve `X · A = B`.
+    case right
+}
+
+extension Matrix {
+    /// Solves `self · X = rhs` (or `X · self = rhs`) for a symmetric positive definite `self` by Cholesky.
+    ///
+    /// The right-side solve touches no transposes: a row-major `B` is the column-major `Bᵀ`
+    /// that LAPACK's `potrs` solves for, since `X·A = B ⇔ A·Xᵀ = Bᵀ` for symmetric `A`.
+    ///
+    /// - Throws: ``LinearAlgebraError/notPositiveDefinite(order:pivot:)`` when the factorization fails.
+    /// - Complexity: `n³/3 + 2·n²·k` flops for `k` right-hand sides.
+    @inlinable
+    public func choleskySolve(_ rhs: Matrix, side: SolveSide = .left) throws -> Matrix {
+        precondition(rows == columns, "choleskySolve needs a square matrix, got \(rows) × \(columns)")
+        let n = rows
+        let (bRows, bColumns) = side == .left ? (rhs.rows, rhs.columns) : (rhs.columns, rhs.rows)
+        precondition(bRows == n, "choleskySolve: right-hand side is \(rhs.rows) × \(rhs.columns) for a matrix of order \(n) on the \(side) side")
+        if n == 0 || bColumns == 0 { return rhs }
+        var factor = scalars
+        // Column-major B with n rows: for the right side this is rhs's own buffer.
+        var b = side == .left ? rhs.transposed().storage : rhs.storage
+        let info = factor.withUnsafeMutableBufferPointer { a in
+            Scalar.potrf(uplo: .lapackOption("U"), n: n, a: a.baseAddress!, lda: n)
+        }
+        if info > 0 { throw LinearAlgebraError.notPositiveDefinite(order: n, pivot: Int(info)) }
+        if info < 0 { throw LinearAlgebraError.lapack(routine: "potrf", info: Int(info)) }
+        let solveInfo = factor.withUnsafeBufferPointer { a in
+            b.withUnsafeMutableBufferPointer { bp in
+                Scalar.potrs(uplo: .lapackOption("U"), n: n, nrhs: bColumns, a: a.baseAddress!, lda: n,
+                             b: bp.baseAddress!, ldb: n)
+            }
+        }
+        if solveInfo != 0 { throw LinearAlgebraError.lapack(routine: "potrs", info: Int(solveInfo)) }
+        let solution = Matrix(uncheckedRows: rhs.columns, columns: rhs.rows, scalars: b)
+        return side == .left ? solution.transposed() : Matrix(uncheckedRows: rhs.rows, columns: rhs.columns, scalars: b)
+    }
+
+    /// Solves `self · X = rhs` (or `X · self = rhs`) for a square `self` by LU with partial pivoting.
+    ///
+    /// - Throws: ``LinearAlgebraError/singular(order:pivot:)`` for an exactly singular matrix.
+    @inlinable
+    public func luSolve(_ rhs: Matrix, side: SolveSide = .left) throws -> Matrix {
+        precondition(rows == columns, "luSolve needs a square matrix, got \(rows) × \(columns)")
+        let n = rows
+        let (bRows, bColumns) = side == .left ? (rhs.rows, rhs.columns) : (rhs.columns, rhs.rows)
+        precondition(bRows == n, "luSolve: right-hand side is \(rhs.rows) × \(rhs.columns) for a matrix of order \(n) on the \(side) side")
+        if n == 0 || bColumns == 0 { return rhs }
+        // X·A = B ⇔ Aᵀ·Xᵀ = Bᵀ: row-major A and B are column-major Aᵀ and Bᵀ.
+        var a = side == .left ? transposed().storage : scalars
+        var b = side == .left ? rhs.transposed().storage : rhs.storage
+        var pivots = [Int32](repeating: 0, count: n)
+        let info = a.withUnsafeMutableBufferPointer { ap in
+            b.withUnsafeMutableBufferPointer { bp in
+                pivots.withUnsafeMutableBufferPointer { ip in
+                    Scalar.gesv(n: n, nrhs: bColumns, a: ap.baseAddress!, lda: n, ipiv: ip.baseAddress!, b: bp.baseAddress!, ldb: n)
+                }
+            }
+        }
+        if info > 0 { throw LinearAlgebraError.singular(order: n, pivot: Int(info) - 1) }
+        if info < 0 { throw LinearAlgebraError.lapack(routine: "gesv", info: Int(info)) }
+        if side == .right { return Matrix(uncheckedRows: rhs.rows, columns: rhs.columns, scalars: b) }
+        return Matrix(uncheckedRows: rhs.columns, columns: rhs.rows, scalars: b).transposed()
+    }
+
+    /// LAPACK's thin SVD `A = U Σ Vᵀ` with `k = min(rows, columns)`: `U` is `rows × k`,
+    /// `Vᵀ` is `k × columns`, singular values descending. No sign convention is applied;
+    /// `svd(_:)` in `Decompositions` adds it.
+    ///
+    /// Runs divide-and-conquer `gesdd` on the buffer as it is (a row-major `A` is the
+    /// column-major `Aᵀ = V Σ Uᵀ`, so the factors come out row-major without a copy), and falls
+    /// back to `gesvd` if `gesdd` does not converge.
+    ///
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when both fail.
+    @inlinable
+    package func lapackThinSVD(computeVectors: Bool = true) throws -> (u: Matrix, s: [Scalar], vt: Matrix) {
+        let (m, n) = (rows, columns)
+        let k = Swift.min(m, n)
+        if k == 0 {
+            return (Matrix.zeros(rows: m, columns: 0), [], Matrix.zeros(rows: 0, columns: n))
+        }
+        var s = [Scalar](repeating: 0, count: k)
+        // Column-major problem: M = n, N = m (the transpose). Its U is our Vᵀ, its Vᵀ our U.
+        var vtBuffer = ContiguousArray<Scalar>(repeating: 0, count: computeVectors ? k * n : 0)
+        var uBuffer = ContiguousArray<Scalar>(repeating: 0, count: computeVectors ? m * k : 0)
+        func run(_ routine: String) -> Int32 {
+            var a = scalars
+            return a.withUnsafeMutableBufferPointer { ap in
+                s.withUnsafeMutableBufferPointer { sp in
+                    vtBuffer.withUnsafeMutableBufferPointer { vtp in
+                        uBuffer.withUnsafeMutableBufferPointer { up in
+                            let job = UInt8.lapackOption(computeVectors ? "S" : "N")
+                            if routine == "gesdd" {
+                                return Scalar.gesdd(
+                                    jobz: job, m: n, n: m, a: ap.baseAddress!, lda: n, s: sp.baseAddress!,
+                                    u: vtp.baseAddress, ldu: n, vt: up.baseAddress, ldvt: k)
+                            }
+                            var superb = [Scalar](repeating: 0, count: k)
+                            return superb.withUnsafeMutableBufferPointer { wp in
+                                Scalar.gesvd(
+                                    jobu: job, jobvt: job, m: n, n: m, a: ap.baseAddress!, lda: n, s: sp.baseAddress!,
+                                    u: vtp.baseAddress, ldu: n, vt: up.baseAddress, ldvt: k, superb: wp.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var info = run("gesdd")
+        if info > 0 { info = run("gesvd") }
+        if info != 0 { throw LinearAlgebraError.lapack(routine: info > 0 ? "gesvd" : "gesdd", info: Int(info)) }
+        if !computeVectors { return (Matrix.zeros(rows: 0, columns: 0), s, Matrix.zeros(rows: 0, columns: 0)) }
+        return (Matrix(uncheckedRows: m, columns: k, scalars: uBuffer), s,
+                Matrix(uncheckedRows: k, columns: n, scalars: vtBuffer))
+    }
+
+    /// The singular values, descending (LAPACK `gesdd` without vectors).
+    ///
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if LAPACK does not converge.
+    @inlinable
+    public func singularValues() throws -> [Scalar] {
+        try lapackThinSVD(computeVectors: false).s
+    }
+
+    /// The Moore–Penrose pseudo-inverse `A⁺ = V Σ⁺ Uᵀ`, computed from the SVD.
+    ///
+    /// Singular values at or below `relativeTolerance · σ_max` are treated as zero.
+    ///
+    /// - Parameter relativeTolerance: Cut-off relative to the largest singular value;
+    ///   `max(rows, columns) · ε` by default (as LAPACK and NumPy).
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if the SVD does not converge.
+    @inlinable
+    public func pseudoInverse(relativeTolerance: Scalar? = nil) throws -> Matrix {
+        let (u, s, vt) = try lapackThinSVD()
+        let tolerance = (relativeTolerance ?? Scalar(Swift.max(rows, columns)) * Scalar.ulpOfOne) * (s.first ?? 0)
+        let inverse = s.map { $0 > tolerance ? 1 / $0 : 0 }
+        // A⁺ = (Σ⁺ Vᵀ)ᵀ Uᵀ
+        let scaled = vt.transposed().scalingColumns(by: inverse)
+        return scaled.matmul(u, transposeOther: true)
+    }
+
+    /// A thin QR factorization `A = Q R` with `k = min(rows, columns)`: `Q` is `rows × k`
+    /// with orthonormal columns and `R` is `k × columns` upper triangular.
+    ///
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` on an illegal argument.
+    @inlinable
+    public func qr() throws -> (q: Matrix, r: Matrix) {
+        let (m, n) = (rows, columns)
+        let k = Swift.min(m, n)
+        if k == 0 { return (Matrix.zeros(rows: m, columns: 0), Matrix.zeros(rows: 0, columns: n)) }
+        var a = transposed().storage  // column-major A, leading dimension m
+        var tau = [Scalar](repeating: 0, count: k)
+        let info = a.withUnsafeMutableBufferPointer { ap in
+            tau.withUnsafeMutableBufferPointer { tp in
+                Scalar.geqrf(m: m, n: n, a: ap.baseAddress!, lda: m, tau: tp.baseAddress!)
+            }
+        }
+        if info != 0 { throw LinearAlgebraError.lapack(routine: "geqrf", info: Int(info)) }
+        var r = Matrix.zeros(rows: k, columns: n)
+        for j in 0..<n {
+            for i in 0...Swift.min(j, k - 1) { r.storage[i * n + j] = a[j * m + i] }
+        }
+        let qInfo = a.withUnsafeMutableBufferPointer { ap in
+            tau.withUnsafeBufferPointer { tp in
+                Scalar.orgqr(m: m, n: k, k: k, a: ap.baseAddress!, lda: m, tau: tp.baseAddress!)
+            }
+        }
+        if qInfo != 0 { throw LinearAlgebraError.lapack(routine: "orgqr", info: Int(qInfo)) }
+        // Column-major m × k with leading dimension m is row-major Qᵀ (k × m).
+        let qT = Matrix(uncheckedRows: k, columns: m, scalars: ContiguousArray(a.prefix(m * k)))
+        return (qT.transposed(), r)
+    }
+
+    /// Eigenvalues (ascending) and orthonormal eigenvectors (the columns of `vectors`) of a
+    /// symmetric matrix, by LAPACK `syevd`. Only the upper triangle is read.
+    ///
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if LAPACK does not converge.
+    @inlinable
+    public func symmetricEigen() throws -> (values: [Scalar], vectors: Matrix) {
+        precondition(rows == columns, "symmetricEigen needs a square matrix, got \(rows) × \(columns)")
+        let n = rows
+        if n == 0 { return ([], self) }
+        var a = scalars  // row-major upper = column-major lower; read as lower ("L")
+        var w = [Scalar](repeating: 0, count: n)
+        let info = a.withUnsafeMutableBufferPointer { ap in
+            w.withUnsafeMutableBufferPointer { wp in
+                Scalar.syevd(jobz: .lapackOption("V"), uplo: .lapackOption("L"), n: n, a: ap.baseAddress!, lda: n, w: wp.baseAddress!)
+            }
+        }
+        if info != 0 { throw LinearAlgebraError.lapack(routine: "syevd", info: Int(info)) }
+        // Column-major eigenvector columns are the rows of the row-major buffer.
+        return (w, Matrix(uncheckedRows: n, columns: n, scalars: a).transposed())
+    }
+}

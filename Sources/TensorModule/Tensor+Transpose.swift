@@ -1,0 +1,146 @@
+extension Tensor {
+    /// The tensor with its axes permuted: axis `i` of the result is axis `permutation[i]` of `self`.
+    ///
+    /// Equivalent to NumPy's `np.transpose(x, permutation)` followed by a contiguous copy.
+    /// Adjacent axes that stay adjacent are merged first; the copy is then either a sequence of
+    /// contiguous row copies or a cache-blocked 2-D transpose between the input's and the
+    /// output's fastest axes.
+    ///
+    /// ```swift
+    /// let x = Tensor<Float>.zeros(shape: [2, 3, 4])
+    /// try x.transposed(permutation: [2, 0, 1]).shape   // [4, 2, 3]
+    /// ```
+    ///
+    /// - Throws: ``TensorError/invalidPermutation(_:order:)`` if `permutation` is not a
+    ///   permutation of `0..<order`.
+    /// - Complexity: O(scalarCount), one read and one write of every scalar.
+    @inlinable
+    public func transposed(permutation: [Int]) throws -> Tensor {
+        guard permutation.count == order, Set(permutation) == Set(0..<order) else {
+            throw TensorError.invalidPermutation(permutation, order: order)
+        }
+        return permutedUnchecked(permutation)
+    }
+
+    /// For a matrix-shaped (order-2) tensor, the transpose.
+    ///
+    /// - Precondition: `order == 2`.
+    @inlinable
+    public func transposed() -> Tensor {
+        precondition(order == 2, "transposed() needs an order-2 tensor, got shape \(shape); use transposed(permutation:)")
+        return permutedUnchecked([1, 0])
+    }
+
+    /// Permutes axes; `permutation` must be valid.
+    @inlinable
+    func permutedUnchecked(_ permutation: [Int]) -> Tensor {
+        let newShape = permutation.map { shape[$0] }
+        if permutation == Array(0..<order) || scalarCount <= 1 {
+            return Tensor(uncheckedShape: newShape, scalars: scalars)
+        }
+        let result = ContiguousArray<Scalar>(unsafeUninitializedCapacity: scalarCount) { buffer, count in
+            let inputStrides = strides
+            storage.withUnsafeBufferPointer { source in
+                permuteCopy(
+                    source: source.baseAddress!, destination: buffer.baseAddress!,
+                    outputShape: newShape, inputStrides: permutation.map { inputStrides[$0] })
+            }
+            count = scalarCount
+        }
+        return Tensor(uncheckedShape: newShape, scalars: result)
+    }
+}
+
+/// Copies a strided view into a contiguous row-major destination.
+///
+/// `outputShape[i]` is the size of output axis `i` and `inputStrides[i]` the stride (in scalars) of
+/// that axis in the source. Axes of size one are dropped and axes that are contiguous in both
+/// layouts are merged before copying.
+@inlinable
+func permuteCopy<Scalar>(
+    source: UnsafePointer<Scalar>, destination: UnsafeMutablePointer<Scalar>,
+    outputShape: [Int], inputStrides: [Int]
+) {
+    // Drop unit axes, then merge axes that are adjacent in both layouts.
+    var sizes: [Int] = []
+    var inStrides: [Int] = []
+    for (size, stride) in zip(outputShape, inputStrides) where size != 1 {
+        if let lastSize = sizes.last, let lastStride = inStrides.last, lastStride == stride * size {
+            sizes[sizes.count - 1] = lastSize * size
+            inStrides[inStrides.count - 1] = stride
+        } else {
+            sizes.append(size)
+            inStrides.append(stride)
+        }
+    }
+    let total = sizes.reduce(1, *)
+    if total == 0 { return }
+    if sizes.isEmpty {
+        destination.initialize(to: source.pointee)
+        return
+    }
+    let depth = sizes.count
+    var outStrides = [Int](repeating: 1, count: depth)
+    for axis in stride(from: depth - 2, through: 0, by: -1) { outStrides[axis] = outStrides[axis + 1] * sizes[axis + 1] }
+
+    if inStrides[depth - 1] == 1 {
+        // Rows of the output are contiguous in the input: copy them whole.
+        let rowLength = sizes[depth - 1]
+        forEachOffset(sizes: Array(sizes.dropLast()), strides: Array(inStrides.dropLast()),
+                      secondStrides: Array(outStrides.dropLast())) { inOffset, outOffset in
+            (destination + outOffset).initialize(from: source + inOffset, count: rowLength)
+        }
+        return
+    }
+    // The input's fastest axis is some other output axis `j`: transpose (j, last) tiles.
+    let j = inStrides.firstIndex(of: 1) ?? 0
+    let rowsA = sizes[j], colsB = sizes[depth - 1]
+    let inStrideB = inStrides[depth - 1], inStrideA = inStrides[j], outStrideA = outStrides[j]
+    var outerSizes: [Int] = [], outerIn: [Int] = [], outerOut: [Int] = []
+    for axis in 0..<(depth - 1) where axis != j {
+        outerSizes.append(sizes[axis]); outerIn.append(inStrides[axis]); outerOut.append(outStrides[axis])
+    }
+    let tile = 32
+    forEachOffset(sizes: outerSizes, strides: outerIn, secondStrides: outerOut) { inBase, outBase in
+        var a0 = 0
+        while a0 < rowsA {
+            let a1 = min(a0 + tile, rowsA)
+            var b0 = 0
+            while b0 < colsB {
+                let b1 = min(b0 + tile, colsB)
+                for a in a0..<a1 {
+                    let src = source + inBase + a * inStrideA
+                    let dst = destination + outBase + a * outStrideA
+                    for b in b0..<b1 { (dst + b).initialize(to: src[b * inStrideB]) }
+                }
+                b0 = b1
+            }
+            a0 = a1
+        }
+    }
+}
+
+/// Calls `body` with the pair of offsets of every multi-index of `sizes` (row-major order).
+@inlinable
+func forEachOffset(sizes: [Int], strides: [Int], secondStrides: [Int], _ body: (Int, Int) -> Void) {
+    let depth = sizes.count
+    if depth == 0 { body(0, 0); return }
+    if sizes.contains(0) { return }
+    var index = [Int](repeating: 0, count: depth)
+    var first = 0, second = 0
+    while true {
+        body(first, second)
+        var axis = depth - 1
+        while axis >= 0 {
+            index[axis] += 1
+            first += strides[axis]
+            second += secondStrides[axis]
+            if index[axis] < sizes[axis] { break }
+            first -= strides[axis] * sizes[axis]
+            second -= secondStrides[axis] * sizes[axis]
+            index[axis] = 0
+            axis -= 1
+        }
+        if axis < 0 { return }
+    }
+}

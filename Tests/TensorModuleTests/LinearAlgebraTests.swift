@@ -1,0 +1,95 @@
+import Testing
+import TensorModule
+import TestSupport
+
+@Suite("Matrix products and LAPACK wrappers")
+struct LinearAlgebraTests {
+    func checkProducts<S: BLASScalar>(_: S.Type) throws {
+        let a = Matrix<S>.randomNormal(rows: 5, columns: 3, seed: 1)
+        let b = Matrix<S>.randomNormal(rows: 3, columns: 4, seed: 2)
+        let rows = (0..<5).map { a.row($0) }
+        #expect(Reference.relativeDifference(a.matmul(b), Reference.matmul(rows, b)) <= Reference.tolerance(S.self))
+        #expect(Reference.relativeDifference(a.transposed().matmul(b, transposeSelf: true), a.matmul(b)) <= Reference.tolerance(S.self))
+        #expect(Reference.relativeDifference(a.matmul(b.transposed(), transposeOther: true), a.matmul(b)) <= Reference.tolerance(S.self))
+        #expect(Reference.relativeDifference(a.gram(), a.matmul(a, transposeSelf: true)) <= Reference.tolerance(S.self))
+        let v = a.matvec([1, 2, 3])
+        for i in 0..<5 { #expect(abs(v[i] - (a[i, 0] + 2 * a[i, 1] + 3 * a[i, 2])) <= Reference.tolerance(S.self, ulps: 100)) }
+        #expect(a.transposed().transposed() == a)
+        #expect(a.columnNorms().count == 3)
+    }
+
+    @Test func products() throws {
+        try checkProducts(Float.self)
+        try checkProducts(Double.self)
+    }
+
+    func checkSolvers<S: BLASScalar>(_: S.Type) throws {
+        let a = Matrix<S>.randomNormal(rows: 8, columns: 4, seed: 3)
+        let spd = a.gram() + Matrix<S>.identity(4)
+        let b = Matrix<S>.randomNormal(rows: 4, columns: 3, seed: 4)
+        let tolerance = Reference.tolerance(S.self, ulps: 2000)
+        let x = try spd.choleskySolve(b)
+        #expect(Reference.relativeDifference(spd.matmul(x), b) <= tolerance)
+        let bt = b.transposed()
+        let y = try spd.choleskySolve(bt, side: .right)
+        #expect(Reference.relativeDifference(y.matmul(spd), bt) <= tolerance)
+        let general = Matrix<S>.randomNormal(rows: 4, columns: 4, seed: 5)
+        let z = try general.luSolve(b)
+        #expect(Reference.relativeDifference(general.matmul(z), b) <= tolerance)
+        let w = try general.luSolve(bt, side: .right)
+        #expect(Reference.relativeDifference(w.matmul(general), bt) <= tolerance)
+        #expect(throws: LinearAlgebraError.notPositiveDefinite(order: 2, pivot: 2)) {
+            try Matrix<S>([[1, 2], [2, 1]]).choleskySolve(.identity(2))
+        }
+        #expect(throws: LinearAlgebraError.self) { try Matrix<S>([[1, 2], [2, 4]]).luSolve(.identity(2)) }
+    }
+
+    @Test func solvers() throws {
+        try checkSolvers(Float.self)
+        try checkSolvers(Double.self)
+    }
+
+    func checkFactorizations<S: BLASScalar>(_: S.Type) throws {
+        let tolerance = Reference.tolerance(S.self, ulps: 2000)
+        for (m, n) in [(6, 4), (4, 6), (5, 5), (1, 7)] {
+            let a = Matrix<S>.randomNormal(rows: m, columns: n, seed: UInt64(m * 10 + n))
+            // Pseudo-inverse: A A⁺ A = A and A⁺ A A⁺ = A⁺.
+            let p = try a.pseudoInverse()
+            #expect(p.shape == [n, m])
+            #expect(Reference.relativeDifference(a.matmul(p).matmul(a), a) <= tolerance)
+            #expect(Reference.relativeDifference(p.matmul(a).matmul(p), p) <= tolerance)
+            // QR: Q orthonormal, R upper triangular, QR = A.
+            let (q, r) = try a.qr()
+            #expect(Reference.relativeDifference(q.gram(), .identity(min(m, n))) <= tolerance)
+            #expect(Reference.relativeDifference(q.matmul(r), a) <= tolerance)
+            for i in 0..<r.rows { for j in 0..<min(i, r.columns) { #expect(r[i, j] == 0) } }
+            // Singular values: their squares sum to ‖A‖²; they are descending.
+            let s = try a.singularValues()
+            #expect(s.count == min(m, n))
+            #expect(zip(s, s.dropFirst()).allSatisfy { $0 >= $1 })
+            let energy = s.reduce(0) { $0 + $1 * $1 }
+            #expect(abs(energy - a.frobeniusNorm * a.frobeniusNorm) <= tolerance * energy)
+        }
+        // Symmetric eigendecomposition: A V = V Λ.
+        let b = Matrix<S>.randomNormal(rows: 5, columns: 5, seed: 9)
+        let sym = b + b.transposed()
+        let (values, vectors) = try sym.symmetricEigen()
+        #expect(zip(values, values.dropFirst()).allSatisfy { $0 <= $1 })
+        #expect(Reference.relativeDifference(sym.matmul(vectors), vectors.scalingColumns(by: values)) <= tolerance)
+        // Rank-deficient pseudo-inverse stays finite.
+        let deficient = try Matrix<S>([[1, 2], [2, 4], [3, 6]])
+        let pd = try deficient.pseudoInverse()
+        #expect(pd.scalars.allSatisfy { $0.isFinite })
+        #expect(Reference.relativeDifference(deficient.matmul(pd).matmul(deficient), deficient) <= tolerance)
+    }
+
+    @Test func factorizations() throws {
+        try checkFactorizations(Float.self)
+        try checkFactorizations(Double.self)
+    }
+
+    @Test func errorMessagesCarryNumbers() {
+        #expect("\(LinearAlgebraError.lapack(routine: "gesdd", info: 3))" == "gesdd failed to converge (info = 3)")
+        #expect("\(LinearAlgebraError.lapack(routine: "potrs", info: -4))" == "potrs: argument 4 had an illegal value (info = -4)")
+    }
+}
