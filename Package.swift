@@ -27,10 +27,14 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),
-        .target(name: "Decompositions", dependencies: ["TensorModule"]),
+        .target(
+            name: "Decompositions",
+            dependencies: ["TensorModule", .product(name: "RealModule", package: "swift-numerics")]
+        ),
         .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions"]),
         .target(name: "TestSupport", dependencies: ["TensorModule"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
+        .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

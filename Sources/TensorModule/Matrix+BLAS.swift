@@ -92,4 +92,17 @@ extension Matrix {
         }
         return result
     }
+
+    /// The matrix with row `i` multiplied by `factors[i]`: `diag(factors) · A`.
+    @inlinable
+    public func scalingRows(by factors: [Scalar]) -> Matrix {
+        precondition(factors.count == rows, "scalingRows: \(factors.count) factors for \(rows) rows")
+        var result = self
+        result.storage.withUnsafeMutableBufferPointer { r in
+            for i in 0..<rows {
+                for j in 0..<columns { r[i * columns + j] *= factors[i] }
+            }
+        }
+        return result
+    }
 }

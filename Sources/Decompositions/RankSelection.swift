@@ -1,0 +1,166 @@
+import RealModule
+import TensorModule
+
+/// How to choose decomposition ranks: one value used by every method, by the layer builders and
+/// by the command line.
+///
+/// ```swift
+/// let choice = try selectRanks(for: kernel, modes: [0, 1], selection: .vbmf)
+/// choice.ranks      // e.g. [23, 17]
+/// choice.reasons    // why, with the numbers
+/// let t2 = try tuckerDecompose(kernel, ranks: choice.ranks, modes: [0, 1])
+/// ```
+public enum RankSelection: Sendable, Equatable, Codable {
+    /// The ranks given, one per mode (or a single CP rank).
+    case fixed([Int])
+    /// EVBMF (``evbmf(_:forceAtLeastOne:)``) on each mode's unfolding, at least 1, as Kim et al. (2016) do for Tucker-2.
+    case vbmf
+    /// The smallest ranks keeping at least this fraction `0 < f ≤ 1` of each unfolding's energy `Σ σ²`.
+    case energy(Double)
+    /// The smallest ranks whose truncated-HOSVD bound guarantees this relative error `ε ≥ 0`:
+    /// each of the `k` modes may discard `ε²‖X‖²/k` of energy. For a matrix this is the
+    /// Eckart–Young error of the truncated SVD.
+    case relativeError(Double)
+    /// The largest ranks (proportional to the mode sizes) whose factors hold at most this fraction
+    /// `0 < f ≤ 1` of the original parameter count.
+    case parameterBudget(Double)
+}
+
+/// Ranks chosen by ``selectRanks(for:modes:selection:)`` or ``selectCPRank(for:selection:)``.
+public struct RankChoice: Sendable, Equatable, Codable {
+    /// The ranks, one per mode asked for (one for CP).
+    public var ranks: [Int]
+    /// Why each rank was chosen, with the numbers.
+    public var reasons: [String]
+
+    /// Creates the value from its parts.
+    public init(ranks: [Int], reasons: [String]) {
+        self.ranks = ranks
+        self.reasons = reasons
+    }
+}
+
+/// Chooses Tucker (or SVD, for a matrix with `modes: [0]`) ranks for the given modes.
+///
+/// - Parameters:
+///   - tensor: The tensor (an OIHW kernel, a weight matrix as a 2-D tensor, …).
+///   - modes: The modes to choose ranks for, e.g. `[0, 1]` for Tucker-2 of a conv kernel.
+///   - selection: The rule.
+/// - Throws: ``DecompositionError`` for bad input, a fraction outside `(0, 1]`, a negative error
+///   target, or fixed ranks that do not fit.
+@inlinable
+public func selectRanks<Scalar: BLASScalar>(
+    for tensor: Tensor<Scalar>, modes: [Int], selection: RankSelection
+) throws -> RankChoice {
+    try tensor.validateForDecomposition("selectRanks")
+    for mode in modes where mode < 0 || mode >= tensor.order {
+        throw DecompositionError.invalidArgument("selectRanks: mode \(mode) is out of range 0..<\(tensor.order)")
+    }
+    let shape = tensor.shape
+    func limit(_ mode: Int) -> Int { Swift.min(shape[mode], tensor.scalarCount / shape[mode]) }
+    switch selection {
+    case let .fixed(ranks):
+        guard ranks.count == modes.count else {
+            throw DecompositionError.invalidArgument("selectRanks: \(ranks.count) fixed ranks for modes \(modes)")
+        }
+        for (rank, mode) in zip(ranks, modes) {
+            try validateMatrixRank(rank, rows: shape[mode], columns: tensor.scalarCount / shape[mode], context: "for mode \(mode)")
+        }
+        return RankChoice(ranks: ranks, reasons: zip(ranks, modes).map { "mode \($1): rank \($0) given" })
+    case .vbmf:
+        var choice = RankChoice(ranks: [], reasons: [])
+        for mode in modes {
+            let unfolding = tensor.unfolded(mode: mode)
+            let result = try evbmf(unfolding, forceAtLeastOne: true)
+            choice.ranks.append(result.rank)
+            choice.reasons.append(
+                "mode \(mode): EVBMF on the \(unfolding.rows) × \(unfolding.columns) unfolding estimates σ² = \(result.noiseVariance), "
+                + "threshold \(result.threshold), rank \(result.rank)\(result.forced ? " (raised from 0)" : "")")
+        }
+        return choice
+    case let .energy(fraction):
+        guard fraction > 0, fraction <= 1 else {
+            throw DecompositionError.invalidArgument("selectRanks: energy fraction \(fraction) must be in (0, 1]")
+        }
+        var choice = RankChoice(ranks: [], reasons: [])
+        for mode in modes {
+            let s = try tensor.unfolded(mode: mode).singularValues().map { Double($0) * Double($0) }
+            let total = s.reduce(0, +)
+            var kept = 0.0, rank = 0
+            while rank < s.count && (rank == 0 || kept < fraction * total) { kept += s[rank]; rank += 1 }
+            choice.ranks.append(rank)
+            choice.reasons.append("mode \(mode): rank \(rank) keeps \(total > 0 ? kept / total : 1) of the energy (target \(fraction))")
+        }
+        return choice
+    case let .relativeError(epsilon):
+        guard epsilon >= 0, epsilon.isFinite else {
+            throw DecompositionError.invalidArgument("selectRanks: relative error \(epsilon) must be finite and non-negative")
+        }
+        let norm = Double(tensor.frobeniusNorm)
+        let allowed = epsilon * epsilon * norm * norm / Double(Swift.max(modes.count, 1))
+        var choice = RankChoice(ranks: [], reasons: [])
+        for mode in modes {
+            let s = try tensor.unfolded(mode: mode).singularValues()
+            let rank = rankForTolerance(s, delta: allowed.squareRoot())
+            choice.ranks.append(rank)
+            choice.reasons.append("mode \(mode): rank \(rank) discards at most \(allowed) of energy (ε = \(epsilon) over \(modes.count) modes)")
+        }
+        return choice
+    case let .parameterBudget(fraction):
+        guard fraction > 0, fraction <= 1 else {
+            throw DecompositionError.invalidArgument("selectRanks: parameter fraction \(fraction) must be in (0, 1]")
+        }
+        let original = Double(tensor.scalarCount)
+        func ranks(_ c: Double) -> [Int] { modes.map { Swift.max(1, Swift.min(limit($0), Int(c * Double(shape[$0])))) } }
+        func parameters(_ ranks: [Int]) -> Double {
+            var core = 1.0
+            for (axis, size) in shape.enumerated() {
+                if let k = modes.firstIndex(of: axis) { core *= Double(ranks[k]) } else { core *= Double(size) }
+            }
+            return core + zip(modes, ranks).reduce(0.0) { $0 + Double(shape[$1.0] * $1.1) }
+        }
+        var (low, high) = (0.0, 1.0)
+        for _ in 0..<60 {
+            let middle = (low + high) / 2
+            if parameters(ranks(middle)) <= fraction * original { low = middle } else { high = middle }
+        }
+        let chosen = ranks(low)
+        let used = parameters(chosen)
+        return RankChoice(ranks: chosen, reasons: zip(modes, chosen).map {
+            "mode \($0): rank \($1); the factors and core hold \(Int(used)) of \(Int(original)) parameters (budget \(fraction))"
+        })
+    }
+}
+
+/// Chooses a CP rank.
+///
+/// `.vbmf` and `.energy` take the largest of the per-mode ranks of ``selectRanks(for:modes:selection:)``
+/// over all modes; `.parameterBudget(f)` takes the largest `R` with `R·(Σ I_n + 1) ≤ f·∏ I_n`;
+/// `.relativeError` is not available for CP (no a-priori bound exists) and throws.
+///
+/// - Throws: ``DecompositionError`` as ``selectRanks(for:modes:selection:)`` does.
+@inlinable
+public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selection: RankSelection) throws -> RankChoice {
+    try tensor.validateForDecomposition("selectCPRank")
+    switch selection {
+    case let .fixed(ranks):
+        guard ranks.count == 1, ranks[0] >= 1 else {
+            throw DecompositionError.invalidArgument("selectCPRank: expected one rank of at least 1, got \(ranks)")
+        }
+        return RankChoice(ranks: ranks, reasons: ["CP rank \(ranks[0]) given"])
+    case .vbmf, .energy:
+        let perMode = try selectRanks(for: tensor, modes: Array(0..<tensor.order), selection: selection)
+        let rank = perMode.ranks.max() ?? 1
+        return RankChoice(ranks: [rank], reasons: ["CP rank \(rank): the largest of the per-mode ranks \(perMode.ranks)"] + perMode.reasons)
+    case .relativeError:
+        throw DecompositionError.invalidArgument(
+            "selectCPRank: a relative-error target has no a-priori CP rank; use .fixed, .vbmf, .energy or .parameterBudget")
+    case let .parameterBudget(fraction):
+        guard fraction > 0, fraction <= 1 else {
+            throw DecompositionError.invalidArgument("selectCPRank: parameter fraction \(fraction) must be in (0, 1]")
+        }
+        let perRank = tensor.shape.reduce(0, +) + 1
+        let rank = Swift.max(1, Int(fraction * Double(tensor.scalarCount)) / perRank)
+        return RankChoice(ranks: [rank], reasons: ["CP rank \(rank): \(rank * perRank) of \(tensor.scalarCount) parameters (budget \(fraction))"])
+    }
+}

@@ -1,0 +1,136 @@
+import RealModule
+import TensorModule
+
+/// How ``svd(_:rank:method:)`` computes a truncated SVD.
+public enum SVDMethod: Sendable, Equatable {
+    /// The exact thin SVD (LAPACK `gesdd`) unless the matrix is large and the rank small:
+    /// randomized when `min(m, n) ≥ 1024` and `rank + 10 ≤ min(m, n) / 8`, with the defaults of
+    /// ``randomized(oversampling:powerIterations:seed:)``.
+    case automatic
+    /// The exact thin SVD by LAPACK `gesdd`, truncated.
+    case exact
+    /// The randomized range finder of Halko, Martinsson and Tropp (2011).
+    case randomized(oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0)
+}
+
+/// The thin singular value decomposition `A = U Σ Vᵀ` with `k = min(m, n)`.
+///
+/// Always economy-size LAPACK `gesdd`, so a very wide unfolding such as `3 × 300 000` costs
+/// `O(m²n)` and `O(mn)` memory. The largest-magnitude entry of each column of `U` is made positive
+/// (flipping the matching row of `Vᵀ`), so results are deterministic.
+///
+/// ```swift
+/// let f = try svd(a)
+/// f.singularValues   // descending
+/// ```
+///
+/// - Throws: ``DecompositionError/nonFinite(operation:index:)`` for NaN or infinity,
+///   ``DecompositionError/emptyInput(operation:shape:)`` for an empty matrix,
+///   `LinearAlgebraError` if LAPACK does not converge.
+/// - Complexity: `O(m·n·min(m, n))`.
+@inlinable
+public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Scalar> {
+    try Tensor(a).validateForDecomposition("svd")
+    let (u, s, vt) = try a.lapackThinSVD()
+    return fixingSigns(SVDFactors(u: u, singularValues: s, vt: vt))
+}
+
+/// The truncated SVD of rank `rank`: the best rank-`rank` approximation in the Frobenius and
+/// spectral norms (Eckart–Young), `‖A − A_k‖_F² = Σ_{i>k} σ_i²`.
+///
+/// ```swift
+/// let f = try svd(weight, rank: 32)                        // automatic method
+/// let g = try svd(weight, rank: 32, method: .exact)
+/// let h = try svd(weight, rank: 32, method: .randomized(seed: 7))
+/// ```
+///
+/// - Parameters:
+///   - a: An `m × n` matrix.
+///   - rank: The rank `k`, `1 ≤ k ≤ min(m, n)`.
+///   - method: Exact, randomized or automatic (``SVDMethod/automatic``).
+/// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` for a rank out of range, and the
+///   errors of ``svd(_:)``.
+@inlinable
+public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDMethod = .automatic) throws -> SVDFactors<Scalar> {
+    try Tensor(a).validateForDecomposition("svd")
+    try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
+    let small = Swift.min(a.rows, a.columns)
+    switch method {
+    case .automatic where small >= 1024 && rank + 10 <= small / 8:
+        return try randomizedSVD(a, rank: rank)
+    case .automatic, .exact:
+        return truncated(try svd(a), to: rank)
+    case let .randomized(oversampling, powerIterations, seed):
+        return try randomizedSVD(a, rank: rank, oversampling: oversampling, powerIterations: powerIterations, seed: seed)
+    }
+}
+
+/// A randomized truncated SVD (Halko, Martinsson, Tropp 2011, SIAM Review 53(2),
+/// doi:10.1137/090771806, Algorithms 4.4 and 5.1).
+///
+/// Samples the range of `A` with `k + p` Gaussian vectors drawn from `seed`, sharpens it with
+/// `q` power iterations (re-orthonormalized by QR each time), and takes the exact SVD of the
+/// small projection `QᵀA`:
+///
+/// ```text
+/// Y = (A Aᵀ)^q A Ω,   Q = qr(Y),   QᵀA = Ũ Σ Vᵀ,   U = Q Ũ
+/// ```
+///
+/// - Parameters:
+///   - a: An `m × n` matrix.
+///   - rank: The rank `k`.
+///   - oversampling: Extra samples `p` (default 10).
+///   - powerIterations: Power iterations `q` (default 2).
+///   - seed: Seed of the Gaussian test matrix.
+/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidArgument(_:)``
+///   for negative `p` or `q`, and the errors of ``svd(_:)``.
+/// - Complexity: `O(m·n·(k + p)·(2q + 2))`.
+@inlinable
+public func randomizedSVD<Scalar: BLASScalar>(
+    _ a: Matrix<Scalar>, rank: Int, oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0
+) throws -> SVDFactors<Scalar> {
+    try Tensor(a).validateForDecomposition("randomizedSVD")
+    try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
+    guard oversampling >= 0, powerIterations >= 0 else {
+        throw DecompositionError.invalidArgument(
+            "randomizedSVD: oversampling \(oversampling) and powerIterations \(powerIterations) must be non-negative")
+    }
+    let samples = Swift.min(rank + oversampling, Swift.min(a.rows, a.columns))
+    let omega = Matrix<Scalar>.randomNormal(rows: a.columns, columns: samples, seed: seed)
+    var q = try a.matmul(omega).qr().q
+    for _ in 0..<powerIterations {
+        let z = try a.matmul(q, transposeSelf: true).qr().q   // n × l
+        q = try a.matmul(z).qr().q                            // m × l
+    }
+    let b = q.matmul(a, transposeSelf: true)                  // l × n
+    let small = try svd(b)
+    let u = q.matmul(small.u)
+    return truncated(fixingSigns(SVDFactors(u: u, singularValues: small.singularValues, vt: small.vt)), to: rank)
+}
+
+/// The leading `rank` singular triplets.
+@inlinable
+func truncated<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>, to rank: Int) -> SVDFactors<Scalar> {
+    if rank >= f.rank { return f }
+    return SVDFactors(u: f.u.leadingColumns(rank), singularValues: Array(f.singularValues.prefix(rank)), vt: f.vt.leadingRows(rank))
+}
+
+/// Makes the largest-magnitude entry of every column of `U` positive, flipping the row of `Vᵀ`.
+@inlinable
+func fixingSigns<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>) -> SVDFactors<Scalar> {
+    var u = f.u, vt = f.vt
+    let (m, k, n) = (u.rows, f.rank, vt.columns)
+    u.withUnsafeMutableBufferPointer { up in
+        vt.withUnsafeMutableBufferPointer { vp in
+            for column in 0..<k {
+                var best: Scalar = 0
+                for row in 0..<m where abs(up[row * k + column]) > abs(best) { best = up[row * k + column] }
+                if best < 0 {
+                    for row in 0..<m { up[row * k + column] = -up[row * k + column] }
+                    for j in 0..<n { vp[column * n + j] = -vp[column * n + j] }
+                }
+            }
+        }
+    }
+    return SVDFactors(u: u, singularValues: f.singularValues, vt: vt)
+}

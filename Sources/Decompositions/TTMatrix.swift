@@ -1,0 +1,147 @@
+import RealModule
+import TensorModule
+
+/// A matrix in the tensor-train format (Novikov, Podoprikhin, Osokin, Vetrov 2015, "Tensorizing
+/// Neural Networks", arXiv:1509.06569):
+///
+/// ```text
+/// W[(i_1, …, i_d), (j_1, …, j_d)] = G_1[:, i_1, j_1, :] ⋯ G_d[:, i_d, j_d, :]
+/// ```
+///
+/// `W` is `M × N` with `M = ∏ m_k` (rows, the layer's outputs) and `N = ∏ n_k` (columns, its
+/// inputs); row and column indices are row-major over the factorizations. Core `k` has shape
+/// `(r_{k−1}, m_k, n_k, r_k)`. Products are computed core by core, never forming `W`.
+public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
+    /// The cores, `(r_{k−1}, m_k, n_k, r_k)` each.
+    public var cores: [Tensor<Scalar>]
+
+    /// Creates a TT-matrix, checking the core shapes and ranks.
+    ///
+    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for inconsistent cores.
+    public init(cores: [Tensor<Scalar>]) throws {
+        guard !cores.isEmpty else { throw DecompositionError.invalidArgument("TTMatrix: no cores") }
+        for (k, core) in cores.enumerated() where core.order != 4 {
+            throw DecompositionError.invalidArgument("TTMatrix: core \(k) has shape \(core.shape), expected (r, m, n, r')")
+        }
+        _ = try TTTensor(cores: cores.map { try $0.reshaped(to: [$0.shape[0], $0.shape[1] * $0.shape[2], $0.shape[3]]) })
+        self.cores = cores
+    }
+
+    /// `[m_1, …, m_d]`, the factorization of the rows.
+    public var rowModes: [Int] { cores.map { $0.shape[1] } }
+    /// `[n_1, …, n_d]`, the factorization of the columns.
+    public var columnModes: [Int] { cores.map { $0.shape[2] } }
+    /// `[1, r_1, …, 1]`.
+    public var ranks: [Int] { [1] + cores.map { $0.shape[3] } }
+    /// `[M, N]`.
+    public var shape: [Int] { [rowModes.reduce(1, *), columnModes.reduce(1, *)] }
+    /// `Σ r_{k−1} m_k n_k r_k`.
+    public var parameterCount: Int { cores.reduce(0) { $0 + $1.scalarCount } }
+
+    /// The full `M × N` matrix as an order-2 tensor.
+    @inlinable
+    public func reconstructed() throws -> Tensor<Scalar> {
+        let n = shape[1]
+        return try Tensor(applied(to: Matrix<Scalar>.identity(n))).transposed()
+    }
+
+    /// `X · Wᵀ` for a batch `X` of shape `B × N` (one input per row): a linear layer's forward
+    /// pass, core by core.
+    ///
+    /// Each core is one GEMM on the running tensor `(B·m_1⋯m_{k−1}, r_{k−1}·n_k, n_{k+1}⋯n_d)`,
+    /// permuted so the contracted indices are last.
+    ///
+    /// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `X` has `N` columns.
+    /// - Complexity: ``flops(batch:)`` flops.
+    @inlinable
+    public func applied(to x: Matrix<Scalar>) throws -> Matrix<Scalar> {
+        let (m, n) = (shape[0], shape[1])
+        guard x.columns == n else {
+            throw DecompositionError.invalidArgument("TTMatrix.applied: input has \(x.columns) columns, expected N = \(n)")
+        }
+        let batch = x.rows
+        var state = Tensor(x)                       // (B·P, r·n_k·Q) with P = 1, r = 1
+        var leading = batch
+        var trailing = n
+        for core in cores {
+            let (r0, mk, nk, r1) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
+            trailing /= nk
+            // (B·P, r0·n_k, Q) → (B·P, Q, r0·n_k)
+            let moved = try state.reshaped(to: [leading, r0 * nk, trailing]).transposed(permutation: [0, 2, 1])
+            let kernel = Matrix(try core.transposed(permutation: [0, 2, 1, 3]).reshaped(to: [r0 * nk, mk * r1]))
+            let product = Matrix(try moved.reshaped(to: [leading * trailing, r0 * nk])).matmul(kernel)
+            // (B·P, Q, m_k, r1) → (B·P, m_k, r1, Q)
+            state = try Tensor(product).reshaped(to: [leading, trailing, mk, r1]).transposed(permutation: [0, 2, 3, 1])
+            leading *= mk
+        }
+        return Matrix(try state.reshaped(to: [batch, m]))
+    }
+
+    /// `W · x` for a vector of length `N`.
+    @inlinable
+    public func matvec(_ x: [Scalar]) throws -> [Scalar] {
+        Array(try applied(to: Matrix(rows: 1, columns: x.count, scalars: x)).scalars)
+    }
+
+    /// Floating-point operations (2 × multiply-adds) of ``applied(to:)`` for `batch` inputs.
+    public func flops(batch: Int) -> Int {
+        var leading = batch, trailing = shape[1], total = 0
+        for core in cores {
+            let (r0, mk, nk, r1) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
+            trailing /= nk
+            total += 2 * leading * trailing * r0 * nk * mk * r1
+            leading *= mk
+        }
+        return total
+    }
+}
+
+/// The TT-matrix decomposition of a weight matrix by TT-SVD of its reshaped form.
+///
+/// `W` (`M × N`) is reshaped to `(m_1, …, m_d, n_1, …, n_d)`, its axes interleaved to
+/// `(m_1, n_1, …, m_d, n_d)`, merged pairwise to `(m_1 n_1, …, m_d n_d)` and decomposed by
+/// TT-SVD; each core is then split into `(r_{k−1}, m_k, n_k, r_k)`.
+///
+/// ```swift
+/// // A 384 × 1536 linear weight with 1536 = 8·8·24 inputs and 384 = 8·6·8 outputs.
+/// let tt = try ttMatrixDecompose(w, rowModes: [8, 6, 8], columnModes: [8, 8, 24], maxRank: 16)
+/// let y = try tt.applied(to: x)      // x: B × 1536 → B × 384
+/// ```
+///
+/// - Parameters:
+///   - matrix: The `M × N` matrix.
+///   - rowModes: `[m_1, …, m_d]` with `∏ m_k = M`.
+///   - columnModes: `[n_1, …, n_d]` with `∏ n_k = N`.
+///   - maxRank: A cap on every TT rank (nil: no cap).
+///   - tolerance: A relative accuracy `ε` (nil: exact up to `maxRank`).
+/// - Throws: ``DecompositionError/invalidArgument(_:)`` when the factorizations do not multiply
+///   to the matrix's dimensions or have different lengths, and the errors of ``ttDecompose(_:maxRank:)``.
+@inlinable
+public func ttMatrixDecompose<Scalar: BLASScalar>(
+    _ matrix: Matrix<Scalar>, rowModes: [Int], columnModes: [Int], maxRank: Int? = nil, tolerance: Double? = nil
+) throws -> TTMatrix<Scalar> {
+    let d = rowModes.count
+    guard d >= 1, columnModes.count == d else {
+        throw DecompositionError.invalidArgument(
+            "ttMatrixDecompose: rowModes \(rowModes) and columnModes \(columnModes) must have the same, nonzero length")
+    }
+    guard rowModes.allSatisfy({ $0 >= 1 }), columnModes.allSatisfy({ $0 >= 1 }),
+          rowModes.reduce(1, *) == matrix.rows, columnModes.reduce(1, *) == matrix.columns else {
+        throw DecompositionError.invalidArgument(
+            "ttMatrixDecompose: rowModes \(rowModes) (product \(rowModes.reduce(1, *))) and columnModes \(columnModes) "
+            + "(product \(columnModes.reduce(1, *))) must factor the \(matrix.rows) × \(matrix.columns) matrix")
+    }
+    let interleave = (0..<d).flatMap { [$0, d + $0] }
+    let merged = try Tensor(matrix).reshaped(to: rowModes + columnModes)
+        .transposed(permutation: interleave)
+        .reshaped(to: zip(rowModes, columnModes).map { $0 * $1 })
+    let tt: TTTensor<Scalar>
+    if let tolerance {
+        tt = try ttDecompose(merged, tolerance: tolerance, maxRank: maxRank)
+    } else {
+        tt = try ttDecompose(merged, maxRank: maxRank ?? Int.max)
+    }
+    return try TTMatrix(cores: tt.cores.enumerated().map { k, core in
+        try core.reshaped(to: [core.shape[0], rowModes[k], columnModes[k], core.shape[2]])
+    })
+}

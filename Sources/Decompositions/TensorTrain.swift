@@ -1,0 +1,165 @@
+import RealModule
+import TensorModule
+
+/// How ``ttDecompose(_:ranks:)`` and its variants bound the TT ranks.
+@usableFromInline
+enum TTTruncation {
+    case maxRank(Int)
+    case ranks([Int])
+    case tolerance(Double, maxRank: Int?)
+}
+
+/// TT-SVD with every internal rank at most `maxRank` (Oseledets 2011, Algorithm 1).
+///
+/// ```swift
+/// let tt = try ttDecompose(x, maxRank: 8)
+/// tt.ranks   // [1, r_1, …, 1], each r_k ≤ 8 and ≤ the unfolding's size
+/// ```
+///
+/// - Throws: ``DecompositionError`` for `maxRank < 1`, an order below 2, or bad input.
+/// - Complexity: `d − 1` thin SVDs of shrinking unfoldings.
+@inlinable
+public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: Int) throws -> TTTensor<Scalar> {
+    guard maxRank >= 1 else { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+    return try ttSVD(tensor, truncation: .maxRank(maxRank))
+}
+
+/// TT-SVD with the internal ranks `[r_1, …, r_{d−1}]` given.
+///
+/// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` when `r_k` exceeds the size of the
+///   `k`-th unfolding `min(r_{k−1}·n_k, n_{k+1}⋯n_d)`, or is below 1.
+@inlinable
+public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [Int]) throws -> TTTensor<Scalar> {
+    guard ranks.count == tensor.order - 1 else {
+        throw DecompositionError.invalidArgument(
+            "ttDecompose: \(ranks.count) ranks for a tensor of order \(tensor.order) (expected \(tensor.order - 1))")
+    }
+    return try ttSVD(tensor, truncation: .ranks(ranks))
+}
+
+/// TT-SVD to a relative accuracy `ε`: each unfolding is truncated at `δ = ε/√(d−1)·‖X‖_F`,
+/// which guarantees `‖X − X̂‖_F ≤ ε‖X‖_F` (Oseledets 2011, Theorem 2.2), with the smallest ranks
+/// that do.
+///
+/// ```swift
+/// let tt = try ttDecompose(x, tolerance: 1e-3)
+/// try tt.relativeError(to: x) <= 1e-3   // true
+/// ```
+///
+/// - Parameters:
+///   - tolerance: `ε ≥ 0`.
+///   - maxRank: An optional cap on every rank (the bound no longer holds when it binds).
+/// - Throws: ``DecompositionError`` for a negative tolerance or bad input.
+@inlinable
+public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, tolerance: Double, maxRank: Int? = nil) throws -> TTTensor<Scalar> {
+    guard tolerance >= 0, tolerance.isFinite else {
+        throw DecompositionError.invalidArgument("ttDecompose: tolerance \(tolerance) must be finite and non-negative")
+    }
+    if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+    return try ttSVD(tensor, truncation: .tolerance(tolerance, maxRank: maxRank))
+}
+
+/// The smallest rank `r` with `Σ_{i>r} σ_i² ≤ δ²` (at least 1).
+@inlinable
+func rankForTolerance<Scalar: BLASScalar>(_ singularValues: [Scalar], delta: Double) -> Int {
+    var tail = 0.0
+    var rank = singularValues.count
+    while rank > 1 {
+        let next = tail + Double(singularValues[rank - 1]) * Double(singularValues[rank - 1])
+        if next > delta * delta { break }
+        tail = next
+        rank -= 1
+    }
+    return rank
+}
+
+@inlinable
+func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncation) throws -> TTTensor<Scalar> {
+    try tensor.validateForDecomposition("ttDecompose")
+    let shape = tensor.shape
+    let d = shape.count
+    if d == 1 { return try TTTensor(cores: [tensor.reshaped(to: [1, shape[0], 1])]) }
+    let delta: Double
+    if case let .tolerance(epsilon, _) = truncation {
+        delta = epsilon / Double(d - 1).squareRoot() * Double(tensor.frobeniusNorm)
+    } else {
+        delta = 0
+    }
+    var cores: [Tensor<Scalar>] = []
+    var rest = Matrix(try tensor.reshaped(to: [shape[0], tensor.scalarCount / shape[0]]))
+    var previousRank = 1
+    for k in 0..<(d - 1) {
+        let f = try svd(rest)
+        let available = f.rank
+        var rank: Int
+        switch truncation {
+        case let .maxRank(maxRank): rank = Swift.min(maxRank, available)
+        case let .ranks(ranks):
+            try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: "for TT core \(k + 1) of \(d)")
+            rank = ranks[k]
+        case let .tolerance(_, maxRank):
+            rank = rankForTolerance(f.singularValues, delta: delta)
+            if let maxRank { rank = Swift.min(rank, maxRank) }
+        }
+        rank = Swift.max(1, Swift.min(rank, available))
+        let t = truncated(f, to: rank)
+        cores.append(try Tensor(t.u).reshaped(to: [previousRank, shape[k], rank]))
+        let scaled = t.vt.scalingRows(by: t.singularValues)
+        let remaining = scaled.columns / shape[k + 1]
+        rest = Matrix(try Tensor(scaled).reshaped(to: [rank * shape[k + 1], remaining]))
+        previousRank = rank
+    }
+    cores.append(try Tensor(rest).reshaped(to: [previousRank, shape[d - 1], 1]))
+    return try TTTensor(cores: cores)
+}
+
+extension TTTensor {
+    /// TT-rounding (Oseledets 2011, Algorithm 2): right-to-left orthogonalization by QR, then
+    /// left-to-right truncated SVDs at `δ = ε/√(d−1)·‖X̂‖`, so that the rounded tensor is within
+    /// `ε‖X̂‖` of this one; `maxRank` caps every rank.
+    ///
+    /// ```swift
+    /// let sum = try TTTensor(cores: …)           // e.g. with redundant ranks
+    /// let compact = try sum.rounded(tolerance: 1e-10)
+    /// ```
+    ///
+    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for a negative tolerance or `maxRank < 1`.
+    /// - Complexity: `O(d·n·r³)`.
+    @inlinable
+    public func rounded(tolerance: Double, maxRank: Int? = nil) throws -> TTTensor {
+        guard tolerance >= 0, tolerance.isFinite else {
+            throw DecompositionError.invalidArgument("rounded: tolerance \(tolerance) must be finite and non-negative")
+        }
+        if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+        var cores = self.cores
+        let d = cores.count
+        if d == 1 { return self }
+        // Right-to-left: G_k = R_kᵀ Q_kᵀ with Q_k orthonormal; R_kᵀ moves into G_{k−1}.
+        for k in stride(from: d - 1, through: 1, by: -1) {
+            let (r0, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
+            let flat = Matrix(try cores[k].reshaped(to: [r0, n * r1]))
+            let (q, r) = try flat.transposed().qr()            // (n r1) × r',  r' × r0
+            let newRank = q.columns
+            cores[k] = try Tensor(q.transposed()).reshaped(to: [newRank, n, r1])
+            let (p0, pn, _) = (cores[k - 1].shape[0], cores[k - 1].shape[1], cores[k - 1].shape[2])
+            let left = Matrix(try cores[k - 1].reshaped(to: [p0 * pn, r0]))
+            cores[k - 1] = try Tensor(left.matmul(r, transposeOther: true)).reshaped(to: [p0, pn, newRank])
+        }
+        let norm = Double(cores[0].frobeniusNorm)
+        let delta = tolerance / Double(d - 1).squareRoot() * norm
+        // Left-to-right truncation.
+        for k in 0..<(d - 1) {
+            let (r0, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
+            let f = try svd(Matrix(try cores[k].reshaped(to: [r0 * n, r1])))
+            var rank = rankForTolerance(f.singularValues, delta: delta)
+            if let maxRank { rank = Swift.min(rank, maxRank) }
+            let t = truncated(f, to: Swift.max(1, rank))
+            cores[k] = try Tensor(t.u).reshaped(to: [r0, n, t.rank])
+            let carry = t.vt.scalingRows(by: t.singularValues)  // rank × r1
+            let (q0, qn, q1) = (cores[k + 1].shape[0], cores[k + 1].shape[1], cores[k + 1].shape[2])
+            let next = Matrix(try cores[k + 1].reshaped(to: [q0, qn * q1]))
+            cores[k + 1] = try Tensor(carry.matmul(next)).reshaped(to: [t.rank, qn, q1])
+        }
+        return try TTTensor(cores: cores)
+    }
+}

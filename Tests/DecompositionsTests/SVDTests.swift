@@ -1,0 +1,86 @@
+import Testing
+import TensorModule
+import Decompositions
+import TestSupport
+
+@Suite("SVD: exact, truncated, randomized")
+struct SVDTests {
+    func checkEckartYoung<S: BLASScalar>(_: S.Type, rows: Int, columns: Int) throws {
+        let a = Matrix<S>.randomNormal(rows: rows, columns: columns, seed: UInt64(rows * 7 + columns))
+        let full = try svd(a)
+        let s = full.singularValues.map(Double.init)
+        #expect(full.rank == min(rows, columns))
+        #expect(Reference.relativeDifference(Matrix(full.reconstructed()), a) <= Reference.tolerance(S.self, ulps: 500))
+        // Orthonormal factors and the sign convention.
+        #expect(Reference.relativeDifference(full.u.gram(), .identity(full.rank)) <= Reference.tolerance(S.self, ulps: 500))
+        for k in 0..<full.rank {
+            let column = full.u.column(k)
+            #expect((column.max { abs($0) < abs($1) } ?? 0) > 0, "largest entry of U column \(k) is positive")
+        }
+        var previous = Double.infinity
+        for rank in 1...min(rows, columns) {
+            let t = try svd(a, rank: rank, method: .exact)
+            let error = Double((t.reconstructed() - Tensor(a)).frobeniusNorm)
+            let expected = s[rank...].reduce(0) { $0 + $1 * $1 }.squareRoot()
+            #expect(abs(error - expected) <= 1e3 * Double(S.ulpOfOne) * s[0], "Eckart–Young at rank \(rank)")
+            #expect(error <= previous + 1e3 * Double(S.ulpOfOne) * s[0], "error non-increasing in the rank")
+            previous = error
+        }
+    }
+
+    @Test(arguments: [(6, 4), (4, 9), (7, 7), (1, 5)])
+    func eckartYoung(shape: (Int, Int)) throws {
+        try checkEckartYoung(Float.self, rows: shape.0, columns: shape.1)
+        try checkEckartYoung(Double.self, rows: shape.0, columns: shape.1)
+    }
+
+    @Test func veryWideMatrixUsesEconomySVD() throws {
+        let a = Matrix<Float>.randomNormal(rows: 3, columns: 300_000, seed: 1)
+        let f = try svd(a)
+        #expect(f.u.shape == [3, 3] && f.vt.shape == [3, 300_000])
+        #expect(Reference.relativeDifference(Matrix(f.reconstructed()), a) <= 1e-5)
+    }
+
+    func checkRandomized<S: BLASScalar>(_: S.Type) throws {
+        // A 300 × 200 matrix with singular values 0.8^i.
+        let q1 = try Matrix<S>.randomNormal(rows: 300, columns: 200, seed: 1).qr().q
+        let q2 = try Matrix<S>.randomNormal(rows: 200, columns: 200, seed: 2).qr().q
+        let values = (0..<200).map { S(Double.pow(0.8, Double($0))) }
+        let a = q1.scalingColumns(by: values).matmul(q2, transposeOther: true)
+        let exact = try svd(a, rank: 10, method: .exact)
+        let randomized = try svd(a, rank: 10, method: .randomized(oversampling: 10, powerIterations: 2, seed: 3))
+        for k in 0..<10 {
+            #expect(abs(Double(randomized.singularValues[k] - exact.singularValues[k])) <= 1e-3 * Double(exact.singularValues[k]))
+        }
+        let exactError = Double((exact.reconstructed() - Tensor(a)).frobeniusNorm)
+        let randomizedError = Double((randomized.reconstructed() - Tensor(a)).frobeniusNorm)
+        #expect(abs(randomizedError - exactError) <= 1e-3 * exactError)
+        #expect(try randomizedSVD(a, rank: 10, seed: 3) == randomized, "same seed, same result")
+    }
+
+    @Test func randomizedMatchesExactOnDecayingSpectrum() throws {
+        try checkRandomized(Float.self)
+        try checkRandomized(Double.self)
+    }
+
+    @Test func badInputThrows() throws {
+        let a = Matrix<Double>.randomNormal(rows: 64, columns: 576, seed: 1)
+        #expect(throws: DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64")) { try svd(a, rank: 70) }
+        #expect("\(DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64"))" == "rank 70 exceeds min(64, 576) = 64")
+        #expect(throws: DecompositionError.invalidRank(rank: 0, reason: "must be at least 1")) { try svd(a, rank: 0) }
+        var b = a
+        b[3, 4] = .nan
+        #expect(throws: DecompositionError.nonFinite(operation: "svd", index: 3 * 576 + 4)) { try svd(b) }
+        #expect(throws: DecompositionError.self) { try svd(Matrix<Double>.zeros(rows: 0, columns: 3)) }
+        #expect(throws: DecompositionError.self) { try randomizedSVD(a, rank: 5, oversampling: -1) }
+    }
+
+    @Test func degenerateMatricesStayFinite() throws {
+        for a in [Matrix<Float>.zeros(rows: 4, columns: 3), Matrix(repeating: 2, rows: 4, columns: 3),
+                  Matrix(repeating: 1e-30, rows: 5, columns: 5), Matrix(repeating: 1e30, rows: 5, columns: 5)] {
+            let f = try svd(a, rank: 2)
+            #expect(f.u.scalars.allSatisfy { $0.isFinite } && f.vt.scalars.allSatisfy { $0.isFinite })
+            #expect(f.singularValues.allSatisfy { $0.isFinite })
+        }
+    }
+}

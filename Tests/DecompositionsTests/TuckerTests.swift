@@ -1,0 +1,108 @@
+import Testing
+import TensorModule
+import Decompositions
+import TestSupport
+
+@Suite("Tucker: HOSVD, ST-HOSVD, HOOI, partial Tucker")
+struct TuckerTests {
+    func randomTucker<S: BLASScalar>(_: S.Type, shape: [Int], ranks: [Int], seed: UInt64) throws -> Tensor<S> {
+        let core = Tensor<S>.randomNormal(shape: ranks, seed: seed)
+        let factors = zip(shape, ranks).enumerated().map { Matrix<S>.randomNormal(rows: $0.element.0, columns: $0.element.1, seed: seed + 1 + UInt64($0.offset)) }
+        return try core.multiModeProduct(factors, modes: Array(0..<shape.count))
+    }
+
+    func checkRecovery<S: BLASScalar>(_: S.Type, shape: [Int], ranks: [Int], bound: S) throws {
+        let x = try randomTucker(S.self, shape: shape, ranks: ranks, seed: 20)
+        for sequential in [false, true] {
+            let t = try hosvd(x, ranks: ranks, sequential: sequential)
+            #expect(try t.relativeError(to: x) < bound, "HOSVD (sequential: \(sequential)) recovers \(ranks) of \(shape)")
+            #expect(t.core.shape == ranks)
+        }
+        let hooi = try tuckerDecompose(x, ranks: ranks)
+        #expect(try hooi.tucker.relativeError(to: x) < bound)
+        for factor in hooi.tucker.factors {
+            #expect(Reference.relativeDifference(factor.gram(), .identity(factor.columns)) <= Reference.tolerance(S.self, ulps: 1000))
+        }
+    }
+
+    @Test(arguments: [([6, 5, 4], [2, 3, 2]), ([5, 4, 6, 3], [2, 2, 3, 2]), ([4, 3, 3, 4, 3], [2, 2, 2, 2, 2])])
+    func exactRecoveryOfLowRankTensors(case: ([Int], [Int])) throws {
+        try checkRecovery(Double.self, shape: `case`.0, ranks: `case`.1, bound: 1e-6)
+        try checkRecovery(Float.self, shape: `case`.0, ranks: `case`.1, bound: 1e-3)
+    }
+
+    func checkBound<S: BLASScalar>(_: S.Type) throws {
+        let x = Tensor<S>.randomNormal(shape: [7, 6, 5, 4], seed: 3)
+        let ranks = [4, 3, 3, 2]
+        var bound = 0.0
+        for (mode, rank) in ranks.enumerated() {
+            let s = try x.unfolded(mode: mode).singularValues()
+            bound += s[rank...].reduce(0.0) { $0 + Double($1) * Double($1) }
+        }
+        let slack = 1 + 100 * Double(S.ulpOfOne)
+        for sequential in [false, true] {
+            let t = try hosvd(x, ranks: ranks, sequential: sequential)
+            let error = Double((try Tensor(t) - x).frobeniusNorm)
+            #expect(error * error <= bound * slack, "HOSVD bound, sequential: \(sequential)")
+        }
+        // HOOI improves on (or equals) its HOSVD start and its history is non-increasing.
+        let hooi = try tuckerDecompose(x, ranks: ranks, options: TuckerOptions(maxIterations: 20))
+        for (a, b) in zip(hooi.errorHistory, hooi.errorHistory.dropFirst()) { #expect(b <= a + 10 * Double(S.ulpOfOne).squareRoot()) }
+        let rebuilt = Double(try hooi.tucker.relativeError(to: x))
+        #expect(abs(rebuilt - hooi.relativeError) <= 100 * Double(S.ulpOfOne).squareRoot())
+        // Errors are non-increasing in the ranks.
+        var previous = Double.infinity
+        for r in 1...4 {
+            let e = Double(try hosvd(x, ranks: [r, min(r, 6), min(r, 5), min(r, 4)]).relativeError(to: x))
+            #expect(e <= previous + 1e-6)
+            previous = e
+        }
+    }
+
+    @Test func hosvdErrorBoundAndMonotonicity() throws {
+        try checkBound(Float.self)
+        try checkBound(Double.self)
+    }
+
+    func checkTucker2<S: BLASScalar>(_: S.Type) throws {
+        // An OIHW kernel of channel ranks (6, 4): Tucker-2 on modes 0 and 1 recovers it.
+        let core = Tensor<S>.randomNormal(shape: [6, 4, 3, 3], seed: 1)
+        let uT = Matrix<S>.randomNormal(rows: 16, columns: 6, seed: 2)
+        let uS = Matrix<S>.randomNormal(rows: 12, columns: 4, seed: 3)
+        let kernel = try core.multiModeProduct([uT, uS], modes: [0, 1])
+        let result = try tuckerDecompose(kernel, ranks: [6, 4], modes: [0, 1])
+        #expect(result.tucker.core.shape == [6, 4, 3, 3])
+        #expect(result.tucker.modes == [0, 1])
+        #expect(result.tucker.shape == [16, 12, 3, 3])
+        #expect(result.tucker.parameterCount == 6 * 4 * 9 + 16 * 6 + 12 * 4)
+        #expect(try result.tucker.relativeError(to: kernel) < (S.self == Float.self ? 1e-3 : 1e-6))
+        // Modes given out of order are sorted with their ranks.
+        let swapped = try hosvd(kernel, ranks: [4, 6], modes: [1, 0])
+        #expect(swapped.modes == [0, 1] && swapped.ranks == [6, 4])
+    }
+
+    @Test func partialTuckerOnChannelModes() throws {
+        try checkTucker2(Float.self)
+        try checkTucker2(Double.self)
+    }
+
+    @Test func badInputThrows() throws {
+        let kernel = Tensor<Double>.randomNormal(shape: [64, 64, 3, 3], seed: 1)
+        #expect(throws: DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64 for mode 0")) {
+            try tuckerDecompose(kernel, ranks: [70, 8], modes: [0, 1])
+        }
+        #expect(throws: DecompositionError.invalidRank(rank: 0, reason: "must be at least 1 for mode 1")) {
+            try hosvd(kernel, ranks: [8, 0], modes: [0, 1])
+        }
+        #expect(throws: DecompositionError.self) { try hosvd(kernel, ranks: [8], modes: [0, 1]) }
+        #expect(throws: DecompositionError.self) { try hosvd(kernel, ranks: [8, 8], modes: [0, 0]) }
+        #expect(throws: DecompositionError.self) { try hosvd(kernel, ranks: [8], modes: [4]) }
+        // A rank above ∏ of the other modes is impossible: 2 × 3 × 4 has unfolding 4 × 6 in mode 2 but 2 × 12 in mode 0.
+        #expect(throws: DecompositionError.invalidRank(rank: 3, reason: "exceeds min(2, 12) = 2 for mode 0")) {
+            try hosvd(Tensor<Float>.randomNormal(shape: [2, 3, 4], seed: 1), ranks: [3, 3, 4])
+        }
+        #expect(throws: DecompositionError.self) {
+            try TuckerTensor(core: Tensor<Float>.zeros(shape: [2, 2]), factors: [.zeros(rows: 3, columns: 3)], modes: [0])
+        }
+    }
+}
