@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "TensorModule", targets: ["TensorModule"]),
         .library(name: "Decompositions", targets: ["Decompositions"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
+        .executable(name: "decompose-conv-kernel", targets: ["decompose-conv-kernel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.0"),
@@ -32,6 +33,11 @@ let package = Package(
             dependencies: ["TensorModule", .product(name: "RealModule", package: "swift-numerics")]
         ),
         .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions"]),
+        .executableTarget(
+            name: "decompose-conv-kernel",
+            dependencies: ["TensorDecompositions"],
+            path: "Examples/decompose-conv-kernel"
+        ),
         .target(name: "TestSupport", dependencies: ["TensorModule"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),

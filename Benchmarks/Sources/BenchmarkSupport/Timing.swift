@@ -1,0 +1,92 @@
+import Foundation
+import TensorModule
+
+/// One measured operation.
+public struct BenchmarkResult: Codable, Sendable {
+    public var name: String
+    public var scalar: String
+    public var shape: [Int]
+    /// Median seconds of one call.
+    public var seconds: Double
+    /// Floating-point operations of one call (0 for pure data movement).
+    public var flops: Double
+    /// Bytes read and written by one call (for data movement).
+    public var bytes: Double
+    /// The same-run baseline's rate (GFLOP/s or GB/s) and the ratio of this operation's rate to it.
+    public var baselineRate: Double
+    public var ratio: Double
+
+    public init(name: String, scalar: String, shape: [Int], seconds: Double, flops: Double, bytes: Double, baselineRate: Double, ratio: Double) {
+        (self.name, self.scalar, self.shape, self.seconds) = (name, scalar, shape, seconds)
+        (self.flops, self.bytes, self.baselineRate, self.ratio) = (flops, bytes, baselineRate, ratio)
+    }
+
+    public var gflops: Double { flops / seconds / 1e9 }
+    public var gigabytesPerSecond: Double { bytes / seconds / 1e9 }
+}
+
+/// Median of `samples` timings of `body`, each sample repeating it enough to last `minimum` seconds.
+public func medianSeconds(samples: Int = 5, minimum: Double = 0.05, _ body: () throws -> Void) rethrows -> Double {
+    func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    try body()  // warm-up
+    var start = now()
+    try body()
+    let once = max(now() - start, 1e-9)
+    let repeats = max(1, Int(minimum / once))
+    var times: [Double] = []
+    for _ in 0..<samples {
+        start = now()
+        for _ in 0..<repeats { try body() }
+        times.append((now() - start) / Double(repeats))
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
+/// Command-line flags shared by the benchmark executables.
+public struct BenchmarkArguments {
+    public var json = false
+
+    public init(_ arguments: [String] = CommandLine.arguments) {
+        for argument in arguments.dropFirst() {
+            switch argument {
+            case "--json": json = true
+            case "--help", "-h":
+                print("usage: \(arguments[0]) [--json]\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).")
+                exit(0)
+            default:
+                FileHandle.standardError.write(Data("unknown argument \(argument); try --help\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+/// A line describing the machine and thread count.
+public func machineDescription() -> String {
+    let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        .split(separator: "\n").first { $0.hasPrefix("model name") }?
+        .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+    return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS threads: \(BLASThreads.count)"
+}
+
+/// Prints the measurements as a table or as one JSON document.
+public func report(_ measurements: [BenchmarkResult], title: String, json: Bool) {
+    if json {
+        struct Document: Codable { var title: String; var machine: String; var blasThreads: Int; var measurements: [BenchmarkResult] }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try! encoder.encode(Document(title: title, machine: machineDescription(), blasThreads: BLASThreads.count, measurements: measurements))
+        print(String(decoding: data, as: UTF8.self))
+        return
+    }
+    print("# \(title)\n# \(machineDescription())")
+    print("| operation | type | shape | median ms | rate | same-run baseline | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for m in measurements {
+        let rate = m.flops > 0 ? String(format: "%.1f GFLOP/s", m.gflops) : String(format: "%.2f GB/s", m.gigabytesPerSecond)
+        let base = m.flops > 0 ? String(format: "%.1f GFLOP/s", m.baselineRate) : String(format: "%.2f GB/s", m.baselineRate)
+        let shape = m.shape.map(String.init).joined(separator: "×")
+        print(String(format: "| %@ | %@ | %@ | %.3f | %@ | %@ | %.2f |", m.name, m.scalar, shape, m.seconds * 1e3, rate, base, m.ratio))
+    }
+}
