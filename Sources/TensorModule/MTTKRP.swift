@@ -61,15 +61,16 @@ public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matri
     let blockSize = blockKR.rows
     let outer = size / blockSize
     // Step 1: T = X·KR (trailing block) or Xᵀ·KR (leading block), an (S/P) × R matrix.
-    var intermediate = ContiguousArray<Scalar>(repeating: 0, count: outer * rank)
-    tensor.storage.withUnsafeBufferPointer { x in
-        blockKR.storage.withUnsafeBufferPointer { kr in
-            intermediate.withUnsafeMutableBufferPointer { t in
+    // β = 0: the GEMM writes every scalar, so the buffer needs no zero fill.
+    let intermediate = ContiguousArray<Scalar>(unsafeUninitializedCapacity: outer * rank) { t, count in
+        tensor.storage.withUnsafeBufferPointer { x in
+            blockKR.storage.withUnsafeBufferPointer { kr in
                 Scalar.gemm(transposeA: plan.leading, transposeB: false, m: outer, n: rank, k: blockSize, alpha: 1,
                             a: x.baseAddress!, lda: plan.leading ? outer : blockSize, b: kr.baseAddress!, ldb: rank,
                             beta: 0, c: t.baseAddress!, ldc: rank)
             }
         }
+        count = outer * rank
     }
     // T is laid out (A, I_n, B, R), where A and B are the remaining modes before and after n.
     let rest = plan.remaining

@@ -86,10 +86,12 @@ func permuteCopy<Scalar>(
     if inStrides[depth - 1] == 1 {
         // Rows of the output are contiguous in the input: copy them whole.
         let rowLength = sizes[depth - 1]
-        forEachOffset(sizes: Array(sizes.dropLast()), strides: Array(inStrides.dropLast()),
-                      secondStrides: Array(outStrides.dropLast())) { inOffset, outOffset in
-            (destination + outOffset).initialize(from: source + inOffset, count: rowLength)
-        }
+        var odometer = OffsetOdometer(sizes: Array(sizes.dropLast()), firstStrides: Array(inStrides.dropLast()),
+                                      secondStrides: Array(outStrides.dropLast()))
+        if odometer.isEmpty { return }
+        repeat {
+            (destination + odometer.second).initialize(from: source + odometer.first, count: rowLength)
+        } while odometer.advance()
         return
     }
     // The input's fastest axis is some other output axis `j`: transpose (j, last) tiles.
@@ -100,47 +102,92 @@ func permuteCopy<Scalar>(
     for axis in 0..<(depth - 1) where axis != j {
         outerSizes.append(sizes[axis]); outerIn.append(inStrides[axis]); outerOut.append(outStrides[axis])
     }
-    let tile = 32
-    forEachOffset(sizes: outerSizes, strides: outerIn, secondStrides: outerOut) { inBase, outBase in
-        var a0 = 0
-        while a0 < rowsA {
-            let a1 = min(a0 + tile, rowsA)
-            var b0 = 0
-            while b0 < colsB {
-                let b1 = min(b0 + tile, colsB)
-                for a in a0..<a1 {
-                    let src = source + inBase + a * inStrideA
-                    let dst = destination + outBase + a * outStrideA
-                    for b in b0..<b1 { (dst + b).initialize(to: src[b * inStrideB]) }
-                }
-                b0 = b1
+    // Each tile goes through a small contiguous buffer: read along the input's fastest axis, write
+    // along the output's. Both sides then touch whole cache lines in order, which avoids the
+    // cache-set conflicts of power-of-two strides (e.g. reversing the axes of 128³).
+    let tile = 64
+    if rowsA < 8 || colsB < 8 {
+        // Thin tiles gain nothing from staging: copy directly, writing contiguously.
+        var odometer = OffsetOdometer(sizes: outerSizes, firstStrides: outerIn, secondStrides: outerOut)
+        if odometer.isEmpty { return }
+        repeat {
+            let (inBase, outBase) = (odometer.first, odometer.second)
+            for a in 0..<rowsA {
+                let src = source + inBase + a * inStrideA
+                let dst = destination + outBase + a * outStrideA
+                for b in 0..<colsB { (dst + b).initialize(to: src[b * inStrideB]) }
             }
-            a0 = a1
-        }
+        } while odometer.advance()
+        return
     }
+    let staging = UnsafeMutablePointer<Scalar>.allocate(capacity: tile * tile)
+    defer { staging.deallocate() }
+    var odometer = OffsetOdometer(sizes: outerSizes, firstStrides: outerIn, secondStrides: outerOut)
+    if odometer.isEmpty { return }
+    repeat {
+        let (inBase, outBase) = (odometer.first, odometer.second)
+        var b0 = 0
+        while b0 < colsB {
+            let b1 = min(b0 + tile, colsB)
+            var a0 = 0
+            while a0 < rowsA {
+                let a1 = min(a0 + tile, rowsA)
+                let height = a1 - a0
+                for b in b0..<b1 {
+                    let src = source + inBase + b * inStrideB + a0 * inStrideA
+                    let row = staging + (b - b0) * tile
+                    for a in 0..<height { row[a] = src[a] }
+                }
+                for a in 0..<height {
+                    let dst = destination + outBase + (a0 + a) * outStrideA + b0
+                    for b in 0..<(b1 - b0) { (dst + b).initialize(to: staging[b * tile + a]) }
+                }
+                a0 = a1
+            }
+            b0 = b1
+        }
+    } while odometer.advance()
 }
 
-/// Calls `body` with the pair of offsets of every multi-index of `sizes` (row-major order).
-@inlinable
-func forEachOffset(sizes: [Int], strides: [Int], secondStrides: [Int], _ body: (Int, Int) -> Void) {
-    let depth = sizes.count
-    if depth == 0 { body(0, 0); return }
-    if sizes.contains(0) { return }
-    var index = [Int](repeating: 0, count: depth)
-    var first = 0, second = 0
-    while true {
-        body(first, second)
-        var axis = depth - 1
+/// An odometer over the multi-indices of `sizes` in row-major order, tracking two offsets
+/// (one per layout). A struct rather than a closure-taking helper, so that the copy loops stay in
+/// the caller's specialized body.
+@usableFromInline
+struct OffsetOdometer {
+    @usableFromInline let sizes: [Int]
+    @usableFromInline let firstStrides: [Int]
+    @usableFromInline let secondStrides: [Int]
+    @usableFromInline var index: [Int]
+    /// The offset of the current multi-index in the first layout.
+    @usableFromInline var first = 0
+    /// The offset of the current multi-index in the second layout.
+    @usableFromInline var second = 0
+    /// Whether there is no multi-index at all (a zero size).
+    @usableFromInline let isEmpty: Bool
+
+    @inlinable
+    init(sizes: [Int], firstStrides: [Int], secondStrides: [Int]) {
+        self.sizes = sizes
+        self.firstStrides = firstStrides
+        self.secondStrides = secondStrides
+        self.index = [Int](repeating: 0, count: sizes.count)
+        self.isEmpty = sizes.contains(0)
+    }
+
+    /// Moves to the next multi-index; returns `false` after the last one.
+    @inlinable
+    mutating func advance() -> Bool {
+        var axis = sizes.count - 1
         while axis >= 0 {
             index[axis] += 1
-            first += strides[axis]
+            first += firstStrides[axis]
             second += secondStrides[axis]
-            if index[axis] < sizes[axis] { break }
-            first -= strides[axis] * sizes[axis]
+            if index[axis] < sizes[axis] { return true }
+            first -= firstStrides[axis] * sizes[axis]
             second -= secondStrides[axis] * sizes[axis]
             index[axis] = 0
             axis -= 1
         }
-        if axis < 0 { return }
+        return false
     }
 }

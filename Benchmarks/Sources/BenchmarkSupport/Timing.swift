@@ -43,6 +43,36 @@ public func medianSeconds(samples: Int = 5, minimum: Double = 0.05, _ body: () t
     return times[times.count / 2]
 }
 
+/// Interleaved timing of an operation and its baseline: each of `samples` rounds times both
+/// (each for at least `minimum` seconds), so that drift of the machine affects both alike.
+/// Returns the median seconds of one call of each and the median of the per-round ratios
+/// `baselineSeconds / operationSeconds` scaled by `work / baselineWork`.
+public func interleavedMedians(
+    samples: Int = 7, minimum: Double = 0.03,
+    _ operation: () throws -> Void, baseline: () throws -> Void
+) rethrows -> (operation: Double, baseline: Double, speedRatio: Double) {
+    func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    func repeats(_ body: () throws -> Void) rethrows -> Int {
+        try body()
+        let start = now()
+        try body()
+        return max(1, Int(minimum / max(now() - start, 1e-9)))
+    }
+    let (n1, n2) = (try repeats(operation), try repeats(baseline))
+    var op: [Double] = [], base: [Double] = [], ratio: [Double] = []
+    for _ in 0..<samples {
+        var start = now()
+        for _ in 0..<n1 { try operation() }
+        let a = (now() - start) / Double(n1)
+        start = now()
+        for _ in 0..<n2 { try baseline() }
+        let b = (now() - start) / Double(n2)
+        op.append(a); base.append(b); ratio.append(b / a)
+    }
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    return (median(op), median(base), median(ratio))
+}
+
 /// Command-line flags shared by the benchmark executables.
 public struct BenchmarkArguments {
     public var json = false

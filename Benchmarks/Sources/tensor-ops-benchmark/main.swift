@@ -8,17 +8,21 @@ let arguments = BenchmarkArguments()
 let shapes: [[Int]] = [[256, 256, 3, 3], [64, 64, 64], [128, 128, 128], [32, 32, 32, 32]]
 let rank = 32
 
-func gemmRate<S: BLASScalar>(_: S.Type, flops: Double) -> Double {
+/// A square GEMM of (about) `flops` floating-point operations and its exact count.
+func squareGEMM<S: BLASScalar>(_: S.Type, flops: Double) -> (run: () -> Void, flops: Double) {
     let side = max(16, Int(Foundation.cbrt(flops / 2).rounded()))
     let a = Matrix<S>.randomNormal(rows: side, columns: side, seed: 1)
     let b = Matrix<S>.randomNormal(rows: side, columns: side, seed: 2)
-    let seconds = medianSeconds { _ = a.matmul(b) }
-    return 2 * Double(side * side * side) / seconds / 1e9
+    return ({ _ = a.matmul(b) }, 2 * Double(side * side * side))
 }
 
-func copyRate<S: BLASScalar>(_ x: Tensor<S>) -> Double {
-    let seconds = medianSeconds { var y = x; y[indices: [Int](repeating: 0, count: x.order)] += 1 }  // forces one full copy
-    return 2 * Double(x.scalarCount * MemoryLayout<S>.size) / seconds / 1e9
+/// Measures `operation` (of `flops` FLOPs) against a same-size square GEMM, interleaved.
+func againstGEMM<S: BLASScalar>(_: S.Type, name: String, shape: [Int], flops: Double, _ operation: () throws -> Void) rethrows -> BenchmarkResult {
+    let gemm = squareGEMM(S.self, flops: flops)
+    let t = try interleavedMedians(operation, baseline: gemm.run)
+    let baseRate = gemm.flops / t.baseline / 1e9
+    return BenchmarkResult(name: name, scalar: S.typeName, shape: shape, seconds: t.operation, flops: flops, bytes: 0,
+                           baselineRate: baseRate, ratio: t.speedRatio * flops / gemm.flops)
 }
 
 func run<S: BLASScalar>(_: S.Type) throws -> [BenchmarkResult] {
@@ -30,28 +34,26 @@ func run<S: BLASScalar>(_: S.Type) throws -> [BenchmarkResult] {
         for mode in Set([0, 1, shape.count - 1]).sorted() {
             let j = max(1, shape[mode] / 2)
             let m = Matrix<S>.randomNormal(rows: j, columns: shape[mode], seed: 4)
-            let flops = 2 * size * Double(j)
-            let seconds = try medianSeconds { _ = try x.modeProduct(m, mode: mode) }
-            let base = gemmRate(S.self, flops: flops)
-            results.append(BenchmarkResult(name: "modeProduct mode \(mode) (J = \(j))", scalar: S.typeName, shape: shape, seconds: seconds,
-                                       flops: flops, bytes: 0, baselineRate: base, ratio: flops / seconds / 1e9 / base))
+            results.append(try againstGEMM(S.self, name: "modeProduct mode \(mode) (J = \(j))", shape: shape, flops: 2 * size * Double(j)) {
+                _ = try x.modeProduct(m, mode: mode)
+            })
         }
         // MTTKRP at rank 32 in every mode; FLOPs counted as the GEMM's 2·S·R.
         let factors = shape.enumerated().map { Matrix<S>.randomNormal(rows: $0.element, columns: rank, seed: UInt64(5 + $0.offset)) }
         for mode in 0..<shape.count {
-            let flops = 2 * size * Double(rank)
-            let seconds = try medianSeconds { _ = try mttkrp(x, factors: factors, mode: mode) }
-            let base = gemmRate(S.self, flops: flops)
-            results.append(BenchmarkResult(name: "mttkrp mode \(mode) (R = \(rank))", scalar: S.typeName, shape: shape, seconds: seconds,
-                                       flops: flops, bytes: 0, baselineRate: base, ratio: flops / seconds / 1e9 / base))
+            results.append(try againstGEMM(S.self, name: "mttkrp mode \(mode) (R = \(rank))", shape: shape, flops: 2 * size * Double(rank)) {
+                _ = try mttkrp(x, factors: factors, mode: mode)
+            })
         }
         // Reversing the axes: the hardest permutation for the cache.
         let permutation = Array((0..<shape.count).reversed())
         let bytes = 2 * size * Double(MemoryLayout<S>.size)
-        let seconds = try medianSeconds { _ = try x.transposed(permutation: permutation) }
-        let base = copyRate(x)
-        results.append(BenchmarkResult(name: "transposed \(permutation)", scalar: S.typeName, shape: shape, seconds: seconds,
-                                   flops: 0, bytes: bytes, baselineRate: base, ratio: bytes / seconds / 1e9 / base))
+        let t = try interleavedMedians({ _ = try x.transposed(permutation: permutation) }, baseline: {
+            var y = x  // a contiguous copy of the same bytes into a fresh buffer
+            y[indices: [Int](repeating: 0, count: x.order)] += 1
+        })
+        results.append(BenchmarkResult(name: "transposed \(permutation)", scalar: S.typeName, shape: shape, seconds: t.operation,
+                                       flops: 0, bytes: bytes, baselineRate: bytes / t.baseline / 1e9, ratio: t.speedRatio))
     }
     return results
 }
