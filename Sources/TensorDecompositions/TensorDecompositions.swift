@@ -1,2 +1,3 @@
 @_exported import TensorModule
 @_exported import Decompositions
+@_exported import TensorIO

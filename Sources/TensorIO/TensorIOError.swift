@@ -1,0 +1,49 @@
+/// Errors thrown when reading or writing weight files. Every case names the problem and the numbers.
+public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The file does not start with the format's magic bytes.
+    case badMagic(format: String)
+    /// A format version this reader does not know.
+    case unsupportedVersion(format: String, version: String)
+    /// The header is malformed; the message says how.
+    case malformedHeader(format: String, reason: String)
+    /// A declared length reaches beyond the file or is absurdly large.
+    case headerLengthOutOfRange(format: String, length: Int, fileSize: Int)
+    /// A dtype this reader cannot convert.
+    case unsupportedDType(format: String, dtype: String)
+    /// The product of a shape overflows, or a dimension is negative.
+    case invalidShape(format: String, shape: [Int])
+    /// The data section is shorter than the shape and dtype require.
+    case truncatedData(format: String, expectedBytes: Int, actualBytes: Int)
+    /// A tensor's byte size does not equal its shape times its dtype size.
+    case sizeMismatch(name: String, expectedBytes: Int, actualBytes: Int)
+    /// Data offsets lie outside the data section, overlap, or leave gaps.
+    case invalidOffsets(name: String, reason: String)
+    /// A tensor name that the file does not hold.
+    case unknownTensor(name: String, available: [String])
+    /// A value that cannot be stored (e.g. a scalar type the format lacks).
+    case unsupported(String)
+    /// An error from the file system.
+    case fileSystem(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .badMagic(format): return "\(format): the file does not start with the \(format) magic bytes"
+        case let .unsupportedVersion(format, version): return "\(format): unsupported format version \(version)"
+        case let .malformedHeader(format, reason): return "\(format): malformed header: \(reason)"
+        case let .headerLengthOutOfRange(format, length, fileSize):
+            return "\(format): header length \(length) does not fit in a file of \(fileSize) bytes"
+        case let .unsupportedDType(format, dtype): return "\(format): unsupported dtype \(dtype)"
+        case let .invalidShape(format, shape): return "\(format): invalid shape \(shape) (negative or overflowing)"
+        case let .truncatedData(format, expected, actual):
+            return "\(format): data is truncated: \(actual) bytes where the shape and dtype need \(expected)"
+        case let .sizeMismatch(name, expected, actual):
+            return "tensor \(name): \(actual) bytes of data where its shape and dtype need \(expected)"
+        case let .invalidOffsets(name, reason): return "tensor \(name): invalid data offsets: \(reason)"
+        case let .unknownTensor(name, available):
+            let list = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
+            return "no tensor named \(name) (the file has \(available.count): \(list))"
+        case let .unsupported(message): return message
+        case let .fileSystem(path, reason): return "\(path): \(reason)"
+        }
+    }
+}
