@@ -21,6 +21,13 @@ let package = Package(
                 .product(name: "TensorModule", package: "TensorDecompositions"),
             ]
         ),
+        .executableTarget(
+            name: "decompositions-benchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "TensorDecompositions", package: "TensorDecompositions"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

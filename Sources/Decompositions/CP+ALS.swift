@@ -278,9 +278,9 @@ func initialCP<Scalar: BLASScalar>(
         for mode in 0..<shape.count {
             let unfolding = tensor.unfolded(mode: mode)
             let keep = Swift.min(rank, unfolding.rows, unfolding.columns)
-            let f = truncated(try svd(unfolding), to: keep)
+            let f = try leadingLeftSingularVectors(unfolding, count: keep)
             var u = f.u
-            if mode == 0 { u = u.scalingColumns(by: f.singularValues) }
+            if mode == 0 { u = u.scalingColumns(by: Array(f.s.prefix(keep))) }
             var factor = Matrix<Scalar>.zeros(rows: shape[mode], columns: rank)
             for i in 0..<shape[mode] {
                 for r in 0..<rank {

@@ -108,6 +108,23 @@ public func randomizedSVD<Scalar: BLASScalar>(
     return truncated(fixingSigns(SVDFactors(u: u, singularValues: small.singularValues, vt: small.vt)), to: rank)
 }
 
+/// The leading `count` left singular vectors (signs fixed) and all singular values, without
+/// forming `Vᵀ` (see `Matrix.lapackLeftSingularVectors()`): what HOSVD, HOOI and the CP start need.
+@inlinable
+func leadingLeftSingularVectors<Scalar: BLASScalar>(_ a: Matrix<Scalar>, count: Int) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
+    let (u, s) = try a.lapackLeftSingularVectors()
+    var leading = u.leadingColumns(Swift.min(count, u.columns))
+    let (m, k) = (leading.rows, leading.columns)
+    leading.withUnsafeMutableBufferPointer { up in
+        for column in 0..<k {
+            var best: Scalar = 0
+            for row in 0..<m where abs(up[row * k + column]) > abs(best) { best = up[row * k + column] }
+            if best < 0 { for row in 0..<m { up[row * k + column] = -up[row * k + column] } }
+        }
+    }
+    return (leading, s)
+}
+
 /// The leading `rank` singular triplets.
 @inlinable
 func truncated<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>, to rank: Int) -> SVDFactors<Scalar> {

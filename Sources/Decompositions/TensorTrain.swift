@@ -17,6 +17,9 @@ enum TTTruncation {
 /// ```
 ///
 /// - Throws: ``DecompositionError`` for `maxRank < 1`, an order below 2, or bad input.
+/// Each step factors only the left singular vectors of the current unfolding `C` and carries
+/// `U_kᵀ·C` (which equals `Σ_k V_kᵀ`) to the next step by one GEMM.
+///
 /// - Complexity: `d − 1` thin SVDs of shrinking unfoldings.
 @inlinable
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: Int) throws -> TTTensor<Scalar> {
@@ -89,8 +92,9 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
     var rest = Matrix(try tensor.reshaped(to: [shape[0], tensor.scalarCount / shape[0]]))
     var previousRank = 1
     for k in 0..<(d - 1) {
-        let f = try svd(rest)
-        let available = f.rank
+        // Only U is factored: the carried matrix Σ_k V_kᵀ equals U_kᵀ·C, one GEMM.
+        let (u, values) = try leadingLeftSingularVectors(rest, count: Swift.min(rest.rows, rest.columns))
+        let available = values.count
         var rank: Int
         switch truncation {
         case let .maxRank(maxRank): rank = Swift.min(maxRank, available)
@@ -98,15 +102,14 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
             try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: "for TT core \(k + 1) of \(d)")
             rank = ranks[k]
         case let .tolerance(_, maxRank):
-            rank = rankForTolerance(f.singularValues, delta: delta)
+            rank = rankForTolerance(values, delta: delta)
             if let maxRank { rank = Swift.min(rank, maxRank) }
         }
         rank = Swift.max(1, Swift.min(rank, available))
-        let t = truncated(f, to: rank)
-        cores.append(try Tensor(t.u).reshaped(to: [previousRank, shape[k], rank]))
-        let scaled = t.vt.scalingRows(by: t.singularValues)
-        let remaining = scaled.columns / shape[k + 1]
-        rest = Matrix(try Tensor(scaled).reshaped(to: [rank * shape[k + 1], remaining]))
+        let leading = u.leadingColumns(rank)
+        cores.append(try Tensor(leading).reshaped(to: [previousRank, shape[k], rank]))
+        let carried = leading.matmul(rest, transposeSelf: true)          // rank × (n_{k+1}⋯n_d)
+        rest = Matrix(try Tensor(carried).reshaped(to: [rank * shape[k + 1], carried.columns / shape[k + 1]]))
         previousRank = rank
     }
     cores.append(try Tensor(rest).reshaped(to: [previousRank, shape[d - 1], 1]))

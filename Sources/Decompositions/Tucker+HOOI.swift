@@ -81,7 +81,7 @@ public func tuckerDecompose<Scalar: BLASScalar>(
             let otherModes = modes.enumerated().filter { $0.offset != k }
             let projected = try tensor.multiModeProduct(
                 otherModes.map { tucker.factors[$0.offset] }, modes: otherModes.map(\.element), transposed: true)
-            tucker.factors[k] = truncated(try svd(projected.unfolded(mode: mode)), to: ranks[k]).u
+            tucker.factors[k] = try leadingLeftSingularVectors(projected.unfolded(mode: mode), count: ranks[k]).u
         }
         tucker.core = try tensor.multiModeProduct(tucker.factors, modes: modes, transposed: true)
         history.append(error(tucker.core))

@@ -34,7 +34,7 @@ public func hosvd<Scalar: BLASScalar>(
     var current = tensor
     for (rank, mode) in zip(ranks, modes) {
         let source = sequential ? current : tensor
-        let u = truncated(try svd(source.unfolded(mode: mode)), to: rank).u
+        let u = try leadingLeftSingularVectors(source.unfolded(mode: mode), count: rank).u
         factors.append(u)
         if sequential { current = try current.modeProduct(u, mode: mode, transposed: true) }
     }

@@ -71,13 +71,20 @@ extension Matrix {
     /// `Vᵀ` is `k × columns`, singular values descending. No sign convention is applied;
     /// `svd(_:)` in `Decompositions` adds it.
     ///
-    /// Runs divide-and-conquer `gesdd` on the buffer as it is (a row-major `A` is the
-    /// column-major `Aᵀ = V Σ Uᵀ`, so the factors come out row-major without a copy), and falls
-    /// back to `gesvd` if `gesdd` does not converge.
+    /// LAPACK sees the row-major buffer as the column-major transpose. It is given the orientation
+    /// in which it is fastest, a tall column-major matrix (for a tall `A` the input is transposed
+    /// first, and the factors swap roles back). It runs divide-and-conquer `gesdd` and falls back to
+    /// `gesvd` if that does not converge. Factors not asked for are returned empty (`0 × 0`).
     ///
-    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when both fail.
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
     @inlinable
-    package func lapackThinSVD(computeVectors: Bool = true) throws -> (u: Matrix, s: [Scalar], vt: Matrix) {
+    package func lapackThinSVD(computeU: Bool = true, computeVT: Bool = true) throws -> (u: Matrix, s: [Scalar], vt: Matrix) {
+        if rows > columns && (computeU || computeVT) {
+            // Aᵀ = V Σ Uᵀ: the SVD of the (wide) transpose, whose buffer LAPACK reads as tall.
+            let t = try transposed().lapackThinSVD(computeU: computeVT, computeVT: computeU)
+            return (computeU ? t.vt.transposed() : .zeros(rows: 0, columns: 0), t.s,
+                    computeVT ? t.u.transposed() : .zeros(rows: 0, columns: 0))
+        }
         let (m, n) = (rows, columns)
         let k = Swift.min(m, n)
         if k == 0 {
@@ -85,16 +92,17 @@ extension Matrix {
         }
         var s = [Scalar](repeating: 0, count: k)
         // Column-major problem: M = n, N = m (the transpose). Its U is our Vᵀ, its Vᵀ our U.
-        var vtBuffer = ContiguousArray<Scalar>(repeating: 0, count: computeVectors ? k * n : 0)
-        var uBuffer = ContiguousArray<Scalar>(repeating: 0, count: computeVectors ? m * k : 0)
+        let vectors = computeU || computeVT
+        var vtBuffer = ContiguousArray<Scalar>(repeating: 0, count: vectors ? k * n : 0)
+        var uBuffer = ContiguousArray<Scalar>(repeating: 0, count: vectors ? m * k : 0)
         func run(_ routine: String) -> Int32 {
-            var a = scalars
+            var a = storage
             return a.withUnsafeMutableBufferPointer { ap in
                 s.withUnsafeMutableBufferPointer { sp in
                     vtBuffer.withUnsafeMutableBufferPointer { vtp in
                         uBuffer.withUnsafeMutableBufferPointer { up in
-                            let job = UInt8.lapackOption(computeVectors ? "S" : "N")
                             if routine == "gesdd" {
+                                let job = UInt8.lapackOption(computeU || computeVT ? "S" : "N")
                                 return Scalar.gesdd(
                                     jobz: job, m: n, n: m, a: ap.baseAddress!, lda: n, s: sp.baseAddress!,
                                     u: vtp.baseAddress, ldu: n, vt: up.baseAddress, ldvt: k)
@@ -102,7 +110,8 @@ extension Matrix {
                             var superb = [Scalar](repeating: 0, count: k)
                             return superb.withUnsafeMutableBufferPointer { wp in
                                 Scalar.gesvd(
-                                    jobu: job, jobvt: job, m: n, n: m, a: ap.baseAddress!, lda: n, s: sp.baseAddress!,
+                                    jobu: .lapackOption(vectors ? "S" : "N"), jobvt: .lapackOption(vectors ? "S" : "N"),
+                                    m: n, n: m, a: ap.baseAddress!, lda: n, s: sp.baseAddress!,
                                     u: vtp.baseAddress, ldu: n, vt: up.baseAddress, ldvt: k, superb: wp.baseAddress!)
                             }
                         }
@@ -113,9 +122,40 @@ extension Matrix {
         var info = run("gesdd")
         if info > 0 { info = run("gesvd") }
         if info != 0 { throw LinearAlgebraError.lapack(routine: info > 0 ? "gesvd" : "gesdd", info: Int(info)) }
-        if !computeVectors { return (Matrix.zeros(rows: 0, columns: 0), s, Matrix.zeros(rows: 0, columns: 0)) }
-        return (Matrix(uncheckedRows: m, columns: k, scalars: uBuffer), s,
-                Matrix(uncheckedRows: k, columns: n, scalars: vtBuffer))
+        return (computeU ? Matrix(uncheckedRows: m, columns: k, scalars: uBuffer) : .zeros(rows: 0, columns: 0), s,
+                computeVT ? Matrix(uncheckedRows: k, columns: n, scalars: vtBuffer) : .zeros(rows: 0, columns: 0))
+    }
+
+    /// The left singular vectors and the singular values of a matrix, without `Vᵀ`.
+    ///
+    /// For a wide matrix (`rows < columns`) the row-major buffer is the column-major tall `Aᵀ`;
+    /// its QR factorization `Aᵀ = Q R` (LAPACK `geqrf`, no copy) reduces the problem to the small
+    /// square `R`: `A = Rᵀ Qᵀ`, so the left singular vectors of `A` are the right singular vectors
+    /// of `R`, and `Q` is never formed. Other shapes use ``lapackThinSVD(computeU:computeVT:)``.
+    ///
+    /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
+    @inlinable
+    package func lapackLeftSingularVectors() throws -> (u: Matrix, s: [Scalar]) {
+        let (m, n) = (rows, columns)
+        guard m > 0, 2 * m <= n else {
+            let f = try lapackThinSVD(computeU: true, computeVT: false)
+            return (f.u, f.s)
+        }
+        var a = storage  // column-major Aᵀ: n × m, leading dimension n
+        var tau = [Scalar](repeating: 0, count: m)
+        let info = a.withUnsafeMutableBufferPointer { ap in
+            tau.withUnsafeMutableBufferPointer { tp in
+                Scalar.geqrf(m: n, n: m, a: ap.baseAddress!, lda: n, tau: tp.baseAddress!)
+            }
+        }
+        if info != 0 { throw LinearAlgebraError.lapack(routine: "geqrf", info: Int(info)) }
+        // R (m × m, upper) column-major → row-major Rᵀ; the left singular vectors of Rᵀ are ours.
+        var rT = Matrix.zeros(rows: m, columns: m)
+        for j in 0..<m {
+            for i in 0...j { rT.storage[j * m + i] = a[j * n + i] }
+        }
+        let f = try rT.lapackThinSVD(computeU: true, computeVT: false)
+        return (f.u, f.s)
     }
 
     /// The singular values, descending (LAPACK `gesdd` without vectors).
@@ -123,7 +163,7 @@ extension Matrix {
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if LAPACK does not converge.
     @inlinable
     public func singularValues() throws -> [Scalar] {
-        try lapackThinSVD(computeVectors: false).s
+        try lapackThinSVD(computeU: false, computeVT: false).s
     }
 
     /// The Moore–Penrose pseudo-inverse `A⁺ = V Σ⁺ Uᵀ`, computed from the SVD.

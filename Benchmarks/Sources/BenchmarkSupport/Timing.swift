@@ -76,13 +76,22 @@ public func interleavedMedians(
 /// Command-line flags shared by the benchmark executables.
 public struct BenchmarkArguments {
     public var json = false
+    /// A folder to write the inputs, the CP starts and the results to (for the TensorLy comparison).
+    public var inputDirectory: String?
 
     public init(_ arguments: [String] = CommandLine.arguments) {
-        for argument in arguments.dropFirst() {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
             switch argument {
             case "--json": json = true
+            case "--write-inputs":
+                guard let value = iterator.next() else {
+                    FileHandle.standardError.write(Data("--write-inputs needs a folder\n".utf8))
+                    exit(2)
+                }
+                inputDirectory = value
             case "--help", "-h":
-                print("usage: \(arguments[0]) [--json]\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).")
+                print("usage: \(arguments[0]) [--json] [--write-inputs DIR]\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).")
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument); try --help\n".utf8))
