@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "TensorModule", targets: ["TensorModule"]),
         .library(name: "Decompositions", targets: ["Decompositions"]),
+        .library(name: "NNLayers", targets: ["NNLayers"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
         .executable(name: "decompose-conv-kernel", targets: ["decompose-conv-kernel"]),
@@ -33,8 +34,9 @@ let package = Package(
             name: "Decompositions",
             dependencies: ["TensorModule", .product(name: "RealModule", package: "swift-numerics")]
         ),
+        .target(name: "NNLayers", dependencies: ["TensorModule", "Decompositions"]),
         .target(name: "TensorIO", dependencies: ["TensorModule"]),
-        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "TensorIO"]),
+        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
         .executableTarget(
             name: "decompose-conv-kernel",
             dependencies: ["TensorDecompositions"],
@@ -43,6 +45,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorModule"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
+        .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,4 @@
 @_exported import TensorModule
 @_exported import Decompositions
 @_exported import TensorIO
+@_exported import NNLayers

@@ -1,0 +1,164 @@
+import Decompositions
+import TensorModule
+
+/// A fully connected layer whose weight is a ``TTMatrix`` (Novikov, Podoprikhin, Osokin, Vetrov 2015,
+/// arXiv:1509.06569): `y = x Wᵀ + b` computed core by core, never forming `W`.
+public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
+    /// The weight in TT-matrix form, `(out, in)` = `(∏ m_k, ∏ n_k)`.
+    public let weight: TTMatrix<Scalar>
+    /// One bias per output feature, or `nil`.
+    public let bias: [Scalar]?
+
+    /// Creates a TT linear layer.
+    ///
+    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for a bias of the wrong length.
+    public init(weight: TTMatrix<Scalar>, bias: [Scalar]? = nil) throws {
+        if let bias, bias.count != weight.shape[0] {
+            throw NNLayersError.invalidConfiguration("TTLinear: \(bias.count) biases for \(weight.shape[0]) output features")
+        }
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    /// `x Wᵀ + b` for `x` of shape `(…, in)`.
+    @inlinable
+    public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
+        guard x.order >= 1, x.shape.last == inFeatures else {
+            throw NNLayersError.inputShape(layer: "TTLinear \(inFeatures)→\(outFeatures)", expected: "(…, \(inFeatures))", actual: x.shape)
+        }
+        let rows = x.scalarCount / inFeatures
+        let product = try weight.applied(to: Matrix(try x.reshaped(to: [rows, inFeatures])))
+        var y = try Tensor(product).reshaped(to: Array(x.shape.dropLast()) + [outFeatures])
+        if let bias { y = y.addingBias(bias, axis: y.order - 1) }
+        return y
+    }
+
+    public var summary: String {
+        "tt-linear \(inFeatures)→\(outFeatures) modes \(weight.columnModes)→\(weight.rowModes) ranks \(weight.ranks)\(bias != nil ? " bias" : "")"
+    }
+}
+
+/// The tensor-train convolution of Garipov, Podoprikhin, Novikov and Vetrov (2016,
+/// arXiv:1611.03214): the kernel reshaped to `(kh·kw, t_1 s_1, …, t_d s_d)` in TT format, with
+/// `T = ∏ t_k` output and `S = ∏ s_k` input channels.
+///
+/// The forward pass applies the spatial core as a depthwise convolution with multiplier `r_0`
+/// (every input channel gets the same `r_0` spatial filters, with the layer's stride, padding and
+/// dilation), then the channel cores as a TT-matrix product per output pixel:
+///
+/// ```text
+/// K[t, s, p, q] = Σ G_0[(p, q), r_0] · C_1[r_0, t_1, s_1, r_1] ⋯ C_d[r_{d−1}, t_d, s_d, 1]
+/// z[n, (s, r_0), i, j] = Σ_{p,q} G_0[(p, q), r_0] · x[n, s, i·s_h + p·d_h − top, j·s_w + q·d_w − left]
+/// y[n, t, i, j] = b[t] + Σ_{r_0, s} C[r_0; t, s] · z[n, (s, r_0), i, j]
+/// ```
+public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
+    /// The spatial core as a depthwise weight: `(S·r_0, 1, kh, kw)`, the same `r_0` filters for every input channel.
+    public let spatial: Conv2D<Scalar>
+    /// The channel cores as a TT-matrix with `r_0` folded into the first input mode:
+    /// rows `(t_1, …, t_d)`, columns `(r_0·s_1, s_2, …, s_d)`.
+    public let channels: TTMatrix<Scalar>
+    /// The rank between the spatial and the first channel core.
+    public let spatialRank: Int
+    /// `[t_1, …, t_d]`.
+    public let outputModes: [Int]
+    /// `[s_1, …, s_d]`.
+    public let inputModes: [Int]
+    /// One bias per output channel, or `nil`.
+    public let bias: [Scalar]?
+
+    /// Builds the layer from the TT cores of the reshaped kernel.
+    ///
+    /// - Parameters:
+    ///   - cores: `G_0` of shape `(1, kh·kw, r_0)` and `C_k` of shape `(r_{k−1}, t_k·s_k, r_k)` (TT-SVD output).
+    ///   - kernelSize, outputModes, inputModes: the factorization used to reshape the kernel.
+    ///   - stride, padding, dilation, bias: the original convolution's settings.
+    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for cores that do not fit.
+    public init(
+        cores: [Tensor<Scalar>], kernelSize: Size2D, outputModes: [Int], inputModes: [Int],
+        stride: Size2D, padding: Padding, dilation: Size2D, bias: [Scalar]?
+    ) throws {
+        let d = outputModes.count
+        guard cores.count == d + 1, inputModes.count == d, cores.allSatisfy({ $0.order == 3 }),
+              cores[0].shape[0] == 1, cores[0].shape[1] == kernelSize.height * kernelSize.width else {
+            throw NNLayersError.invalidConfiguration(
+                "TTConv2D: \(cores.count) cores \(cores.map(\.shape)) do not fit kernel \(kernelSize) and modes \(outputModes), \(inputModes)")
+        }
+        for k in 0..<d where cores[k + 1].shape[1] != outputModes[k] * inputModes[k] {
+            throw NNLayersError.invalidConfiguration("TTConv2D: core \(k + 1) has \(cores[k + 1].shape[1]) rows, expected \(outputModes[k])·\(inputModes[k])")
+        }
+        let r0 = cores[0].shape[2]
+        let s = inputModes.reduce(1, *)
+        // Spatial core → depthwise weight (S·r0, 1, kh, kw): channel s·r0 + r holds G_0[:, r].
+        let g0 = Matrix(try cores[0].reshaped(to: [kernelSize.height * kernelSize.width, r0])).transposed()   // r0 × (kh·kw)
+        var spatialWeight = [Scalar]()
+        spatialWeight.reserveCapacity(s * g0.scalars.count)
+        for _ in 0..<s { spatialWeight.append(contentsOf: g0.scalars) }
+        spatial = try Conv2D.depthwise(
+            weight: Tensor(shape: [s * r0, 1, kernelSize.height, kernelSize.width], scalars: spatialWeight),
+            channels: s, stride: stride, padding: padding, dilation: dilation)
+        // Channel cores → TT-matrix cores (r, t_k, s_k, r'); the first folds r0 into its input mode.
+        var matrixCores: [Tensor<Scalar>] = []
+        for k in 0..<d {
+            let core = cores[k + 1]
+            let (ra, rb) = (core.shape[0], core.shape[2])
+            let split = try core.reshaped(to: [ra, outputModes[k], inputModes[k], rb])
+            if k == 0 {
+                // (r0, t_1, s_1, r_1) → (1, t_1, r0·s_1, r_1)
+                let moved = try split.transposed(permutation: [1, 0, 2, 3])
+                matrixCores.append(try moved.reshaped(to: [1, outputModes[0], ra * inputModes[0], rb]))
+            } else {
+                matrixCores.append(split)
+            }
+        }
+        channels = try TTMatrix(cores: matrixCores)
+        spatialRank = r0
+        self.outputModes = outputModes
+        self.inputModes = inputModes
+        if let bias, bias.count != outputModes.reduce(1, *) {
+            throw NNLayersError.invalidConfiguration("TTConv2D: \(bias.count) biases for \(outputModes.reduce(1, *)) output channels")
+        }
+        self.bias = bias
+    }
+
+    public var inChannels: Int { inputModes.reduce(1, *) }
+    public var outChannels: Int { outputModes.reduce(1, *) }
+
+    /// The convolution of an NCHW batch, without forming the kernel.
+    @inlinable
+    public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
+        guard x.order == 4, x.shape[1] == inChannels else {
+            throw NNLayersError.inputShape(layer: "TTConv2D", expected: "(N, \(inChannels), H, W)", actual: x.shape)
+        }
+        let z = try spatial(x)                                          // (N, S·r0, Ho, Wo), channel s·r0 + r
+        let (n, ho, wo) = (z.shape[0], z.shape[2], z.shape[3])
+        // (N, S, r0, Ho, Wo) → (N, Ho, Wo, r0, S): one row per output pixel, r0 slowest.
+        let rows = try z.reshaped(to: [n, inChannels, spatialRank, ho, wo]).transposed(permutation: [0, 3, 4, 2, 1])
+        let product = try channels.applied(to: Matrix(try rows.reshaped(to: [n * ho * wo, spatialRank * inChannels])))
+        var y = try Tensor(product).reshaped(to: [n, ho, wo, outChannels]).transposed(permutation: [0, 3, 1, 2])
+        if let bias { y = y.addingBias(bias, axis: 1) }
+        return y
+    }
+
+    public var summary: String {
+        "tt-conv \(inChannels)→\(outChannels) \(spatial.kernelSize.height)×\(spatial.kernelSize.width) modes \(inputModes)→\(outputModes) ranks \([spatialRank] + Array(channels.ranks.dropFirst()))"
+    }
+}
+
+extension TTMatrix: Codable {
+    enum CodingKeys: String, CodingKey { case cores }
+
+    /// Decodes `{"cores": [...]}`, checking the cores.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(cores: container.decode([Tensor<Scalar>].self, forKey: .cores))
+    }
+
+    /// Encodes `{"cores": [...]}`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(cores, forKey: .cores)
+    }
+}
