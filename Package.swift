@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "TensorIO", targets: ["TensorIO"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
         .executable(name: "decompose-conv-kernel", targets: ["decompose-conv-kernel"]),
+        .executable(name: "compress-conv-layer", targets: ["compress-conv-layer"]),
+        .executable(name: "choose-ranks-with-vbmf", targets: ["choose-ranks-with-vbmf"]),
+        .executable(name: "tensor-train-linear", targets: ["tensor-train-linear"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.0"),
@@ -42,6 +45,9 @@ let package = Package(
             dependencies: ["TensorDecompositions"],
             path: "Examples/decompose-conv-kernel"
         ),
+        .executableTarget(name: "compress-conv-layer", dependencies: ["TensorDecompositions"], path: "Examples/compress-conv-layer"),
+        .executableTarget(name: "choose-ranks-with-vbmf", dependencies: ["TensorDecompositions"], path: "Examples/choose-ranks-with-vbmf"),
+        .executableTarget(name: "tensor-train-linear", dependencies: ["TensorDecompositions"], path: "Examples/tensor-train-linear"),
         .target(name: "TestSupport", dependencies: ["TensorModule"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),

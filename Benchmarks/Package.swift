@@ -28,6 +28,13 @@ let package = Package(
                 .product(name: "TensorDecompositions", package: "TensorDecompositions"),
             ]
         ),
+        .executableTarget(
+            name: "layers-benchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "TensorDecompositions", package: "TensorDecompositions"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

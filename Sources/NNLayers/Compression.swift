@@ -57,6 +57,16 @@ public struct CompressedLayer<Scalar: BLASScalar>: Sendable {
     /// Why the ranks were chosen.
     public var reasons: [String]
 
+    /// A compressed layer from its parts.
+    public init(original: Layer<Scalar>, stack: LayerStack<Scalar>, method: String, ranks: [Int], kernelRelativeError: Double, reasons: [String]) {
+        self.original = original
+        self.stack = stack
+        self.method = method
+        self.ranks = ranks
+        self.kernelRelativeError = kernelRelativeError
+        self.reasons = reasons
+    }
+
     /// Parameters and FLOPs before and after, for one sample of the given shape.
     public func report(input shape: [Int]) throws -> CompressionReport {
         let before = try original.cost(input: shape)

@@ -47,7 +47,10 @@ extension Conv2D {
         return y
     }
 
-    /// Pointwise and general convolutions: one GEMM per batch item and group, after im2col unless pointwise.
+    /// Pointwise and general convolutions: one GEMM per batch item and group, after im2col unless
+    /// pointwise. The im2col matrix is built for a block of output rows at a time (about 256 KiB,
+    /// but at least ~512 output pixels), so that it stays in cache for its GEMM, which writes that
+    /// block of the output in place.
     @inlinable
     func gemmForward(
         x: UnsafePointer<Scalar>, w: UnsafePointer<Scalar>, y: UnsafeMutablePointer<Scalar>,
@@ -58,7 +61,11 @@ extension Conv2D {
         let patch = groupIn * kh * kw
         let plane = out.height * out.width
         let inPlane = height * width
-        var columns = isPointwise ? [] : [Scalar](repeating: 0, count: patch * plane)
+        // At least ~512 pixels per GEMM (narrower GEMMs lose more than the cache gains).
+        let budgetRows = (256 * 1024 / MemoryLayout<Scalar>.size) / Swift.max(1, patch * out.width)
+        let minimumRows = (512 + out.width - 1) / out.width
+        let blockRows = Swift.max(1, Swift.min(out.height, Swift.max(budgetRows, minimumRows)))
+        var columns = isPointwise ? [] : [Scalar](repeating: 0, count: patch * blockRows * out.width)
         for n in 0..<batch {
             for g in 0..<groups {
                 let input = x + (n * inChannels + g * groupIn) * inPlane
@@ -71,31 +78,43 @@ extension Conv2D {
                     continue
                 }
                 columns.withUnsafeMutableBufferPointer { cp in
-                    im2col(input: input, channels: groupIn, height: height, width: width, out: out, columns: cp.baseAddress!)
-                    Scalar.gemm(transposeA: false, transposeB: false, m: groupOut, n: plane, k: patch, alpha: 1,
-                                a: kernel, lda: patch, b: cp.baseAddress!, ldb: plane, beta: 0, c: output, ldc: plane)
+                    var row0 = 0
+                    while row0 < out.height {
+                        let row1 = Swift.min(out.height, row0 + blockRows)
+                        let pixels = (row1 - row0) * out.width
+                        im2col(input: input, channels: groupIn, height: height, width: width, out: out,
+                               rows: row0..<row1, columns: cp.baseAddress!)
+                        Scalar.gemm(transposeA: false, transposeB: false, m: groupOut, n: pixels, k: patch, alpha: 1,
+                                    a: kernel, lda: patch, b: cp.baseAddress!, ldb: pixels, beta: 0,
+                                    c: output + row0 * out.width, ldc: plane)
+                        row0 = row1
+                    }
                 }
             }
         }
     }
 
-    /// Fills the `(channels·kh·kw) × (H_out·W_out)` patch matrix of one batch item and group.
+    /// Fills the `(channels·kh·kw) × (rows·W_out)` patch matrix of output rows `rows` of one batch
+    /// item and group.
     @inlinable
-    func im2col(input: UnsafePointer<Scalar>, channels: Int, height: Int, width: Int, out: Size2D, columns: UnsafeMutablePointer<Scalar>) {
+    func im2col(
+        input: UnsafePointer<Scalar>, channels: Int, height: Int, width: Int, out: Size2D, rows: Range<Int>,
+        columns: UnsafeMutablePointer<Scalar>
+    ) {
         let (kh, kw) = (kernelSize.height, kernelSize.width)
         let (sh, sw, dh, dw) = (stride.height, stride.width, dilation.height, dilation.width)
-        let plane = out.height * out.width
+        let pixels = rows.count * out.width
         for c in 0..<channels {
             let channel = input + c * height * width
             for p in 0..<kh {
                 for q in 0..<kw {
-                    let row = columns + ((c * kh + p) * kw + q) * plane
+                    let row = columns + ((c * kh + p) * kw + q) * pixels
                     let columnOffset = q * dw - padding.left
                     // Output columns j with 0 ≤ j·sw + columnOffset < width.
                     let jLow = columnOffset >= 0 ? 0 : (-columnOffset + sw - 1) / sw
                     let jHigh = Swift.min(out.width, width - 1 - columnOffset < 0 ? 0 : (width - 1 - columnOffset) / sw + 1)
-                    for i in 0..<out.height {
-                        let target = row + i * out.width
+                    for i in rows {
+                        let target = row + (i - rows.lowerBound) * out.width
                         let ii = i * sh + p * dh - padding.top
                         if ii < 0 || ii >= height || jLow >= jHigh {
                             for j in 0..<out.width { target[j] = 0 }

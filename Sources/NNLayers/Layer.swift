@@ -215,8 +215,29 @@ public struct LayerStack<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     public init(_ layers: [Layer<Scalar>]) { self.layers = layers }
 
     /// The layers applied in order.
+    ///
+    /// A batch of several NCHW samples through convolutions runs sample by sample, so that the
+    /// intermediate activations of one sample stay in cache between layers.
     @inlinable
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
+        let convolutional = layers.allSatisfy { if case .conv2d = $0 { return true } else { return false } }
+        if convolutional && x.order == 4 && x.shape[0] > 1 {
+            let sampleShape = [1] + Array(x.shape.dropFirst())
+            let sampleSize = x.scalarCount / x.shape[0]
+            var outputs = ContiguousArray<Scalar>()
+            var outputShape: [Int] = []
+            for n in 0..<x.shape[0] {
+                var y = try Tensor(shape: sampleShape, scalars: x.scalars[(n * sampleSize)..<((n + 1) * sampleSize)])
+                for layer in layers { y = try layer(y) }
+                if n == 0 {
+                    outputShape = y.shape
+                    outputs.reserveCapacity(y.scalarCount * x.shape[0])
+                }
+                outputs.append(contentsOf: y.scalars)
+            }
+            outputShape[0] = x.shape[0]
+            return try Tensor(shape: outputShape, scalars: outputs)
+        }
         var y = x
         for layer in layers { y = try layer(y) }
         return y
