@@ -1,0 +1,234 @@
+import Foundation
+import TensorModule
+
+/// A safetensors file (the format PyTorch and Hugging Face models ship in), read lazily from a
+/// memory-mapped file: opening validates the header; each tensor is decoded when asked for.
+///
+/// ```swift
+/// let file = try SafetensorsFile(contentsOf: url)
+/// for name in file.names { print(name, file.entries[name]!.shape) }
+/// let w = try file.tensor(named: "encoder.layer.0.attention.self.query.weight", as: Float.self)
+/// ```
+///
+/// Format: an 8-byte little-endian header length `N`, `N` bytes of JSON
+/// (`{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}`),
+/// then the data, which the offsets must cover in order, without overlaps or holes.
+public struct SafetensorsFile: Sendable {
+    /// One tensor's place in the file.
+    public struct Entry: Sendable, Equatable {
+        public var dtype: DType
+        public var shape: [Int]
+        /// The byte range within the data section.
+        public var byteRange: Range<Int>
+    }
+
+    /// The string metadata (`__metadata__`).
+    public let metadata: [String: String]
+    /// The tensors by name.
+    public let entries: [String: Entry]
+    /// Tensor names in the order of their data.
+    public let names: [String]
+    /// The whole file (memory-mapped when read from disk).
+    let data: Data
+    /// Where the data section starts.
+    let dataStart: Int
+
+    static let maximumHeaderLength = 100 * 1024 * 1024
+
+    /// Opens and validates a file, memory-mapping it so that a multi-GB file is not read at once.
+    ///
+    /// - Throws: ``TensorIOError`` for a missing or malformed file.
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw TensorIOError.fileSystem(path: url.path, reason: error.localizedDescription)
+        }
+        try self.init(data: data)
+    }
+
+    /// Validates a file held in memory.
+    ///
+    /// - Throws: ``TensorIOError`` when the header length is beyond the file or absurd, the JSON is
+    ///   malformed, a dtype is unknown, a shape overflows, a byte size differs from shape × dtype,
+    ///   or the offsets leave the data, overlap, are out of order or leave holes.
+    public init(data: Data) throws {
+        let format = "safetensors"
+        guard data.count >= 8 else { throw TensorIOError.headerLengthOutOfRange(format: format, length: 0, fileSize: data.count) }
+        let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length <= UInt64(Self.maximumHeaderLength), Int(length) <= data.count - 8 else {
+            throw TensorIOError.headerLengthOutOfRange(format: format, length: Int(clamping: length), fileSize: data.count)
+        }
+        let headerData = data.subdata(in: 8..<(8 + Int(length)))
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: headerData) } catch {
+            throw TensorIOError.malformedHeader(format: format, reason: "the header is not valid JSON")
+        }
+        guard let header = object as? [String: Any] else {
+            throw TensorIOError.malformedHeader(format: format, reason: "the header is not a JSON object")
+        }
+        var metadata: [String: String] = [:]
+        if let raw = header["__metadata__"] {
+            guard let dictionary = raw as? [String: Any] else {
+                throw TensorIOError.malformedHeader(format: format, reason: "__metadata__ is not an object")
+            }
+            for (key, value) in dictionary {
+                guard let string = value as? String else {
+                    throw TensorIOError.malformedHeader(format: format, reason: "__metadata__[\(key)] is not a string")
+                }
+                metadata[key] = string
+            }
+        }
+        let dataStart = 8 + Int(length)
+        let dataSize = data.count - dataStart
+        var entries: [String: Entry] = [:]
+        for (name, value) in header where name != "__metadata__" {
+            guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
+                  let shapeValues = info["shape"] as? [Any], let offsetValues = info["data_offsets"] as? [Any], offsetValues.count == 2 else {
+                throw TensorIOError.malformedHeader(format: format, reason: "tensor \(name) needs dtype, shape and two data_offsets")
+            }
+            guard let dtype = Self.dtypes[dtypeName] else { throw TensorIOError.unsupportedDType(format: format, dtype: dtypeName) }
+            let shape = try shapeValues.map { try Self.integer($0, "shape of \(name)") }
+            let offsets = try offsetValues.map { try Self.integer($0, "data_offsets of \(name)") }
+            var count = 1
+            for dimension in shape {
+                guard dimension >= 0 else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+                let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+                guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+                count = product
+            }
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+            guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataSize else {
+                throw TensorIOError.invalidOffsets(name: name, reason: "[\(offsets[0]), \(offsets[1])] lies outside the \(dataSize)-byte data section")
+            }
+            guard offsets[1] - offsets[0] == bytes else {
+                throw TensorIOError.sizeMismatch(name: name, expectedBytes: bytes, actualBytes: offsets[1] - offsets[0])
+            }
+            entries[name] = Entry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+        }
+        let ordered = entries.keys.sorted { (entries[$0]!.byteRange.lowerBound, $0) < (entries[$1]!.byteRange.lowerBound, $1) }
+        var expected = 0
+        for name in ordered {
+            let range = entries[name]!.byteRange
+            if range.lowerBound < expected {
+                throw TensorIOError.invalidOffsets(name: name, reason: "[\(range.lowerBound), \(range.upperBound)] overlaps the previous tensor, which ends at \(expected)")
+            }
+            if range.lowerBound > expected {
+                throw TensorIOError.invalidOffsets(name: name, reason: "a hole of \(range.lowerBound - expected) bytes precedes it")
+            }
+            expected = range.upperBound
+        }
+        guard expected == dataSize else {
+            throw TensorIOError.invalidOffsets(name: ordered.last ?? "(none)", reason: "the tensors cover \(expected) of \(dataSize) data bytes")
+        }
+        self.metadata = metadata
+        self.entries = entries
+        self.names = ordered
+        self.data = data
+        self.dataStart = dataStart
+    }
+
+    static let dtypes: [String: DType] = [
+        "F16": .float16, "BF16": .bfloat16, "F32": .float32, "F64": .float64, "I8": .int8, "I16": .int16, "I32": .int32,
+        "I64": .int64, "U8": .uint8, "U16": .uint16, "U32": .uint32, "U64": .uint64, "BOOL": .bool,
+    ]
+
+    static func name(of dtype: DType) -> String { dtypes.first { $0.value == dtype }!.key }
+
+    static func integer(_ value: Any, _ what: String) throws -> Int {
+        // JSON numbers arrive as NSNumber; accept whole numbers that an Int holds exactly.
+        guard let number = value as? NSNumber else {
+            throw TensorIOError.malformedHeader(format: "safetensors", reason: "\(what) holds a value that is not an integer")
+        }
+        let double = number.doubleValue
+        guard double.rounded() == double, abs(double) < 0x1p62 else {
+            throw TensorIOError.malformedHeader(format: "safetensors", reason: "\(what) holds \(number), not an integer that fits in 62 bits")
+        }
+        return Int(number.int64Value)
+    }
+
+    /// The tensor `name`, converted to `Scalar` (integers and booleans converted, F16/BF16 widened).
+    ///
+    /// - Throws: ``TensorIOError/unknownTensor(name:available:)`` for a name the file does not hold.
+    public func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type = Scalar.self) throws -> Tensor<Scalar> {
+        guard let entry = entries[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
+        let count = entry.shape.reduce(1, *)
+        let scalars = data.withUnsafeBytes { bytes in
+            decodeElements(UnsafeRawBufferPointer(rebasing: bytes[(dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound)]),
+                           dtype: entry.dtype, bigEndian: false, count: count, as: Scalar.self)
+        }
+        return try Tensor(shape: entry.shape, scalars: scalars)
+    }
+
+    /// The raw bytes of tensor `name`, as stored.
+    public func rawBytes(named name: String) throws -> Data {
+        guard let entry = entries[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
+        return data.subdata(in: (dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound))
+    }
+}
+
+/// Builds a safetensors file and writes it through a temporary file renamed into place, so that a
+/// failed write never leaves a half-written file.
+///
+/// ```swift
+/// var writer = SafetensorsWriter()
+/// try writer.add("layer.0.weight", tensor, dtype: .float16)
+/// writer.metadata["format"] = "pt"
+/// try writer.write(to: url)
+/// ```
+public struct SafetensorsWriter: Sendable {
+    struct Item: Sendable { var name: String; var dtype: DType; var shape: [Int]; var bytes: [UInt8] }
+    var items: [Item] = []
+    /// The string metadata written as `__metadata__`.
+    public var metadata: [String: String] = [:]
+
+    public init() {}
+
+    /// Adds a tensor in `dtype` (default: the scalar type's own).
+    ///
+    /// - Throws: ``TensorIOError/unsupported(_:)`` for a repeated name or an integer dtype.
+    public mutating func add<Scalar: BLASScalar>(_ name: String, _ tensor: Tensor<Scalar>, dtype: DType? = nil) throws {
+        let dtype = dtype ?? DType.of(Scalar.self)
+        try append(Item(name: name, dtype: dtype, shape: tensor.shape, bytes: encodeElements(tensor.scalars, dtype: dtype)))
+    }
+
+    /// Adds a tensor copied byte for byte from another file.
+    public mutating func addRaw(_ name: String, dtype: DType, shape: [Int], bytes: Data) throws {
+        guard bytes.count == shape.reduce(1, *) * dtype.size else {
+            throw TensorIOError.sizeMismatch(name: name, expectedBytes: shape.reduce(1, *) * dtype.size, actualBytes: bytes.count)
+        }
+        try append(Item(name: name, dtype: dtype, shape: shape, bytes: [UInt8](bytes)))
+    }
+
+    mutating func append(_ item: Item) throws {
+        guard item.name != "__metadata__", !items.contains(where: { $0.name == item.name }) else {
+            throw TensorIOError.unsupported("safetensors: the tensor name \(item.name) is repeated or reserved")
+        }
+        items.append(item)
+    }
+
+    /// The file's bytes.
+    public func encoded() throws -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for item in items {
+            header[item.name] = ["dtype": SafetensorsFile.name(of: item.dtype), "shape": item.shape, "data_offsets": [offset, offset + item.bytes.count]]
+            offset += item.bytes.count
+        }
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad with spaces so that the data starts on an 8-byte boundary.
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - (json.count % 8)) % 8))
+        var result = Data()
+        result.reserveCapacity(8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { result.append(contentsOf: $0) }
+        result.append(json)
+        for item in items { result.append(contentsOf: item.bytes) }
+        return result
+    }
+
+    /// Writes the file atomically.
+    public func write(to url: URL) throws {
+        try writeAtomically(try encoded(), to: url)
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import TensorModule
+import TensorIO
+
+@Suite("Safetensors files")
+struct SafetensorsTests {
+    static let mixed = fixtures.appendingPathComponent("mixed.safetensors")
+
+    func checkFixture<S: BLASScalar>(_: S.Type) throws {
+        let file = try SafetensorsFile(contentsOf: Self.mixed)
+        #expect(file.metadata == ["format": "pt", "source": "make_safetensors_fixtures.py"])
+        #expect(Set(file.names) == ["f16", "bf16", "f32", "f64", "i64", "u8", "scalar"])
+        for name in ["f16", "bf16", "f32", "f64"] {
+            let x = try file.tensor(named: name, as: S.self)
+            #expect(x.shape == [2, 3, 4])
+            for (i, value) in x.scalars.enumerated() { #expect(value == S(i) / 8 - 1.25, "\(name) element \(i)") }
+        }
+        #expect(try file.tensor(named: "i64", as: S.self).scalars == [-2, -1, 0, 1, 2, 3])
+        #expect(try file.tensor(named: "u8", as: S.self).scalars == [0, 1, 2, 3, 4])
+        let scalar = try file.tensor(named: "scalar", as: S.self)
+        #expect(scalar.shape == [] && scalar.scalars == [2.5])
+        #expect(throws: TensorIOError.self) { try file.tensor(named: "missing", as: S.self) }
+    }
+
+    @Test func readsFilesOfTheSafetensorsPackage() throws {
+        try checkFixture(Float.self)
+        try checkFixture(Double.self)
+    }
+
+    func checkRoundTrip<S: BLASScalar>(_: S.Type) throws {
+        var writer = SafetensorsWriter()
+        let a = Tensor<S>.randomNormal(shape: [3, 4], seed: 1)
+        let b = Tensor<S>.randomNormal(shape: [2, 2, 2], seed: 2)
+        try writer.add("a", a)
+        try writer.add("b.f32", b, dtype: .float32)
+        try writer.add("b.f16", b, dtype: .float16)
+        try writer.add("b.bf16", b, dtype: .bfloat16)
+        try writer.add("b.f64", b, dtype: .float64)
+        try writer.addRaw("ints", dtype: .int64, shape: [2], bytes: Data([1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255]))
+        writer.metadata["stacks"] = "[]"
+        let data = try writer.encoded()
+        #expect(data.withUnsafeBytes { Int($0.loadUnaligned(as: UInt64.self)) } % 8 == 0, "data aligned to 8 bytes")
+        let file = try SafetensorsFile(data: data)
+        #expect(file.metadata == ["stacks": "[]"])
+        #expect(try file.tensor(named: "a", as: S.self) == a)
+        #expect(try file.tensor(named: "b.f64", as: S.self).isApproximatelyEqual(to: b, relativeTolerance: 1e-7))
+        #expect(try file.tensor(named: "b.f32", as: S.self).isApproximatelyEqual(to: b, relativeTolerance: 1e-7))
+        #expect(try file.tensor(named: "b.f16", as: S.self).relativeError(to: b) < 1e-3)
+        #expect(try file.tensor(named: "b.bf16", as: S.self).relativeError(to: b) < 1e-2)
+        #expect(try file.tensor(named: "ints", as: S.self).scalars == [1, -1])
+        #expect(try file.rawBytes(named: "ints").count == 16)
+        #expect(throws: TensorIOError.self) { try writer.add("a", a) }
+    }
+
+    @Test func roundTrips() throws {
+        try checkRoundTrip(Float.self)
+        try checkRoundTrip(Double.self)
+    }
+
+    /// A file from a header dictionary and a data section.
+    func file(_ header: String, data: [UInt8] = []) -> Data {
+        var bytes = [UInt8]()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+        return Data(bytes + Array(header.utf8) + data)
+    }
+
+    @Test func malformedFilesThrowNamedErrors() throws {
+        func open(_ data: Data) throws -> SafetensorsFile { try SafetensorsFile(data: data) }
+        #expect(throws: TensorIOError.headerLengthOutOfRange(format: "safetensors", length: 0, fileSize: 3)) { try open(Data([1, 2, 3])) }
+        var huge = Data(file("{}"))
+        huge.replaceSubrange(0..<8, with: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        #expect(throws: TensorIOError.self) { try open(huge) }
+        #expect(throws: TensorIOError.malformedHeader(format: "safetensors", reason: "the header is not valid JSON")) { try open(file("{nope")) }
+        #expect(throws: TensorIOError.unsupportedDType(format: "safetensors", dtype: "C64")) {
+            try open(file(#"{"x":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)))
+        }
+        #expect(throws: TensorIOError.sizeMismatch(name: "x", expectedBytes: 8, actualBytes: 4)) {
+            try open(file(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]))
+        }
+        #expect(throws: TensorIOError.self) {  // beyond the data
+            try open(file(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [0, 0, 0, 0]))
+        }
+        #expect(throws: TensorIOError.self) {  // overlapping
+            try open(file(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                          data: [UInt8](repeating: 0, count: 8)))
+        }
+        #expect(throws: TensorIOError.self) {  // a hole
+            try open(file(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: [UInt8](repeating: 0, count: 8)))
+        }
+        #expect(throws: TensorIOError.invalidShape(format: "safetensors", shape: [4_294_967_296, 4_294_967_296, 16])) {
+            try open(file(#"{"x":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#))
+        }
+        #expect(throws: TensorIOError.self) { try open(file(#"{"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}"#)) }
+        #expect(throws: TensorIOError.self) { try open(file(#"{"x":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])) }
+        #expect(throws: TensorIOError.self) { try open(file(#"{"__metadata__":{"a":1}}"#)) }
+        #expect(throws: TensorIOError.self) { try open(file(#"[1, 2]"#)) }
+        do {
+            _ = try SafetensorsFile(contentsOf: URL(fileURLWithPath: "/nonexistent/x.safetensors"))
+            Issue.record("a missing file should throw")
+        } catch let TensorIOError.fileSystem(path, _) {
+            #expect(path == "/nonexistent/x.safetensors")
+        }
+    }
+
+    /// 10,000 corrupted variants of a valid file: each opens (and its tensors load) or throws, none crashes.
+    @Test func mutatedFilesLoadOrThrow() throws {
+        var generator = SeededGenerator(seed: 77)
+        let source = try [UInt8](Data(contentsOf: Self.mixed))
+        let headerLength = Int(source[0]) | Int(source[1]) << 8
+        var opened = 0, thrown = 0
+        for _ in 0..<10_000 {
+            var bytes = source
+            switch generator.next() % 6 {
+            case 0: bytes = Array(bytes.prefix(Int(generator.next() % UInt64(bytes.count + 1))))
+            case 1:  // absurd or wrong header lengths
+                for k in 0..<8 where generator.next() % 3 == 0 { bytes[k] = UInt8(truncatingIfNeeded: generator.next()) }
+            case 2:  // flip bytes inside the JSON
+                for _ in 0..<(1 + generator.next() % 3) {
+                    bytes[8 + Int(generator.next() % UInt64(headerLength))] ^= UInt8(truncatingIfNeeded: 1 << (generator.next() % 8))
+                }
+            case 3:  // rewrite digits in the header: huge shapes, moved and overlapping offsets
+                for _ in 0..<(1 + generator.next() % 4) {
+                    let index = 8 + Int(generator.next() % UInt64(headerLength))
+                    if (48...57).contains(bytes[index]) { bytes[index] = UInt8(48 + generator.next() % 10) }
+                }
+            case 4:  // insert digits into the header (overflowing numbers), fixing the length field
+                let index = 8 + Int(generator.next() % UInt64(headerLength))
+                let digits = [UInt8]("99999999999999999999".utf8.prefix(Int(1 + generator.next() % 20)))
+                bytes.insert(contentsOf: digits, at: index)
+                let newLength = UInt64(headerLength + digits.count).littleEndian
+                withUnsafeBytes(of: newLength) { for k in 0..<8 { bytes[k] = $0[k] } }
+            default:  // flip data bytes (values only: must still open)
+                let index = 8 + headerLength + Int(generator.next() % UInt64(bytes.count - 8 - headerLength))
+                bytes[index] ^= 0xFF
+            }
+            do {
+                let file = try SafetensorsFile(data: Data(bytes))
+                for name in file.names { _ = try file.tensor(named: name, as: Float.self) }
+                opened += 1
+            } catch is TensorIOError {
+                thrown += 1
+            } catch {
+                Issue.record("unexpected error type: \(error)")
+            }
+        }
+        #expect(opened + thrown == 10_000)
+        #expect(opened > 500 && thrown > 2000)
+    }
+
+    @Test func writesAtomically() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var writer = SafetensorsWriter()
+        try writer.add("x", Tensor<Float>.randomNormal(shape: [4, 4], seed: 1))
+        let url = directory.appendingPathComponent("model.safetensors")
+        try writer.write(to: url)
+        #expect(try SafetensorsFile(contentsOf: url).names == ["x"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.safetensors"])
+    }
+}
