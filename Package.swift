@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "NNLayers", targets: ["NNLayers"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
+        .executable(name: "tensor-compress", targets: ["tensor-compress"]),
         .executable(name: "decompose-conv-kernel", targets: ["decompose-conv-kernel"]),
         .executable(name: "compress-conv-layer", targets: ["compress-conv-layer"]),
         .executable(name: "choose-ranks-with-vbmf", targets: ["choose-ranks-with-vbmf"]),
@@ -17,6 +18,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // The only target that links BLAS and LAPACK.
@@ -41,6 +43,10 @@ let package = Package(
         .target(name: "TensorIO", dependencies: ["TensorModule"]),
         .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
         .executableTarget(
+            name: "tensor-compress",
+            dependencies: ["TensorDecompositions", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "decompose-conv-kernel",
             dependencies: ["TensorDecompositions"],
             path: "Examples/decompose-conv-kernel"
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
         .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["TensorDecompositions"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

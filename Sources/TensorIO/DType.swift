@@ -37,13 +37,13 @@ func decodeElements<Scalar: BLASScalar>(
         switch dtype {
         case .float32:
             if !bigEndian && Scalar.self == Float.self {
-                _ = UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(count * 4)]))
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(count * 4)]))
             } else {
                 for i in 0..<count { out[i] = Scalar(Float(bitPattern: raw(UInt32.self, i))) }
             }
         case .float64:
             if !bigEndian && Scalar.self == Double.self {
-                _ = UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(count * 8)]))
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(count * 8)]))
             } else {
                 for i in 0..<count { out[i] = Scalar(Double(bitPattern: raw(UInt64.self, i))) }
             }

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import TensorDecompositions
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List every tensor with its shape, dtype and kind, and EVBMF rank estimates for the layer weights.")
+
+    @Argument(help: "A .safetensors file.") var file: String
+    @Flag(help: "Print one JSON document on standard output.") var json = false
+    @Flag(help: "Skip the EVBMF estimates (faster on large models).") var noVbmf = false
+
+    struct Row: Encodable {
+        var name: String
+        var shape: [Int]
+        var dtype: String
+        var kind: String
+        var vbmfRanks: [Int]?
+        var parameters: Int
+        /// Parameters of the SVD (2-D) or Tucker-2 (4-D) factors at the EVBMF ranks.
+        var compressedParameters: Int?
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let model = try openModel(file)
+            var rows: [Row] = []
+            for name in model.names {
+                let entry = model.entries[name]!
+                let count = entry.shape.reduce(1, *)
+                var row = Row(name: name, shape: entry.shape, dtype: entry.dtype.rawValue, kind: "other", vbmfRanks: nil,
+                              parameters: count, compressedParameters: nil)
+                if entry.dtype.isFloatingPoint && entry.shape.count == 4 { row.kind = "conv2d (OIHW)" }
+                if entry.dtype.isFloatingPoint && entry.shape.count == 2 { row.kind = "linear (out, in)" }
+                if !noVbmf && entry.dtype.isFloatingPoint && count > 0 && (entry.shape.count == 2 || entry.shape.count == 4) {
+                    let tensor = try model.tensor(named: name, as: Float.self)
+                    if entry.shape.count == 2 {
+                        let r = try evbmf(Matrix(tensor), forceAtLeastOne: true).rank
+                        row.vbmfRanks = [r]
+                        row.compressedParameters = r * (entry.shape[0] + entry.shape[1])
+                    } else {
+                        let ranks = try selectRanks(for: tensor, modes: [0, 1], selection: .vbmf).ranks
+                        row.vbmfRanks = ranks
+                        row.compressedParameters = ranks[0] * ranks[1] * entry.shape[2] * entry.shape[3]
+                            + entry.shape[0] * ranks[0] + entry.shape[1] * ranks[1]
+                    }
+                }
+                rows.append(row)
+            }
+            if json {
+                struct Document: Encodable { var file: String; var tensors: [Row] }
+                print(try jsonString(Document(file: file, tensors: rows)))
+                return
+            }
+            print(table(["name", "shape", "dtype", "kind", "EVBMF ranks", "parameters", "at EVBMF ranks"], rows.map { row in
+                [row.name, row.shape.map(String.init).joined(separator: "×"), row.dtype, row.kind,
+                 row.vbmfRanks.map { "\($0)" } ?? "", compact(row.parameters),
+                 row.compressedParameters.map { "\(compact($0)) (\(String(format: "%.1f", Double(row.parameters) / Double(max($0, 1))))×)" } ?? ""]
+            }))
+            print("\(rows.count) tensors, \(compact(rows.reduce(0) { $0 + $1.parameters })) parameters")
+        }
+    }
+}
