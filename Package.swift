@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // The only target that links BLAS and LAPACK.
@@ -40,7 +41,7 @@ let package = Package(
             dependencies: ["TensorModule", .product(name: "RealModule", package: "swift-numerics")]
         ),
         .target(name: "NNLayers", dependencies: ["TensorModule", "Decompositions"]),
-        .target(name: "TensorIO", dependencies: ["TensorModule"]),
+        .target(name: "TensorIO", dependencies: ["TensorModule", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
         .executableTarget(
             name: "tensor-compress",

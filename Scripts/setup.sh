@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs (OpenBLAS, LAPACKE, pkg-config) when they are missing.
+# Installs the system packages the build needs (OpenBLAS, LAPACKE, zlib, pkg-config) when they are missing.
 # Runs apt-get as root, or through sudo; exits non-zero with a clear message when it cannot.
 set -euo pipefail
 
@@ -9,6 +9,8 @@ if ! pkg-config --exists openblas 2>/dev/null; then missing+=(libopenblas-dev); 
 if [ ! -f /usr/include/lapacke.h ] && [ ! -f /usr/include/x86_64-linux-gnu/lapacke.h ] && [ ! -f /usr/include/aarch64-linux-gnu/lapacke.h ]; then
     missing+=(liblapacke-dev)
 fi
+# zlib's headers, for ZIPFoundation (.npz reading) on Linux.
+if ! pkg-config --exists zlib 2>/dev/null; then missing+=(zlib1g-dev); fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

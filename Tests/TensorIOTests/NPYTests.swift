@@ -152,3 +152,44 @@ struct NPYTests {
         #expect(thrown > 1000 && loaded > 100)
     }
 }
+
+@Suite("NPZ archives")
+struct NPZTests {
+    func check<S: BLASScalar>(_: S.Type, _ file: String) throws {
+        let archive = try NPZFile(contentsOf: fixtures.appendingPathComponent(file))
+        #expect(Set(archive.names) == ["weight", "bias"])
+        let w = try archive.tensor(named: "weight", as: S.self)
+        #expect(w.shape == [2, 3, 4])
+        for (i, value) in w.scalars.enumerated() { #expect(value == S(i) / 8 - 1.25) }
+        #expect(try archive.tensor(named: "bias", as: S.self).scalars == [0, 1, 2])
+        #expect(throws: TensorIOError.self) { try archive.tensor(named: "missing", as: S.self) }
+    }
+
+    @Test(arguments: ["arrays_stored.npz", "arrays_deflated.npz"])
+    func readsStoredAndDeflatedMembers(file: String) throws {
+        try check(Float.self, file)
+        try check(Double.self, file)
+    }
+
+    @Test func corruptArchivesThrow() throws {
+        #expect(throws: TensorIOError.self) { try NPZFile(contentsOf: fixtures.appendingPathComponent("scalar_f8.npy")) }
+        #expect(throws: TensorIOError.self) { try NPZFile(contentsOf: URL(fileURLWithPath: "/nonexistent.npz")) }
+        // Flip bytes inside the deflated data: the member fails its CRC or inflate, or loads; never a crash.
+        var bytes = try [UInt8](Data(contentsOf: fixtures.appendingPathComponent("arrays_deflated.npz")))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("npz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var generator = SeededGenerator(seed: 5)
+        for round in 0..<200 {
+            var copy = bytes
+            for _ in 0..<3 { copy[Int(generator.next() % UInt64(copy.count))] ^= UInt8(truncatingIfNeeded: generator.next() | 1) }
+            let url = directory.appendingPathComponent("\(round).npz")
+            try Data(copy).write(to: url)
+            do {
+                let archive = try NPZFile(contentsOf: url)
+                for name in archive.names { _ = try? archive.tensor(named: name, as: Float.self) }
+            } catch is TensorIOError {}
+        }
+        bytes.removeAll()
+    }
+}

@@ -14,3 +14,5 @@ np.save("empty_f4.npy", np.zeros((0, 3), dtype=np.float32))
 for version in [(2, 0), (3, 0)]:
     with open(f"arange_v{version[0]}_f4.npy", "wb") as f:
         npformat.write_array(f, base.astype("<f4"), version=version)
+np.savez("arrays_stored.npz", weight=base.astype("<f4"), bias=np.arange(3, dtype="<f8"))
+np.savez_compressed("arrays_deflated.npz", weight=base.astype(">f8"), bias=np.arange(3, dtype="<i4"))

@@ -1,0 +1,20 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// A libFuzzer target for the file readers (.npy and safetensors). Build and run:
+//     swift build --package-path Fuzzing -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+//     mkdir -p Fuzzing/.build/corpus && cp Fuzzing/corpus/*.seed Fuzzing/.build/corpus/
+//     Fuzzing/.build/debug/io-fuzzer Fuzzing/.build/corpus -max_total_time=60
+// It is kept out of the main package: without -sanitize=fuzzer the target has no main().
+let package = Package(
+    name: "Fuzzing",
+    dependencies: [.package(name: "TensorDecompositions", path: "..")],
+    targets: [
+        .executableTarget(
+            name: "io-fuzzer",
+            dependencies: [.product(name: "TensorIO", package: "TensorDecompositions"),
+                           .product(name: "TensorModule", package: "TensorDecompositions")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
