@@ -50,6 +50,7 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [In
 /// ```
 ///
 /// - Parameters:
+///   - tensor: The tensor, finite and non-empty.
 ///   - tolerance: `ε ≥ 0`.
 ///   - maxRank: An optional cap on every rank (the bound no longer holds when it binds).
 /// - Throws: ``DecompositionError`` for a negative tolerance or bad input.

@@ -73,8 +73,13 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     ///
     /// - Parameters:
     ///   - cores: `G_0` of shape `(1, kh·kw, r_0)` and `C_k` of shape `(r_{k−1}, t_k·s_k, r_k)` (TT-SVD output).
-    ///   - kernelSize, outputModes, inputModes: the factorization used to reshape the kernel.
-    ///   - stride, padding, dilation, bias: the original convolution's settings.
+    ///   - kernelSize: The spatial size `(kh, kw)` of the original kernel.
+    ///   - outputModes: `[t_1, …, t_d]`, the factorization of the output channels.
+    ///   - inputModes: `[s_1, …, s_d]`, the factorization of the input channels.
+    ///   - stride: The original convolution's stride.
+    ///   - padding: The original convolution's padding.
+    ///   - dilation: The original convolution's dilation.
+    ///   - bias: The original convolution's bias, or `nil`.
     /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for cores that do not fit.
     public init(
         cores: [Tensor<Scalar>], kernelSize: Size2D, outputModes: [Int], inputModes: [Int],

@@ -34,7 +34,7 @@ public struct NPZFile {
     /// The array `name`, decoded as a `.npy` member.
     ///
     /// - Throws: ``TensorIOError/unknownTensor(name:available:)`` for a missing member, and the
-    ///   errors of ``Tensor/init(npyData:)``; a corrupt member (bad CRC, bad deflate stream) throws
+    ///   errors of ``TensorModule/Tensor/init(npyData:)``; a corrupt member (bad CRC, bad deflate stream) throws
     ///   ``TensorIOError/malformedHeader(format:reason:)``.
     public func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type = Scalar.self) throws -> Tensor<Scalar> {
         guard let entry = archive[name + ".npy"] else { throw TensorIOError.unknownTensor(name: name, available: names) }

@@ -90,7 +90,9 @@ extension Tensor {
 
     /// Whether `‖self − other‖_F ≤ relativeTolerance · max(‖self‖_F, ‖other‖_F)`, with equal shapes.
     ///
-    /// - Parameter relativeTolerance: Defaults to `√ε` of `Scalar`.
+    /// - Parameters:
+    ///   - other: The tensor to compare with.
+    ///   - relativeTolerance: Defaults to `√ε` of `Scalar`.
     @inlinable
     public func isApproximatelyEqual(to other: Tensor, relativeTolerance: Scalar = Scalar.ulpOfOne.squareRoot()) -> Bool {
         guard shape == other.shape else { return false }
