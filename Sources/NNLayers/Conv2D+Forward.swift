@@ -9,7 +9,7 @@ extension Conv2D {
     ///
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` for an input that is not 4-D,
     ///   has the wrong channel count, or is smaller than the dilated kernel.
-    /// - Complexity: ``flops(inputHeight:inputWidth:)`` per batch item.
+    /// - Complexity: the FLOPs of ``Layer/cost(input:)`` per batch item.
     @inlinable
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         guard x.order == 4, x.shape[1] == inChannels else {
