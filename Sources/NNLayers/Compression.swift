@@ -4,11 +4,11 @@ import TensorModule
 /// How to decompose a convolution.
 public enum ConvDecomposition: Sendable, Equatable {
     /// CP of the kernel (Lebedev et al. 2015, arXiv:1412.6553) → pointwise S→R, depthwise kh×1,
-    /// depthwise 1×kw, pointwise R→T. The rank comes from ``Decompositions/selectCPRank(for:selection:)``.
+    /// depthwise 1×kw, pointwise R→T. The rank comes from `selectCPRank(for:selection:)`.
     case cp(RankSelection, maxIterations: Int = 100, seed: UInt64 = 0)
     /// Tucker-2 of the channel modes (Kim et al. 2016, arXiv:1511.06530) → pointwise S→R_in,
     /// kh×kw conv R_in→R_out, pointwise R_out→T. Ranks `[R_out, R_in]` come from
-    /// ``Decompositions/selectRanks(for:modes:selection:)`` on modes 0 and 1.
+    /// `selectRanks(for:modes:selection:)` on modes 0 and 1.
     case tucker2(RankSelection)
     /// TT-SVD of the kernel reshaped to `(kh·kw, t_1 s_1, …, t_d s_d)` (Garipov et al. 2016,
     /// arXiv:1611.03214) → a ``TTConv2D``. Channel factorizations default to three balanced factors;
@@ -19,7 +19,7 @@ public enum ConvDecomposition: Sendable, Equatable {
 /// How to decompose a fully connected layer.
 public enum LinearDecomposition: Sendable, Equatable {
     /// Truncated SVD `W ≈ U_t Σ_t V_tᵀ` → Linear(in → t, `Σ_t V_tᵀ`, no bias), Linear(t → out, `U_t`, bias).
-    /// The rank comes from ``Decompositions/selectRanks(for:modes:selection:)`` on the matrix.
+    /// The rank comes from `selectRanks(for:modes:selection:)` on the matrix.
     case svd(RankSelection)
     /// A TT-matrix weight (Novikov et al. 2015, arXiv:1509.06569) → a ``TTLinear``.
     case tensorTrain(outputModes: [Int]? = nil, inputModes: [Int]? = nil, maxRank: Int? = nil, tolerance: Double? = nil)
