@@ -1,7 +1,7 @@
 import Decompositions
 import TensorModule
 
-/// A fully connected layer whose weight is a ``TTMatrix`` (Novikov, Podoprikhin, Osokin, Vetrov 2015,
+/// A fully connected layer whose weight is a `TTMatrix` (Novikov, Podoprikhin, Osokin, Vetrov 2015,
 /// arXiv:1509.06569): `y = x Wᵀ + b` computed core by core, never forming `W`.
 public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     /// The weight in TT-matrix form, `(out, in)` = `(∏ m_k, ∏ n_k)`.
