@@ -24,6 +24,11 @@ public enum RankSelection: Sendable, Equatable, Codable {
     /// The largest ranks (proportional to the mode sizes) whose factors hold at most this fraction
     /// `0 < f ≤ 1` of the original parameter count.
     case parameterBudget(Double)
+    /// The largest ranks whose replacement layers need at most this fraction `0 < f ≤ 1` of the
+    /// original layer's FLOPs. FLOPs depend on the layer (stride, kernel, groups), so this rule is
+    /// resolved by the layer builders of `NNLayers` (`Conv2D.compressed(by:)`, `Linear.compressed(by:)`);
+    /// ``selectRanks(for:modes:selection:)`` and ``selectCPRank(for:selection:)`` throw for it.
+    case flopBudget(Double)
 }
 
 /// Ranks chosen by ``selectRanks(for:modes:selection:)`` or ``selectCPRank(for:selection:)``.
@@ -106,6 +111,9 @@ public func selectRanks<Scalar: BLASScalar>(
             choice.reasons.append("mode \(mode): rank \(rank) discards at most \(allowed) of energy (ε = \(epsilon) over \(modes.count) modes)")
         }
         return choice
+    case .flopBudget:
+        throw DecompositionError.invalidArgument(
+            "selectRanks: a FLOP budget depends on the layer; use Conv2D.compressed(by:) or Linear.compressed(by:) from NNLayers")
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
             throw DecompositionError.invalidArgument("selectRanks: parameter fraction \(fraction) must be in (0, 1]")
@@ -155,6 +163,9 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
     case .relativeError:
         throw DecompositionError.invalidArgument(
             "selectCPRank: a relative-error target has no a-priori CP rank; use .fixed, .vbmf, .energy or .parameterBudget")
+    case .flopBudget:
+        throw DecompositionError.invalidArgument(
+            "selectCPRank: a FLOP budget depends on the layer; use Conv2D.compressed(by:) from NNLayers")
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
             throw DecompositionError.invalidArgument("selectCPRank: parameter fraction \(fraction) must be in (0, 1]")

@@ -136,6 +136,16 @@ extension Conv2D {
         }
         let kernels = try (0..<groups).map { try groupKernel($0) }
         switch method {
+        case let .cp(.flopBudget(fraction), maxIterations, seed):
+            let (rank, reason) = try cpRank(flopBudget: fraction)
+            var result = try compressed(by: .cp(.fixed([rank]), maxIterations: maxIterations, seed: seed))
+            result.reasons = [reason]
+            return result
+        case let .tucker2(.flopBudget(fraction)):
+            let (ranks, reason) = try tucker2Ranks(flopBudget: fraction)
+            var result = try compressed(by: .tucker2(.fixed(ranks)))
+            result.reasons = [reason]
+            return result
         case let .cp(selection, maxIterations, seed):
             let rank = try kernels.map { try selectCPRank(for: $0, selection: selection) }
             let chosen = rank.map { $0.ranks[0] }.max()!
@@ -181,6 +191,58 @@ extension Conv2D {
         }
     }
 
+    /// The spatial size at which FLOP budgets are evaluated: 64×64, or larger when the dilated kernel needs it.
+    var referenceInput: Size2D {
+        let h = Swift.max(64, dilation.height * (kernelSize.height - 1) + 1)
+        let w = Swift.max(64, dilation.width * (kernelSize.width - 1) + 1)
+        return Size2D(h, w)
+    }
+
+    /// The largest CP rank whose four layers need at most `fraction` of this convolution's FLOPs.
+    func cpRank(flopBudget fraction: Double) throws -> (Int, String) {
+        guard fraction > 0, fraction <= 1 else {
+            throw NNLayersError.invalidConfiguration("FLOP budget \(fraction) must be in (0, 1]")
+        }
+        let input = referenceInput
+        let out = try outputSize(height: input.height, width: input.width)
+        let (inPixels, outPixels) = (Double(input.height * input.width), Double(out.height * out.width))
+        let original = 2 * Double(outChannels * weight.shape[1] * kernelSize.height * kernelSize.width) * outPixels
+        // Per unit of rank (R per group, g groups): pointwise S→gR at input size, depthwise kh×1 on
+        // H_out × W_in, depthwise 1×kw and pointwise gR→T at output size.
+        let g = Double(groups)
+        let perRank = 2 * (Double(inChannels) * inPixels + g * Double(kernelSize.height) * Double(out.height * input.width)
+                           + g * Double(kernelSize.width) * outPixels + Double(outChannels) * outPixels)
+        let rank = Swift.max(1, Int(fraction * original / perRank))
+        return (rank, "CP rank \(rank): \(Int(perRank) * rank) of \(Int(original)) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
+    }
+
+    /// The largest Tucker-2 ranks, proportional to the channel counts, whose three layers need at most
+    /// `fraction` of this convolution's FLOPs.
+    func tucker2Ranks(flopBudget fraction: Double) throws -> ([Int], String) {
+        guard fraction > 0, fraction <= 1 else {
+            throw NNLayersError.invalidConfiguration("FLOP budget \(fraction) must be in (0, 1]")
+        }
+        let input = referenceInput
+        let out = try outputSize(height: input.height, width: input.width)
+        let (inPixels, outPixels) = (Double(input.height * input.width), Double(out.height * out.width))
+        let (tg, sg, area) = (outChannels / groups, weight.shape[1], kernelSize.height * kernelSize.width)
+        let original = 2 * Double(outChannels * sg * area) * outPixels
+        func ranks(_ c: Double) -> [Int] {
+            [Swift.max(1, Swift.min(Swift.min(tg, sg * area), Int(c * Double(tg)))), Swift.max(1, Swift.min(Swift.min(sg, tg * area), Int(c * Double(sg))))]
+        }
+        func flops(_ r: [Int]) -> Double {
+            let g = Double(groups), (a, b) = (Double(r[0]), Double(r[1]))
+            return 2 * (b * Double(inChannels) * inPixels + g * a * b * Double(area) * outPixels + Double(outChannels) * a * outPixels)
+        }
+        var (low, high) = (0.0, 1.0)
+        for _ in 0..<60 {
+            let middle = (low + high) / 2
+            if flops(ranks(middle)) <= fraction * original { low = middle } else { high = middle }
+        }
+        let chosen = ranks(low)
+        return (chosen, "Tucker-2 ranks \(chosen): \(Int(flops(chosen))) of \(Int(original)) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
+    }
+
     /// `‖W − Ŵ‖ / ‖W‖` over all groups.
     func groupedError<F: FactorizedTensor>(_ kernels: [Tensor<Scalar>], _ factors: [F]) throws -> Double where F.Scalar == Scalar {
         var difference = 0.0, norm = 0.0
@@ -206,7 +268,15 @@ extension Linear {
     public func compressed(by method: LinearDecomposition) throws -> CompressedLayer<Scalar> {
         switch method {
         case let .svd(selection):
-            let choice = try selectRanks(for: Tensor(weight), modes: [0], selection: selection)
+            var choice: RankChoice
+            if case let .flopBudget(fraction) = selection {
+                guard fraction > 0, fraction <= 1 else { throw NNLayersError.invalidConfiguration("FLOP budget \(fraction) must be in (0, 1]") }
+                // FLOPs of the two layers: 2·t·(in + out) against 2·in·out.
+                let rank = Swift.max(1, Swift.min(Swift.min(inFeatures, outFeatures), Int(fraction * Double(inFeatures * outFeatures) / Double(inFeatures + outFeatures))))
+                choice = RankChoice(ranks: [rank], reasons: ["SVD rank \(rank): \(2 * rank * (inFeatures + outFeatures)) of \(2 * inFeatures * outFeatures) FLOPs (budget \(fraction))"])
+            } else {
+                choice = try selectRanks(for: Tensor(weight), modes: [0], selection: selection)
+            }
             let f = try svd(weight, rank: choice.ranks[0])
             let stack = try LayerStack(svd: f, replacing: self)
             return CompressedLayer(original: .linear(self), stack: stack, method: "svd", ranks: choice.ranks,

@@ -21,7 +21,7 @@ struct Compress: ParsableCommand {
     @Option(help: "How to decompose 4-D weights.") var conv: ConvMethod = .tucker2
     @Option(help: "How to decompose 2-D weights.") var linear: LinearMethod = .svd
     @Option(help: "A fixed rank for every layer (CP rank; Tucker-2 uses it for both modes; SVD rank).") var rank: Int?
-    @Option(help: "vbmf, energy:F, params:F or error:F.") var rankSelection: String = "vbmf"
+    @Option(help: "vbmf, energy:F, params:F, flops:F or error:F.") var rankSelection: String = "vbmf"
     @Option(help: "The largest TT rank (tt).") var maxRank: Int?
     @Option(help: "TT relative accuracy ε (tt).") var tolerance: Double?
     @Option(help: "CP-ALS iteration limit.") var maxIterations: Int = 100

@@ -5,12 +5,12 @@ import TensorDecompositions
 import Glibc
 #endif
 
-/// Parses `vbmf`, `energy:F`, `params:F` or `error:F`.
+/// Parses `vbmf`, `energy:F`, `params:F`, `flops:F` (layers only) or `error:F`.
 func parseRankSelection(_ text: String) throws -> RankSelection {
     if text == "vbmf" { return .vbmf }
     let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
     guard parts.count == 2, let value = Double(parts[1]), value.isFinite else {
-        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F or error:F")
+        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F, flops:F or error:F")
     }
     switch parts[0] {
     case "energy":
@@ -19,11 +19,14 @@ func parseRankSelection(_ text: String) throws -> RankSelection {
     case "params":
         guard value > 0 && value <= 1 else { throw ValidationError("--rank-selection params:\(value): F must be in (0, 1]") }
         return .parameterBudget(value)
+    case "flops":
+        guard value > 0 && value <= 1 else { throw ValidationError("--rank-selection flops:\(value): F must be in (0, 1]") }
+        return .flopBudget(value)
     case "error":
         guard value >= 0 else { throw ValidationError("--rank-selection error:\(value): F must be non-negative") }
         return .relativeError(value)
     default:
-        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F or error:F")
+        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F, flops:F or error:F")
     }
 }
 

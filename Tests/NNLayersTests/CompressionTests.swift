@@ -158,6 +158,32 @@ struct CompressionTests {
         #expect(try Layer.conv2d(strided).cost(input: [4, 56, 56]) == LayerCost(parameters: 288, flops: 2 * 8 * 4 * 9 * 28 * 28, outputShape: [8, 28, 28]))
     }
 
+    @Test(arguments: [0.1, 0.25, 0.5])
+    func flopBudgetsBoundTheStackCost(fraction: Double) throws {
+        for (stride, groups) in [(Size2D(1), 1), (Size2D(2), 1), (Size2D(1), 2)] {
+            let conv = try Conv2D(weight: Tensor<Float>.randomNormal(shape: [48, 32 / groups, 3, 3], seed: 1), bias: [Float](repeating: 0, count: 48),
+                                  stride: stride, padding: .symmetric(1), groups: groups)
+            for method in [ConvDecomposition.tucker2(.flopBudget(fraction)), .cp(.flopBudget(fraction), maxIterations: 2)] {
+                let compressed = try conv.compressed(by: method)
+                let report = try compressed.report(input: [32, 64, 64])
+                #expect(Double(report.flops) <= fraction * Double(report.originalFLOPs), "\(method) stride \(stride) groups \(groups)")
+                #expect(Double(report.flops) > 0.5 * fraction * Double(report.originalFLOPs), "the budget is used, not wasted")
+                #expect(compressed.reasons.first?.contains("budget \(fraction)") == true)
+                if case .cp = method {
+                    let larger = try LayerStack(cp: (0..<groups).map { _ in try CPTensor<Float>(factors: [48 / groups, 32 / groups, 3, 3].map {
+                        Matrix<Float>.randomNormal(rows: $0, columns: compressed.ranks[0] + 1, seed: 1) }) }, replacing: conv)
+                    #expect(Double(try larger.cost(input: [32, 64, 64]).flops) > fraction * Double(report.originalFLOPs), "one more rank would not fit")
+                }
+            }
+        }
+        let fc = try Linear(weight: Matrix<Float>.randomNormal(rows: 96, columns: 64, seed: 2))
+        let svd = try fc.compressed(by: .svd(.flopBudget(fraction)))
+        let report = try svd.report(input: [64])
+        #expect(Double(report.flops) <= fraction * Double(report.originalFLOPs))
+        #expect(Double(2 * (svd.ranks[0] + 1) * (96 + 64)) > fraction * Double(report.originalFLOPs))
+        #expect(throws: DecompositionError.self) { try selectRanks(for: Tensor<Float>.zeros(shape: [4, 4]), modes: [0], selection: .flopBudget(0.5)) }
+    }
+
     @Test func stacksRoundTripThroughJSON() throws {
         let setting = ConvSetting.grid[7]
         let conv = try Self.makeConv(Float.self, setting)
