@@ -24,6 +24,22 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     }
 }
 
+/// The byte size of a tensor of `shape` and `dtype`.
+///
+/// - Throws: ``TensorIOError/invalidShape(format:shape:)`` for a negative dimension or a size that overflows.
+func validatedByteCount(shape: [Int], dtype: DType, format: String) throws -> Int {
+    var count = 1
+    for dimension in shape {
+        guard dimension >= 0 else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+        let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+        guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+        count = product
+    }
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+    guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+    return bytes
+}
+
 /// Decodes `count` elements of `dtype` from `bytes` into `Scalar`, honouring the byte order.
 @inlinable
 func decodeElements<Scalar: BLASScalar>(

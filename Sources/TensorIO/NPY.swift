@@ -61,16 +61,7 @@ extension NPYHeader {
             throw TensorIOError.malformedHeader(format: format, reason: "no 'shape' tuple")
         }
         (self.dtype, self.bigEndian) = try Self.parseDescr(descr)
-        var count = 1
-        for dimension in shape {
-            guard dimension >= 0 else { throw TensorIOError.invalidShape(format: format, shape: shape) }
-            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
-            guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
-            count = product
-        }
-        guard !count.multipliedReportingOverflow(by: dtype.size).overflow else {
-            throw TensorIOError.invalidShape(format: format, shape: shape)
-        }
+        _ = try validatedByteCount(shape: shape, dtype: dtype, format: format)
         self.fortranOrder = fortran
         self.shape = shape
         self.dataOffset = start + length

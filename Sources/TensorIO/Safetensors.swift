@@ -89,15 +89,7 @@ public struct SafetensorsFile: Sendable {
             guard let dtype = Self.dtypes[dtypeName] else { throw TensorIOError.unsupportedDType(format: format, dtype: dtypeName) }
             let shape = try shapeValues.map { try Self.integer($0, "shape of \(name)") }
             let offsets = try offsetValues.map { try Self.integer($0, "data_offsets of \(name)") }
-            var count = 1
-            for dimension in shape {
-                guard dimension >= 0 else { throw TensorIOError.invalidShape(format: format, shape: shape) }
-                let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
-                guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
-                count = product
-            }
-            let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
-            guard !overflow else { throw TensorIOError.invalidShape(format: format, shape: shape) }
+            let bytes = try validatedByteCount(shape: shape, dtype: dtype, format: format)
             guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataSize else {
                 throw TensorIOError.invalidOffsets(name: name, reason: "[\(offsets[0]), \(offsets[1])] lies outside the \(dataSize)-byte data section")
             }
