@@ -27,11 +27,16 @@ public enum LinearDecomposition: Sendable, Equatable {
 
 /// Parameters and FLOPs of a layer and of the stack that replaces it, for one input sample.
 public struct CompressionReport: Sendable, Equatable, Codable {
+    /// Parameters of the original layer.
     public var originalParameters: Int
+    /// Parameters of the replacement stack.
     public var parameters: Int
+    /// FLOPs of the original layer for one sample.
     public var originalFLOPs: Int
+    /// FLOPs of the replacement stack for one sample.
     public var flops: Int
 
+    /// A report from its counts.
     public init(originalParameters: Int, parameters: Int, originalFLOPs: Int, flops: Int) {
         (self.originalParameters, self.parameters, self.originalFLOPs, self.flops) = (originalParameters, parameters, originalFLOPs, flops)
     }

@@ -23,9 +23,13 @@ public struct Size2D: Sendable, Equatable, Hashable, Codable, CustomStringConver
 /// Zero padding on each side of the input, per axis and side (PyTorch's `padding=(h, w)` is
 /// `Padding(top: h, bottom: h, left: w, right: w)`; asymmetric padding is what `F.pad` does).
 public struct Padding: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    /// Rows of zeros above the input.
     public var top: Int
+    /// Rows of zeros below the input.
     public var bottom: Int
+    /// Columns of zeros left of the input.
     public var left: Int
+    /// Columns of zeros right of the input.
     public var right: Int
 
     /// Padding on each side.

@@ -10,6 +10,7 @@ public struct LayerCost: Sendable, Equatable, Codable {
     /// The output shape of one sample, e.g. `[C, H, W]` or `[features]`.
     public var outputShape: [Int]
 
+    /// A cost from its parts.
     public init(parameters: Int, flops: Int, outputShape: [Int]) {
         self.parameters = parameters
         self.flops = flops
@@ -212,6 +213,7 @@ public struct LayerStack<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     /// The layers, first applied first.
     public var layers: [Layer<Scalar>]
 
+    /// A stack of the given layers, first applied first.
     public init(_ layers: [Layer<Scalar>]) { self.layers = layers }
 
     /// The layers applied in order.

@@ -20,7 +20,9 @@ public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         self.bias = bias
     }
 
+    /// Input features `N = ∏ n_k`.
     public var inFeatures: Int { weight.shape[1] }
+    /// Output features `M = ∏ m_k`.
     public var outFeatures: Int { weight.shape[0] }
 
     /// `x Wᵀ + b` for `x` of shape `(…, in)`.
@@ -36,6 +38,7 @@ public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         return y
     }
 
+    /// A one-line description.
     public var summary: String {
         "tt-linear \(inFeatures)→\(outFeatures) modes \(weight.columnModes)→\(weight.rowModes) ranks \(weight.ranks)\(bias != nil ? " bias" : "")"
     }
@@ -128,7 +131,9 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         self.bias = bias
     }
 
+    /// Input channels `S = ∏ s_k`.
     public var inChannels: Int { inputModes.reduce(1, *) }
+    /// Output channels `T = ∏ t_k`.
     public var outChannels: Int { outputModes.reduce(1, *) }
 
     /// The convolution of an NCHW batch, without forming the kernel.
@@ -147,6 +152,7 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         return y
     }
 
+    /// A one-line description.
     public var summary: String {
         "tt-conv \(inChannels)→\(outChannels) \(spatial.kernelSize.height)×\(spatial.kernelSize.width) modes \(inputModes)→\(outputModes) ranks \([spatialRank] + Array(channels.ranks.dropFirst()))"
     }

@@ -16,7 +16,9 @@ import TensorModule
 public struct SafetensorsFile: Sendable {
     /// One tensor's place in the file.
     public struct Entry: Sendable, Equatable {
+        /// The stored element type.
         public var dtype: DType
+        /// The shape; empty for a scalar.
         public var shape: [Int]
         /// The byte range within the data section.
         public var byteRange: Range<Int>
@@ -174,6 +176,7 @@ public struct SafetensorsWriter: Sendable {
     /// The string metadata written as `__metadata__`.
     public var metadata: [String: String] = [:]
 
+    /// An empty file with no tensors and no metadata.
     public init() {}
 
     /// Adds a tensor in `dtype` (default: the scalar type's own).
