@@ -142,7 +142,6 @@ public func cpDecompose<Scalar: BLASScalar>(
         return CPDecomposition(cp: cp.normalized(), iterations: 0, converged: true, errorHistory: [0])
     }
     let tensor = tensor / scale
-    let norm = 1.0
     var cp = try initialCP(tensor, rank: rank, initialization: options.initialization)
     if case .given = options.initialization { cp.weights = cp.weights.map { $0 / scale } }
     // Work with unit weights folded into the factors unless normalizing.
@@ -162,7 +161,7 @@ public func cpDecompose<Scalar: BLASScalar>(
         let weighted = cp.factors[lastMode].scalingColumns(by: cp.weights).hadamard(lastMTTKRP)
         let inner = Double(weighted.scalars.reduce(0, +))
         let squared = Double(cpSquaredNorm(weights: cp.weights, grams: grams))
-        return Swift.max(norm * norm - 2 * inner + squared, 0).squareRoot() / norm
+        return Swift.max(1 - 2 * inner + squared, 0).squareRoot()   // ‖X‖ = 1 after scaling
     }
 
     while iterations < options.maxIterations {

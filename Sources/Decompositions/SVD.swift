@@ -113,16 +113,9 @@ public func randomizedSVD<Scalar: BLASScalar>(
 @inlinable
 func leadingLeftSingularVectors<Scalar: BLASScalar>(_ a: Matrix<Scalar>, count: Int) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
     let (u, s) = try a.lapackLeftSingularVectors()
-    var leading = u.leadingColumns(Swift.min(count, u.columns))
-    let (m, k) = (leading.rows, leading.columns)
-    leading.withUnsafeMutableBufferPointer { up in
-        for column in 0..<k {
-            var best: Scalar = 0
-            for row in 0..<m where abs(up[row * k + column]) > abs(best) { best = up[row * k + column] }
-            if best < 0 { for row in 0..<m { up[row * k + column] = -up[row * k + column] } }
-        }
-    }
-    return (leading, s)
+    let leading = u.leadingColumns(Swift.min(count, u.columns))
+    let signs = columnSigns(of: leading)
+    return (leading.scalingColumns(by: signs), s)
 }
 
 /// The leading `rank` singular triplets.
@@ -135,19 +128,18 @@ func truncated<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>, to rank: Int) -> SVD
 /// Makes the largest-magnitude entry of every column of `U` positive, flipping the row of `Vᵀ`.
 @inlinable
 func fixingSigns<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>) -> SVDFactors<Scalar> {
-    var u = f.u, vt = f.vt
-    let (m, k, n) = (u.rows, f.rank, vt.columns)
-    u.withUnsafeMutableBufferPointer { up in
-        vt.withUnsafeMutableBufferPointer { vp in
-            for column in 0..<k {
-                var best: Scalar = 0
-                for row in 0..<m where abs(up[row * k + column]) > abs(best) { best = up[row * k + column] }
-                if best < 0 {
-                    for row in 0..<m { up[row * k + column] = -up[row * k + column] }
-                    for j in 0..<n { vp[column * n + j] = -vp[column * n + j] }
-                }
-            }
+    let signs = columnSigns(of: f.u)
+    return SVDFactors(u: f.u.scalingColumns(by: signs), singularValues: f.singularValues, vt: f.vt.scalingRows(by: signs))
+}
+
+/// `−1` for each column whose largest-magnitude entry is negative, `+1` otherwise.
+@inlinable
+func columnSigns<Scalar: BLASScalar>(of u: Matrix<Scalar>) -> [Scalar] {
+    u.withUnsafeBufferPointer { up in
+        (0..<u.columns).map { column in
+            var best: Scalar = 0
+            for row in 0..<u.rows where abs(up[row * u.columns + column]) > abs(best) { best = up[row * u.columns + column] }
+            return best < 0 ? -1 : 1
         }
     }
-    return SVDFactors(u: u, singularValues: f.singularValues, vt: vt)
 }

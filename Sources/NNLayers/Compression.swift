@@ -82,10 +82,8 @@ public struct CompressedLayer<Scalar: BLASScalar>: Sendable {
 
     /// A one-line description: method, ranks, error and the stack.
     public var summary: String {
-        let parameters = stack.parameterCount, originalParameters = original.parameterCount
-        return "\(method) ranks \(ranks): \(stack.summary) (\(parameters) parameters vs \(originalParameters), "
-            + "kernel error \(String(kernelRelativeError))"
-            + ")"
+        "\(method) ranks \(ranks): \(stack.summary) "
+            + "(\(stack.parameterCount) parameters vs \(original.parameterCount), kernel error \(kernelRelativeError))"
     }
 }
 

@@ -36,8 +36,8 @@ extension Matrix {
             }
         }
         if solveInfo != 0 { throw LinearAlgebraError.lapack(routine: "potrs", info: Int(solveInfo)) }
-        let solution = Matrix(uncheckedRows: rhs.columns, columns: rhs.rows, scalars: b)
-        return side == .left ? solution.transposed() : Matrix(uncheckedRows: rhs.rows, columns: rhs.columns, scalars: b)
+        if side == .right { return Matrix(uncheckedRows: rhs.rows, columns: rhs.columns, scalars: b) }
+        return Matrix(uncheckedRows: rhs.columns, columns: rhs.rows, scalars: b).transposed()
     }
 
     /// Solves `self · X = rhs` (or `X · self = rhs`) for a square `self` by LU with partial pivoting.

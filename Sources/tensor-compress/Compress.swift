@@ -154,7 +154,6 @@ struct Compress: ParsableCommand {
                     bias = Array(try file.tensor(named: biasName, as: Float.self).scalars)
                 }
                 let start = now()
-                let original: Layer<Float>
                 let compressed: CompressedLayer<Float>
                 let input: [Int]
                 if entry.shape.count == 4 {
@@ -169,7 +168,6 @@ struct Compress: ParsableCommand {
                     let layer = try Conv2D(weight: weight, bias: bias, stride: Size2D(stride[0], stride[1]),
                                            padding: Padding(top: padding[0], bottom: padding[1], left: padding[2], right: padding[3]),
                                            dilation: Size2D(dilation[0], dilation[1]), groups: config?.groups ?? 1)
-                    original = .conv2d(layer)
                     input = [layer.inChannels, size[0], size[1]]
                     switch conv {
                     case .cp: compressed = try layer.compressed(by: .cp(rank.map { .fixed([$0]) } ?? selection, maxIterations: maxIterations))
@@ -179,7 +177,6 @@ struct Compress: ParsableCommand {
                     }
                 } else {
                     let layer = try Linear(weight: Matrix(weight), bias: bias)
-                    original = .linear(layer)
                     input = [layer.inFeatures]
                     switch linear {
                     case .svd: compressed = try layer.compressed(by: .svd(rank.map { .fixed([$0]) } ?? selection))
@@ -200,7 +197,6 @@ struct Compress: ParsableCommand {
                     reports.append(row)
                     continue
                 }
-                _ = original
                 consumed.insert(name)
                 if bias != nil { consumed.insert(biasName) }
                 let dtype = entry.dtype == .float64 || entry.dtype == .float16 || entry.dtype == .bfloat16 ? entry.dtype : .float32
