@@ -40,24 +40,25 @@ public func khatriRao<Scalar: BLASScalar>(_ matrices: [Matrix<Scalar>], skipping
 @inlinable
 func khatriRaoPair<Scalar: BLASScalar>(_ a: Matrix<Scalar>, _ b: Matrix<Scalar>) -> Matrix<Scalar> {
     let r = a.columns
-    var result = Matrix<Scalar>.zeros(rows: a.rows * b.rows, columns: r)
-    a.storage.withUnsafeBufferPointer { ap in
-        b.storage.withUnsafeBufferPointer { bp in
-            result.storage.withUnsafeMutableBufferPointer { out in
-                var row = 0
+    let count = a.rows * b.rows * r
+    // Every element is written once, so the buffer needs no zero fill.
+    let scalars = ContiguousArray<Scalar>(unsafeUninitializedCapacity: count) { out, initialized in
+        a.storage.withUnsafeBufferPointer { ap in
+            b.storage.withUnsafeBufferPointer { bp in
+                var target = out.baseAddress!
                 for i in 0..<a.rows {
                     let aRow = ap.baseAddress! + i * r
                     for j in 0..<b.rows {
                         let bRow = bp.baseAddress! + j * r
-                        let target = out.baseAddress! + row * r
-                        for column in 0..<r { target[column] = aRow[column] * bRow[column] }
-                        row += 1
+                        for column in 0..<r { (target + column).initialize(to: aRow[column] * bRow[column]) }
+                        target += r
                     }
                 }
             }
         }
+        initialized = count
     }
-    return result
+    return Matrix(uncheckedRows: a.rows * b.rows, columns: r, scalars: scalars)
 }
 
 /// The Kronecker product `A ⊗ B`: `(A ⊗ B)[i · m_B + k, j · n_B + l] = A[i, j] · B[k, l]`.

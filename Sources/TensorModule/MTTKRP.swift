@@ -10,15 +10,19 @@
 /// doi:10.1109/TSP.2013.2269903) splits the other modes into a *block* of modes at one end of
 /// the tensor and the rest:
 /// 1. one GEMM contracts the block with the Khatri–Rao product of its factors — the tensor is
-///    read in place as a `(S/P) × P` or `P × (S/P)` row-major matrix, `P` the block's size;
-/// 2. a multi-vector contraction sums the remaining modes against their (small) Khatri–Rao
-///    product, `R` columns at a time.
+///    read in place as a `(S/P) × P` or `P × (S/P)` row-major matrix, `P` the block's size — and
+///    writes the intermediate transposed, `R × (S/P)`;
+/// 2. one matrix–vector product per column `r` (BLAS `gemv`) sums the remaining modes against
+///    their (small) Khatri–Rao product.
 ///
 /// The block minimizes `P·R + (S/P)·R`, the scalars of the block's Khatri–Rao product plus those of
-/// the intermediate, which keeps both well below the tensor for the shapes of conv kernels. On a tie
-/// the block leaves out the mode next to `n`, except for the last mode when `R ≤ I_n`: there the
-/// Khatri–Rao product of all other modes is no larger than the tensor, and one GEMM over all of
-/// them is faster than the transposed GEMM of the split (measured: 128³, R = 32, 5.8 → 2.5 ms).
+/// the intermediate, which keeps both well below the tensor for the shapes of conv kernels. Writing
+/// the intermediate transposed makes its long side the GEMM's row dimension in OpenBLAS's
+/// column-major terms, the dimension OpenBLAS splits across threads. Costs tie on cubes; there a
+/// leading block beats a trailing one and a partial block the full one, except for the first mode
+/// with `R ≤ I_0`, where one GEMM over all other modes (their Khatri–Rao product is then no larger
+/// than the tensor) wins. On 128³, `R = 32`, this took every mode from 0.38–0.58 to 0.57–0.74 of a
+/// same-run square GEMM with one and two threads (`Documentation/Performance.md`).
 ///
 /// ```swift
 /// let m = try mttkrp(x, factors: [a, b, c], mode: 1)   // == x.unfolded(mode: 1).matmul(khatriRao([a, b, c], skipping: 1))
@@ -59,42 +63,67 @@ public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matri
     }
 
     let plan = MTTKRPPlan(shape: shape, mode: mode, rank: rank)
-    let blockFactors = plan.block.map { factors[$0] }
-    let blockKR = try khatriRao(blockFactors)
+    let blockKR = try khatriRao(plan.block.map { factors[$0] })
     let blockSize = blockKR.rows
     let outer = size / blockSize
-    // Step 1: T = X·KR (trailing block) or Xᵀ·KR (leading block), an (S/P) × R matrix.
-    // β = 0: the GEMM writes every scalar, so the buffer needs no zero fill.
-    let intermediate = ContiguousArray<Scalar>(unsafeUninitializedCapacity: outer * rank) { t, count in
+    // Step 1: Tᵀ = KRᵀ·Xᵀ (trailing block, X read as (S/P) × P) or KRᵀ·X (leading block, X read as
+    // P × (S/P)), an R × (S/P) matrix. β = 0: the GEMM writes every scalar, so no zero fill.
+    let intermediate = ContiguousArray<Scalar>(unsafeUninitializedCapacity: rank * outer) { t, count in
         tensor.storage.withUnsafeBufferPointer { x in
             blockKR.storage.withUnsafeBufferPointer { kr in
-                Scalar.gemm(transposeA: plan.leading, transposeB: false, m: outer, n: rank, k: blockSize, alpha: 1,
-                            a: x.baseAddress!, lda: plan.leading ? outer : blockSize, b: kr.baseAddress!, ldb: rank,
-                            beta: 0, c: t.baseAddress!, ldc: rank)
+                Scalar.gemm(transposeA: true, transposeB: !plan.leading, m: rank, n: outer, k: blockSize, alpha: 1,
+                            a: kr.baseAddress!, lda: rank, b: x.baseAddress!, ldb: plan.leading ? outer : blockSize,
+                            beta: 0, c: t.baseAddress!, ldc: outer)
             }
         }
-        count = outer * rank
+        count = rank * outer
     }
-    // T is laid out (A, I_n, B, R), where A and B are the remaining modes before and after n.
+    let modeSize = shape[mode]
     let rest = plan.remaining
     if rest.isEmpty {
-        result.storage = intermediate
+        // Tᵀ is Mᵀ (R × I_n).
+        intermediate.withUnsafeBufferPointer { t in
+            result.storage.withUnsafeMutableBufferPointer { out in
+                for r in 0..<rank {
+                    for i in 0..<modeSize { out[i * rank + r] = t[r * modeSize + i] }
+                }
+            }
+        }
         return result
     }
+    // Step 2: Tᵀ is laid out (R, A, I_n, B), where A and B are the remaining modes before and after n;
+    // M[:, r] = Σ_a Tᵀ[r, a] · W[(a, :), r] with W = khatriRao(remaining factors), (A·B) × R, read
+    // with stride R (no transposed copies: each temporary is an allocation the allocator may fault in).
     let weights = try khatriRao(rest.map { factors[$0] })
     let before = rest.filter { $0 < mode }.reduce(1) { $0 * shape[$1] }
     let after = rest.filter { $0 > mode }.reduce(1) { $0 * shape[$1] }
-    let modeSize = shape[mode]
     intermediate.withUnsafeBufferPointer { t in
         weights.storage.withUnsafeBufferPointer { w in
             result.storage.withUnsafeMutableBufferPointer { out in
-                for a in 0..<before {
-                    for i in 0..<modeSize {
-                        let target = out.baseAddress! + i * rank
-                        for b in 0..<after {
-                            let source = t.baseAddress! + ((a * modeSize + i) * after + b) * rank
-                            let weight = w.baseAddress! + (a * after + b) * rank
-                            for r in 0..<rank { target[r] += source[r] * weight[r] }
+                for r in 0..<rank {
+                    let target = out.baseAddress! + r  // column r of M, stride R
+                    let slice = t.baseAddress! + r * outer
+                    let weight = w.baseAddress! + r
+                    if after == 1 {
+                        // Tᵀ[r] is A × I_n: one transposed product sums over a.
+                        Scalar.gemv(transpose: true, m: before, n: modeSize, alpha: 1, a: slice, lda: modeSize,
+                                    x: weight, incx: rank, beta: 0, y: target, incy: rank)
+                    } else if after >= 16 {
+                        for a in 0..<before {
+                            Scalar.gemv(transpose: false, m: modeSize, n: after, alpha: 1, a: slice + a * modeSize * after,
+                                        lda: after, x: weight + a * after * rank, incx: rank, beta: 1, y: target, incy: rank)
+                        }
+                    } else {
+                        // Short rows (a 3×3 kernel's trailing mode): a call per row would cost more than its work.
+                        for a in 0..<before {
+                            let rows = slice + a * modeSize * after
+                            let w = weight + a * after * rank
+                            for i in 0..<modeSize {
+                                let row = rows + i * after
+                                var sum: Scalar = 0
+                                for b in 0..<after { sum += row[b] * w[b * rank] }
+                                target[i * rank] += sum
+                            }
                         }
                     }
                 }
@@ -117,26 +146,19 @@ struct MTTKRPPlan {
     @inlinable
     init(shape: [Int], mode: Int, rank: Int) {
         let order = shape.count
-        let size = shape.reduce(1, *)
-        var best: (cost: Double, full: Bool, block: [Int], leading: Bool)? = nil
-        func consider(_ block: [Int], leading: Bool) {
+        let size = Double(shape.reduce(1, *))
+        // Candidates in order of preference; the first of the cheapest wins. Measured on cubes, where
+        // costs tie: leading blocks beat trailing ones and partial blocks beat the full one, except for
+        // the first mode with R ≤ I_0, where one GEMM over all other modes wins.
+        let leadingBlocks = (0..<mode).map { Array(0...$0) }                 // 0..<1, 0..<2, …
+        let trailingBlocks = ((mode + 1)..<order).reversed().map { Array($0..<order) }  // shortest first
+        var candidates = leadingBlocks.map { ($0, true) } + trailingBlocks.map { ($0, false) }
+        if mode == 0 && rank <= shape[0] { candidates.reverse() }  // the full trailing block first
+        var best: (cost: Double, block: [Int], leading: Bool)? = nil
+        for (block, leading) in candidates {
             let p = Double(block.reduce(1) { $0 * shape[$1] })
-            let cost = p * Double(rank) + Double(size) / p * Double(rank)
-            let full = block.count == order - 1
-            if let current = best {
-                // On a tie prefer a block that is not all the other modes, except for the last mode when
-                // that block's Khatri–Rao product is no larger than the tensor (R ≤ I_n): then one
-                // GEMM with a long inner dimension beats the transposed GEMM of the two-step split.
-                let preferFull = mode == order - 1 && rank <= shape[mode]
-                if cost > current.cost || (cost == current.cost && (preferFull ? (!full || current.full) : (full || !current.full))) { return }
-            }
-            best = (cost, full, block, leading)
-        }
-        if mode + 1 < order {
-            for start in (mode + 1)..<order { consider(Array(start..<order), leading: false) }
-        }
-        if mode > 0 {
-            for end in 1...mode { consider(Array(0..<end), leading: true) }
+            let cost = (p + size / p) * Double(rank)
+            if best == nil || cost < best!.cost { best = (cost, block, leading) }
         }
         let chosen = best!
         block = chosen.block

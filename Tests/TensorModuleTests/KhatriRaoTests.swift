@@ -59,21 +59,19 @@ struct KhatriRaoTests {
         let factors = shape.enumerated().map { Matrix<S>.randomNormal(rows: $0.element, columns: rank, seed: UInt64(20 + $0.offset)) }
         for mode in 0..<shape.count {
             let result = try mttkrp(x, factors: factors, mode: mode)
-            let expected: Matrix<S>
             if shape.count == 1 {
-                expected = Matrix.randomNormal(rows: 0, columns: 0, seed: 0)
                 for i in 0..<shape[0] { for r in 0..<rank { #expect(result[i, r] == x[i]) } }
                 continue
-            } else {
-                expected = Reference.matmul(Reference.unfold(x, mode: mode), Reference.khatriRao(
-                    factors.enumerated().filter { $0.offset != mode }.map(\.element)))
             }
+            let expected = Reference.matmul(Reference.unfold(x, mode: mode), Reference.khatriRao(
+                factors.enumerated().filter { $0.offset != mode }.map(\.element)))
             #expect(Reference.relativeDifference(result, expected) <= Reference.tolerance(S.self, ulps: 200),
                     "mttkrp mode \(mode), rank \(rank), \(shape)")
         }
     }
 
-    @Test(arguments: TestShapes.all + [[6, 7, 8], [10, 3, 3, 4], [5, 40, 3]], [1, 4, 9])
+    // Cubes make the plan's costs tie (leading vs trailing, partial vs full blocks, R ≤ I_0 or not).
+    @Test(arguments: TestShapes.all + [[6, 7, 8], [10, 3, 3, 4], [5, 40, 3], [5, 5, 5], [3, 3, 3, 3], [2, 2, 2, 2, 2]], [1, 4, 9])
     func mttkrpMatchesExplicitFormula(shape: [Int], rank: Int) throws {
         try checkMTTKRP(Float.self, shape: shape, rank: rank)
         try checkMTTKRP(Double.self, shape: shape, rank: rank)

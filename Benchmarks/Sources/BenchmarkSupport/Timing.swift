@@ -78,6 +78,14 @@ public struct BenchmarkArguments {
     public var json = false
     /// A folder to write the inputs, the CP starts and the results to (for the TensorLy comparison).
     public var inputDirectory: String?
+    /// Only measurements whose name and shape contain every one of these strings (all when empty).
+    public var filters: [String] = []
+
+    /// Whether a measurement named `name` on `shape` passes `--filter`.
+    public func includes(_ name: String, shape: [Int]) -> Bool {
+        let label = name + " " + shape.map(String.init).joined(separator: "×")
+        return filters.allSatisfy { label.contains($0) }
+    }
 
     public init(_ arguments: [String] = CommandLine.arguments) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -90,8 +98,14 @@ public struct BenchmarkArguments {
                     exit(2)
                 }
                 inputDirectory = value
+            case "--filter":
+                guard let value = iterator.next() else {
+                    FileHandle.standardError.write(Data("--filter needs a text, e.g. 'mttkrp' or '128×128×128'\n".utf8))
+                    exit(2)
+                }
+                filters.append(value)
             case "--help", "-h":
-                print("usage: \(arguments[0]) [--json] [--write-inputs DIR]\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).")
+                print("usage: \(arguments[0]) [--json] [--write-inputs DIR] [--filter TEXT]...\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).\n  --filter keeps the measurements whose name or shape (e.g. 128×128×128) contains TEXT (repeatable: all must match).")
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument); try --help\n".utf8))

@@ -25,7 +25,7 @@ func againstGEMM<S: BLASScalar>(_: S.Type, name: String, shape: [Int], flops: Do
                            baselineRate: baseRate, ratio: t.speedRatio * flops / gemm.flops)
 }
 
-func run<S: BLASScalar>(_: S.Type) throws -> [BenchmarkResult] {
+@MainActor func run<S: BLASScalar>(_: S.Type) throws -> [BenchmarkResult] {
     var results: [BenchmarkResult] = []
     for shape in shapes {
         let x = Tensor<S>.randomNormal(shape: shape, seed: 3)
@@ -34,19 +34,21 @@ func run<S: BLASScalar>(_: S.Type) throws -> [BenchmarkResult] {
         for mode in Set([0, 1, shape.count - 1]).sorted() {
             let j = max(1, shape[mode] / 2)
             let m = Matrix<S>.randomNormal(rows: j, columns: shape[mode], seed: 4)
+            guard arguments.includes("modeProduct mode \(mode) (J = \(j))", shape: shape) else { continue }
             results.append(try againstGEMM(S.self, name: "modeProduct mode \(mode) (J = \(j))", shape: shape, flops: 2 * size * Double(j)) {
                 _ = try x.modeProduct(m, mode: mode)
             })
         }
         // MTTKRP at rank 32 in every mode; FLOPs counted as the GEMM's 2·S·R.
         let factors = shape.enumerated().map { Matrix<S>.randomNormal(rows: $0.element, columns: rank, seed: UInt64(5 + $0.offset)) }
-        for mode in 0..<shape.count {
+        for mode in 0..<shape.count where arguments.includes("mttkrp mode \(mode) (R = \(rank))", shape: shape) {
             results.append(try againstGEMM(S.self, name: "mttkrp mode \(mode) (R = \(rank))", shape: shape, flops: 2 * size * Double(rank)) {
                 _ = try mttkrp(x, factors: factors, mode: mode)
             })
         }
         // Reversing the axes: the hardest permutation for the cache.
         let permutation = Array((0..<shape.count).reversed())
+        guard arguments.includes("transposed \(permutation)", shape: shape) else { continue }
         let bytes = 2 * size * Double(MemoryLayout<S>.size)
         let t = try interleavedMedians({ _ = try x.transposed(permutation: permutation) }, baseline: {
             var y = x  // a contiguous copy of the same bytes into a fresh buffer
