@@ -18,13 +18,19 @@ directory = sys.argv[1]
 ours = json.load(open(os.path.join(directory, "ours.json")))
 
 
-def median_seconds(body, samples=3):
+def median_seconds(body, samples=5, minimum=0.1):
+    """The same protocol as the Swift side's medianSeconds: one warm-up call, then the median of
+    `samples` timings, each repeating the call enough times to last `minimum` seconds."""
+    result = body()
+    start = time.perf_counter()
+    result = body()
+    repeats = max(1, int(minimum / max(time.perf_counter() - start, 1e-9)))
     times = []
-    result = None
     for _ in range(samples):
         start = time.perf_counter()
-        result = body()
-        times.append(time.perf_counter() - start)
+        for _ in range(repeats):
+            result = body()
+        times.append((time.perf_counter() - start) / repeats)
     return statistics.median(times), result
 
 

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TensorModule
 import TestSupport
@@ -86,6 +87,38 @@ struct LinearAlgebraTests {
     @Test func factorizations() throws {
         try checkFactorizations(Float.self)
         try checkFactorizations(Double.self)
+    }
+
+    /// Float wide matrices take their left singular vectors from a Gram matrix in Double. On a
+    /// graded spectrum (σ from 1 down to 1e-6) both the vectors and the values must be at least as
+    /// close to a Double SVD of the same Float data as Float's own QR-and-SVD route is.
+    @Test(arguments: [(12, 40), (20, 20), (30, 200)])
+    func gramRouteIsAsAccurateAsFloatSVD(rows: Int, columns: Int) throws {
+        let q1 = try Matrix<Double>.randomNormal(rows: rows, columns: rows, seed: 31).qr().q
+        let q2 = try Matrix<Double>.randomNormal(rows: columns, columns: rows, seed: 32).qr().q
+        let sigma = (0..<rows).map { Foundation.pow(10, -6 * Double($0) / Double(rows - 1)) }
+        let exact = q1.scalingColumns(by: sigma).matmul(q2, transposeOther: true)
+        let data = try Matrix<Float>(rows: rows, columns: columns, scalars: exact.scalars.map { Float($0) })
+        let reference = try Matrix<Double>(rows: rows, columns: columns, scalars: data.scalars.map { Double($0) })
+            .lapackThinSVD(computeU: true, computeVT: false)
+        let gram = try data.gramLeftSingularVectors()
+        let floatSVD = try data.lapackThinSVD(computeU: true, computeVT: false)
+        #expect(try data.lapackLeftSingularVectors().s == gram.s, "Float wide matrices take the Gram route")
+        func vectorError(_ u: Matrix<Float>, _ column: Int) -> Double {
+            let dot = (0..<rows).reduce(0.0) { $0 + Double(u[$1, column]) * reference.u[$1, column] }
+            return 1 - Swift.abs(dot)
+        }
+        for i in 0..<rows {
+            let valueError = Swift.abs(Double(gram.s[i]) - reference.s[i])
+            let floatValueError = Swift.abs(Double(floatSVD.s[i]) - reference.s[i])
+            #expect(valueError <= Swift.max(2 * floatValueError, 1e-7), "σ_\(i) = \(reference.s[i])")
+            #expect(vectorError(gram.u, i) <= Swift.max(2 * vectorError(floatSVD.u, i), 1e-6), "u_\(i), σ = \(reference.s[i])")
+        }
+        // Orthonormal columns.
+        let gramOfU = gram.u.matmul(gram.u, transposeSelf: true)
+        for i in 0..<rows {
+            for j in 0..<rows { #expect(Swift.abs(gramOfU[i, j] - (i == j ? 1 : 0)) <= 1e-5) }
+        }
     }
 
     @Test func errorMessagesCarryNumbers() {

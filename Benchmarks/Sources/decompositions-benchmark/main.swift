@@ -43,33 +43,41 @@ for (t, s, rank) in kernels {
 
     // CP-ALS, 10 iterations from the SVD start, which is saved so TensorLy starts from the same point.
     let iterations = 10
-    let start = try cpDecompose(x, rank: rank, options: CPOptions(maxIterations: 0)).cp
-    try save(try Tensor(shape: [rank], scalars: start.weights), "cp_\(t)x\(s)_weights.npy")
-    for (n, factor) in start.factors.enumerated() { try save(Tensor(factor), "cp_\(t)x\(s)_factor\(n).npy") }
-    let options = CPOptions<Float>(maxIterations: iterations, tolerance: 0, initialization: .given(start))
-    var cp: CPDecomposition<Float>!
-    let cpSeconds = try medianSeconds(samples: 3, minimum: 0) { cp = try cpDecompose(x, rank: rank, options: options) }
-    cases.append(Case(name: "CP-ALS \(label) R=\(rank)", method: "cp", input: file, shape: x.shape, ranks: [rank],
-                      iterations: iterations, seconds: cpSeconds, relativeError: Double(try cp.cp.relativeError(to: x))))
+    if arguments.includes("CP-ALS \(label) R=\(rank)", shape: x.shape) {
+        let start = try cpDecompose(x, rank: rank, options: CPOptions(maxIterations: 0)).cp
+        try save(try Tensor(shape: [rank], scalars: start.weights), "cp_\(t)x\(s)_weights.npy")
+        for (n, factor) in start.factors.enumerated() { try save(Tensor(factor), "cp_\(t)x\(s)_factor\(n).npy") }
+        let options = CPOptions<Float>(maxIterations: iterations, tolerance: 0, initialization: .given(start))
+        var cp: CPDecomposition<Float>!
+        let cpSeconds = try medianSeconds(samples: 5, minimum: 0.1) { cp = try cpDecompose(x, rank: rank, options: options) }
+        cases.append(Case(name: "CP-ALS \(label) R=\(rank)", method: "cp", input: file, shape: x.shape, ranks: [rank],
+                          iterations: iterations, seconds: cpSeconds, relativeError: Double(try cp.cp.relativeError(to: x))))
+    }
 
     // Tucker-2 (HOOI on modes 0 and 1, ranks C/4, 5 sweeps) and its HOSVD start.
     let ranks = [t / 4, s / 4]
-    var hooi: TuckerDecomposition<Float>!
-    let hooiSeconds = try medianSeconds(samples: 3, minimum: 0) {
-        hooi = try tuckerDecompose(x, ranks: ranks, modes: [0, 1], options: TuckerOptions(maxIterations: 5, tolerance: 0))
+    if arguments.includes("Tucker-2 HOOI \(label) R=\(ranks)", shape: x.shape) {
+        var hooi: TuckerDecomposition<Float>!
+        let hooiSeconds = try medianSeconds(samples: 5, minimum: 0.1) {
+            hooi = try tuckerDecompose(x, ranks: ranks, modes: [0, 1], options: TuckerOptions(maxIterations: 5, tolerance: 0))
+        }
+        cases.append(Case(name: "Tucker-2 HOOI \(label) R=\(ranks)", method: "tucker2", input: file, shape: x.shape, ranks: ranks,
+                          iterations: 5, seconds: hooiSeconds, relativeError: Double(try hooi.tucker.relativeError(to: x))))
     }
-    cases.append(Case(name: "Tucker-2 HOOI \(label) R=\(ranks)", method: "tucker2", input: file, shape: x.shape, ranks: ranks,
-                      iterations: 5, seconds: hooiSeconds, relativeError: Double(try hooi.tucker.relativeError(to: x))))
-    var hosvdResult: TuckerTensor<Float>!
-    let hosvdSeconds = try medianSeconds(samples: 3, minimum: 0) { hosvdResult = try hosvd(x, ranks: ranks, modes: [0, 1]) }
-    cases.append(Case(name: "HOSVD (modes 0, 1) \(label) R=\(ranks)", method: "hosvd2", input: file, shape: x.shape, ranks: ranks,
-                      iterations: 0, seconds: hosvdSeconds, relativeError: Double(try hosvdResult.relativeError(to: x))))
+    if arguments.includes("HOSVD (modes 0, 1) \(label) R=\(ranks)", shape: x.shape) {
+        var hosvdResult: TuckerTensor<Float>!
+        let hosvdSeconds = try medianSeconds(samples: 5, minimum: 0.1) { hosvdResult = try hosvd(x, ranks: ranks, modes: [0, 1]) }
+        cases.append(Case(name: "HOSVD (modes 0, 1) \(label) R=\(ranks)", method: "hosvd2", input: file, shape: x.shape, ranks: ranks,
+                          iterations: 0, seconds: hosvdSeconds, relativeError: Double(try hosvdResult.relativeError(to: x))))
+    }
 
     // TT-SVD with every rank at most R.
-    var tt: TTTensor<Float>!
-    let ttSeconds = try medianSeconds(samples: 3, minimum: 0) { tt = try ttDecompose(x, maxRank: rank) }
-    cases.append(Case(name: "TT-SVD \(label) max rank \(rank)", method: "tt", input: file, shape: x.shape, ranks: [rank],
-                      iterations: 0, seconds: ttSeconds, relativeError: Double(try tt.relativeError(to: x))))
+    if arguments.includes("TT-SVD \(label) max rank \(rank)", shape: x.shape) {
+        var tt: TTTensor<Float>!
+        let ttSeconds = try medianSeconds(samples: 5, minimum: 0.1) { tt = try ttDecompose(x, maxRank: rank) }
+        cases.append(Case(name: "TT-SVD \(label) max rank \(rank)", method: "tt", input: file, shape: x.shape, ranks: [rank],
+                          iterations: 0, seconds: ttSeconds, relativeError: Double(try tt.relativeError(to: x))))
+    }
 }
 
 for (m, n) in [(384, 1536), (1536, 384), (1024, 4096)] {
@@ -77,13 +85,16 @@ for (m, n) in [(384, 1536), (1536, 384), (1024, 4096)] {
         + 0.5 * Matrix.randomNormal(rows: m, columns: n, seed: 3)
     let file = "matrix_\(m)x\(n).npy"
     try save(Tensor(w), file)
-    var f: SVDFactors<Float>!
-    let svdSeconds = try medianSeconds(samples: 3, minimum: 0) { f = try svd(w) }
-    cases.append(Case(name: "thin SVD \(m)×\(n)", method: "svd", input: file, shape: [m, n], ranks: [min(m, n)],
-                      iterations: 0, seconds: svdSeconds, relativeError: Double(f.reconstructed().relativeError(to: Tensor(w)))))
+    if arguments.includes("thin SVD \(m)×\(n)", shape: [m, n]) {
+        var f: SVDFactors<Float>!
+        let svdSeconds = try medianSeconds(samples: 5, minimum: 0.1) { f = try svd(w) }
+        cases.append(Case(name: "thin SVD \(m)×\(n)", method: "svd", input: file, shape: [m, n], ranks: [min(m, n)],
+                          iterations: 0, seconds: svdSeconds, relativeError: Double(f.reconstructed().relativeError(to: Tensor(w)))))
+    }
+    guard arguments.includes("EVBMF \(m)×\(n)", shape: [m, n]) else { continue }
     var estimate: VBMFResult<Float>!
-    let evbmfSeconds = try medianSeconds(samples: 5, minimum: 0) { estimate = try evbmf(w) }
-    let valuesSeconds = try medianSeconds(samples: 5, minimum: 0) { _ = try w.singularValues() }
+    let evbmfSeconds = try medianSeconds(samples: 5, minimum: 0.1) { estimate = try evbmf(w) }
+    let valuesSeconds = try medianSeconds(samples: 5, minimum: 0.1) { _ = try w.singularValues() }
     cases.append(Case(name: "EVBMF \(m)×\(n) (rank \(estimate.rank))", method: "evbmf", input: file, shape: [m, n],
                       ranks: [estimate.rank], iterations: 0, seconds: evbmfSeconds, relativeError: 0, baselineSeconds: valuesSeconds))
 }
