@@ -109,13 +109,20 @@ public func randomizedSVD<Scalar: BLASScalar>(
 }
 
 /// The leading `count` left singular vectors (signs fixed) and all singular values, without
-/// forming `Vᵀ` (see `Matrix.lapackLeftSingularVectors()`): what HOSVD, HOOI and the CP start need.
+/// forming `Vᵀ` (see `Matrix.lapackLeftSingularVectors(rank:)`): what HOSVD, HOOI and the CP start need.
 @inlinable
 func leadingLeftSingularVectors<Scalar: BLASScalar>(_ a: Matrix<Scalar>, count: Int) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
-    let (u, s) = try a.lapackLeftSingularVectors()
-    let leading = u.leadingColumns(Swift.min(count, u.columns))
-    let signs = columnSigns(of: leading)
-    return (leading.scalingColumns(by: signs), s)
+    try leadingLeftSingularVectors(a) { _ in count }
+}
+
+/// The leading left singular vectors (signs fixed), as many as `rank` picks from the singular
+/// values (descending), and all singular values: what TT-SVD needs, whose ranks may depend on them.
+@inlinable
+func leadingLeftSingularVectors<Scalar: BLASScalar>(
+    _ a: Matrix<Scalar>, rank: ([Scalar]) -> Int
+) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
+    let (u, s) = try a.lapackLeftSingularVectors(rank: rank)
+    return (u.scalingColumns(by: columnSigns(of: u)), s)
 }
 
 /// The leading `rank` singular triplets.

@@ -93,21 +93,23 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
     var rest = Matrix(try tensor.reshaped(to: [shape[0], tensor.scalarCount / shape[0]]))
     var previousRank = 1
     for k in 0..<(d - 1) {
-        // Only U is factored: the carried matrix Σ_k V_kᵀ equals U_kᵀ·C, one GEMM.
-        let (u, values) = try leadingLeftSingularVectors(rest, count: Swift.min(rest.rows, rest.columns))
-        let available = values.count
-        var rank: Int
-        switch truncation {
-        case let .maxRank(maxRank): rank = Swift.min(maxRank, available)
-        case let .ranks(ranks):
+        // Only U is factored, and only as many vectors as the rank: the carried matrix Σ_k V_kᵀ
+        // equals U_kᵀ·C, one GEMM.
+        if case let .ranks(ranks) = truncation {
             try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: "for TT core \(k + 1) of \(d)")
-            rank = ranks[k]
-        case let .tolerance(_, maxRank):
-            rank = rankForTolerance(values, delta: delta)
-            if let maxRank { rank = Swift.min(rank, maxRank) }
         }
-        rank = Swift.max(1, Swift.min(rank, available))
-        let leading = u.leadingColumns(rank)
+        let (leading, _) = try leadingLeftSingularVectors(rest) { values in
+            var rank: Int
+            switch truncation {
+            case let .maxRank(maxRank): rank = maxRank
+            case let .ranks(ranks): rank = ranks[k]
+            case let .tolerance(_, maxRank):
+                rank = rankForTolerance(values, delta: delta)
+                if let maxRank { rank = Swift.min(rank, maxRank) }
+            }
+            return Swift.max(1, Swift.min(rank, values.count))
+        }
+        let rank = leading.columns
         cores.append(try Tensor(leading).reshaped(to: [previousRank, shape[k], rank]))
         let carried = leading.matmul(rest, transposeSelf: true)          // rank × (n_{k+1}⋯n_d)
         rest = Matrix(try Tensor(carried).reshaped(to: [rank * shape[k + 1], carried.columns / shape[k + 1]]))

@@ -126,24 +126,36 @@ extension Matrix {
                 computeVT ? Matrix(uncheckedRows: k, columns: n, scalars: vtBuffer) : .zeros(rows: 0, columns: 0))
     }
 
-    /// The left singular vectors and the singular values of a matrix, without `Vᵀ`.
+    /// The leading left singular vectors and all singular values of a matrix, without `Vᵀ`.
     ///
     /// Three routes, by shape and precision:
     /// - A matrix with `rows ≤ columns` in a precision of at most half Double's (Float) goes
-    ///   through its Gram matrix `A Aᵀ` accumulated in Double (``gramLeftSingularVectors()``).
+    ///   through its Gram matrix `A Aᵀ` accumulated in Double (``gramLeftSingularVectors(rank:)``),
+    ///   which computes only the vectors asked for.
     /// - Other wide matrices (`2·rows ≤ columns`): the row-major buffer is the column-major tall
     ///   `Aᵀ`; its QR factorization `Aᵀ = Q R` (LAPACK `geqrf`, no copy) reduces the problem to the
     ///   small square `R`: `A = Rᵀ Qᵀ`, so the left singular vectors of `A` are the right singular
     ///   vectors of `R`, and `Q` is never formed.
     /// - The rest use ``lapackThinSVD(computeU:computeVT:)``.
     ///
+    /// - Parameter rank: Picks the number of vectors from the singular values (descending); the
+    ///   result is clamped to `0...min(rows, columns)`. All by default.
+    /// - Returns: `U` with the chosen number of columns, and all `min(rows, columns)` singular values.
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
     @inlinable
-    package func lapackLeftSingularVectors() throws -> (u: Matrix, s: [Scalar]) {
+    package func lapackLeftSingularVectors(rank: ([Scalar]) -> Int = { $0.count }) throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
         if m > 0 && m <= n && Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot() {
-            return try gramLeftSingularVectors()
+            return try gramLeftSingularVectors(rank: rank)
         }
+        let (u, s) = try allLeftSingularVectors()
+        return (u.leadingColumns(Swift.max(0, Swift.min(rank(s), u.columns))), s)
+    }
+
+    /// All left singular vectors by QR and SVD (wide) or the thin SVD (other shapes).
+    @inlinable
+    func allLeftSingularVectors() throws -> (u: Matrix, s: [Scalar]) {
+        let (m, n) = (rows, columns)
         guard m > 0, 2 * m <= n else {
             let f = try lapackThinSVD(computeU: true, computeVT: false)
             return (f.u, f.s)
@@ -165,21 +177,24 @@ extension Matrix {
         return (f.u, f.s)
     }
 
-    /// The left singular vectors and the singular values of a wide matrix (`rows ≤ columns`) from
-    /// the eigen-decomposition of its Gram matrix `A Aᵀ`, formed and decomposed in Double
-    /// (BLAS `dsyrk`, LAPACK `dsyevd`): `A Aᵀ = U Σ² Uᵀ`.
+    /// The leading left singular vectors and all singular values of a wide matrix
+    /// (`rows ≤ columns`) from the eigen-decomposition of its Gram matrix `A Aᵀ`, formed and
+    /// decomposed in Double (BLAS `dsyrk`, then only the eigenvectors asked for, see
+    /// `leadingSymmetricEigenpairs`): `A Aᵀ = U Σ² Uᵀ`.
     ///
     /// The Gram matrix squares the condition number, so in Double it is as accurate as an SVD in a
     /// precision of `√ε_Double ≈ 1.5e-8` or coarser: for Float data the singular vectors of every
     /// `σ_i > 1e-9·σ_max` are as accurate as Float's own SVD, and the singular values carry an
     /// absolute error of order `1e-8·σ_max`, below Float's resolution of the data. Double squares
-    /// of Float values neither overflow nor underflow. It took HOSVD and TT-SVD of Float conv
-    /// kernels to 0.6–0.8 of their time on the QR-and-SVD route (`Documentation/Performance.md`).
+    /// of Float values neither overflow nor underflow. It took HOSVD, HOOI and TT-SVD of Float
+    /// conv kernels to 0.5–0.8 of their time on the QR-and-SVD route
+    /// (`Documentation/Performance.md`).
     ///
-    /// - Returns: `U` (`rows × rows`, orthonormal columns) and the singular values, descending.
+    /// - Parameter rank: Picks the number of vectors from the singular values (descending).
+    /// - Returns: `U` (`rows × k`, orthonormal columns) and all singular values, descending.
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
     @inlinable
-    package func gramLeftSingularVectors() throws -> (u: Matrix, s: [Scalar]) {
+    package func gramLeftSingularVectors(rank: ([Scalar]) -> Int = { $0.count }) throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
         precondition(m <= n, "gramLeftSingularVectors needs rows ≤ columns, got \(m) × \(n)")
         if m == 0 { return (self, []) }
@@ -189,29 +204,25 @@ extension Matrix {
             }
             count = m * n
         }
-        // Row-major upper triangle of A Aᵀ = column-major lower: LAPACK reads it as "L".
+        // Row-major upper triangle of A Aᵀ = column-major lower triangle.
         var gram = ContiguousArray<Double>(repeating: 0, count: m * m)
-        var values = [Double](repeating: 0, count: m)
-        let info = wide.withUnsafeBufferPointer { a in
+        wide.withUnsafeBufferPointer { a in
             gram.withUnsafeMutableBufferPointer { g in
-                values.withUnsafeMutableBufferPointer { w in
-                    Double.syrk(transpose: false, n: m, k: n, alpha: 1, a: a.baseAddress!, lda: n, beta: 0, c: g.baseAddress!, ldc: m)
-                    return Double.syevd(jobz: .lapackOption("V"), uplo: .lapackOption("L"), n: m, a: g.baseAddress!, lda: m, w: w.baseAddress!)
-                }
+                Double.syrk(transpose: false, n: m, k: n, alpha: 1, a: a.baseAddress!, lda: n, beta: 0, c: g.baseAddress!, ldc: m)
             }
         }
-        if info != 0 { throw LinearAlgebraError.lapack(routine: "syevd", info: Int(info)) }
-        // Eigenvalues ascend; eigenvector j is row j of the buffer (a column-major column).
-        var u = Matrix.zeros(rows: m, columns: m)
+        var singularValues: [Scalar] = []
+        let (_, vectors) = try leadingSymmetricEigenpairs(&gram, order: m) { eigenvalues in
+            singularValues = eigenvalues.map { Scalar(Swift.max($0, 0).squareRoot()) }
+            return rank(singularValues)
+        }
+        let k = vectors.count / m
+        var u = Matrix.zeros(rows: m, columns: k)
         u.storage.withUnsafeMutableBufferPointer { out in
-            gram.withUnsafeBufferPointer { g in
-                for column in 0..<m {
-                    let vector = g.baseAddress! + (m - 1 - column) * m
-                    for row in 0..<m { out[row * m + column] = Scalar(vector[row]) }
-                }
+            for column in 0..<k {
+                for row in 0..<m { out[row * k + column] = Scalar(vectors[column * m + row]) }
             }
         }
-        let singularValues = (0..<m).map { Scalar(Swift.max(values[m - 1 - $0], 0).squareRoot()) }
         return (u, singularValues)
     }
 

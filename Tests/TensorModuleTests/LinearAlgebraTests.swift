@@ -121,6 +121,46 @@ struct LinearAlgebraTests {
         }
     }
 
+    /// The Gram route computes only the `k` leading vectors (inverse iteration below k = n/2,
+    /// divide and conquer above), also when the tridiagonal form splits into blocks (block-diagonal
+    /// Gram matrix) or the singular values repeat. Each vector must satisfy `A Aᵀ u = σ² u`.
+    @Test(arguments: [
+        ("random", [1, 5, 14, 15, 16, 29, 30]), ("blocks", [1, 3, 10, 13, 24]), ("repeated", [1, 4, 8, 16]),
+    ])
+    func gramRouteComputesTheLeadingVectors(kind: String, counts: [Int]) throws {
+        let data: Matrix<Float>
+        switch kind {
+        case "random":
+            data = Matrix<Float>.randomNormal(rows: 30, columns: 80, seed: 41)
+        case "blocks":
+            // Rows 0–7, 8–15, 16–23 live on disjoint columns: A Aᵀ is block diagonal.
+            var m = Matrix<Float>.zeros(rows: 24, columns: 60)
+            let values = Matrix<Float>.randomNormal(rows: 24, columns: 20, seed: 42)
+            for i in 0..<24 { for j in 0..<20 { m[i, (i / 8) * 20 + j] = values[i, j] * Float(1 + i / 8) } }
+            data = m
+        default:
+            // Orthonormal rows times 3: every singular value is 3.
+            let q = try Matrix<Double>.randomNormal(rows: 64, columns: 16, seed: 43).qr().q
+            data = try Matrix<Float>(rows: 16, columns: 64, scalars: q.transposed().scalars.map { Float(3 * $0) })
+        }
+        let exact = try Matrix<Double>(rows: data.rows, columns: data.columns, scalars: data.scalars.map { Double($0) })
+        let reference = try exact.lapackThinSVD(computeU: false, computeVT: false).s
+        let gram = exact.matmul(exact, transposeOther: true)
+        for count in counts {
+            let (u, s) = try data.gramLeftSingularVectors { _ in count }
+            #expect(u.rows == data.rows && u.columns == count)
+            #expect(s.count == data.rows)
+            for i in 0..<data.rows { #expect(Swift.abs(Double(s[i]) - reference[i]) <= 1e-6 * reference[0], "\(kind) σ_\(i)") }
+            let ud = try Matrix<Double>(rows: u.rows, columns: u.columns, scalars: u.scalars.map { Double($0) })
+            let residual = gram.matmul(ud) - ud.scalingColumns(by: (0..<count).map { Double(s[$0]) * Double(s[$0]) })
+            #expect(residual.frobeniusNorm <= 1e-5 * reference[0] * reference[0], "\(kind), k = \(count)")
+            let identity = ud.matmul(ud, transposeSelf: true)
+            for i in 0..<count {
+                for j in 0..<count { #expect(Swift.abs(identity[i, j] - (i == j ? 1 : 0)) <= 1e-6, "\(kind), k = \(count)") }
+            }
+        }
+    }
+
     @Test func errorMessagesCarryNumbers() {
         #expect("\(LinearAlgebraError.lapack(routine: "gesdd", info: 3))" == "gesdd failed to converge (info = 3)")
         #expect("\(LinearAlgebraError.lapack(routine: "potrs", info: -4))" == "potrs: argument 4 had an illegal value (info = -4)")
