@@ -35,8 +35,9 @@ func kernel(_ c: Int, seed: UInt64) throws -> Tensor<Float> {
 let layers: [(size: Int, channels: Int)] = quick ? [(56, 64)] : [(56, 64), (56, 128), (56, 256), (28, 256), (28, 512), (14, 512)]
 var rows: [Row] = []
 for (size, c) in layers {
-    let conv = try Conv2D(weight: kernel(c, seed: UInt64(c + size)), bias: [Float](repeating: 0.1, count: c), padding: .symmetric(1))
     let name = "\(size)×\(size) \(c)→\(c) 3×3"
+    guard options.includes(name, shape: [c, c, 3, 3]) else { continue }  // --filter selects whole layers
+    let conv = try Conv2D(weight: kernel(c, seed: UInt64(c + size)), bias: [Float](repeating: 0.1, count: c), padding: .symmetric(1))
     let vbmf = try selectRanks(for: conv.weight, modes: [0, 1], selection: .vbmf).ranks
     var variants: [(String, CompressedLayer<Float>)] = []
     for (label, r) in [("C/4", c / 4), ("C/2", c / 2)] {
