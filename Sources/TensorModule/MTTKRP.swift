@@ -114,7 +114,7 @@ public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matri
                                         lda: after, x: weight + a * after * rank, incx: rank, beta: 1, y: target, incy: rank)
                         }
                     } else {
-                        // Short rows (a 3×3 kernel's trailing mode): a call per row would cost more than its work.
+                        // Short rows (a 3×3 kernel's trailing modes): one gemv per (r, a) would cost more in calls than in work.
                         for a in 0..<before {
                             let rows = slice + a * modeSize * after
                             let w = weight + a * after * rank
