@@ -46,35 +46,87 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// `X · Wᵀ` for a batch `X` of shape `B × N` (one input per row): a linear layer's forward
-    /// pass, core by core.
-    ///
-    /// Each core is one GEMM on the running tensor `(B·m_1⋯m_{k−1}, r_{k−1}·n_k, n_{k+1}⋯n_d)`,
-    /// permuted so the contracted indices are last.
+    /// pass, core by core. It transposes `X`, runs ``applied(toColumns:)`` and transposes back.
     ///
     /// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `X` has `N` columns.
     /// - Complexity: ``flops(batch:)`` flops.
     @inlinable
     public func applied(to x: Matrix<Scalar>) throws -> Matrix<Scalar> {
-        let (m, n) = (shape[0], shape[1])
-        guard x.columns == n else {
-            throw DecompositionError.invalidArgument("TTMatrix.applied: input has \(x.columns) columns, expected N = \(n)")
+        guard x.columns == shape[1] else {
+            throw DecompositionError.invalidArgument("TTMatrix.applied: input has \(x.columns) columns, expected N = \(shape[1])")
         }
-        let batch = x.rows
-        var state = Tensor(x)                       // (B·P, r·n_k·Q) with P = 1, r = 1
-        var leading = batch
-        var trailing = n
+        return try applied(toColumns: x.transposed()).transposed()
+    }
+
+    /// `W · X` for `X` of shape `N × B` (one input per column), core by core, never forming `W`
+    /// and never permuting the running tensor.
+    ///
+    /// Before core `k` the running tensor is laid out `(m_1⋯m_{k−1}, r_{k−1}·n_k, n_{k+1}⋯n_d·B)`.
+    /// For each index of the leading block one GEMM multiplies the core, arranged as the
+    /// `(m_k·r_k) × (r_{k−1}·n_k)` matrix, by that `(r_{k−1}·n_k) × (n_{k+1}⋯n_d·B)` slice; the
+    /// products, stacked, are the layout core `k + 1` needs. Every GEMM is at least `B` columns wide.
+    /// When the slices are narrower than 32 columns (a few inputs, the last cores), one GEMM with the
+    /// slices' columns as rows replaces the `prefix` calls (two permutations of the small running
+    /// tensor); with one column it needs no permutation at all.
+    ///
+    /// ```swift
+    /// let y = try tt.applied(toColumns: x)    // x: N × B → y: M × B
+    /// ```
+    ///
+    /// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `X` has `N` rows.
+    /// - Complexity: ``flops(batch:)`` flops with `batch = B`.
+    @inlinable
+    public func applied(toColumns x: Matrix<Scalar>) throws -> Matrix<Scalar> {
+        let (m, n) = (shape[0], shape[1])
+        guard x.rows == n else {
+            throw DecompositionError.invalidArgument("TTMatrix.applied(toColumns:): input has \(x.rows) rows, expected N = \(n)")
+        }
+        let batch = x.columns
+        if batch == 0 { return Matrix.zeros(rows: m, columns: 0) }
+        var state = x.scalars
+        var prefix = 1          // m_1⋯m_{k−1}
+        var rest = n * batch    // n_k⋯n_d·B
         for core in cores {
             let (r0, mk, nk, r1) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
-            trailing /= nk
-            // (B·P, r0·n_k, Q) → (B·P, Q, r0·n_k)
-            let moved = try state.reshaped(to: [leading, r0 * nk, trailing]).transposed(permutation: [0, 2, 1])
-            let kernel = Matrix(try core.transposed(permutation: [0, 2, 1, 3]).reshaped(to: [r0 * nk, mk * r1]))
-            let product = Matrix(try moved.reshaped(to: [leading * trailing, r0 * nk])).matmul(kernel)
-            // (B·P, Q, m_k, r1) → (B·P, m_k, r1, Q)
-            state = try Tensor(product).reshaped(to: [leading, trailing, mk, r1]).transposed(permutation: [0, 2, 3, 1])
-            leading *= mk
+            rest /= nk
+            // (r0, m_k, n_k, r1) → (r0, n_k, m_k, r1): the (r0·n_k) × (m_k·r1) matrix, used transposed as
+            // the left factor (this permutation moves whole rows of r1 scalars; the direct one did not).
+            let kernel = try core.transposed(permutation: [0, 2, 1, 3])
+            let (rowsOut, inner) = (mk * r1, r0 * nk)
+            if rest == 1 {
+                // One input and the last core: the running tensor is the (prefix × r0·n_k) matrix.
+                let product = Matrix(try Tensor(shape: [prefix, inner], scalars: state))
+                    .matmul(Matrix(try kernel.reshaped(to: [inner, rowsOut])))
+                state = product.scalars
+                prefix *= mk
+                continue
+            }
+            if rest < 32 && prefix > 1 {
+                // Narrow slices (a few inputs, the last cores): one GEMM over all of them beats `prefix`
+                // small calls. (prefix, r0·n_k, rest) → (prefix·rest, r0·n_k), times the kernel, and the
+                // (prefix, rest, m_k·r1) product back to (prefix, m_k·r1, rest).
+                let rows = try Tensor(shape: [prefix, inner, rest], scalars: state).transposed(permutation: [0, 2, 1])
+                let product = Matrix(try rows.reshaped(to: [prefix * rest, inner])).matmul(Matrix(try kernel.reshaped(to: [inner, rowsOut])))
+                state = try Tensor(product).reshaped(to: [prefix, rest, rowsOut]).transposed(permutation: [0, 2, 1]).scalars
+                prefix *= mk
+                continue
+            }
+            let next = ContiguousArray<Scalar>(unsafeUninitializedCapacity: prefix * rowsOut * rest) { out, count in
+                kernel.withUnsafeBufferPointer { k in
+                    state.withUnsafeBufferPointer { s in
+                        for p in 0..<prefix {
+                            Scalar.gemm(transposeA: true, transposeB: false, m: rowsOut, n: rest, k: inner, alpha: 1,
+                                        a: k.baseAddress!, lda: rowsOut, b: s.baseAddress! + p * inner * rest, ldb: rest,
+                                        beta: 0, c: out.baseAddress! + p * rowsOut * rest, ldc: rest)
+                        }
+                    }
+                }
+                count = prefix * rowsOut * rest
+            }
+            state = next
+            prefix *= mk
         }
-        return Matrix(try state.reshaped(to: [batch, m]))
+        return try Matrix(rows: m, columns: batch, scalars: state)
     }
 
     /// `W · x` for a vector of length `N`.

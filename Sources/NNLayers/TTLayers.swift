@@ -143,11 +143,13 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
             throw NNLayersError.inputShape(layer: "TTConv2D", expected: "(N, \(inChannels), H, W)", actual: x.shape)
         }
         let z = try spatial(x)                                          // (N, S·r0, Ho, Wo), channel s·r0 + r
-        let (n, ho, wo) = (z.shape[0], z.shape[2], z.shape[3])
-        // (N, S, r0, Ho, Wo) → (N, Ho, Wo, r0, S): one row per output pixel, r0 slowest.
-        let rows = try z.reshaped(to: [n, inChannels, spatialRank, ho, wo]).transposed(permutation: [0, 3, 4, 2, 1])
-        let product = try channels.applied(to: Matrix(try rows.reshaped(to: [n * ho * wo, spatialRank * inChannels])))
-        var y = try Tensor(product).reshaped(to: [n, ho, wo, outChannels]).transposed(permutation: [0, 3, 1, 2])
+        let (n, pixels) = (z.shape[0], z.shape[2] * z.shape[3])
+        // (N, S, r0, Ho·Wo) → (r0, S, N, Ho·Wo): one column per output pixel, rows r0-major as the
+        // channel cores expect. Whole rows of Ho·Wo scalars move; for N = 1 the result is (T, Ho·Wo) already.
+        let columns = try z.reshaped(to: [n, inChannels, spatialRank, pixels]).transposed(permutation: [2, 1, 0, 3])
+        let product = try channels.applied(toColumns: Matrix(try columns.reshaped(to: [spatialRank * inChannels, n * pixels])))
+        var y = try Tensor(product).reshaped(to: [outChannels, n, pixels]).transposed(permutation: [1, 0, 2])
+            .reshaped(to: [n, outChannels, z.shape[2], z.shape[3]])
         if let bias { y = y.addingBias(bias, axis: 1) }
         return y
     }

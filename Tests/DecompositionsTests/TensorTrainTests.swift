@@ -94,6 +94,10 @@ struct TensorTrainTests {
         let x = Matrix<S>.randomNormal(rows: 3, columns: 30, seed: 6)
         let y = try tt.applied(to: x)
         #expect(Reference.relativeDifference(y, x.matmul(w, transposeOther: true)) <= Reference.tolerance(S.self, ulps: 2000))
+        let columns = try tt.applied(toColumns: x.transposed())   // W · Xᵀ, one input per column
+        #expect(Reference.relativeDifference(columns, w.matmul(x, transposeOther: true)) <= Reference.tolerance(S.self, ulps: 2000))
+        #expect(try tt.applied(toColumns: Matrix<S>.zeros(rows: 30, columns: 0)).shape == [24, 0])
+        #expect(throws: DecompositionError.self) { try tt.applied(toColumns: Matrix<S>.zeros(rows: 29, columns: 2)) }
         let v = try tt.matvec(x.row(1))
         let direct = w.matvec(x.row(1))
         for i in 0..<24 { #expect(abs(v[i] - direct[i]) <= Reference.tolerance(S.self, ulps: 5000) * 10) }

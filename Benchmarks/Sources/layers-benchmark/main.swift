@@ -1,6 +1,7 @@
 // Forward time (Float) of VGG-16-like 3×3 convolutions and of their CP, Tucker-2 and TT stacks at
 // ranks C/4, C/2 and EVBMF ranks, batch 1 and 8: measured speed-up next to the FLOP ratio.
 // TT stacks are timed at batch 1 only, one run after a warm-up (they are slow; see Performance.md).
+// Then a 1536 → 384 linear layer and its TT-linear stacks at batches 1, 8, 64 and 512.
 // `--quick` runs only the first layer (for CI smoke runs).
 import BenchmarkSupport
 import Foundation
@@ -62,6 +63,30 @@ for (size, c) in layers {
             let cost = try compressed.stack.cost(input: [c, size, size])
             rows.append(Row(layer: name, batch: batch, variant: label, ranks: compressed.ranks, milliseconds: seconds * 1e3,
                             flops: cost.flops * batch, parameters: cost.parameters, kernelRelativeError: compressed.kernelRelativeError,
+                            measuredSpeedup: base / seconds, flopRatio: Double(original.flops) / Double(cost.flops)))
+        }
+    }
+}
+
+// A BERT-sized linear layer (1536 → 384) and its TT-linear stacks (inputs 8·8·24, outputs 8·6·8),
+// at the batch sizes of one token, a short sequence and two long ones.
+let linearName = "linear 1536→384"
+if !quick && options.includes(linearName, shape: [384, 1536]) {
+    let linear = try Linear(weight: .randomNormal(rows: 384, columns: 1536, seed: 11), bias: [Float](repeating: 0.1, count: 384))
+    let ttVariants = try [8, 16, 64].map { (r: Int) in
+        ("TT rank \(r)", try linear.compressed(by: .tensorTrain(outputModes: [8, 6, 8], inputModes: [8, 8, 24], maxRank: r)))
+    }
+    for batch in [1, 8, 64, 512] {
+        let x = Tensor<Float>.randomNormal(shape: [batch, 1536], seed: 12)
+        let original = try Layer.linear(linear).cost(input: [batch, 1536])
+        let base = try medianSeconds(samples: 5, minimum: 0.1) { _ = try linear(x) }
+        rows.append(Row(layer: linearName, batch: batch, variant: "original", ranks: [], milliseconds: base * 1e3, flops: original.flops,
+                        parameters: original.parameters, kernelRelativeError: 0, measuredSpeedup: 1, flopRatio: 1))
+        for (label, compressed) in ttVariants {
+            let seconds = try medianSeconds(samples: 5, minimum: 0.1) { _ = try compressed.stack(x) }
+            let cost = try compressed.stack.cost(input: [batch, 1536])
+            rows.append(Row(layer: linearName, batch: batch, variant: label, ranks: compressed.ranks, milliseconds: seconds * 1e3,
+                            flops: cost.flops, parameters: cost.parameters, kernelRelativeError: compressed.kernelRelativeError,
                             measuredSpeedup: base / seconds, flopRatio: Double(original.flops) / Double(cost.flops)))
         }
     }
