@@ -59,7 +59,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// `W · X` for `X` of shape `N × B` (one input per column), core by core, never forming `W`
-    /// and never permuting the running tensor.
+    /// and, for inputs of 32 columns or more, never permuting the running tensor.
     ///
     /// Before core `k` the running tensor is laid out `(m_1⋯m_{k−1}, r_{k−1}·n_k, n_{k+1}⋯n_d·B)`.
     /// For each index of the leading block one GEMM multiplies the core, arranged as the
