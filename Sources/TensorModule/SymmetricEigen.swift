@@ -54,51 +54,26 @@ func leadingSymmetricEigenpairs(
     let k = Swift.max(0, Swift.min(count(values), n))
     if k == 0 { return (values, []) }
 
-    if 2 * k < n {
-        // dstein wants the chosen eigenvalues grouped by block, ascending within each block.
-        let chosen = eigenvalues.prefix(k).enumerated().sorted {
-            ($0.element.block, $0.element.value) < ($1.element.block, $1.element.value)
+    // Eigenvectors of T as the columns of z (column-major n × k); rankOfColumn[c] is the position
+    // of column c's eigenvalue in `values`.
+    var z: ContiguousArray<Double>
+    var rankOfColumn: [Int]
+    if 2 * k < n, let found = try inverseIteration(d: d, e: e, blockEnds: blockEnds, chosen: eigenvalues.prefix(k)) {
+        (z, rankOfColumn) = found
+    } else {
+        // All eigenvectors of T by divide and conquer (dstedc, the core of dsyevd); the last k
+        // columns belong to the k largest eigenvalues, ascending.
+        var diagonal = d
+        var offDiagonal = e
+        var full = ContiguousArray<Double>(repeating: 0, count: n * n)
+        info = full.withUnsafeMutableBufferPointer { t in
+            LAPACKE_dstedc(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "I")), Int32(n), &diagonal, &offDiagonal, t.baseAddress!, Int32(n))
         }
-        // W, IBLOCK and ISPLIT have length n in LAPACK's interface (LAPACKE checks all n of W for NaNs).
-        var w = chosen.map(\.element.value) + [Double](repeating: 0, count: n - k)
-        var blockNumbers = chosen.map { Int32($0.element.block + 1) } + [Int32](repeating: 0, count: n - k)
-        var splits = blockEnds.map { Int32($0) } + [Int32](repeating: 0, count: n - blockEnds.count)
-        var failures = [Int32](repeating: 0, count: k)
-        var z = ContiguousArray<Double>(repeating: 0, count: n * k)
-        info = z.withUnsafeMutableBufferPointer { zp in
-            LAPACKE_dstein(LAPACK_COL_MAJOR, Int32(n), d, e, Int32(k), &w, &blockNumbers, &splits,
-                           zp.baseAddress!, Int32(n), &failures)
-        }
-        if info == 0 {
-            info = matrix.withUnsafeBufferPointer { a in
-                z.withUnsafeMutableBufferPointer { zp in
-                    LAPACKE_dormtr(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")),
-                                   Int32(n), Int32(k), a.baseAddress!, Int32(n), tau, zp.baseAddress!, Int32(n))
-                }
-            }
-            if info != 0 { throw LinearAlgebraError.lapack(routine: "dormtr", info: Int(info)) }
-            // Column c of z belongs to the eigenvalue of rank chosen[c].offset.
-            var vectors = ContiguousArray<Double>(repeating: 0, count: n * k)
-            for (column, entry) in chosen.enumerated() {
-                let target = entry.offset * n
-                for i in 0..<n { vectors[target + i] = z[column * n + i] }
-            }
-            return (values, vectors)
-        }
-        if info < 0 { throw LinearAlgebraError.lapack(routine: "dstein", info: Int(info)) }
-        // Some vector did not converge: fall through to the full decomposition below.
+        if info != 0 { throw LinearAlgebraError.lapack(routine: "dstedc", info: Int(info)) }
+        z = ContiguousArray(full[(n - k) * n..<(n * n)])
+        rankOfColumn = (0..<k).map { k - 1 - $0 }
     }
-
-    // All eigenvectors of T by divide and conquer (dstedc, the core of dsyevd).
-    var diagonal = d
-    var offDiagonal = e
-    var full = ContiguousArray<Double>(repeating: 0, count: n * n)
-    info = full.withUnsafeMutableBufferPointer { t in
-        LAPACKE_dstedc(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "I")), Int32(n), &diagonal, &offDiagonal, t.baseAddress!, Int32(n))
-    }
-    if info != 0 { throw LinearAlgebraError.lapack(routine: "dstedc", info: Int(info)) }
-    // Eigenvectors of T, the last k columns, back to A's basis.
-    var z = ContiguousArray(full[(n - k) * n..<(n * n)])
+    // Back to the basis of the original matrix, then into the order of the eigenvalues.
     info = matrix.withUnsafeBufferPointer { a in
         z.withUnsafeMutableBufferPointer { zp in
             LAPACKE_dormtr(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")),
@@ -107,9 +82,34 @@ func leadingSymmetricEigenpairs(
     }
     if info != 0 { throw LinearAlgebraError.lapack(routine: "dormtr", info: Int(info)) }
     var vectors = ContiguousArray<Double>(repeating: 0, count: n * k)
-    for rank in 0..<k {
-        let source = (k - 1 - rank) * n
-        for i in 0..<n { vectors[rank * n + i] = z[source + i] }
+    for (column, rank) in rankOfColumn.enumerated() {
+        for i in 0..<n { vectors[rank * n + i] = z[column * n + i] }
     }
     return (values, vectors)
+}
+
+/// Eigenvectors of the tridiagonal `T = (d, e)` for the `chosen` eigenvalues (the largest, in
+/// descending order, each with its split-off block) by inverse iteration (`dstein`); `nil` when a
+/// vector does not converge.
+@usableFromInline
+func inverseIteration(
+    d: [Double], e: [Double], blockEnds: [Int], chosen: ArraySlice<(value: Double, block: Int)>
+) throws -> (z: ContiguousArray<Double>, rankOfColumn: [Int])? {
+    let n = d.count, k = chosen.count
+    // dstein wants the eigenvalues grouped by block, ascending within each block.
+    let ordered = chosen.enumerated().sorted {
+        ($0.element.block, $0.element.value) < ($1.element.block, $1.element.value)
+    }
+    // W, IBLOCK and ISPLIT have length n in LAPACK's interface (LAPACKE checks all n of W for NaNs).
+    var w = ordered.map(\.element.value) + [Double](repeating: 0, count: n - k)
+    var blockNumbers = ordered.map { Int32($0.element.block + 1) } + [Int32](repeating: 0, count: n - k)
+    var splits = blockEnds.map { Int32($0) } + [Int32](repeating: 0, count: n - blockEnds.count)
+    var failures = [Int32](repeating: 0, count: k)
+    var z = ContiguousArray<Double>(repeating: 0, count: n * k)
+    let info = z.withUnsafeMutableBufferPointer { zp in
+        LAPACKE_dstein(LAPACK_COL_MAJOR, Int32(n), d, e, Int32(k), &w, &blockNumbers, &splits,
+                       zp.baseAddress!, Int32(n), &failures)
+    }
+    if info < 0 { throw LinearAlgebraError.lapack(routine: "dstein", info: Int(info)) }
+    return info == 0 ? (z, ordered.map(\.offset)) : nil
 }
