@@ -60,7 +60,11 @@ let package = Package(
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
         .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
         .testTarget(name: "CommandLineTests", dependencies: ["TensorDecompositions"]),
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "TensorIOTests",
+            dependencies: ["TensorIO", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            exclude: ["Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -110,10 +110,13 @@ public struct CPDecomposition<Scalar: BLASScalar>: Sendable {
 ///
 /// - Parameters:
 ///   - tensor: A tensor of order ≥ 2 with finite scalars.
-///   - rank: The rank `R ≥ 1`. It may exceed a mode's size (the SVD start pads that mode).
+///   - rank: The rank `1 ≤ R ≤ maximumCPRank(shape:)` (the product of all mode sizes but the
+///     largest, where CP is exact). It may exceed a mode's size (the SVD start pads that mode).
 ///   - options: Iterations, tolerance, initialization, ridge, line search, fixed modes, observer.
 /// - Returns: The normalized CP tensor and the run's history.
-/// - Throws: ``DecompositionError`` for an empty or non-finite tensor, a rank below 1, fixed
+/// - Throws: ``DecompositionError`` for an empty or non-finite tensor, a rank below 1 or above
+///   ``maximumCPRank(shape:)`` (checked before anything is allocated), weights beyond the scalar
+///   type's range (``DecompositionError/resultOutOfRange(operation:magnitude:limit:)``), fixed
 ///   modes out of range, or a given initialization of the wrong shape or rank.
 /// - Complexity: per iteration `N` MTTKRPs of `2·S·R` flops, `S` the scalar count.
 @inlinable
@@ -121,10 +124,10 @@ public func cpDecompose<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, rank: Int, options: CPOptions<Scalar> = CPOptions()
 ) throws -> CPDecomposition<Scalar> {
     try tensor.validateForDecomposition("cpDecompose")
-    guard rank >= 1 else { throw DecompositionError.invalidRank(rank: rank, reason: "must be at least 1") }
     guard tensor.order >= 2 else {
         throw DecompositionError.invalidArgument("cpDecompose: the tensor of shape \(tensor.shape) must have order at least 2")
     }
+    try validateCPRank(rank, shape: tensor.shape)
     let order = tensor.order
     for mode in options.fixedModes where mode < 0 || mode >= order {
         throw DecompositionError.invalidArgument("cpDecompose: fixed mode \(mode) is out of range 0..<\(order)")
@@ -133,8 +136,20 @@ public func cpDecompose<Scalar: BLASScalar>(
         throw DecompositionError.invalidArgument(
             "cpDecompose: maxIterations \(options.maxIterations), tolerance \(options.tolerance) and ridge \(options.ridge) must be non-negative")
     }
-    // Work on X/‖X‖ so that Gram matrices neither overflow nor underflow (1e±30 inputs in Float);
-    // the weights are scaled back at the end.
+    if let exponent = tensor.rangeExponent {
+        // ‖X‖ itself may overflow (1e37 in Float): first scale by a power of two, which is exact.
+        var scaledOptions = options
+        if case let .given(start) = options.initialization {
+            var start = start
+            start.weights = start.weights.map { Scalar(sign: .plus, exponent: Scalar.Exponent(-exponent), significand: $0) }
+            scaledOptions.initialization = .given(start)
+        }
+        var result = try cpDecompose(tensor.scaled(byPowerOfTwo: -exponent), rank: rank, options: scaledOptions)
+        result.cp.weights = try scaledBack(result.cp.weights, byPowerOfTwo: exponent, operation: "cpDecompose")
+        return result
+    }
+    // Work on X/‖X‖ so that Gram matrices neither overflow nor underflow; the weights are scaled
+    // back at the end.
     let scale = tensor.frobeniusNorm
     if scale == 0 {
         var cp = try initialCP(tensor, rank: rank, initialization: .random(seed: 0))

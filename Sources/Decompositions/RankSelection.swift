@@ -58,6 +58,9 @@ public func selectRanks<Scalar: BLASScalar>(
     for tensor: Tensor<Scalar>, modes: [Int], selection: RankSelection
 ) throws -> RankChoice {
     try tensor.validateForDecomposition("selectRanks")
+    if let exponent = tensor.rangeExponent {   // ranks do not depend on scale; keep sums of squares in range
+        return try selectRanks(for: tensor.scaled(byPowerOfTwo: -exponent), modes: modes, selection: selection)
+    }
     for mode in modes where mode < 0 || mode >= tensor.order {
         throw DecompositionError.invalidArgument("selectRanks: mode \(mode) is out of range 0..<\(tensor.order)")
     }
@@ -152,9 +155,10 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
     try tensor.validateForDecomposition("selectCPRank")
     switch selection {
     case let .fixed(ranks):
-        guard ranks.count == 1, ranks[0] >= 1 else {
-            throw DecompositionError.invalidArgument("selectCPRank: expected one rank of at least 1, got \(ranks)")
+        guard ranks.count == 1 else {
+            throw DecompositionError.invalidArgument("selectCPRank: expected one CP rank, got \(ranks.count): \(ranks)")
         }
+        try validateCPRank(ranks[0], shape: tensor.shape)
         return RankChoice(ranks: ranks, reasons: ["CP rank \(ranks[0]) given"])
     case .vbmf, .energy:
         let perMode = try selectRanks(for: tensor, modes: Array(0..<tensor.order), selection: selection)
@@ -173,5 +177,36 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
         let perRank = tensor.shape.reduce(0, +) + 1
         let rank = Swift.max(1, Int(fraction * Double(tensor.scalarCount)) / perRank)
         return RankChoice(ranks: [rank], reasons: ["CP rank \(rank): \(rank * perRank) of \(tensor.scalarCount) parameters (budget \(fraction))"])
+    }
+}
+
+/// The largest CP rank any tensor of `shape` can need: the product of every mode size but the
+/// largest (a tensor is a sum of that many rank-one terms, one per fibre of its longest mode).
+/// Saturates at `Int.max`.
+@inlinable
+public func maximumCPRank(shape: [Int]) -> Int {
+    guard let largest = shape.indices.max(by: { shape[$0] < shape[$1] }) else { return 1 }
+    var product = 1
+    for (axis, size) in shape.enumerated() where axis != largest {
+        let (next, overflow) = product.multipliedReportingOverflow(by: size)
+        if overflow { return Int.max }
+        product = next
+    }
+    return product
+}
+
+/// Checks `1 ≤ rank ≤ maximumCPRank(shape:)`.
+///
+/// A CP rank above that bound is legitimate in theory but never useful: the decomposition is exact
+/// at the bound, and a larger rank only costs memory (rank × Σ I_n factors and rank² Gram matrices).
+@inlinable
+func validateCPRank(_ rank: Int, shape: [Int]) throws {
+    if rank < 1 { throw DecompositionError.invalidRank(rank: rank, reason: "must be at least 1") }
+    let bound = maximumCPRank(shape: shape)
+    if rank > bound {
+        let largest = shape.max() ?? 1
+        throw DecompositionError.invalidRank(
+            rank: rank,
+            reason: "exceeds \(bound), the product of the mode sizes of \(shape) other than the largest (\(largest)); every tensor of this shape has CP rank at most \(bound)")
     }
 }

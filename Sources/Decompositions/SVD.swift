@@ -24,13 +24,22 @@ public enum SVDMethod: Sendable, Equatable {
 /// f.singularValues   // descending
 /// ```
 ///
+/// Any finite input works: a matrix whose magnitudes are far from 1 (e.g. `1e37` in `Float`) is
+/// decomposed as `A·2⁻ᵉ`, which is exact, and the singular values are scaled back.
+///
 /// - Throws: ``DecompositionError/nonFinite(operation:index:)`` for NaN or infinity,
 ///   ``DecompositionError/emptyInput(operation:shape:)`` for an empty matrix,
-///   `LinearAlgebraError` if LAPACK does not converge.
+///   ``DecompositionError/resultOutOfRange(operation:magnitude:limit:)`` when a singular value
+///   exceeds the scalar type's range, `LinearAlgebraError` if LAPACK does not converge.
 /// - Complexity: `O(m·n·min(m, n))`.
 @inlinable
 public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Scalar> {
     try Tensor(a).validateForDecomposition("svd")
+    if let exponent = Tensor(a).rangeExponent {
+        var f = try svd(Matrix(Tensor(a).scaled(byPowerOfTwo: -exponent)))
+        f.singularValues = try scaledBack(f.singularValues, byPowerOfTwo: exponent, operation: "svd")
+        return f
+    }
     let (u, s, vt) = try a.lapackThinSVD()
     return fixingSigns(SVDFactors(u: u, singularValues: s, vt: vt))
 }
@@ -94,6 +103,12 @@ public func randomizedSVD<Scalar: BLASScalar>(
     guard oversampling >= 0, powerIterations >= 0 else {
         throw DecompositionError.invalidArgument(
             "randomizedSVD: oversampling \(oversampling) and powerIterations \(powerIterations) must be non-negative")
+    }
+    if let exponent = Tensor(a).rangeExponent {
+        var f = try randomizedSVD(Matrix(Tensor(a).scaled(byPowerOfTwo: -exponent)), rank: rank, oversampling: oversampling,
+                                  powerIterations: powerIterations, seed: seed)
+        f.singularValues = try scaledBack(f.singularValues, byPowerOfTwo: exponent, operation: "randomizedSVD")
+        return f
     }
     let samples = Swift.min(rank + oversampling, Swift.min(a.rows, a.columns))
     let omega = Matrix<Scalar>.randomNormal(rows: a.columns, columns: samples, seed: seed)

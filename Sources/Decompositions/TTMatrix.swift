@@ -136,13 +136,24 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// Floating-point operations (2 × multiply-adds) of ``applied(to:)`` for `batch` inputs.
-    public func flops(batch: Int) -> Int {
+    ///
+    /// - Throws: ``DecompositionError/invalidArgument(_:)`` when the count does not fit in `Int`.
+    public func flops(batch: Int) throws -> Int {
         var leading = batch, trailing = shape[1], total = 0
         for core in cores {
             let (r0, mk, nk, r1) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
             trailing /= nk
-            total += 2 * leading * trailing * r0 * nk * mk * r1
-            leading *= mk
+            var term = 2, overflow = false
+            for factor in [leading, trailing, r0, nk, mk, r1] where !overflow {
+                (term, overflow) = term.multipliedReportingOverflow(by: factor)
+            }
+            var sum = 0
+            if !overflow { (sum, overflow) = total.addingReportingOverflow(term) }
+            if !overflow { (leading, overflow) = leading.multipliedReportingOverflow(by: mk) }
+            guard !overflow else {
+                throw DecompositionError.invalidArgument("TTMatrix.flops: the FLOP count for a batch of \(batch) does not fit in a 64-bit integer")
+            }
+            total = sum
         }
         return total
     }

@@ -80,6 +80,11 @@ func rankForTolerance<Scalar: BLASScalar>(_ singularValues: [Scalar], delta: Dou
 @inlinable
 func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncation) throws -> TTTensor<Scalar> {
     try tensor.validateForDecomposition("ttDecompose")
+    if let exponent = tensor.rangeExponent {
+        var tt = try ttSVD(tensor.scaled(byPowerOfTwo: -exponent), truncation: truncation)
+        tt.cores[tt.cores.count - 1] = try tt.cores[tt.cores.count - 1].scaledBack(byPowerOfTwo: exponent, operation: "ttDecompose")
+        return tt
+    }
     let shape = tensor.shape
     let d = shape.count
     if d == 1 { return try TTTensor(cores: [tensor.reshaped(to: [1, shape[0], 1])]) }

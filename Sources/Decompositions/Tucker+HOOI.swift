@@ -65,6 +65,11 @@ public func tuckerDecompose<Scalar: BLASScalar>(
             "tuckerDecompose: maxIterations \(options.maxIterations) and tolerance \(options.tolerance) must be non-negative")
     }
     let (ranks, modes) = try validatedTuckerRanks(tensor, ranks: ranks, modes: modes, operation: "tuckerDecompose")
+    if let exponent = tensor.rangeExponent {
+        var result = try tuckerDecompose(tensor.scaled(byPowerOfTwo: -exponent), ranks: ranks, modes: modes, options: options)
+        result.tucker.core = try result.tucker.core.scaledBack(byPowerOfTwo: exponent, operation: "tuckerDecompose")
+        return result
+    }
     var tucker = try hosvd(tensor, ranks: ranks, modes: modes)
     let norm = Double(tensor.frobeniusNorm)
     func error(_ core: Tensor<Scalar>) -> Double {

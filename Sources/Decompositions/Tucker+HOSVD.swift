@@ -30,6 +30,11 @@ public func hosvd<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, sequential: Bool = false
 ) throws -> TuckerTensor<Scalar> {
     let (ranks, modes) = try validatedTuckerRanks(tensor, ranks: ranks, modes: modes, operation: "hosvd")
+    if let exponent = tensor.rangeExponent {
+        var tucker = try hosvd(tensor.scaled(byPowerOfTwo: -exponent), ranks: ranks, modes: modes, sequential: sequential)
+        tucker.core = try tucker.core.scaledBack(byPowerOfTwo: exponent, operation: "hosvd")
+        return tucker
+    }
     var factors: [Matrix<Scalar>] = []
     var current = tensor
     for (rank, mode) in zip(ranks, modes) {

@@ -215,8 +215,10 @@ extension Conv2D {
         let g = Double(groups)
         let perRank = 2 * (Double(inChannels) * inPixels + g * Double(kernelSize.height) * Double(out.height * input.width)
                            + g * Double(kernelSize.width) * outPixels + Double(outChannels) * outPixels)
-        let rank = Swift.max(1, Int(fraction * original / perRank))
-        return (rank, "CP rank \(rank): \(Int(perRank) * rank) of \(Int(original)) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
+        // Counts are in Double (a huge dilation makes them exceed Int); the rank is capped where CP is exact.
+        let bound = maximumCPRank(shape: [outChannels / groups, weight.shape[1], kernelSize.height, kernelSize.width])
+        let rank = Swift.max(1, Int(Swift.min(fraction * original / perRank, Double(bound))))
+        return (rank, "CP rank \(rank): \(Double(rank) * perRank) of \(original) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
     }
 
     /// The largest Tucker-2 ranks, proportional to the channel counts, whose three layers need at most
@@ -243,15 +245,18 @@ extension Conv2D {
             if flops(ranks(middle)) <= fraction * original { low = middle } else { high = middle }
         }
         let chosen = ranks(low)
-        return (chosen, "Tucker-2 ranks \(chosen): \(Int(flops(chosen))) of \(Int(original)) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
+        return (chosen, "Tucker-2 ranks \(chosen): \(flops(chosen)) of \(original) FLOPs at a \(input.height)×\(input.width) input (budget \(fraction))")
     }
 
     /// `‖W − Ŵ‖ / ‖W‖` over all groups.
     func groupedError<F: FactorizedTensor>(_ kernels: [Tensor<Scalar>], _ factors: [F]) throws -> Double where F.Scalar == Scalar {
+        // One power of two for all groups keeps the sums of squares in range for any finite kernel.
+        let exponent = kernels.compactMap(\.rangeExponent).max() ?? 0
         var difference = 0.0, norm = 0.0
         for (kernel, factor) in zip(kernels, factors) {
-            let d = Double((try Tensor(factor) - kernel).frobeniusNorm)
-            let n = Double(kernel.frobeniusNorm)
+            let x = kernel.scaled(byPowerOfTwo: -exponent)
+            let d = Double((try Tensor(factor).scaled(byPowerOfTwo: -exponent) - x).frobeniusNorm)
+            let n = Double(x.frobeniusNorm)
             difference += d * d
             norm += n * n
         }

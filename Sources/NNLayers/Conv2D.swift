@@ -53,6 +53,17 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         guard padding.array.allSatisfy({ $0 >= 0 }) else {
             throw NNLayersError.invalidConfiguration("Conv2D: padding \(padding) must be non-negative")
         }
+        // The dilated kernel and the padding must have sizes that an Int holds.
+        for (d, k, axis) in [(dilation.height, weight.shape[2], "vertical"), (dilation.width, weight.shape[3], "horizontal")] {
+            let (extent, overflow) = d.multipliedReportingOverflow(by: k - 1)
+            guard !overflow, extent < Int.max else {
+                throw NNLayersError.invalidConfiguration("Conv2D: the \(axis) dilation \(d) × (kernel \(k) − 1) does not fit in a 64-bit integer")
+            }
+        }
+        for (a, b, axis) in [(padding.top, padding.bottom, "top + bottom"), (padding.left, padding.right, "left + right")]
+        where a.addingReportingOverflow(b).overflow {
+            throw NNLayersError.invalidConfiguration("Conv2D: the padding \(axis) = \(a) + \(b) does not fit in a 64-bit integer")
+        }
         if let index = weight.firstNonFiniteIndex {
             throw NNLayersError.invalidConfiguration("Conv2D: the weight has a non-finite value at flat index \(index)")
         }
@@ -96,12 +107,15 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
 
     /// The output size for an input of `height × width`.
     ///
-    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the input is smaller than the dilated kernel.
+    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the input is smaller than
+    ///   the dilated kernel, ``NNLayersError/countOverflow(quantity:factors:)`` when the padded size
+    ///   does not fit in `Int`.
     public func outputSize(height: Int, width: Int) throws -> Size2D {
+        // The initializer checked that d·(k − 1) and each pair of paddings fit.
         let extentH = dilation.height * (kernelSize.height - 1) + 1
         let extentW = dilation.width * (kernelSize.width - 1) + 1
-        let paddedH = height + padding.top + padding.bottom
-        let paddedW = width + padding.left + padding.right
+        let paddedH = try checkedSum(height, padding.top + padding.bottom, "Conv2D: the padded input height")
+        let paddedW = try checkedSum(width, padding.left + padding.right, "Conv2D: the padded input width")
         guard height >= 1, width >= 1, paddedH >= extentH, paddedW >= extentW else {
             throw NNLayersError.inputShape(
                 layer: "Conv2D", expected: "a spatial size whose padded extent \(paddedH)×\(paddedW) covers the dilated kernel \(extentH)×\(extentW)",

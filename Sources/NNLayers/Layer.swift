@@ -63,29 +63,32 @@ public enum Layer<Scalar: BLASScalar>: Sendable, Equatable, Codable {
                 throw NNLayersError.inputShape(layer: "Conv2D \(c.summary)", expected: "[\(c.inChannels), H, W]", actual: shape)
             }
             let out = try c.outputSize(height: shape[1], width: shape[2])
-            let macs = c.outChannels * c.weight.shape[1] * c.kernelSize.height * c.kernelSize.width * out.height * out.width
-            return LayerCost(parameters: parameterCount, flops: 2 * macs, outputShape: [c.outChannels, out.height, out.width])
+            let flops = try checkedProduct([2, c.outChannels, c.weight.shape[1], c.kernelSize.height, c.kernelSize.width, out.height, out.width],
+                                           "the FLOP count of \(c.summary) for input \(shape)")
+            return LayerCost(parameters: parameterCount, flops: flops, outputShape: [c.outChannels, out.height, out.width])
         case let .linear(l):
             guard shape.last == l.inFeatures else {
                 throw NNLayersError.inputShape(layer: l.summary, expected: "[…, \(l.inFeatures)]", actual: shape)
             }
-            let rows = shape.dropLast().reduce(1, *)
-            return LayerCost(parameters: parameterCount, flops: 2 * rows * l.inFeatures * l.outFeatures,
-                             outputShape: Array(shape.dropLast()) + [l.outFeatures])
+            let flops = try checkedProduct([2] + shape.dropLast() + [l.inFeatures, l.outFeatures],
+                                           "the FLOP count of \(l.summary) for input \(shape)")
+            return LayerCost(parameters: parameterCount, flops: flops, outputShape: Array(shape.dropLast()) + [l.outFeatures])
         case let .ttLinear(l):
             guard shape.last == l.inFeatures else {
                 throw NNLayersError.inputShape(layer: l.summary, expected: "[…, \(l.inFeatures)]", actual: shape)
             }
-            let rows = shape.dropLast().reduce(1, *)
-            return LayerCost(parameters: parameterCount, flops: l.weight.flops(batch: rows), outputShape: Array(shape.dropLast()) + [l.outFeatures])
+            let rows = try checkedProduct(Array(shape.dropLast()), "the row count of input \(shape)")
+            return LayerCost(parameters: parameterCount, flops: try l.weight.flops(batch: rows), outputShape: Array(shape.dropLast()) + [l.outFeatures])
         case let .ttConv2d(c):
             guard shape.count == 3, shape[0] == c.inChannels else {
                 throw NNLayersError.inputShape(layer: c.summary, expected: "[\(c.inChannels), H, W]", actual: shape)
             }
             let out = try c.spatial.outputSize(height: shape[1], width: shape[2])
-            let pixels = out.height * out.width
-            let spatialFlops = 2 * c.spatial.outChannels * c.spatial.kernelSize.height * c.spatial.kernelSize.width * pixels
-            return LayerCost(parameters: parameterCount, flops: spatialFlops + c.channels.flops(batch: pixels),
+            let pixels = try checkedProduct([out.height, out.width], "the output pixels of \(c.summary) for input \(shape)")
+            let spatialFlops = try checkedProduct([2, c.spatial.outChannels, c.spatial.kernelSize.height, c.spatial.kernelSize.width, pixels],
+                                                  "the FLOP count of \(c.summary) for input \(shape)")
+            let flops = try checkedSum(spatialFlops, try c.channels.flops(batch: pixels), "the FLOP count of \(c.summary) for input \(shape)")
+            return LayerCost(parameters: parameterCount, flops: flops,
                              outputShape: [c.outChannels, out.height, out.width])
         }
     }
@@ -254,7 +257,7 @@ public struct LayerStack<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         for layer in layers {
             let cost = try layer.cost(input: total.outputShape)
             total.parameters += cost.parameters
-            total.flops += cost.flops
+            total.flops = try checkedSum(total.flops, cost.flops, "the FLOP count of the stack for input \(shape)")
             total.outputShape = cost.outputShape
         }
         return total

@@ -17,11 +17,15 @@ public struct NPYHeader: Sendable, Equatable {
 
 extension NPYHeader {
     static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+    /// The longest header dictionary read, in bytes: NumPy's `max_header_size` default, so that a
+    /// file's header can never take more memory than NumPy would give it.
+    public static let maximumHeaderLength = 10_000
 
     /// Parses the preamble and header dictionary of a `.npy` file (format versions 1.0, 2.0, 3.0).
     ///
     /// - Throws: ``TensorIOError`` for bad magic, an unknown version, a header length beyond the
-    ///   file, a malformed dictionary, an unsupported dtype or an invalid shape.
+    ///   file or above ``maximumHeaderLength``, a malformed dictionary, an unsupported dtype or an
+    ///   invalid shape.
     public init(parsing bytes: UnsafeRawBufferPointer) throws {
         let format = "npy"
         guard bytes.count >= 10, Array(bytes[0..<6]) == Self.magic else { throw TensorIOError.badMagic(format: format) }
@@ -36,6 +40,10 @@ extension NPYHeader {
         var length = 0
         for k in 0..<lengthSize { length |= Int(bytes[8 + k]) << (8 * k) }
         let start = 8 + lengthSize
+        guard length <= Self.maximumHeaderLength else {
+            throw TensorIOError.malformedHeader(
+                format: format, reason: "a header of \(length) bytes exceeds the limit of \(Self.maximumHeaderLength) bytes (NumPy's own limit)")
+        }
         guard length <= bytes.count - start else {
             throw TensorIOError.headerLengthOutOfRange(format: format, length: length, fileSize: bytes.count)
         }
@@ -162,13 +170,6 @@ extension Tensor {
     /// - Throws: ``TensorIOError`` for an unsupported dtype or a file-system failure.
     public func writeNPY(to url: URL, dtype: DType? = nil) throws {
         try writeAtomically(try npyData(dtype: dtype), to: url)
-    }
-}
-
-/// Writes `data` to a temporary file beside `url` and renames it into place.
-func writeAtomically(_ data: Data, to url: URL) throws {
-    do { try data.write(to: url, options: .atomic) } catch {
-        throw TensorIOError.fileSystem(path: url.path, reason: error.localizedDescription)
     }
 }
 

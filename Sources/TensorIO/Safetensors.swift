@@ -57,53 +57,27 @@ public struct SafetensorsFile: Sendable {
         let format = "safetensors"
         guard data.count >= 8 else { throw TensorIOError.headerLengthOutOfRange(format: format, length: 0, fileSize: data.count) }
         let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard length <= UInt64(Self.maximumHeaderLength), Int(length) <= data.count - 8 else {
-            throw TensorIOError.headerLengthOutOfRange(format: format, length: Int(clamping: length), fileSize: data.count)
+        guard length <= UInt64(Self.maximumHeaderLength) else {
+            throw TensorIOError.malformedHeader(
+                format: format, reason: "a header of \(length) bytes exceeds the limit of \(Self.maximumHeaderLength) bytes (100 MiB, as in the reference implementation)")
         }
-        let headerData = data.subdata(in: 8..<(8 + Int(length)))
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: headerData) } catch {
-            throw TensorIOError.malformedHeader(format: format, reason: "the header is not valid JSON")
-        }
-        guard let header = object as? [String: Any] else {
-            throw TensorIOError.malformedHeader(format: format, reason: "the header is not a JSON object")
-        }
-        var metadata: [String: String] = [:]
-        if let raw = header["__metadata__"] {
-            guard let dictionary = raw as? [String: Any] else {
-                throw TensorIOError.malformedHeader(format: format, reason: "__metadata__ is not an object")
-            }
-            for (key, value) in dictionary {
-                guard let string = value as? String else {
-                    throw TensorIOError.malformedHeader(format: format, reason: "__metadata__[\(key)] is not a string")
-                }
-                metadata[key] = string
-            }
+        guard Int(length) <= data.count - 8 else {
+            throw TensorIOError.headerLengthOutOfRange(format: format, length: Int(length), fileSize: data.count)
         }
         let dataStart = 8 + Int(length)
         let dataSize = data.count - dataStart
-        var entries: [String: Entry] = [:]
-        for (name, value) in header where name != "__metadata__" {
-            guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
-                  let shapeValues = info["shape"] as? [Any], let offsetValues = info["data_offsets"] as? [Any], offsetValues.count == 2 else {
-                throw TensorIOError.malformedHeader(format: format, reason: "tensor \(name) needs dtype, shape and two data_offsets")
-            }
-            guard let dtype = Self.dtypes[dtypeName] else { throw TensorIOError.unsupportedDType(format: format, dtype: dtypeName) }
-            let shape = try shapeValues.map { try Self.integer($0, "shape of \(name)") }
-            let offsets = try offsetValues.map { try Self.integer($0, "data_offsets of \(name)") }
-            let bytes = try validatedByteCount(shape: shape, dtype: dtype, format: format)
-            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataSize else {
-                throw TensorIOError.invalidOffsets(name: name, reason: "[\(offsets[0]), \(offsets[1])] lies outside the \(dataSize)-byte data section")
-            }
-            guard offsets[1] - offsets[0] == bytes else {
-                throw TensorIOError.sizeMismatch(name: name, expectedBytes: bytes, actualBytes: offsets[1] - offsets[0])
-            }
-            entries[name] = Entry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+        let header = try data.withUnsafeBytes { bytes in
+            var parser = SafetensorsHeaderParser(UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart]))
+            return try parser.parse(dataSize: dataSize)
         }
+        let (metadata, entries) = (header.metadata, header.entries)
+        // Tensors must tile the data section in order. Empty tensors hold no bytes: any offset
+        // inside the section is valid for them, and they do not take part in the tiling.
         let ordered = entries.keys.sorted { (entries[$0]!.byteRange.lowerBound, $0) < (entries[$1]!.byteRange.lowerBound, $1) }
         var expected = 0
         for name in ordered {
             let range = entries[name]!.byteRange
+            if range.isEmpty { continue }
             if range.lowerBound < expected {
                 throw TensorIOError.invalidOffsets(name: name, reason: "[\(range.lowerBound), \(range.upperBound)] overlaps the previous tensor, which ends at \(expected)")
             }
@@ -128,18 +102,6 @@ public struct SafetensorsFile: Sendable {
     ]
 
     static func name(of dtype: DType) -> String { dtypes.first { $0.value == dtype }!.key }
-
-    static func integer(_ value: Any, _ what: String) throws -> Int {
-        // JSON numbers arrive as NSNumber; accept whole numbers that an Int holds exactly.
-        guard let number = value as? NSNumber else {
-            throw TensorIOError.malformedHeader(format: "safetensors", reason: "\(what) holds a value that is not an integer")
-        }
-        let double = number.doubleValue
-        guard double.rounded() == double, abs(double) < 0x1p62 else {
-            throw TensorIOError.malformedHeader(format: "safetensors", reason: "\(what) holds \(number), not an integer that fits in 62 bits")
-        }
-        return Int(number.int64Value)
-    }
 
     /// The tensor `name`, converted to `Scalar` (integers and booleans converted, F16/BF16 widened).
     ///
@@ -173,6 +135,7 @@ public struct SafetensorsFile: Sendable {
 public struct SafetensorsWriter: Sendable {
     struct Item: Sendable { var name: String; var dtype: DType; var shape: [Int]; var bytes: [UInt8] }
     var items: [Item] = []
+    var itemNames: Set<String> = []
     /// The string metadata written as `__metadata__`.
     public var metadata: [String: String] = [:]
 
@@ -196,7 +159,7 @@ public struct SafetensorsWriter: Sendable {
     }
 
     mutating func append(_ item: Item) throws {
-        guard item.name != "__metadata__", !items.contains(where: { $0.name == item.name }) else {
+        guard item.name != "__metadata__", itemNames.insert(item.name).inserted else {
             throw TensorIOError.unsupported("safetensors: the tensor name \(item.name) is repeated or reserved")
         }
         items.append(item)

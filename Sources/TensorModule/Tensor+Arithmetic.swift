@@ -76,12 +76,18 @@ extension Tensor {
 
     /// The relative error `‖self − reference‖_F / ‖reference‖_F`.
     ///
-    /// When `reference` is zero the result is `0` if `self` is zero too, and `+∞` otherwise.
+    /// When `reference` is zero the result is `0` if `self` is zero too, and `+∞` otherwise. Both
+    /// tensors are rescaled by one power of two first when their magnitudes are far from 1, so the
+    /// error is right for any finite scalars (near `Float.greatestFiniteMagnitude` too).
     ///
     /// - Precondition: equal shapes.
     @inlinable
     public func relativeError(to reference: Tensor) -> Scalar {
         precondition(shape == reference.shape, "relativeError: shapes \(shape) and \(reference.shape) differ")
+        let larger = maximumMagnitude >= reference.maximumMagnitude ? self : reference
+        if let exponent = larger.rangeExponent {
+            return scaled(byPowerOfTwo: -exponent).relativeError(to: reference.scaled(byPowerOfTwo: -exponent))
+        }
         let difference = (self - reference).frobeniusNorm
         let norm = reference.frobeniusNorm
         if norm == 0 { return difference == 0 ? 0 : .infinity }

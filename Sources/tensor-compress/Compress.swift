@@ -32,16 +32,10 @@ struct Compress: ParsableCommand {
     var layerConfig: String?
     @Option(help: "Input height,width of every conv, for FLOP counts.") var inputSize: String = "224,224"
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
-    @Flag(help: "Replace a layer even when its stack has more parameters.") var allowGrowth = false
+    @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
+    @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
     @Flag(help: "Print one JSON document on standard output.") var json = false
     @Flag(help: "No progress bar.") var quiet = false
-
-    struct LayerConfig: Decodable {
-        var stride: [Int]?
-        var padding: [Int]?
-        var dilation: [Int]?
-        var groups: Int?
-    }
 
     struct LayerReport: Encodable {
         var name: String
@@ -106,23 +100,31 @@ struct Compress: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let started = now()
+            // Every output path is checked before any work: nothing is computed for a file that cannot be written.
+            let outputFile = try OutputFile(path: output)
+            let reportFile = try report.map { try OutputFile(path: $0) }
+            if outputFile.isSameFile(as: model) && !inPlace {
+                throw ValidationError("--output \(output) is the input model; pass --in-place to replace it")
+            }
+            if let reportFile, let report {
+                if reportFile.isSameFile(as: model) { throw ValidationError("--report \(report) is the input model") }
+                if reportFile.isSameFile(as: output) { throw ValidationError("--report \(report) is the same file as --output") }
+            }
             let file = try openModel(model)
             let selection = try parseRankSelection(rankSelection)
             let size = try parseIntegers(inputSize, option: "--input-size", count: 2)
             let includeRegex = try include.map { try Regex($0) }
             let excludeRegex = try exclude.map { try Regex($0) }
-            var configs: [String: LayerConfig] = [:]
+            var configs: [String: Conv2DSettings] = [:]
             if let layerConfig {
                 let data: Data
                 do { data = try Data(contentsOf: URL(fileURLWithPath: layerConfig)) } catch {
                     throw TensorIOError.fileSystem(path: layerConfig, reason: "cannot read the layer configuration")
                 }
-                do { configs = try JSONDecoder().decode([String: LayerConfig].self, from: data) } catch {
-                    throw ValidationError("--layer-config \(layerConfig): not a JSON object of layer settings (\(error))")
-                }
-                for name in configs.keys where file.entries[name] == nil {
+                configs = try Conv2DSettings.configuration(json: data)
+                for name in configs.keys.sorted() where file.entries[name] == nil {
                     throw TensorIOError.unknownTensor(name: name, available: file.names)
                 }
             }
@@ -151,23 +153,23 @@ struct Compress: ParsableCommand {
                 let weight = try file.tensor(named: name, as: Float.self)
                 var bias: [Float]? = nil
                 if let biasEntry = file.entries[biasName], biasEntry.shape == [entry.shape[0]], name != biasName {
+                    guard biasEntry.dtype.isFloatingPoint else {
+                        // A bias that is not floating point cannot be carried by a factorized stack
+                        // without changing its type: keep the layer, copy both tensors byte for byte.
+                        reports.append(LayerReport(
+                            name: prefix, shape: entry.shape, method: "none",
+                            status: "kept: its bias \(biasName) is \(biasEntry.dtype.rawValue), not floating point", ranks: [],
+                            parametersBefore: entry.shape.reduce(1, *), parametersAfter: entry.shape.reduce(1, *),
+                            flopsBefore: 0, flopsAfter: 0, relativeError: 0, seconds: 0, reasons: []))
+                        continue
+                    }
                     bias = Array(try file.tensor(named: biasName, as: Float.self).scalars)
                 }
                 let start = now()
                 let compressed: CompressedLayer<Float>
                 let input: [Int]
                 if entry.shape.count == 4 {
-                    let config = configs[name]
-                    let (kh, kw) = (entry.shape[2], entry.shape[3])
-                    let stride = config?.stride ?? [1, 1]
-                    let padding = config?.padding ?? [kh / 2, kh / 2, kw / 2, kw / 2]
-                    let dilation = config?.dilation ?? [1, 1]
-                    guard stride.count == 2, padding.count == 4, dilation.count == 2 else {
-                        throw ValidationError("--layer-config \(name): stride and dilation take 2 numbers, padding 4 (top, bottom, left, right)")
-                    }
-                    let layer = try Conv2D(weight: weight, bias: bias, stride: Size2D(stride[0], stride[1]),
-                                           padding: Padding(top: padding[0], bottom: padding[1], left: padding[2], right: padding[3]),
-                                           dilation: Size2D(dilation[0], dilation[1]), groups: config?.groups ?? 1)
+                    let layer = try configs[name, default: Conv2DSettings()].convolution(weight: weight, bias: bias)
                     input = [layer.inChannels, size[0], size[1]]
                     switch conv {
                     case .cp: compressed = try layer.compressed(by: .cp(rank.map { .fixed([$0]) } ?? selection, maxIterations: maxIterations))
@@ -190,8 +192,10 @@ struct Compress: ParsableCommand {
                                       parametersBefore: cost.originalParameters, parametersAfter: cost.parameters,
                                       flopsBefore: cost.originalFLOPs, flopsAfter: cost.flops,
                                       relativeError: compressed.kernelRelativeError, seconds: seconds, reasons: compressed.reasons)
-                if cost.parameters >= cost.originalParameters && !allowGrowth {
-                    row.status = "kept: the stack would have \(cost.parameters) parameters, not fewer than \(cost.originalParameters)"
+                if (cost.parameters >= cost.originalParameters || cost.flops > cost.originalFLOPs) && !allowGrowth {
+                    row.status = cost.parameters >= cost.originalParameters
+                        ? "kept: the stack would have \(cost.parameters) parameters, not fewer than \(cost.originalParameters)"
+                        : "kept: the stack would need \(cost.flops) FLOPs, more than \(cost.originalFLOPs)"
                     row.parametersAfter = cost.originalParameters
                     row.flopsAfter = cost.originalFLOPs
                     reports.append(row)
@@ -249,8 +253,7 @@ struct Compress: ParsableCommand {
                 }
             }
             writer.metadata["stacks"] = try String(decoding: JSONEncoder().encode(stacks), as: UTF8.self)
-            try writer.write(to: URL(fileURLWithPath: output))
-            progress.finish()
+            let encoded = try writer.encoded()
 
             let replaced = reports.filter { $0.status == "replaced" }
             let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
@@ -275,14 +278,16 @@ struct Compress: ParsableCommand {
                                  replaced.count, candidates.count, compact(before), compact(after), Double(before) / Double(max(after, 1)),
                                  compact(totals.flopsBefore), compact(totals.flopsAfter), Double(totals.flopsBefore) / Double(max(totals.flopsAfter, 1)),
                                  compact(modelBefore), compact(totals.modelParametersAfter), totals.seconds)
-            if let report {
+            // The model and its report are written together: both or neither.
+            var outputs = [(outputFile, encoded)]
+            if let report, let reportFile {
                 let content = report.hasSuffix(".json") ? try jsonString(document)
                     : "# Compression report\n\n`\(model)` → `\(output)`; conv: \(conv.rawValue), linear: \(linear.rawValue), ranks: \(document.rankSelection); "
                       + "conv FLOPs for \(size[0])×\(size[1]) inputs, \(document.convDefaults).\n\n```text\n\(text)\n```\n\n\(summary)\n"
-                do { try Data(content.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) } catch {
-                    throw TensorIOError.fileSystem(path: report, reason: error.localizedDescription)
-                }
+                outputs.append((reportFile, Data(content.utf8)))
             }
+            try OutputFile.write(outputs)
+            progress.finish()
             if json { print(try jsonString(document)); return }
             print(text)
             print(summary)

@@ -49,7 +49,11 @@ struct Decompose: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
+            let outputFile = try output.map { try OutputFile(path: $0) }
+            if let outputFile, outputFile.isSameFile(as: file) {
+                throw ValidationError("--output \(outputFile.path) is the input file; write the factors to another file")
+            }
             let model = try openModel(file)
             let name: String
             if let tensor { name = tensor } else {
@@ -112,11 +116,11 @@ struct Decompose: ParsableCommand {
                 result.relativeError = Double(try tt.relativeError(to: x))
                 for (k, core) in tt.cores.enumerated() { try writer.add("core.\(k)", core) }
             }
-            if let output {
+            if let outputFile {
                 writer.metadata["source"] = "\(file) \(name)"
                 writer.metadata["method"] = method.rawValue
                 writer.metadata["ranks"] = result.ranks.map(String.init).joined(separator: ",")
-                try writer.write(to: URL(fileURLWithPath: output))
+                try OutputFile.write([(outputFile, try writer.encoded())])
             }
             if json { print(try jsonString(result)); return }
             print("\(name) \(x.shape) by \(method.rawValue): ranks \(result.ranks)")

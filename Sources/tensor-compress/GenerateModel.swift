@@ -14,7 +14,7 @@ struct GenerateModel: ParsableCommand {
     @Option(help: "Seed.") var seed: UInt64 = 1
 
     func run() throws {
-        try runReportingErrors {
+        do {
             var writer = SafetensorsWriter()
             writer.metadata["format"] = "pt"
             writer.metadata["generator"] = "tensor-compress generate-model"

@@ -22,7 +22,7 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        do {
             let model = try openModel(file)
             var rows: [Row] = []
             for name in model.names {

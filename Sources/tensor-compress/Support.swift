@@ -44,18 +44,6 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// Runs `body`, turning library errors into a one-line cause and exit code 1.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    do { try body() } catch let error as ValidationError {
-        throw error
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        printError("tensor-compress: error: \(error)")
-        throw ExitCode(1)
-    }
-}
-
 /// Opens a safetensors file with a clear error for a missing path.
 func openModel(_ path: String) throws -> SafetensorsFile {
     guard FileManager.default.fileExists(atPath: path) else { throw TensorIOError.fileSystem(path: path, reason: "no such file") }

@@ -1,0 +1,87 @@
+import Foundation
+import TensorModule
+
+/// The settings of a convolution that a weight file does not hold: stride, padding, dilation and
+/// groups, each optional (a missing one takes PyTorch's default for `padding=k//2`).
+///
+/// Its JSON form is the `--layer-config` entry of the command line:
+/// `{"stride": [sh, sw], "padding": [top, bottom, left, right], "dilation": [dh, dw], "groups": g}`.
+///
+/// ```swift
+/// let settings = try Conv2DSettings.configuration(json: data)     // [weight name: settings]
+/// let conv = try settings["conv1.weight", default: Conv2DSettings()].convolution(weight: w, bias: b)
+/// ```
+public struct Conv2DSettings: Sendable, Equatable, Codable {
+    /// `[sh, sw]`; default `[1, 1]`.
+    public var stride: [Int]?
+    /// `[top, bottom, left, right]`; default `k//2` on each side of each axis.
+    public var padding: [Int]?
+    /// `[dh, dw]`; default `[1, 1]`.
+    public var dilation: [Int]?
+    /// Default 1.
+    public var groups: Int?
+
+    /// Settings from their parts; `nil` takes the default.
+    public init(stride: [Int]? = nil, padding: [Int]? = nil, dilation: [Int]? = nil, groups: Int? = nil) {
+        (self.stride, self.padding, self.dilation, self.groups) = (stride, padding, dilation, groups)
+    }
+
+    /// A JSON object keyed by weight name, each value a settings object.
+    ///
+    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` with one line that says what is wrong
+    ///   and where (not JSON, not an object of objects, an unknown key, a value of the wrong type or length).
+    public static func configuration(json: Data) throws -> [String: Conv2DSettings] {
+        do {
+            return try JSONDecoder().decode([String: Conv2DSettings].self, from: json)
+        } catch let error as DecodingError {
+            let (path, reason): ([any CodingKey], String)
+            switch error {
+            case let .typeMismatch(_, context), let .valueNotFound(_, context), let .keyNotFound(_, context), let .dataCorrupted(context):
+                (path, reason) = (context.codingPath, context.debugDescription)
+            @unknown default:
+                (path, reason) = ([], "\(error)")
+            }
+            let place = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            throw NNLayersError.invalidConfiguration("layer configuration\(place.isEmpty ? "" : " at " + place): \(reason)")
+        }
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys where !["stride", "padding", "dilation", "groups"].contains(key.stringValue) {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not a setting (stride, padding, dilation, groups)")
+        }
+        func integers(_ name: String, count: Int) throws -> [Int]? {
+            let key = Key(stringValue: name)
+            guard let values = try container.decodeIfPresent([Int].self, forKey: key) else { return nil }
+            guard values.count == count else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "expected \(count) integers, got \(values.count)")
+            }
+            return values
+        }
+        self.init(stride: try integers("stride", count: 2), padding: try integers("padding", count: 4),
+                  dilation: try integers("dilation", count: 2), groups: try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "groups")))
+    }
+
+    /// The convolution of `weight` (OIHW) and `bias` with these settings.
+    ///
+    /// - Throws: the errors of ``Conv2D/init(weight:bias:stride:padding:dilation:groups:)``.
+    public func convolution<Scalar: BLASScalar>(weight: Tensor<Scalar>, bias: [Scalar]?) throws -> Conv2D<Scalar> {
+        guard weight.order == 4 else {
+            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(weight.shape) must be (out, in/groups, kh, kw)")
+        }
+        let (kh, kw) = (weight.shape[2], weight.shape[3])
+        let stride = self.stride ?? [1, 1], dilation = self.dilation ?? [1, 1]
+        let padding = self.padding ?? [kh / 2, kh / 2, kw / 2, kw / 2]
+        return try Conv2D(weight: weight, bias: bias, stride: Size2D(stride[0], stride[1]),
+                          padding: Padding(top: padding[0], bottom: padding[1], left: padding[2], right: padding[3]),
+                          dilation: Size2D(dilation[0], dilation[1]), groups: groups ?? 1)
+    }
+}

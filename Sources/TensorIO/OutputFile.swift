@@ -1,0 +1,158 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A path that a file will be written to, checked before any work is done.
+///
+/// Writing goes through a temporary file in the target's directory that is renamed into place,
+/// so that a reader sees the old file or the whole new one, never a part of it:
+/// - a symlink is followed: the bytes replace its target and the link stays;
+/// - an existing file keeps its permission bits (a `0600` file stays `0600`);
+/// - an existing path that is not a regular file (a directory, a device such as `/dev/null`, a
+///   FIFO, a socket) is refused, and so is a path that ends in `/`;
+/// - temporaries are named `.NAME.tensor-compress-PID-RANDOM.tmp`; one left by a process that was
+///   killed (its PID no longer runs) is removed by the next write to the same directory.
+///
+/// ```swift
+/// let output = try OutputFile(path: "out/model.safetensors")
+/// try OutputFile.write([(output, data)])
+/// ```
+public struct OutputFile: Sendable, Equatable {
+    /// The path as given.
+    public let path: String
+    /// Where the bytes go: `path` with its symlinks resolved.
+    public let target: URL
+    /// The permission bits to give the new file: the existing file's, else `nil` (0666 less the umask).
+    let mode: mode_t?
+
+    /// Checks that `path` can be written as a regular file.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a path ending in `/`, an existing
+    ///   path that is not a regular file (or a symlink to one), or a directory that does not exist.
+    public init(path: String) throws {
+        func fail(_ reason: String) -> TensorIOError { TensorIOError.fileSystem(path: path, reason: reason) }
+        guard !path.isEmpty else { throw fail("an empty output path") }
+        guard !path.hasSuffix("/") else { throw fail("ends in '/': a file name is needed, not a directory") }
+        var target = URL(fileURLWithPath: path)
+        var status = stat()
+        if stat(path, &status) == 0 {
+            guard (status.st_mode & S_IFMT) == S_IFREG else {
+                let kind = (status.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file (a device, FIFO or socket)"
+                throw fail("is \(kind); refusing to replace it")
+            }
+            guard let resolved = realpath(path, nil) else { throw fail("cannot resolve the path (\(String(cString: strerror(errno))))") }
+            target = URL(fileURLWithPath: String(cString: resolved))
+            free(resolved)
+            mode = status.st_mode & 0o7777
+        } else if lstat(path, &status) == 0 {
+            throw fail("is a symlink whose target does not exist")
+        } else {
+            mode = nil
+        }
+        let directory = target.deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw fail("the directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK) == 0 else { throw fail("the directory \(directory) is not writable") }
+        self.path = path
+        self.target = target
+    }
+
+    /// Whether this path names the same file as `other` (the same inode, so hard links and other
+    /// spellings count), or the same resolved path when the file does not exist yet.
+    public func isSameFile(as other: String) -> Bool {
+        var a = stat(), b = stat()
+        if stat(target.path, &a) == 0 && stat(other, &b) == 0 { return a.st_dev == b.st_dev && a.st_ino == b.st_ino }
+        guard let resolved = realpath(other, nil) else {
+            return URL(fileURLWithPath: other).standardizedFileURL.path == target.standardizedFileURL.path
+        }
+        defer { free(resolved) }
+        return String(cString: resolved) == target.path
+    }
+
+    /// Writes every file or, when a write fails, none: each file goes to a temporary beside its
+    /// target, and the temporaries are renamed into place only after all of them were written.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``; two outputs that are the same file throw
+    ///   before anything is written.
+    public static func write(_ files: [(OutputFile, Data)]) throws {
+        for (i, (a, _)) in files.enumerated() {
+            for (b, _) in files[(i + 1)...] where a.isSameFile(as: b.target.path) {
+                throw TensorIOError.fileSystem(path: b.path, reason: "is the same file as \(a.path); each output needs its own file")
+            }
+        }
+        var temporaries: [String] = []
+        do {
+            for (file, data) in files { temporaries.append(try file.writeTemporary(data)) }
+        } catch {
+            for temporary in temporaries { unlink(temporary) }
+            throw error
+        }
+        for (k, (file, _)) in files.enumerated() where rename(temporaries[k], file.target.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            for temporary in temporaries[k...] { unlink(temporary) }
+            throw TensorIOError.fileSystem(path: file.path, reason: "cannot move the new file into place (\(reason))")
+        }
+    }
+
+    static let temporaryMarker = ".tensor-compress-"
+
+    /// Writes `data` to a new temporary file beside the target and returns its path.
+    func writeTemporary(_ data: Data) throws -> String {
+        let directory = target.deletingLastPathComponent().path
+        let name = target.lastPathComponent
+        Self.removeStaleTemporaries(in: directory, for: name)
+        let temporary = directory + "/." + name + Self.temporaryMarker + "\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        func fail(_ what: String) -> TensorIOError {
+            TensorIOError.fileSystem(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
+        }
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode ?? 0o666)
+        guard descriptor >= 0 else { throw fail("cannot create a temporary file in \(directory)") }
+        var ok = false
+        defer {
+            close(descriptor)
+            if !ok { unlink(temporary) }
+        }
+        if let mode, fchmod(descriptor, mode) != 0 { throw fail("cannot set the file mode") }
+        try data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = posixWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw fail("cannot write")
+                }
+                offset += written
+            }
+        }
+        guard fsync(descriptor) == 0 else { throw fail("cannot flush") }
+        ok = true
+        return temporary
+    }
+
+    /// Removes `.NAME.tensor-compress-PID-*.tmp` files whose process no longer runs.
+    static func removeStaleTemporaries(in directory: String, for name: String) {
+        let prefix = "." + name + temporaryMarker
+        guard let contents = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for file in contents where file.hasPrefix(prefix) && file.hasSuffix(".tmp") {
+            let rest = file.dropFirst(prefix.count)
+            guard let pid = rest.split(separator: "-").first.flatMap({ pid_t($0) }), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + file) }
+        }
+    }
+}
+
+/// Writes `data` to `url` through ``OutputFile``: atomic, symlink-following, mode-keeping.
+func writeAtomically(_ data: Data, to url: URL) throws {
+    try OutputFile.write([(try OutputFile(path: url.path), data)])
+}
+
+#if canImport(Glibc)
+private let posixWrite = Glibc.write
+#elseif canImport(Darwin)
+private let posixWrite = Darwin.write
+#endif
