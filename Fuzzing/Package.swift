@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// A libFuzzer target for the file readers (.npy and safetensors). Build and run:
+// A libFuzzer target for the file readers (.npy, safetensors, .npz) and the layer-configuration JSON. Build and run:
 //     swift build --package-path Fuzzing -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 //     mkdir -p Fuzzing/.build/corpus && cp Fuzzing/corpus/*.seed Fuzzing/.build/corpus/
 //     Fuzzing/.build/debug/io-fuzzer Fuzzing/.build/corpus -max_total_time=60
@@ -13,7 +13,8 @@ let package = Package(
         .executableTarget(
             name: "io-fuzzer",
             dependencies: [.product(name: "TensorIO", package: "TensorDecompositions"),
-                           .product(name: "TensorModule", package: "TensorDecompositions")]
+                           .product(name: "TensorModule", package: "TensorDecompositions"),
+                           .product(name: "NNLayers", package: "TensorDecompositions")]
         ),
     ],
     swiftLanguageModes: [.v6]

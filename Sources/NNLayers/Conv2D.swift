@@ -38,32 +38,7 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         weight: Tensor<Scalar>, bias: [Scalar]? = nil, stride: Size2D = Size2D(1), padding: Padding = .zero,
         dilation: Size2D = Size2D(1), groups: Int = 1
     ) throws {
-        guard weight.order == 4, weight.shape.allSatisfy({ $0 > 0 }) else {
-            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(weight.shape) must be (out, in/groups, kh, kw) with positive sizes")
-        }
-        guard groups >= 1, weight.shape[0] % groups == 0 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: groups \(groups) must be at least 1 and divide the \(weight.shape[0]) output channels")
-        }
-        if let bias, bias.count != weight.shape[0] {
-            throw NNLayersError.invalidConfiguration("Conv2D: \(bias.count) biases for \(weight.shape[0]) output channels")
-        }
-        guard stride.height >= 1, stride.width >= 1, dilation.height >= 1, dilation.width >= 1 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: stride \(stride) and dilation \(dilation) must be at least 1")
-        }
-        guard padding.array.allSatisfy({ $0 >= 0 }) else {
-            throw NNLayersError.invalidConfiguration("Conv2D: padding \(padding) must be non-negative")
-        }
-        // The dilated kernel and the padding must have sizes that an Int holds.
-        for (d, k, axis) in [(dilation.height, weight.shape[2], "vertical"), (dilation.width, weight.shape[3], "horizontal")] {
-            let (extent, overflow) = d.multipliedReportingOverflow(by: k - 1)
-            guard !overflow, extent < Int.max else {
-                throw NNLayersError.invalidConfiguration("Conv2D: the \(axis) dilation \(d) × (kernel \(k) − 1) does not fit in a 64-bit integer")
-            }
-        }
-        for (a, b, axis) in [(padding.top, padding.bottom, "top + bottom"), (padding.left, padding.right, "left + right")]
-        where a.addingReportingOverflow(b).overflow {
-            throw NNLayersError.invalidConfiguration("Conv2D: the padding \(axis) = \(a) + \(b) does not fit in a 64-bit integer")
-        }
+        try Self.validate(weightShape: weight.shape, biasCount: bias?.count, stride: stride, padding: padding, dilation: dilation, groups: groups)
         if let index = weight.firstNonFiniteIndex {
             throw NNLayersError.invalidConfiguration("Conv2D: the weight has a non-finite value at flat index \(index)")
         }
@@ -76,6 +51,42 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
+    }
+
+    /// Checks convolution settings against a kernel shape, without the weights: the checks of
+    /// ``init(weight:bias:stride:padding:dilation:groups:)`` that do not look at values.
+    ///
+    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` as the initializer does.
+    public static func validate(
+        weightShape: [Int], biasCount: Int? = nil, stride: Size2D = Size2D(1), padding: Padding = .zero,
+        dilation: Size2D = Size2D(1), groups: Int = 1
+    ) throws {
+        guard weightShape.count == 4, weightShape.allSatisfy({ $0 > 0 }) else {
+            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(weightShape) must be (out, in/groups, kh, kw) with positive sizes")
+        }
+        guard groups >= 1, weightShape[0] % groups == 0 else {
+            throw NNLayersError.invalidConfiguration("Conv2D: groups \(groups) must be at least 1 and divide the \(weightShape[0]) output channels")
+        }
+        if let biasCount, biasCount != weightShape[0] {
+            throw NNLayersError.invalidConfiguration("Conv2D: \(biasCount) biases for \(weightShape[0]) output channels")
+        }
+        guard stride.height >= 1, stride.width >= 1, dilation.height >= 1, dilation.width >= 1 else {
+            throw NNLayersError.invalidConfiguration("Conv2D: stride \(stride) and dilation \(dilation) must be at least 1")
+        }
+        guard padding.array.allSatisfy({ $0 >= 0 }) else {
+            throw NNLayersError.invalidConfiguration("Conv2D: padding \(padding) must be non-negative")
+        }
+        // The dilated kernel and the padding must have sizes that an Int holds.
+        for (d, k, axis) in [(dilation.height, weightShape[2], "vertical"), (dilation.width, weightShape[3], "horizontal")] {
+            let (extent, overflow) = d.multipliedReportingOverflow(by: k - 1)
+            guard !overflow, extent < Int.max else {
+                throw NNLayersError.invalidConfiguration("Conv2D: the \(axis) dilation \(d) × (kernel \(k) − 1) does not fit in a 64-bit integer")
+            }
+        }
+        for (a, b, axis) in [(padding.top, padding.bottom, "top + bottom"), (padding.left, padding.right, "left + right")]
+        where a.addingReportingOverflow(b).overflow {
+            throw NNLayersError.invalidConfiguration("Conv2D: the padding \(axis) = \(a) + \(b) does not fit in a 64-bit integer")
+        }
     }
 
     /// A 1×1 convolution from a `(out, in/groups)` matrix.

@@ -70,18 +70,31 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
                   dilation: try integers("dilation", count: 2), groups: try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "groups")))
     }
 
+    /// Stride, padding, dilation and groups for a kernel of `kernelShape` (OIHW), defaults filled in.
+    func resolved(kernelShape: [Int]) throws -> (stride: Size2D, padding: Padding, dilation: Size2D, groups: Int) {
+        guard kernelShape.count == 4 else {
+            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(kernelShape) must be (out, in/groups, kh, kw)")
+        }
+        let (kh, kw) = (kernelShape[2], kernelShape[3])
+        let stride = self.stride ?? [1, 1], dilation = self.dilation ?? [1, 1]
+        let padding = self.padding ?? [kh / 2, kh / 2, kw / 2, kw / 2]
+        return (Size2D(stride[0], stride[1]), Padding(top: padding[0], bottom: padding[1], left: padding[2], right: padding[3]),
+                Size2D(dilation[0], dilation[1]), groups ?? 1)
+    }
+
+    /// Checks these settings against a kernel shape (OIHW) without its weights.
+    ///
+    /// - Throws: the errors of ``Conv2D/validate(weightShape:biasCount:stride:padding:dilation:groups:)``.
+    public func validate(kernelShape: [Int]) throws {
+        let s = try resolved(kernelShape: kernelShape)
+        try Conv2D<Float>.validate(weightShape: kernelShape, stride: s.stride, padding: s.padding, dilation: s.dilation, groups: s.groups)
+    }
+
     /// The convolution of `weight` (OIHW) and `bias` with these settings.
     ///
     /// - Throws: the errors of ``Conv2D/init(weight:bias:stride:padding:dilation:groups:)``.
     public func convolution<Scalar: BLASScalar>(weight: Tensor<Scalar>, bias: [Scalar]?) throws -> Conv2D<Scalar> {
-        guard weight.order == 4 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(weight.shape) must be (out, in/groups, kh, kw)")
-        }
-        let (kh, kw) = (weight.shape[2], weight.shape[3])
-        let stride = self.stride ?? [1, 1], dilation = self.dilation ?? [1, 1]
-        let padding = self.padding ?? [kh / 2, kh / 2, kw / 2, kw / 2]
-        return try Conv2D(weight: weight, bias: bias, stride: Size2D(stride[0], stride[1]),
-                          padding: Padding(top: padding[0], bottom: padding[1], left: padding[2], right: padding[3]),
-                          dilation: Size2D(dilation[0], dilation[1]), groups: groups ?? 1)
+        let s = try resolved(kernelShape: weight.shape)
+        return try Conv2D(weight: weight, bias: bias, stride: s.stride, padding: s.padding, dilation: s.dilation, groups: s.groups)
     }
 }

@@ -124,8 +124,11 @@ struct Compress: ParsableCommand {
                     throw TensorIOError.fileSystem(path: layerConfig, reason: "cannot read the layer configuration")
                 }
                 configs = try Conv2DSettings.configuration(json: data)
-                for name in configs.keys.sorted() where file.entries[name] == nil {
-                    throw TensorIOError.unknownTensor(name: name, available: file.names)
+                for name in configs.keys.sorted() {
+                    guard let entry = file.entries[name] else { throw TensorIOError.unknownTensor(name: name, available: file.names) }
+                    do { try configs[name]!.validate(kernelShape: entry.shape) } catch let error as NNLayersError {
+                        throw ValidationError("--layer-config \(name): \(error)")
+                    }
                 }
             }
             let candidates = file.names.filter { name in
