@@ -85,7 +85,8 @@ public struct NPZFile {
         }
         let declared = entry.uncompressedSize
         if entry.isCompressed {
-            guard declared <= entry.compressedSize * Self.maximumDeflateRatio + 1024 else {
+            // declared ≤ compressed · 1032 + 1024, without overflow for zip64 sizes near 2⁶⁴.
+            guard declared <= 1024 || (declared - 1024) / Self.maximumDeflateRatio <= entry.compressedSize else {
                 throw corrupt("claims \(declared) bytes from \(entry.compressedSize) compressed bytes, more than deflate can produce")
             }
         } else if declared != entry.compressedSize {

@@ -73,10 +73,11 @@ public struct SafetensorsFile: Sendable {
         let (metadata, entries) = (header.metadata, header.entries)
         // Tensors must tile the data section in order. Empty tensors hold no bytes: any offset
         // inside the section is valid for them, and they do not take part in the tiling.
-        let ordered = entries.keys.sorted { (entries[$0]!.byteRange.lowerBound, $0) < (entries[$1]!.byteRange.lowerBound, $1) }
+        let byOffset = entries.map { (offset: $0.value.byteRange.lowerBound, name: $0.key, range: $0.value.byteRange) }
+            .sorted { ($0.offset, $0.name) < ($1.offset, $1.name) }
+        let ordered = byOffset.map(\.name)
         var expected = 0
-        for name in ordered {
-            let range = entries[name]!.byteRange
+        for (_, name, range) in byOffset {
             if range.isEmpty { continue }
             if range.lowerBound < expected {
                 throw TensorIOError.invalidOffsets(name: name, reason: "[\(range.lowerBound), \(range.upperBound)] overlaps the previous tensor, which ends at \(expected)")

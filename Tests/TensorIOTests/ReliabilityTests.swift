@@ -112,6 +112,15 @@ struct FileReliabilityTests {
         }
     }
 
+    /// A fuzzer finding: a zip64 member claiming 2⁶⁴ − 1 compressed bytes (the ratio check overflowed).
+    @Test func npzZip64SizesNearTheLimitThrow() throws {
+        let archive = try NPZFile(contentsOf: fixtures.appendingPathComponent("fuzz_zip64_sizes.npz"))
+        #expect(archive.names == ["weight"])
+        for name in archive.names {
+            #expect(throws: TensorIOError.self) { try archive.tensor(named: name, as: Float.self) }
+        }
+    }
+
     /// 10,000 variants of archives with stored, deflated, repeated and path-traversal member names:
     /// truncation, flipped bytes, rewritten CRCs and sizes. Each opens and reads every member or
     /// throws `TensorIOError`; whatever reads must equal the original member (the CRC sees the rest).
