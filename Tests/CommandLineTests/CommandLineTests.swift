@@ -9,6 +9,13 @@ struct Tool {
         return root.appendingPathComponent(".build/debug/tensor-compress")
     }()
 
+    /// A new empty directory under the system's temporary directory.
+    static func temporaryDirectory(_ prefix: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
         let process = Process()
         process.executableURL = binary
@@ -26,11 +33,7 @@ struct Tool {
 
 @Suite("tensor-compress end to end", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
 struct CommandLineTests {
-    let directory: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tensor-compress-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let directory = Tool.temporaryDirectory("tensor-compress")
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

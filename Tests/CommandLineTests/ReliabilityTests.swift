@@ -6,11 +6,7 @@ import TensorDecompositions
 /// standard error and nothing written (or in the right result), never in a signal.
 @Suite("Reliability: tensor-compress", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
 struct CommandLineReliabilityTests {
-    let directory: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tc-reliability-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    let directory = Tool.temporaryDirectory("tc-reliability")
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
