@@ -53,6 +53,7 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
         init?(intValue: Int) { nil }
     }
 
+    /// Decodes the JSON form, refusing unknown keys and arrays of the wrong length.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         for key in container.allKeys where !["stride", "padding", "dilation", "groups"].contains(key.stringValue) {

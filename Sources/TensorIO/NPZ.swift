@@ -92,15 +92,15 @@ public struct NPZFile {
         } else if declared != entry.compressedSize {
             throw corrupt("is stored with \(entry.compressedSize) bytes but claims \(declared)")
         }
-        // The limit starts at the longest possible .npy preamble and header, and becomes the exact
-        // size once the header has arrived.
-        var limit = 12 + NPYHeader.maximumHeaderLength
+        // Until the header has arrived, the header parser bounds the bytes (it refuses a header
+        // above NPYHeader.maximumHeaderLength); from then on, the size it declares does.
+        var limit = 0
         var headerRead = false
         var data = Data()
         let checksum: CRC32
         do {
             checksum = try archive.extract(entry, skipCRC32: false) { chunk in
-                guard data.count + chunk.count <= limit || !headerRead else {
+                if headerRead && data.count + chunk.count > limit {
                     throw corrupt("inflates past the \(limit) bytes its .npy header declares")
                 }
                 data.append(chunk)

@@ -36,22 +36,19 @@ public struct OutputFile: Sendable, Equatable {
         func fail(_ reason: String) -> TensorIOError { TensorIOError.fileSystem(path: path, reason: reason) }
         guard !path.isEmpty else { throw fail("an empty output path") }
         guard !path.hasSuffix("/") else { throw fail("ends in '/': a file name is needed, not a directory") }
-        var target = URL(fileURLWithPath: path)
         var status = stat()
         if stat(path, &status) == 0 {
             guard (status.st_mode & S_IFMT) == S_IFREG else {
                 let kind = (status.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file (a device, FIFO or socket)"
                 throw fail("is \(kind); refusing to replace it")
             }
-            guard let resolved = realpath(path, nil) else { throw fail("cannot resolve the path (\(String(cString: strerror(errno))))") }
-            target = URL(fileURLWithPath: String(cString: resolved))
-            free(resolved)
             mode = status.st_mode & 0o7777
         } else if lstat(path, &status) == 0 {
             throw fail("is a symlink whose target does not exist")
         } else {
             mode = nil
         }
+        let target = URL(fileURLWithPath: Self.canonicalPath(path))
         let directory = target.deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -67,11 +64,21 @@ public struct OutputFile: Sendable, Equatable {
     public func isSameFile(as other: String) -> Bool {
         var a = stat(), b = stat()
         if stat(target.path, &a) == 0 && stat(other, &b) == 0 { return a.st_dev == b.st_dev && a.st_ino == b.st_ino }
-        guard let resolved = realpath(other, nil) else {
-            return URL(fileURLWithPath: other).standardizedFileURL.path == target.standardizedFileURL.path
+        return Self.canonicalPath(other) == target.path
+    }
+
+    /// `path` with every symlink resolved: the file's own resolved path when it exists, else its
+    /// resolved directory and its name (the standardized path when the directory is missing too).
+    static func canonicalPath(_ path: String) -> String {
+        func resolved(_ path: String) -> String? {
+            guard let pointer = realpath(path, nil) else { return nil }
+            defer { free(pointer) }
+            return String(cString: pointer)
         }
-        defer { free(resolved) }
-        return String(cString: resolved) == target.path
+        if let file = resolved(path) { return file }
+        let url = URL(fileURLWithPath: path)
+        guard let directory = resolved(url.deletingLastPathComponent().path) else { return url.standardizedFileURL.path }
+        return (directory == "/" ? "" : directory) + "/" + url.lastPathComponent
     }
 
     /// Writes every file or, when a write fails, none: each file goes to a temporary beside its

@@ -84,8 +84,7 @@ extension Tensor {
     @inlinable
     public func relativeError(to reference: Tensor) -> Scalar {
         precondition(shape == reference.shape, "relativeError: shapes \(shape) and \(reference.shape) differ")
-        let larger = maximumMagnitude >= reference.maximumMagnitude ? self : reference
-        if let exponent = larger.rangeExponent {
+        if let exponent = Self.rangeExponent(ofMagnitude: Swift.max(maximumMagnitude, reference.maximumMagnitude)) {
             return scaled(byPowerOfTwo: -exponent).relativeError(to: reference.scaled(byPowerOfTwo: -exponent))
         }
         let difference = (self - reference).frobeniusNorm

@@ -16,15 +16,20 @@ extension Tensor {
     /// if let e = x.rangeExponent { y = f(x.scaled(byPowerOfTwo: -e)).scaled(byPowerOfTwo: e) }
     /// ```
     @inlinable
-    public var rangeExponent: Int? {
-        let largest = maximumMagnitude
+    public var rangeExponent: Int? { Self.rangeExponent(ofMagnitude: maximumMagnitude) }
+
+    /// ``rangeExponent`` for a tensor whose largest magnitude is `largest`.
+    @inlinable
+    static func rangeExponent(ofMagnitude largest: Scalar) -> Int? {
         guard largest > 0, largest.isFinite, largest >= 0x1p32 || largest < 0x1p-32 else { return nil }
         return Int(largest.exponent) + 1
     }
 
-    /// Every scalar multiplied by `2ᵉ` (exact unless the result overflows or underflows).
+    /// Every scalar multiplied by `2ᵉ` (exact unless the result overflows or underflows); the
+    /// tensor itself, without a copy, for `e = 0`.
     @inlinable
     public func scaled(byPowerOfTwo exponent: Int) -> Tensor {
-        map { Scalar(sign: .plus, exponent: Scalar.Exponent(exponent), significand: $0) }
+        if exponent == 0 { return self }
+        return map { Scalar(sign: .plus, exponent: Scalar.Exponent(exponent), significand: $0) }
     }
 }

@@ -311,5 +311,13 @@ struct FileReliabilityTests {
         #expect(link(first, hard) == 0)
         #expect(try OutputFile(path: hard).isSameFile(as: "\(directory.path)/./model.safetensors"))
         #expect(throws: TensorIOError.self) { try OutputFile.write([(a, Data()), (try OutputFile(path: hard), Data())]) }
+        // Two spellings of one file that does not exist yet, through a symlinked directory.
+        let alias = directory.appendingPathComponent("alias").path
+        try FileManager.default.createSymbolicLink(atPath: alias, withDestinationPath: directory.path)
+        let plain = try OutputFile(path: directory.appendingPathComponent("new.md").path)
+        let linked = try OutputFile(path: alias + "/./new.md")
+        #expect(plain.target == linked.target)
+        #expect(throws: TensorIOError.self) { try OutputFile.write([(plain, Data("a".utf8)), (linked, Data("b".utf8))]) }
+        #expect(!FileManager.default.fileExists(atPath: plain.target.path))
     }
 }
