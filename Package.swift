@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Decompositions", targets: ["Decompositions"]),
         .library(name: "NNLayers", targets: ["NNLayers"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
+        .library(name: "ModelCompression", targets: ["ModelCompression"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
         .executable(name: "tensor-compress", targets: ["tensor-compress"]),
         .executable(name: "decompose-conv-kernel", targets: ["decompose-conv-kernel"]),
@@ -42,7 +43,8 @@ let package = Package(
         ),
         .target(name: "NNLayers", dependencies: ["TensorModule", "Decompositions"]),
         .target(name: "TensorIO", dependencies: ["TensorModule", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
+        .target(name: "ModelCompression", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
+        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO", "ModelCompression"]),
         .executableTarget(
             name: "tensor-compress",
             dependencies: ["TensorDecompositions", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -125,16 +125,16 @@ public func cpDecompose<Scalar: BLASScalar>(
 ) throws -> CPDecomposition<Scalar> {
     try tensor.validateForDecomposition("cpDecompose")
     guard tensor.order >= 2 else {
-        throw DecompositionError.invalidArgument("cpDecompose: the tensor of shape \(tensor.shape) must have order at least 2")
+        throw DecompositionError.orderTooLow(operation: "cpDecompose", shape: tensor.shape, minimum: 2)
     }
     try validateCPRank(rank, shape: tensor.shape)
     let order = tensor.order
-    for mode in options.fixedModes where mode < 0 || mode >= order {
-        throw DecompositionError.invalidArgument("cpDecompose: fixed mode \(mode) is out of range 0..<\(order)")
+    for mode in options.fixedModes {
+        precondition(mode >= 0 && mode < order, "cpDecompose: fixed mode \(mode) is out of range 0..<\(order)")
     }
-    guard options.maxIterations >= 0, options.tolerance >= 0, options.ridge >= 0 else {
-        throw DecompositionError.invalidArgument(
-            "cpDecompose: maxIterations \(options.maxIterations), tolerance \(options.tolerance) and ridge \(options.ridge) must be non-negative")
+    for (name, value) in [("maxIterations", Double(options.maxIterations)), ("tolerance", Double(options.tolerance)), ("ridge", Double(options.ridge))]
+    where !(value >= 0) {
+        throw DecompositionError.invalidParameter(operation: "cpDecompose", name: name, value: value, requirement: "non-negative")
     }
     if let exponent = tensor.rangeExponent {
         // ‖X‖ itself may overflow (1e37 in Float): first scale by a power of two, which is exact.
@@ -271,8 +271,9 @@ func initialCP<Scalar: BLASScalar>(
     switch initialization {
     case let .given(cp):
         guard cp.shape == shape, cp.rank == rank else {
-            throw DecompositionError.invalidArgument(
-                "cpDecompose: the given initialization has shape \(cp.shape) and rank \(cp.rank), expected \(shape) and rank \(rank)")
+            throw DecompositionError.inconsistentParts(
+                type: "cpDecompose initialization", shapes: cp.factors.map(\.shape),
+                requirement: "factors of shapes \(shape.map { [$0, rank] }) for a tensor of shape \(shape) at rank \(rank)")
         }
         for (n, factor) in cp.factors.enumerated() {
             if let index = Tensor(factor).firstNonFiniteIndex {
@@ -282,9 +283,7 @@ func initialCP<Scalar: BLASScalar>(
         return cp
     case let .random(seed):
         var generator = SeededGenerator(seed: seed)
-        let factors = shape.map { size in
-            try! Matrix<Scalar>(rows: size, columns: rank, scalars: (0..<(size * rank)).map { _ in Scalar(generator.nextUniform()) })
-        }
+        let factors = shape.map { Matrix<Scalar>.randomUniform(rows: $0, columns: rank, using: &generator) }
         return try CPTensor(factors: factors)
     case let .svd(seed):
         var generator = SeededGenerator(seed: seed)

@@ -19,15 +19,21 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 
     /// Creates a CP tensor, checking that every factor has `weights.count` columns.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for inconsistent factors.
+    /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` for inconsistent factors.
     public init(weights: [Scalar], factors: [Matrix<Scalar>]) throws {
-        guard !factors.isEmpty else { throw DecompositionError.invalidArgument("CPTensor: no factors") }
-        for (n, factor) in factors.enumerated() where factor.columns != weights.count {
-            throw DecompositionError.invalidArgument(
-                "CPTensor: factor \(n) has \(factor.columns) columns but there are \(weights.count) weights")
+        guard !factors.isEmpty, factors.allSatisfy({ $0.columns == weights.count }) else {
+            throw DecompositionError.inconsistentParts(
+                type: "CPTensor", shapes: [[weights.count]] + factors.map(\.shape),
+                requirement: "at least one factor, each with one column per weight (\(weights.count))")
         }
         self.weights = weights
         self.factors = factors
+    }
+
+    /// A CP tensor whose shapes the caller has checked.
+    @inlinable
+    init(checkedWeights weights: [Scalar], factors: [Matrix<Scalar>]) {
+        (self.weights, self.factors) = (weights, factors)
     }
 
     /// A CP tensor with unit weights.
@@ -53,13 +59,6 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
         }
         let unfolding = first.matmul(try khatriRao(factors, skipping: 0), transposeOther: true)
         return try Tensor(folding: unfolding, mode: 0, shape: shape)
-    }
-
-    /// The squared norm `‖X̂‖² = λᵀ (∗_n A_nᵀA_n) λ`, computed from the Gram matrices.
-    @inlinable
-    public var squaredNorm: Scalar {
-        let grams = factors.map { $0.gram() }
-        return cpSquaredNorm(weights: weights, grams: grams)
     }
 
     /// The normalized form: unit-norm columns, weights descending, signs fixed.
@@ -92,14 +91,11 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
             factors[last] = factors[last].scalingColumns(by: signs)
         }
         let order = (0..<rank).sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
-        let sortedFactors = factors.map { factor in
-            Matrix(Tensor(factor.transposed()).rowsSelected(order)).transposed()
-        }
-        return try! CPTensor(weights: order.map { weights[$0] }, factors: sortedFactors)
+        return CPTensor(checkedWeights: order.map { weights[$0] }, factors: factors.map { $0.selectingColumns(order) })
     }
 }
 
-/// `λᵀ (∗_n G_n) λ`.
+/// `‖X̂‖² = λᵀ (∗_n G_n) λ` from the Gram matrices `G_n = A_nᵀA_n`.
 @inlinable
 func cpSquaredNorm<Scalar: BLASScalar>(weights: [Scalar], grams: [Matrix<Scalar>]) -> Scalar {
     let r = weights.count
@@ -108,16 +104,4 @@ func cpSquaredNorm<Scalar: BLASScalar>(weights: [Scalar], grams: [Matrix<Scalar>
     var sum: Scalar = 0
     for i in 0..<r { for j in 0..<r { sum += weights[i] * product[i, j] * weights[j] } }
     return sum
-}
-
-extension Tensor {
-    /// The rows of an order-2 tensor in the given order.
-    @inlinable
-    func rowsSelected(_ rows: [Int]) -> Tensor {
-        let columns = shape[1]
-        var values = ContiguousArray<Scalar>()
-        values.reserveCapacity(rows.count * columns)
-        for row in rows { values.append(contentsOf: scalars[(row * columns)..<((row + 1) * columns)]) }
-        return try! Tensor(shape: [rows.count, columns], scalars: values)
-    }
 }

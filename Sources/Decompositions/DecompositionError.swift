@@ -7,8 +7,20 @@ import TensorModule
 public enum DecompositionError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A rank is below 1 or above what the shape allows; `reason` says which bound and why.
     case invalidRank(rank: Int, reason: String)
-    /// A list of ranks, modes or factors does not fit the tensor.
-    case invalidArgument(String)
+    /// A list of ranks has the wrong length.
+    case rankCount(operation: String, expected: Int, actual: Int)
+    /// A numeric option (a tolerance, a fraction, a variance, an iteration count) is outside its range.
+    case invalidParameter(operation: String, name: String, value: Double, requirement: String)
+    /// The parts of a factorized value (cores, factors, weights) have shapes that do not fit together.
+    case inconsistentParts(type: String, shapes: [[Int]], requirement: String)
+    /// The tensor has too few modes for the decomposition.
+    case orderTooLow(operation: String, shape: [Int], minimum: Int)
+    /// Mode factorizations of a TT-matrix do not multiply to the matrix's dimensions.
+    case modeFactorization(rowModes: [Int], columnModes: [Int], shape: [Int])
+    /// A relative-error target was asked for a CP rank, which has no a-priori bound.
+    case cpRankForErrorTarget(Double)
+    /// A count (FLOPs of a batch) does not fit in a 64-bit integer.
+    case countOverflow(operation: String, batch: Int)
     /// The input has a NaN or an infinity.
     case nonFinite(operation: String, index: Int)
     /// The input has no scalars, or a mode of size zero.
@@ -20,7 +32,21 @@ public enum DecompositionError: Error, Equatable, CustomStringConvertible, Senda
     public var description: String {
         switch self {
         case let .invalidRank(rank, reason): return "rank \(rank) \(reason)"
-        case let .invalidArgument(message): return message
+        case let .rankCount(operation, expected, actual):
+            return "\(operation): \(actual) ranks given, expected \(expected)"
+        case let .invalidParameter(operation, name, value, requirement):
+            return "\(operation): \(name) \(value) must be \(requirement)"
+        case let .inconsistentParts(type, shapes, requirement):
+            return "\(type): parts of shapes \(shapes) do not fit: \(requirement)"
+        case let .orderTooLow(operation, shape, minimum):
+            return "\(operation): the tensor of shape \(shape) must have order at least \(minimum)"
+        case let .modeFactorization(rowModes, columnModes, shape):
+            return "row modes \(rowModes) (product \(rowModes.reduce(1, *))) and column modes \(columnModes) "
+                + "(product \(columnModes.reduce(1, *))) must have the same, nonzero length and factor the \(shape[0]) × \(shape[1]) matrix"
+        case let .cpRankForErrorTarget(epsilon):
+            return "selectCPRank: a relative-error target (\(epsilon)) has no a-priori CP rank; use a fixed rank, vbmf, energy or a parameter budget"
+        case let .countOverflow(operation, batch):
+            return "\(operation): the FLOP count for a batch of \(batch) does not fit in a 64-bit integer"
         case let .nonFinite(operation, index):
             return "\(operation): the input has a non-finite value (NaN or infinity) at flat index \(index)"
         case let .emptyInput(operation, shape): return "\(operation): the input of shape \(shape) is empty"

@@ -32,11 +32,11 @@ extension FactorizedTensor {
 
     /// The relative error `‖X − X̂‖_F / ‖X‖_F` of the reconstruction against `reference`.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` when the shapes differ.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the shapes differ.
     @inlinable
     public func relativeError(to reference: Tensor<Scalar>) throws -> Scalar {
         guard reference.shape == shape else {
-            throw DecompositionError.invalidArgument("relativeError: reference shape \(reference.shape) differs from \(shape)")
+            throw TensorError.shapeMismatch(operation: "relativeError", expected: shape, actual: reference.shape)
         }
         return try reconstructed().relativeError(to: reference)
     }

@@ -10,7 +10,7 @@ import TensorModule
 /// choice.reasons    // why, with the numbers
 /// let t2 = try tuckerDecompose(kernel, ranks: choice.ranks, modes: [0, 1])
 /// ```
-public enum RankSelection: Sendable, Equatable, Codable {
+public enum RankSelection: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
     /// The ranks given, one per mode (or a single CP rank).
     case fixed([Int])
     /// EVBMF (``evbmf(_:forceAtLeastOne:)``) on each mode's unfolding, at least 1, as Kim et al. (2016) do for Tucker-2.
@@ -24,11 +24,19 @@ public enum RankSelection: Sendable, Equatable, Codable {
     /// The largest ranks (proportional to the mode sizes) whose factors hold at most this fraction
     /// `0 < f ≤ 1` of the original parameter count.
     case parameterBudget(Double)
-    /// The largest ranks whose replacement layers need at most this fraction `0 < f ≤ 1` of the
-    /// original layer's FLOPs. FLOPs depend on the layer (stride, kernel, groups), so this rule is
-    /// resolved by the layer builders of `NNLayers` (`Conv2D.compressed(by:)`, `Linear.compressed(by:)`);
-    /// ``selectRanks(for:modes:selection:)`` and ``selectCPRank(for:selection:)`` throw for it.
-    case flopBudget(Double)
+}
+
+extension RankSelection {
+    /// The command-line spelling: `fixed [r, …]`, `vbmf`, `energy:F`, `error:F` or `params:F`.
+    public var description: String {
+        switch self {
+        case let .fixed(ranks): return "fixed \(ranks)"
+        case .vbmf: return "vbmf"
+        case let .energy(fraction): return "energy:\(fraction)"
+        case let .relativeError(epsilon): return "error:\(epsilon)"
+        case let .parameterBudget(fraction): return "params:\(fraction)"
+        }
+    }
 }
 
 /// Ranks chosen by ``selectRanks(for:modes:selection:)`` or ``selectCPRank(for:selection:)``.
@@ -61,15 +69,13 @@ public func selectRanks<Scalar: BLASScalar>(
     if let exponent = tensor.rangeExponent {   // ranks do not depend on scale; keep sums of squares in range
         return try selectRanks(for: tensor.scaled(byPowerOfTwo: -exponent), modes: modes, selection: selection)
     }
-    for mode in modes where mode < 0 || mode >= tensor.order {
-        throw DecompositionError.invalidArgument("selectRanks: mode \(mode) is out of range 0..<\(tensor.order)")
-    }
+    for mode in modes { precondition(mode >= 0 && mode < tensor.order, "selectRanks: mode \(mode) is out of range 0..<\(tensor.order)") }
     let shape = tensor.shape
     func limit(_ mode: Int) -> Int { Swift.min(shape[mode], tensor.scalarCount / shape[mode]) }
     switch selection {
     case let .fixed(ranks):
         guard ranks.count == modes.count else {
-            throw DecompositionError.invalidArgument("selectRanks: \(ranks.count) fixed ranks for modes \(modes)")
+            throw DecompositionError.rankCount(operation: "selectRanks for modes \(modes)", expected: modes.count, actual: ranks.count)
         }
         for (rank, mode) in zip(ranks, modes) {
             try validateMatrixRank(rank, rows: shape[mode], columns: tensor.scalarCount / shape[mode], context: "for mode \(mode)")
@@ -88,7 +94,7 @@ public func selectRanks<Scalar: BLASScalar>(
         return choice
     case let .energy(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidArgument("selectRanks: energy fraction \(fraction) must be in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "energy fraction", value: fraction, requirement: "in (0, 1]")
         }
         var choice = RankChoice(ranks: [], reasons: [])
         for mode in modes {
@@ -102,7 +108,7 @@ public func selectRanks<Scalar: BLASScalar>(
         return choice
     case let .relativeError(epsilon):
         guard epsilon >= 0, epsilon.isFinite else {
-            throw DecompositionError.invalidArgument("selectRanks: relative error \(epsilon) must be finite and non-negative")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "relative error", value: epsilon, requirement: "finite and non-negative")
         }
         let norm = Double(tensor.frobeniusNorm)
         let allowed = epsilon * epsilon * norm * norm / Double(Swift.max(modes.count, 1))
@@ -114,12 +120,9 @@ public func selectRanks<Scalar: BLASScalar>(
             choice.reasons.append("mode \(mode): rank \(rank) discards at most \(allowed) of energy (ε = \(epsilon) over \(modes.count) modes)")
         }
         return choice
-    case .flopBudget:
-        throw DecompositionError.invalidArgument(
-            "selectRanks: a FLOP budget depends on the layer; use Conv2D.compressed(by:) or Linear.compressed(by:) from NNLayers")
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidArgument("selectRanks: parameter fraction \(fraction) must be in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "parameter fraction", value: fraction, requirement: "in (0, 1]")
         }
         let original = Double(tensor.scalarCount)
         func ranks(_ c: Double) -> [Int] { modes.map { Swift.max(1, Swift.min(limit($0), Int(c * Double(shape[$0])))) } }
@@ -156,7 +159,7 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
     switch selection {
     case let .fixed(ranks):
         guard ranks.count == 1 else {
-            throw DecompositionError.invalidArgument("selectCPRank: expected one CP rank, got \(ranks.count): \(ranks)")
+            throw DecompositionError.rankCount(operation: "selectCPRank (one CP rank)", expected: 1, actual: ranks.count)
         }
         try validateCPRank(ranks[0], shape: tensor.shape)
         return RankChoice(ranks: ranks, reasons: ["CP rank \(ranks[0]) given"])
@@ -164,15 +167,11 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
         let perMode = try selectRanks(for: tensor, modes: Array(0..<tensor.order), selection: selection)
         let rank = perMode.ranks.max() ?? 1
         return RankChoice(ranks: [rank], reasons: ["CP rank \(rank): the largest of the per-mode ranks \(perMode.ranks)"] + perMode.reasons)
-    case .relativeError:
-        throw DecompositionError.invalidArgument(
-            "selectCPRank: a relative-error target has no a-priori CP rank; use .fixed, .vbmf, .energy or .parameterBudget")
-    case .flopBudget:
-        throw DecompositionError.invalidArgument(
-            "selectCPRank: a FLOP budget depends on the layer; use Conv2D.compressed(by:) from NNLayers")
+    case let .relativeError(epsilon):
+        throw DecompositionError.cpRankForErrorTarget(epsilon)
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidArgument("selectCPRank: parameter fraction \(fraction) must be in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectCPRank", name: "parameter fraction", value: fraction, requirement: "in (0, 1]")
         }
         let perRank = tensor.shape.reduce(0, +) + 1
         let rank = Swift.max(1, Int(fraction * Double(tensor.scalarCount)) / perRank)

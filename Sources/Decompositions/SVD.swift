@@ -36,12 +36,12 @@ public enum SVDMethod: Sendable, Equatable {
 public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Scalar> {
     try Tensor(a).validateForDecomposition("svd")
     if let exponent = Tensor(a).rangeExponent {
-        var f = try svd(Matrix(Tensor(a).scaled(byPowerOfTwo: -exponent)))
+        var f = try svd(a.scaled(byPowerOfTwo: -exponent))
         f.singularValues = try scaledBack(f.singularValues, byPowerOfTwo: exponent, operation: "svd")
         return f
     }
     let (u, s, vt) = try a.lapackThinSVD()
-    return fixingSigns(SVDFactors(u: u, singularValues: s, vt: vt))
+    return fixingSigns(SVDFactors(checkedU: u, singularValues: s, vt: vt))
 }
 
 /// The truncated SVD of rank `rank`: the best rank-`rank` approximation in the Frobenius and
@@ -91,7 +91,7 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDM
 ///   - oversampling: Extra samples `p` (default 10).
 ///   - powerIterations: Power iterations `q` (default 2).
 ///   - seed: Seed of the Gaussian test matrix.
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidArgument(_:)``
+/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``
 ///   for negative `p` or `q`, and the errors of ``svd(_:)``.
 /// - Complexity: `O(m·n·(k + p)·(2q + 2))`.
 @inlinable
@@ -101,11 +101,12 @@ public func randomizedSVD<Scalar: BLASScalar>(
     try Tensor(a).validateForDecomposition("randomizedSVD")
     try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
     guard oversampling >= 0, powerIterations >= 0 else {
-        throw DecompositionError.invalidArgument(
-            "randomizedSVD: oversampling \(oversampling) and powerIterations \(powerIterations) must be non-negative")
+        throw DecompositionError.invalidParameter(
+            operation: "randomizedSVD", name: oversampling < 0 ? "oversampling" : "powerIterations",
+            value: Double(oversampling < 0 ? oversampling : powerIterations), requirement: "non-negative")
     }
     if let exponent = Tensor(a).rangeExponent {
-        var f = try randomizedSVD(Matrix(Tensor(a).scaled(byPowerOfTwo: -exponent)), rank: rank, oversampling: oversampling,
+        var f = try randomizedSVD(a.scaled(byPowerOfTwo: -exponent), rank: rank, oversampling: oversampling,
                                   powerIterations: powerIterations, seed: seed)
         f.singularValues = try scaledBack(f.singularValues, byPowerOfTwo: exponent, operation: "randomizedSVD")
         return f
@@ -120,7 +121,7 @@ public func randomizedSVD<Scalar: BLASScalar>(
     let b = q.matmul(a, transposeSelf: true)                  // l × n
     let small = try svd(b)
     let u = q.matmul(small.u)
-    return truncated(fixingSigns(SVDFactors(u: u, singularValues: small.singularValues, vt: small.vt)), to: rank)
+    return truncated(fixingSigns(SVDFactors(checkedU: u, singularValues: small.singularValues, vt: small.vt)), to: rank)
 }
 
 /// The leading `count` left singular vectors (signs fixed) and all singular values, without
@@ -144,14 +145,14 @@ func leadingLeftSingularVectors<Scalar: BLASScalar>(
 @inlinable
 func truncated<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>, to rank: Int) -> SVDFactors<Scalar> {
     if rank >= f.rank { return f }
-    return SVDFactors(u: f.u.leadingColumns(rank), singularValues: Array(f.singularValues.prefix(rank)), vt: f.vt.leadingRows(rank))
+    return SVDFactors(checkedU: f.u.leadingColumns(rank), singularValues: Array(f.singularValues.prefix(rank)), vt: f.vt.leadingRows(rank))
 }
 
 /// Makes the largest-magnitude entry of every column of `U` positive, flipping the row of `Vᵀ`.
 @inlinable
 func fixingSigns<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>) -> SVDFactors<Scalar> {
     let signs = columnSigns(of: f.u)
-    return SVDFactors(u: f.u.scalingColumns(by: signs), singularValues: f.singularValues, vt: f.vt.scalingRows(by: signs))
+    return SVDFactors(checkedU: f.u.scalingColumns(by: signs), singularValues: f.singularValues, vt: f.vt.scalingRows(by: signs))
 }
 
 /// `−1` for each column whose largest-magnitude entry is negative, `+1` otherwise.

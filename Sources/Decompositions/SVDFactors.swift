@@ -20,12 +20,25 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var vt: Matrix<Scalar>
 
     /// Creates the factors from their parts.
-    public init(u: Matrix<Scalar>, singularValues: [Scalar], vt: Matrix<Scalar>) {
-        precondition(u.columns == singularValues.count && vt.rows == singularValues.count,
-                     "SVDFactors: U is \(u.rows) × \(u.columns), \(singularValues.count) values, Vᵀ is \(vt.rows) × \(vt.columns)")
+    ///
+    /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` unless `U` has one
+    ///   column and `Vᵀ` one row per singular value.
+    @inlinable
+    public init(u: Matrix<Scalar>, singularValues: [Scalar], vt: Matrix<Scalar>) throws {
+        guard u.columns == singularValues.count && vt.rows == singularValues.count else {
+            throw DecompositionError.inconsistentParts(
+                type: "SVDFactors", shapes: [u.shape, [singularValues.count], vt.shape],
+                requirement: "U with one column and Vᵀ with one row per singular value")
+        }
         self.u = u
         self.singularValues = singularValues
         self.vt = vt
+    }
+
+    /// Factors whose shapes the caller has checked.
+    @inlinable
+    init(checkedU u: Matrix<Scalar>, singularValues: [Scalar], vt: Matrix<Scalar>) {
+        (self.u, self.singularValues, self.vt) = (u, singularValues, vt)
     }
 
     /// The rank `k`.

@@ -17,11 +17,11 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 
     /// Creates a TT-matrix, checking the core shapes and ranks.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for inconsistent cores.
+    /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` for inconsistent cores.
     public init(cores: [Tensor<Scalar>]) throws {
-        guard !cores.isEmpty else { throw DecompositionError.invalidArgument("TTMatrix: no cores") }
-        for (k, core) in cores.enumerated() where core.order != 4 {
-            throw DecompositionError.invalidArgument("TTMatrix: core \(k) has shape \(core.shape), expected (r, m, n, r')")
+        guard !cores.isEmpty, cores.allSatisfy({ $0.order == 4 }) else {
+            throw DecompositionError.inconsistentParts(type: "TTMatrix", shapes: cores.map(\.shape),
+                                                       requirement: "at least one core, each of order 4 (r, m, n, r')")
         }
         _ = try TTTensor(cores: cores.map { try $0.reshaped(to: [$0.shape[0], $0.shape[1] * $0.shape[2], $0.shape[3]]) })
         self.cores = cores
@@ -48,12 +48,12 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// `X · Wᵀ` for a batch `X` of shape `B × N` (one input per row): a linear layer's forward
     /// pass, core by core. It transposes `X`, runs ``applied(toColumns:)`` and transposes back.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `X` has `N` columns.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` unless `X` has `N` columns.
     /// - Complexity: ``flops(batch:)`` flops.
     @inlinable
     public func applied(to x: Matrix<Scalar>) throws -> Matrix<Scalar> {
         guard x.columns == shape[1] else {
-            throw DecompositionError.invalidArgument("TTMatrix.applied: input has \(x.columns) columns, expected N = \(shape[1])")
+            throw TensorError.shapeMismatch(operation: "TTMatrix.applied(to:)", expected: [x.rows, shape[1]], actual: x.shape)
         }
         return try applied(toColumns: x.transposed()).transposed()
     }
@@ -73,13 +73,13 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// let y = try tt.applied(toColumns: x)    // x: N × B → y: M × B
     /// ```
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `X` has `N` rows.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` unless `X` has `N` rows.
     /// - Complexity: ``flops(batch:)`` flops with `batch = B`.
     @inlinable
     public func applied(toColumns x: Matrix<Scalar>) throws -> Matrix<Scalar> {
         let (m, n) = (shape[0], shape[1])
         guard x.rows == n else {
-            throw DecompositionError.invalidArgument("TTMatrix.applied(toColumns:): input has \(x.rows) rows, expected N = \(n)")
+            throw TensorError.shapeMismatch(operation: "TTMatrix.applied(toColumns:)", expected: [n, x.columns], actual: x.shape)
         }
         let batch = x.columns
         if batch == 0 { return Matrix.zeros(rows: m, columns: 0) }
@@ -95,8 +95,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
             let (rowsOut, inner) = (mk * r1, r0 * nk)
             if rest == 1 {
                 // One input and the last core: the running tensor is the (prefix × r0·n_k) matrix.
-                let product = Matrix(try Tensor(shape: [prefix, inner], scalars: state))
-                    .matmul(Matrix(try kernel.reshaped(to: [inner, rowsOut])))
+                let product = try Matrix(rows: prefix, columns: inner, scalars: state)
+                    .matmul(Matrix(reshaping: kernel, rows: inner, columns: rowsOut))
                 state = product.scalars
                 prefix *= mk
                 continue
@@ -106,7 +106,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
                 // small calls. (prefix, r0·n_k, rest) → (prefix·rest, r0·n_k), times the kernel, and the
                 // (prefix, rest, m_k·r1) product back to (prefix, m_k·r1, rest).
                 let rows = try Tensor(shape: [prefix, inner, rest], scalars: state).transposed(permutation: [0, 2, 1])
-                let product = Matrix(try rows.reshaped(to: [prefix * rest, inner])).matmul(Matrix(try kernel.reshaped(to: [inner, rowsOut])))
+                let product = try Matrix(reshaping: rows, rows: prefix * rest, columns: inner)
+                    .matmul(Matrix(reshaping: kernel, rows: inner, columns: rowsOut))
                 state = try Tensor(product).reshaped(to: [prefix, rest, rowsOut]).transposed(permutation: [0, 2, 1]).scalars
                 prefix *= mk
                 continue
@@ -137,7 +138,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 
     /// Floating-point operations (2 × multiply-adds) of ``applied(to:)`` for `batch` inputs.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` when the count does not fit in `Int`.
+    /// - Throws: ``DecompositionError/countOverflow(operation:batch:)`` when the count does not fit in `Int`.
     public func flops(batch: Int) throws -> Int {
         var leading = batch, trailing = shape[1], total = 0
         for core in cores {
@@ -151,7 +152,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
             if !overflow { (sum, overflow) = total.addingReportingOverflow(term) }
             if !overflow { (leading, overflow) = leading.multipliedReportingOverflow(by: mk) }
             guard !overflow else {
-                throw DecompositionError.invalidArgument("TTMatrix.flops: the FLOP count for a batch of \(batch) does not fit in a 64-bit integer")
+                throw DecompositionError.countOverflow(operation: "TTMatrix.flops", batch: batch)
             }
             total = sum
         }
@@ -177,22 +178,16 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 ///   - columnModes: `[n_1, …, n_d]` with `∏ n_k = N`.
 ///   - maxRank: A cap on every TT rank (nil: no cap).
 ///   - tolerance: A relative accuracy `ε` (nil: exact up to `maxRank`).
-/// - Throws: ``DecompositionError/invalidArgument(_:)`` when the factorizations do not multiply
+/// - Throws: ``DecompositionError/modeFactorization(rowModes:columnModes:shape:)`` when the factorizations do not multiply
 ///   to the matrix's dimensions or have different lengths, and the errors of ``ttDecompose(_:maxRank:)``.
 @inlinable
 public func ttMatrixDecompose<Scalar: BLASScalar>(
     _ matrix: Matrix<Scalar>, rowModes: [Int], columnModes: [Int], maxRank: Int? = nil, tolerance: Double? = nil
 ) throws -> TTMatrix<Scalar> {
     let d = rowModes.count
-    guard d >= 1, columnModes.count == d else {
-        throw DecompositionError.invalidArgument(
-            "ttMatrixDecompose: rowModes \(rowModes) and columnModes \(columnModes) must have the same, nonzero length")
-    }
-    guard rowModes.allSatisfy({ $0 >= 1 }), columnModes.allSatisfy({ $0 >= 1 }),
+    guard d >= 1, columnModes.count == d, rowModes.allSatisfy({ $0 >= 1 }), columnModes.allSatisfy({ $0 >= 1 }),
           rowModes.reduce(1, *) == matrix.rows, columnModes.reduce(1, *) == matrix.columns else {
-        throw DecompositionError.invalidArgument(
-            "ttMatrixDecompose: rowModes \(rowModes) (product \(rowModes.reduce(1, *))) and columnModes \(columnModes) "
-            + "(product \(columnModes.reduce(1, *))) must factor the \(matrix.rows) × \(matrix.columns) matrix")
+        throw DecompositionError.modeFactorization(rowModes: rowModes, columnModes: columnModes, shape: matrix.shape)
     }
     let interleave = (0..<d).flatMap { [$0, d + $0] }
     let merged = try Tensor(matrix).reshaped(to: rowModes + columnModes)

@@ -15,19 +15,18 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 
     /// Creates a TT tensor, checking that neighbouring ranks agree and the boundary ranks are 1.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for inconsistent cores.
+    /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` for inconsistent cores.
     public init(cores: [Tensor<Scalar>]) throws {
-        guard !cores.isEmpty else { throw DecompositionError.invalidArgument("TTTensor: no cores") }
-        for (k, core) in cores.enumerated() where core.order != 3 {
-            throw DecompositionError.invalidArgument("TTTensor: core \(k) has shape \(core.shape), expected (r, n, r')")
+        let shapes = cores.map(\.shape)
+        guard !cores.isEmpty, cores.allSatisfy({ $0.order == 3 }) else {
+            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: "at least one core, each of order 3 (r, n, r')")
         }
         guard cores.first!.shape[0] == 1, cores.last!.shape[2] == 1 else {
-            throw DecompositionError.invalidArgument(
-                "TTTensor: boundary ranks are \(cores.first!.shape[0]) and \(cores.last!.shape[2]), expected 1 and 1")
+            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: "boundary ranks 1 and 1")
         }
         for k in 1..<cores.count where cores[k].shape[0] != cores[k - 1].shape[2] {
-            throw DecompositionError.invalidArgument(
-                "TTTensor: core \(k - 1) ends with rank \(cores[k - 1].shape[2]) but core \(k) starts with \(cores[k].shape[0])")
+            throw DecompositionError.inconsistentParts(
+                type: "TTTensor", shapes: shapes, requirement: "core \(k - 1) ends with rank \(cores[k - 1].shape[2]) but core \(k) starts with \(cores[k].shape[0])")
         }
         self.cores = cores
     }
@@ -44,11 +43,9 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// The full tensor, contracting the cores left to right with one GEMM each.
     @inlinable
     public func reconstructed() throws -> Tensor<Scalar> {
-        var left = Matrix(try cores[0].reshaped(to: [cores[0].shape[1], cores[0].shape[2]]))
+        var left = cores[0].leftUnfolding
         for core in cores.dropFirst() {
-            let right = Matrix(try core.reshaped(to: [core.shape[0], core.shape[1] * core.shape[2]]))
-            let product = left.matmul(right)
-            left = Matrix(try Tensor(product).reshaped(to: [product.rows * core.shape[1], core.shape[2]]))
+            left = try left.matmul(core.rightUnfolding).reshaped(rows: left.rows * core.shape[1], columns: core.shape[2])
         }
         return try Tensor(left).reshaped(to: shape)
     }
@@ -59,13 +56,33 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
         // Left-to-right Gram contraction: W_k = Σ_i G_k[:, i, :]ᵀ W_{k−1} G_k[:, i, :].
         var w = Matrix<Scalar>.identity(1)
         for core in cores {
-            let (r0, n, r1) = (core.shape[0], core.shape[1], core.shape[2])
-            let flat = Matrix(try! core.reshaped(to: [r0, n * r1]))
-            let wg = w.matmul(flat)                                      // r0 × (n r1)
-            let a = Matrix(try! Tensor(wg).reshaped(to: [r0 * n, r1]))
-            let b = Matrix(try! core.reshaped(to: [r0 * n, r1]))
-            w = b.matmul(a, transposeSelf: true)                         // r1 × r1
+            // W·G_k as an r0 × (n r1) product, regrouped (r0 n) × r1 like the core's left unfolding.
+            let wg = Tensor(w.matmul(core.rightUnfolding)).leftUnfolding(like: core)
+            w = core.leftUnfolding.matmul(wg, transposeSelf: true)       // r1 × r1
         }
         return Swift.max(w[0, 0], 0).squareRoot()
+    }
+}
+
+extension Tensor {
+    /// The left unfolding `(r₀·n) × r₁` of an order-3 TT core (no copy).
+    @inlinable
+    var leftUnfolding: Matrix<Scalar> {
+        precondition(order == 3, "a TT core has order 3, got shape \(shape)")
+        return Matrix(uncheckedRows: shape[0] * shape[1], columns: shape[2], scalars: scalars)
+    }
+
+    /// The right unfolding `r₀ × (n·r₁)` of an order-3 TT core (no copy).
+    @inlinable
+    var rightUnfolding: Matrix<Scalar> {
+        precondition(order == 3, "a TT core has order 3, got shape \(shape)")
+        return Matrix(uncheckedRows: shape[0], columns: shape[1] * shape[2], scalars: scalars)
+    }
+
+    /// An order-2 tensor with the scalars of `core`'s left unfolding, regrouped the same way.
+    @inlinable
+    func leftUnfolding(like core: Tensor) -> Matrix<Scalar> {
+        precondition(scalarCount == core.scalarCount, "\(shape) and the core \(core.shape) have different sizes")
+        return Matrix(uncheckedRows: core.shape[0] * core.shape[1], columns: core.shape[2], scalars: scalars)
     }
 }

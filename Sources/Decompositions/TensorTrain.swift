@@ -34,8 +34,7 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: I
 @inlinable
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [Int]) throws -> TTTensor<Scalar> {
     guard ranks.count == tensor.order - 1 else {
-        throw DecompositionError.invalidArgument(
-            "ttDecompose: \(ranks.count) ranks for a tensor of order \(tensor.order) (expected \(tensor.order - 1))")
+        throw DecompositionError.rankCount(operation: "ttDecompose of a tensor of order \(tensor.order)", expected: tensor.order - 1, actual: ranks.count)
     }
     return try ttSVD(tensor, truncation: .ranks(ranks))
 }
@@ -57,7 +56,7 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [In
 @inlinable
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, tolerance: Double, maxRank: Int? = nil) throws -> TTTensor<Scalar> {
     guard tolerance >= 0, tolerance.isFinite else {
-        throw DecompositionError.invalidArgument("ttDecompose: tolerance \(tolerance) must be finite and non-negative")
+        throw DecompositionError.invalidParameter(operation: "ttDecompose", name: "tolerance", value: tolerance, requirement: "finite and non-negative")
     }
     if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
     return try ttSVD(tensor, truncation: .tolerance(tolerance, maxRank: maxRank))
@@ -95,7 +94,7 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
         delta = 0
     }
     var cores: [Tensor<Scalar>] = []
-    var rest = Matrix(try tensor.reshaped(to: [shape[0], tensor.scalarCount / shape[0]]))
+    var rest = try Matrix(reshaping: tensor, rows: shape[0], columns: tensor.scalarCount / shape[0])
     var previousRank = 1
     for k in 0..<(d - 1) {
         // Only U is factored, and only as many vectors as the rank: the carried matrix Σ_k V_kᵀ
@@ -117,7 +116,7 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
         let rank = leading.columns
         cores.append(try Tensor(leading).reshaped(to: [previousRank, shape[k], rank]))
         let carried = leading.matmul(rest, transposeSelf: true)          // rank × (n_{k+1}⋯n_d)
-        rest = Matrix(try Tensor(carried).reshaped(to: [rank * shape[k + 1], carried.columns / shape[k + 1]]))
+        rest = try carried.reshaped(rows: rank * shape[k + 1], columns: carried.columns / shape[k + 1])
         previousRank = rank
     }
     cores.append(try Tensor(rest).reshaped(to: [previousRank, shape[d - 1], 1]))
@@ -134,12 +133,13 @@ extension TTTensor {
     /// let compact = try sum.rounded(tolerance: 1e-10)
     /// ```
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for a negative tolerance or `maxRank < 1`.
+    /// - Throws: ``DecompositionError/invalidParameter(operation:name:value:requirement:)`` for a negative
+    ///   tolerance, ``DecompositionError/invalidRank(rank:reason:)`` for `maxRank < 1`.
     /// - Complexity: `O(d·n·r³)`.
     @inlinable
     public func rounded(tolerance: Double, maxRank: Int? = nil) throws -> TTTensor {
         guard tolerance >= 0, tolerance.isFinite else {
-            throw DecompositionError.invalidArgument("rounded: tolerance \(tolerance) must be finite and non-negative")
+            throw DecompositionError.invalidParameter(operation: "TTTensor.rounded", name: "tolerance", value: tolerance, requirement: "finite and non-negative")
         }
         if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
         var cores = self.cores
@@ -148,28 +148,25 @@ extension TTTensor {
         // Right-to-left: G_k = R_kᵀ Q_kᵀ with Q_k orthonormal; R_kᵀ moves into G_{k−1}.
         for k in stride(from: d - 1, through: 1, by: -1) {
             let (r0, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
-            let flat = Matrix(try cores[k].reshaped(to: [r0, n * r1]))
-            let (q, r) = try flat.transposed().qr()            // (n r1) × r',  r' × r0
+            let (q, r) = try cores[k].rightUnfolding.transposed().qr()   // (n r1) × r',  r' × r0
             let newRank = q.columns
             cores[k] = try Tensor(q.transposed()).reshaped(to: [newRank, n, r1])
-            let (p0, pn, _) = (cores[k - 1].shape[0], cores[k - 1].shape[1], cores[k - 1].shape[2])
-            let left = Matrix(try cores[k - 1].reshaped(to: [p0 * pn, r0]))
-            cores[k - 1] = try Tensor(left.matmul(r, transposeOther: true)).reshaped(to: [p0, pn, newRank])
+            let (p0, pn) = (cores[k - 1].shape[0], cores[k - 1].shape[1])
+            cores[k - 1] = try Tensor(cores[k - 1].leftUnfolding.matmul(r, transposeOther: true)).reshaped(to: [p0, pn, newRank])
         }
         let norm = Double(cores[0].frobeniusNorm)
         let delta = tolerance / Double(d - 1).squareRoot() * norm
         // Left-to-right truncation.
         for k in 0..<(d - 1) {
-            let (r0, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
-            let f = try svd(Matrix(try cores[k].reshaped(to: [r0 * n, r1])))
+            let (r0, n) = (cores[k].shape[0], cores[k].shape[1])
+            let f = try svd(cores[k].leftUnfolding)
             var rank = rankForTolerance(f.singularValues, delta: delta)
             if let maxRank { rank = Swift.min(rank, maxRank) }
             let t = truncated(f, to: Swift.max(1, rank))
             cores[k] = try Tensor(t.u).reshaped(to: [r0, n, t.rank])
             let carry = t.vt.scalingRows(by: t.singularValues)  // rank × r1
-            let (q0, qn, q1) = (cores[k + 1].shape[0], cores[k + 1].shape[1], cores[k + 1].shape[2])
-            let next = Matrix(try cores[k + 1].reshaped(to: [q0, qn * q1]))
-            cores[k + 1] = try Tensor(carry.matmul(next)).reshaped(to: [t.rank, qn, q1])
+            let (qn, q1) = (cores[k + 1].shape[1], cores[k + 1].shape[2])
+            cores[k + 1] = try Tensor(carry.matmul(cores[k + 1].rightUnfolding)).reshaped(to: [t.rank, qn, q1])
         }
         return try TTTensor(cores: cores)
     }

@@ -61,8 +61,9 @@ public func tuckerDecompose<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, options: TuckerOptions = TuckerOptions()
 ) throws -> TuckerDecomposition<Scalar> {
     guard options.maxIterations >= 0, options.tolerance >= 0 else {
-        throw DecompositionError.invalidArgument(
-            "tuckerDecompose: maxIterations \(options.maxIterations) and tolerance \(options.tolerance) must be non-negative")
+        throw DecompositionError.invalidParameter(
+            operation: "tuckerDecompose", name: options.maxIterations < 0 ? "maxIterations" : "tolerance",
+            value: options.maxIterations < 0 ? Double(options.maxIterations) : Double(options.tolerance), requirement: "non-negative")
     }
     let (ranks, modes) = try validatedTuckerRanks(tensor, ranks: ranks, modes: modes, operation: "tuckerDecompose")
     if let exponent = tensor.rangeExponent {

@@ -54,14 +54,13 @@ func validatedTuckerRanks<Scalar: BLASScalar>(
 ) throws -> (ranks: [Int], modes: [Int]) {
     try tensor.validateForDecomposition(operation)
     let modes = modes ?? Array(0..<tensor.order)
-    guard Set(modes).count == modes.count, !modes.isEmpty else {
-        throw DecompositionError.invalidArgument("\(operation): modes \(modes) must be distinct and not empty")
-    }
-    for mode in modes where mode < 0 || mode >= tensor.order {
-        throw DecompositionError.invalidArgument("\(operation): mode \(mode) is out of range 0..<\(tensor.order)")
+    // Modes are indices chosen by the programmer; ranks come from data and throw.
+    precondition(Set(modes).count == modes.count && !modes.isEmpty, "\(operation): modes \(modes) must be distinct and not empty")
+    for mode in modes {
+        precondition(mode >= 0 && mode < tensor.order, "\(operation): mode \(mode) is out of range 0..<\(tensor.order)")
     }
     guard ranks.count == modes.count else {
-        throw DecompositionError.invalidArgument("\(operation): \(ranks.count) ranks for \(modes.count) modes \(modes)")
+        throw DecompositionError.rankCount(operation: "\(operation) for modes \(modes)", expected: modes.count, actual: ranks.count)
     }
     for (rank, mode) in zip(ranks, modes) {
         let rest = tensor.scalarCount / tensor.shape[mode]

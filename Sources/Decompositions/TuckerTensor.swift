@@ -18,17 +18,19 @@ public struct TuckerTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// Creates a Tucker tensor, checking that every factor has as many columns as the core has
     /// in its mode.
     ///
-    /// - Throws: ``DecompositionError/invalidArgument(_:)`` for inconsistent parts.
+    /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` for inconsistent parts.
     public init(core: Tensor<Scalar>, factors: [Matrix<Scalar>], modes: [Int]? = nil) throws {
         let modes = modes ?? Array(0..<core.order)
         guard modes.count == factors.count, Set(modes).count == modes.count,
               modes.allSatisfy({ $0 >= 0 && $0 < core.order }) else {
-            throw DecompositionError.invalidArgument(
-                "TuckerTensor: \(factors.count) factors for modes \(modes) of a core of order \(core.order)")
+            throw DecompositionError.inconsistentParts(
+                type: "TuckerTensor", shapes: [core.shape] + factors.map(\.shape),
+                requirement: "one factor for each of the modes \(modes) of the core, distinct and in range")
         }
         for (factor, mode) in zip(factors, modes) where factor.columns != core.shape[mode] {
-            throw DecompositionError.invalidArgument(
-                "TuckerTensor: the factor of mode \(mode) has \(factor.columns) columns, the core has \(core.shape[mode])")
+            throw DecompositionError.inconsistentParts(
+                type: "TuckerTensor", shapes: [core.shape] + factors.map(\.shape),
+                requirement: "the factor of mode \(mode) has \(factor.columns) columns, the core has \(core.shape[mode])")
         }
         self.core = core
         self.factors = factors

@@ -63,11 +63,11 @@ public func evbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, forceAtLeastOne: Bool
 
 /// The EVBMF solution of ``evbmf(_:forceAtLeastOne:)`` with a known noise variance `σ²`.
 ///
-/// - Throws: ``DecompositionError/invalidArgument(_:)`` unless `σ² > 0` and finite.
+/// - Throws: ``DecompositionError/invalidParameter(operation:name:value:requirement:)`` unless `σ² > 0` and finite.
 @inlinable
 public func vbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double, forceAtLeastOne: Bool = false) throws -> VBMFResult<Scalar> {
     guard noiseVariance > 0, noiseVariance.isFinite else {
-        throw DecompositionError.invalidArgument("vbmf: noise variance \(noiseVariance) must be positive and finite")
+        throw DecompositionError.invalidParameter(operation: "vbmf", name: "noise variance", value: noiseVariance, requirement: "positive and finite")
     }
     return try vbmfSolution(y, noiseVariance: noiseVariance, forceAtLeastOne: forceAtLeastOne)
 }

@@ -31,19 +31,21 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
 
     /// Creates a convolution, checking every setting.
     ///
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for a weight that is not 4-D or has an
-    ///   empty axis, a bias of the wrong length, a stride or dilation below 1, negative padding,
-    ///   groups that do not divide the output channels, or non-finite weights.
+    /// - Throws: ``NNLayersError/invalidWeightShape(layer:shape:expected:)`` for a weight that is not
+    ///   4-D or has an empty axis, ``NNLayersError/biasCount(layer:count:expected:)``,
+    ///   ``NNLayersError/invalidSetting(layer:setting:value:requirement:)`` for a stride or dilation
+    ///   below 1, negative padding or groups that do not divide the output channels, and
+    ///   ``NNLayersError/nonFinite(layer:tensor:index:)``.
     public init(
         weight: Tensor<Scalar>, bias: [Scalar]? = nil, stride: Size2D = Size2D(1), padding: Padding = .zero,
         dilation: Size2D = Size2D(1), groups: Int = 1
     ) throws {
         try Self.validate(weightShape: weight.shape, biasCount: bias?.count, stride: stride, padding: padding, dilation: dilation, groups: groups)
         if let index = weight.firstNonFiniteIndex {
-            throw NNLayersError.invalidConfiguration("Conv2D: the weight has a non-finite value at flat index \(index)")
+            throw NNLayersError.nonFinite(layer: "Conv2D", tensor: "weight", index: index)
         }
         if let bias, let index = bias.firstIndex(where: { !$0.isFinite }) {
-            throw NNLayersError.invalidConfiguration("Conv2D: bias \(index) is not finite")
+            throw NNLayersError.nonFinite(layer: "Conv2D", tensor: "bias", index: index)
         }
         self.weight = weight
         self.bias = bias
@@ -56,36 +58,37 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     /// Checks convolution settings against a kernel shape, without the weights: the checks of
     /// ``init(weight:bias:stride:padding:dilation:groups:)`` that do not look at values.
     ///
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` as the initializer does.
+    /// - Throws: the errors of the initializer that do not depend on values.
     public static func validate(
         weightShape: [Int], biasCount: Int? = nil, stride: Size2D = Size2D(1), padding: Padding = .zero,
         dilation: Size2D = Size2D(1), groups: Int = 1
     ) throws {
         guard weightShape.count == 4, weightShape.allSatisfy({ $0 > 0 }) else {
-            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(weightShape) must be (out, in/groups, kh, kw) with positive sizes")
+            throw NNLayersError.invalidWeightShape(layer: "Conv2D", shape: weightShape, expected: "(out, in/groups, kh, kw) with positive sizes")
         }
         guard groups >= 1, weightShape[0] % groups == 0 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: groups \(groups) must be at least 1 and divide the \(weightShape[0]) output channels")
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "groups", value: [groups],
+                                               requirement: "at least 1 and divide the \(weightShape[0]) output channels")
         }
         if let biasCount, biasCount != weightShape[0] {
-            throw NNLayersError.invalidConfiguration("Conv2D: \(biasCount) biases for \(weightShape[0]) output channels")
+            throw NNLayersError.biasCount(layer: "Conv2D", count: biasCount, expected: weightShape[0])
         }
-        guard stride.height >= 1, stride.width >= 1, dilation.height >= 1, dilation.width >= 1 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: stride \(stride) and dilation \(dilation) must be at least 1")
+        for (name, value) in [("stride", stride), ("dilation", dilation)] where value.height < 1 || value.width < 1 {
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: name, value: value.array, requirement: "at least 1")
         }
         guard padding.array.allSatisfy({ $0 >= 0 }) else {
-            throw NNLayersError.invalidConfiguration("Conv2D: padding \(padding) must be non-negative")
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "padding", value: padding.array, requirement: "non-negative")
         }
         // The dilated kernel and the padding must have sizes that an Int holds.
         for (d, k, axis) in [(dilation.height, weightShape[2], "vertical"), (dilation.width, weightShape[3], "horizontal")] {
             let (extent, overflow) = d.multipliedReportingOverflow(by: k - 1)
             guard !overflow, extent < Int.max else {
-                throw NNLayersError.invalidConfiguration("Conv2D: the \(axis) dilation \(d) × (kernel \(k) − 1) does not fit in a 64-bit integer")
+                throw NNLayersError.countOverflow(quantity: "Conv2D: the \(axis) extent of the dilated kernel", factors: [d, k - 1])
             }
         }
         for (a, b, axis) in [(padding.top, padding.bottom, "top + bottom"), (padding.left, padding.right, "left + right")]
         where a.addingReportingOverflow(b).overflow {
-            throw NNLayersError.invalidConfiguration("Conv2D: the padding \(axis) = \(a) + \(b) does not fit in a 64-bit integer")
+            throw NNLayersError.countOverflow(quantity: "Conv2D: the padding \(axis) (a sum)", factors: [a, b])
         }
     }
 
@@ -100,7 +103,7 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         dilation: Size2D = Size2D(1)
     ) throws -> Conv2D {
         guard weight.order == 4, weight.shape[1] == 1 else {
-            throw NNLayersError.invalidConfiguration("Conv2D.depthwise: weight shape \(weight.shape) must be (channels·multiplier, 1, kh, kw)")
+            throw NNLayersError.invalidWeightShape(layer: "Conv2D.depthwise", shape: weight.shape, expected: "(channels·multiplier, 1, kh, kw)")
         }
         return try Conv2D(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: channels)
     }
@@ -133,6 +136,24 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
                 actual: [height, width])
         }
         return Size2D((paddedH - extentH) / stride.height + 1, (paddedW - extentW) / stride.width + 1)
+    }
+
+    /// Parameters: the kernel and the bias.
+    public var parameterCount: Int { weight.scalarCount + (bias?.count ?? 0) }
+
+    /// Parameters, FLOPs (2 × multiply-adds, bias additions not counted) and output shape for one
+    /// sample of shape `[C, H, W]`.
+    ///
+    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the shape does not fit,
+    ///   ``NNLayersError/countOverflow(quantity:factors:)`` for counts beyond `Int`.
+    public func cost(input shape: [Int]) throws -> LayerCost {
+        guard shape.count == 3, shape[0] == inChannels else {
+            throw NNLayersError.inputShape(layer: "Conv2D \(summary)", expected: "[\(inChannels), H, W]", actual: shape)
+        }
+        let out = try outputSize(height: shape[1], width: shape[2])
+        let flops = try checkedProduct([2, outChannels, weight.shape[1], kernelSize.height, kernelSize.width, out.height, out.width],
+                                       "the FLOP count of \(summary) for input \(shape)")
+        return LayerCost(parameters: parameterCount, flops: flops, outputShape: [outChannels, out.height, out.width])
     }
 
     /// A one-line description in PyTorch's terms.

@@ -28,7 +28,7 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
 
     /// A JSON object keyed by weight name, each value a settings object.
     ///
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` with one line that says what is wrong
+    /// - Throws: ``NNLayersError/layerConfiguration(location:problem:)`` with one line that says what is wrong
     ///   and where (not JSON, not an object of objects, an unknown key, a value of the wrong type or length).
     public static func configuration(json: Data) throws -> [String: Conv2DSettings] {
         do {
@@ -42,7 +42,7 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
                 (path, reason) = ([], "\(error)")
             }
             let place = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            throw NNLayersError.invalidConfiguration("layer configuration\(place.isEmpty ? "" : " at " + place): \(reason)")
+            throw NNLayersError.layerConfiguration(location: place, problem: reason)
         }
     }
 
@@ -74,7 +74,7 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
     /// Stride, padding, dilation and groups for a kernel of `kernelShape` (OIHW), defaults filled in.
     func resolved(kernelShape: [Int]) throws -> (stride: Size2D, padding: Padding, dilation: Size2D, groups: Int) {
         guard kernelShape.count == 4 else {
-            throw NNLayersError.invalidConfiguration("Conv2D: weight shape \(kernelShape) must be (out, in/groups, kh, kw)")
+            throw NNLayersError.invalidWeightShape(layer: "Conv2D", shape: kernelShape, expected: "(out, in/groups, kh, kw) with positive sizes")
         }
         let (kh, kw) = (kernelShape[2], kernelShape[3])
         let stride = self.stride ?? [1, 1], dilation = self.dilation ?? [1, 1]

@@ -18,6 +18,21 @@ public struct Size2D: Sendable, Equatable, Hashable, Codable, CustomStringConver
 
     /// `[height, width]`.
     public var array: [Int] { [height, width] }
+
+    /// Decodes `[height, width]`, as PyTorch and ONNX write a stride or kernel size.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.singleValueContainer().decode([Int].self)
+        guard values.count == 2 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected [height, width], got \(values)"))
+        }
+        self.init(values[0], values[1])
+    }
+
+    /// Encodes `[height, width]`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(array)
+    }
 }
 
 /// Zero padding on each side of the input, per axis and side (PyTorch's `padding=(h, w)` is
@@ -61,4 +76,19 @@ public struct Padding: Sendable, Equatable, Hashable, Codable, CustomStringConve
     public var array: [Int] { [top, bottom, left, right] }
 
     public var description: String { "(\(top), \(bottom), \(left), \(right))" }
+
+    /// Decodes `[top, bottom, left, right]`.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.singleValueContainer().decode([Int].self)
+        guard values.count == 4 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected [top, bottom, left, right], got \(values)"))
+        }
+        self.init(top: values[0], bottom: values[1], left: values[2], right: values[3])
+    }
+
+    /// Encodes `[top, bottom, left, right]`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(array)
+    }
 }

@@ -14,20 +14,20 @@ public struct Linear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
 
     /// Creates a linear layer.
     ///
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for an empty weight, a bias of the
-    ///   wrong length or non-finite values.
+    /// - Throws: ``NNLayersError/invalidWeightShape(layer:shape:expected:)`` for an empty weight,
+    ///   ``NNLayersError/biasCount(layer:count:expected:)`` and ``NNLayersError/nonFinite(layer:tensor:index:)``.
     public init(weight: Matrix<Scalar>, bias: [Scalar]? = nil) throws {
         guard weight.rows > 0, weight.columns > 0 else {
-            throw NNLayersError.invalidConfiguration("Linear: weight shape \(weight.shape) must have positive sizes")
+            throw NNLayersError.invalidWeightShape(layer: "Linear", shape: weight.shape, expected: "(out, in) with positive sizes")
         }
         if let bias, bias.count != weight.rows {
-            throw NNLayersError.invalidConfiguration("Linear: \(bias.count) biases for \(weight.rows) output features")
+            throw NNLayersError.biasCount(layer: "Linear", count: bias.count, expected: weight.rows)
         }
         if let index = Tensor(weight).firstNonFiniteIndex {
-            throw NNLayersError.invalidConfiguration("Linear: the weight has a non-finite value at flat index \(index)")
+            throw NNLayersError.nonFinite(layer: "Linear", tensor: "weight", index: index)
         }
         if let bias, let index = bias.firstIndex(where: { !$0.isFinite }) {
-            throw NNLayersError.invalidConfiguration("Linear: bias \(index) is not finite")
+            throw NNLayersError.nonFinite(layer: "Linear", tensor: "bias", index: index)
         }
         self.weight = weight
         self.bias = bias
@@ -47,10 +47,25 @@ public struct Linear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
             throw NNLayersError.inputShape(layer: "Linear \(inFeatures)→\(outFeatures)", expected: "(…, \(inFeatures))", actual: x.shape)
         }
         let rows = x.scalarCount / inFeatures
-        let product = Matrix(try x.reshaped(to: [rows, inFeatures])).matmul(weight, transposeOther: true)
+        let product = try Matrix(reshaping: x, rows: rows, columns: inFeatures).matmul(weight, transposeOther: true)
         var y = try Tensor(product).reshaped(to: Array(x.shape.dropLast()) + [outFeatures])
         if let bias { y = y.addingBias(bias, axis: y.order - 1) }
         return y
+    }
+
+    /// Parameters: the weight and the bias.
+    public var parameterCount: Int { weight.rows * weight.columns + (bias?.count ?? 0) }
+
+    /// Parameters, FLOPs (2 × multiply-adds) and output shape for one sample of shape `[…, in]`.
+    ///
+    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` unless the last axis has `in`
+    ///   features, ``NNLayersError/countOverflow(quantity:factors:)`` for counts beyond `Int`.
+    public func cost(input shape: [Int]) throws -> LayerCost {
+        guard shape.last == inFeatures else {
+            throw NNLayersError.inputShape(layer: summary, expected: "[…, \(inFeatures)]", actual: shape)
+        }
+        let flops = try checkedProduct([2] + shape.dropLast() + [inFeatures, outFeatures], "the FLOP count of \(summary) for input \(shape)")
+        return LayerCost(parameters: parameterCount, flops: flops, outputShape: Array(shape.dropLast()) + [outFeatures])
     }
 
     /// A one-line description.

@@ -2,3 +2,4 @@
 @_exported import Decompositions
 @_exported import TensorIO
 @_exported import NNLayers
+@_exported import ModelCompression

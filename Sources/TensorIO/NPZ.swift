@@ -78,6 +78,14 @@ public struct NPZFile {
     }
 
     /// The bytes of member `name + ".npy"`, inflated within the limits described on the type.
+    /// The `.npy` header of member `name` (dtype, shape, order), read by inflating the member.
+    ///
+    /// - Throws: the errors of ``tensor(named:as:)``.
+    public func header(named name: String) throws -> NPYHeader {
+        let data = try memberData(named: name)
+        return try data.withUnsafeBytes { try NPYHeader(parsing: $0) }
+    }
+
     func memberData(named name: String) throws -> Data {
         guard let entry = members[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
         func corrupt(_ reason: String) -> TensorIOError {

@@ -15,12 +15,18 @@ import RealModule
 ///   interface), never guessed. A nonzero `info` is returned to the caller, which turns it
 ///   into a ``LinearAlgebraError``.
 ///
-/// Pointers passed here must come from `withUnsafe…BufferPointer` closures of the caller.
-public protocol BLASScalar: BinaryFloatingPoint, Real, Sendable, Codable
+/// Conforming types other than `Float` and `Double` are not supported. The raw kernels live in the
+/// underscored ``_BLASKernels`` protocol: they take pointers and are not part of the API.
+public protocol BLASScalar: _BLASKernels, BinaryFloatingPoint, Real, Sendable, Codable
 where Self.RawSignificand: FixedWidthInteger {
     /// A short name of the type for reports: `"Float"` or `"Double"`.
     static var typeName: String { get }
+}
 
+/// The BLAS and LAPACK kernels behind ``BLASScalar``: an implementation detail that generic code
+/// of this package calls, not API. Pointers passed here come from `withUnsafe…BufferPointer`
+/// closures of the caller.
+public protocol _BLASKernels {
     // MARK: BLAS (row-major)
 
     /// `C ← α·op(A)·op(B) + β·C` with `op(A)` of shape `m × k` and `op(B)` of shape `k × n`.

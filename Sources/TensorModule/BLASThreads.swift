@@ -1,4 +1,4 @@
-import CLinearAlgebra
+internal import CLinearAlgebra
 
 /// The number of threads OpenBLAS uses.
 ///
@@ -7,10 +7,4 @@ import CLinearAlgebra
 public enum BLASThreads {
     /// The current OpenBLAS thread count.
     public static var count: Int { Int(openblas_get_num_threads()) }
-
-    /// Sets the OpenBLAS thread count for the whole process.
-    public static func setCount(_ count: Int) {
-        precondition(count >= 1, "BLAS thread count must be at least 1, got \(count)")
-        openblas_set_num_threads(Int32(count))
-    }
 }

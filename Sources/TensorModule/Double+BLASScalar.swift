@@ -1,10 +1,9 @@
-import CLinearAlgebra
+internal import CLinearAlgebra
 import RealModule
 
 extension Double: BLASScalar {
     public static var typeName: String { "Double" }
 
-    @inlinable
     public static func gemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Double, a: UnsafePointer<Double>, lda: Int,
@@ -16,7 +15,6 @@ extension Double: BLASScalar {
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    @inlinable
     public static func gemv(
         transpose: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int
@@ -26,27 +24,22 @@ extension Double: BLASScalar {
             alpha, a, blasint(lda), x, blasint(incx), beta, y, blasint(incy))
     }
 
-    @inlinable
     public static func dot(n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int) -> Double {
         cblas_ddot(blasint(n), x, blasint(incx), y, blasint(incy))
     }
 
-    @inlinable
     public static func nrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {
         cblas_dnrm2(blasint(n), x, blasint(incx))
     }
 
-    @inlinable
     public static func axpy(n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int) {
         cblas_daxpy(blasint(n), alpha, x, blasint(incx), y, blasint(incy))
     }
 
-    @inlinable
     public static func scal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
         cblas_dscal(blasint(n), alpha, x, blasint(incx))
     }
 
-    @inlinable
     public static func syrk(
         transpose: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
@@ -56,7 +49,6 @@ extension Double: BLASScalar {
             blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
 
-    @inlinable
     public static func gesdd(
         jobz: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
         s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
@@ -67,7 +59,6 @@ extension Double: BLASScalar {
             s, u, Int32(ldu), vt, Int32(ldvt))
     }
 
-    @inlinable
     public static func gesvd(
         jobu: UInt8, jobvt: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
         s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
@@ -78,33 +69,60 @@ extension Double: BLASScalar {
             a, Int32(lda), s, u, Int32(ldu), vt, Int32(ldvt), superb)
     }
 
-    @inlinable
     public static func syevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, w: UnsafeMutablePointer<Double>) -> Int32 {
         LAPACKE_dsyevd(LAPACK_COL_MAJOR, CChar(bitPattern: jobz), CChar(bitPattern: uplo), Int32(n), a, Int32(lda), w)
     }
 
-    @inlinable
     public static func geqrf(m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafeMutablePointer<Double>) -> Int32 {
         LAPACKE_dgeqrf(LAPACK_COL_MAJOR, Int32(m), Int32(n), a, Int32(lda), tau)
     }
 
-    @inlinable
     public static func orgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafePointer<Double>) -> Int32 {
         LAPACKE_dorgqr(LAPACK_COL_MAJOR, Int32(m), Int32(n), Int32(k), a, Int32(lda), tau)
     }
 
-    @inlinable
     public static func potrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int) -> Int32 {
         LAPACKE_dpotrf(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), a, Int32(lda))
     }
 
-    @inlinable
     public static func potrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
         LAPACKE_dpotrs(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), Int32(nrhs), a, Int32(lda), b, Int32(ldb))
     }
 
-    @inlinable
     public static func gesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Double>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
         LAPACKE_dgesv(LAPACK_COL_MAJOR, Int32(n), Int32(nrhs), a, Int32(lda), ipiv, b, Int32(ldb))
+    }
+}
+
+// MARK: Tridiagonal eigensolvers (Double only, for `leadingSymmetricEigenpairs`)
+
+extension Double {
+    /// `dsytrd` on the lower triangle of a column-major `n × n` matrix: `A = Q T Qᵀ`.
+    static func sytrdLower(n: Int, a: UnsafeMutablePointer<Double>, d: inout [Double], e: inout [Double], tau: inout [Double]) -> Int32 {
+        LAPACKE_dsytrd(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), Int32(n), a, Int32(n), &d, &e, &tau)
+    }
+
+    /// `dsterf`: all eigenvalues of the tridiagonal `(d, e)`, ascending, into `d`.
+    static func sterf(n: Int, d: inout [Double], e: inout [Double]) -> Int32 {
+        LAPACKE_dsterf(Int32(n), &d, &e)
+    }
+
+    /// `dstedc` with `compz = "I"`: all eigenpairs of the tridiagonal `(d, e)`, vectors column-major in `z`.
+    static func stedcTridiagonal(n: Int, d: inout [Double], e: inout [Double], z: UnsafeMutablePointer<Double>) -> Int32 {
+        LAPACKE_dstedc(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "I")), Int32(n), &d, &e, z, Int32(n))
+    }
+
+    /// `dormtr` (left, lower, no transpose): `C ← Q C` with `Q` from ``sytrdLower(n:a:d:e:tau:)``.
+    static func ormtrLower(n: Int, columns: Int, a: UnsafePointer<Double>, tau: [Double], c: UnsafeMutablePointer<Double>) -> Int32 {
+        LAPACKE_dormtr(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")),
+                       Int32(n), Int32(columns), a, Int32(n), tau, c, Int32(n))
+    }
+
+    /// `dstein`: eigenvectors of the tridiagonal `(d, e)` for `count` eigenvalues by inverse iteration.
+    static func stein(
+        n: Int, d: [Double], e: [Double], count: Int, w: inout [Double], blocks: inout [Int32], splits: inout [Int32],
+        z: UnsafeMutablePointer<Double>, failures: inout [Int32]
+    ) -> Int32 {
+        LAPACKE_dstein(LAPACK_COL_MAJOR, Int32(n), d, e, Int32(count), &w, &blocks, &splits, z, Int32(n), &failures)
     }
 }

@@ -1,10 +1,9 @@
-import CLinearAlgebra
+internal import CLinearAlgebra
 import RealModule
 
 extension Float: BLASScalar {
     public static var typeName: String { "Float" }
 
-    @inlinable
     public static func gemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float, a: UnsafePointer<Float>, lda: Int,
@@ -16,7 +15,6 @@ extension Float: BLASScalar {
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    @inlinable
     public static func gemv(
         transpose: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int
@@ -26,27 +24,22 @@ extension Float: BLASScalar {
             alpha, a, blasint(lda), x, blasint(incx), beta, y, blasint(incy))
     }
 
-    @inlinable
     public static func dot(n: Int, x: UnsafePointer<Float>, incx: Int, y: UnsafePointer<Float>, incy: Int) -> Float {
         cblas_sdot(blasint(n), x, blasint(incx), y, blasint(incy))
     }
 
-    @inlinable
     public static func nrm2(n: Int, x: UnsafePointer<Float>, incx: Int) -> Float {
         cblas_snrm2(blasint(n), x, blasint(incx))
     }
 
-    @inlinable
     public static func axpy(n: Int, alpha: Float, x: UnsafePointer<Float>, incx: Int, y: UnsafeMutablePointer<Float>, incy: Int) {
         cblas_saxpy(blasint(n), alpha, x, blasint(incx), y, blasint(incy))
     }
 
-    @inlinable
     public static func scal(n: Int, alpha: Float, x: UnsafeMutablePointer<Float>, incx: Int) {
         cblas_sscal(blasint(n), alpha, x, blasint(incx))
     }
 
-    @inlinable
     public static func syrk(
         transpose: Bool, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
@@ -56,7 +49,6 @@ extension Float: BLASScalar {
             blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
 
-    @inlinable
     public static func gesdd(
         jobz: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Float>, lda: Int,
         s: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>?, ldu: Int,
@@ -67,7 +59,6 @@ extension Float: BLASScalar {
             s, u, Int32(ldu), vt, Int32(ldvt))
     }
 
-    @inlinable
     public static func gesvd(
         jobu: UInt8, jobvt: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Float>, lda: Int,
         s: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>?, ldu: Int,
@@ -78,32 +69,26 @@ extension Float: BLASScalar {
             a, Int32(lda), s, u, Int32(ldu), vt, Int32(ldvt), superb)
     }
 
-    @inlinable
     public static func syevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Float>, lda: Int, w: UnsafeMutablePointer<Float>) -> Int32 {
         LAPACKE_ssyevd(LAPACK_COL_MAJOR, CChar(bitPattern: jobz), CChar(bitPattern: uplo), Int32(n), a, Int32(lda), w)
     }
 
-    @inlinable
     public static func geqrf(m: Int, n: Int, a: UnsafeMutablePointer<Float>, lda: Int, tau: UnsafeMutablePointer<Float>) -> Int32 {
         LAPACKE_sgeqrf(LAPACK_COL_MAJOR, Int32(m), Int32(n), a, Int32(lda), tau)
     }
 
-    @inlinable
     public static func orgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Float>, lda: Int, tau: UnsafePointer<Float>) -> Int32 {
         LAPACKE_sorgqr(LAPACK_COL_MAJOR, Int32(m), Int32(n), Int32(k), a, Int32(lda), tau)
     }
 
-    @inlinable
     public static func potrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Float>, lda: Int) -> Int32 {
         LAPACKE_spotrf(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), a, Int32(lda))
     }
 
-    @inlinable
     public static func potrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutablePointer<Float>, ldb: Int) -> Int32 {
         LAPACKE_spotrs(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), Int32(nrhs), a, Int32(lda), b, Int32(ldb))
     }
 
-    @inlinable
     public static func gesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Float>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Float>, ldb: Int) -> Int32 {
         LAPACKE_sgesv(LAPACK_COL_MAJOR, Int32(n), Int32(nrhs), a, Int32(lda), ipiv, b, Int32(ldb))
     }

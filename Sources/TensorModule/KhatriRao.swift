@@ -17,13 +17,14 @@
 ///   - skipping: An index of `matrices` to leave out (the mode being solved for in CP-ALS).
 /// - Returns: A `(∏ rows) × R` matrix.
 /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the column counts
-///   differ, ``TensorError/invalidArgument(_:)`` when no matrix is left.
+///   differ.
+/// - Precondition: at least one matrix is left after `skipping`.
 /// - Complexity: `R · ∏ rows` multiplications (plus the smaller intermediate products).
 @inlinable
 public func khatriRao<Scalar: BLASScalar>(_ matrices: [Matrix<Scalar>], skipping: Int? = nil) throws -> Matrix<Scalar> {
     let used = matrices.indices.filter { $0 != skipping }.map { matrices[$0] }
     guard let first = used.first else {
-        throw TensorError.invalidArgument("khatriRao: no matrices left (\(matrices.count) given, skipping \(skipping.map(String.init) ?? "none"))")
+        preconditionFailure("khatriRao: no matrices left (\(matrices.count) given, skipping \(skipping.map(String.init) ?? "none"))")
     }
     let r = first.columns
     for (index, matrix) in used.enumerated() where matrix.columns != r {
@@ -96,12 +97,12 @@ public func kronecker<Scalar: BLASScalar>(_ a: Matrix<Scalar>, _ b: Matrix<Scala
 /// skipping one: the CP-ALS normal-equation matrix `∗_{m≠n} A_mᵀA_m` from the Gram matrices.
 ///
 /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when shapes differ,
-///   ``TensorError/invalidArgument(_:)`` when no matrix is left.
+/// - Precondition: at least one matrix is left after `skipping`.
 @inlinable
 public func hadamardProduct<Scalar: BLASScalar>(_ matrices: [Matrix<Scalar>], skipping: Int? = nil) throws -> Matrix<Scalar> {
     let used = matrices.indices.filter { $0 != skipping }.map { matrices[$0] }
     guard var result = used.first else {
-        throw TensorError.invalidArgument("hadamardProduct: no matrices left (\(matrices.count) given)")
+        preconditionFailure("hadamardProduct: no matrices left (\(matrices.count) given, skipping \(skipping.map(String.init) ?? "none"))")
     }
     for (index, matrix) in used.enumerated().dropFirst() {
         guard matrix.shape == result.shape else {

@@ -45,7 +45,7 @@ public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matri
     guard factors.count == order else {
         throw TensorError.countMismatch(operation: "mttkrp: factors for a tensor of shape \(shape)", expected: order, actual: factors.count)
     }
-    guard mode >= 0 && mode < order else { throw TensorError.modeOutOfRange(mode: mode, order: order) }
+    precondition(mode >= 0 && mode < order, "mttkrp: mode \(mode) is out of range 0..<\(order) for shape \(shape)")
     let others = (0..<order).filter { $0 != mode }
     let rank = others.first.map { factors[$0].columns } ?? factors[mode].columns
     for m in others where factors[m].rows != shape[m] || factors[m].columns != rank {

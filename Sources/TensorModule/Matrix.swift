@@ -34,8 +34,9 @@ public struct Matrix<Scalar: BLASScalar>: Sendable, Equatable {
         try storage.withUnsafeMutableBufferPointer(body)
     }
 
+    /// A matrix over `scalars`, whose count the caller has checked to be `rows · columns`.
     @inlinable
-    init(uncheckedRows rows: Int, columns: Int, scalars: ContiguousArray<Scalar>) {
+    package init(uncheckedRows rows: Int, columns: Int, scalars: ContiguousArray<Scalar>) {
         self.rows = rows
         self.columns = columns
         self.storage = scalars
@@ -108,6 +109,42 @@ public struct Matrix<Scalar: BLASScalar>: Sendable, Equatable {
         self.init(uncheckedRows: tensor.shape[0], columns: tensor.shape[1], scalars: tensor.storage)
     }
 
+    /// Views the scalars of a tensor of any order as a `rows × columns` matrix (no copy): the
+    /// row-major reshape that groups the leading axes into rows and the trailing ones into columns.
+    ///
+    /// ```swift
+    /// let core = Tensor<Float>.randomNormal(shape: [2, 5, 3], seed: 1)
+    /// let left = try Matrix(reshaping: core, rows: 10, columns: 3)    // (r₀·n) × r₁
+    /// ```
+    ///
+    /// - Throws: ``TensorError/scalarCountMismatch(shape:count:)`` when `rows · columns` differs
+    ///   from the tensor's scalar count.
+    @inlinable
+    public init(reshaping tensor: Tensor<Scalar>, rows: Int, columns: Int) throws {
+        guard rows >= 0, columns >= 0, try Tensor<Scalar>.validatedCount(of: [rows, columns]) == tensor.scalarCount else {
+            throw TensorError.scalarCountMismatch(shape: [rows, columns], count: tensor.scalarCount)
+        }
+        self.init(uncheckedRows: rows, columns: columns, scalars: tensor.storage)
+    }
+
+    /// The same scalars as a `rows × columns` matrix (no copy).
+    ///
+    /// - Throws: ``TensorError/scalarCountMismatch(shape:count:)`` when the counts differ.
+    @inlinable
+    public func reshaped(rows: Int, columns: Int) throws -> Matrix {
+        try Matrix(reshaping: Tensor(self), rows: rows, columns: columns)
+    }
+
+    /// A matrix of independent samples uniform in `[0, 1)` drawn from `generator`.
+    @inlinable
+    public static func randomUniform(rows: Int, columns: Int, using generator: inout SeededGenerator) -> Matrix {
+        precondition(rows >= 0 && columns >= 0, "matrix dimensions must be non-negative, got \(rows) × \(columns)")
+        var storage = ContiguousArray<Scalar>()
+        storage.reserveCapacity(rows * columns)
+        for _ in 0..<(rows * columns) { storage.append(Scalar(generator.nextUniform())) }
+        return Matrix(uncheckedRows: rows, columns: columns, scalars: storage)
+    }
+
     /// The shape `[rows, columns]`.
     @inlinable
     public var shape: [Int] { [rows, columns] }
@@ -164,6 +201,41 @@ public struct Matrix<Scalar: BLASScalar>: Sendable, Equatable {
     public func leadingRows(_ count: Int) -> Matrix {
         precondition(count >= 0 && count <= rows, "cannot take \(count) of \(rows) rows")
         return Matrix(uncheckedRows: count, columns: columns, scalars: ContiguousArray(scalars.prefix(count * columns)))
+    }
+
+    /// The rows at `indices`, in that order (repetitions allowed).
+    ///
+    /// - Precondition: every index in `0..<rows`.
+    @inlinable
+    public func selectingRows(_ indices: [Int]) -> Matrix {
+        var values = ContiguousArray<Scalar>()
+        values.reserveCapacity(indices.count * columns)
+        for i in indices {
+            precondition(i >= 0 && i < rows, "row \(i) is out of range 0..<\(rows)")
+            values.append(contentsOf: storage[(i * columns)..<((i + 1) * columns)])
+        }
+        return Matrix(uncheckedRows: indices.count, columns: columns, scalars: values)
+    }
+
+    /// The columns at `indices`, in that order (repetitions allowed).
+    ///
+    /// - Precondition: every index in `0..<columns`.
+    @inlinable
+    public func selectingColumns(_ indices: [Int]) -> Matrix {
+        for j in indices { precondition(j >= 0 && j < columns, "column \(j) is out of range 0..<\(columns)") }
+        var values = ContiguousArray<Scalar>()
+        values.reserveCapacity(rows * indices.count)
+        for i in 0..<rows {
+            let row = i * columns
+            for j in indices { values.append(storage[row + j]) }
+        }
+        return Matrix(uncheckedRows: rows, columns: indices.count, scalars: values)
+    }
+
+    /// Every element multiplied by `2ᵉ`, exactly (see ``Tensor/scaled(byPowerOfTwo:)``).
+    @inlinable
+    public func scaled(byPowerOfTwo exponent: Int) -> Matrix {
+        Matrix(Tensor(self).scaled(byPowerOfTwo: exponent))
     }
 
     /// Frobenius norm `‖A‖_F`.

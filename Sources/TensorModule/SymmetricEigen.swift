@@ -1,4 +1,3 @@
-import CLinearAlgebra
 
 /// The leading eigenpairs of a symmetric Double matrix: all eigenvalues, and eigenvectors only
 /// for the `k` largest, where `k` is chosen from the eigenvalues.
@@ -28,7 +27,7 @@ func leadingSymmetricEigenpairs(
     var e = [Double](repeating: 0, count: n)
     var tau = [Double](repeating: 0, count: n)
     var info = matrix.withUnsafeMutableBufferPointer { a in
-        LAPACKE_dsytrd(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), Int32(n), a.baseAddress!, Int32(n), &d, &e, &tau)
+        Double.sytrdLower(n: n, a: a.baseAddress!, d: &d, e: &e, tau: &tau)
     }
     if info != 0 { throw LinearAlgebraError.lapack(routine: "dsytrd", info: Int(info)) }
 
@@ -44,7 +43,7 @@ func leadingSymmetricEigenpairs(
     for (block, end) in blockEnds.enumerated() {
         var blockD = Array(d[start..<end])
         var blockE = Array(e[start..<end])
-        info = LAPACKE_dsterf(Int32(end - start), &blockD, &blockE)
+        info = Double.sterf(n: end - start, d: &blockD, e: &blockE)
         if info != 0 { throw LinearAlgebraError.lapack(routine: "dsterf", info: Int(info)) }
         eigenvalues += blockD.map { ($0, block) }
         start = end
@@ -67,7 +66,7 @@ func leadingSymmetricEigenpairs(
         var offDiagonal = e
         var full = ContiguousArray<Double>(repeating: 0, count: n * n)
         info = full.withUnsafeMutableBufferPointer { t in
-            LAPACKE_dstedc(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "I")), Int32(n), &diagonal, &offDiagonal, t.baseAddress!, Int32(n))
+            Double.stedcTridiagonal(n: n, d: &diagonal, e: &offDiagonal, z: t.baseAddress!)
         }
         if info != 0 { throw LinearAlgebraError.lapack(routine: "dstedc", info: Int(info)) }
         z = ContiguousArray(full[(n - k) * n..<(n * n)])
@@ -76,8 +75,7 @@ func leadingSymmetricEigenpairs(
     // Back to the basis of the original matrix, then into the order of the eigenvalues.
     info = matrix.withUnsafeBufferPointer { a in
         z.withUnsafeMutableBufferPointer { zp in
-            LAPACKE_dormtr(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")),
-                           Int32(n), Int32(k), a.baseAddress!, Int32(n), tau, zp.baseAddress!, Int32(n))
+            Double.ormtrLower(n: n, columns: k, a: a.baseAddress!, tau: tau, c: zp.baseAddress!)
         }
     }
     if info != 0 { throw LinearAlgebraError.lapack(routine: "dormtr", info: Int(info)) }
@@ -107,8 +105,7 @@ func inverseIteration(
     var failures = [Int32](repeating: 0, count: k)
     var z = ContiguousArray<Double>(repeating: 0, count: n * k)
     let info = z.withUnsafeMutableBufferPointer { zp in
-        LAPACKE_dstein(LAPACK_COL_MAJOR, Int32(n), d, e, Int32(k), &w, &blockNumbers, &splits,
-                       zp.baseAddress!, Int32(n), &failures)
+        Double.stein(n: n, d: d, e: e, count: k, w: &w, blocks: &blockNumbers, splits: &splits, z: zp.baseAddress!, failures: &failures)
     }
     if info < 0 { throw LinearAlgebraError.lapack(routine: "dstein", info: Int(info)) }
     return info == 0 ? (z, ordered.map(\.offset)) : nil

@@ -80,12 +80,14 @@ extension Tensor {
     /// tensors are rescaled by one power of two first when their magnitudes are far from 1, so the
     /// error is right for any finite scalars (near `Float.greatestFiniteMagnitude` too).
     ///
-    /// - Precondition: equal shapes.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the shapes differ.
     @inlinable
-    public func relativeError(to reference: Tensor) -> Scalar {
-        precondition(shape == reference.shape, "relativeError: shapes \(shape) and \(reference.shape) differ")
+    public func relativeError(to reference: Tensor) throws -> Scalar {
+        guard shape == reference.shape else {
+            throw TensorError.shapeMismatch(operation: "relativeError", expected: reference.shape, actual: shape)
+        }
         if let exponent = Self.rangeExponent(ofMagnitude: Swift.max(maximumMagnitude, reference.maximumMagnitude)) {
-            return scaled(byPowerOfTwo: -exponent).relativeError(to: reference.scaled(byPowerOfTwo: -exponent))
+            return try scaled(byPowerOfTwo: -exponent).relativeError(to: reference.scaled(byPowerOfTwo: -exponent))
         }
         let difference = (self - reference).frobeniusNorm
         let norm = reference.frobeniusNorm

@@ -20,7 +20,7 @@ extension Tensor {
     /// - Complexity: `2 · J · scalarCount` flops.
     @inlinable
     public func modeProduct(_ matrix: Matrix<Scalar>, mode: Int, transposed: Bool = false) throws -> Tensor {
-        precondition(mode >= 0 && mode < order, "\(TensorError.modeOutOfRange(mode: mode, order: order))")
+        precondition(mode >= 0 && mode < order, "mode \(mode) is out of range 0..<\(order) for shape \(shape)")
         let inner = transposed ? matrix.rows : matrix.columns
         let j = transposed ? matrix.columns : matrix.rows
         guard inner == shape[mode] else {
@@ -86,18 +86,16 @@ extension Tensor {
     /// let g = try x.multiModeProduct([u0, u1, u2], modes: [0, 1, 2], transposed: true)
     /// ```
     ///
+    /// - Precondition: every mode in `0..<order`, none given twice.
     /// - Throws: ``TensorError/countMismatch(operation:expected:actual:)`` when the counts differ,
-    ///   ``TensorError/modeOutOfRange(mode:order:)`` or ``TensorError/invalidArgument(_:)`` for a
-    ///   mode given twice, and the errors of ``modeProduct(_:mode:transposed:)``.
+    ///   and the errors of ``modeProduct(_:mode:transposed:)``.
     @inlinable
     public func multiModeProduct(_ matrices: [Matrix<Scalar>], modes: [Int], transposed: Bool = false) throws -> Tensor {
         guard matrices.count == modes.count else {
             throw TensorError.countMismatch(operation: "multiModeProduct: matrices for modes \(modes)", expected: modes.count, actual: matrices.count)
         }
-        for mode in modes where mode < 0 || mode >= order { throw TensorError.modeOutOfRange(mode: mode, order: order) }
-        guard Set(modes).count == modes.count else {
-            throw TensorError.invalidArgument("multiModeProduct: modes \(modes) repeat a mode")
-        }
+        for mode in modes { precondition(mode >= 0 && mode < order, "mode \(mode) is out of range 0..<\(order) for shape \(shape)") }
+        precondition(Set(modes).count == modes.count, "multiModeProduct: modes \(modes) repeat a mode")
         for (matrix, mode) in zip(matrices, modes) {
             let inner = transposed ? matrix.rows : matrix.columns
             guard inner == shape[mode] else {

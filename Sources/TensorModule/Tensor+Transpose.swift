@@ -33,7 +33,7 @@ extension Tensor {
 
     /// Permutes axes; `permutation` must be valid.
     @inlinable
-    func permutedUnchecked(_ permutation: [Int]) -> Tensor {
+    package func permutedUnchecked(_ permutation: [Int]) -> Tensor {
         let newShape = permutation.map { shape[$0] }
         if permutation == Array(0..<order) || scalarCount <= 1 {
             return Tensor(uncheckedShape: newShape, scalars: scalars)

@@ -18,7 +18,7 @@ extension Tensor {
     /// - Complexity: O(scalarCount).
     @inlinable
     public func unfolded(mode: Int) -> Matrix<Scalar> {
-        precondition(mode >= 0 && mode < order, "\(TensorError.modeOutOfRange(mode: mode, order: order))")
+        precondition(mode >= 0 && mode < order, "mode \(mode) is out of range 0..<\(order) for shape \(shape)")
         let rest = shape.enumerated().filter { $0.offset != mode }.reduce(1) { $0 * $1.element }
         let permutation = [mode] + (0..<order).filter { $0 != mode }
         let moved = permutedUnchecked(permutation)
@@ -33,12 +33,12 @@ extension Tensor {
     /// try Tensor(folding: m, mode: 2, shape: x.shape) == x   // true
     /// ```
     ///
-    /// - Throws: ``TensorError/modeOutOfRange(mode:order:)`` or
-    ///   ``TensorError/shapeMismatch(operation:expected:actual:)`` when the matrix does not have
+    /// - Precondition: `0 <= mode < shape.count`.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the matrix does not have
     ///   `shape[mode]` rows and `∏_{m≠mode} shape[m]` columns.
     @inlinable
     public init(folding matrix: Matrix<Scalar>, mode: Int, shape: [Int]) throws {
-        guard mode >= 0 && mode < shape.count else { throw TensorError.modeOutOfRange(mode: mode, order: shape.count) }
+        precondition(mode >= 0 && mode < shape.count, "mode \(mode) is out of range 0..<\(shape.count) for shape \(shape)")
         _ = try Self.validatedCount(of: shape)
         let rest = shape.enumerated().filter { $0.offset != mode }.reduce(1) { $0 * $1.element }
         guard matrix.rows == shape[mode], matrix.columns == rest else {

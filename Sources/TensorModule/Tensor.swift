@@ -23,7 +23,7 @@ public struct Tensor<Scalar: BLASScalar>: Sendable, Equatable {
 
     /// Creates a tensor without checking that `scalars.count` matches `shape`.
     @inlinable
-    init(uncheckedShape shape: [Int], scalars: ContiguousArray<Scalar>) {
+    package init(uncheckedShape shape: [Int], scalars: ContiguousArray<Scalar>) {
         self.shape = shape
         self.storage = scalars
     }
@@ -165,13 +165,13 @@ extension Tensor {
     /// One dimension may be `-1`; it is inferred from the others, as in NumPy.
     ///
     /// - Throws: ``TensorError/scalarCountMismatch(shape:count:)`` when the counts differ, or
-    ///   ``TensorError/invalidArgument(_:)`` for more than one `-1`.
+    ///   ``TensorError/ambiguousReshape(shape:)`` for more than one `-1`.
     @inlinable
     public func reshaped(to newShape: [Int]) throws -> Tensor {
         var shape = newShape
         let inferred = shape.indices.filter { shape[$0] == -1 }
         if inferred.count > 1 {
-            throw TensorError.invalidArgument("reshape to \(newShape): at most one dimension may be -1")
+            throw TensorError.ambiguousReshape(shape: newShape)
         }
         if let axis = inferred.first {
             shape[axis] = 1

@@ -11,14 +11,12 @@ public enum TensorError: Error, Equatable, CustomStringConvertible, Sendable {
     case shapeOverflow(shape: [Int])
     /// Two shapes that must agree do not.
     case shapeMismatch(operation: String, expected: [Int], actual: [Int])
-    /// A mode is outside `0..<order`.
-    case modeOutOfRange(mode: Int, order: Int)
     /// A permutation is not a permutation of `0..<order`.
     case invalidPermutation([Int], order: Int)
     /// A list of matrices or sizes has the wrong length.
     case countMismatch(operation: String, expected: Int, actual: Int)
-    /// An argument is out of its allowed range.
-    case invalidArgument(String)
+    /// A reshape target with more than one inferred (`-1`) dimension.
+    case ambiguousReshape(shape: [Int])
     /// The data contains NaN or infinity.
     case nonFinite(operation: String, index: Int)
 
@@ -33,14 +31,12 @@ public enum TensorError: Error, Equatable, CustomStringConvertible, Sendable {
             return "the scalar count of shape \(shape) overflows Int"
         case let .shapeMismatch(operation, expected, actual):
             return "\(operation): expected shape \(expected), got \(actual)"
-        case let .modeOutOfRange(mode, order):
-            return "mode \(mode) is out of range for a tensor of order \(order) (valid: 0..<\(order))"
         case let .invalidPermutation(permutation, order):
             return "\(permutation) is not a permutation of 0..<\(order)"
         case let .countMismatch(operation, expected, actual):
             return "\(operation): expected \(expected) items, got \(actual)"
-        case let .invalidArgument(message):
-            return message
+        case let .ambiguousReshape(shape):
+            return "reshape to \(shape): at most one dimension may be -1"
         case let .nonFinite(operation, index):
             return "\(operation): the data has a non-finite value (NaN or infinity) at flat index \(index)"
         }

@@ -52,7 +52,7 @@ struct Inspect: ParsableCommand {
                 print(try jsonString(Document(file: file, tensors: rows)))
                 return
             }
-            print(table(["name", "shape", "dtype", "kind", "EVBMF ranks", "parameters", "at EVBMF ranks"], rows.map { row in
+            print(renderTable(["name", "shape", "dtype", "kind", "EVBMF ranks", "parameters", "at EVBMF ranks"], rows.map { row in
                 [row.name, row.shape.map(String.init).joined(separator: "×"), row.dtype, row.kind,
                  row.vbmfRanks.map { "\($0)" } ?? "", compact(row.parameters),
                  row.compressedParameters.map { "\(compact($0)) (\(String(format: "%.1f", Double(row.parameters) / Double(max($0, 1))))×)" } ?? ""]

@@ -5,30 +5,47 @@ import TensorDecompositions
 import Glibc
 #endif
 
-/// Parses `vbmf`, `energy:F`, `params:F`, `flops:F` (layers only) or `error:F`.
-func parseRankSelection(_ text: String) throws -> RankSelection {
-    if text == "vbmf" { return .vbmf }
-    let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-    guard parts.count == 2, let value = Double(parts[1]), value.isFinite else {
-        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F, flops:F or error:F")
+/// `vbmf`, `energy:F`, `params:F`, `flops:F` or `error:F`, as the command line writes a rank rule.
+extension LayerRankSelection: ExpressibleByArgument {
+    public init?(argument: String) {
+        if argument.hasPrefix("flops:") {
+            guard let value = Double(argument.dropFirst("flops:".count)), value > 0, value <= 1 else { return nil }
+            self = .flopBudget(value)
+        } else {
+            guard let rule = RankSelection(argument: argument) else { return nil }
+            self = .kernel(rule)
+        }
     }
-    switch parts[0] {
-    case "energy":
-        guard value > 0 && value <= 1 else { throw ValidationError("--rank-selection energy:\(value): F must be in (0, 1]") }
-        return .energy(value)
-    case "params":
-        guard value > 0 && value <= 1 else { throw ValidationError("--rank-selection params:\(value): F must be in (0, 1]") }
-        return .parameterBudget(value)
-    case "flops":
-        guard value > 0 && value <= 1 else { throw ValidationError("--rank-selection flops:\(value): F must be in (0, 1]") }
-        return .flopBudget(value)
-    case "error":
-        guard value >= 0 else { throw ValidationError("--rank-selection error:\(value): F must be non-negative") }
-        return .relativeError(value)
-    default:
-        throw ValidationError("--rank-selection \(text): expected vbmf, energy:F, params:F, flops:F or error:F")
+
+    public static var defaultCompletionKind: CompletionKind { .list(["vbmf", "energy:", "params:", "flops:", "error:"]) }
+}
+
+/// `vbmf`, `energy:F`, `params:F` or `error:F`: the rules that need only the tensor.
+extension RankSelection: ExpressibleByArgument {
+    public init?(argument: String) {
+        if argument == "vbmf" { self = .vbmf; return }
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let value = Double(parts[1]), value.isFinite else { return nil }
+        switch parts[0] {
+        case "energy" where value > 0 && value <= 1: self = .energy(value)
+        case "params" where value > 0 && value <= 1: self = .parameterBudget(value)
+        case "error" where value >= 0: self = .relativeError(value)
+        default: return nil
+        }
     }
 }
+
+/// `H,W` or one size for both axes.
+extension Size2D: ExpressibleByArgument {
+    public init?(argument: String) {
+        let values = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard (1...2).contains(values.count), values.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
+        self = values.count == 1 ? Size2D(values[0]!) : Size2D(values[0]!, values[1]!)
+    }
+}
+
+extension StateDictCompressionOptions.ConvMethod: ExpressibleByArgument {}
+extension StateDictCompressionOptions.LinearMethod: ExpressibleByArgument {}
 
 /// Parses `a,b,…` of positive integers.
 func parseIntegers(_ text: String, option: String, count: Int? = nil) throws -> [Int] {
@@ -48,6 +65,58 @@ func printError(_ message: String) {
 func openModel(_ path: String) throws -> SafetensorsFile {
     guard FileManager.default.fileExists(atPath: path) else { throw TensorIOError.fileSystem(path: path, reason: "no such file") }
     return try SafetensorsFile(contentsOf: URL(fileURLWithPath: path))
+}
+
+/// The tensors of a `.safetensors`, `.npz` or `.npy` file, read by name.
+struct TensorFile {
+    /// The tensor names: a `.npy` file holds one, named after the file.
+    let names: [String]
+    private let dtypeOf: (String) throws -> DType
+    private let float: (String) throws -> Tensor<Float>
+    private let double: (String) throws -> Tensor<Double>
+
+    /// Opens `path` by its extension; anything but `.npy` and `.npz` is read as safetensors.
+    init(path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { throw TensorIOError.fileSystem(path: path, reason: "no such file") }
+        let url = URL(fileURLWithPath: path)
+        switch url.pathExtension.lowercased() {
+        case "npy":
+            let data: Data
+            do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch { throw TensorIOError.fileSystem(path: path, reason: "cannot read") }
+            let header = try data.withUnsafeBytes { try NPYHeader(parsing: $0) }
+            names = [url.deletingPathExtension().lastPathComponent]
+            dtypeOf = { _ in header.dtype }
+            float = { _ in try Tensor<Float>(npyData: data) }
+            double = { _ in try Tensor<Double>(npyData: data) }
+        case "npz":
+            let archive = try NPZFile(contentsOf: url)
+            names = archive.names
+            dtypeOf = { try archive.header(named: $0).dtype }
+            float = { try archive.tensor(named: $0, as: Float.self) }
+            double = { try archive.tensor(named: $0, as: Double.self) }
+        default:
+            let model = try SafetensorsFile(contentsOf: url)
+            names = model.names
+            dtypeOf = { name in
+                guard let entry = model.entries[name] else { throw TensorIOError.unknownTensor(name: name, available: model.names) }
+                return entry.dtype
+            }
+            float = { try model.tensor(named: $0, as: Float.self) }
+            double = { try model.tensor(named: $0, as: Double.self) }
+        }
+    }
+
+    func dtype(of name: String) throws -> DType {
+        guard names.contains(name) else { throw TensorIOError.unknownTensor(name: name, available: names) }
+        return try dtypeOf(name)
+    }
+
+    func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type) throws -> Tensor<Scalar> {
+        guard names.contains(name) else { throw TensorIOError.unknownTensor(name: name, available: names) }
+        if Scalar.self == Double.self, let tensor = try double(name) as? Tensor<Scalar> { return tensor }
+        if let tensor = try float(name) as? Tensor<Scalar> { return tensor }
+        preconditionFailure("BLASScalar has two conformances, Float and Double; got \(Scalar.self)")
+    }
 }
 
 /// Pretty-printed, key-sorted JSON of an encodable value.
@@ -83,7 +152,7 @@ struct ProgressBar {
 }
 
 /// A plain-text table with aligned columns.
-func table(_ header: [String], _ rows: [[String]]) -> String {
+func renderTable(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     func line(_ cells: [String]) -> String {
         cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")

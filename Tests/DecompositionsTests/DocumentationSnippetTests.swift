@@ -45,3 +45,7 @@ struct DocumentationSnippetTests {
         #expect(try tt.relativeError(to: kernel) <= 0.3 * 1.0001)
     }
 }
+
+/// The snippets print their results for the reader; under test they stay quiet, so that the
+/// test command's output holds only the test results.
+private func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {}

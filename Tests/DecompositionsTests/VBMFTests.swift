@@ -82,7 +82,6 @@ struct VBMFTests {
         #expect(fixed.ranks == [4, 3])
         #expect(throws: DecompositionError.self) { try selectRanks(for: kernel, modes: [0, 1], selection: .fixed([40, 3])) }
         #expect(throws: DecompositionError.self) { try selectRanks(for: kernel, modes: [0, 1], selection: .energy(1.5)) }
-        #expect(throws: DecompositionError.self) { try selectRanks(for: kernel, modes: [5], selection: .vbmf) }
         // CP ranks.
         #expect(try selectCPRank(for: kernel, selection: .fixed([7])).ranks == [7])
         let budget = try selectCPRank(for: kernel, selection: .parameterBudget(0.1))

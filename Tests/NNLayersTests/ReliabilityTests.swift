@@ -53,8 +53,8 @@ struct LayerReliabilityTests {
             #expect {
                 _ = try Conv2DSettings.configuration(json: Data(bad.utf8))
             } throws: { error in
-                guard let error = error as? NNLayersError, case let .invalidConfiguration(message) = error else { return false }
-                return !message.contains("\n") && message.hasPrefix("layer configuration")
+                guard let error = error as? NNLayersError, case .layerConfiguration = error else { return false }
+                return !error.description.contains("\n") && error.description.hasPrefix("layer configuration")
             }
         }
         #expect(throws: NNLayersError.self) {

@@ -1,49 +1,6 @@
 import Decompositions
 import TensorModule
 
-/// A fully connected layer whose weight is a `TTMatrix` (Novikov, Podoprikhin, Osokin, Vetrov 2015,
-/// arXiv:1509.06569): `y = x Wᵀ + b` computed core by core, never forming `W`.
-public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
-    /// The weight in TT-matrix form, `(out, in)` = `(∏ m_k, ∏ n_k)`.
-    public let weight: TTMatrix<Scalar>
-    /// One bias per output feature, or `nil`.
-    public let bias: [Scalar]?
-
-    /// Creates a TT linear layer.
-    ///
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for a bias of the wrong length.
-    public init(weight: TTMatrix<Scalar>, bias: [Scalar]? = nil) throws {
-        if let bias, bias.count != weight.shape[0] {
-            throw NNLayersError.invalidConfiguration("TTLinear: \(bias.count) biases for \(weight.shape[0]) output features")
-        }
-        self.weight = weight
-        self.bias = bias
-    }
-
-    /// Input features `N = ∏ n_k`.
-    public var inFeatures: Int { weight.shape[1] }
-    /// Output features `M = ∏ m_k`.
-    public var outFeatures: Int { weight.shape[0] }
-
-    /// `x Wᵀ + b` for `x` of shape `(…, in)`.
-    @inlinable
-    public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
-        guard x.order >= 1, x.shape.last == inFeatures else {
-            throw NNLayersError.inputShape(layer: "TTLinear \(inFeatures)→\(outFeatures)", expected: "(…, \(inFeatures))", actual: x.shape)
-        }
-        let rows = x.scalarCount / inFeatures
-        let product = try weight.applied(to: Matrix(try x.reshaped(to: [rows, inFeatures])))
-        var y = try Tensor(product).reshaped(to: Array(x.shape.dropLast()) + [outFeatures])
-        if let bias { y = y.addingBias(bias, axis: y.order - 1) }
-        return y
-    }
-
-    /// A one-line description.
-    public var summary: String {
-        "tt-linear \(inFeatures)→\(outFeatures) modes \(weight.columnModes)→\(weight.rowModes) ranks \(weight.ranks)\(bias != nil ? " bias" : "")"
-    }
-}
-
 /// The tensor-train convolution of Garipov, Podoprikhin, Novikov and Vetrov (2016,
 /// arXiv:1611.03214): the kernel reshaped to `(kh·kw, t_1 s_1, …, t_d s_d)` in TT format, with
 /// `T = ∏ t_k` output and `S = ∏ s_k` input channels.
@@ -83,24 +40,24 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     ///   - padding: The original convolution's padding.
     ///   - dilation: The original convolution's dilation.
     ///   - bias: The original convolution's bias, or `nil`.
-    /// - Throws: ``NNLayersError/invalidConfiguration(_:)`` for cores that do not fit.
+    /// - Throws: ``NNLayersError/factorShapes(layer:shapes:expected:)`` for cores that do not fit,
+    ///   ``NNLayersError/biasCount(layer:count:expected:)``.
     public init(
         cores: [Tensor<Scalar>], kernelSize: Size2D, outputModes: [Int], inputModes: [Int],
         stride: Size2D, padding: Padding, dilation: Size2D, bias: [Scalar]?
     ) throws {
         let d = outputModes.count
+        // The expected shapes, with −1 for the ranks that the cores choose.
+        let expected = [[1, kernelSize.height * kernelSize.width, -1]] + zip(outputModes, inputModes).map { [-1, $0 * $1, -1] }
         guard cores.count == d + 1, inputModes.count == d, cores.allSatisfy({ $0.order == 3 }),
-              cores[0].shape[0] == 1, cores[0].shape[1] == kernelSize.height * kernelSize.width else {
-            throw NNLayersError.invalidConfiguration(
-                "TTConv2D: \(cores.count) cores \(cores.map(\.shape)) do not fit kernel \(kernelSize) and modes \(outputModes), \(inputModes)")
-        }
-        for k in 0..<d where cores[k + 1].shape[1] != outputModes[k] * inputModes[k] {
-            throw NNLayersError.invalidConfiguration("TTConv2D: core \(k + 1) has \(cores[k + 1].shape[1]) rows, expected \(outputModes[k])·\(inputModes[k])")
+              cores[0].shape[0] == 1, cores[0].shape[1] == kernelSize.height * kernelSize.width,
+              (0..<d).allSatisfy({ cores[$0 + 1].shape[1] == outputModes[$0] * inputModes[$0] }) else {
+            throw NNLayersError.factorShapes(layer: "TTConv2D", shapes: cores.map(\.shape), expected: expected)
         }
         let r0 = cores[0].shape[2]
         let s = inputModes.reduce(1, *)
         // Spatial core → depthwise weight (S·r0, 1, kh, kw): channel s·r0 + r holds G_0[:, r].
-        let g0 = Matrix(try cores[0].reshaped(to: [kernelSize.height * kernelSize.width, r0])).transposed()   // r0 × (kh·kw)
+        let g0 = try Matrix(reshaping: cores[0], rows: kernelSize.height * kernelSize.width, columns: r0).transposed()   // r0 × (kh·kw)
         var spatialWeight = [Scalar]()
         spatialWeight.reserveCapacity(s * g0.scalars.count)
         for _ in 0..<s { spatialWeight.append(contentsOf: g0.scalars) }
@@ -126,7 +83,7 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         self.outputModes = outputModes
         self.inputModes = inputModes
         if let bias, bias.count != outputModes.reduce(1, *) {
-            throw NNLayersError.invalidConfiguration("TTConv2D: \(bias.count) biases for \(outputModes.reduce(1, *)) output channels")
+            throw NNLayersError.biasCount(layer: "TTConv2D", count: bias.count, expected: outputModes.reduce(1, *))
         }
         self.bias = bias
     }
@@ -147,31 +104,60 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
         // (N, S, r0, Ho·Wo) → (r0, S, N, Ho·Wo): one column per output pixel, rows r0-major as the
         // channel cores expect. Whole rows of Ho·Wo scalars move; for N = 1 the result is (T, Ho·Wo) already.
         let columns = try z.reshaped(to: [n, inChannels, spatialRank, pixels]).transposed(permutation: [2, 1, 0, 3])
-        let product = try channels.applied(toColumns: Matrix(try columns.reshaped(to: [spatialRank * inChannels, n * pixels])))
+        let product = try channels.applied(toColumns: Matrix(reshaping: columns, rows: spatialRank * inChannels, columns: n * pixels))
         var y = try Tensor(product).reshaped(to: [outChannels, n, pixels]).transposed(permutation: [1, 0, 2])
             .reshaped(to: [n, outChannels, z.shape[2], z.shape[3]])
         if let bias { y = y.addingBias(bias, axis: 1) }
         return y
     }
 
+    /// Parameters: the spatial core once (the depthwise weight repeats it for every input
+    /// channel), the channel cores and the bias.
+    public var parameterCount: Int {
+        spatialRank * spatial.kernelSize.height * spatial.kernelSize.width + channels.parameterCount + (bias?.count ?? 0)
+    }
+
+    /// Parameters, FLOPs and output shape for one sample of shape `[C, H, W]`.
+    ///
+    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the shape does not fit,
+    ///   ``NNLayersError/countOverflow(quantity:factors:)`` for counts beyond `Int`.
+    public func cost(input shape: [Int]) throws -> LayerCost {
+        guard shape.count == 3, shape[0] == inChannels else {
+            throw NNLayersError.inputShape(layer: summary, expected: "[\(inChannels), H, W]", actual: shape)
+        }
+        let out = try spatial.outputSize(height: shape[1], width: shape[2])
+        let pixels = try checkedProduct([out.height, out.width], "the output pixels of \(summary) for input \(shape)")
+        let spatialFlops = try checkedProduct([2, spatial.outChannels, spatial.kernelSize.height, spatial.kernelSize.width, pixels],
+                                              "the FLOP count of \(summary) for input \(shape)")
+        let channelFlops: Int
+        do { channelFlops = try channels.flops(batch: pixels) } catch {
+            throw NNLayersError.countOverflow(quantity: "the FLOP count of \(summary) for input \(shape)", factors: [pixels, inChannels, outChannels])
+        }
+        let flops = try checkedSum(spatialFlops, channelFlops, "the FLOP count of \(summary) for input \(shape)")
+        return LayerCost(parameters: parameterCount, flops: flops, outputShape: [outChannels, out.height, out.width])
+    }
+
+    /// The TT cores of the reshaped kernel, as given to ``init(cores:kernelSize:outputModes:inputModes:stride:padding:dilation:bias:)``.
+    public var rawCores: [Tensor<Scalar>] {
+        let (kh, kw) = (spatial.kernelSize.height, spatial.kernelSize.width)
+        // Depthwise channel r of input channel 0 holds G_0[:, r]: the first r0 rows of the depthwise weight.
+        let first = Matrix(uncheckedRows: spatialRank, columns: kh * kw, scalars: ContiguousArray(spatial.weight.scalars.prefix(spatialRank * kh * kw)))
+        var cores = [Tensor(uncheckedShape: [1, kh * kw, spatialRank], scalars: first.transposed().scalars)]
+        for (k, core) in channels.cores.enumerated() {
+            let (ra, t, s, rb) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
+            if k == 0 {
+                // (1, t_1, r0·s_1, r_1) → (r0, t_1, s_1, r_1) → (r0, t_1·s_1, r_1)
+                let split = Tensor(uncheckedShape: [t, spatialRank, s / spatialRank, rb], scalars: core.scalars).permutedUnchecked([1, 0, 2, 3])
+                cores.append(Tensor(uncheckedShape: [spatialRank, t * (s / spatialRank), rb], scalars: split.scalars))
+            } else {
+                cores.append(Tensor(uncheckedShape: [ra, t * s, rb], scalars: core.scalars))
+            }
+        }
+        return cores
+    }
+
     /// A one-line description.
     public var summary: String {
         "tt-conv \(inChannels)→\(outChannels) \(spatial.kernelSize.height)×\(spatial.kernelSize.width) modes \(inputModes)→\(outputModes) ranks \([spatialRank] + Array(channels.ranks.dropFirst()))"
-    }
-}
-
-extension TTMatrix: Codable {
-    enum CodingKeys: String, CodingKey { case cores }
-
-    /// Decodes `{"cores": [...]}`, checking the cores.
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        try self.init(cores: container.decode([Tensor<Scalar>].self, forKey: .cores))
-    }
-
-    /// Encodes `{"cores": [...]}`.
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(cores, forKey: .cores)
     }
 }

@@ -1,0 +1,108 @@
+import NNLayers
+
+/// What happened to one candidate layer.
+public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
+    /// The layer's tensors were replaced by its stack.
+    case replaced
+    /// The stack would have had at least as many parameters, or more FLOPs, than the layer.
+    case keptGrowth(parameters: Int, originalParameters: Int, flops: Int, originalFLOPs: Int)
+    /// The bias is not floating point, so no factorized stack can carry it unchanged.
+    case keptNonFloatBias(bias: String, dtype: String)
+    /// The name is an embedding table's (``StateDictCompressionOptions/embeddingPattern``) and
+    /// ``StateDictCompressionOptions/include`` does not name it.
+    case skippedEmbedding
+
+    /// Whether the layer was replaced.
+    public var isReplaced: Bool { self == .replaced }
+
+    /// `"replaced"`, `"kept"` or `"skipped"`.
+    public var kind: String {
+        switch self {
+        case .replaced: return "replaced"
+        case .keptGrowth, .keptNonFloatBias: return "kept"
+        case .skippedEmbedding: return "skipped"
+        }
+    }
+
+    /// Why, in words, with the numbers.
+    public var description: String {
+        switch self {
+        case .replaced: return "replaced"
+        case let .keptGrowth(parameters, originalParameters, flops, originalFLOPs):
+            return parameters >= originalParameters
+                ? "kept: the stack would have \(parameters) parameters, not fewer than \(originalParameters)"
+                : "kept: the stack would need \(flops) FLOPs, more than \(originalFLOPs)"
+        case let .keptNonFloatBias(bias, dtype): return "kept: its bias \(bias) is \(dtype), not floating point"
+        case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
+        }
+    }
+}
+
+/// One candidate layer of a state dict: what was done to it, its counts before and after, and why.
+public struct LayerReport: Sendable, Equatable, Encodable {
+    /// The layer's name: the weight's name without `.weight`.
+    public var name: String
+    /// The weight's shape.
+    public var shape: [Int]
+    /// The decomposition, `nil` when none ran.
+    public var method: CompressionMethod?
+    /// What happened.
+    public var status: LayerStatus
+    /// The ranks used.
+    public var ranks: [Int]
+    /// Parameters of the layer, and of what replaces it (equal when kept).
+    public var parametersBefore: Int, parametersAfter: Int
+    /// FLOPs for one sample, before and after (equal when kept).
+    public var flopsBefore: Int, flopsAfter: Int
+    /// `‖W − Ŵ‖_F / ‖W‖_F` of the kernel (0 when nothing ran).
+    public var relativeError: Double
+    /// Whether CP-ALS met its tolerance (`true` for the direct decompositions).
+    public var converged: Bool
+    /// CP-ALS iterations (0 for the direct decompositions).
+    public var iterations: Int
+    /// Seconds spent decomposing.
+    public var seconds: Double
+    /// Why the ranks were chosen.
+    public var reasons: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name, shape, method, status, reason, ranks, parametersBefore, parametersAfter, flopsBefore, flopsAfter
+        case relativeError, converged, iterations, seconds, reasons
+    }
+
+    /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(method?.rawValue ?? "none", forKey: .method)
+        try c.encode(status.kind, forKey: .status)
+        try c.encode(status.description, forKey: .reason)
+        try c.encode(ranks, forKey: .ranks)
+        try c.encode(parametersBefore, forKey: .parametersBefore)
+        try c.encode(parametersAfter, forKey: .parametersAfter)
+        try c.encode(flopsBefore, forKey: .flopsBefore)
+        try c.encode(flopsAfter, forKey: .flopsAfter)
+        try c.encode(relativeError, forKey: .relativeError)
+        try c.encode(converged, forKey: .converged)
+        try c.encode(iterations, forKey: .iterations)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(reasons, forKey: .reasons)
+    }
+}
+
+/// Sums over the replaced layers and the whole model.
+public struct CompressionTotals: Sendable, Equatable, Encodable {
+    /// Candidate layers (2-D and 4-D floating-point weights that passed the filters).
+    public var candidateLayers: Int
+    /// Layers replaced.
+    public var replacedLayers: Int
+    /// Parameters of the replaced layers, before and after.
+    public var parametersBefore: Int, parametersAfter: Int
+    /// FLOPs per sample of the replaced layers, before and after.
+    public var flopsBefore: Int, flopsAfter: Int
+    /// Parameters of the whole model, before and after.
+    public var modelParametersBefore: Int, modelParametersAfter: Int
+    /// Seconds spent decomposing.
+    public var seconds: Double
+}

@@ -1,0 +1,56 @@
+import NNLayers
+
+/// What ``StateDictCompressor`` compresses and how: the choices of `tensor-compress compress`.
+///
+/// Every 4-D floating-point weight is a convolution kernel (OIHW) and every 2-D one a linear
+/// layer `(out, in)`, unless its name is an embedding table's (see ``embeddingPattern``).
+///
+/// ```swift
+/// var options = StateDictCompressionOptions()
+/// options.linear = .svd
+/// options.rankSelection = .energy(0.9)
+/// options.exclude = "classifier"
+/// ```
+public struct StateDictCompressionOptions: Sendable, Equatable {
+    /// How 4-D weights are decomposed.
+    public enum ConvMethod: String, Sendable, CaseIterable { case cp, tucker2, tt, none }
+    /// How 2-D weights are decomposed.
+    public enum LinearMethod: String, Sendable, CaseIterable { case svd, tt, none }
+
+    /// Names of embedding tables, which look like linear weights but are indexed, not multiplied:
+    /// a dot- or underscore-delimited `embed`, `embeds`, `embeddings`, `embed_tokens`, `wte`,
+    /// `wpe`, `tok_embeddings`, `word_embeddings`, `position_embeddings` or `token_type_embeddings`.
+    /// They are skipped unless ``include`` matches them.
+    public static let embeddingPattern =
+        #"(^|[._])(embed|embeds|embeddings|embed_tokens|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings)([._]|$)"#
+
+    /// Default ``ConvMethod/tucker2``.
+    public var conv: ConvMethod = .tucker2
+    /// Default ``LinearMethod/svd``.
+    public var linear: LinearMethod = .svd
+    /// A fixed rank for every layer (CP rank; both Tucker-2 ranks; SVD rank; TT max rank); overrides ``rankSelection``.
+    public var rank: Int?
+    /// How ranks are chosen when ``rank`` is `nil`. Default EVBMF.
+    public var rankSelection: LayerRankSelection = .vbmf
+    /// The largest TT rank.
+    public var maxRank: Int?
+    /// TT relative accuracy `ε`.
+    public var tolerance: Double?
+    /// CP-ALS iteration limit.
+    public var maxIterations = 100
+    /// Weights with fewer scalars are left unchanged.
+    public var minimumParameters = 1024
+    /// A regular expression: only weights whose name matches are compressed (embedding tables too).
+    public var include: String?
+    /// A regular expression: weights whose name matches are left unchanged.
+    public var exclude: String?
+    /// Convolution settings by weight name; a missing one takes stride 1, padding `k//2`, dilation 1, groups 1.
+    public var layerSettings: [String: Conv2DSettings] = [:]
+    /// The spatial input size of every convolution, for FLOP counts.
+    public var inputSize = Size2D(224, 224)
+    /// Replace a layer even when its stack has more parameters or FLOPs than the layer.
+    public var allowGrowth = false
+
+    /// The defaults.
+    public init() {}
+}

@@ -1,0 +1,81 @@
+import Decompositions
+import TensorModule
+
+extension LayerStack {
+    /// The CP stack of Lebedev et al. for `conv`, from one CP tensor per group (each `(T/g, S/g, kh, kw)`, same rank):
+    /// pointwise `S → g·R` (groups g), depthwise `kh×1` with the vertical stride, top/bottom padding
+    /// and dilation, depthwise `1×kw` with the horizontal ones, pointwise `g·R → T` (groups g) with
+    /// the weights `λ` folded in and the original bias.
+    ///
+    /// - Throws: ``NNLayersError/factorShapes(layer:shapes:expected:)`` when the factors do not fit the convolution.
+    public init(cp factors: [CPTensor<Scalar>], replacing conv: Conv2D<Scalar>) throws {
+        let g = conv.groups
+        let (tg, sg, kh, kw) = (conv.outChannels / g, conv.weight.shape[1], conv.kernelSize.height, conv.kernelSize.width)
+        guard factors.count == g, let rank = factors.first?.rank, factors.allSatisfy({ $0.rank == rank && $0.shape == [tg, sg, kh, kw] }) else {
+            throw NNLayersError.factorShapes(layer: "LayerStack(cp:) for \(conv.summary)", shapes: factors.map(\.shape),
+                                             expected: [[Int]](repeating: [tg, sg, kh, kw], count: g))
+        }
+        var first = [Scalar](), vertical = [Scalar](), horizontal = [Scalar](), last = [Scalar](repeating: 0, count: conv.outChannels * rank)
+        for (group, cp) in factors.enumerated() {
+            let (aT, aS, aH, aW) = (cp.factors[0], cp.factors[1], cp.factors[2], cp.factors[3])
+            for r in 0..<rank {
+                first += (0..<sg).map { aS[$0, r] }
+                vertical += (0..<kh).map { aH[$0, r] }
+                horizontal += (0..<kw).map { aW[$0, r] }
+            }
+            for t in 0..<tg { for r in 0..<rank { last[(group * tg + t) * rank + r] = cp.weights[r] * aT[t, r] } }
+        }
+        let width = g * rank
+        layers = [
+            .conv2d(try Conv2D(weight: Tensor(shape: [width, sg, 1, 1], scalars: first), groups: g)),
+            .conv2d(try Conv2D.depthwise(
+                weight: Tensor(shape: [width, 1, kh, 1], scalars: vertical), channels: width, stride: Size2D(conv.stride.height, 1),
+                padding: Padding(top: conv.padding.top, bottom: conv.padding.bottom, left: 0, right: 0), dilation: Size2D(conv.dilation.height, 1))),
+            .conv2d(try Conv2D.depthwise(
+                weight: Tensor(shape: [width, 1, 1, kw], scalars: horizontal), channels: width, stride: Size2D(1, conv.stride.width),
+                padding: Padding(top: 0, bottom: 0, left: conv.padding.left, right: conv.padding.right), dilation: Size2D(1, conv.dilation.width))),
+            .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rank, 1, 1], scalars: last), bias: conv.bias, groups: g)),
+        ]
+    }
+
+    /// The Tucker-2 stack of Kim et al. for `conv`, from one Tucker tensor per group over modes
+    /// `[0, 1]` (core `(R_out, R_in, kh, kw)`, factors `U_T`, `U_S`): pointwise `S → g·R_in`
+    /// (groups g), a `kh×kw` conv `g·R_in → g·R_out` (groups g) with the original stride, padding and
+    /// dilation, pointwise `g·R_out → T` (groups g) with the bias.
+    ///
+    /// - Throws: ``NNLayersError/factorShapes(layer:shapes:expected:)`` when the factors do not fit the convolution.
+    public init(tucker2 factors: [TuckerTensor<Scalar>], replacing conv: Conv2D<Scalar>) throws {
+        let g = conv.groups
+        let (tg, sg, kh, kw) = (conv.outChannels / g, conv.weight.shape[1], conv.kernelSize.height, conv.kernelSize.width)
+        guard factors.count == g, let ranks = factors.first?.ranks,
+              factors.allSatisfy({ $0.modes == [0, 1] && $0.ranks == ranks && $0.shape == [tg, sg, kh, kw] }) else {
+            throw NNLayersError.factorShapes(layer: "LayerStack(tucker2:) over modes [0, 1] for \(conv.summary)", shapes: factors.map(\.shape),
+                                             expected: [[Int]](repeating: [tg, sg, kh, kw], count: g))
+        }
+        let (rOut, rIn) = (ranks[0], ranks[1])
+        var first = [Scalar](), core = [Scalar](), last = [Scalar](repeating: 0, count: conv.outChannels * rOut)
+        for (group, t) in factors.enumerated() {
+            let (uT, uS) = (t.factors[0], t.factors[1])
+            for b in 0..<rIn { first += (0..<sg).map { uS[$0, b] } }
+            core += t.core.scalars
+            for row in 0..<tg { for a in 0..<rOut { last[(group * tg + row) * rOut + a] = uT[row, a] } }
+        }
+        layers = [
+            .conv2d(try Conv2D(weight: Tensor(shape: [g * rIn, sg, 1, 1], scalars: first), groups: g)),
+            .conv2d(try Conv2D(weight: Tensor(shape: [g * rOut, rIn, kh, kw], scalars: core), stride: conv.stride,
+                               padding: conv.padding, dilation: conv.dilation, groups: g)),
+            .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rOut, 1, 1], scalars: last), bias: conv.bias, groups: g)),
+        ]
+    }
+
+    /// The SVD stack for a linear layer: Linear(in → t, `Σ_t V_tᵀ`, no bias), then Linear(t → out, `U_t`, original bias).
+    public init(svd f: SVDFactors<Scalar>, replacing linear: Linear<Scalar>) throws {
+        guard f.shape == linear.weight.shape else {
+            throw NNLayersError.factorShapes(layer: "LayerStack(svd:) for \(linear.summary)", shapes: [f.shape], expected: [linear.weight.shape])
+        }
+        layers = [
+            .linear(try Linear(weight: f.vt.scalingRows(by: f.singularValues))),
+            .linear(try Linear(weight: f.u, bias: linear.bias)),
+        ]
+    }
+}
