@@ -119,7 +119,8 @@ public struct CPDecomposition<Scalar: BLASScalar>: Sendable {
 ///   type's range (``DecompositionError/resultOutOfRange(operation:magnitude:limit:)``), fixed
 ///   modes out of range, or a given initialization of the wrong shape or rank.
 /// - Complexity: per iteration `N` MTTKRPs of `2·S·R` flops, `S` the scalar count.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func cpDecompose<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, rank: Int, options: CPOptions<Scalar> = CPOptions()
 ) throws -> CPDecomposition<Scalar> {

@@ -61,7 +61,8 @@ public struct RankChoice: Sendable, Equatable, Codable {
 ///   - selection: The rule.
 /// - Throws: ``DecompositionError`` for bad input, a fraction outside `(0, 1]`, a negative error
 ///   target, or fixed ranks that do not fit.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func selectRanks<Scalar: BLASScalar>(
     for tensor: Tensor<Scalar>, modes: [Int], selection: RankSelection
 ) throws -> RankChoice {
@@ -153,7 +154,8 @@ public func selectRanks<Scalar: BLASScalar>(
 /// `.relativeError` is not available for CP (no a-priori bound exists) and throws.
 ///
 /// - Throws: ``DecompositionError`` as ``selectRanks(for:modes:selection:)`` does.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selection: RankSelection) throws -> RankChoice {
     try tensor.validateForDecomposition("selectCPRank")
     switch selection {
@@ -182,7 +184,6 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
 /// The largest CP rank any tensor of `shape` can need: the product of every mode size but the
 /// largest (a tensor is a sum of that many rank-one terms, one per fibre of its longest mode).
 /// Saturates at `Int.max`.
-@inlinable
 public func maximumCPRank(shape: [Int]) -> Int {
     guard let largest = shape.indices.max(by: { shape[$0] < shape[$1] }) else { return 1 }
     var product = 1

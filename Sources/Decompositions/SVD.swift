@@ -32,7 +32,8 @@ public enum SVDMethod: Sendable, Equatable {
 ///   ``DecompositionError/resultOutOfRange(operation:magnitude:limit:)`` when a singular value
 ///   exceeds the scalar type's range, `LinearAlgebraError` if LAPACK does not converge.
 /// - Complexity: `O(m·n·min(m, n))`.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Scalar> {
     try Tensor(a).validateForDecomposition("svd")
     if let exponent = Tensor(a).rangeExponent {
@@ -59,7 +60,8 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Sc
 ///   - method: Exact, randomized or automatic (``SVDMethod/automatic``).
 /// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` for a rank out of range, and the
 ///   errors of ``svd(_:)``.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDMethod = .automatic) throws -> SVDFactors<Scalar> {
     try Tensor(a).validateForDecomposition("svd")
     try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
@@ -94,7 +96,8 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDM
 /// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``
 ///   for negative `p` or `q`, and the errors of ``svd(_:)``.
 /// - Complexity: `O(m·n·(k + p)·(2q + 2))`.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func randomizedSVD<Scalar: BLASScalar>(
     _ a: Matrix<Scalar>, rank: Int, oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0
 ) throws -> SVDFactors<Scalar> {

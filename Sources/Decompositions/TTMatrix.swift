@@ -180,7 +180,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 ///   - tolerance: A relative accuracy `ε` (nil: exact up to `maxRank`).
 /// - Throws: ``DecompositionError/modeFactorization(rowModes:columnModes:shape:)`` when the factorizations do not multiply
 ///   to the matrix's dimensions or have different lengths, and the errors of ``ttDecompose(_:maxRank:)``.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func ttMatrixDecompose<Scalar: BLASScalar>(
     _ matrix: Matrix<Scalar>, rowModes: [Int], columnModes: [Int], maxRank: Int? = nil, tolerance: Double? = nil
 ) throws -> TTMatrix<Scalar> {

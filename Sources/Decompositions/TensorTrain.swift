@@ -21,7 +21,8 @@ enum TTTruncation {
 /// `U_kᵀ·C` (which equals `Σ_k V_kᵀ`) to the next step by one GEMM.
 ///
 /// - Complexity: `d − 1` thin SVDs of shrinking unfoldings.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: Int) throws -> TTTensor<Scalar> {
     guard maxRank >= 1 else { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
     return try ttSVD(tensor, truncation: .maxRank(maxRank))
@@ -31,7 +32,8 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: I
 ///
 /// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` when `r_k` exceeds the size of the
 ///   `k`-th unfolding `min(r_{k−1}·n_k, n_{k+1}⋯n_d)`, or is below 1.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [Int]) throws -> TTTensor<Scalar> {
     guard ranks.count == tensor.order - 1 else {
         throw DecompositionError.rankCount(operation: "ttDecompose of a tensor of order \(tensor.order)", expected: tensor.order - 1, actual: ranks.count)
@@ -53,7 +55,8 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [In
 ///   - tolerance: `ε ≥ 0`.
 ///   - maxRank: An optional cap on every rank (the bound no longer holds when it binds).
 /// - Throws: ``DecompositionError`` for a negative tolerance or bad input.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, tolerance: Double, maxRank: Int? = nil) throws -> TTTensor<Scalar> {
     guard tolerance >= 0, tolerance.isFinite else {
         throw DecompositionError.invalidParameter(operation: "ttDecompose", name: "tolerance", value: tolerance, requirement: "finite and non-negative")

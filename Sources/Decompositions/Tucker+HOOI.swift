@@ -56,7 +56,8 @@ public struct TuckerDecomposition<Scalar: BLASScalar>: Sendable {
 ///
 /// - Throws: ``DecompositionError`` for invalid ranks, modes or options and bad input.
 /// - Complexity: per sweep, one projection and one thin SVD per factored mode.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func tuckerDecompose<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, options: TuckerOptions = TuckerOptions()
 ) throws -> TuckerDecomposition<Scalar> {

@@ -25,7 +25,8 @@ import TensorModule
 ///   - sequential: Truncate sequentially (ST-HOSVD).
 /// - Throws: ``DecompositionError`` for invalid ranks or modes and bad input.
 /// - Complexity: one thin SVD per factored mode.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func hosvd<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, sequential: Bool = false
 ) throws -> TuckerTensor<Scalar> {

@@ -56,7 +56,8 @@ public struct VBMFResult<Scalar: BLASScalar>: Sendable, Equatable {
 ///   - forceAtLeastOne: Return rank 1 instead of 0 (and say so in ``VBMFResult/forced``).
 /// - Throws: ``DecompositionError`` for bad input; `LinearAlgebraError` if the SVD fails.
 /// - Complexity: one SVD without vectors, plus `O(L)` per free-energy evaluation.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func evbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, forceAtLeastOne: Bool = false) throws -> VBMFResult<Scalar> {
     try vbmfSolution(y, noiseVariance: nil, forceAtLeastOne: forceAtLeastOne)
 }
@@ -64,7 +65,8 @@ public func evbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, forceAtLeastOne: Bool
 /// The EVBMF solution of ``evbmf(_:forceAtLeastOne:)`` with a known noise variance `σ²`.
 ///
 /// - Throws: ``DecompositionError/invalidParameter(operation:name:value:requirement:)`` unless `σ² > 0` and finite.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func vbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double, forceAtLeastOne: Bool = false) throws -> VBMFResult<Scalar> {
     guard noiseVariance > 0, noiseVariance.isFinite else {
         throw DecompositionError.invalidParameter(operation: "vbmf", name: "noise variance", value: noiseVariance, requirement: "positive and finite")

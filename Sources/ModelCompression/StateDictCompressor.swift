@@ -47,7 +47,7 @@ public struct CompressedStateDict: Sendable {
 /// var options = StateDictCompressionOptions()
 /// options.rankSelection = .energy(0.9)
 /// let result = try StateDictCompressor(options: options).compress(model)
-/// try SafetensorsWriter.write(result.writer, to: outputURL)
+/// try result.writer.write(to: outputURL)
 /// ```
 public struct StateDictCompressor: Sendable {
     /// The options, checked by ``init(options:)``.

@@ -21,8 +21,7 @@
 /// column-major terms, the dimension OpenBLAS splits across threads. Costs tie on cubes; there a
 /// leading block beats a trailing one and a partial block the full one, except for the first mode
 /// with `R ≤ I_0`, where one GEMM over all other modes (their Khatri–Rao product is then no larger
-/// than the tensor) wins. On 128³, `R = 32`, this took the modes from 0.42–0.65 to 0.55–0.90 of a
-/// same-run square GEMM with one and two threads (`Documentation/Performance.md`).
+/// than the tensor) wins (ratios to a same-run GEMM in `Documentation/Performance.md`).
 ///
 /// ```swift
 /// let m = try mttkrp(x, factors: [a, b, c], mode: 1)   // == x.unfolded(mode: 1).matmul(khatriRao([a, b, c], skipping: 1))

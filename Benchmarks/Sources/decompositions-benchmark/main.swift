@@ -89,7 +89,7 @@ for (m, n) in [(384, 1536), (1536, 384), (1024, 4096)] {
         var f: SVDFactors<Float>!
         let svdSeconds = try medianSeconds(samples: 5, minimum: 0.1) { f = try svd(w) }
         cases.append(Case(name: "thin SVD \(m)×\(n)", method: "svd", input: file, shape: [m, n], ranks: [min(m, n)],
-                          iterations: 0, seconds: svdSeconds, relativeError: Double(f.reconstructed().relativeError(to: Tensor(w)))))
+                          iterations: 0, seconds: svdSeconds, relativeError: Double(try f.reconstructed().relativeError(to: Tensor(w)))))
     }
     guard arguments.includes("EVBMF \(m)×\(n)", shape: [m, n]) else { continue }
     var estimate: VBMFResult<Float>!
