@@ -94,7 +94,7 @@ func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtyp
     case .float64: for s in scalars { append(Double(s).bitPattern) }
     case .float16: for s in scalars { append(floatToHalf(Float(s))) }
     case .bfloat16: for s in scalars { append(floatToBFloat16(Float(s))) }
-    default: throw TensorIOError.unsupported("writing \(dtype.rawValue) is not supported; write float16, bfloat16, float32 or float64")
+    default: throw TensorIOError.unwritableDType(format: "safetensors", dtype: dtype.rawValue, writable: ["float16", "bfloat16", "float32", "float64"])
     }
     return bytes
 }

@@ -138,7 +138,7 @@ extension Tensor {
     /// The tensor encoded as a `.npy` file (format 1.0, or 2.0 for very long headers), C order,
     /// little-endian, in `dtype` (default: `<f4` for `Float`, `<f8` for `Double`).
     ///
-    /// - Throws: ``TensorIOError/unsupported(_:)`` for an integer `dtype`.
+    /// - Throws: ``TensorIOError/unwritableDType(format:dtype:writable:)`` for an integer or bfloat16 `dtype`.
     public func npyData(dtype: DType? = nil) throws -> Data {
         let dtype = dtype ?? DType.of(Scalar.self)
         let descr: String
@@ -146,7 +146,7 @@ extension Tensor {
         case .float16: descr = "<f2"
         case .float32: descr = "<f4"
         case .float64: descr = "<f8"
-        default: throw TensorIOError.unsupported("npy: writing \(dtype.rawValue) is not supported; write float16, float32 or float64")
+        default: throw TensorIOError.unwritableDType(format: "npy", dtype: dtype.rawValue, writable: ["float16", "float32", "float64"])
         }
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"

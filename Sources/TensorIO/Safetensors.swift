@@ -145,7 +145,8 @@ public struct SafetensorsWriter: Sendable {
 
     /// Adds a tensor in `dtype` (default: the scalar type's own).
     ///
-    /// - Throws: ``TensorIOError/unsupported(_:)`` for a repeated name or an integer dtype.
+    /// - Throws: ``TensorIOError/duplicateName(format:name:)`` for a repeated name,
+    ///   ``TensorIOError/unwritableDType(format:dtype:writable:)`` for an integer dtype.
     public mutating func add<Scalar: BLASScalar>(_ name: String, _ tensor: Tensor<Scalar>, dtype: DType? = nil) throws {
         let dtype = dtype ?? DType.of(Scalar.self)
         try append(Item(name: name, dtype: dtype, shape: tensor.shape, bytes: encodeElements(tensor.scalars, dtype: dtype)))
@@ -161,7 +162,7 @@ public struct SafetensorsWriter: Sendable {
 
     mutating func append(_ item: Item) throws {
         guard item.name != "__metadata__", itemNames.insert(item.name).inserted else {
-            throw TensorIOError.unsupported("safetensors: the tensor name \(item.name) is repeated or reserved")
+            throw TensorIOError.duplicateName(format: "safetensors", name: item.name)
         }
         items.append(item)
     }

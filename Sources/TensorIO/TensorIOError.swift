@@ -20,8 +20,10 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidOffsets(name: String, reason: String)
     /// A tensor name that the file does not hold.
     case unknownTensor(name: String, available: [String])
-    /// A value that cannot be stored (e.g. a scalar type the format lacks).
-    case unsupported(String)
+    /// A dtype that the writer does not write (integers): the floating-point ones it does.
+    case unwritableDType(format: String, dtype: String, writable: [String])
+    /// A tensor name given twice, or the reserved `__metadata__`.
+    case duplicateName(format: String, name: String)
     /// An error from the file system.
     case fileSystem(path: String, reason: String)
 
@@ -42,7 +44,9 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .unknownTensor(name, available):
             let list = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
             return "no tensor named \(name) (the file has \(available.count): \(list))"
-        case let .unsupported(message): return message
+        case let .unwritableDType(format, dtype, writable):
+            return "\(format): writing \(dtype) is not supported; write \(writable.joined(separator: ", "))"
+        case let .duplicateName(format, name): return "\(format): the tensor name \(name) is repeated or reserved"
         case let .fileSystem(path, reason): return "\(path): \(reason)"
         }
     }

@@ -42,6 +42,8 @@ extension Size2D: ExpressibleByArgument {
         guard (1...2).contains(values.count), values.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
         self = values.count == 1 ? Size2D(values[0]!) : Size2D(values[0]!, values[1]!)
     }
+
+    public var defaultValueDescription: String { "\(height),\(width)" }
 }
 
 extension StateDictCompressionOptions.ConvMethod: ExpressibleByArgument {}
