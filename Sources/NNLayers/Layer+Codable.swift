@@ -58,80 +58,60 @@ extension Layer: Codable {
     }
 
     public func encode(to encoder: any Encoder) throws {
-        if let prefix = encoder.userInfo[Self.tensorNamePrefix] as? String {
-            return try encodeReferences(to: encoder, prefix: prefix)
-        }
         var c = encoder.container(keyedBy: CodingKeys.self)
+        // With a prefix, tensors are written as their names (and the channel counts beside them).
+        let names = (encoder.userInfo[Self.tensorNamePrefix] as? String).map { tensors(prefix: $0).map(\.name) }
+        let biasName = names?.last.flatMap { $0.hasSuffix(".bias") ? $0 : nil }
+        let coreNames = names?.filter { $0 != biasName }
+        func encode(weight: some Encodable) throws {
+            if let coreNames { try c.encode(coreNames[0], forKey: .weight) } else { try c.encode(weight, forKey: .weight) }
+        }
+        func encode(bias: [Scalar]?) throws {
+            if names != nil { try c.encodeIfPresent(biasName, forKey: .bias) } else { try c.encodeIfPresent(bias, forKey: .bias) }
+        }
+        func encode(channels input: Int, _ output: Int) throws {
+            guard names != nil else { return }
+            try c.encode(input, forKey: .inChannels)
+            try c.encode(output, forKey: .outChannels)
+        }
+        func encode(spatial conv: Conv2D<Scalar>, kernel: Bool) throws {
+            if kernel || names != nil { try c.encode(conv.kernelSize, forKey: .kernel) }
+            try c.encode(conv.stride, forKey: .stride)
+            try c.encode(conv.padding, forKey: .padding)
+            try c.encode(conv.dilation, forKey: .dilation)
+        }
         switch self {
         case let .conv2d(layer):
             try c.encode("conv2d", forKey: .kind)
-            try c.encode(layer.weight, forKey: .weight)
-            try c.encodeIfPresent(layer.bias, forKey: .bias)
-            try c.encode(layer.stride, forKey: .stride)
-            try c.encode(layer.padding, forKey: .padding)
-            try c.encode(layer.dilation, forKey: .dilation)
+            try encode(weight: layer.weight)
+            try encode(channels: layer.inChannels, layer.outChannels)
+            try encode(spatial: layer, kernel: false)
             try c.encode(layer.groups, forKey: .groups)
+            try encode(bias: layer.bias)
         case let .linear(layer):
             try c.encode("linear", forKey: .kind)
-            try c.encode(layer.weight, forKey: .weight)
-            try c.encodeIfPresent(layer.bias, forKey: .bias)
+            try encode(weight: layer.weight)
+            try encode(channels: layer.inFeatures, layer.outFeatures)
+            try encode(bias: layer.bias)
         case let .ttLinear(layer):
             try c.encode("ttLinear", forKey: .kind)
-            try c.encode(layer.weight, forKey: .weight)
-            try c.encodeIfPresent(layer.bias, forKey: .bias)
+            if let coreNames {
+                try c.encode(coreNames, forKey: .cores)
+                try c.encode(layer.weight.rowModes, forKey: .outputModes)
+                try c.encode(layer.weight.columnModes, forKey: .inputModes)
+            } else {
+                try c.encode(layer.weight, forKey: .weight)
+            }
+            try encode(channels: layer.inFeatures, layer.outFeatures)
+            try encode(bias: layer.bias)
         case let .ttConv2d(layer):
             try c.encode("ttConv2d", forKey: .kind)
-            try c.encode(layer.rawCores, forKey: .cores)
-            try c.encode(layer.spatial.kernelSize, forKey: .kernel)
-            try c.encode(layer.spatial.stride, forKey: .stride)
-            try c.encode(layer.spatial.padding, forKey: .padding)
-            try c.encode(layer.spatial.dilation, forKey: .dilation)
+            if let coreNames { try c.encode(coreNames, forKey: .cores) } else { try c.encode(layer.rawCores, forKey: .cores) }
+            try encode(channels: layer.inChannels, layer.outChannels)
+            try encode(spatial: layer.spatial, kernel: true)
             try c.encode(layer.outputModes, forKey: .outputModes)
             try c.encode(layer.inputModes, forKey: .inputModes)
-            try c.encodeIfPresent(layer.bias, forKey: .bias)
-        }
-    }
-
-    /// The settings with tensor names instead of values.
-    func encodeReferences(to encoder: any Encoder, prefix: String) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        let names = tensors(prefix: prefix).map(\.name)
-        let bias = names.last.flatMap { $0.hasSuffix(".bias") ? $0 : nil }
-        try c.encodeIfPresent(bias, forKey: .bias)
-        switch self {
-        case let .conv2d(layer):
-            try c.encode("conv2d", forKey: .kind)
-            try c.encode(names[0], forKey: .weight)
-            try c.encode(layer.inChannels, forKey: .inChannels)
-            try c.encode(layer.outChannels, forKey: .outChannels)
-            try c.encode(layer.kernelSize, forKey: .kernel)
-            try c.encode(layer.stride, forKey: .stride)
-            try c.encode(layer.padding, forKey: .padding)
-            try c.encode(layer.dilation, forKey: .dilation)
-            try c.encode(layer.groups, forKey: .groups)
-        case let .linear(layer):
-            try c.encode("linear", forKey: .kind)
-            try c.encode(names[0], forKey: .weight)
-            try c.encode(layer.inFeatures, forKey: .inChannels)
-            try c.encode(layer.outFeatures, forKey: .outChannels)
-        case let .ttLinear(layer):
-            try c.encode("ttLinear", forKey: .kind)
-            try c.encode(names.filter { $0 != bias }, forKey: .cores)
-            try c.encode(layer.inFeatures, forKey: .inChannels)
-            try c.encode(layer.outFeatures, forKey: .outChannels)
-            try c.encode(layer.weight.rowModes, forKey: .outputModes)
-            try c.encode(layer.weight.columnModes, forKey: .inputModes)
-        case let .ttConv2d(layer):
-            try c.encode("ttConv2d", forKey: .kind)
-            try c.encode(names.filter { $0 != bias }, forKey: .cores)
-            try c.encode(layer.inChannels, forKey: .inChannels)
-            try c.encode(layer.outChannels, forKey: .outChannels)
-            try c.encode(layer.spatial.kernelSize, forKey: .kernel)
-            try c.encode(layer.spatial.stride, forKey: .stride)
-            try c.encode(layer.spatial.padding, forKey: .padding)
-            try c.encode(layer.spatial.dilation, forKey: .dilation)
-            try c.encode(layer.outputModes, forKey: .outputModes)
-            try c.encode(layer.inputModes, forKey: .inputModes)
+            try encode(bias: layer.bias)
         }
     }
 }
