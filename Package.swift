@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Decompositions", targets: ["Decompositions"]),
         .library(name: "NNLayers", targets: ["NNLayers"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
+        .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "ModelCompression", targets: ["ModelCompression"]),
         .library(name: "TensorDecompositions", targets: ["TensorDecompositions"]),
         .executable(name: "tensor-compress", targets: ["tensor-compress"]),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The only target that links BLAS and LAPACK.
@@ -43,8 +45,9 @@ let package = Package(
         ),
         .target(name: "NNLayers", dependencies: ["TensorModule", "Decompositions"]),
         .target(name: "TensorIO", dependencies: ["TensorModule", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .target(name: "ModelCompression", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO"]),
-        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO", "ModelCompression"]),
+        .target(name: "ONNX", dependencies: ["TensorModule", "TensorIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ModelCompression", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO", "ONNX"]),
+        .target(name: "TensorDecompositions", dependencies: ["TensorModule", "Decompositions", "NNLayers", "TensorIO", "ONNX", "ModelCompression"]),
         .executableTarget(
             name: "tensor-compress",
             dependencies: ["TensorDecompositions", .product(name: "ArgumentParser", package: "swift-argument-parser")]

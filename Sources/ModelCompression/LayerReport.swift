@@ -8,8 +8,10 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
     case keptGrowth(parameters: Int, originalParameters: Int, flops: Int, originalFLOPs: Int)
     /// The bias is not floating point, so no factorized stack can carry it unchanged.
     case keptNonFloatBias(bias: String, dtype: String)
-    /// The name is an embedding table's (``StateDictCompressionOptions/embeddingPattern``) and
-    /// ``StateDictCompressionOptions/include`` does not name it.
+    /// An ONNX node that cannot be replaced (see ``GraphLayer/reason``).
+    case notCompressible(reason: String)
+    /// The name is an embedding table's (``CompressionOptions/embeddingPattern``) and
+    /// ``CompressionOptions/include`` does not name it.
     case skippedEmbedding
 
     /// Whether the layer was replaced.
@@ -20,7 +22,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .replaced: return "replaced"
         case .keptGrowth, .keptNonFloatBias: return "kept"
-        case .skippedEmbedding: return "skipped"
+        case .skippedEmbedding, .notCompressible: return "skipped"
         }
     }
 
@@ -33,6 +35,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
                 ? "kept: the stack would have \(parameters) parameters, not fewer than \(originalParameters)"
                 : "kept: the stack would need \(flops) FLOPs, more than \(originalFLOPs)"
         case let .keptNonFloatBias(bias, dtype): return "kept: its bias \(bias) is \(dtype), not floating point"
+        case let .notCompressible(reason): return "skipped: \(reason)"
         case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
         }
     }
@@ -64,13 +67,16 @@ public struct LayerReport: Sendable, Equatable, Encodable {
     public var seconds: Double
     /// Why the ranks were chosen.
     public var reasons: [String]
+    /// The ONNX operator of the node (`nil` for a state dict's layer).
+    public var op: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case name, shape, method, status, reason, ranks, parametersBefore, parametersAfter, flopsBefore, flopsAfter
-        case relativeError, converged, iterations, seconds, reasons
+        case macsBefore, macsAfter, relativeError, converged, iterations, seconds, reasons, op
     }
 
-    /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why.
+    /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why; `macsBefore` and
+    /// `macsAfter` are half the FLOP counts.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
@@ -83,6 +89,9 @@ public struct LayerReport: Sendable, Equatable, Encodable {
         try c.encode(parametersAfter, forKey: .parametersAfter)
         try c.encode(flopsBefore, forKey: .flopsBefore)
         try c.encode(flopsAfter, forKey: .flopsAfter)
+        try c.encode(flopsBefore / 2, forKey: .macsBefore)
+        try c.encode(flopsAfter / 2, forKey: .macsAfter)
+        try c.encodeIfPresent(op, forKey: .op)
         try c.encode(relativeError, forKey: .relativeError)
         try c.encode(converged, forKey: .converged)
         try c.encode(iterations, forKey: .iterations)

@@ -59,6 +59,11 @@ public enum ConvDecomposition: Sendable, Equatable {
     /// arXiv:1611.03214) → a ``TTConv2D``. Channel factorizations default to three balanced factors;
     /// with neither `maxRank` nor `tolerance` the decomposition is exact.
     case tensorTrain(outputModes: [Int]? = nil, inputModes: [Int]? = nil, maxRank: Int? = nil, tolerance: Double? = nil)
+    /// Truncated SVD of a 1×1 kernel's `(T/g, S/g)` matrix per group → pointwise S→g·t (groups g,
+    /// with the original stride and padding), pointwise g·t→T (groups g, with the bias). Only for
+    /// 1×1 kernels, where CP and Tucker-2 reduce to the same matrix factorization with more layers.
+    /// A kernel rule goes through `selectRanks(for:modes:selection:)` on each group's matrix.
+    case svd(LayerRankSelection)
 }
 
 /// How to decompose a fully connected layer.

@@ -3,7 +3,10 @@ import TensorModule
 
 extension Conv2D {
     /// The kernel of group `g`: `(T/groups, S/groups, kh, kw)`.
-    func groupKernel(_ g: Int) throws -> Tensor<Scalar> {
+    ///
+    /// - Precondition: `0 <= g < groups`.
+    public func groupKernel(_ g: Int) throws -> Tensor<Scalar> {
+        precondition(g >= 0 && g < groups, "group \(g) outside 0..<\(groups)")
         let per = outChannels / groups
         let size = per * weight.shape[1] * kernelSize.height * kernelSize.width
         return try Tensor(shape: [per, weight.shape[1], kernelSize.height, kernelSize.width],
@@ -60,6 +63,23 @@ extension Conv2D {
             return CompressedLayer(original: .conv2d(self), stack: stack, method: .tucker2, ranks: ranks,
                                    kernelRelativeError: try groupedError(kernels, factors),
                                    reasons: choices.flatMap(\.reasons) + (groups > 1 ? ["ranks \(ranks): the largest over \(groups) groups"] : []))
+        case let .svd(selection):
+            guard kernelSize == Size2D(1) else { throw NNLayersError.svdNeedsPointwise(kernel: kernelSize.array) }
+            let matrices = kernels.map { Matrix(uncheckedRows: $0.shape[0], columns: $0.shape[1], scalars: $0.scalars) }
+            let choices: [RankChoice]
+            switch selection {
+            case let .flopBudget(fraction):
+                let (rank, reason) = try pointwiseSVDRank(flopBudget: fraction)
+                choices = [RankChoice(ranks: [rank], reasons: [reason])]
+            case let .kernel(rule):
+                choices = try matrices.map { try selectRanks(for: Tensor($0), modes: [0], selection: rule) }
+            }
+            let rank = choices.map { $0.ranks[0] }.max()!
+            let factors = try matrices.map { try svd($0, rank: rank) }
+            let stack = try LayerStack(svd: factors, replacing: self)
+            return CompressedLayer(original: .conv2d(self), stack: stack, method: .svd, ranks: [rank],
+                                   kernelRelativeError: try groupedError(matrices.map { Tensor($0) }, factors),
+                                   reasons: choices.flatMap(\.reasons) + (groups > 1 ? ["rank \(rank): the largest over \(groups) groups"] : []))
         case let .tensorTrain(outputModes, inputModes, maxRank, tolerance):
             guard groups == 1 else { throw NNLayersError.groupedTensorTrain(groups: groups) }
             let outModes = outputModes ?? balancedFactorization(outChannels, count: 3)
@@ -83,6 +103,23 @@ extension Conv2D {
                                    reasons: ["TT-SVD of the kernel reshaped to \(reshaped.shape), output modes \(outModes), input modes \(inModes)"
                                              + (tolerance.map { ", tolerance \($0)" } ?? "") + (maxRank.map { ", max rank \($0)" } ?? "")])
         }
+    }
+
+    /// The largest SVD rank t (per group) whose two pointwise layers need at most `fraction` of
+    /// this 1×1 convolution's FLOPs: `g·t·(S/g)·P_out + T·t·P_out ≤ f · T·(S/g)·P_out`, with the
+    /// output pixel count `P_out` at the reference input (both layers run at the output's size).
+    func pointwiseSVDRank(flopBudget fraction: Double) throws -> (Int, String) {
+        guard fraction > 0, fraction <= 1 else { throw NNLayersError.invalidBudget(fraction) }
+        let input = referenceInput
+        let out = try outputSize(height: input.height, width: input.width)
+        let outPixels = Double(out.height * out.width)
+        let sg = Double(weight.shape[1])
+        let original = 2 * Double(outChannels) * sg * outPixels
+        // Stride and padding are on the first layer, so both layers run at the output's pixels.
+        let perRank = 2 * (Double(groups) * sg * outPixels + Double(outChannels) * outPixels)
+        let bound = Swift.min(outChannels / groups, weight.shape[1])
+        let rank = Swift.max(1, Swift.min(bound, Int(fraction * original / perRank)))
+        return (rank, "SVD rank \(rank): \(Double(rank) * perRank) of \(original) FLOPs (budget \(fraction))")
     }
 
     /// `‖W − Ŵ‖ / ‖W‖` over all groups.

@@ -68,6 +68,33 @@ extension LayerStack {
         ]
     }
 
+    /// The SVD stack for a 1×1 convolution, from one factorization per group (each of the group's
+    /// `(T/g, S/g)` matrix, same rank t): pointwise `S → g·t` (groups g) with `Σ_t V_tᵀ` and the
+    /// original stride and padding, then pointwise `g·t → T` (groups g) with `U_t` and the bias.
+    ///
+    /// - Throws: ``NNLayersError/svdNeedsPointwise(kernel:)`` for a kernel that is not 1×1,
+    ///   ``NNLayersError/factorShapes(layer:shapes:expected:)`` when the factors do not fit.
+    public init(svd factors: [SVDFactors<Scalar>], replacing conv: Conv2D<Scalar>) throws {
+        guard conv.kernelSize == Size2D(1) else { throw NNLayersError.svdNeedsPointwise(kernel: conv.kernelSize.array) }
+        let g = conv.groups
+        let (tg, sg) = (conv.outChannels / g, conv.weight.shape[1])
+        guard factors.count == g, let rank = factors.first?.rank, factors.allSatisfy({ $0.rank == rank && $0.shape == [tg, sg] }) else {
+            throw NNLayersError.factorShapes(layer: "LayerStack(svd:) for \(conv.summary)", shapes: factors.map(\.shape),
+                                             expected: [[Int]](repeating: [tg, sg], count: g))
+        }
+        var first = [Scalar](), last = [Scalar]()
+        first.reserveCapacity(g * rank * sg)
+        last.reserveCapacity(conv.outChannels * rank)
+        for f in factors {
+            first += f.vt.scalingRows(by: f.singularValues).scalars
+            last += f.u.scalars
+        }
+        layers = [
+            .conv2d(try Conv2D(weight: Tensor(shape: [g * rank, sg, 1, 1], scalars: first), stride: conv.stride, padding: conv.padding, groups: g)),
+            .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rank, 1, 1], scalars: last), bias: conv.bias, groups: g)),
+        ]
+    }
+
     /// The SVD stack for a linear layer: Linear(in → t, `Σ_t V_tᵀ`, no bias), then Linear(t → out, `U_t`, original bias).
     public init(svd f: SVDFactors<Scalar>, replacing linear: Linear<Scalar>) throws {
         guard f.shape == linear.weight.shape else {

@@ -27,7 +27,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
 /// The byte size of a tensor of `shape` and `dtype`.
 ///
 /// - Throws: ``TensorIOError/invalidShape(format:shape:)`` for a negative dimension or a size that overflows.
-func validatedByteCount(shape: [Int], dtype: DType, format: String) throws -> Int {
+package func validatedByteCount(shape: [Int], dtype: DType, format: String) throws -> Int {
     var count = 1
     for dimension in shape {
         guard dimension >= 0 else { throw TensorIOError.invalidShape(format: format, shape: shape) }
@@ -42,7 +42,7 @@ func validatedByteCount(shape: [Int], dtype: DType, format: String) throws -> In
 
 /// Decodes `count` elements of `dtype` from `bytes` into `Scalar`, honouring the byte order.
 @inlinable
-func decodeElements<Scalar: BLASScalar>(
+package func decodeElements<Scalar: BLASScalar>(
     _ bytes: UnsafeRawBufferPointer, dtype: DType, bigEndian: Bool, count: Int, as _: Scalar.Type
 ) -> ContiguousArray<Scalar> {
     ContiguousArray<Scalar>(unsafeUninitializedCapacity: count) { out, initialized in
@@ -83,7 +83,7 @@ func decodeElements<Scalar: BLASScalar>(
 
 /// Encodes scalars as little-endian `dtype` bytes (floating-point dtypes only).
 @inlinable
-func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtype: DType) throws -> [UInt8] {
+package func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtype: DType) throws -> [UInt8] {
     var bytes = [UInt8]()
     bytes.reserveCapacity(scalars.count * dtype.size)
     func append<T: FixedWidthInteger>(_ value: T) {
@@ -101,7 +101,7 @@ func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtyp
 
 /// IEEE 754 binary16 → binary32.
 @inlinable
-func halfToFloat(_ h: UInt16) -> Float {
+package func halfToFloat(_ h: UInt16) -> Float {
     let sign = UInt32(h >> 15) << 31
     let exponent = Int((h >> 10) & 0x1F)
     let mantissa = UInt32(h & 0x3FF)
@@ -116,7 +116,7 @@ func halfToFloat(_ h: UInt16) -> Float {
 
 /// binary32 → binary16 with round-to-nearest-even, overflow to infinity.
 @inlinable
-func floatToHalf(_ f: Float) -> UInt16 {
+package func floatToHalf(_ f: Float) -> UInt16 {
     let bits = f.bitPattern
     let sign = UInt16((bits >> 16) & 0x8000)
     if f.isNaN { return sign | 0x7E00 }
@@ -138,7 +138,7 @@ func floatToHalf(_ f: Float) -> UInt16 {
 
 /// binary32 → bfloat16 with round-to-nearest-even.
 @inlinable
-func floatToBFloat16(_ f: Float) -> UInt16 {
+package func floatToBFloat16(_ f: Float) -> UInt16 {
     if f.isNaN { return UInt16(f.bitPattern >> 16) | 0x0040 }
     let bits = f.bitPattern
     let rounding = 0x7FFF + ((bits >> 16) & 1)

@@ -4,20 +4,25 @@ import TensorDecompositions
 
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Replace the layer weights of a model by factorized stacks and write a new safetensors file.",
+        abstract: "Replace the layers of a model by factorized stacks and write a new model (ONNX or safetensors).",
         discussion: """
-            Every 4-D weight is a conv kernel (OIHW), every 2-D weight a linear layer (out, in); embedding tables \
-            (names such as embeddings, embed_tokens, wte, wpe) are skipped unless --include names them. A replaced \
-            weight P.weight (and P.bias) becomes the stack's tensors P.0.weight, P.1.weight, … (the state-dict names \
-            of a PyTorch nn.Sequential put in the layer's place); __metadata__["stacks"] describes every stack. All \
-            other tensors are copied unchanged. Conv settings come from --layer-config (defaults: stride 1, padding \
-            k//2, dilation 1, groups 1).
+            An .onnx model: every Conv, Gemm and MatMul node with a constant weight is a candidate (see inspect for \
+            why a node is not), read with its stride, padding, dilation and groups, and replaced by standard ONNX \
+            nodes (1×1 convolutions by two 1×1 convolutions under cp and tucker2); the output is an .onnx file that \
+            onnxruntime runs as it is, with metadata_props["tensor_decompositions"] describing every replacement. \
+            Dynamic input dimensions need --input-shape. \
+            A .safetensors state dict: every 4-D weight is a conv kernel (OIHW), every 2-D weight a linear layer \
+            (out, in); embedding tables (names such as embeddings, embed_tokens, wte, wpe) are skipped unless \
+            --include names them. A replaced weight P.weight (and P.bias) becomes the stack's tensors P.0.weight, \
+            P.1.weight, … (the state-dict names of a PyTorch nn.Sequential put in the layer's place); \
+            __metadata__["stacks"] describes every stack. All other tensors are copied unchanged. Conv settings \
+            come from --layer-config (defaults: stride 1, padding k//2, dilation 1, groups 1).
             """)
 
-    @Argument(help: "The model, a .safetensors file.") var model: String
-    @Option(help: "The output .safetensors file.") var output: String
-    @Option(help: "How to decompose 4-D weights.") var conv: StateDictCompressionOptions.ConvMethod = .tucker2
-    @Option(help: "How to decompose 2-D weights.") var linear: StateDictCompressionOptions.LinearMethod = .svd
+    @Argument(help: "The model, a .onnx or .safetensors file.") var model: String
+    @Option(help: "The output file, of the model's format (.onnx or .safetensors).") var output: String
+    @Option(help: "How to decompose 4-D weights.") var conv: CompressionOptions.ConvMethod = .tucker2
+    @Option(help: "How to decompose 2-D weights.") var linear: CompressionOptions.LinearMethod = .svd
     @Option(help: "A fixed rank for every layer (CP rank; Tucker-2 uses it for both modes; SVD rank).") var rank: Int?
     @Option(help: "vbmf, energy:F, params:F, flops:F or error:F.") var rankSelection: LayerRankSelection = .vbmf
     @Option(help: "The largest TT rank (tt).") var maxRank: Int?
@@ -28,7 +33,8 @@ struct Compress: ParsableCommand {
     @Option(help: "Skip weights whose name matches this regular expression.") var exclude: String?
     @Option(help: "JSON object keyed by weight name: {\"stride\": [sh, sw], \"padding\": [t, b, l, r], \"dilation\": [dh, dw], \"groups\": g}.")
     var layerConfig: String?
-    @Option(help: "Input height,width of every conv, for FLOP counts.") var inputSize: Size2D = Size2D(224, 224)
+    @Option(help: "Input height,width of every conv of a state dict, for FLOP counts.") var inputSize: Size2D = Size2D(224, 224)
+    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable), for shapes and MACs.") var inputShape: [InputShape] = []
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
@@ -43,15 +49,21 @@ struct Compress: ParsableCommand {
         if let report, !(report.hasSuffix(".json") || report.hasSuffix(".md")) {
             throw ValidationError("--report \(report): the file name must end in .json or .md")
         }
+        if isONNX(model) != isONNX(output) {
+            throw ValidationError("--output \(output) must have the model's format: \(isONNX(model) ? ".onnx" : "not .onnx") like \(model)")
+        }
+        if !isONNX(model) && !inputShape.isEmpty { throw ValidationError("--input-shape applies to ONNX models") }
+        if isONNX(model) && layerConfig != nil { throw ValidationError("--layer-config applies to state dicts; an ONNX graph states its conv settings") }
     }
 
     /// The library's options from the command line.
-    func options() throws -> StateDictCompressionOptions {
-        var options = StateDictCompressionOptions()
+    func options() throws -> CompressionOptions {
+        var options = CompressionOptions()
         (options.conv, options.linear, options.rank, options.rankSelection) = (conv, linear, rank, rankSelection)
         (options.maxRank, options.tolerance, options.maxIterations) = (maxRank, tolerance, maxIterations)
         (options.minimumParameters, options.include, options.exclude) = (minParameters, include, exclude)
         (options.inputSize, options.allowGrowth) = (inputSize, allowGrowth)
+        options.inputShapes = try InputShape.dictionary(inputShape)
         if let layerConfig {
             let data: Data
             do { data = try Data(contentsOf: URL(fileURLWithPath: layerConfig)) } catch {
@@ -73,25 +85,40 @@ struct Compress: ParsableCommand {
             if reportFile.isSameFile(as: model) { throw ValidationError("--report \(report) is the input model") }
             if reportFile.isSameFile(as: output) { throw ValidationError("--report \(report) is the same file as --output") }
         }
-        let compressor = try StateDictCompressor(options: try options())
-        let file = try openModel(model)
+        let compressor = try ModelCompressor(options: try options())
         let started = now()
         var progress = ProgressBar(total: 0, quiet: true)
-        let result = try compressor.compress(file) { done, total, label in
+        let onProgress: (Int, Int, String) -> Void = { done, total, label in
             if done == 0 { progress = ProgressBar(total: total, quiet: quiet || json) }
             progress.update(done, label)
         }
-        let encoded = try result.writer.encoded()
+        var outputs: [(OutputFile, Data)]
+        let layers: [LayerReport], totals: CompressionTotals
+        if isONNX(model) {
+            let source = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
+            let result = try compressor.compress(onnx: source, progress: onProgress)
+            let encoded = try result.model.encoded(fileName: outputFile.target.lastPathComponent)
+            outputs = [(outputFile, encoded.model)]
+            if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
+            (layers, totals) = (result.layers, result.totals)
+        } else {
+            let result = try compressor.compress(try openModel(model), progress: onProgress)
+            outputs = [(outputFile, try result.writer.encoded())]
+            (layers, totals) = (result.layers, result.totals)
+        }
         let seconds = now() - started
-        let rendered = CompressionReportRenderer(result: result, seconds: seconds)
+        let rendered = CompressionReportRenderer(layers: layers, totals: totals, seconds: seconds)
+        let shapes = inputShape.map(\.description).joined(separator: " ")
         let document = rendered.document(model: model, output: output, conv: conv.rawValue, linear: linear.rawValue,
-                                         rankSelection: rank.map { "rank \($0)" } ?? rankSelection.description, inputSize: inputSize)
-        // The model and its report are written together: both or neither.
-        var outputs = [(outputFile, encoded)]
+                                         rankSelection: rank.map { "rank \($0)" } ?? rankSelection.description,
+                                         inputSize: isONNX(model) ? nil : inputSize, inputShapes: isONNX(model) ? shapes : nil)
+        // The model and its report are written together: all or nothing.
         if let report, let reportFile {
+            let where_ = isONNX(model) ? "MACs at the graph's input shapes \(shapes.isEmpty ? "as declared" : shapes)"
+                : "conv FLOPs for \(inputSize.height)×\(inputSize.width) inputs, \(document.convDefaults ?? "")"
             let content = report.hasSuffix(".json") ? try jsonString(document)
                 : "# Compression report\n\n`\(model)` → `\(output)`; conv: \(conv.rawValue), linear: \(linear.rawValue), ranks: \(document.rankSelection); "
-                  + "conv FLOPs for \(inputSize.height)×\(inputSize.width) inputs, \(document.convDefaults).\n\n```text\n\(rendered.table)\n```\n\n\(rendered.summary)\n"
+                  + "\(where_).\n\n```text\n\(rendered.table)\n```\n\n\(rendered.summary)\n"
             outputs.append((reportFile, Data(content.utf8)))
         }
         try OutputFile.write(outputs)
@@ -105,27 +132,31 @@ struct Compress: ParsableCommand {
 
 /// The terminal table, the summary line and the JSON document of a compression.
 struct CompressionReportRenderer {
-    let result: CompressedStateDict
+    let layers: [LayerReport]
+    let totals: CompressionTotals
     let seconds: Double
 
     struct Document: Encodable {
         var model: String; var output: String; var conv: String; var linear: String; var rankSelection: String
-        var inputSize: [Int]; var convDefaults: String; var layers: [LayerReport]; var totals: CompressionTotals; var seconds: Double
+        var inputSize: [Int]?; var inputShapes: String?; var convDefaults: String?; var layers: [LayerReport]; var totals: CompressionTotals
+        var seconds: Double
     }
 
-    func document(model: String, output: String, conv: String, linear: String, rankSelection: String, inputSize: Size2D) -> Document {
-        Document(model: model, output: output, conv: conv, linear: linear, rankSelection: rankSelection, inputSize: inputSize.array,
-                 convDefaults: "stride 1, padding k//2, dilation 1, groups 1 unless --layer-config says otherwise",
-                 layers: result.layers, totals: result.totals, seconds: seconds)
+    func document(model: String, output: String, conv: String, linear: String, rankSelection: String, inputSize: Size2D?,
+                  inputShapes: String?) -> Document {
+        Document(model: model, output: output, conv: conv, linear: linear, rankSelection: rankSelection, inputSize: inputSize?.array,
+                 inputShapes: inputShapes,
+                 convDefaults: inputSize == nil ? nil : "stride 1, padding k//2, dilation 1, groups 1 unless --layer-config says otherwise",
+                 layers: layers, totals: totals, seconds: seconds)
     }
 
     /// One row per candidate layer; CP that stopped at its iteration limit says so in the status.
     var table: String {
-        renderTable(["layer", "shape", "method", "ranks", "parameters", "FLOPs/sample", "kernel error", "seconds", "status"], result.layers.map { r in
+        renderTable(["layer", "shape", "method", "ranks", "parameters", "FLOPs/sample", "kernel error", "seconds", "status"], layers.map { r in
             [r.name, r.shape.map(String.init).joined(separator: "×"), r.method?.rawValue ?? "none", r.ranks.isEmpty ? "" : "\(r.ranks)",
              "\(compact(r.parametersBefore)) → \(compact(r.parametersAfter))", "\(compact(r.flopsBefore)) → \(compact(r.flopsAfter))",
              r.method == nil ? "" : String(format: "%.4f", r.relativeError), String(format: "%.3f", r.seconds),
-             r.status.kind + (r.converged ? "" : " (not converged, \(r.iterations) iterations)")]
+             (r.status.isReplaced ? r.status.kind : r.status.description) + (r.converged ? "" : " (not converged, \(r.iterations) iterations)")]
         })
     }
 
@@ -136,7 +167,7 @@ struct CompressionReportRenderer {
     }
 
     var summary: String {
-        let t = result.totals
+        let t = totals
         return "\(t.replacedLayers) of \(t.candidateLayers) candidate layers replaced: parameters \(compact(t.parametersBefore)) → \(compact(t.parametersAfter)) "
             + "(\(Self.ratio(t.parametersBefore, t.parametersAfter, smaller: "smaller", larger: "larger"))), FLOPs \(compact(t.flopsBefore)) → \(compact(t.flopsAfter)) "
             + "(\(Self.ratio(t.flopsBefore, t.flopsAfter, smaller: "fewer", larger: "more"))); model \(compact(t.modelParametersBefore)) → "

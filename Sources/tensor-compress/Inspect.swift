@@ -4,11 +4,47 @@ import TensorDecompositions
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List every tensor with its shape, dtype and kind, and EVBMF rank estimates for the layer weights.")
+        abstract: "List the layers of a model: ONNX nodes with their settings and MACs, or a state dict's tensors.",
+        discussion: """
+            An .onnx model: every Conv, Gemm, MatMul, ConvTranspose and Gather node with its weight, kernel, stride, \
+            padding [top, bottom, left, right], dilation, groups, MACs at the input shapes (dynamic dimensions from \
+            --input-shape), EVBMF ranks, and whether it can be compressed (the reason when not). \
+            A .safetensors state dict: every tensor with its shape, dtype and kind, and EVBMF rank estimates for the \
+            layer weights.
+            """)
 
-    @Argument(help: "A .safetensors file.") var file: String
+    @Argument(help: "A .onnx or .safetensors file.") var file: String
+    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable).") var inputShape: [InputShape] = []
     @Flag(help: "Print one JSON document on standard output.") var json = false
     @Flag(help: "Skip the EVBMF estimates (faster on large models).") var noVbmf = false
+
+    func validate() throws {
+        if !isONNX(file) && !inputShape.isEmpty { throw ValidationError("--input-shape applies to ONNX models") }
+    }
+
+    func inspectONNX() throws {
+        let model = try ONNXModel(contentsOf: URL(fileURLWithPath: file))
+        var options = CompressionOptions()
+        options.inputShapes = try InputShape.dictionary(inputShape)
+        options.minimumParameters = 0
+        let layers = try ModelCompressor(options: options).layers(in: model, estimateRanks: !noVbmf)
+        if json {
+            struct Document: Encodable { var file: String; var nodes: [GraphLayer] }
+            print(try jsonString(Document(file: file, nodes: layers)))
+            return
+        }
+        func list(_ values: [Int]?) -> String { values.map { $0.map(String.init).joined(separator: ",") } ?? "" }
+        print(renderTable(["node", "op", "weight shape", "kernel", "stride", "padding", "dilation", "groups", "MACs", "EVBMF ranks", "compressible"],
+                          layers.map { l in
+            [l.name, l.op, l.shape.map { $0.map(String.init).joined(separator: "×") } ?? "", l.kernel.map { "\($0[0])×\($0[1])" } ?? "",
+             list(l.stride), list(l.padding), list(l.dilation), l.groups.map(String.init) ?? "", l.macs.map(compact) ?? "?",
+             l.vbmfRanks.map { "\($0)" } ?? "", l.compressible ? "yes" : "no: \(l.reason ?? "")"]
+        }))
+        let compressible = layers.filter(\.compressible)
+        let total = layers.compactMap(\.macs).reduce(0, +), share = compressible.compactMap(\.macs).reduce(0, +)
+        print("\(layers.count) nodes, \(compressible.count) compressible; MACs \(compact(total)) in these nodes, \(compact(share)) in the compressible ones; "
+              + "opset \(model.opsetVersion), IR \(model.irVersion)")
+    }
 
     struct Row: Encodable {
         var name: String
@@ -22,6 +58,7 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
+        if isONNX(file) { return try inspectONNX() }
         do {
             let model = try openModel(file)
             var rows: [Row] = []

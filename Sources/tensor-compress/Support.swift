@@ -46,8 +46,38 @@ extension Size2D: ExpressibleByArgument {
     public var defaultValueDescription: String { "\(height),\(width)" }
 }
 
-extension StateDictCompressionOptions.ConvMethod: ExpressibleByArgument {}
-extension StateDictCompressionOptions.LinearMethod: ExpressibleByArgument {}
+/// `NAME=d0,d1,…`: the shape of one ONNX graph input.
+struct InputShape: ExpressibleByArgument, CustomStringConvertible {
+    var name: String
+    var shape: [Int]
+
+    init?(argument: String) {
+        guard let equals = argument.lastIndex(of: "=") else { return nil }
+        let name = String(argument[..<equals])
+        let values = argument[argument.index(after: equals)...].split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !name.isEmpty, !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        (self.name, self.shape) = (name, values.map { $0! })
+    }
+
+    var description: String { "\(name)=\(shape.map(String.init).joined(separator: ","))" }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+
+    /// The shapes by input name; a name given twice is refused.
+    static func dictionary(_ shapes: [InputShape]) throws -> [String: [Int]] {
+        var result: [String: [Int]] = [:]
+        for s in shapes {
+            guard result.updateValue(s.shape, forKey: s.name) == nil else { throw ValidationError("--input-shape \(s.name) is given twice") }
+        }
+        return result
+    }
+}
+
+/// Whether a path names an ONNX model (by its extension).
+func isONNX(_ path: String) -> Bool { path.lowercased().hasSuffix(".onnx") }
+
+extension CompressionOptions.ConvMethod: ExpressibleByArgument {}
+extension CompressionOptions.LinearMethod: ExpressibleByArgument {}
 
 /// Parses `a,b,…` of positive integers.
 func parseIntegers(_ text: String, option: String, count: Int? = nil) throws -> [Int] {
@@ -157,7 +187,8 @@ struct ProgressBar {
 func renderTable(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     func line(_ cells: [String]) -> String {
-        cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        let padded = cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        return String(padded.reversed().drop { $0 == " " }.reversed())
     }
     return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line)).joined(separator: "\n")
 }

@@ -102,10 +102,10 @@ struct SurfaceTests {
         try writer.add("fc.weight", weight)
         try writer.add("fc.bias", Tensor<Double>.randomNormal(shape: [48], seed: 2))
         let file = try SafetensorsFile(data: try writer.encoded())
-        var options = StateDictCompressionOptions()
+        var options = CompressionOptions()
         options.rank = 40
         options.allowGrowth = true
-        let result = try StateDictCompressor(options: options).compress(file)
+        let result = try ModelCompressor(options: options).compress(file)
         #expect(result.layers.map(\.status) == [.replaced] && result.layers[0].method == .svd)
         let out = try SafetensorsFile(data: try result.writer.encoded())
         #expect(out.entries["fc.0.weight"]?.dtype == .float64 && out.entries["fc.1.bias"]?.dtype == .float64)
@@ -128,9 +128,9 @@ struct SurfaceTests {
         try writer.add("fc.weight", Tensor<Float>.randomNormal(shape: [256, 128], seed: 1))
         let model = try SafetensorsFile(data: try writer.encoded())
 
-        var options = StateDictCompressionOptions()
+        var options = CompressionOptions()
         options.rankSelection = .energy(0.9)
-        let result = try StateDictCompressor(options: options).compress(model)
+        let result = try ModelCompressor(options: options).compress(model)
         for layer in result.layers {
             print(layer.name, layer.method.map(String.init(describing:)) ?? "none", layer.ranks, layer.status)
         }

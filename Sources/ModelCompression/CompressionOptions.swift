@@ -1,17 +1,17 @@
 import NNLayers
 
-/// What ``StateDictCompressor`` compresses and how: the choices of `tensor-compress compress`.
+/// What ``ModelCompressor`` compresses and how: the choices of `tensor-compress compress`.
 ///
 /// Every 4-D floating-point weight is a convolution kernel (OIHW) and every 2-D one a linear
 /// layer `(out, in)`, unless its name is an embedding table's (see ``embeddingPattern``).
 ///
 /// ```swift
-/// var options = StateDictCompressionOptions()
+/// var options = CompressionOptions()
 /// options.linear = .svd
 /// options.rankSelection = .energy(0.9)
 /// options.exclude = "classifier"
 /// ```
-public struct StateDictCompressionOptions: Sendable, Equatable {
+public struct CompressionOptions: Sendable, Equatable {
     /// How 4-D weights are decomposed.
     public enum ConvMethod: String, Sendable, CaseIterable { case cp, tucker2, tt, none }
     /// How 2-D weights are decomposed.
@@ -46,8 +46,12 @@ public struct StateDictCompressionOptions: Sendable, Equatable {
     public var exclude: String?
     /// Convolution settings by weight name; a missing one takes stride 1, padding `k//2`, dilation 1, groups 1.
     public var layerSettings: [String: Conv2DSettings] = [:]
-    /// The spatial input size of every convolution, for FLOP counts.
+    /// The spatial input size of every convolution of a state dict, for FLOP counts (an ONNX
+    /// graph's convolutions take theirs from ``inputShapes``).
     public var inputSize = Size2D(224, 224)
+    /// Shapes of an ONNX graph's inputs, by input name, for shape inference and MAC counts; an
+    /// input that is not named takes its declared shape, which must then be static.
+    public var inputShapes: [String: [Int]] = [:]
     /// Replace a layer even when its stack has more parameters or FLOPs than the layer.
     public var allowGrowth = false
 

@@ -4,25 +4,7 @@ import NNLayers
 import TensorIO
 import TensorModule
 
-/// Errors of whole-model compression: options and layer settings that do not fit the model.
-public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Sendable {
-    /// An option outside its range.
-    case invalidOption(name: String, value: String, requirement: String)
-    /// A layer setting names a tensor that the model does not hold.
-    case unknownLayer(name: String)
-    /// A layer setting does not fit its kernel.
-    case invalidLayerSettings(name: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case let .invalidOption(name, value, requirement): return "\(name) \(value) must be \(requirement)"
-        case let .unknownLayer(name): return "the layer configuration names \(name), which the model does not hold"
-        case let .invalidLayerSettings(name, reason): return "layer configuration for \(name): \(reason)"
-        }
-    }
-}
-
-/// The result of ``StateDictCompressor/compress(_:progress:)``: the new state dict, ready to write,
+/// The result of ``ModelCompressor/compress(_:progress:)``: the new state dict, ready to write,
 /// and a report per candidate layer.
 public struct CompressedStateDict: Sendable {
     /// The tensors of the new file, in the input's order, with its metadata plus `stacks`.
@@ -33,54 +15,9 @@ public struct CompressedStateDict: Sendable {
     public var totals: CompressionTotals
 }
 
-/// Compresses the layers of a safetensors state dict: the library behind `tensor-compress compress`.
-///
-/// A replaced weight `P.weight` (and `P.bias`) becomes the stack's tensors `P.0.weight`,
-/// `P.1.weight`, … (the state-dict names of a PyTorch `nn.Sequential` in the layer's place);
-/// `__metadata__["stacks"]` describes every stack with ``NNLayers/Layer``'s JSON form, tensors by
-/// name. Every other tensor is copied byte for byte. Float64 weights are decomposed in `Double`,
-/// all others in `Float`; factors are written in the weight's dtype. The output is deterministic:
-/// the same input and options give the same bytes.
-///
-/// ```swift
-/// let model = try SafetensorsFile(contentsOf: url)
-/// var options = StateDictCompressionOptions()
-/// options.rankSelection = .energy(0.9)
-/// let result = try StateDictCompressor(options: options).compress(model)
-/// try result.writer.write(to: outputURL)
-/// ```
-public struct StateDictCompressor: Sendable {
-    /// The options, checked by ``init(options:)``.
-    public let options: StateDictCompressionOptions
-
-    /// A compressor with checked options.
-    ///
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for a rank below 1,
-    ///   a negative iteration limit or size, or a regular expression that does not compile.
-    public init(options: StateDictCompressionOptions) throws {
-        if let rank = options.rank, rank < 1 { throw ModelCompressionError.invalidOption(name: "rank", value: "\(rank)", requirement: "at least 1") }
-        if let maxRank = options.maxRank, maxRank < 1 {
-            throw ModelCompressionError.invalidOption(name: "max rank", value: "\(maxRank)", requirement: "at least 1")
-        }
-        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) {
-            throw ModelCompressionError.invalidOption(name: "tolerance", value: "\(tolerance)", requirement: "finite and non-negative")
-        }
-        for (name, value) in [("max iterations", options.maxIterations), ("minimum parameters", options.minimumParameters)] where value < 0 {
-            throw ModelCompressionError.invalidOption(name: name, value: "\(value)", requirement: "non-negative")
-        }
-        if options.inputSize.height < 1 || options.inputSize.width < 1 {
-            throw ModelCompressionError.invalidOption(name: "input size", value: "\(options.inputSize)", requirement: "positive")
-        }
-        for pattern in [options.include, options.exclude].compactMap({ $0 }) {
-            do { _ = try Regex(pattern) } catch {
-                throw ModelCompressionError.invalidOption(name: "regular expression", value: pattern, requirement: "valid (\(error))")
-            }
-        }
-        self.options = options
-    }
-
+extension ModelCompressor {
     /// The names of the weights that `compress` considers, in file order: floating-point 2-D and
-    /// 4-D weights with at least ``StateDictCompressionOptions/minimumParameters`` scalars, of a kind
+    /// 4-D weights with at least ``CompressionOptions/minimumParameters`` scalars, of a kind
     /// whose method is not `none`, matching `include` and not `exclude`.
     public func candidates(in file: SafetensorsFile) -> [String] {
         let include = options.include.flatMap { try? Regex($0) }
@@ -120,7 +57,7 @@ public struct StateDictCompressor: Sendable {
     public func compress(_ file: SafetensorsFile, progress: ((Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
         try validateLayerSettings(for: file)
         let names = candidates(in: file)
-        let embedding = try Regex(StateDictCompressionOptions.embeddingPattern)
+        let embedding = try Regex(CompressionOptions.embeddingPattern)
         let includeNames = options.include != nil
         var reports: [LayerReport] = []
         var consumed = Set<String>()
@@ -187,45 +124,19 @@ public struct StateDictCompressor: Sendable {
         let entry = file.entries[name]!
         let weight = try file.tensor(named: name, as: Scalar.self)
         let bias = try biasName.map { Array(try file.tensor(named: $0, as: Scalar.self).scalars) }
-        let selection = options.rank.map { rank in LayerRankSelection.fixed([rank]) } ?? options.rankSelection
-        let clock = ContinuousClock()
-        let start = clock.now
-        let compressed: CompressedLayer<Scalar>
+        let layer: Layer<Scalar>
         let input: [Int]
         if entry.shape.count == 4 {
-            let layer = try options.layerSettings[name, default: Conv2DSettings()].convolution(weight: weight, bias: bias)
-            input = [layer.inChannels, options.inputSize.height, options.inputSize.width]
-            switch options.conv {
-            case .cp: compressed = try layer.compressed(by: .cp(selection, maxIterations: options.maxIterations))
-            case .tucker2:
-                compressed = try layer.compressed(by: .tucker2(options.rank.map { .fixed([$0, $0]) } ?? options.rankSelection))
-            case .tt: compressed = try layer.compressed(by: .tensorTrain(maxRank: options.maxRank ?? options.rank, tolerance: options.tolerance))
-            case .none: preconditionFailure("candidates(in:) leaves out 4-D weights when conv is none")
-            }
+            let conv = try options.layerSettings[name, default: Conv2DSettings()].convolution(weight: weight, bias: bias)
+            layer = .conv2d(conv)
+            input = [conv.inChannels, options.inputSize.height, options.inputSize.width]
         } else {
-            let layer = try Linear(weight: Matrix(weight), bias: bias)
-            input = [layer.inFeatures]
-            switch options.linear {
-            case .svd: compressed = try layer.compressed(by: .svd(selection))
-            case .tt: compressed = try layer.compressed(by: .tensorTrain(maxRank: options.maxRank ?? options.rank, tolerance: options.tolerance))
-            case .none: preconditionFailure("candidates(in:) leaves out 2-D weights when linear is none")
-            }
+            let linear = try Linear(weight: Matrix(weight), bias: bias)
+            layer = .linear(linear)
+            input = [linear.inFeatures]
         }
-        let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let cost = try compressed.report(input: input)
-        let grows = cost.parameters >= cost.originalParameters || cost.flops > cost.originalFLOPs
-        var report = LayerReport(
-            name: prefix, shape: entry.shape, method: compressed.method, status: .replaced, ranks: compressed.ranks,
-            parametersBefore: cost.originalParameters, parametersAfter: cost.parameters, flopsBefore: cost.originalFLOPs, flopsAfter: cost.flops,
-            relativeError: compressed.kernelRelativeError, converged: compressed.converged, iterations: compressed.iterations,
-            seconds: seconds, reasons: compressed.reasons)
-        if grows && !options.allowGrowth {
-            report.status = .keptGrowth(parameters: cost.parameters, originalParameters: cost.originalParameters,
-                                        flops: cost.flops, originalFLOPs: cost.originalFLOPs)
-            (report.parametersAfter, report.flopsAfter) = (cost.originalParameters, cost.originalFLOPs)
-            return (report, [], [String: Any]())
-        }
+        let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input)
+        guard let compressed, report.status.isReplaced else { return (report, [], [String: Any]()) }
         var tensors: [(String, AnyTensor)] = []
         var layers: [Any] = []
         for (k, layer) in compressed.stack.layers.enumerated() {

@@ -1,0 +1,189 @@
+"""ONNX conformance of `tensor-compress compress`: small graphs made with the onnx helper for every
+Conv attribute combination, Gemm and MatMul, each compressed at full rank and run beside the
+original in onnxruntime.
+
+    python onnx_conformance.py TOOL WORKDIR
+
+For every case: the graph is written (weights as initializers, as Constant nodes, behind
+Identity, or in external data), compressed with the case's options, checked with
+onnx.checker.check_model(full_check=True), and both models are run on the same random input.
+The case passes when every output matches within 1e-4 (relative to the largest magnitude) and
+the expected nodes were replaced (or, for nodes that must be left alone, kept bit-identical).
+A read-then-write with nothing to compress must give bit-identical outputs. Exit status 1 when
+any case fails.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+rng = np.random.default_rng(7)
+
+
+def low_tucker(t, s, kh, kw, r_out, r_in):
+    core = rng.standard_normal((r_out, r_in, kh, kw))
+    u_t, u_s = rng.standard_normal((t, r_out)), rng.standard_normal((s, r_in))
+    return np.einsum("abpq,ta,sb->tspq", core, u_t, u_s).astype(np.float32)
+
+
+def low_cp(t, s, kh, kw, rank):
+    a, b, c, d = (rng.standard_normal((n, rank)) for n in (t, s, kh, kw))
+    return np.einsum("tr,sr,pr,qr->tspq", a, b, c, d).astype(np.float32)
+
+
+def finished(graph):
+    """The model of `graph` with its output's shape filled in by onnx's shape inference."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    for output in model.graph.output:
+        known = [v for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.name == output.name and v.type.tensor_type.HasField("shape")]
+        if known:
+            output.type.CopyFrom(known[0].type)
+    return model
+
+
+def conv_graph(name, x_shape, weight, bias=None, storage="initializer", **attrs):
+    """One Conv (then Relu, so that the conv output is internal) on input x."""
+    nodes, inits = [], []
+    w_name = "W"
+    if storage == "constant":
+        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(weight, "W_value")))
+    elif storage == "identity":
+        inits.append(numpy_helper.from_array(weight, "W_raw"))
+        nodes.append(helper.make_node("Identity", ["W_raw"], ["W"]))
+    else:
+        inits.append(numpy_helper.from_array(weight, "W"))
+    inputs = ["x", w_name]
+    if bias is not None:
+        inits.append(numpy_helper.from_array(bias, "B"))
+        inputs.append("B")
+    nodes.append(helper.make_node("Conv", inputs, ["conv_out"], name="conv", **attrs))
+    nodes.append(helper.make_node("Relu", ["conv_out"], ["y"], name="relu"))
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return finished(graph)
+
+
+def linear_graph(name, op, x_shape, weight, c=None, **attrs):
+    inits = [numpy_helper.from_array(weight, "B")]
+    inputs = ["x", "B"]
+    if c is not None:
+        inits.append(numpy_helper.from_array(c, "C"))
+        inputs.append("C")
+    nodes = [helper.make_node(op, inputs, ["y"], name=op.lower(), **attrs)]
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return finished(graph)
+
+
+def shared_weight_graph():
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["a"], name="first", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "W"], ["y"], name="second", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w, "W")])
+    return finished(graph)
+
+
+def cases():
+    full = ["--rank-selection", "energy:1", "--allow-growth", "--min-parameters", "0"]
+    t2 = ["--conv", "tucker2"] + full
+    b = lambda n: rng.standard_normal(n).astype(np.float32)
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    yield "tucker2-explicit-pads", conv_graph("c", [2, 6, 9, 11], k(8, 6, 3, 3), b(8), pads=[1, 1, 1, 1]), t2, 1
+    yield "tucker2-asymmetric-pads", conv_graph("c", [1, 6, 9, 11], k(8, 6, 3, 3), None, pads=[0, 1, 2, 1]), t2, 1
+    yield "tucker2-stride-2-1", conv_graph("c", [1, 6, 9, 11], k(8, 6, 3, 3), b(8), pads=[1, 1, 1, 1], strides=[2, 1]), t2, 1
+    yield "tucker2-dilation-2", conv_graph("c", [1, 6, 12, 12], k(8, 6, 3, 3), b(8), pads=[2, 2, 2, 2], dilations=[2, 2]), t2, 1
+    yield "tucker2-groups-2", conv_graph("c", [1, 8, 9, 9], k(8, 4, 3, 3), b(8), pads=[1, 1, 1, 1], group=2), t2, 1
+    yield "tucker2-groups-4", conv_graph("c", [1, 8, 9, 9], k(12, 2, 3, 3), None, pads=[1, 1, 1, 1], group=4), t2, 1
+    yield "tucker2-same-upper", conv_graph("c", [1, 6, 9, 10], k(8, 6, 3, 3), b(8), auto_pad="SAME_UPPER"), t2, 1
+    yield "tucker2-same-upper-stride-2", conv_graph("c", [1, 6, 9, 10], k(8, 6, 4, 4), b(8), auto_pad="SAME_UPPER", strides=[2, 2]), t2, 1
+    yield "tucker2-same-lower-stride-2", conv_graph("c", [1, 6, 11, 10], k(8, 6, 3, 2), b(8), auto_pad="SAME_LOWER", strides=[2, 2]), t2, 1
+    yield "tucker2-same-lower-even", conv_graph("c", [1, 6, 9, 10], k(8, 6, 2, 4), None, auto_pad="SAME_LOWER"), t2, 1
+    yield "tucker2-valid", conv_graph("c", [1, 6, 9, 10], k(8, 6, 3, 3), b(8), auto_pad="VALID"), t2, 1
+    yield "tucker2-kernel-1x3", conv_graph("c", [1, 6, 9, 10], k(8, 6, 1, 3), b(8), pads=[0, 1, 0, 1]), t2, 1
+    yield "tucker2-constant-weight", conv_graph("c", [1, 6, 9, 9], k(8, 6, 3, 3), b(8), storage="constant", pads=[1, 1, 1, 1]), t2, 1
+    yield "tucker2-identity-weight", conv_graph("c", [1, 6, 9, 9], k(8, 6, 3, 3), b(8), storage="identity", pads=[1, 1, 1, 1]), t2, 1
+    yield "tucker2-external-data", conv_graph("c", [1, 6, 9, 9], k(8, 6, 3, 3), b(8), pads=[1, 1, 1, 1]), t2 + ["@external"], 1
+    cp = ["--conv", "cp", "--rank", "3", "--max-iterations", "2000", "--min-parameters", "0", "--allow-growth"]
+    yield "cp-stride-2-1-pads", conv_graph("c", [1, 6, 11, 9], low_cp(8, 6, 3, 3, 3), b(8), pads=[1, 0, 2, 1], strides=[2, 1]), cp, 1
+    yield "cp-dilation-2", conv_graph("c", [1, 6, 12, 12], low_cp(8, 6, 3, 3, 3), None, pads=[2, 2, 2, 2], dilations=[2, 2]), cp, 1
+    yield "cp-same-upper-stride-2", conv_graph("c", [1, 6, 9, 10], low_cp(8, 6, 3, 3, 3), b(8), auto_pad="SAME_UPPER", strides=[2, 2]), cp, 1
+    grouped = np.concatenate([low_cp(4, 4, 3, 3, 3), low_cp(4, 4, 3, 3, 3)])
+    yield "cp-groups-2", conv_graph("c", [1, 8, 9, 9], grouped, b(8), pads=[1, 1, 1, 1], group=2), cp, 1
+    yield "svd-pointwise", conv_graph("c", [2, 16, 7, 7], k(24, 16, 1, 1), b(24)), t2, 1
+    yield "svd-pointwise-stride-2-pads", conv_graph("c", [1, 16, 7, 8], k(24, 16, 1, 1), b(24), strides=[2, 1], pads=[1, 0, 0, 1]), t2, 1
+    yield "svd-pointwise-groups-4", conv_graph("c", [1, 16, 7, 7], k(24, 4, 1, 1), None, group=4), ["--conv", "cp"] + full, 1
+    tt = ["--conv", "tt", "--linear", "tt", "--allow-growth", "--min-parameters", "0"]
+    yield "tt-conv", conv_graph("c", [1, 8, 7, 7], k(12, 8, 3, 3), b(12), pads=[1, 1, 1, 1], strides=[2, 1]), tt, 1
+    yield "tt-conv-no-bias", conv_graph("c", [2, 8, 6, 6], k(8, 8, 3, 3), None, pads=[0, 1, 1, 0]), tt, 1
+    yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
+    yield "shared-weight-kept", shared_weight_graph(), t2, 0
+    lin = ["--linear", "svd"] + full
+    yield "gemm-transB-1", linear_graph("g", "Gemm", [5, 12], k(10, 12), b(10), transB=1), lin, 1
+    yield "gemm-transB-0-alpha-beta", linear_graph("g", "Gemm", [5, 12], k(12, 10), k(5, 10), alpha=0.5, beta=2.0), lin, 1
+    yield "gemm-no-c", linear_graph("g", "Gemm", [5, 12], k(10, 12), None, transB=1, alpha=1.5), lin, 1
+    yield "matmul-3d", linear_graph("m", "MatMul", [2, 7, 12], k(12, 10)), lin, 1
+    yield "tt-matmul-3d", linear_graph("m", "MatMul", [2, 7, 12], k(12, 18)), tt, 1
+    yield "tt-gemm-beta", linear_graph("g", "Gemm", [5, 12], k(18, 12), b(18), transB=1, beta=0.5), tt, 1
+    yield "round-trip-nothing-compressed", conv_graph("c", [1, 6, 9, 9], k(8, 6, 3, 3), b(8), pads=[1, 1, 1, 1]), ["--conv", "none", "--linear", "none"], 0
+
+
+def run(tool, work, name, model, options):
+    path = os.path.join(work, name + ".onnx")
+    external = "@external" in options
+    options = [o for o in options if o != "@external"]
+    if external:
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=name + ".weights", size_threshold=0)
+    else:
+        onnx.save_model(model, path)
+    out = os.path.join(work, name + ".compressed.onnx")
+    shape = model.graph.input[0].type.tensor_type.shape
+    x_shape = [d.dim_value for d in shape.dim]
+    done = subprocess.run([tool, "compress", path, "--output", out, "--json", "--quiet"] + options, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"compress failed: {done.stderr.strip()}", None
+    report = json.loads(done.stdout)
+    onnx.checker.check_model(out, full_check=True)
+    options_ = ort.SessionOptions()
+    options_.log_severity_level = 3
+    a = ort.InferenceSession(path, options_, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(out, options_, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    ya, yb = a.run(None, {"x": x})[0], b.run(None, {"x": x})[0]
+    if ya.shape != yb.shape:
+        return f"output shapes {ya.shape} and {yb.shape} differ", report
+    error = float(np.abs(ya - yb).max() / max(np.abs(ya).max(), 1e-30))
+    return error, report
+
+
+def main():
+    tool, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    failures = 0
+    for name, model, options, replaced in cases():
+        error, report = run(tool, work, name, model, options)
+        if isinstance(error, str):
+            print(f"FAIL {name}: {error}")
+            failures += 1
+            continue
+        count = report["totals"]["replacedLayers"]
+        exact = name.endswith("kept") or name.startswith("round-trip")
+        ok = count == replaced and (error == 0.0 if exact else error <= 1e-4)
+        failures += 0 if ok else 1
+        methods = sorted({layer["method"] for layer in report["layers"] if layer["status"] == "replaced"})
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {count} replaced {methods}, max |a−b|/max|a| = {error:.2e}")
+    print(f"{failures} of {len(list(cases()))} cases failed" if failures else "all ONNX conformance cases passed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

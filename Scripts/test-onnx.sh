@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# ONNX conformance: small graphs made with the onnx helper, compressed at full rank by the
+# command line, checked with onnx.checker (full_check) and run beside the originals in onnxruntime.
+#   bash Scripts/test-onnx.sh [TOOL]      # TOOL defaults to the debug build of tensor-compress
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tool="${1:-.build/debug/tensor-compress}"
+python=$(bash Scripts/onnx-venv.sh)
+work=$(mktemp -d "${TMPDIR:-/tmp}/onnx-conformance.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"$python" Scripts/onnx_conformance.py "$tool" "$work"

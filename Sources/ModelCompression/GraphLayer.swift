@@ -1,0 +1,324 @@
+import Decompositions
+import NNLayers
+import ONNX
+import TensorModule
+
+/// A `Conv`, `Gemm`, `MatMul`, `ConvTranspose` or `Gather` node of an ONNX graph, with its layer
+/// settings as the graph states them, its cost at the analysed input shape, and whether it can be
+/// compressed (and why not).
+///
+/// ```swift
+/// let layers = try ModelCompressor(options: options).layers(in: model)
+/// for layer in layers where layer.compressible { print(layer.name, layer.op, layer.macs ?? 0) }
+/// ```
+public struct GraphLayer: Sendable, Equatable, Encodable {
+    /// The node's name (`<op>_<index>` when the node has none).
+    public var name: String
+    /// The node's index in the graph.
+    public var nodeIndex: Int
+    /// The operator.
+    public var op: String
+    /// The weight's value name (`Conv`'s W, `Gemm`'s and `MatMul`'s B, `Gather`'s data).
+    public var weight: String?
+    /// The weight's shape as stored.
+    public var shape: [Int]?
+    /// `[kh, kw]` of a convolution.
+    public var kernel: [Int]?
+    /// `[sh, sw]` of a convolution.
+    public var stride: [Int]?
+    /// `[top, bottom, left, right]` of a convolution, `auto_pad` resolved at the input shape.
+    public var padding: [Int]?
+    /// `[dh, dw]` of a convolution.
+    public var dilation: [Int]?
+    /// Groups of a convolution.
+    public var groups: Int?
+    /// Multiply-adds at the analysed input shape (all samples), `nil` when the shapes are unknown.
+    public var macs: Int?
+    /// EVBMF ranks (`[R_out, R_in]` for a k×k convolution, one rank for a matrix), when estimated.
+    public var vbmfRanks: [Int]?
+    /// Whether the node can be replaced.
+    public var compressible: Bool
+    /// Why not, when it cannot.
+    public var reason: String?
+
+    /// What the compressor needs to rebuild the node; not part of the JSON form.
+    var site: Site?
+
+    enum CodingKeys: String, CodingKey {
+        case name, op, weight, shape, kernel, stride, padding, dilation, groups, macs, vbmfRanks, compressible, reason
+    }
+
+    /// Every key is written, `null` where a value does not apply.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(op, forKey: .op)
+        try c.encode(weight, forKey: .weight)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(kernel, forKey: .kernel)
+        try c.encode(stride, forKey: .stride)
+        try c.encode(padding, forKey: .padding)
+        try c.encode(dilation, forKey: .dilation)
+        try c.encode(groups, forKey: .groups)
+        try c.encode(macs, forKey: .macs)
+        try c.encode(vbmfRanks, forKey: .vbmfRanks)
+        try c.encode(compressible, forKey: .compressible)
+        try c.encode(reason, forKey: .reason)
+    }
+
+    /// The compressible node's operands and settings.
+    struct Site: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            /// `Conv`: `auto_pad` as written, `pads` resolved for the decomposition.
+            case conv(stride: Size2D, padding: Padding, dilation: Size2D, groups: Int, autoPad: String)
+            /// `Gemm` with constant B: `W = alpha · (transB ? B : Bᵀ)`; C (any value) and beta stay on the last node.
+            case gemm(transB: Bool, alpha: Float, beta: Float, c: String?)
+            /// `MatMul` with a constant 2-D B: `W = Bᵀ`.
+            case matmul
+        }
+        var kind: Kind
+        /// The weight input's value name and where its constant comes from.
+        var weight: ONNXConstant
+        var weightName: String
+        /// The bias input's value name (`Conv`'s third input), when it has one.
+        var biasName: String?
+        var bias: ONNXConstant?
+        /// The data input and the output.
+        var input: String
+        var output: String
+        /// The data input's shape when shape inference derived it.
+        var inputShape: [Int]?
+    }
+}
+
+extension ModelCompressor {
+    /// The `Conv`, `Gemm`, `MatMul`, `ConvTranspose` and `Gather` nodes of `model`'s graph with their
+    /// settings, MACs at ``CompressionOptions/inputShapes`` and whether each can be compressed.
+    ///
+    /// Not compressible, with the reason: convolutions that are not 2-D, depthwise convolutions,
+    /// weights or biases that are computed rather than constant, weights read by several nodes,
+    /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
+    /// that are not floating point, `ConvTranspose`, `Gather` (an embedding table), layers below
+    /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
+    /// methods set to `none`.
+    ///
+    /// - Parameter estimateRanks: Whether to estimate EVBMF ranks of every compressible weight.
+    /// - Throws: the errors of ``ONNX/ONNXShapeInference/init(graph:inputShapes:opset:)`` (a dynamic input
+    ///   dimension without a given shape, for example).
+    public func layers(in model: ONNXModel, estimateRanks: Bool = false) throws -> [GraphLayer] {
+        let graph = model.graph
+        let shapes = try ONNXShapeInference(graph: graph, inputShapes: options.inputShapes, opset: model.opsetVersion)
+        let constants = graph.constants()
+        let consumers = graph.consumers()
+        let nodes = graph.nodes
+        var result: [GraphLayer] = []
+        /// Nodes other than `Identity` that read `source` or an `Identity` alias of it.
+        func readers(of constant: ONNXConstant) -> Set<Int> {
+            var names = [constant.sourceName]
+            var seen = Set<String>()
+            var found = Set<Int>()
+            while let name = names.popLast() {
+                guard seen.insert(name).inserted else { continue }
+                for k in consumers[name] ?? [] {
+                    if nodes[k].opType == "Identity" { names += nodes[k].outputs } else { found.insert(k) }
+                }
+            }
+            return found
+        }
+        for (index, node) in nodes.enumerated() where node.isStandard && ["Conv", "Gemm", "MatMul", "ConvTranspose", "Gather"].contains(node.opType) {
+            let name = node.name.isEmpty ? "\(node.opType)_\(index)" : node.name
+            var layer = GraphLayer(name: name, nodeIndex: index, op: node.opType, compressible: false)
+            func refuse(_ reason: String) { layer.reason = reason }
+            let weightName = node.inputs.count > 1 ? node.inputs[node.opType == "Gather" ? 0 : 1] : ""
+            layer.weight = weightName.isEmpty ? nil : weightName
+            let weight = constants[weightName]
+            layer.shape = weight?.tensor.shape ?? shapes.shapes[weightName]
+            let inputShape = node.inputs.first.flatMap { shapes.shapes[$0] }
+            defer { result.append(layer) }
+            switch node.opType {
+            case "ConvTranspose":
+                if let x = inputShape, x.count == 4, let w = layer.shape, w.count == 4 {
+                    layer.macs = x[0] * x[1] * w[1] * w[2] * w[3] * x[2] * x[3]
+                    (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), node.ints("strides") ?? [1, 1], node.int("group") ?? 1)
+                }
+                refuse("ConvTranspose (a transposed convolution) is not compressed")
+                continue
+            case "Gather":
+                refuse(weight != nil && layer.shape?.count == 2
+                       ? "an embedding table (Gather): indexed, not multiplied" : "Gather is not a layer")
+                continue
+            default: break
+            }
+            guard let weight else {
+                if node.opType == "MatMul", let a = inputShape, let b = layer.shape, a.count >= 1, b.count >= 2 {
+                    let batch = (try? ONNXShapeInference.broadcast([Array(a.dropLast(2)), Array(b.dropLast(2))]))?.reduce(1, *) ?? 1
+                    layer.macs = batch * (a.count >= 2 ? a[a.count - 2] : 1) * a[a.count - 1] * b[b.count - 1]
+                }
+                refuse(node.opType == "MatMul" ? "the right operand \(weightName) is computed in the graph (a product of activations), not a constant weight"
+                       : "the weight \(weightName) is computed in the graph, not a constant")
+                continue
+            }
+            let shape = weight.tensor.shape
+            var site = GraphLayer.Site(kind: .matmul, weight: weight, weightName: weightName, input: node.inputs[0],
+                                       output: node.outputs.first ?? "", inputShape: inputShape)
+            switch node.opType {
+            case "Conv":
+                guard shape.count == 4 else {
+                    refuse("a \(max(shape.count - 2, 0))-D convolution; only 2-D convolutions are compressed")
+                    continue
+                }
+                let groups = node.int("group") ?? 1
+                let kernel = node.ints("kernel_shape") ?? Array(shape[2...])
+                let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
+                let autoPad = node.string("auto_pad") ?? "NOTSET"
+                guard kernel == Array(shape[2...]), strides.count == 2, dilations.count == 2 else {
+                    refuse("kernel_shape \(kernel), strides \(strides) or dilations \(dilations) do not fit the weight \(shape)")
+                    continue
+                }
+                let padding = Self.resolvedPadding(node: node, kernel: kernel, strides: strides, dilations: dilations,
+                                                   input: inputShape.map { Array($0.dropFirst(2)) })
+                layer.kernel = kernel
+                layer.stride = strides
+                layer.dilation = dilations
+                layer.groups = groups
+                layer.padding = padding.array
+                site.kind = .conv(stride: Size2D(strides[0], strides[1]), padding: padding, dilation: Size2D(dilations[0], dilations[1]),
+                                  groups: groups, autoPad: autoPad)
+                if let x = inputShape, x.count == 4, let y = shapes.shapes[site.output], y.count == 4 {
+                    layer.macs = x[0] * shape[0] * shape[1] * kernel[0] * kernel[1] * y[2] * y[3]
+                }
+                if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                    site.biasName = node.inputs[2]
+                    site.bias = constants[node.inputs[2]]
+                    if site.bias == nil {
+                        refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
+                        continue
+                    }
+                }
+                if groups > 1 && shape[1] == 1 {
+                    refuse("a depthwise convolution (groups = \(groups), one input channel per group): no channel modes to factor")
+                    continue
+                }
+                if options.conv == .none {
+                    refuse("convolutions are not compressed (--conv none)")
+                    continue
+                }
+            case "Gemm":
+                let transA = node.int("transA") ?? 0, transB = (node.int("transB") ?? 0) == 1
+                let alpha = node.float("alpha") ?? 1, beta = node.float("beta") ?? 1
+                let c = node.inputs.count > 2 && !node.inputs[2].isEmpty ? node.inputs[2] : nil
+                site.kind = .gemm(transB: transB, alpha: alpha, beta: beta, c: c)
+                if let a = inputShape, a.count == 2, shape.count == 2 { layer.macs = (transA == 1 ? a[1] * a[0] : a[0] * a[1]) * (transB ? shape[0] : shape[1]) }
+                guard transA == 0 else {
+                    refuse("Gemm with transA = 1")
+                    continue
+                }
+                guard shape.count == 2 else {
+                    refuse("B of shape \(shape) is not a matrix")
+                    continue
+                }
+                if options.linear == .none {
+                    refuse("linear layers are not compressed (--linear none)")
+                    continue
+                }
+            default:   // MatMul
+                guard shape.count == 2 else {
+                    refuse("the right operand of shape \(shape) is not a constant matrix")
+                    continue
+                }
+                if let a = inputShape, a.count >= 1 { layer.macs = a.reduce(1, *) * shape[1] }
+                if options.linear == .none {
+                    refuse("linear layers are not compressed (--linear none)")
+                    continue
+                }
+            }
+            guard weight.tensor.dataType.isFloatingPoint else {
+                refuse("the weight is \(weight.tensor.dataType), not floating point")
+                continue
+            }
+            if let bias = site.bias, !bias.tensor.dataType.isFloatingPoint {
+                refuse("the bias is \(bias.tensor.dataType), not floating point")
+                continue
+            }
+            let readers = readers(of: weight)
+            guard readers.count <= 1 else {
+                let others = readers.subtracting([index]).sorted().prefix(3).map { nodes[$0].name.isEmpty ? "\(nodes[$0].opType)_\($0)" : nodes[$0].name }
+                refuse("the weight \(weightName) is shared with \(readers.count - 1) other node(s) (\(others.joined(separator: ", ")))")
+                continue
+            }
+            guard shape.reduce(1, *) >= options.minimumParameters else {
+                refuse("\(shape.reduce(1, *)) weights, fewer than the minimum of \(options.minimumParameters)")
+                continue
+            }
+            guard passesFilters(name) else {
+                refuse("excluded by the include/exclude filters")
+                continue
+            }
+            layer.site = site
+            layer.compressible = true
+            layer.reason = nil
+            if estimateRanks {
+                layer.vbmfRanks = try? estimatedRanks(site)
+            }
+        }
+        return result
+    }
+
+    /// `[top, bottom, left, right]` of a `Conv` node: explicit `pads` (ONNX order
+    /// `[top, left, bottom, right]`), or `auto_pad` resolved at the input's spatial size (for
+    /// stride 1 the size does not matter; without a size, the stride-1 split is used).
+    static func resolvedPadding(node: ONNXNode, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding {
+        let autoPad = node.string("auto_pad") ?? "NOTSET"
+        switch autoPad {
+        case "VALID": return .zero
+        case "SAME_UPPER", "SAME_LOWER":
+            let totals = (0..<2).map { k -> Int in
+                let extent = dilations[k] * (kernel[k] - 1) + 1
+                guard let input, input.count == 2 else { return extent - 1 }
+                let out = (input[k] + strides[k] - 1) / strides[k]
+                return max(0, (out - 1) * strides[k] + extent - input[k])
+            }
+            let upper = autoPad == "SAME_UPPER"
+            let begin = totals.map { upper ? $0 / 2 : $0 - $0 / 2 }
+            return Padding(top: begin[0], bottom: totals[0] - begin[0], left: begin[1], right: totals[1] - begin[1])
+        default:
+            let pads = node.ints("pads") ?? [0, 0, 0, 0]
+            guard pads.count == 4 else { return .zero }
+            return Padding(top: pads[0], bottom: pads[2], left: pads[1], right: pads[3])
+        }
+    }
+
+    /// EVBMF ranks of a compressible site's weight: `[R_out, R_in]` of a k×k kernel (the largest
+    /// over groups), one rank of a matrix or 1×1 kernel.
+    func estimatedRanks(_ site: GraphLayer.Site) throws -> [Int] {
+        let layer: Layer<Float> = try self.layer(site, as: Float.self)
+        switch layer {
+        case let .conv2d(conv):
+            let kernels = try (0..<conv.groups).map { try conv.groupKernel($0) }
+            if conv.kernelSize == Size2D(1) {
+                return [try kernels.map { try evbmf(Matrix(reshaping: $0, rows: $0.shape[0], columns: $0.shape[1]), forceAtLeastOne: true).rank }.max()!]
+            }
+            let ranks = try kernels.map { try selectRanks(for: $0, modes: [0, 1], selection: .vbmf).ranks }
+            return [ranks.map { $0[0] }.max()!, ranks.map { $0[1] }.max()!]
+        case let .linear(linear):
+            return [try evbmf(linear.weight, forceAtLeastOne: true).rank]
+        default: return []
+        }
+    }
+
+    /// The `NNLayers` layer of a compressible site, in `Scalar`.
+    func layer<Scalar: BLASScalar>(_ site: GraphLayer.Site, as _: Scalar.Type) throws -> Layer<Scalar> {
+        let w = try site.weight.tensor.tensor(as: Scalar.self)
+        switch site.kind {
+        case let .conv(stride, padding, dilation, groups, _):
+            let bias = try site.bias.map { Array(try $0.tensor.tensor(as: Scalar.self).scalars) }
+            return .conv2d(try Conv2D(weight: w, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups))
+        case let .gemm(transB, alpha, _, _):
+            let m = Matrix(uncheckedRows: w.shape[0], columns: w.shape[1], scalars: w.scalars)
+            let weight = transB ? m : m.transposed()
+            return .linear(try Linear(weight: alpha == 1 ? weight : Scalar(Double(alpha)) * weight))
+        case .matmul:
+            return .linear(try Linear(weight: Matrix(uncheckedRows: w.shape[0], columns: w.shape[1], scalars: w.scalars).transposed()))
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// Errors of whole-model compression: options and layer settings that do not fit the model.
+public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// An option outside its range.
+    case invalidOption(name: String, value: String, requirement: String)
+    /// A layer setting names a tensor that the model does not hold.
+    case unknownLayer(name: String)
+    /// A layer setting does not fit its kernel.
+    case invalidLayerSettings(name: String, reason: String)
+    /// A TT replacement needs the rank of the node's input, which shape inference could not derive.
+    case unknownInputRank(node: String)
+    /// A new node or value name that the graph already uses.
+    case nameCollision(name: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidOption(name, value, requirement): return "\(name) \(value) must be \(requirement)"
+        case let .unknownLayer(name): return "the layer configuration names \(name), which the model does not hold"
+        case let .invalidLayerSettings(name, reason): return "layer configuration for \(name): \(reason)"
+        case let .unknownInputRank(node):
+            return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; pass --input-shape"
+        case let .nameCollision(name): return "the name \(name) for a new node or value is already used in the graph"
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import NNLayers
+import ONNX
+import TensorModule
+
+/// The result of ``ModelCompressor/compress(onnx:progress:)``: the rewritten model, ready to write,
+/// and a report per `Conv`/`Gemm`/`MatMul` node.
+public struct CompressedONNXModel: Sendable {
+    /// The model with every replaced node rewritten; everything else as it was read.
+    public var model: ONNXModel
+    /// One report per analysed node in graph order (``LayerStatus/notCompressible(reason:)`` for
+    /// those that cannot be replaced).
+    public var layers: [LayerReport]
+    /// Sums over the replaced layers and the whole model (FLOPs at the analysed input shapes).
+    public var totals: CompressionTotals
+}
+
+extension ModelCompressor {
+    /// The key of the model metadata entry that describes every replaced node.
+    public static let onnxMetadataKey = "tensor_decompositions"
+
+    /// Compresses every compressible `Conv`, `Gemm` and `MatMul` node of an ONNX model (see
+    /// ``layers(in:estimateRanks:)``), replacing each by standard nodes of the model's opset.
+    ///
+    /// The graph stays topologically sorted: each node's replacement takes its place. Weights
+    /// that nothing reads any more are removed (with the `Constant` and `Identity` nodes that
+    /// carried them). New weights have the replaced weight's element type (FLOAT16 stays FLOAT16;
+    /// DOUBLE weights are decomposed in `Double`). `metadata_props["tensor_decompositions"]`
+    /// holds one JSON entry per replaced node: method, ranks, kernel error, parameters and MACs
+    /// before and after, and the new nodes' names.
+    ///
+    /// ```swift
+    /// let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "det.onnx"))
+    /// var options = CompressionOptions()
+    /// options.inputShapes = ["x": [1, 3, 640, 640]]
+    /// let result = try ModelCompressor(options: options).compress(onnx: model)
+    /// try result.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
+    /// ```
+    ///
+    /// - Parameter progress: Called before each compressible node with the number done, their
+    ///   count and the node's name, and once more at the end with `"writing"`.
+    /// - Throws: the errors of ``layers(in:estimateRanks:)``, of the decompositions, and
+    ///   ``ModelCompressionError/nameCollision(name:)`` when a new name is already taken.
+    public func compress(onnx model: ONNXModel, progress: ((Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
+        let analysed = try layers(in: model)
+        let candidates = analysed.filter(\.compressible)
+        var reports: [LayerReport] = []
+        var replacements: [(index: Int, nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
+        var entries: [[String: Any]] = []
+        var done = 0
+        for layer in analysed {
+            guard let site = layer.site else {
+                reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil,
+                                           status: .notCompressible(reason: layer.reason ?? "not compressible"), ranks: [],
+                                           parametersBefore: layer.shape?.reduce(1, *) ?? 0, parametersAfter: layer.shape?.reduce(1, *) ?? 0,
+                                           flopsBefore: 2 * (layer.macs ?? 0), flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0,
+                                           converged: true, iterations: 0, seconds: 0, reasons: [], op: layer.op))
+                continue
+            }
+            progress?(done, candidates.count, layer.name)
+            done += 1
+            let outcome = site.weight.tensor.dataType == .double
+                ? try compressNode(layer, site, as: Double.self)
+                : try compressNode(layer, site, as: Float.self)
+            var report = outcome.report
+            report.op = layer.op
+            reports.append(report)
+            guard let emitted = outcome.emitted, report.status.isReplaced else { continue }
+            replacements.append((layer.nodeIndex, emitted.nodes, emitted.initializers, [site.weightName] + (site.biasName.map { [$0] } ?? [])))
+            entries.append([
+                "node": layer.name, "op": layer.op, "method": report.method?.rawValue ?? "", "ranks": report.ranks,
+                "kernelError": report.relativeError, "parametersBefore": report.parametersBefore, "parametersAfter": report.parametersAfter,
+                "macsBefore": report.flopsBefore / 2, "macsAfter": report.flopsAfter / 2, "nodes": emitted.nodes.map(\.name),
+            ])
+        }
+        progress?(candidates.count, candidates.count, "writing")
+        var graph = model.graph
+        try checkNames(replacements.flatMap { $0.nodes }, replacements.flatMap { $0.initializers }, in: graph)
+        for replacement in replacements.sorted(by: { $0.index > $1.index }) {
+            graph.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
+        }
+        graph.removeUnused(Set(replacements.flatMap(\.released)))
+        var result = model
+        result.graph = graph
+        if !entries.isEmpty {
+            var all: [Any] = []
+            if let old = model.metadata[Self.onnxMetadataKey], let data = old.data(using: .utf8),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let nodes = object["nodes"] as? [Any] {
+                all = nodes
+            }
+            let document: [String: Any] = ["version": 1, "nodes": all + entries]
+            let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
+            result.setMetadata(String(decoding: json, as: UTF8.self), forKey: Self.onnxMetadataKey)
+        }
+        let replaced = reports.filter(\.status.isReplaced)
+        let modelBefore = Self.parameterCount(of: model.graph)
+        let before = replaced.reduce(0) { $0 + $1.parametersBefore }, after = replaced.reduce(0) { $0 + $1.parametersAfter }
+        let totals = CompressionTotals(
+            candidateLayers: candidates.count, replacedLayers: replaced.count, parametersBefore: before, parametersAfter: after,
+            flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
+            modelParametersBefore: modelBefore, modelParametersAfter: modelBefore - before + after,
+            seconds: reports.reduce(0) { $0 + $1.seconds })
+        return CompressedONNXModel(model: result, layers: reports, totals: totals)
+    }
+
+    /// Elements of every floating-point constant (initializers and `Constant` nodes).
+    static func parameterCount(of graph: ONNXGraph) -> Int {
+        graph.constants().values.filter { $0.identities.isEmpty && $0.tensor.dataType.isFloatingPoint }
+            .reduce(0) { $0 + ((try? $1.tensor.elementCount()) ?? 0) }
+    }
+
+    /// One node decomposed in `Scalar` and, when replaced, its new nodes.
+    func compressNode<Scalar: BLASScalar>(
+        _ layer: GraphLayer, _ site: GraphLayer.Site, as _: Scalar.Type
+    ) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
+        let built = try self.layer(site, as: Scalar.self)
+        let input: [Int], batch: Int
+        switch built {
+        case let .conv2d(conv):
+            if let x = site.inputShape, x.count == 4 {
+                (input, batch) = (Array(x.dropFirst()), x[0])
+            } else {
+                (input, batch) = ([conv.inChannels, options.inputSize.height, options.inputSize.width], 1)
+            }
+        case let .linear(linear):
+            (input, batch) = (site.inputShape ?? [linear.inFeatures], 1)
+        default: preconditionFailure("graph sites are convolutions or linear layers")
+        }
+        let (compressed, report) = try compress(built, name: layer.name, shape: layer.shape ?? [], input: input, batch: batch)
+        guard let compressed, report.status.isReplaced else { return (report, nil) }
+        var emitter = ONNXStackEmitter(base: layer.name, method: compressed.method, dataType: site.weight.tensor.dataType, site: site)
+        try emitter.emit(compressed.stack, rank: site.inputShape?.count)
+        return (report, emitter)
+    }
+
+    /// Throws when a new node or value name is already used in the graph.
+    func checkNames(_ nodes: [ONNXNode], _ initializers: [ONNXTensor], in graph: ONNXGraph) throws {
+        var used = Set(graph.nodes.map(\.name))
+        for node in graph.nodes { used.formUnion(node.outputs) }
+        used.formUnion(graph.initializers.map(\.name))
+        used.formUnion(graph.inputs.map(\.name))
+        let replacedOutputs = Set(graph.nodes.flatMap(\.outputs))
+        for node in nodes {
+            guard used.insert(node.name).inserted else { throw ModelCompressionError.nameCollision(name: node.name) }
+            for output in node.outputs where !replacedOutputs.contains(output) {
+                guard used.insert(output).inserted else { throw ModelCompressionError.nameCollision(name: output) }
+            }
+        }
+        for tensor in initializers {
+            guard used.insert(tensor.name).inserted else { throw ModelCompressionError.nameCollision(name: tensor.name) }
+        }
+    }
+}

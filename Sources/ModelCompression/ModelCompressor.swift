@@ -1,0 +1,116 @@
+import Decompositions
+import Foundation
+import NNLayers
+import TensorModule
+
+/// Compresses the layers of a model: a safetensors state dict (``compress(_:progress:)``) or an
+/// ONNX graph (``compress(onnx:progress:)``). The library behind `tensor-compress compress`.
+///
+/// Both share the options and the per-layer step: each candidate layer is built with its
+/// settings (read from the graph, or from ``CompressionOptions/layerSettings`` for a state dict),
+/// decomposed with `NNLayers`, and kept when its stack would not have fewer parameters and at most
+/// as many FLOPs (unless ``CompressionOptions/allowGrowth``).
+///
+/// ```swift
+/// let model = try SafetensorsFile(contentsOf: url)
+/// var options = CompressionOptions()
+/// options.rankSelection = .energy(0.9)
+/// let result = try ModelCompressor(options: options).compress(model)
+/// try result.writer.write(to: outputURL)
+/// ```
+public struct ModelCompressor: Sendable {
+    /// The options, checked by ``init(options:)``.
+    public let options: CompressionOptions
+
+    /// A compressor with checked options.
+    ///
+    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for a rank below 1,
+    ///   a negative iteration limit or size, or a regular expression that does not compile.
+    public init(options: CompressionOptions) throws {
+        if let rank = options.rank, rank < 1 { throw ModelCompressionError.invalidOption(name: "rank", value: "\(rank)", requirement: "at least 1") }
+        if let maxRank = options.maxRank, maxRank < 1 {
+            throw ModelCompressionError.invalidOption(name: "max rank", value: "\(maxRank)", requirement: "at least 1")
+        }
+        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) {
+            throw ModelCompressionError.invalidOption(name: "tolerance", value: "\(tolerance)", requirement: "finite and non-negative")
+        }
+        for (name, value) in [("max iterations", options.maxIterations), ("minimum parameters", options.minimumParameters)] where value < 0 {
+            throw ModelCompressionError.invalidOption(name: name, value: "\(value)", requirement: "non-negative")
+        }
+        if options.inputSize.height < 1 || options.inputSize.width < 1 {
+            throw ModelCompressionError.invalidOption(name: "input size", value: "\(options.inputSize)", requirement: "positive")
+        }
+        for pattern in [options.include, options.exclude].compactMap({ $0 }) {
+            do { _ = try Regex(pattern) } catch {
+                throw ModelCompressionError.invalidOption(name: "regular expression", value: pattern, requirement: "valid (\(error))")
+            }
+        }
+        self.options = options
+    }
+
+    /// Whether `name` passes ``CompressionOptions/include`` and ``CompressionOptions/exclude``.
+    func passesFilters(_ name: String) -> Bool {
+        if let include = options.include.flatMap({ try? Regex($0) }), name.firstMatch(of: include) == nil { return false }
+        if let exclude = options.exclude.flatMap({ try? Regex($0) }), name.firstMatch(of: exclude) != nil { return false }
+        return true
+    }
+
+    /// The decomposition the options choose for a convolution: SVD for 1×1 kernels when the conv
+    /// method is CP or Tucker-2 (both reduce to a matrix factorization there, with more layers).
+    func convDecomposition<Scalar>(for conv: Conv2D<Scalar>) -> ConvDecomposition {
+        let selection = options.rank.map { LayerRankSelection.fixed([$0]) } ?? options.rankSelection
+        let pointwise = conv.kernelSize == Size2D(1)
+        switch options.conv {
+        case .cp: return pointwise ? .svd(selection) : .cp(selection, maxIterations: options.maxIterations)
+        case .tucker2: return pointwise ? .svd(selection) : .tucker2(options.rank.map { .fixed([$0, $0]) } ?? options.rankSelection)
+        case .tt: return .tensorTrain(maxRank: options.maxRank ?? options.rank, tolerance: options.tolerance)
+        case .none: preconditionFailure("convolutions are not candidates when the conv method is none")
+        }
+    }
+
+    /// The decomposition the options choose for a linear layer.
+    func linearDecomposition() -> LinearDecomposition {
+        switch options.linear {
+        case .svd: return .svd(options.rank.map { LayerRankSelection.fixed([$0]) } ?? options.rankSelection)
+        case .tt: return .tensorTrain(maxRank: options.maxRank ?? options.rank, tolerance: options.tolerance)
+        case .none: preconditionFailure("linear layers are not candidates when the linear method is none")
+        }
+    }
+
+    /// One layer decomposed and costed: the compressed layer and its report, whose status says
+    /// whether the stack replaces the layer (it is kept when it would grow, unless allowed).
+    ///
+    /// - Parameters:
+    ///   - layer: The layer (a convolution or a linear layer).
+    ///   - name: The layer's name in reports.
+    ///   - shape: The weight's shape as stored.
+    ///   - input: One sample's input shape for the cost (`[C, H, W]` or `[…, features]`).
+    ///   - batch: Samples per input, multiplied into the FLOP counts.
+    func compress<Scalar: BLASScalar>(
+        _ layer: Layer<Scalar>, name: String, shape: [Int], input: [Int], batch: Int = 1
+    ) throws -> (CompressedLayer<Scalar>?, LayerReport) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let compressed: CompressedLayer<Scalar>
+        switch layer {
+        case let .conv2d(conv): compressed = try conv.compressed(by: convDecomposition(for: conv))
+        case let .linear(linear): compressed = try linear.compressed(by: linearDecomposition())
+        case .ttLinear, .ttConv2d: preconditionFailure("TT layers are not compressed again")
+        }
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let cost = try compressed.report(input: input)
+        let (flopsBefore, flopsAfter) = (cost.originalFLOPs * batch, cost.flops * batch)
+        var report = LayerReport(
+            name: name, shape: shape, method: compressed.method, status: .replaced, ranks: compressed.ranks,
+            parametersBefore: cost.originalParameters, parametersAfter: cost.parameters, flopsBefore: flopsBefore, flopsAfter: flopsAfter,
+            relativeError: compressed.kernelRelativeError, converged: compressed.converged, iterations: compressed.iterations,
+            seconds: seconds, reasons: compressed.reasons)
+        if (cost.parameters >= cost.originalParameters || cost.flops > cost.originalFLOPs) && !options.allowGrowth {
+            report.status = .keptGrowth(parameters: cost.parameters, originalParameters: cost.originalParameters,
+                                        flops: flopsAfter, originalFLOPs: flopsBefore)
+            (report.parametersAfter, report.flopsAfter) = (cost.originalParameters, flopsBefore)
+        }
+        return (compressed, report)
+    }
+}

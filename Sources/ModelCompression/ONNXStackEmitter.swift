@@ -1,0 +1,204 @@
+import NNLayers
+import ONNX
+import TensorModule
+
+/// Writes a compressed layer's stack as standard ONNX nodes in place of the node it replaces.
+///
+/// - Convolution stacks (CP, Tucker-2, SVD of a 1×1 kernel) become `Conv` nodes with each
+///   layer's kernel, stride, padding (`pads` in ONNX's `[top, left, bottom, right]` order),
+///   dilation and groups; the bias goes on the last. A `SAME_UPPER`/`SAME_LOWER` node with a
+///   stride above 1 (whose padding depends on the input size) keeps its `auto_pad` on the layers
+///   that act spatially; per axis, a 1-wide kernel with stride 1 is padded by 0 in that mode, so
+///   each layer gets exactly its share.
+/// - Linear stacks (SVD) become `MatMul` → `MatMul` (from a `MatMul`) or `MatMul` → `Gemm` (from
+///   a `Gemm`, which keeps its C and beta on the last node).
+/// - A TT-linear layer becomes a chain of `Reshape`, `MatMul` and `Transpose` over the features
+///   axis, core by core, never forming the weight; a TT-conv layer a depthwise `Conv` (the
+///   spatial core) and that chain over the channels at each pixel.
+///
+/// New names are `<node>/<method>/<k>` for nodes, with `.weight`, `.bias` and `.out` suffixes for
+/// their values; the last node writes the replaced node's output.
+struct ONNXStackEmitter {
+    let base: String
+    let method: CompressionMethod
+    let dataType: ONNXDataType
+    let site: GraphLayer.Site
+    var nodes: [ONNXNode] = []
+    var initializers: [ONNXTensor] = []
+    var counter = 0
+
+    init(base: String, method: CompressionMethod, dataType: ONNXDataType, site: GraphLayer.Site) {
+        (self.base, self.method, self.dataType, self.site) = (base, method, dataType, site)
+    }
+
+    var prefix: String { "\(base)/\(method.rawValue)" }
+
+    mutating func nextName() -> String {
+        defer { counter += 1 }
+        return "\(prefix)/\(counter)"
+    }
+
+    mutating func constant<Scalar: BLASScalar>(_ name: String, _ tensor: Tensor<Scalar>) throws -> String {
+        initializers.append(try ONNXTensor(name: name, tensor, dataType: dataType))
+        return name
+    }
+
+    mutating func shapeConstant(_ values: [Int]) -> String {
+        let name = "\(prefix)/shape\(initializers.count)"
+        initializers.append(ONNXTensor(name: name, int64: values))
+        return name
+    }
+
+    /// Appends a node reading `inputs`; returns its output's name (`output` when given).
+    @discardableResult
+    mutating func node(_ opType: String, _ inputs: [String], output: String? = nil, attributes: [(String, ONNXAttribute)] = []) -> String {
+        let name = nextName()
+        let out = output ?? name + ".out"
+        nodes.append(ONNXNode(opType: opType, name: name, inputs: inputs, outputs: [out], attributes: attributes))
+        return out
+    }
+
+    /// The nodes and initializers that compute `stack` from the site's input into its output.
+    mutating func emit<Scalar: BLASScalar>(_ stack: LayerStack<Scalar>, rank inputRank: Int?) throws {
+        var value = site.input
+        for (k, layer) in stack.layers.enumerated() {
+            let last = k == stack.layers.count - 1
+            let output = last ? site.output : nil
+            switch layer {
+            case let .conv2d(conv):
+                value = try emitConv(conv, input: value, output: output)
+            case let .linear(linear):
+                value = try emitLinear(linear, input: value, output: output, isLast: last)
+            case let .ttLinear(tt):
+                guard let inputRank else { throw ModelCompressionError.unknownInputRank(node: base) }
+                var y = try emitTTChain(tt.weight.cores, input: value, leading: inputRank - 1, output: nil)
+                y = try emitLinearTail(bias: tt.bias, value: y, output: output, addingGemmC: true)
+                value = y
+            case let .ttConv2d(tt):
+                value = try emitTTConv(tt, input: value, output: output)
+            }
+        }
+    }
+
+    /// `auto_pad` is kept on spatial layers only for SAME modes with a stride above 1.
+    var keptAutoPad: String? {
+        guard case let .conv(stride, _, _, _, autoPad) = site.kind, autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER",
+              stride != Size2D(1) else { return nil }
+        return autoPad
+    }
+
+    mutating func emitConv<Scalar: BLASScalar>(_ conv: Conv2D<Scalar>, input: String, output: String?) throws -> String {
+        let name = "\(prefix)/\(counter)"
+        var inputs = [input, try constant(name + ".weight", conv.weight)]
+        if let bias = conv.bias {
+            // The original bias value is reused as it is when unchanged (it may be shared).
+            if let biasName = site.biasName, let original = site.bias,
+               let values = try? original.tensor.tensor(as: Scalar.self), Array(values.scalars) == bias {
+                inputs.append(biasName)
+            } else {
+                inputs.append(try constant(name + ".bias", Tensor(uncheckedShape: [bias.count], scalars: ContiguousArray(bias))))
+            }
+        }
+        var attributes: [(String, ONNXAttribute)] = [("kernel_shape", .ints(conv.kernelSize.array))]
+        let spatial = conv.kernelSize != Size2D(1) || conv.stride != Size2D(1) || conv.padding != .zero
+        if spatial, let autoPad = keptAutoPad {
+            attributes.append(("auto_pad", .string(autoPad)))
+        } else {
+            let p = conv.padding
+            attributes.append(("pads", .ints([p.top, p.left, p.bottom, p.right])))
+        }
+        attributes += [("strides", .ints(conv.stride.array)), ("dilations", .ints(conv.dilation.array)), ("group", .int(conv.groups))]
+        return node("Conv", inputs, output: output, attributes: attributes)
+    }
+
+    /// A linear layer `y = x Wᵀ (+ b)`: `MatMul` with `Wᵀ`, or for the last layer of a `Gemm`
+    /// site a `Gemm` with the site's C and beta.
+    mutating func emitLinear<Scalar: BLASScalar>(_ linear: Linear<Scalar>, input: String, output: String?, isLast: Bool) throws -> String {
+        let name = "\(prefix)/\(counter)"
+        if isLast, case let .gemm(_, _, beta, c) = site.kind {
+            var inputs = [input, try constant(name + ".weight", Tensor(linear.weight))]
+            if let c { inputs.append(c) }
+            let y = node("Gemm", inputs, output: linear.bias == nil ? output : nil,
+                         attributes: [("alpha", .float(1)), ("beta", .float(beta)), ("transA", .int(0)), ("transB", .int(1))])
+            return try emitLinearTail(bias: linear.bias, value: y, output: output)
+        }
+        let y = node("MatMul", [input, try constant(name + ".weight", Tensor(linear.weight.transposed()))],
+                     output: linear.bias == nil ? output : nil)
+        return try emitLinearTail(bias: linear.bias, value: y, output: output)
+    }
+
+    /// `Add(value, bias)` when there is a bias (on the last axis), and, after a TT chain that
+    /// replaces a `Gemm`, `+ beta · C`.
+    mutating func emitLinearTail<Scalar: BLASScalar>(bias: [Scalar]?, value: String, output: String?, addingGemmC: Bool = false) throws -> String {
+        var y = value
+        if addingGemmC, case let .gemm(_, _, beta, c?) = site.kind {
+            var term = c
+            if beta != 1 {
+                term = node("Mul", [c, try constant("\(prefix)/beta", Tensor<Float>(uncheckedShape: [], scalars: [beta]))])
+            }
+            y = node("Add", [y, term], output: bias == nil ? output : nil)
+        }
+        guard let bias else {
+            if let output, y != output { return node("Identity", [y], output: output) }
+            return y
+        }
+        let name = "\(prefix)/\(counter)"
+        return node("Add", [y, try constant(name + ".bias", Tensor(uncheckedShape: [bias.count], scalars: ContiguousArray(bias)))], output: output)
+    }
+
+    /// `y = x Wᵀ` for a TT-matrix `W` with cores `(r_{k−1}, m_k, n_k, r_k)` over the last axis of
+    /// `input`, which has `leading` axes before it (kept as they are, whatever their sizes).
+    ///
+    /// The running value has the layout `(…, N_{<k}, M_{>k}, n_k·r_k)`; each core is one `MatMul`
+    /// with `C_k[(j, b), (a, i)] = G_k[a, i, j, b]`, then a `Reshape`, `Transpose` and `Reshape`
+    /// move the new output mode out and the next input mode in.
+    mutating func emitTTChain<Scalar: BLASScalar>(_ cores: [Tensor<Scalar>], input: String, leading: Int, output: String?) throws -> String {
+        let d = cores.count
+        let m = cores.map { $0.shape[1] }, n = cores.map { $0.shape[2] }
+        let keep = [Int](repeating: 0, count: leading)
+        let nBefore = (0...d).map { n.prefix($0).reduce(1, *) }      // N_{<k+1} for 0-based k
+        var value = node("Reshape", [input, shapeConstant(keep + [nBefore[d - 1], 1, n[d - 1]])])
+        var mAfter = 1
+        for k in stride(from: d - 1, through: 0, by: -1) {
+            let core = cores[k]
+            let (ra, rb) = (core.shape[0], core.shape[3])
+            // (a, i, j, b) → (j, b, a, i) → ((j, b), (a, i))
+            let moved = core.permutedUnchecked([2, 3, 0, 1])
+            let weightName = "\(prefix)/\(counter).core\(k)"
+            let c = try constant(weightName, Tensor(uncheckedShape: [n[k] * rb, ra * m[k]], scalars: moved.scalars))
+            value = node("MatMul", [value, c])
+            if k > 0 {
+                let (np, nk) = (nBefore[k - 1], n[k - 1])
+                value = node("Reshape", [value, shapeConstant(keep + [np, nk, mAfter, ra, m[k]])])
+                value = node("Transpose", [value], attributes: [("perm", .ints(Array(0..<leading) + [0, 4, 2, 1, 3].map { $0 + leading }))])
+                mAfter *= m[k]
+                value = node("Reshape", [value, shapeConstant(keep + [np, mAfter, nk * ra])])
+            } else {
+                if mAfter > 1 {
+                    value = node("Reshape", [value, shapeConstant(keep + [mAfter, m[0]])])
+                    value = node("Transpose", [value], attributes: [("perm", .ints(Array(0..<leading) + [leading + 1, leading]))])
+                }
+                value = node("Reshape", [value, shapeConstant(keep + [mAfter * m[0]])], output: output)
+            }
+        }
+        return value
+    }
+
+    /// The TT-conv layer: the spatial core as a depthwise `Conv`, its `(s, r_0)` channels reordered to
+    /// `(r_0, s)` at each pixel, the channel cores as a TT chain over them, back to NCHW, plus the bias.
+    mutating func emitTTConv<Scalar: BLASScalar>(_ tt: TTConv2D<Scalar>, input: String, output: String?) throws -> String {
+        let s = tt.inChannels, r0 = tt.spatialRank
+        var value = try emitConv(tt.spatial, input: input, output: nil)           // (N, S·r0, Ho, Wo)
+        value = node("Transpose", [value], attributes: [("perm", .ints([0, 2, 3, 1]))])
+        value = node("Reshape", [value, shapeConstant([0, 0, 0, s, r0])])
+        value = node("Transpose", [value], attributes: [("perm", .ints([0, 1, 2, 4, 3]))])
+        value = node("Reshape", [value, shapeConstant([0, 0, 0, r0 * s])])
+        value = try emitTTChain(tt.channels.cores, input: value, leading: 3, output: nil)   // (N, Ho, Wo, T)
+        let transposedOutput = tt.bias == nil ? output : nil
+        value = node("Transpose", [value], output: transposedOutput, attributes: [("perm", .ints([0, 3, 1, 2]))])
+        guard let bias = tt.bias else { return value }
+        let name = "\(prefix)/\(counter)"
+        let b = try constant(name + ".bias", Tensor(uncheckedShape: [1, bias.count, 1, 1], scalars: ContiguousArray(bias)))
+        return node("Add", [value, b], output: output)
+    }
+}

@@ -1,0 +1,194 @@
+/// One dimension of a declared shape.
+public enum ONNXDimension: Sendable, Equatable, CustomStringConvertible {
+    /// A fixed size.
+    case value(Int)
+    /// A named symbolic size, e.g. `batch`.
+    case parameter(String)
+    /// No size given.
+    case unknown
+
+    public var description: String {
+        switch self {
+        case let .value(v): return "\(v)"
+        case let .parameter(p): return p
+        case .unknown: return "?"
+        }
+    }
+}
+
+/// A graph input, output or `value_info` entry: a name with its element type and shape when known.
+public struct ONNXValueInfo: Sendable, Equatable {
+    var proto: Onnx_ValueInfoProto
+
+    init(proto: Onnx_ValueInfoProto) { self.proto = proto }
+
+    /// The value's name.
+    public var name: String { proto.name }
+    /// The element type of a tensor value (`undefined` for other kinds).
+    public var elementType: ONNXDataType {
+        guard case let .tensorType(t)? = proto.type.value else { return .undefined }
+        return ONNXDataType(rawValue: Int(t.elemType))
+    }
+    /// The declared dimensions of a tensor value, or `nil` when the shape is not given.
+    public var shape: [ONNXDimension]? {
+        guard case let .tensorType(t)? = proto.type.value, t.hasShape else { return nil }
+        return t.shape.dim.map { d in
+            switch d.value {
+            case let .dimValue(v)?: return .value(Int(clamping: v))
+            case let .dimParam(p)?: return p.isEmpty ? .unknown : .parameter(p)
+            case nil: return .unknown
+            }
+        }
+    }
+    /// The shape written as `[1, 3, height, ?]`.
+    public var shapeDescription: String {
+        shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "(unknown rank)"
+    }
+}
+
+/// Where a constant value comes from.
+public struct ONNXConstant: Sendable, Equatable {
+    /// The value, named as the graph names the constant's source.
+    public var tensor: ONNXTensor
+    /// The initializer's name, when the source is one.
+    public var initializer: String?
+    /// The index of the `Constant` node, when the source is one.
+    public var constantNode: Int?
+    /// Indices of the `Identity` nodes between the source and the value asked for, first first.
+    public var identities: [Int]
+    /// The name of the source value (the initializer, or the `Constant` node's output).
+    public var sourceName: String
+}
+
+/// The computation graph of a model: nodes in topological order, initializers, inputs and outputs.
+///
+/// Read it from ``ONNXModel/graph``; changes made to a copy are written back by assigning it.
+public struct ONNXGraph: Sendable, Equatable {
+    var proto: Onnx_GraphProto
+
+    init(proto: Onnx_GraphProto) { self.proto = proto }
+
+    /// The graph's name.
+    public var name: String { proto.name }
+
+    /// The nodes in their stored (topological) order.
+    public var nodes: [ONNXNode] {
+        get { proto.node.map(ONNXNode.init(proto:)) }
+        set { proto.node = newValue.map(\.proto) }
+    }
+
+    /// The initializers (weights and other constant tensors).
+    public var initializers: [ONNXTensor] {
+        get { proto.initializer.map(ONNXTensor.init(proto:)) }
+        set { proto.initializer = newValue.map(\.proto) }
+    }
+
+    /// The graph inputs that are not initializers (models of IR version < 4 list weights as inputs too).
+    public var inputs: [ONNXValueInfo] {
+        let initializerNames = Set(proto.initializer.map(\.name))
+        return proto.input.filter { !initializerNames.contains($0.name) }.map(ONNXValueInfo.init(proto:))
+    }
+
+    /// The graph outputs.
+    public var outputs: [ONNXValueInfo] { proto.output.map(ONNXValueInfo.init(proto:)) }
+
+    /// The `value_info` entries: shapes of intermediate values recorded by the exporter.
+    public var valueInfo: [ONNXValueInfo] { proto.valueInfo.map(ONNXValueInfo.init(proto:)) }
+
+    /// The initializer called `name`.
+    public func initializer(named name: String) -> ONNXTensor? {
+        proto.initializer.first { $0.name == name }.map(ONNXTensor.init(proto:))
+    }
+
+    /// For every value name, the indices of the nodes that read it (graph outputs are not nodes:
+    /// see ``isGraphOutput(_:)``).
+    public func consumers() -> [String: [Int]] {
+        var result: [String: [Int]] = [:]
+        for (k, node) in proto.node.enumerated() {
+            for input in Set(node.input) where !input.isEmpty { result[input, default: []].append(k) }
+        }
+        return result
+    }
+
+    /// For every value name, the index of the node that writes it.
+    public func producers() -> [String: Int] {
+        var result: [String: Int] = [:]
+        for (k, node) in proto.node.enumerated() {
+            for output in node.output where !output.isEmpty { result[output] = k }
+        }
+        return result
+    }
+
+    /// Whether `name` is a graph output.
+    public func isGraphOutput(_ name: String) -> Bool { proto.output.contains { $0.name == name } }
+
+    /// Every value whose content is fixed: initializers, `Constant` node outputs, and `Identity`
+    /// outputs of either, with where each comes from.
+    public func constants() -> [String: ONNXConstant] {
+        var result: [String: ONNXConstant] = [:]
+        let inputNames = Set(inputs.map(\.name))
+        for tensor in proto.initializer where !inputNames.contains(tensor.name) {
+            result[tensor.name] = ONNXConstant(tensor: ONNXTensor(proto: tensor), initializer: tensor.name, constantNode: nil,
+                                               identities: [], sourceName: tensor.name)
+        }
+        for (k, node) in proto.node.enumerated() where ONNXNode(proto: node).isStandard && node.output.count == 1 {
+            let n = ONNXNode(proto: node)
+            if node.opType == "Constant", let tensor = Self.constantValue(n) {
+                result[node.output[0]] = ONNXConstant(tensor: tensor, initializer: nil, constantNode: k, identities: [], sourceName: node.output[0])
+            } else if node.opType == "Identity", node.input.count == 1, var source = result[node.input[0]] {
+                source.identities.append(k)
+                result[node.output[0]] = source
+            }
+        }
+        return result
+    }
+
+    /// The value of a `Constant` node: its `value` tensor, or `value_float(s)` / `value_int(s)`.
+    static func constantValue(_ node: ONNXNode) -> ONNXTensor? {
+        var tensor: ONNXTensor
+        switch (node.attribute("value"), node.attribute("value_float"), node.attribute("value_floats"),
+                node.attribute("value_int"), node.attribute("value_ints")) {
+        case let (.tensor(t)?, _, _, _, _): tensor = t
+        case let (_, .float(v)?, _, _, _):
+            var p = Onnx_TensorProto(); p.dataType = Int32(ONNXDataType.float.rawValue); p.floatData = [v]; tensor = ONNXTensor(proto: p)
+        case let (_, _, .floats(v)?, _, _):
+            var p = Onnx_TensorProto(); p.dataType = Int32(ONNXDataType.float.rawValue); p.dims = [Int64(v.count)]; p.floatData = v
+            tensor = ONNXTensor(proto: p)
+        case let (_, _, _, .int(v)?, _): tensor = ONNXTensor(name: "", int64: [v], shape: [])
+        case let (_, _, _, _, .ints(v)?): tensor = ONNXTensor(name: "", int64: v)
+        default: return nil
+        }
+        tensor.name = node.outputs[0]
+        return tensor
+    }
+
+    /// Removes what produced `names` when nothing reads it any more: initializers, `Constant`
+    /// nodes and `Identity` nodes (and, through them, their own sources), and the `value_info`
+    /// entries of the removed values. Graph outputs and values still read are kept.
+    public mutating func removeUnused(_ names: Set<String>) {
+        var pending = names
+        var removedValues = Set<String>()
+        while let name = pending.popFirst() {
+            if isGraphOutput(name) { continue }
+            if proto.node.contains(where: { $0.input.contains(name) }) { continue }
+            if let k = proto.node.firstIndex(where: { $0.output == [name] && ($0.opType == "Constant" || $0.opType == "Identity") }) {
+                let node = proto.node.remove(at: k)
+                removedValues.insert(name)
+                for input in node.input where !input.isEmpty { pending.insert(input) }
+            } else if let k = proto.initializer.firstIndex(where: { $0.name == name }) {
+                // An initializer listed as a graph input (IR < 4) is an overridable input: keep it.
+                if proto.input.contains(where: { $0.name == name }) { continue }
+                proto.initializer.remove(at: k)
+                removedValues.insert(name)
+            }
+        }
+        proto.valueInfo.removeAll { removedValues.contains($0.name) }
+    }
+
+    /// Replaces the node at `index` by `replacement` (in that order, at the same place, so that
+    /// the graph stays topologically sorted) and appends `initializers`.
+    public mutating func replaceNode(at index: Int, with replacement: [ONNXNode], initializers: [ONNXTensor]) {
+        proto.node.replaceSubrange(index...index, with: replacement.map(\.proto))
+        proto.initializer.append(contentsOf: initializers.map(\.proto))
+    }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import SwiftProtobuf
+import TensorIO
+
+/// An operator set the model imports.
+public struct ONNXOpset: Sendable, Equatable {
+    /// The domain: empty for the standard operators.
+    public var domain: String
+    /// Its version.
+    public var version: Int
+}
+
+/// Where ``ONNXModel/write(to:externalData:)`` puts tensor data.
+public enum ONNXExternalData: Sendable, Equatable {
+    /// In one file unless the input model had external data or the file would exceed protobuf's
+    /// 2 GiB limit; then as ``separateFile(minimumBytes:)`` with the default size.
+    case automatic
+    /// Everything in the `.onnx` file (throws beyond 2 GiB).
+    case none
+    /// Every initializer of at least `minimumBytes` bytes in `NAME.data` beside the model
+    /// `NAME`, at 64-byte aligned offsets; `Constant` node values stay in the model.
+    case separateFile(minimumBytes: Int = 1024)
+}
+
+/// An ONNX model: the graph, its operator sets and metadata, read from and written to the
+/// protobuf file format (`onnx.proto`, IR versions 3 and later).
+///
+/// Writing keeps everything that was not changed: IR version, opset imports, producer,
+/// `metadata_props`, doc strings, `value_info`, node order and names, functions and training
+/// information, and unknown fields. External data (`data_location = EXTERNAL`) is read in when
+/// the model is read from a file, with each `location` checked to stay inside the model's
+/// directory and each `offset`/`length` to lie inside its file.
+///
+/// ```swift
+/// let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "det.onnx"))
+/// print(model.opsetVersion, model.graph.nodes.count, model.metadata["character"] != nil)
+/// var graph = model.graph
+/// // … rewrite nodes …
+/// var copy = model
+/// copy.graph = graph
+/// try copy.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
+/// ```
+public struct ONNXModel: Sendable {
+    var proto: Onnx_ModelProto
+    /// Names of the initializers that were stored externally when read.
+    var externalTensorNames: Set<String> = []
+
+    /// protobuf's limit for one message.
+    static let protobufLimit = Int(Int32.max)
+
+    /// Reads a model file and the external data it refers to (resolved against the file's directory).
+    ///
+    /// - Throws: ``ONNXError/invalidProtobuf(reason:)``, ``ONNXError/missingGraph``,
+    ///   ``ONNXError/externalData(tensor:location:reason:)``, and
+    ///   ``TensorIO/TensorIOError/fileSystem(path:reason:)`` for a file that cannot be read.
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw TensorIOError.fileSystem(path: url.path, reason: FileManager.default.fileExists(atPath: url.path) ? "cannot read" : "no such file")
+        }
+        try self.init(serializedData: data, externalDataDirectory: url.deletingLastPathComponent())
+    }
+
+    /// Decodes a model from its bytes; external data is read from `externalDataDirectory`.
+    ///
+    /// - Throws: as ``init(contentsOf:)``; ``ONNXError/externalDataWithoutDirectory(tensor:)`` when
+    ///   a tensor is external and no directory is given.
+    public init(serializedData data: Data, externalDataDirectory: URL? = nil) throws {
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            proto = try Onnx_ModelProto(serializedBytes: data, options: options)
+        } catch {
+            throw ONNXError.invalidProtobuf(reason: "\(error)")
+        }
+        guard proto.hasGraph else { throw ONNXError.missingGraph }
+        var reader = ExternalDataReader(directory: externalDataDirectory)
+        try reader.load(&proto.graph)
+        externalTensorNames = reader.loadedInitializers
+    }
+
+    /// The IR version.
+    public var irVersion: Int { Int(proto.irVersion) }
+    /// The producer's name and version as written by the exporter.
+    public var producer: String { [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " ") }
+    /// The operator sets imported.
+    public var opsetImports: [ONNXOpset] { proto.opsetImport.map { ONNXOpset(domain: $0.domain, version: Int($0.version)) } }
+    /// The version of the standard operator set (domain `""` or `ai.onnx`), 1 when none is listed.
+    public var opsetVersion: Int {
+        proto.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
+    }
+    /// Whether any tensor was stored in external data when the model was read.
+    public var hadExternalData: Bool { !externalTensorNames.isEmpty }
+
+    /// `metadata_props` as a dictionary (the last entry wins for a repeated key).
+    public var metadata: [String: String] {
+        Dictionary(proto.metadataProps.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+    }
+
+    /// Sets a `metadata_props` entry: an existing key keeps its place, a new one is appended.
+    public mutating func setMetadata(_ value: String, forKey key: String) {
+        if let k = proto.metadataProps.firstIndex(where: { $0.key == key }) {
+            proto.metadataProps[k].value = value
+        } else {
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = key
+            entry.value = value
+            proto.metadataProps.append(entry)
+        }
+    }
+
+    /// The main graph.
+    public var graph: ONNXGraph {
+        get { ONNXGraph(proto: proto.graph) }
+        set { proto.graph = newValue.proto }
+    }
+
+    /// The whole model as one protobuf message, every tensor inline.
+    ///
+    /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)`` beyond 2 GiB.
+    public func serializedData() throws -> Data {
+        try encoded(fileName: "", externalData: .none).model
+    }
+
+    /// The bytes of the model file and of its external data file (`nil` when there is none), for a
+    /// model file called `fileName`.
+    ///
+    /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)`` when `.none` would exceed 2 GiB.
+    public func encoded(fileName: String, externalData: ONNXExternalData = .automatic) throws -> (model: Data, externalData: Data?) {
+        var policy = externalData
+        if policy == .automatic {
+            let tensorBytes = proto.graph.initializer.reduce(0) { $0 + $1.rawData.count }
+            policy = hadExternalData || tensorBytes > Self.protobufLimit - (64 << 20) ? .separateFile() : .none
+        }
+        guard case let .separateFile(minimumBytes) = policy else {
+            let estimate = proto.graph.initializer.reduce(0) { $0 + $1.rawData.count }
+            if estimate > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: estimate) }
+            let bytes: [UInt8] = try proto.serializedBytes()
+            if bytes.count > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
+            return (Data(bytes), nil)
+        }
+        var copy = proto
+        var blob = Data()
+        let location = fileName + ".data"
+        for k in copy.graph.initializer.indices where copy.graph.initializer[k].rawData.count >= max(minimumBytes, 1) {
+            let padding = (64 - blob.count % 64) % 64
+            blob.append(Data(count: padding))
+            let offset = blob.count
+            let raw = copy.graph.initializer[k].rawData
+            blob.append(raw)
+            var tensor = copy.graph.initializer[k]
+            tensor.clearRawData()
+            tensor.dataLocation = .external
+            tensor.externalData = [("location", location), ("offset", "\(offset)"), ("length", "\(raw.count)")].map { key, value in
+                var entry = Onnx_StringStringEntryProto()
+                entry.key = key
+                entry.value = value
+                return entry
+            }
+            copy.graph.initializer[k] = tensor
+        }
+        let bytes: [UInt8] = try copy.serializedBytes()
+        if bytes.count > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
+        return (Data(bytes), blob.isEmpty ? nil : blob)
+    }
+
+    /// Writes the model (and its external data file `NAME.data`, when there is one) atomically:
+    /// both files or neither.
+    ///
+    /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)``, ``TensorIO/TensorIOError/fileSystem(path:reason:)``.
+    public func write(to url: URL, externalData: ONNXExternalData = .automatic) throws {
+        let (model, data) = try encoded(fileName: url.lastPathComponent, externalData: externalData)
+        var files = [(try OutputFile(path: url.path), model)]
+        if let data { files.append((try OutputFile(path: url.path + ".data"), data)) }
+        try OutputFile.write(files)
+    }
+}
+
+/// Reads `data_location = EXTERNAL` tensors into `raw_data`.
+struct ExternalDataReader {
+    let directory: URL?
+    var files: [String: Data] = [:]
+    var loadedInitializers: Set<String> = []
+
+    init(directory: URL?) { self.directory = directory }
+
+    mutating func load(_ graph: inout Onnx_GraphProto) throws {
+        for k in graph.initializer.indices where graph.initializer[k].dataLocation == .external {
+            try load(&graph.initializer[k])
+            loadedInitializers.insert(graph.initializer[k].name)
+        }
+        for n in graph.node.indices {
+            for a in graph.node[n].attribute.indices {
+                if graph.node[n].attribute[a].hasT && graph.node[n].attribute[a].t.dataLocation == .external {
+                    try load(&graph.node[n].attribute[a].t)
+                }
+                for t in graph.node[n].attribute[a].tensors.indices where graph.node[n].attribute[a].tensors[t].dataLocation == .external {
+                    try load(&graph.node[n].attribute[a].tensors[t])
+                }
+                if graph.node[n].attribute[a].hasG { try load(&graph.node[n].attribute[a].g) }
+                for g in graph.node[n].attribute[a].graphs.indices { try load(&graph.node[n].attribute[a].graphs[g]) }
+            }
+        }
+    }
+
+    mutating func load(_ tensor: inout Onnx_TensorProto) throws {
+        guard let directory else { throw ONNXError.externalDataWithoutDirectory(tensor: tensor.name) }
+        let fields = Dictionary(tensor.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+        let location = fields["location"] ?? ""
+        func fail(_ reason: String) -> ONNXError { ONNXError.externalData(tensor: tensor.name, location: location, reason: reason) }
+        guard !location.isEmpty else { throw fail("no location given") }
+        let components = location.split(separator: "/", omittingEmptySubsequences: false)
+        guard !location.hasPrefix("/"), !components.contains(".."), !location.contains("\\") else {
+            throw fail("the location must be a relative path inside the model's directory")
+        }
+        if files[location] == nil {
+            let url = directory.appendingPathComponent(location)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                throw fail("no such file in \(directory.path)")
+            }
+            do { files[location] = try Data(contentsOf: url, options: .alwaysMapped) } catch { throw fail("cannot read the file") }
+        }
+        let file = files[location]!
+        guard let offset = Int(fields["offset"] ?? "0"), offset >= 0 else { throw fail("offset \(fields["offset"]!) is not a non-negative integer") }
+        guard offset <= file.count else { throw fail("offset \(offset) is beyond the file's \(file.count) bytes") }
+        let length: Int
+        if let text = fields["length"] {
+            guard let value = Int(text), value >= 0 else { throw fail("length \(text) is not a non-negative integer") }
+            length = value
+        } else {
+            length = file.count - offset
+        }
+        guard length <= file.count - offset else {
+            throw fail("offset \(offset) + length \(length) = \(offset + length) reaches beyond the file's \(file.count) bytes")
+        }
+        let view = ONNXTensor(proto: tensor)
+        if let dtype = view.dataType.dtype {
+            let expected = try view.elementCount().multipliedReportingOverflow(by: dtype.size)
+            guard !expected.overflow, expected.partialValue == length else {
+                throw ONNXError.dataSize(tensor: tensor.name, expected: expected.partialValue, actual: length)
+            }
+        }
+        tensor.rawData = file.subdata(in: (file.startIndex + offset)..<(file.startIndex + offset + length))
+        tensor.externalData = []
+        tensor.clearDataLocation()
+    }
+}
