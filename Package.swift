@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
         .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
         .testTarget(name: "CommandLineTests", dependencies: ["TensorDecompositions"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "ModelCompression", "NNLayers", "TensorModule"]),
         .testTarget(
             name: "TensorIOTests",
             dependencies: ["TensorIO", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")],

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: system packages, build (library, examples, benchmarks), tests.
+# The whole test suite on a fresh machine: system packages, build (library, examples, benchmarks),
+# Swift tests, and the ONNX conformance run in onnxruntime (its own virtual environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
@@ -9,3 +10,4 @@ if [ -d Benchmarks ] && [ -f Benchmarks/Package.swift ]; then
 fi
 bash Scripts/smoke-examples.sh
 swift test --skip-build
+bash Scripts/test-onnx.sh .build/debug/tensor-compress

@@ -22,6 +22,29 @@ public struct ONNXValueInfo: Sendable, Equatable {
 
     init(proto: Onnx_ValueInfoProto) { self.proto = proto }
 
+    /// A tensor value of the given element type and shape (`nil`: shape not given).
+    public init(name: String, elementType: ONNXDataType, shape: [ONNXDimension]?) {
+        var tensorType = Onnx_TypeProto.Tensor()
+        tensorType.elemType = Int32(elementType.rawValue)
+        if let shape {
+            var shapeProto = Onnx_TensorShapeProto()
+            shapeProto.dim = shape.map { d in
+                var dim = Onnx_TensorShapeProto.Dimension()
+                switch d {
+                case let .value(v): dim.dimValue = Int64(v)
+                case let .parameter(p): dim.dimParam = p
+                case .unknown: break
+                }
+                return dim
+            }
+            tensorType.shape = shapeProto
+        }
+        var proto = Onnx_ValueInfoProto()
+        proto.name = name
+        proto.type.tensorType = tensorType
+        self.proto = proto
+    }
+
     /// The value's name.
     public var name: String { proto.name }
     /// The element type of a tensor value (`undefined` for other kinds).
@@ -67,6 +90,17 @@ public struct ONNXGraph: Sendable, Equatable {
     var proto: Onnx_GraphProto
 
     init(proto: Onnx_GraphProto) { self.proto = proto }
+
+    /// A graph from its parts; `nodes` must be in topological order.
+    public init(name: String, nodes: [ONNXNode], initializers: [ONNXTensor], inputs: [ONNXValueInfo], outputs: [ONNXValueInfo]) {
+        var proto = Onnx_GraphProto()
+        proto.name = name
+        proto.node = nodes.map(\.proto)
+        proto.initializer = initializers.map(\.proto)
+        proto.input = inputs.map(\.proto)
+        proto.output = outputs.map(\.proto)
+        self.proto = proto
+    }
 
     /// The graph's name.
     public var name: String { proto.name }

@@ -48,6 +48,19 @@ public struct ONNXModel: Sendable {
     /// protobuf's limit for one message.
     static let protobufLimit = Int(Int32.max)
 
+    /// A model of `graph` importing the standard operator set `opset`.
+    public init(graph: ONNXGraph, opset: Int, irVersion: Int = 8, producer: String = "TensorDecompositions") {
+        var proto = Onnx_ModelProto()
+        proto.irVersion = Int64(irVersion)
+        var set = Onnx_OperatorSetIdProto()
+        set.domain = ""
+        set.version = Int64(opset)
+        proto.opsetImport = [set]
+        proto.producerName = producer
+        proto.graph = graph.proto
+        self.proto = proto
+    }
+
     /// Reads a model file and the external data it refers to (resolved against the file's directory).
     ///
     /// - Throws: ``ONNXError/invalidProtobuf(reason:)``, ``ONNXError/missingGraph``,

@@ -1,0 +1,124 @@
+import Foundation
+import ModelCompression
+import NNLayers
+import Testing
+@testable import ONNX
+import TensorModule
+
+@Suite("ONNX shape inference")
+struct ShapeInferenceTests {
+    @Test func convolutionsPoolingAndShapeArithmetic() throws {
+        let shape = ONNXTensor(name: "target", int64: [0, -1])
+        let nodes = [
+            ONNXNode(opType: "Conv", name: "same", inputs: ["x", "w"], outputs: ["a"],
+                     attributes: [("auto_pad", .string("SAME_UPPER")), ("strides", .ints([2, 2]))]),
+            ONNXNode(opType: "Conv", name: "explicit", inputs: ["a", "w2"], outputs: ["b"],
+                     attributes: [("pads", .ints([0, 1, 2, 1])), ("dilations", .ints([2, 1])), ("strides", .ints([1, 2]))]),
+            ONNXNode(opType: "MaxPool", name: "pool", inputs: ["b"], outputs: ["c"],
+                     attributes: [("kernel_shape", .ints([2, 2])), ("strides", .ints([2, 2])), ("ceil_mode", .int(1))]),
+            ONNXNode(opType: "Shape", name: "shape", inputs: ["c"], outputs: ["s"]),
+            ONNXNode(opType: "Gather", name: "batch", inputs: ["s", "zero"], outputs: ["n"], attributes: [("axis", .int(0))]),
+            ONNXNode(opType: "Reshape", name: "flat", inputs: ["c", "target"], outputs: ["f"]),
+            ONNXNode(opType: "MatMul", name: "mm", inputs: ["f", "m"], outputs: ["y"]),
+        ]
+        let initializers = [
+            try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [6, 3, 3, 3])),
+            try ONNXTensor(name: "w2", Tensor<Float>.zeros(shape: [5, 6, 3, 3])),
+            try ONNXTensor(name: "m", Tensor<Float>.zeros(shape: [5 * 3 * 2, 7])),
+            ONNXTensor(name: "zero", int64: [0], shape: []), shape,
+        ]
+        let graph = ONNXGraph(name: "g", nodes: nodes, initializers: initializers,
+                              inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.parameter("n"), .value(3), .unknown, .unknown])],
+                              outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        let inferred = try ONNXShapeInference(graph: graph, inputShapes: ["x": [2, 3, 11, 13]])
+        // SAME_UPPER, stride 2: ⌈11/2⌉ × ⌈13/2⌉.
+        #expect(inferred.shapes["a"] == [2, 6, 6, 7])
+        // (6 + 0 + 2 − 2·2 − 1)/1 + 1 = 4 rows; (7 + 1 + 1 − 3)/2 + 1 = 4 columns.
+        #expect(inferred.shapes["b"] == [2, 5, 4, 4])
+        #expect(inferred.shapes["c"] == [2, 5, 2, 2])
+        #expect(inferred.values["n"] == [2])
+        #expect(inferred.shapes["f"] == [2, 20])
+        #expect(inferred.failures.count == 1)      // MatMul of (2, 20) by (30, 7): the mismatch is reported, not thrown
+        #expect(throws: ONNXError.dynamicInput(name: "x", shape: "[n, 3, ?, ?]")) { try ONNXShapeInference(graph: graph) }
+        #expect(throws: ONNXError.self) { try ONNXShapeInference(graph: graph, inputShapes: ["x": [2, 4, 11, 13]]) }
+        #expect(throws: ONNXError.self) { try ONNXShapeInference(graph: graph, inputShapes: ["z": [1]]) }
+    }
+}
+
+@Suite("ONNX graph compression")
+struct GraphCompressionTests {
+    func options(_ configure: (inout CompressionOptions) -> Void = { _ in }) -> CompressionOptions {
+        var options = CompressionOptions()
+        options.inputShapes = ["x": [1, 4, 8, 8]]
+        options.minimumParameters = 0
+        options.allowGrowth = true
+        options.rankSelection = .energy(1)
+        configure(&options)
+        return options
+    }
+
+    @Test func analysisReadsSettingsAndReasons() throws {
+        let layers = try ModelCompressor(options: options()).layers(in: try smallModel(), estimateRanks: true)
+        #expect(layers.map(\.name) == ["conv", "fc"])
+        let conv = layers[0]
+        #expect(conv.kernel == [3, 3] && conv.stride == [2, 2] && conv.padding == [1, 1, 1, 1] && conv.groups == 1)
+        #expect(conv.macs == 8 * 4 * 9 * 4 * 4)
+        #expect(conv.vbmfRanks?.count == 2 && conv.compressible)
+        #expect(layers[1].macs == 128 * 10 && layers[1].shape == [10, 128])
+        let excluded = try ModelCompressor(options: options { $0.exclude = "^fc$" }).layers(in: try smallModel())
+        #expect(excluded[1].compressible == false && excluded[1].reason?.contains("filters") == true)
+    }
+
+    @Test func fullRankCompressionRewritesNodesAndMetadata() throws {
+        let model = try smallModel()
+        let result = try ModelCompressor(options: options()).compress(onnx: model)
+        let graph = result.model.graph
+        #expect(graph.nodes.map(\.name) == ["conv/tucker2/0", "conv/tucker2/1", "conv/tucker2/2", "relu", "flatten", "fc/svd/0", "fc/svd/1"])
+        #expect(graph.nodes.map(\.opType) == ["Conv", "Conv", "Conv", "Relu", "Flatten", "MatMul", "Gemm"])
+        // The spatial layer carries stride and padding (ONNX order); the pointwise ones none.
+        #expect(graph.nodes[1].ints("strides") == [2, 2] && graph.nodes[1].ints("pads") == [1, 1, 1, 1])
+        #expect(graph.nodes[0].ints("pads") == [0, 0, 0, 0] && graph.nodes[2].ints("strides") == [1, 1])
+        // The bias is reused by name; the replaced weights are gone.
+        #expect(graph.nodes[2].inputs.last == "conv.bias")
+        #expect(graph.initializer(named: "conv.weight") == nil && graph.initializer(named: "fc.weight") == nil)
+        #expect(graph.nodes.last?.outputs == ["y"] && graph.nodes[2].outputs == ["c"])
+        let metadata = try #require(result.model.metadata[ModelCompressor.onnxMetadataKey])
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(metadata.utf8)) as? [String: Any])
+        let nodes = try #require(document["nodes"] as? [[String: Any]])
+        #expect(nodes.map { $0["node"] as? String } == ["conv", "fc"])
+        #expect(nodes[0]["method"] as? String == "tucker2" && (nodes[0]["kernelError"] as? Double ?? 1) < 1e-5)
+        #expect(result.model.metadata["character"] == "a b c")
+        #expect(result.totals.replacedLayers == 2)
+        // The rewritten model serializes and reads back.
+        #expect(try ONNXModel(serializedData: result.model.serializedData()).graph == graph)
+    }
+
+    @Test func sharedAndDepthwiseWeightsAreLeftAlone() throws {
+        let w = try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [4, 4, 3, 3], seed: 5))
+        let dw = try ONNXTensor(name: "dw", Tensor<Float>.randomNormal(shape: [4, 1, 3, 3], seed: 6))
+        let pads: [(String, ONNXAttribute)] = [("pads", .ints([1, 1, 1, 1]))]
+        let graph = ONNXGraph(name: "g", nodes: [
+            ONNXNode(opType: "Conv", name: "a", inputs: ["x", "w"], outputs: ["a"], attributes: pads),
+            ONNXNode(opType: "Conv", name: "b", inputs: ["a", "w"], outputs: ["b"], attributes: pads),
+            ONNXNode(opType: "Conv", name: "d", inputs: ["b", "dw"], outputs: ["y"], attributes: pads + [("group", .int(4))]),
+        ], initializers: [w, dw], inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(1), .value(4), .value(8), .value(8)])],
+           outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        let model = ONNXModel(graph: graph, opset: 13)
+        let layers = try ModelCompressor(options: options()).layers(in: model)
+        #expect(layers.allSatisfy { !$0.compressible })
+        #expect(layers[0].reason?.contains("shared with 1 other node") == true)
+        #expect(layers[2].reason?.contains("depthwise") == true)
+        let result = try ModelCompressor(options: options()).compress(onnx: model)
+        #expect(result.model.graph == graph && result.totals.replacedLayers == 0)
+    }
+
+    @Test func float16WeightsStayFloat16() throws {
+        var model = try smallModel()
+        var graph = model.graph
+        graph.initializers = try graph.initializers.map { try ONNXTensor(name: $0.name, $0.tensor(as: Float.self), dataType: .float16) }
+        model.graph = graph
+        let result = try ModelCompressor(options: options()).compress(onnx: model)
+        let new = result.model.graph.initializers.filter { $0.name.contains("/") }
+        #expect(!new.isEmpty && new.allSatisfy { $0.dataType == .float16 })
+    }
+}

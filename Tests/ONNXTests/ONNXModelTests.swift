@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+@testable import ONNX
+import TensorModule
+
+/// A small model: Conv (3×3, pads, bias) → Relu → Flatten → Gemm, weights as initializers.
+func smallModel(convWeight: Tensor<Float> = .randomNormal(shape: [8, 4, 3, 3], seed: 1)) throws -> ONNXModel {
+    let nodes = [
+        ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "conv.weight", "conv.bias"], outputs: ["c"],
+                 attributes: [("kernel_shape", .ints([3, 3])), ("pads", .ints([1, 1, 1, 1])), ("strides", .ints([2, 2]))]),
+        ONNXNode(opType: "Relu", name: "relu", inputs: ["c"], outputs: ["r"]),
+        ONNXNode(opType: "Flatten", name: "flatten", inputs: ["r"], outputs: ["f"], attributes: [("axis", .int(1))]),
+        ONNXNode(opType: "Gemm", name: "fc", inputs: ["f", "fc.weight", "fc.bias"], outputs: ["y"], attributes: [("transB", .int(1))]),
+    ]
+    let initializers = [
+        try ONNXTensor(name: "conv.weight", convWeight),
+        try ONNXTensor(name: "conv.bias", Tensor<Float>.randomNormal(shape: [8], seed: 2)),
+        try ONNXTensor(name: "fc.weight", Tensor<Float>.randomNormal(shape: [10, 8 * 4 * 4], seed: 3)),
+        try ONNXTensor(name: "fc.bias", Tensor<Float>.randomNormal(shape: [10], seed: 4)),
+    ]
+    let graph = ONNXGraph(name: "small", nodes: nodes, initializers: initializers,
+                          inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.parameter("batch"), .value(4), .value(8), .value(8)])],
+                          outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: [.parameter("batch"), .value(10)])])
+    var model = ONNXModel(graph: graph, opset: 13)
+    model.setMetadata("a b c", forKey: "character")
+    return model
+}
+
+@Suite("ONNX models")
+struct ONNXModelTests {
+    @Test func serializationRoundTripKeepsEverything() throws {
+        let model = try smallModel()
+        let data = try model.serializedData()
+        let read = try ONNXModel(serializedData: data)
+        #expect(read.graph == model.graph)
+        #expect(read.metadata == ["character": "a b c"])
+        #expect(read.opsetVersion == 13 && read.irVersion == 8)
+        #expect(try read.serializedData() == data)
+        #expect(read.graph.nodes.map(\.name) == ["conv", "relu", "flatten", "fc"])
+        #expect(read.graph.nodes[0].ints("pads") == [1, 1, 1, 1])
+        #expect(read.graph.inputs.first?.shapeDescription == "[batch, 4, 8, 8]")
+    }
+
+    func tensorRoundTrip<Scalar: BLASScalar>(_: Scalar.Type) throws {
+        let t = Tensor<Scalar>.randomNormal(shape: [3, 5], seed: 9)
+        for type in [ONNXDataType.float, .double, .float16, .bfloat16] {
+            let encoded = try ONNXTensor(name: "t", t, dataType: type)
+            #expect(encoded.dataType == type && encoded.shape == [3, 5])
+            let decoded = try encoded.tensor(as: Scalar.self)
+            let tolerance: Double = type == .bfloat16 ? 1e-2 : type == .float16 ? 1e-3 : (type == .float ? 1e-6 : Double(Scalar.ulpOfOne))
+            for (a, b) in zip(t.scalars, decoded.scalars) { #expect(abs(Double(a) - Double(b)) <= tolerance * max(1, abs(Double(a)))) }
+        }
+        #expect(throws: ONNXError.self) { try ONNXTensor(name: "t", t, dataType: .int64) }
+    }
+
+    @Test func tensorsRoundTripInEveryFloatType() throws {
+        try tensorRoundTrip(Float.self)
+        try tensorRoundTrip(Double.self)
+    }
+
+    @Test func typedFieldsAreRead() throws {
+        var proto = Onnx_TensorProto()
+        proto.name = "typed"
+        proto.dims = [2, 2]
+        proto.dataType = Int32(ONNXDataType.float.rawValue)
+        proto.floatData = [1, 2, 3, 4]
+        #expect(try ONNXTensor(proto: proto).tensor(as: Double.self).scalars == [1, 2, 3, 4])
+        proto.dataType = Int32(ONNXDataType.float16.rawValue)
+        proto.floatData = []
+        proto.int32Data = [0x3C00, 0x4000, 0xC000, 0]          // 1, 2, −2, 0 as binary16 bit patterns
+        #expect(try ONNXTensor(proto: proto).tensor(as: Float.self).scalars == [1, 2, -2, 0])
+        proto.dataType = Int32(ONNXDataType.bfloat16.rawValue)
+        proto.int32Data = [0x3F80, 0x4040, 0, 0xBF80]          // 1, 3, 0, −1
+        #expect(try ONNXTensor(proto: proto).tensor(as: Float.self).scalars == [1, 3, 0, -1])
+        proto.dataType = Int32(ONNXDataType.int64.rawValue)
+        proto.int32Data = []
+        proto.int64Data = [4, -1, 0, 7]
+        #expect(try ONNXTensor(proto: proto).integers() == [4, -1, 0, 7])
+        proto.int64Data = [4, -1, 0]
+        #expect(throws: ONNXError.dataSize(tensor: "typed", expected: 32, actual: 24)) { try ONNXTensor(proto: proto).integers() }
+    }
+
+    @Test func malformedBytesThrow() {
+        #expect(throws: ONNXError.self) { try ONNXModel(serializedData: Data([0xFF, 0xFF, 0xFF, 0x01, 0x02])) }
+        #expect(throws: ONNXError.missingGraph) { try ONNXModel(serializedData: Data()) }
+    }
+
+    @Test func constantsResolveThroughConstantNodesAndIdentity() throws {
+        var model = try smallModel()
+        var graph = model.graph
+        var nodes = graph.nodes
+        let weight = graph.initializer(named: "conv.weight")!
+        nodes.insert(ONNXNode(opType: "Constant", name: "w", inputs: [], outputs: ["w.value"], attributes: [("value", .tensor(weight))]), at: 0)
+        nodes.insert(ONNXNode(opType: "Identity", name: "id", inputs: ["w.value"], outputs: ["conv.weight.alias"]), at: 1)
+        nodes[2].inputs[1] = "conv.weight.alias"
+        graph.nodes = nodes
+        graph.initializers.removeAll { $0.name == "conv.weight" }
+        model.graph = graph
+        let constants = model.graph.constants()
+        let alias = try #require(constants["conv.weight.alias"])
+        #expect(alias.constantNode == 0 && alias.identities == [1] && alias.sourceName == "w.value")
+        #expect(try alias.tensor.tensor(as: Float.self) == weight.tensor(as: Float.self))
+        // Once nothing reads the alias, the Identity and the Constant node go too.
+        graph.nodes[2].inputs[1] = "other"
+        graph.removeUnused(["conv.weight.alias"])
+        #expect(!graph.nodes.contains { $0.opType == "Constant" || $0.opType == "Identity" })
+    }
+}
+
+@Suite("ONNX external data")
+struct ONNXExternalDataTests {
+    let directory: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-external-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    @Test func writtenAndReadBack() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try smallModel()
+        let url = directory.appendingPathComponent("m.onnx")
+        try model.write(to: url, externalData: .separateFile(minimumBytes: 64))
+        #expect(FileManager.default.fileExists(atPath: url.path + ".data"))
+        let read = try ONNXModel(contentsOf: url)
+        #expect(read.hadExternalData)
+        for name in ["conv.weight", "fc.weight"] {
+            #expect(try read.graph.initializer(named: name)!.tensor(as: Float.self) == model.graph.initializer(named: name)!.tensor(as: Float.self))
+        }
+        // .automatic keeps external data external.
+        let again = directory.appendingPathComponent("again.onnx")
+        try read.write(to: again)
+        #expect(FileManager.default.fileExists(atPath: again.path + ".data"))
+        // Without a directory the data cannot be found.
+        #expect(throws: ONNXError.self) { try ONNXModel(serializedData: Data(contentsOf: url)) }
+    }
+
+    /// The model's `conv.weight` stored externally with the given fields.
+    func writeExternal(_ fields: [(String, String)], dataBytes: Int = 8 * 4 * 9 * 4) throws -> URL {
+        var model = try smallModel()
+        var graph = model.graph
+        let k = graph.proto.initializer.firstIndex { $0.name == "conv.weight" }!
+        graph.proto.initializer[k].clearRawData()
+        graph.proto.initializer[k].dataLocation = .external
+        graph.proto.initializer[k].externalData = fields.map { key, value in
+            var e = Onnx_StringStringEntryProto()
+            e.key = key
+            e.value = value
+            return e
+        }
+        model.graph = graph
+        try Data(count: dataBytes).write(to: directory.appendingPathComponent("w.bin"))
+        let url = directory.appendingPathComponent("broken.onnx")
+        try model.serializedData().write(to: url)
+        return url
+    }
+
+    @Test func badLocationsAndRangesThrowWithTheNumbers() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cases: [([(String, String)], String)] = [
+            ([("location", "../w.bin")], "relative path inside"),
+            ([("location", "/etc/passwd")], "relative path inside"),
+            ([("location", "missing.bin")], "no such file"),
+            ([("location", "w.bin"), ("offset", "2000")], "offset 2000 is beyond the file's 1152 bytes"),
+            ([("location", "w.bin"), ("offset", "8"), ("length", "1152")], "offset 8 + length 1152 = 1160 reaches beyond the file's 1152 bytes"),
+            ([("location", "w.bin"), ("offset", "-1")], "not a non-negative integer"),
+            ([("location", "w.bin"), ("length", "100")], "holds 100 bytes of data where its shape and type need 1152"),
+        ]
+        for (fields, message) in cases {
+            let url = try writeExternal(fields)
+            do {
+                _ = try ONNXModel(contentsOf: url)
+                Issue.record("\(fields) was accepted")
+            } catch {
+                #expect("\(error)".contains(message), "\(fields): \(error)")
+            }
+        }
+    }
+}
