@@ -357,6 +357,8 @@ def main():
     e.add_argument("--runs", type=int, default=20)
     e.add_argument("--profile", action="store_true")
     e.add_argument("--json")
+    e.add_argument("--det-reports", nargs="*", default=[], help="compress --report JSON of each compressed detector, in order")
+    e.add_argument("--rec-reports", nargs="*", default=[], help="compress --report JSON of each compressed recognizer, in order")
     args = parser.parse_args()
     if args.command == "inputs":
         if args.model == "rec":
@@ -373,11 +375,48 @@ def main():
         report["recognizer"] = evaluate_rec(args.rec, args.lines, args.runs, args.profile)
     if args.det:
         report["detector"] = evaluate_det(args.det, args.pages, args.runs, args.profile)
-    text = json.dumps(report, indent=2, sort_keys=True)
+    for key, paths in (("recognizer", args.rec_reports), ("detector", args.det_reports)):
+        for model, path in zip(report.get(key, {}).get("models", [])[1:], paths):
+            with open(path) as f:
+                document = json.load(f)
+            layers = document["layers"]
+            model["macsBefore"] = sum(l["macsBefore"] for l in layers)
+            model["macsAfter"] = sum(l["macsAfter"] for l in layers)
+            model["replacedLayers"] = document["totals"]["replacedLayers"]
+            model["parametersBefore"] = document["totals"]["modelParametersBefore"]
+            model["parametersAfter"] = document["totals"]["modelParametersAfter"]
     if args.json:
         with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
+            f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print_tables(report)
+
+
+def print_tables(report):
+    """One table per model: MACs and parameters (of the Conv/Gemm/MatMul nodes) before/after, latency, quality."""
+    for key, quality in (("detector", "box F1 vs original (vs rendered)"), ("recognizer", "CER (line accuracy)")):
+        if key not in report:
+            continue
+        models = report[key]["models"]
+        base = models[0]
+        size = f"{report[key]['pages']} pages" if key == "detector" else f"{report[key]['lines']} lines"
+        print(f"\n{key} ({size} of evaluation text; onnxruntime, 1 intra-op thread, median of runs)")
+        header = ["model", "layers replaced", "MACs", "parameters", "latency ms", "speed-up", quality]
+        rows = []
+        for m in models:
+            def q(m):
+                if key == "detector":
+                    return f"{m['f1VsOriginal']:.3f} ({m['f1VsRendered']:.3f})"
+                return f"{100 * m['cer']:.2f}% ({100 * m['lineAccuracy']:.1f}%)"
+            macs = f"{m['macsBefore'] / 1e6:.1f}M → {m['macsAfter'] / 1e6:.1f}M ({m['macsBefore'] / max(m['macsAfter'], 1):.2f}×)" if "macsAfter" in m else ""
+            params = f"{m['parametersBefore'] / 1e6:.3f}M → {m['parametersAfter'] / 1e6:.3f}M" if "parametersAfter" in m else ""
+            rows.append([os.path.basename(m["model"]), str(m.get("replacedLayers", "")), macs, params, f"{1e3 * m['latency']:.2f}",
+                         f"{base['latency'] / m['latency']:.2f}×", q(m)])
+            if "profile" in m and m["profile"]:
+                p = m["profile"]
+                rows[-1][5] += f" (replaced layers {p['layerSpeedup']:.2f}× at {p['layerMACRatio']:.2f}× fewer MACs, {100 * p['replacedShareOfTime']:.0f}% of the time)"
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        for r in [header, ["-" * w for w in widths]] + rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 if __name__ == "__main__":

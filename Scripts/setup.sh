@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs (OpenBLAS, LAPACKE, zlib, pkg-config) when they are missing.
+# Installs the system packages the build needs (OpenBLAS, LAPACKE, zlib, pkg-config) when they are missing;
+# with --data also the evaluation data of the main job (Debian's fortunes and fonts-dejavu-core).
 # Runs apt-get as root, or through sudo; exits non-zero with a clear message when it cannot.
 set -euo pipefail
 
@@ -11,6 +12,10 @@ if [ ! -f /usr/include/lapacke.h ] && [ ! -f /usr/include/x86_64-linux-gnu/lapac
 fi
 # zlib's headers, for ZIPFoundation (.npz reading) on Linux.
 if ! pkg-config --exists zlib 2>/dev/null; then missing+=(zlib1g-dev); fi
+if [ "${1:-}" = "--data" ]; then
+    [ -f /usr/share/games/fortunes/literature ] || missing+=(fortunes)
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf ] || missing+=(fonts-dejavu-core)
+fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -41,6 +41,9 @@ public struct CompressedLayer<Scalar: BLASScalar>: Sendable {
     public var converged: Bool
     /// Iterations of an iterative decomposition (the most over groups), `0` for the direct ones.
     public var iterations: Int
+    /// `‖(W − Ŵ) X‖ / ‖W X‖` on the calibration inputs (after bias correction), when the layer was
+    /// compressed with ``InputStatistics``; `nil` without data.
+    public var outputRelativeError: Double? = nil
 
     /// A compressed layer from its parts.
     public init(original: Layer<Scalar>, stack: LayerStack<Scalar>, method: CompressionMethod, ranks: [Int], kernelRelativeError: Double,

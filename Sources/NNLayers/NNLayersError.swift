@@ -28,6 +28,8 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
     case layerConfiguration(location: String, problem: String)
     /// A count (an output size, parameters, FLOPs) does not fit in a 64-bit integer.
     case countOverflow(quantity: String, factors: [Int])
+    /// Calibration statistics that do not fit the layer, or that cannot be merged or read.
+    case statistics(reason: String)
     /// SVD of a convolution needs a 1×1 kernel.
     case svdNeedsPointwise(kernel: [Int])
 
@@ -49,6 +51,7 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
             return "TT decomposition of grouped convolutions (groups = \(groups)) is not supported; use CP or Tucker-2"
         case let .layerConfiguration(location, problem):
             return "layer configuration\(location.isEmpty ? "" : " at " + location): \(problem)"
+        case let .statistics(reason): return "calibration statistics: \(reason)"
         case let .svdNeedsPointwise(kernel):
             return "SVD of a convolution needs a 1×1 kernel, not \(kernel.map(String.init).joined(separator: "×")); use CP or Tucker-2"
         case let .countOverflow(quantity, factors):

@@ -1,0 +1,153 @@
+import TensorModule
+
+/// Tucker-2 of a convolution kernel `W` (`T × S × kh × kw`) that minimises the output error
+/// `tr((W − Ŵ)_(0) C (W − Ŵ)_(0)ᵀ)` for the patch metric `C` (`S·kh·kw` square), by alternating
+/// two steps that are each optimal given the other factors:
+///
+/// 1. given `U_S`, the output factor and the core jointly: with `z = (U_S ⊗ I)ᵀ x`, the
+///    reduced-rank regression of the responses `W_(0) x` on `z` (Zhang, Zou, He & Sun 2015,
+///    arXiv:1505.06798, "response reconstruction"): `M* = W_(0) C P (PᵀCP)⁻¹`, then
+///    `U_T G_(0) = [M* (PᵀCP)^{1/2}]_{R_out} (PᵀCP)^{-1/2}`;
+/// 2. given `U_T` (orthonormal) and `G`, the input factor `U_S` by the normal equations of the
+///    quadratic objective (`S·R_in` unknowns; skipped beyond ``OutputAwareOptions/maxUnknowns``),
+///    then re-orthonormalised with the triangle folded into the core (the product is unchanged).
+///
+/// The start is the data-free truncated HOSVD of modes 0 and 1, followed by step 1. The error is
+/// non-increasing through the history.
+///
+/// - Parameters:
+///   - kernel: `(T, S, kh, kw)`.
+///   - ranks: `[R_out, R_in]`.
+///   - metric: `E[x xᵀ]` (or the covariance) of the im2col patches, `(S·kh·kw)²`.
+/// - Throws: the errors of ``hosvd(_:ranks:modes:sequential:)`` for impossible ranks, ``DecompositionError``
+///   for a metric that does not fit, ``TensorModule/LinearAlgebraError`` if LAPACK fails.
+public func tucker2Decompose<Scalar: BLASScalar>(
+    _ kernel: Tensor<Scalar>, ranks: [Int], metric: Matrix<Double>, options: OutputAwareOptions = OutputAwareOptions()
+) throws -> OutputAwareDecomposition<TuckerTensor<Scalar>> {
+    guard kernel.order == 4, ranks.count == 2 else {
+        throw DecompositionError.inconsistentParts(type: "tucker2Decompose", shapes: [kernel.shape, ranks],
+                                                   requirement: "an order-4 kernel and ranks [R_out, R_in]")
+    }
+    let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
+    let (rOut, rIn, pq) = (ranks[0], ranks[1], kh * kw)
+    let d = s * pq
+    let start = try hosvd(kernel, ranks: ranks, modes: [0, 1])
+    let c = try dampedMetric(metric, dimension: d, damping: options.damping, operation: "tucker2Decompose")
+    let w0 = doubleMatrix(kernel, rows: t, columns: d)
+    let energy = quadraticError(w0, c)
+    func relative(_ e: Double) -> Double { energy > 0 ? (Swift.max(e, 0) / energy).squareRoot() : 0 }
+    var uS = doubleMatrix(Tensor(start.factors[1]), rows: s, columns: rIn)
+    var uT = doubleMatrix(Tensor(start.factors[0]), rows: t, columns: rOut)
+    var core = doubleMatrix(start.core, rows: rOut, columns: rIn * pq)          // G[a, (b, p, q)]
+    /// Ŵ_(0) = U_T G_(0) (U_S ⊗ I)ᵀ.
+    func reconstruction() -> Matrix<Double> {
+        // (U_S ⊗ I)ᵀ maps a patch (s, pq) to (b, pq): Ŵ[a, (s, pq)] = Σ_b (U_T G)[a, (b, pq)] U_S[s, b].
+        let tg = uT.matmul(core)                                                // T × (R_in·pq)
+        var result = Matrix<Double>.zeros(rows: t, columns: d)
+        result.withUnsafeMutableBufferPointer { r in
+            for row in 0..<t { for si in 0..<s { for b in 0..<rIn {
+                let f = uS[si, b]
+                if f == 0 { continue }
+                for k in 0..<pq { r[row * d + si * pq + k] += f * tg[row, b * pq + k] }
+            } } }
+        }
+        return result
+    }
+    var history = [relative(quadraticError(w0 - reconstruction(), c))]
+    /// P = U_S ⊗ I_pq as a (S·pq) × (R_in·pq) matrix.
+    func kroneckerP() -> Matrix<Double> {
+        var p = Matrix<Double>.zeros(rows: d, columns: rIn * pq)
+        p.withUnsafeMutableBufferPointer { m in
+            for si in 0..<s { for b in 0..<rIn { for k in 0..<pq { m[(si * pq + k) * (rIn * pq) + b * pq + k] = uS[si, b] } } }
+        }
+        return p
+    }
+    func stepA() throws {
+        let p = kroneckerP()
+        let cp = c.matmul(p)                                                    // C P
+        let cz = p.matmul(cp, transposeSelf: true)                              // Pᵀ C P
+        let (values, vectors) = try cz.symmetricEigen()
+        let top = values.max() ?? 1
+        let roots = values.map { Swift.max($0, top * 1e-14).squareRoot() }
+        let half = vectors.scalingColumns(by: roots).matmul(vectors, transposeOther: true)            // C_z^{1/2}
+        let inverseHalf = vectors.scalingColumns(by: roots.map { 1 / $0 }).matmul(vectors, transposeOther: true)
+        let mStar = w0.matmul(cp).matmul(inverseHalf).matmul(inverseHalf)      // W C P C_z⁻¹
+        let f = try svd(mStar.matmul(half), rank: rOut)
+        uT = f.u
+        core = uT.matmul(mStar, transposeSelf: true)                           // U_Tᵀ M*
+    }
+    func stepB() throws {
+        let n = s * rIn
+        guard n <= options.maxUnknowns else { return }
+        let v = uT.matmul(w0, transposeSelf: true)                              // R_out × d
+        let vc = v.matmul(c)
+        // H[(s, b), (s', b')] = Σ_a Σ_{pq, p'q'} G[a, b, pq] C[(s, pq), (s', p'q')] G[a, b', p'q'].
+        var h = Matrix<Double>.zeros(rows: n, columns: n)
+        var g = [Double](repeating: 0, count: n)
+        // G as (b, (a, pq)) for the left contraction and ((a, b'), p'q') for the right.
+        let gRight = Matrix<Double>(uncheckedRows: rOut * rIn, columns: pq, scalars: core.scalars)   // ((a, b), pq)
+        var gLeft = Matrix<Double>.zeros(rows: rIn, columns: rOut * pq)
+        for a in 0..<rOut { for b in 0..<rIn { for k in 0..<pq { gLeft[b, a * pq + k] = core[a, b * pq + k] } } }
+        for si in 0..<s {
+            // C rows (s, pq) as (pq·S) × pq blocks: Y[(pq, s'), (a, b')] = Σ_{p'q'} C[(s, pq), (s', p'q')] G[a, b', p'q'].
+            let rowsOfS = Matrix<Double>(uncheckedRows: pq * s, columns: pq, scalars: ContiguousArray(c.scalars[(si * pq * d)..<((si + 1) * pq * d)]))
+            let y = rowsOfS.matmul(gRight, transposeOther: true)               // (pq·S) × (R_out·R_in)
+            // Reorder to ((a, pq), (s', b')) and contract with G_left (b × (a, pq)).
+            var yr = Matrix<Double>.zeros(rows: rOut * pq, columns: s * rIn)
+            y.withUnsafeBufferPointer { yp in
+                yr.withUnsafeMutableBufferPointer { rp in
+                    for k in 0..<pq { for s2 in 0..<s { for a in 0..<rOut { for b2 in 0..<rIn {
+                        rp[(a * pq + k) * (s * rIn) + s2 * rIn + b2] = yp[(k * s + s2) * (rOut * rIn) + a * rIn + b2]
+                    } } } }
+                }
+            }
+            let block = gLeft.matmul(yr)                                        // R_in × (S·R_in)
+            block.withUnsafeBufferPointer { bp in
+                h.withUnsafeMutableBufferPointer { hp in
+                    for b in 0..<rIn { for col in 0..<n { hp[(si * rIn + b) * n + col] = bp[b * n + col] } }
+                }
+            }
+            for b in 0..<rIn {
+                var sum = 0.0
+                for a in 0..<rOut { for k in 0..<pq { sum += core[a, b * pq + k] * vc[a, si * pq + k] } }
+                g[si * rIn + b] = sum
+            }
+        }
+        let trace = (0..<n).reduce(0.0) { $0 + h[$1, $1] }
+        for i in 0..<n { h[i, i] += 1e-12 * trace / Double(n) }
+        guard let solution = try? h.choleskySolve(Matrix(uncheckedRows: n, columns: 1, scalars: ContiguousArray(g))) else { return }
+        let candidate = Matrix(uncheckedRows: s, columns: rIn, scalars: solution.scalars)
+        // Orthonormalise U_S = Q R and fold R into the core: G'[a, c, pq] = Σ_b R[c, b] G[a, b, pq].
+        let (q, r) = try candidate.qr()
+        let previous = (uS, core)
+        uS = q
+        var folded = Matrix<Double>.zeros(rows: rOut, columns: rIn * pq)
+        for a in 0..<rOut { for cIndex in 0..<rIn { for k in 0..<pq {
+            var sum = 0.0
+            for b in 0..<rIn { sum += r[cIndex, b] * previous.1[a, b * pq + k] }
+            folded[a, cIndex * pq + k] = sum
+        } } }
+        core = folded
+    }
+    try stepA()
+    history.append(relative(quadraticError(w0 - reconstruction(), c)))
+    var iterations = 0
+    while iterations < options.maxIterations && s * rIn <= options.maxUnknowns {
+        iterations += 1
+        let saved = (uS, uT, core)
+        try stepB()
+        let afterB = relative(quadraticError(w0 - reconstruction(), c))
+        if afterB > history.last! {
+            // Rounding in a near-singular solve: keep the better factors.
+            (uS, uT, core) = saved
+            break
+        }
+        history.append(afterB)
+        try stepA()
+        history.append(relative(quadraticError(w0 - reconstruction(), c)))
+        if history[history.count - 3] - history.last! < options.tolerance { break }
+    }
+    let coreTensor = Tensor<Scalar>(uncheckedShape: [rOut, rIn, kh, kw], scalars: ContiguousArray(core.scalars.lazy.map { Scalar($0) }))
+    let tucker = try TuckerTensor(core: coreTensor, factors: [scalarMatrix(uT, as: Scalar.self), scalarMatrix(uS, as: Scalar.self)], modes: [0, 1])
+    return OutputAwareDecomposition(result: tucker, errorHistory: history, iterations: iterations)
+}
