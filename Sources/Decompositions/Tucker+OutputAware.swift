@@ -31,6 +31,10 @@ public func tucker2Decompose<Scalar: BLASScalar>(
     let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
     let (rOut, rIn, pq) = (ranks[0], ranks[1], kh * kw)
     let d = s * pq
+    guard rOut <= rIn * pq, rIn <= rOut * pq else {
+        throw DecompositionError.invalidRank(rank: rOut <= rIn * pq ? rIn : rOut,
+                                             reason: "Tucker-2 ranks \(ranks) of a \(kh)×\(kw) kernel need R_out ≤ R_in·\(pq) and R_in ≤ R_out·\(pq)")
+    }
     let start = try hosvd(kernel, ranks: ranks, modes: [0, 1])
     let c = try dampedMetric(metric, dimension: d, damping: options.damping, operation: "tucker2Decompose")
     let w0 = doubleMatrix(kernel, rows: t, columns: d)

@@ -54,6 +54,26 @@ public struct CompressionOptions: Sendable, Equatable {
     public var inputShapes: [String: [Int]] = [:]
     /// Replace a layer even when its stack has more parameters or FLOPs than the layer.
     public var allowGrowth = false
+    /// Calibration statistics by layer name: the layers they name are compressed data-aware
+    /// (whitened SVD, output-aware Tucker-2 and CP, bias correction), all others without data.
+    public var statistics: CalibrationStatistics? = nil
+    /// Bias correction, damping and iterations of data-aware compression.
+    public var dataAware = DataAwareOptions()
+    /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
+    /// ranks are allocated across layers to meet it with the least damage.
+    public var budget: CompressionBudget? = nil
+    /// How a ``budget`` is shared across layers.
+    public var allocation: BudgetAllocation = .greedy
+    /// Ranks that a budget allocation tries: multiples of this (and every rank below it, and the
+    /// full rank). onnxruntime's vectorised convolutions work in blocks of 8 channels, so other
+    /// widths run slower than their MACs say. Default 8.
+    public var rankMultiple = 8
+    /// A budget leaves alone layers with less than this share of the compressible layers' MACs
+    /// (or parameters): replacing them saves little and adds nodes. Default 0.005.
+    public var minimumBudgetShare = 0.005
+    /// Multipliers of each layer's normalised error in the greedy allocation, by layer name
+    /// (e.g. sensitivities measured end to end); a layer not named has weight 1.
+    public var layerWeights: [String: Double] = [:]
 
     /// The defaults.
     public init() {}

@@ -6,6 +6,8 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
     case replaced
     /// The stack would have had at least as many parameters, or more FLOPs, than the layer.
     case keptGrowth(parameters: Int, originalParameters: Int, flops: Int, originalFLOPs: Int)
+    /// A budget allocation left the layer as it is: other layers' rank reductions cost less output error per MAC.
+    case keptByBudget
     /// The bias is not floating point, so no factorized stack can carry it unchanged.
     case keptNonFloatBias(bias: String, dtype: String)
     /// An ONNX node that cannot be replaced (see ``GraphLayer/reason``).
@@ -21,7 +23,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
     public var kind: String {
         switch self {
         case .replaced: return "replaced"
-        case .keptGrowth, .keptNonFloatBias: return "kept"
+        case .keptGrowth, .keptNonFloatBias, .keptByBudget: return "kept"
         case .skippedEmbedding, .notCompressible: return "skipped"
         }
     }
@@ -34,6 +36,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
             return parameters >= originalParameters
                 ? "kept: the stack would have \(parameters) parameters, not fewer than \(originalParameters)"
                 : "kept: the stack would need \(flops) FLOPs, more than \(originalFLOPs)"
+        case .keptByBudget: return "kept: the budget is better spent on other layers"
         case let .keptNonFloatBias(bias, dtype): return "kept: its bias \(bias) is \(dtype), not floating point"
         case let .notCompressible(reason): return "skipped: \(reason)"
         case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
@@ -69,10 +72,12 @@ public struct LayerReport: Sendable, Equatable, Encodable {
     public var reasons: [String]
     /// The ONNX operator of the node (`nil` for a state dict's layer).
     public var op: String? = nil
+    /// `‖(W − Ŵ) X‖ / ‖W X‖` on the calibration inputs, when the layer had statistics.
+    public var outputError: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case name, shape, method, status, reason, ranks, parametersBefore, parametersAfter, flopsBefore, flopsAfter
-        case macsBefore, macsAfter, relativeError, converged, iterations, seconds, reasons, op
+        case macsBefore, macsAfter, relativeError, outputError, converged, iterations, seconds, reasons, op
     }
 
     /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why; `macsBefore` and
@@ -93,6 +98,7 @@ public struct LayerReport: Sendable, Equatable, Encodable {
         try c.encode(flopsAfter / 2, forKey: .macsAfter)
         try c.encodeIfPresent(op, forKey: .op)
         try c.encode(relativeError, forKey: .relativeError)
+        try c.encode(outputError, forKey: .outputError)
         try c.encode(converged, forKey: .converged)
         try c.encode(iterations, forKey: .iterations)
         try c.encode(seconds, forKey: .seconds)

@@ -44,6 +44,7 @@ extension ModelCompressor {
     public func compress(onnx model: ONNXModel, progress: ((Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
         let analysed = try layers(in: model)
         let candidates = analysed.filter(\.compressible)
+        let allocated = try budgetRanks(candidates)
         var reports: [LayerReport] = []
         var replacements: [(index: Int, nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
         var entries: [[String: Any]] = []
@@ -59,9 +60,18 @@ extension ModelCompressor {
             }
             progress?(done, candidates.count, layer.name)
             done += 1
+            if let allocated, allocated[layer.name] == nil {
+                let count = layer.shape?.reduce(1, *) ?? 0
+                reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil, status: .keptByBudget, ranks: [],
+                                           parametersBefore: count, parametersAfter: count, flopsBefore: 2 * (layer.macs ?? 0),
+                                           flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0, converged: true, iterations: 0, seconds: 0,
+                                           reasons: [], op: layer.op))
+                continue
+            }
+            let ranks = allocated?[layer.name] ?? nil
             let outcome = site.weight.tensor.dataType == .double
-                ? try compressNode(layer, site, as: Double.self)
-                : try compressNode(layer, site, as: Float.self)
+                ? try compressNode(layer, site, ranks: ranks, as: Double.self)
+                : try compressNode(layer, site, ranks: ranks, as: Float.self)
             var report = outcome.report
             report.op = layer.op
             reports.append(report)
@@ -110,23 +120,42 @@ extension ModelCompressor {
     }
 
     /// One node decomposed in `Scalar` and, when replaced, its new nodes.
-    func compressNode<Scalar: BLASScalar>(
-        _ layer: GraphLayer, _ site: GraphLayer.Site, as _: Scalar.Type
-    ) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
-        let built = try self.layer(site, as: Scalar.self)
-        let input: [Int], batch: Int
+    /// One sample's input shape and the sample count of a site, for costs.
+    func costInput<Scalar: BLASScalar>(_ site: GraphLayer.Site, _ built: Layer<Scalar>) -> (input: [Int], batch: Int) {
         switch built {
         case let .conv2d(conv):
-            if let x = site.inputShape, x.count == 4 {
-                (input, batch) = (Array(x.dropFirst()), x[0])
-            } else {
-                (input, batch) = ([conv.inChannels, options.inputSize.height, options.inputSize.width], 1)
-            }
+            if let x = site.inputShape, x.count == 4 { return (Array(x.dropFirst()), x[0]) }
+            return ([conv.inChannels, options.inputSize.height, options.inputSize.width], 1)
         case let .linear(linear):
-            (input, batch) = (site.inputShape ?? [linear.inFeatures], 1)
+            return (site.inputShape ?? [linear.inFeatures], 1)
         default: preconditionFailure("graph sites are convolutions or linear layers")
         }
-        let (compressed, report) = try compress(built, name: layer.name, shape: layer.shape ?? [], input: input, batch: batch)
+    }
+
+    /// With a budget: the ranks allocated to each compressible layer by name (a missing name is
+    /// kept as it is); without one, `nil`.
+    func budgetRanks(_ candidates: [GraphLayer]) throws -> [String: [Int]]? {
+        guard let budget = options.budget else { return nil }
+        let entries = try candidates.map { layer -> BudgetCandidate in
+            let site = layer.site!
+            let built = try self.layer(site, as: Float.self)
+            let (input, batch) = costInput(site, built)
+            let cost = try built.cost(input: input)
+            return BudgetCandidate(name: layer.name, macs: Double(cost.flops) / 2 * Double(batch), parameters: Double(cost.parameters),
+                                   options: try rankOptions(built, input: input, batch: batch, statistics: options.statistics?.layers[layer.name]))
+        }
+        let chosen = allocate(entries, budget: budget, allocation: options.allocation)
+        var result: [String: [Int]] = [:]
+        for (entry, option) in zip(entries, chosen) { if let option { result[entry.name] = option.ranks } }
+        return result
+    }
+
+    func compressNode<Scalar: BLASScalar>(
+        _ layer: GraphLayer, _ site: GraphLayer.Site, ranks: [Int]?, as _: Scalar.Type
+    ) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
+        let built = try self.layer(site, as: Scalar.self)
+        let (input, batch) = costInput(site, built)
+        let (compressed, report) = try compress(built, name: layer.name, shape: layer.shape ?? [], input: input, batch: batch, ranks: ranks)
         guard let compressed, report.status.isReplaced else { return (report, nil) }
         var emitter = ONNXStackEmitter(base: layer.name, method: compressed.method, dataType: site.weight.tensor.dataType, site: site)
         try emitter.emit(compressed.stack, rank: site.inputShape?.count)

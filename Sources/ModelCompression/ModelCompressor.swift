@@ -86,15 +86,30 @@ public struct ModelCompressor: Sendable {
     ///   - shape: The weight's shape as stored.
     ///   - input: One sample's input shape for the cost (`[C, H, W]` or `[…, features]`).
     ///   - batch: Samples per input, multiplied into the FLOP counts.
+    ///   - ranks: Ranks chosen by a budget allocation, in place of the options' rule.
     func compress<Scalar: BLASScalar>(
-        _ layer: Layer<Scalar>, name: String, shape: [Int], input: [Int], batch: Int = 1
+        _ layer: Layer<Scalar>, name: String, shape: [Int], input: [Int], batch: Int = 1, ranks: [Int]? = nil
     ) throws -> (CompressedLayer<Scalar>?, LayerReport) {
         let clock = ContinuousClock()
         let start = clock.now
         let compressed: CompressedLayer<Scalar>
+        let statistics = options.statistics?.layers[name]
         switch layer {
-        case let .conv2d(conv): compressed = try conv.compressed(by: convDecomposition(for: conv))
-        case let .linear(linear): compressed = try linear.compressed(by: linearDecomposition())
+        case let .conv2d(conv):
+            var method = convDecomposition(for: conv)
+            if let ranks {
+                switch method {
+                case .svd: method = .svd(.fixed(ranks))
+                case .tucker2: method = .tucker2(.fixed(ranks))
+                case let .cp(_, iterations, seed): method = .cp(.fixed(ranks), maxIterations: iterations, seed: seed)
+                case .tensorTrain: break
+                }
+            }
+            compressed = try statistics.map { try conv.compressed(by: method, statistics: $0, options: options.dataAware) } ?? conv.compressed(by: method)
+        case let .linear(linear):
+            var method = linearDecomposition()
+            if let ranks, case .svd = method { method = .svd(.fixed(ranks)) }
+            compressed = try statistics.map { try linear.compressed(by: method, statistics: $0, options: options.dataAware) } ?? linear.compressed(by: method)
         case .ttLinear, .ttConv2d: preconditionFailure("TT layers are not compressed again")
         }
         let elapsed = clock.now - start
@@ -106,6 +121,7 @@ public struct ModelCompressor: Sendable {
             parametersBefore: cost.originalParameters, parametersAfter: cost.parameters, flopsBefore: flopsBefore, flopsAfter: flopsAfter,
             relativeError: compressed.kernelRelativeError, converged: compressed.converged, iterations: compressed.iterations,
             seconds: seconds, reasons: compressed.reasons)
+        report.outputError = compressed.outputRelativeError
         if (cost.parameters >= cost.originalParameters || cost.flops > cost.originalFLOPs) && !options.allowGrowth {
             report.status = .keptGrowth(parameters: cost.parameters, originalParameters: cost.originalParameters,
                                         flops: flopsAfter, originalFLOPs: flopsBefore)

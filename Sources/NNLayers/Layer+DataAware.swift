@@ -292,9 +292,7 @@ extension Conv2D {
                                 damping: options.decomposition.damping).factors(rank: rank)
             }
             finish(factors.map { doubles($0.u.scalingColumns(by: $0.singularValues).matmul($0.vt)) })
-            let plain = try LayerStack(svd: factors, replacing: self)
-            guard case let .conv2d(last) = plain.layers[1] else { preconditionFailure("the SVD stack ends in a pointwise convolution") }
-            let stack = LayerStack([plain.layers[0], .conv2d(try Conv2D(weight: last.weight, bias: newBias, groups: groups))])
+            let stack = try LayerStack(svd: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .svd, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels.map { try $0.reshaped(to: [tg, d]) }, factors),
                                      reasons: reasons + ["whitened SVD on \(Int(statistics.count)) calibration patches"])
@@ -318,9 +316,7 @@ extension Conv2D {
             }
             let factors = runs.map(\.result)
             finish(try factors.map { doubles(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
-            let plain = try LayerStack(tucker2: factors, replacing: self)
-            guard case let .conv2d(last) = plain.layers[2] else { preconditionFailure("the Tucker-2 stack ends in a pointwise convolution") }
-            let stack = LayerStack(Array(plain.layers.prefix(2)) + [.conv2d(try Conv2D(weight: last.weight, bias: newBias, groups: groups))])
+            let stack = try LayerStack(tucker2: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .tucker2, ranks: ranks,
                                      kernelRelativeError: try groupedError(kernels, factors),
                                      reasons: reasons + ["output-aware Tucker-2 on \(Int(statistics.count)) calibration patches, "
@@ -342,9 +338,7 @@ extension Conv2D {
             }
             let factors = runs.map(\.result)
             finish(try factors.map { doubles(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
-            let plain = try LayerStack(cp: factors, replacing: self)
-            guard case let .conv2d(last) = plain.layers[3] else { preconditionFailure("the CP stack ends in a pointwise convolution") }
-            let stack = LayerStack(Array(plain.layers.prefix(3)) + [.conv2d(try Conv2D(weight: last.weight, bias: newBias, groups: groups))])
+            let stack = try LayerStack(cp: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .cp, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels, factors),
                                      reasons: reasons + ["output-aware CP on \(Int(statistics.count)) calibration patches"],

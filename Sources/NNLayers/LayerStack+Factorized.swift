@@ -41,7 +41,9 @@ extension LayerStack {
     /// The Tucker-2 stack of Kim et al. for `conv`, from one Tucker tensor per group over modes
     /// `[0, 1]` (core `(R_out, R_in, kh, kw)`, factors `U_T`, `U_S`): pointwise `S → g·R_in`
     /// (groups g), a `kh×kw` conv `g·R_in → g·R_out` (groups g) with the original stride, padding and
-    /// dilation, pointwise `g·R_out → T` (groups g) with the bias.
+    /// dilation, pointwise `g·R_out → T` (groups g) with the bias. A full output rank (`R_out = T/g`)
+    /// folds `U_T` into the core and drops the last layer; a full input rank (`R_in = S/g`) folds
+    /// `U_S` and drops the first (Tucker-1, with fewer MACs and the same function).
     ///
     /// - Throws: ``NNLayersError/factorShapes(layer:shapes:expected:)`` when the factors do not fit the convolution.
     public init(tucker2 factors: [TuckerTensor<Scalar>], replacing conv: Conv2D<Scalar>) throws {
@@ -54,18 +56,42 @@ extension LayerStack {
         }
         let (rOut, rIn) = (ranks[0], ranks[1])
         var first = [Scalar](), core = [Scalar](), last = [Scalar](repeating: 0, count: conv.outChannels * rOut)
+        // A full rank needs no factor layer: U_T (or U_S) is folded into the core, exactly.
+        let foldOutput = rOut == tg, foldInput = rIn == sg && !foldOutput
+        var folded = [Scalar]()
         for (group, t) in factors.enumerated() {
             let (uT, uS) = (t.factors[0], t.factors[1])
             for b in 0..<rIn { first += (0..<sg).map { uS[$0, b] } }
             core += t.core.scalars
             for row in 0..<tg { for a in 0..<rOut { last[(group * tg + row) * rOut + a] = uT[row, a] } }
+            if foldOutput { folded += try t.core.modeProduct(uT, mode: 0).scalars }
+            if foldInput { folded += try t.core.modeProduct(uS, mode: 1).scalars }
         }
-        layers = [
-            .conv2d(try Conv2D(weight: Tensor(shape: [g * rIn, sg, 1, 1], scalars: first), groups: g)),
-            .conv2d(try Conv2D(weight: Tensor(shape: [g * rOut, rIn, kh, kw], scalars: core), stride: conv.stride,
-                               padding: conv.padding, dilation: conv.dilation, groups: g)),
-            .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rOut, 1, 1], scalars: last), bias: conv.bias, groups: g)),
-        ]
+        let firstLayer = Layer.conv2d(try Conv2D(weight: Tensor(shape: [g * rIn, sg, 1, 1], scalars: first), groups: g))
+        let lastLayer = Layer.conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rOut, 1, 1], scalars: last), bias: conv.bias, groups: g))
+        if foldOutput {
+            layers = [firstLayer, .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rIn, kh, kw], scalars: folded), bias: conv.bias,
+                                                     stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: g))]
+        } else if foldInput {
+            layers = [.conv2d(try Conv2D(weight: Tensor(shape: [g * rOut, sg, kh, kw], scalars: folded), stride: conv.stride,
+                                         padding: conv.padding, dilation: conv.dilation, groups: g)), lastLayer]
+        } else {
+            layers = [
+                firstLayer,
+                .conv2d(try Conv2D(weight: Tensor(shape: [g * rOut, rIn, kh, kw], scalars: core), stride: conv.stride,
+                                   padding: conv.padding, dilation: conv.dilation, groups: g)),
+                lastLayer,
+            ]
+        }
+    }
+
+    /// The stack with its last layer's bias replaced.
+    func replacingLastBias(_ bias: [Scalar]?) throws -> LayerStack {
+        guard case let .conv2d(last) = layers.last else { preconditionFailure("replacingLastBias: the stack ends in a convolution") }
+        var copy = self
+        copy.layers[copy.layers.count - 1] = .conv2d(try Conv2D(weight: last.weight, bias: bias, stride: last.stride, padding: last.padding,
+                                                                dilation: last.dilation, groups: last.groups))
+        return copy
     }
 
     /// The SVD stack for a 1×1 convolution, from one factorization per group (each of the group's

@@ -35,6 +35,11 @@ struct Compress: ParsableCommand {
     var layerConfig: String?
     @Option(help: "Input height,width of every conv of a state dict, for FLOP counts.") var inputSize: Size2D = Size2D(224, 224)
     @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable), for shapes and MACs.") var inputShape: [InputShape] = []
+    @Option(help: "Calibration statistics (safetensors from Scripts/calibrate.sh): the layers they name are compressed data-aware.") var statistics: String?
+    @Option(help: "macs:F or params:F: keep this fraction of the compressible layers' MACs or parameters, ranks allocated across layers.") var budget: CompressionBudget?
+    @Option(help: "How --budget is shared: greedy (least normalised output error per MAC) or uniform (the same fraction per layer).") var allocation: BudgetAllocation = .greedy
+    @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation, e.g. measured sensitivities.") var layerWeights: String?
+    @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
@@ -54,6 +59,7 @@ struct Compress: ParsableCommand {
         }
         if !isONNX(model) && !inputShape.isEmpty { throw ValidationError("--input-shape applies to ONNX models") }
         if isONNX(model) && layerConfig != nil { throw ValidationError("--layer-config applies to state dicts; an ONNX graph states its conv settings") }
+        if budget != nil && rank != nil { throw ValidationError("give --budget or --rank, not both") }
     }
 
     /// The library's options from the command line.
@@ -64,6 +70,22 @@ struct Compress: ParsableCommand {
         (options.minimumParameters, options.include, options.exclude) = (minParameters, include, exclude)
         (options.inputSize, options.allowGrowth) = (inputSize, allowGrowth)
         options.inputShapes = try InputShape.dictionary(inputShape)
+        (options.budget, options.allocation) = (budget, allocation)
+        options.dataAware.biasCorrection = !noBiasCorrection
+        if let statistics {
+            guard FileManager.default.fileExists(atPath: statistics) else { throw TensorIOError.fileSystem(path: statistics, reason: "no such file") }
+            options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: statistics))
+        }
+        if let layerWeights {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: layerWeights)) } catch {
+                throw TensorIOError.fileSystem(path: layerWeights, reason: "cannot read the layer weights")
+            }
+            guard let weights = try? JSONDecoder().decode([String: Double].self, from: data), weights.values.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                throw ValidationError("--layer-weights \(layerWeights): expected a JSON object of non-negative numbers by layer name")
+            }
+            options.layerWeights = weights
+        }
         if let layerConfig {
             let data: Data
             do { data = try Data(contentsOf: URL(fileURLWithPath: layerConfig)) } catch {
@@ -110,7 +132,7 @@ struct Compress: ParsableCommand {
         let rendered = CompressionReportRenderer(layers: layers, totals: totals, seconds: seconds)
         let shapes = inputShape.map(\.description).joined(separator: " ")
         let document = rendered.document(model: model, output: output, conv: conv.rawValue, linear: linear.rawValue,
-                                         rankSelection: rank.map { "rank \($0)" } ?? rankSelection.description,
+                                         rankSelection: budget.map { "budget \($0), \(allocation.rawValue)" } ?? rank.map { "rank \($0)" } ?? rankSelection.description,
                                          inputSize: isONNX(model) ? nil : inputSize, inputShapes: isONNX(model) ? shapes : nil)
         // The model and its report are written together: all or nothing.
         if let report, let reportFile {
@@ -152,10 +174,11 @@ struct CompressionReportRenderer {
 
     /// One row per candidate layer; CP that stopped at its iteration limit says so in the status.
     var table: String {
-        renderTable(["layer", "shape", "method", "ranks", "parameters", "FLOPs/sample", "kernel error", "seconds", "status"], layers.map { r in
+        renderTable(["layer", "shape", "method", "ranks", "parameters", "FLOPs", "kernel error", "output error", "seconds", "status"], layers.map { r in
             [r.name, r.shape.map(String.init).joined(separator: "×"), r.method?.rawValue ?? "none", r.ranks.isEmpty ? "" : "\(r.ranks)",
              "\(compact(r.parametersBefore)) → \(compact(r.parametersAfter))", "\(compact(r.flopsBefore)) → \(compact(r.flopsAfter))",
-             r.method == nil ? "" : String(format: "%.4f", r.relativeError), String(format: "%.3f", r.seconds),
+             r.method == nil ? "" : String(format: "%.4f", r.relativeError), r.outputError.map { String(format: "%.4f", $0) } ?? "",
+             String(format: "%.3f", r.seconds),
              (r.status.isReplaced ? r.status.kind : r.status.description) + (r.converged ? "" : " (not converged, \(r.iterations) iterations)")]
         })
     }

@@ -76,6 +76,21 @@ struct InputShape: ExpressibleByArgument, CustomStringConvertible {
 /// Whether a path names an ONNX model (by its extension).
 func isONNX(_ path: String) -> Bool { path.lowercased().hasSuffix(".onnx") }
 
+/// `macs:F` or `params:F` with `0 < F ≤ 1`.
+extension CompressionBudget: ExpressibleByArgument {
+    public init?(argument: String) {
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let value = Double(parts[1]), value > 0, value <= 1 else { return nil }
+        switch parts[0] {
+        case "macs": self = .macs(value)
+        case "params": self = .parameters(value)
+        default: return nil
+        }
+    }
+}
+
+extension BudgetAllocation: ExpressibleByArgument {}
+
 extension CompressionOptions.ConvMethod: ExpressibleByArgument {}
 extension CompressionOptions.LinearMethod: ExpressibleByArgument {}
 

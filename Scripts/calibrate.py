@@ -1,0 +1,179 @@
+"""Input statistics of every compressible node of an ONNX model, from onnxruntime runs.
+
+    python calibrate.py TOOL MODEL.onnx INPUTS.npz STATS.safetensors [--batch 8] [--patch-limit 4096]
+
+INPUTS.npz holds one array per graph input, the first axis the samples. The model is run in
+batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
+an extra output; for each node the script accumulates, in float64, the number of input vectors,
+their mean and their second moment E[x xᵀ]:
+
+- Gemm/MatMul: each row of features is one vector. When the model has an input named
+  attention_mask and the node's input is (batch, sequence, features), masked positions (mask 0)
+  are left out.
+- Conv: each im2col patch of a group, ordered (channel, kernel row, kernel column) with the
+  node's stride, padding, dilation and groups; above --patch-limit entries per patch the
+  per-channel second moment of the input pixels is kept instead (documented fallback).
+
+Only running sums of one batch are held at a time, never all activations. The output has the
+tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME.
+"""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        data = np.ascontiguousarray(tensors[name], dtype="<f8")
+        raw = data.tobytes()
+        header[name] = {"dtype": "F64", "shape": list(data.shape), "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        blobs.append(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * ((8 - len(encoded) % 8) % 8)
+    temporary = path + ".part"
+    with open(temporary, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for raw in blobs:
+            f.write(raw)
+    os.replace(temporary, path)
+
+
+class Accumulator:
+    """Count, sum and sum of outer products per group, in float64."""
+
+    def __init__(self, groups, d):
+        self.count = 0
+        self.sums = np.zeros((groups, d))
+        self.outer = np.zeros((groups, d, d))
+
+    def add(self, g, rows):
+        rows = np.asarray(rows, dtype=np.float64)
+        if not np.all(np.isfinite(rows)):
+            sys.exit("calibrate: a non-finite activation")
+        self.sums[g] += rows.sum(axis=0)
+        self.outer[g] += rows.T @ rows
+
+    def tensors(self, name):
+        n = max(self.count, 1)
+        return {name + ".count": np.array([float(self.count)]), name + ".mean": self.sums / n, name + ".gram": self.outer / n}
+
+
+def patches(x, kernel, stride, pads, dilation, rows_per_chunk):
+    """im2col patches of x (C, H, W) as chunks of (pixels, C·kh·kw), index (c, p, q)."""
+    c, h, w = x.shape
+    top, bottom, left, right = pads
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right)))
+    kh, kw = kernel
+    dh, dw = dilation
+    sh, sw = stride
+    out_h = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    out_w = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    for r0 in range(0, out_h, rows_per_chunk):
+        r1 = min(out_h, r0 + rows_per_chunk)
+        block = np.empty((c, kh, kw, r1 - r0, out_w), dtype=x.dtype)
+        for p in range(kh):
+            for q in range(kw):
+                rows = padded[:, r0 * sh + p * dh:(r1 - 1) * sh + p * dh + 1:sh, q * dw:(out_w - 1) * sw + q * dw + 1:sw]
+                block[:, p, q] = rows
+        yield block.reshape(c * kh * kw, -1).T
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tool")
+    parser.add_argument("model")
+    parser.add_argument("inputs")
+    parser.add_argument("output")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch-limit", type=int, default=4096)
+    args = parser.parse_args()
+    archive = np.load(args.inputs)
+    model = onnx.load(args.model)
+    graph_inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    missing = [n for n in graph_inputs if n not in archive.files]
+    if missing:
+        sys.exit(f"calibrate: {args.inputs} lacks the graph inputs {missing}")
+    samples = archive[graph_inputs[0]].shape[0]
+    if any(archive[n].shape[0] != samples for n in graph_inputs):
+        sys.exit("calibrate: every array of the inputs needs the same number of samples (first axis)")
+    batch = min(args.batch, samples)
+    shapes = [f"{n}={','.join(str(d) for d in (batch,) + archive[n].shape[1:])}" for n in graph_inputs]
+    listed = subprocess.run([args.tool, "inspect", args.model, "--json", "--no-vbmf"] + [a for s in shapes for a in ("--input-shape", s)],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        sys.exit(f"calibrate: inspect failed: {listed.stderr.strip()}")
+    nodes = [n for n in json.loads(listed.stdout)["nodes"] if n["compressible"]]
+    by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
+    exposed = {}
+    for n in nodes:
+        value = by_name[n["name"]].input[0]
+        exposed.setdefault(value, []).append(n)
+    existing = {o.name for o in model.graph.output}
+    for value in exposed:
+        if value not in existing:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    accumulators = {}
+    has_mask = "attention_mask" in graph_inputs
+    for start in range(0, samples, batch):
+        feeds = {n: archive[n][start:start + batch] for n in graph_inputs}
+        values = dict(zip(names, session.run(None, feeds)))
+        mask = feeds["attention_mask"].astype(bool) if has_mask else None
+        for value, consumers in exposed.items():
+            x = values[value]
+            for n in consumers:
+                if n["op"] == "Conv":
+                    groups = n["groups"]
+                    cin = x.shape[1]
+                    cg = cin // groups
+                    kh, kw = n["kernel"]
+                    d = cg * kh * kw
+                    per_channel = d > args.patch_limit
+                    acc = accumulators.setdefault(n["name"], Accumulator(groups, cg if per_channel else d))
+                    t, b, l, r = n["padding"]
+                    for sample in x:
+                        for g in range(groups):
+                            part = sample[g * cg:(g + 1) * cg]
+                            if per_channel:
+                                acc.add(g, part.reshape(cg, -1).T)
+                                continue
+                            for chunk in patches(part, (kh, kw), n["stride"], (t, b, l, r), n["dilation"], max(1, 16384 // max(1, x.shape[3]))):
+                                acc.add(g, chunk)
+                        if per_channel:
+                            acc.count += sample.shape[1] * sample.shape[2]
+                        else:
+                            oh = (x.shape[2] + t + b - n["dilation"][0] * (kh - 1) - 1) // n["stride"][0] + 1
+                            ow = (x.shape[3] + l + r - n["dilation"][1] * (kw - 1) - 1) // n["stride"][1] + 1
+                            acc.count += oh * ow
+                else:
+                    d = x.shape[-1]
+                    acc = accumulators.setdefault(n["name"], Accumulator(1, d))
+                    if mask is not None and x.ndim == 3 and x.shape[:2] == mask.shape:
+                        rows = x[mask]
+                    else:
+                        rows = x.reshape(-1, d)
+                    acc.add(0, rows)
+                    acc.count += rows.shape[0]
+        print(f"calibrate: {min(start + batch, samples)}/{samples} samples", file=sys.stderr)
+    tensors = {}
+    for name, acc in accumulators.items():
+        tensors.update(acc.tensors(name))
+    write_safetensors(args.output, tensors)
+    print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples")
+
+
+if __name__ == "__main__":
+    main()

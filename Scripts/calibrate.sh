@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Input statistics of every compressible node of an ONNX model, from onnxruntime runs on real inputs:
+#   bash Scripts/calibrate.sh MODEL.onnx INPUTS.npz STATS.safetensors [--batch 8] [--patch-limit 4096]
+# INPUTS.npz: one array per graph input, first axis the samples. See Scripts/calibrate.py.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+tool="${TENSOR_COMPRESS:-$here/../.build/release/tensor-compress}"
+if [ ! -x "$tool" ]; then
+    swift build -c release --product tensor-compress --package-path "$here/.." >&2
+fi
+python=$(bash "$here/onnx-venv.sh")
+exec "$python" "$here/calibrate.py" "$tool" "$@"
