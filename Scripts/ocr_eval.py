@@ -325,13 +325,20 @@ def evaluate_rec(paths, lines, runs, profile):
 def evaluate_det(paths, pages, runs, profile):
     data = det_pages("evaluation", pages, seed=13)
     truth = [boxes for _, boxes in data]
-    detections = []
+    detections, maps = [], []
     for path in paths:
         s = session(path)
         name = s.get_inputs()[0].name
-        detections.append([db_boxes(s.run(None, {name: det_input(page)})[0][0, 0]) for page, _ in data])
-    results = [{"model": p, "f1VsOriginal": f1(d, detections[0]), "f1VsRendered": f1(d, truth), "boxes": sum(map(len, d))}
-               for p, d in zip(paths, detections)]
+        probabilities = [s.run(None, {name: det_input(page)})[0][0, 0] for page, _ in data]
+        detections.append([db_boxes(p) for p in probabilities])
+        maps.append([p > 0.3 for p in probabilities])
+    def dice(a, b):
+        overlap = sum(int(np.logical_and(x, y).sum()) for x, y in zip(a, b))
+        total = sum(int(x.sum()) + int(y.sum()) for x, y in zip(a, b))
+        return 2 * overlap / total if total else 1.0
+    results = [{"model": p, "f1VsOriginal": f1(d, detections[0]), "f1At07VsOriginal": f1(d, detections[0], threshold=0.7),
+                "textMapDice": dice(m, maps[0]), "f1VsRendered": f1(d, truth), "boxes": sum(map(len, d))}
+               for p, d, m in zip(paths, detections, maps)]
     x = det_input(data[0][0])
     for r, t in zip(results, latencies(paths, x, runs)):
         r["latency"] = t
@@ -393,7 +400,7 @@ def main():
 
 def print_tables(report):
     """One table per model: MACs and parameters (of the Conv/Gemm/MatMul nodes) before/after, latency, quality."""
-    for key, quality in (("detector", "box F1 vs original (vs rendered)"), ("recognizer", "CER (line accuracy)")):
+    for key, quality in (("detector", "box F1 vs original @IoU .5/.7, text-map Dice (F1 vs rendered)"), ("recognizer", "CER (line accuracy)")):
         if key not in report:
             continue
         models = report[key]["models"]
@@ -405,7 +412,7 @@ def print_tables(report):
         for m in models:
             def q(m):
                 if key == "detector":
-                    return f"{m['f1VsOriginal']:.3f} ({m['f1VsRendered']:.3f})"
+                    return f"{m['f1VsOriginal']:.3f}/{m['f1At07VsOriginal']:.3f}, {m['textMapDice']:.3f} ({m['f1VsRendered']:.3f})"
                 return f"{100 * m['cer']:.2f}% ({100 * m['lineAccuracy']:.1f}%)"
             macs = f"{m['macsBefore'] / 1e6:.1f}M → {m['macsAfter'] / 1e6:.1f}M ({m['macsBefore'] / max(m['macsAfter'], 1):.2f}×)" if "macsAfter" in m else ""
             params = f"{m['parametersBefore'] / 1e6:.3f}M → {m['parametersAfter'] / 1e6:.3f}M" if "parametersAfter" in m else ""

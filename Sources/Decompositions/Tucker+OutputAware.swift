@@ -43,39 +43,24 @@ public func tucker2Decompose<Scalar: BLASScalar>(
     var uS = doubleMatrix(Tensor(start.factors[1]), rows: s, columns: rIn)
     var uT = doubleMatrix(Tensor(start.factors[0]), rows: t, columns: rOut)
     var core = doubleMatrix(start.core, rows: rOut, columns: rIn * pq)          // G[a, (b, p, q)]
-    /// Ŵ_(0) = U_T G_(0) (U_S ⊗ I)ᵀ.
-    func reconstruction() -> Matrix<Double> {
-        // (U_S ⊗ I)ᵀ maps a patch (s, pq) to (b, pq): Ŵ[a, (s, pq)] = Σ_b (U_T G)[a, (b, pq)] U_S[s, b].
-        let tg = uT.matmul(core)                                                // T × (R_in·pq)
-        var result = Matrix<Double>.zeros(rows: t, columns: d)
-        result.withUnsafeMutableBufferPointer { r in
-            for row in 0..<t { for si in 0..<s { for b in 0..<rIn {
-                let f = uS[si, b]
-                if f == 0 { continue }
-                for k in 0..<pq { r[row * d + si * pq + k] += f * tg[row, b * pq + k] }
-            } } }
-        }
-        return result
+    /// Ŵ_(0) = U_T G_(0) (U_S ⊗ I)ᵀ: (T, R_in, pq) ×_1 U_S.
+    func reconstruction() throws -> Matrix<Double> {
+        let x = try Tensor(uT.matmul(core)).reshaped(to: [t, rIn, pq]).modeProduct(uS, mode: 1)
+        return Matrix(uncheckedRows: t, columns: d, scalars: x.scalars)
     }
-    var history = [relative(quadraticError(w0 - reconstruction(), c))]
-    /// P = U_S ⊗ I_pq as a (S·pq) × (R_in·pq) matrix.
-    func kroneckerP() -> Matrix<Double> {
-        var p = Matrix<Double>.zeros(rows: d, columns: rIn * pq)
-        p.withUnsafeMutableBufferPointer { m in
-            for si in 0..<s { for b in 0..<rIn { for k in 0..<pq { m[(si * pq + k) * (rIn * pq) + b * pq + k] = uS[si, b] } } }
-        }
-        return p
-    }
+    let c4 = try Tensor(c).reshaped(to: [s, pq, s, pq])
+    let wc = try Tensor(w0.matmul(c)).reshaped(to: [t, s, pq])
     func stepA() throws {
-        let p = kroneckerP()
-        let cp = c.matmul(p)                                                    // C P
-        let cz = p.matmul(cp, transposeSelf: true)                              // Pᵀ C P
+        // C_z = (U_S ⊗ I)ᵀ C (U_S ⊗ I) and W C (U_S ⊗ I), by mode products.
+        let cz = Matrix(uncheckedRows: rIn * pq, columns: rIn * pq,
+                        scalars: try c4.modeProduct(uS, mode: 0, transposed: true).modeProduct(uS, mode: 2, transposed: true).scalars)
+        let b = Matrix(uncheckedRows: t, columns: rIn * pq, scalars: try wc.modeProduct(uS, mode: 1, transposed: true).scalars)
         let (values, vectors) = try cz.symmetricEigen()
         let top = values.max() ?? 1
         let roots = values.map { Swift.max($0, top * 1e-14).squareRoot() }
         let half = vectors.scalingColumns(by: roots).matmul(vectors, transposeOther: true)            // C_z^{1/2}
         let inverseHalf = vectors.scalingColumns(by: roots.map { 1 / $0 }).matmul(vectors, transposeOther: true)
-        let mStar = w0.matmul(cp).matmul(inverseHalf).matmul(inverseHalf)      // W C P C_z⁻¹
+        let mStar = b.matmul(inverseHalf).matmul(inverseHalf)                  // W C P C_z⁻¹
         let f = try svd(mStar.matmul(half), rank: rOut)
         uT = f.u
         core = uT.matmul(mStar, transposeSelf: true)                           // U_Tᵀ M*
@@ -133,14 +118,15 @@ public func tucker2Decompose<Scalar: BLASScalar>(
         } } }
         core = folded
     }
+    var history = [relative(quadraticError(w0 - (try reconstruction()), c))]
     try stepA()
-    history.append(relative(quadraticError(w0 - reconstruction(), c)))
+    history.append(relative(quadraticError(w0 - (try reconstruction()), c)))
     var iterations = 0
     while iterations < options.maxIterations && s * rIn <= options.maxUnknowns {
         iterations += 1
         let saved = (uS, uT, core)
         try stepB()
-        let afterB = relative(quadraticError(w0 - reconstruction(), c))
+        let afterB = relative(quadraticError(w0 - (try reconstruction()), c))
         if afterB > history.last! {
             // Rounding in a near-singular solve: keep the better factors.
             (uS, uT, core) = saved
@@ -148,10 +134,61 @@ public func tucker2Decompose<Scalar: BLASScalar>(
         }
         history.append(afterB)
         try stepA()
-        history.append(relative(quadraticError(w0 - reconstruction(), c)))
+        history.append(relative(quadraticError(w0 - (try reconstruction()), c)))
         if history[history.count - 3] - history.last! < options.tolerance { break }
     }
     let coreTensor = Tensor<Scalar>(uncheckedShape: [rOut, rIn, kh, kw], scalars: ContiguousArray(core.scalars.lazy.map { Scalar($0) }))
     let tucker = try TuckerTensor(core: coreTensor, factors: [scalarMatrix(uT, as: Scalar.self), scalarMatrix(uS, as: Scalar.self)], modes: [0, 1])
     return OutputAwareDecomposition(result: tucker, errorHistory: history, iterations: iterations)
+}
+
+/// Squared relative output errors of Tucker-2 over a grid of ranks, as after the first step of
+/// ``tucker2Decompose(_:ranks:metric:options:)``: the input factor from the truncated HOSVD (the
+/// leading left singular vectors of the mode-1 unfolding), the output factor and core optimal
+/// for it. For each `R_in` one eigendecomposition and one SVD give every `R_out`:
+///
+/// ```text
+/// e²(R_out, R_in) = (tr(W C Wᵀ) − Σ_{i ≤ R_out} σ_i²(B C_z^{-1/2})) / tr(W C Wᵀ),
+/// B = W_(0) C (U_S ⊗ I),  C_z = (U_S ⊗ I)ᵀ C (U_S ⊗ I)
+/// ```
+///
+/// Without a metric, `C = I` (the kernel error). The budget allocation of `ModelCompression`
+/// uses it to price rank choices.
+///
+/// - Returns: `errors[i][j]` for `inputRanks[i]` and `outputRanks[j]`; `nan` where a pair is
+///   impossible (`R_out > R_in·kh·kw` or `R_in > R_out·kh·kw`).
+public func tucker2OutputErrors<Scalar: BLASScalar>(
+    _ kernel: Tensor<Scalar>, metric: Matrix<Double>?, outputRanks: [Int], inputRanks: [Int], damping: Double = OutputAwareOptions().damping
+) throws -> [[Double]] {
+    guard kernel.order == 4 else {
+        throw DecompositionError.inconsistentParts(type: "tucker2OutputErrors", shapes: [kernel.shape], requirement: "an order-4 kernel")
+    }
+    let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
+    let pq = kh * kw, d = s * pq
+    let c = try metric.map { try dampedMetric($0, dimension: d, damping: damping, operation: "tucker2OutputErrors") } ?? Matrix<Double>.identity(d)
+    let w0 = doubleMatrix(kernel, rows: t, columns: d)
+    let energy = quadraticError(w0, c)
+    let unfolding = kernel.unfolded(mode: 1)
+    let full = try svd(unfolding)
+    let r = full.rank
+    let uS = doubleMatrix(Tensor(full.u), rows: s, columns: r)
+    let rotated = Matrix(uncheckedRows: r * pq, columns: r * pq, scalars: try Tensor(c).reshaped(to: [s, pq, s, pq])
+        .modeProduct(uS, mode: 0, transposed: true).modeProduct(uS, mode: 2, transposed: true).scalars)
+    let bFull = Matrix(uncheckedRows: t, columns: r * pq, scalars: try Tensor(w0.matmul(c)).reshaped(to: [t, s, pq]).modeProduct(uS, mode: 1, transposed: true).scalars)
+    return try inputRanks.map { rIn -> [Double] in
+        guard rIn >= 1, rIn <= r else { return outputRanks.map { _ in .nan } }
+        let n = rIn * pq
+        var cz = Matrix<Double>.zeros(rows: n, columns: n)
+        for i in 0..<n { for j in 0..<n { cz[i, j] = rotated[i, j] } }
+        let b = bFull.leadingColumns(n)
+        let (values, vectors) = try cz.symmetricEigen()
+        let top = values.max() ?? 1
+        let scaled = b.matmul(vectors).scalingColumns(by: values.map { 1 / Swift.max($0, top * 1e-14).squareRoot() })
+        let sigma = try scaled.singularValues().map { $0 * $0 }
+        return outputRanks.map { rOut in
+            guard rOut >= 1, rOut <= rIn * pq, rIn <= rOut * pq, rOut <= t else { return .nan }
+            let kept = sigma.prefix(rOut).reduce(0, +)
+            return energy > 0 ? Swift.max(energy - kept, 0) / energy : 0
+        }
+    }
 }

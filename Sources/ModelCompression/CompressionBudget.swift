@@ -134,25 +134,28 @@ extension ModelCompressor {
                                              parameters: Double(k) * (inC + outC) + (conv.bias == nil ? 0 : outC), error: energy > 0 ? tail / energy : 0))
                 }
             case .tucker2:
-                for rOut in rankGrid(Swift.min(tg, sg * area), multiple: options.rankMultiple) {
-                    for rIn in rankGrid(Swift.min(sg, tg * area), multiple: options.rankMultiple) where rOut <= rIn * area && rIn <= rOut * area {
-                        var error = 0.0
-                        var factors: [TuckerTensor<Scalar>] = []
-                        for g in 0..<conv.groups {
-                            if let metrics {
-                                var o = options.dataAware.decomposition
-                                o.maxIterations = 0
-                                let run = try tucker2Decompose(kernels[g], ranks: [rOut, rIn], metric: metrics[g], options: o)
-                                error += pow2(run.outputRelativeError) * energies[g]
-                                factors.append(run.result)
-                            } else {
-                                let t = try hosvd(kernels[g], ranks: [rOut, rIn], modes: [0, 1])
-                                error += pow2(Double(try t.relativeError(to: kernels[g]))) * energies[g]
-                                factors.append(t)
-                            }
-                        }
-                        let (macs, parameters) = try cost(try LayerStack(tucker2: factors, replacing: conv))
-                        result.append(RankOption(ranks: [rOut, rIn], macs: macs, parameters: parameters, error: energy > 0 ? error / energy : 0))
+                let outputRanks = rankGrid(Swift.min(tg, sg * area), multiple: options.rankMultiple, count: 16)
+                let inputRanks = rankGrid(Swift.min(sg, tg * area), multiple: options.rankMultiple, count: 16)
+                var errors = [[Double]](repeating: [Double](repeating: 0, count: outputRanks.count), count: inputRanks.count)
+                for g in 0..<conv.groups {
+                    let grid = try tucker2OutputErrors(kernels[g], metric: metrics?[g], outputRanks: outputRanks, inputRanks: inputRanks,
+                                                       damping: options.dataAware.decomposition.damping)
+                    for i in inputRanks.indices { for j in outputRanks.indices { errors[i][j] += grid[i][j] * energies[g] } }
+                }
+                let out = try conv.outputSize(height: input[1], width: input[2])
+                let (pIn, pOut) = (Double(input[1] * input[2] * batch), Double(out.height * out.width * batch))
+                let (inC, outC, groups) = (Double(conv.inChannels), Double(conv.outChannels), Double(conv.groups))
+                for (i, rIn) in inputRanks.enumerated() {
+                    for (j, rOut) in outputRanks.enumerated() where errors[i][j].isFinite {
+                        // The Tucker-2 stack's layers, a full rank folded into the core (see LayerStack(tucker2:replacing:)).
+                        let foldOutput = rOut == tg, foldInput = rIn == sg && !foldOutput
+                        let first = foldInput ? 0 : Double(rIn) * inC
+                        let coreIn = foldInput ? Double(sg) : Double(rIn)
+                        let core = groups * Double(rOut) * coreIn * Double(area)
+                        let last = foldOutput ? 0 : outC * Double(rOut)
+                        result.append(RankOption(ranks: [rOut, rIn], macs: pIn * first + pOut * (core + last),
+                                                 parameters: first + core + last + (conv.bias == nil ? 0 : outC),
+                                                 error: energy > 0 ? errors[i][j] / energy : 0))
                     }
                 }
             case .cp:
