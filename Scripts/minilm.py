@@ -278,8 +278,9 @@ def evaluate(args):
     for r, report in zip(results[1:], args.reports):
         with open(report) as f:
             document = json.load(f)
-        r["macsBefore"] = sum(l["macsBefore"] for l in document["layers"])
-        r["macsAfter"] = sum(l["macsAfter"] for l in document["layers"])
+        linear = [l for l in document["layers"] if l["status"] != "skipped"]     # the compressible layers
+        r["macsBefore"] = sum(l["macsBefore"] for l in linear)
+        r["macsAfter"] = sum(l["macsAfter"] for l in linear)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"sentences": len(picks), "models": results}, f, indent=2, sort_keys=True)

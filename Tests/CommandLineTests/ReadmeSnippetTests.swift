@@ -32,6 +32,38 @@ struct ReadmeSnippetTests {
         #expect(cp.cp.rank == 16 && full.shape == kernel.shape && y.shape == [1, 64, 14, 14] && w.shape == [8, 8])
         #expect(try tt.relativeError(to: kernel) <= 0.1 * 1.0001)
     }
+
+    @Test func dataAwareAndONNX() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("readme-onnx-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let previous = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(directory.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        let graph = ONNXGraph(name: "det", nodes: [
+            ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "w"], outputs: ["y"], attributes: [("pads", .ints([1, 1, 1, 1]))]),
+        ], initializers: [try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [32, 3, 3, 3], seed: 5))],
+           inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(1), .value(3), .value(640), .value(640)])],
+           outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        try ONNXModel(graph: graph, opset: 13).write(to: URL(fileURLWithPath: "det.onnx"))
+
+        let activations = Tensor<Float>.randomNormal(shape: [1000, 384], seed: 4)   // the layer's real inputs
+        var stats = InputStatistics(dimension: 384)
+        try stats.accumulate(rows: activations)
+        let fc = try Linear(weight: Matrix<Float>.randomNormal(rows: 1536, columns: 384, seed: 3))
+        let svd = try fc.compressed(by: .svd(.fixed([64])), statistics: stats)      // whitened SVD, bias corrected
+        let outputError = svd.outputRelativeError!                                   // ‖(W − Ŵ)X‖ / ‖WX‖ on those inputs
+
+        var options = CompressionOptions()
+        options.inputShapes = ["x": [1, 3, 640, 640]]
+        options.budget = .macs(0.67)                     // with options.statistics from Scripts/calibrate.sh: data-aware
+        let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "det.onnx"))
+        let compressed = try ModelCompressor(options: options).compress(onnx: model)
+        try compressed.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
+
+        #expect(outputError > 0 && outputError < 1)
+        #expect(FileManager.default.fileExists(atPath: "det.compressed.onnx") && compressed.layers.count == 1)
+    }
 }
 
 /// The landing pages of the umbrella and TensorIO catalogs, run as written (files generated first).

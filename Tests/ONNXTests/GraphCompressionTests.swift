@@ -126,3 +126,45 @@ struct GraphCompressionTests {
         #expect(!new.isEmpty && new.allSatisfy { $0.dataType == .float16 })
     }
 }
+
+/// The ModelCompression catalog's landing-page snippet, as written (its files generated first).
+@Suite("ModelCompression landing page")
+struct ModelCompressionLandingPageTests {
+    @Test func snippet() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let previous = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(directory.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        let weight = Tensor<Float>.randomNormal(shape: [16, 3, 3, 3], seed: 1)
+        let graph = ONNXGraph(name: "det", nodes: [
+            ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "w"], outputs: ["y"],
+                     attributes: [("pads", .ints([1, 1, 1, 1])), ("strides", .ints([8, 8]))]),
+        ], initializers: [try ONNXTensor(name: "w", weight)],
+           inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(1), .value(3), .value(640), .value(640)])],
+           outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        try ONNXModel(graph: graph, opset: 13).write(to: URL(fileURLWithPath: "det.onnx"))
+        let conv = try Conv2D(weight: weight, stride: Size2D(8), padding: .symmetric(1))
+        var stats = InputStatistics(dimension: 27)
+        try stats.accumulate(patchesOf: Tensor<Float>.randomNormal(shape: [1, 3, 64, 64], seed: 2), for: conv)
+        try CalibrationStatistics(layers: ["conv": stats]).write(to: URL(fileURLWithPath: "det.stats.safetensors"))
+
+        let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "det.onnx"))
+        var options = CompressionOptions()
+        options.inputShapes = ["x": [1, 3, 640, 640]]
+        options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: "det.stats.safetensors"))
+        options.budget = .macs(0.67)
+        let result = try ModelCompressor(options: options).compress(onnx: model)
+        for layer in result.layers where layer.status.isReplaced {
+            print(layer.name, layer.method!, layer.ranks, layer.outputError ?? 0)
+        }
+        try result.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
+
+        #expect(options.statistics?.layers["conv"] == stats)
+        #expect(result.layers.count == 1 && FileManager.default.fileExists(atPath: "det.compressed.onnx"))
+    }
+}
+
+/// The snippets print their results for the reader; under test they stay quiet.
+private func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {}

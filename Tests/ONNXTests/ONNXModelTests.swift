@@ -176,3 +176,24 @@ struct ONNXExternalDataTests {
         }
     }
 }
+
+/// The ONNX catalog's landing-page snippet, as written.
+@Suite("ONNX landing page")
+struct ONNXLandingPageTests {
+    @Test func snippet() throws {
+        let weight = try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [8, 4, 3, 3], seed: 1))
+        let graph = ONNXGraph(
+            name: "g",
+            nodes: [ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "w"], outputs: ["y"],
+                             attributes: [("pads", .ints([1, 1, 1, 1]))])],
+            initializers: [weight],
+            inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.parameter("batch"), .value(4), .value(16), .value(16)])],
+            outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        let model = ONNXModel(graph: graph, opset: 13)
+
+        let read = try ONNXModel(serializedData: try model.serializedData())
+        let shapes = try ONNXShapeInference(graph: read.graph, inputShapes: ["x": [2, 4, 16, 16]])
+        let w = try read.graph.constants()["w"]!.tensor.tensor(as: Float.self)
+        #expect(shapes.shapes["y"]! == [2, 8, 16, 16] && w.shape == [8, 4, 3, 3])
+    }
+}
