@@ -9,3 +9,5 @@ python=$(bash Scripts/onnx-venv.sh)
 work=$(mktemp -d "${TMPDIR:-/tmp}/onnx-conformance.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$python" Scripts/onnx_conformance.py "$tool" "$work"
+# The comparison script on one pair: outputs within 1e-4, both models pass the full checker, latency printed.
+bash Scripts/compare-onnx.sh "$work/tucker2-explicit-pads.onnx" "$work/tucker2-explicit-pads.compressed.onnx" --check --tolerance 1e-4

@@ -25,7 +25,7 @@ extension ModelCompressor {
     /// The graph stays topologically sorted: each node's replacement takes its place. Weights
     /// that nothing reads any more are removed (with the `Constant` and `Identity` nodes that
     /// carried them). New weights have the replaced weight's element type (FLOAT16 stays FLOAT16;
-    /// DOUBLE weights are decomposed in `Double`). `metadata_props["tensor_decompositions"]`
+    /// every weight is decomposed in `Double` and its factors rounded once, when written). `metadata_props["tensor_decompositions"]`
     /// holds one JSON entry per replaced node: method, ranks, kernel error, parameters and MACs
     /// before and after, and the new nodes' names.
     ///
@@ -69,9 +69,9 @@ extension ModelCompressor {
                 continue
             }
             let ranks = allocated?[layer.name] ?? nil
-            let outcome = site.weight.tensor.dataType == .double
-                ? try compressNode(layer, site, ranks: ranks, as: Double.self)
-                : try compressNode(layer, site, ranks: ranks, as: Float.self)
+            // Decomposed in Double whatever the weight's type: the factors are rounded once, when
+            // written in it, so a full-rank stack reproduces the node to that type's precision.
+            let outcome = try compressNode(layer, site, ranks: ranks, as: Double.self)
             var report = outcome.report
             report.op = layer.op
             reports.append(report)
