@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
         .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
         .testTarget(name: "CommandLineTests", dependencies: ["TensorDecompositions"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "ModelCompression", "NNLayers", "TensorModule"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "ModelCompression", "NNLayers", "TensorModule", "TensorIO"]),
         .testTarget(
             name: "TensorIOTests",
             dependencies: ["TensorIO", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")],

@@ -63,6 +63,7 @@ extension ModelCompressor {
         var consumed = Set<String>()
         var replacement: [String: [(String, AnyTensor)]] = [:]
         var stacks: [Any] = []
+        let allocated = try stateDictBudget(file, names: names, embedding: embedding, includeNames: includeNames)
         for (index, name) in names.enumerated() {
             progress?(index, names.count, name)
             let entry = file.entries[name]!
@@ -83,9 +84,15 @@ extension ModelCompressor {
                 reports.append(report)
                 continue
             }
+            if let allocated, allocated[prefix] == nil {
+                report.status = .keptByBudget
+                reports.append(report)
+                continue
+            }
+            let ranks = allocated?[prefix] ?? nil
             let outcome = entry.dtype == .float64
-                ? try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, as: Double.self)
-                : try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, as: Float.self)
+                ? try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, ranks: ranks, as: Double.self)
+                : try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, ranks: ranks, as: Float.self)
             report = outcome.report
             reports.append(report)
             guard report.status.isReplaced else { continue }
@@ -117,25 +124,48 @@ extension ModelCompressor {
         return CompressedStateDict(writer: writer, layers: reports, totals: totals)
     }
 
-    /// One layer decomposed in `Scalar`: its report, its stack's tensors and its metadata entry.
-    func compressLayer<Scalar: BLASScalar>(
-        _ file: SafetensorsFile, name: String, bias biasName: String?, prefix: String, as _: Scalar.Type
-    ) throws -> (report: LayerReport, tensors: [(String, AnyTensor)], stack: Any) {
-        let entry = file.entries[name]!
+    /// The layer of weight `name` (with its bias) and one sample's input shape.
+    func stateDictLayer<Scalar: BLASScalar>(_ file: SafetensorsFile, name: String, bias biasName: String?, as _: Scalar.Type) throws -> (Layer<Scalar>, [Int]) {
         let weight = try file.tensor(named: name, as: Scalar.self)
         let bias = try biasName.map { Array(try file.tensor(named: $0, as: Scalar.self).scalars) }
-        let layer: Layer<Scalar>
-        let input: [Int]
-        if entry.shape.count == 4 {
+        if weight.order == 4 {
             let conv = try options.layerSettings[name, default: Conv2DSettings()].convolution(weight: weight, bias: bias)
-            layer = .conv2d(conv)
-            input = [conv.inChannels, options.inputSize.height, options.inputSize.width]
-        } else {
-            let linear = try Linear(weight: Matrix(weight), bias: bias)
-            layer = .linear(linear)
-            input = [linear.inFeatures]
+            return (.conv2d(conv), [conv.inChannels, options.inputSize.height, options.inputSize.width])
         }
-        let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input)
+        let linear = try Linear(weight: Matrix(weight), bias: bias)
+        return (.linear(linear), [linear.inFeatures])
+    }
+
+    /// With a budget: the ranks allocated to each eligible layer by layer name (a missing name is kept).
+    func stateDictBudget(_ file: SafetensorsFile, names: [String], embedding: Regex<AnyRegexOutput>, includeNames: Bool) throws -> [String: [Int]]? {
+        guard let budget = options.budget else { return nil }
+        var entries: [BudgetCandidate] = []
+        for name in names {
+            let entry = file.entries[name]!
+            if entry.shape.count == 2 && !includeNames && name.firstMatch(of: embedding) != nil { continue }
+            let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+            let biasName = prefix + ".bias"
+            let biasEntry = file.entries[biasName].flatMap { $0.shape == [entry.shape[0]] && biasName != name ? $0 : nil }
+            if let biasEntry, !biasEntry.dtype.isFloatingPoint { continue }
+            let (layer, input) = try stateDictLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, as: Float.self)
+            let cost = try layer.cost(input: input)
+            entries.append(BudgetCandidate(name: prefix, macs: Double(cost.flops) / 2, parameters: Double(cost.parameters),
+                                           options: try rankOptions(layer, input: input, batch: 1, statistics: options.statistics?.layers[prefix])))
+        }
+        var result: [String: [Int]] = [:]
+        for (entry, option) in zip(entries, allocate(entries, budget: budget, allocation: options.allocation)) {
+            if let option { result[entry.name] = option.ranks }
+        }
+        return result
+    }
+
+    /// One layer decomposed in `Scalar`: its report, its stack's tensors and its metadata entry.
+    func compressLayer<Scalar: BLASScalar>(
+        _ file: SafetensorsFile, name: String, bias biasName: String?, prefix: String, ranks: [Int]?, as _: Scalar.Type
+    ) throws -> (report: LayerReport, tensors: [(String, AnyTensor)], stack: Any) {
+        let entry = file.entries[name]!
+        let (layer, input) = try stateDictLayer(file, name: name, bias: biasName, as: Scalar.self)
+        let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input, ranks: ranks)
         guard let compressed, report.status.isReplaced else { return (report, [], [String: Any]()) }
         var tensors: [(String, AnyTensor)] = []
         var layers: [Any] = []

@@ -123,6 +123,21 @@ struct SurfaceTests {
     }
 
     /// The snippet of the ModelCompression landing page.
+
+    @Test func budgetsWorkOnStateDictsAndBadOnesAreOneLine() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try model()
+        let run = try Tool.run(["compress", model, "--output", path("budget.safetensors"), "--json", "--quiet", "--budget", "macs:0.5"])
+        #expect(run.status == 0, "\(run.error)")
+        let rows = try layers(run.output).filter { $0["status"] as? String != "skipped" }
+        let before = rows.reduce(0) { $0 + ($1["flopsBefore"] as? Int ?? 0) }, after = rows.reduce(0) { $0 + ($1["flopsAfter"] as? Int ?? 0) }
+        #expect(before > 0 && Double(after) <= 0.5 * Double(before) * 1.0001, "\(after) of \(before)")
+        for bad in [["--budget", "macs:2"], ["--budget", "flops:0.5"], ["--budget", "macs:0.5", "--rank", "4"], ["--statistics", path("missing.safetensors")]] {
+            let refused = try Tool.run(["compress", model, "--output", path("bad.safetensors")] + bad)
+            #expect(refused.status == 1 && refused.error.split(separator: "\n").count == 1 && refused.error.hasPrefix("tensor-compress: error:"), "\(bad): \(refused.error)")
+            #expect(!FileManager.default.fileExists(atPath: path("bad.safetensors")))
+        }
+    }
 }
 
 /// The snippets print their results for the reader; under test they stay quiet.

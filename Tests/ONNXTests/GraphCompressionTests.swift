@@ -4,6 +4,7 @@ import NNLayers
 import Testing
 @testable import ONNX
 import TensorModule
+import TensorIO
 
 @Suite("ONNX shape inference")
 struct ShapeInferenceTests {
@@ -168,3 +169,73 @@ struct ModelCompressionLandingPageTests {
 
 /// The snippets print their results for the reader; under test they stay quiet.
 private func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {}
+
+@Suite("Budgets and statistics files")
+struct BudgetTests {
+    /// Two convolutions and a linear layer with input statistics from random activations.
+    func model() throws -> (ONNXModel, CalibrationStatistics) {
+        let model = try smallModel(convWeight: .randomNormal(shape: [8, 4, 3, 3], seed: 11))
+        let conv = try Conv2D(weight: Tensor<Float>.randomNormal(shape: [8, 4, 3, 3], seed: 11), stride: Size2D(2), padding: .symmetric(1))
+        let x = Tensor<Float>.randomNormal(shape: [6, 4, 8, 8], seed: 12)
+        var convStats = InputStatistics(dimension: 36)
+        try convStats.accumulate(patchesOf: x, for: conv)
+        var fcStats = InputStatistics(dimension: 128)
+        try fcStats.accumulate(rows: try conv(x).map { Swift.max($0, 0) }.reshaped(to: [6, 128]))
+        return (model, CalibrationStatistics(layers: ["conv": convStats, "fc": fcStats]))
+    }
+
+    @Test(arguments: [BudgetAllocation.greedy, .uniform], [0.9, 0.6, 0.3])
+    func budgetsAreMet(allocation: BudgetAllocation, fraction: Double) throws {
+        let (model, stats) = try model()
+        for statistics in [stats, nil] as [CalibrationStatistics?] {
+            var options = CompressionOptions()
+            options.inputShapes = ["x": [1, 4, 8, 8]]
+            options.minimumParameters = 0
+            options.minimumBudgetShare = 0
+            options.rankMultiple = 1
+            options.budget = .macs(fraction)
+            options.allocation = allocation
+            options.statistics = statistics
+            let result = try ModelCompressor(options: options).compress(onnx: model)
+            let before = result.layers.reduce(0) { $0 + $1.flopsBefore }, after = result.layers.reduce(0) { $0 + $1.flopsAfter }
+            #expect(Double(after) <= fraction * Double(before) * 1.0001 || allocation == .uniform,
+                    "\(allocation) at \(fraction): \(after) of \(before) FLOPs")
+            if allocation == .uniform {
+                for layer in result.layers where layer.status.isReplaced { #expect(Double(layer.flopsAfter) <= fraction * Double(layer.flopsBefore) * 1.0001) }
+            }
+            #expect(result.layers.allSatisfy { $0.status.isReplaced || $0.status == .keptByBudget })
+            if statistics != nil { #expect(result.layers.filter(\.status.isReplaced).allSatisfy { $0.outputError != nil }) }
+        }
+    }
+
+    @Test func sensitivityWeightsSteerTheGreedyAllocation() throws {
+        let (model, stats) = try model()
+        var options = CompressionOptions()
+        options.inputShapes = ["x": [1, 4, 8, 8]]
+        (options.minimumParameters, options.minimumBudgetShare, options.rankMultiple) = (0, 0, 1)
+        options.budget = .macs(0.7)
+        options.statistics = stats
+        options.layerWeights = ["conv": 1e6]                 // the convolution's errors are very costly
+        let heavy = try ModelCompressor(options: options).compress(onnx: model)
+        options.layerWeights = ["fc": 1e6]
+        let light = try ModelCompressor(options: options).compress(onnx: model)
+        let conv = { (r: CompressedONNXModel) in r.layers.first { $0.name == "conv" }! }
+        #expect(conv(heavy).flopsAfter >= conv(light).flopsAfter)
+    }
+
+    @Test func statisticsFilesRoundTripAndRefuseBrokenOnes() throws {
+        let (_, stats) = try model()
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("stats-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try stats.write(to: url)
+        #expect(try CalibrationStatistics(contentsOf: url) == stats)
+        var writer = SafetensorsWriter()
+        try writer.add("conv.count", Tensor<Double>(shape: [1], scalars: [4]))
+        try writer.add("conv.mean", Tensor<Double>.zeros(shape: [1, 3]))
+        try writer.write(to: url)
+        #expect(throws: NNLayersError.self) { try CalibrationStatistics(contentsOf: url) }
+        try writer.add("conv.gram", Tensor<Double>.zeros(shape: [1, 3, 2]))
+        try writer.write(to: url)
+        #expect(throws: NNLayersError.self) { try CalibrationStatistics(contentsOf: url) }
+    }
+}
