@@ -29,6 +29,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "svd-route-benchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "TensorDecompositions", package: "TensorDecompositions"),
+            ]
+        ),
+        .executableTarget(
             name: "layers-benchmark",
             dependencies: [
                 "BenchmarkSupport",

@@ -3,9 +3,11 @@ import TensorModule
 
 /// How ``svd(_:rank:method:)`` computes a truncated SVD.
 public enum SVDMethod: Sendable, Equatable {
-    /// The exact thin SVD (LAPACK `gesdd`) unless the matrix is large and the rank small:
-    /// randomized when `min(m, n) ≥ 1024` and `rank + 10 ≤ min(m, n) / 8`, with the defaults of
-    /// ``randomized(oversampling:powerIterations:seed:)``.
+    /// The exact thin SVD (LAPACK `gesdd`) unless the matrix is large and the rank small: the
+    /// block Krylov route (``blockKrylovSVD(_:rank:blockSize:depth:seed:)`` with its defaults,
+    /// a `2k`-column basis) when `min(m, n) ≥ 512` and `k ≤ min(m, n)/4`, where it measured
+    /// 1.7–5.8× faster than `gesdd` with a relative error within 0.3% of the exact truncated
+    /// SVD's on power-law spectra (within 2% on flat noise spectra).
     case automatic
     /// The exact thin SVD by LAPACK `gesdd`, truncated.
     case exact
@@ -67,8 +69,8 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDM
     try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
     let small = Swift.min(a.rows, a.columns)
     switch method {
-    case .automatic where small >= 1024 && rank + 10 <= small / 8:
-        return try randomizedSVD(a, rank: rank)
+    case .automatic where small >= 512 && 4 * rank <= small:
+        return try blockKrylovSVD(a, rank: rank)
     case .automatic, .exact:
         return truncated(try svd(a), to: rank)
     case let .randomized(oversampling, powerIterations, seed):
@@ -125,6 +127,82 @@ public func randomizedSVD<Scalar: BLASScalar>(
     let small = try svd(b)
     let u = q.matmul(small.u)
     return truncated(fixingSigns(SVDFactors(checkedU: u, singularValues: small.singularValues, vt: small.vt)), to: rank)
+}
+
+/// A randomized block Krylov truncated SVD (Musco & Musco 2015, "Randomized Block Krylov
+/// Methods for Stronger and Faster Approximate Singular Value Decomposition", arXiv:1504.05477).
+///
+/// With `b`-column Gaussian `Ω` on the larger side, the Krylov basis
+///
+/// ```text
+/// K = [A Ω, (A Aᵀ) A Ω, …, (A Aᵀ)^d A Ω]      (b·(d + 1) columns on the smaller side)
+/// ```
+///
+/// is built block by block (each block orthogonalised twice against the earlier ones), made
+/// orthonormal once more in `Double`, and the exact SVD of the small projection `Kᵀ A` gives the
+/// factors. For the same number of passes over `A`, a Krylov basis holds the leading singular
+/// subspace far better than the last power iterate alone, so narrow blocks and several steps
+/// reach the exact truncated SVD's error within a fraction of a percent at a fraction of the
+/// cost (`Documentation/Performance.md`, "Truncated SVD routes").
+///
+/// - Parameters:
+///   - a: An `m × n` matrix.
+///   - rank: The rank `k`.
+///   - blockSize: `b`, default `max(k/4, 8)`.
+///   - depth: `d`, default the smallest giving `b·(d + 1) ≥ 2k` (7 for the default block size).
+///   - seed: Seed of `Ω`.
+/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``,
+///   and the errors of ``svd(_:)``.
+/// - Complexity: about `(2d + 1)·b + b·(d + 1)` columns' worth of passes over `A`, i.e. `O(m·n·b·(3d + 2))`.
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
+public func blockKrylovSVD<Scalar: BLASScalar>(
+    _ a: Matrix<Scalar>, rank: Int, blockSize: Int? = nil, depth: Int? = nil, seed: UInt64 = 0
+) throws -> SVDFactors<Scalar> {
+    try Tensor(a).validateForDecomposition("blockKrylovSVD")
+    try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
+    let small = Swift.min(a.rows, a.columns), large = Swift.max(a.rows, a.columns)
+    let b = Swift.min(small, blockSize ?? Swift.max(rank / 4, 8))
+    guard b >= 1, (depth ?? 0) >= 0 else {
+        throw DecompositionError.invalidParameter(operation: "blockKrylovSVD", name: b < 1 ? "blockSize" : "depth",
+                                                  value: Double(b < 1 ? b : depth ?? 0), requirement: "positive block size, non-negative depth")
+    }
+    if let exponent = Tensor(a).rangeExponent {
+        var f = try blockKrylovSVD(a.scaled(byPowerOfTwo: -exponent), rank: rank, blockSize: blockSize, depth: depth, seed: seed)
+        f.singularValues = try scaledBack(f.singularValues, byPowerOfTwo: exponent, operation: "blockKrylovSVD")
+        return f
+    }
+    let target = 2 * rank
+    let d = Swift.min(depth ?? Swift.max(0, (target + b - 1) / b - 1), Swift.max(0, small / b - 1))
+    // The basis lives on the smaller side: rows when a is wide, columns when it is tall.
+    let wide = a.rows <= a.columns
+    func times(_ x: Matrix<Scalar>) -> Matrix<Scalar> { wide ? a.matmul(x) : a.matmul(x, transposeSelf: true) }          // large → small
+    func timesTransposed(_ y: Matrix<Scalar>) -> Matrix<Scalar> { wide ? a.matmul(y, transposeSelf: true) : a.matmul(y) } // small → large
+    func orthogonalized(_ y: Matrix<Scalar>, against blocks: [Matrix<Scalar>]) throws -> Matrix<Scalar> {
+        var y = y
+        for _ in 0..<2 {
+            for p in blocks { y = y - p.matmul(p.matmul(y, transposeSelf: true)) }
+        }
+        return try y.qr().q
+    }
+    var blocks = [try times(Matrix<Scalar>.randomNormal(rows: large, columns: b, seed: seed)).qr().q]
+    for _ in 0..<d {
+        let next = times(timesTransposed(blocks.last!))
+        blocks.append(try orthogonalized(next, against: blocks))
+    }
+    let width = blocks.count * b
+    var basis = Matrix<Double>.zeros(rows: small, columns: width)
+    for (j, block) in blocks.enumerated() {
+        for r in 0..<small { for c in 0..<b { basis[r, j * b + c] = Double(block[r, c]) } }
+    }
+    let q = try basis.qr().q
+    let k = Matrix<Scalar>(uncheckedRows: small, columns: q.columns, scalars: ContiguousArray(q.scalars.lazy.map { Scalar($0) }))
+    let projection = timesTransposed(k).transposed()                // Kᵀ A (wide) or Kᵀ Aᵀ (tall): width × large
+    let f = try svd(projection)
+    let u = k.matmul(f.u)                                            // small × r
+    let factors = wide ? SVDFactors(checkedU: u, singularValues: f.singularValues, vt: f.vt)
+                       : SVDFactors(checkedU: f.vt.transposed(), singularValues: f.singularValues, vt: u.transposed())
+    return truncated(fixingSigns(factors), to: rank)
 }
 
 /// The leading `count` left singular vectors (signs fixed) and all singular values, without

@@ -150,7 +150,7 @@ extension TTTensor {
         if d == 1 { return self }
         // Right-to-left: G_k = R_kᵀ Q_kᵀ with Q_k orthonormal; R_kᵀ moves into G_{k−1}.
         for k in stride(from: d - 1, through: 1, by: -1) {
-            let (r0, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
+            let (_, n, r1) = (cores[k].shape[0], cores[k].shape[1], cores[k].shape[2])
             let (q, r) = try cores[k].rightUnfolding.transposed().qr()   // (n r1) × r',  r' × r0
             let newRank = q.columns
             cores[k] = try Tensor(q.transposed()).reshaped(to: [newRank, n, r1])

@@ -54,6 +54,9 @@ public struct CompressionOptions: Sendable, Equatable {
     public var inputShapes: [String: [Int]] = [:]
     /// Replace a layer even when its stack has more parameters or FLOPs than the layer.
     public var allowGrowth = false
+    /// Force LAPACK's exact SVD (`gesdd`) for data-free SVD layers instead of the automatic route
+    /// (block Krylov for large matrices at small ranks).
+    public var exactSVD = false
     /// Calibration statistics by layer name: the layers they name are compressed data-aware
     /// (whitened SVD, output-aware Tucker-2 and CP, bias correction), all others without data.
     public var statistics: CalibrationStatistics? = nil

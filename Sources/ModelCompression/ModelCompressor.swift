@@ -105,11 +105,13 @@ public struct ModelCompressor: Sendable {
                 case .tensorTrain: break
                 }
             }
-            compressed = try statistics.map { try conv.compressed(by: method, statistics: $0, options: options.dataAware) } ?? conv.compressed(by: method)
+            compressed = try statistics.map { try conv.compressed(by: method, statistics: $0, options: options.dataAware) }
+                ?? conv.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
         case let .linear(linear):
             var method = linearDecomposition()
             if let ranks, case .svd = method { method = .svd(.fixed(ranks)) }
-            compressed = try statistics.map { try linear.compressed(by: method, statistics: $0, options: options.dataAware) } ?? linear.compressed(by: method)
+            compressed = try statistics.map { try linear.compressed(by: method, statistics: $0, options: options.dataAware) }
+                ?? linear.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
         case .ttLinear, .ttConv2d: preconditionFailure("TT layers are not compressed again")
         }
         let elapsed = clock.now - start

@@ -30,7 +30,9 @@ extension Conv2D {
     /// - Throws: ``NNLayersError/depthwiseNotFactorable(groups:)``, ``NNLayersError/groupedTensorTrain(groups:)``,
     ///   ``NNLayersError/channelModes(outputModes:inputModes:outChannels:inChannels:)``, and the
     ///   decompositions' errors for impossible ranks.
-    public func compressed(by method: ConvDecomposition) throws -> CompressedLayer<Scalar> {
+    ///
+    /// `svdMethod` is the route of the truncated SVD of 1×1 kernels (default automatic).
+    public func compressed(by method: ConvDecomposition, svdMethod: SVDMethod = .automatic) throws -> CompressedLayer<Scalar> {
         if weight.shape[1] == 1 && groups > 1 { throw NNLayersError.depthwiseNotFactorable(groups: groups) }
         let kernels = try (0..<groups).map { try groupKernel($0) }
         switch method {
@@ -75,7 +77,7 @@ extension Conv2D {
                 choices = try matrices.map { try selectRanks(for: Tensor($0), modes: [0], selection: rule) }
             }
             let rank = choices.map { $0.ranks[0] }.max()!
-            let factors = try matrices.map { try svd($0, rank: rank) }
+            let factors = try matrices.map { try svd($0, rank: rank, method: svdMethod) }
             let stack = try LayerStack(svd: factors, replacing: self)
             return CompressedLayer(original: .conv2d(self), stack: stack, method: .svd, ranks: [rank],
                                    kernelRelativeError: try groupedError(matrices.map { Tensor($0) }, factors),

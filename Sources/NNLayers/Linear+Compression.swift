@@ -9,8 +9,10 @@ extension Linear {
     /// let y = try svd.stack(x)          // ≈ fc(x)
     /// ```
     ///
+    /// - Parameter svdMethod: The route of the truncated SVD (default automatic: block Krylov for
+    ///   large matrices at small ranks, else LAPACK's exact `gesdd`).
     /// - Throws: the decompositions' errors for impossible ranks or modes.
-    public func compressed(by method: LinearDecomposition) throws -> CompressedLayer<Scalar> {
+    public func compressed(by method: LinearDecomposition, svdMethod: SVDMethod = .automatic) throws -> CompressedLayer<Scalar> {
         switch method {
         case let .svd(selection):
             let choice: RankChoice
@@ -21,7 +23,7 @@ extension Linear {
             case let .kernel(rule):
                 choice = try selectRanks(for: Tensor(weight), modes: [0], selection: rule)
             }
-            let f = try svd(weight, rank: choice.ranks[0])
+            let f = try svd(weight, rank: choice.ranks[0], method: svdMethod)
             let stack = try LayerStack(svd: f, replacing: self)
             return CompressedLayer(original: .linear(self), stack: stack, method: .svd, ranks: choice.ranks,
                                    kernelRelativeError: Double(try f.relativeError(to: Tensor(weight))), reasons: choice.reasons)

@@ -40,6 +40,7 @@ struct Compress: ParsableCommand {
     @Option(help: "How --budget is shared: greedy (least normalised output error per MAC) or uniform (the same fraction per layer).") var allocation: BudgetAllocation = .greedy
     @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation, e.g. measured sensitivities.") var layerWeights: String?
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
+    @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
@@ -72,6 +73,7 @@ struct Compress: ParsableCommand {
         options.inputShapes = try InputShape.dictionary(inputShape)
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
+        options.exactSVD = exact
         if let statistics {
             guard FileManager.default.fileExists(atPath: statistics) else { throw TensorIOError.fileSystem(path: statistics, reason: "no such file") }
             options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: statistics))

@@ -26,6 +26,7 @@ struct Decompose: ParsableCommand {
     @Option(help: "Seed of random starts.") var seed: UInt64 = 0
     @Option(help: "Iteration limit of CP-ALS and HOOI.") var maxIterations: Int = 100
     @Option(help: "Write the factors to this .safetensors file.") var output: String?
+    @Flag(help: "svd: LAPACK's exact gesdd (default: block Krylov for large matrices at small ranks).") var exact = false
     @Flag(help: "Print one JSON document on standard output.") var json = false
 
     struct Result: Encodable {
@@ -106,7 +107,7 @@ struct Decompose: ParsableCommand {
             guard x.order == 2 else { throw ValidationError("svd needs a 2-D tensor; \(name) has shape \(x.shape)") }
             let choice = try rank.map { RankChoice(ranks: [$0], reasons: ["rank \($0) given"]) }
                 ?? selectRanks(for: x, modes: [0], selection: ranks.map { .fixed(try parseIntegers($0, option: "--ranks", count: 1)) } ?? selection)
-            let f = try svd(Matrix(x), rank: choice.ranks[0])
+            let f = try svd(Matrix(x), rank: choice.ranks[0], method: exact ? .exact : .automatic)
             result.seconds = now() - start
             (result.ranks, result.reasons, result.parameters) = (choice.ranks, choice.reasons, f.parameterCount)
             result.relativeError = Double(try f.relativeError(to: x))

@@ -2,6 +2,7 @@ import Testing
 import TensorModule
 import Decompositions
 import TestSupport
+import Foundation
 
 @Suite("SVD: exact, truncated, randomized")
 struct SVDTests {
@@ -82,5 +83,39 @@ struct SVDTests {
             #expect(f.u.scalars.allSatisfy { $0.isFinite } && f.vt.scalars.allSatisfy { $0.isFinite })
             #expect(f.singularValues.allSatisfy { $0.isFinite })
         }
+    }
+}
+
+@Suite("Block Krylov SVD")
+struct BlockKrylovTests {
+    /// `G1 · diag(i^(−decay)) · G2 + noise`: a decaying spectrum over a noise bulk, like trained weights.
+    func weight<S: BLASScalar>(_: S.Type, rows m: Int, columns n: Int, decay: Double, noise: Double, seed: UInt64) -> Matrix<S> {
+        let r = min(m, n)
+        let left = Matrix<S>.randomNormal(rows: m, columns: r, seed: seed).scalingColumns(by: (0..<r).map { S(pow(Double($0 + 1), -decay)) })
+        return left.matmul(Matrix<S>.randomNormal(rows: r, columns: n, seed: seed + 1))
+            + S(noise) * Matrix<S>.randomNormal(rows: m, columns: n, seed: seed + 2)
+    }
+
+    func check<S: BLASScalar>(_: S.Type, rows: Int, columns: Int, rank: Int, decay: Double) throws {
+        let a = weight(S.self, rows: rows, columns: columns, decay: decay, noise: 0.3, seed: UInt64(rows + rank))
+        let exact = try svd(a, rank: rank, method: .exact)
+        let krylov = try blockKrylovSVD(a, rank: rank)
+        let norm = Double(a.frobeniusNorm)
+        let exactError = Double((try Tensor(exact) - Tensor(a)).frobeniusNorm) / norm
+        let krylovError = Double((try Tensor(krylov) - Tensor(a)).frobeniusNorm) / norm
+        #expect(krylovError <= exactError * 1.01, "\(rows)×\(columns) rank \(rank) decay \(decay): \(krylovError) vs exact \(exactError)")
+        #expect(krylovError >= exactError * (1 - 1e-4), "no approximation beats Eckart–Young")
+        // Orthonormal factors, descending values, and the automatic route takes it at these sizes.
+        #expect(Reference.relativeDifference(krylov.u.gram(), .identity(rank)) <= 1e-4)
+        #expect(zip(krylov.singularValues, krylov.singularValues.dropFirst()).allSatisfy { $0 >= $1 })
+        if min(rows, columns) >= 512 && 4 * rank <= min(rows, columns) {
+            #expect(try svd(a, rank: rank) == krylov)
+        }
+    }
+
+    @Test(arguments: [(520, 1300, 64, 0.8), (1300, 520, 100, 0.5), (600, 600, 40, 1.2)])
+    func withinOnePercentOfTheExactTruncatedSVD(setting: (Int, Int, Int, Double)) throws {
+        try check(Float.self, rows: setting.0, columns: setting.1, rank: setting.2, decay: setting.3)
+        try check(Double.self, rows: setting.0, columns: setting.1, rank: setting.2, decay: setting.3)
     }
 }
