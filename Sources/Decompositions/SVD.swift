@@ -5,9 +5,9 @@ import TensorModule
 public enum SVDMethod: Sendable, Equatable {
     /// The exact thin SVD (LAPACK `gesdd`) unless the matrix is large and the rank small: the
     /// block Krylov route (``blockKrylovSVD(_:rank:blockSize:depth:seed:)`` with its defaults,
-    /// a `2k`-column basis) when `min(m, n) ≥ 512` and `k ≤ min(m, n)/4`, where it measured
-    /// 1.7–5.8× faster than `gesdd` with a relative error within 0.3% of the exact truncated
-    /// SVD's on power-law spectra (within 2% on flat noise spectra).
+    /// blocks of `k/4` and a `2k`-column basis) when `min(m, n) ≥ 512` and `k ≤ min(m, n)/4`,
+    /// where it measured 1.7–5.3× faster than `gesdd` with a relative error within 1% of the exact
+    /// truncated SVD's on power-law spectra (`Documentation/Performance.md`).
     case automatic
     /// The exact thin SVD by LAPACK `gesdd`, truncated.
     case exact

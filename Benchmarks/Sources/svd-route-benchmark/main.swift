@@ -39,13 +39,13 @@ for (m, n, k) in shapes {
         let exactSeconds = try medianSeconds(samples: 1, minimum: 0) { exact = try svd(a, rank: k, method: .exact) }
         let exactError = try error(exact)
         rows.append(Row(matrix: name, rank: k, method: "exact (gesdd)", seconds: exactSeconds, relativeError: exactError, errorRatio: 1))
-        for (p, q) in [(k / 4, 2)] {
+        for (p, q) in [(10, 2), (k / 4, 2)] {
             var f: SVDFactors<Float>!
             let seconds = try medianSeconds(samples: 3, minimum: 0) { f = try randomizedSVD(a, rank: k, oversampling: p, powerIterations: q) }
             let e = try error(f)
             rows.append(Row(matrix: name, rank: k, method: "randomized p=\(p) q=\(q)", seconds: seconds, relativeError: e, errorRatio: e / exactError))
         }
-        for (b, d) in [(k / 4, 7)] {
+        for (b, d) in [(k / 4, 7), (k / 4, 6), (k / 8, 13)] {
             var f: SVDFactors<Float>!
             let seconds = try medianSeconds(samples: 3, minimum: 0) { f = try blockKrylovSVD(a, rank: k, blockSize: b, depth: d) }
             let e = try error(f)
