@@ -1,7 +1,9 @@
 """TensorLy 0.10's randomized SVD (its defaults) on a 4096×11008 matrix built like svd-route-benchmark's power-law case,
 one thread; called by Scripts/compare-svd-route.sh."""
-import time, numpy as np, os
+import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import time
+import numpy as np
 import tensorly as tl
 from tensorly.tenalg.svd import svd_interface
 rng = np.random.default_rng(1)
