@@ -6,22 +6,38 @@ public struct ONNXDataType: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// The number in `onnx.proto`.
     public let rawValue: Int
 
+    /// The type with this number.
     public init(rawValue: Int) { self.rawValue = rawValue }
 
+    /// No type (`UNDEFINED`).
     public static let undefined = ONNXDataType(rawValue: 0)
+    /// 32-bit float (`FLOAT`).
     public static let float = ONNXDataType(rawValue: 1)
+    /// `UINT8`.
     public static let uint8 = ONNXDataType(rawValue: 2)
+    /// `INT8`.
     public static let int8 = ONNXDataType(rawValue: 3)
+    /// `UINT16`.
     public static let uint16 = ONNXDataType(rawValue: 4)
+    /// `INT16`.
     public static let int16 = ONNXDataType(rawValue: 5)
+    /// `INT32`.
     public static let int32 = ONNXDataType(rawValue: 6)
+    /// `INT64`: shapes, indices, token ids.
     public static let int64 = ONNXDataType(rawValue: 7)
+    /// `STRING`.
     public static let string = ONNXDataType(rawValue: 8)
+    /// `BOOL`.
     public static let bool = ONNXDataType(rawValue: 9)
+    /// IEEE half precision (`FLOAT16`).
     public static let float16 = ONNXDataType(rawValue: 10)
+    /// 64-bit float (`DOUBLE`).
     public static let double = ONNXDataType(rawValue: 11)
+    /// `UINT32`.
     public static let uint32 = ONNXDataType(rawValue: 12)
+    /// `UINT64`.
     public static let uint64 = ONNXDataType(rawValue: 13)
+    /// bfloat16 (`BFLOAT16`).
     public static let bfloat16 = ONNXDataType(rawValue: 16)
 
     /// The weight-file dtype with the same layout, or `nil` (strings, complex and 8-bit float types).

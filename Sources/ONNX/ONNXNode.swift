@@ -3,12 +3,19 @@ import SwiftProtobuf
 
 /// The value of a node attribute.
 public enum ONNXAttribute: Sendable, Equatable {
+    /// `FLOAT`, e.g. `Gemm`'s `alpha`.
     case float(Float)
+    /// `INT`, e.g. `Conv`'s `group`.
     case int(Int)
+    /// `STRING`, e.g. `Conv`'s `auto_pad`.
     case string(String)
+    /// `TENSOR`, e.g. `Constant`'s `value`.
     case tensor(ONNXTensor)
+    /// `FLOATS`.
     case floats([Float])
+    /// `INTS`, e.g. `Conv`'s `pads`.
     case ints([Int])
+    /// `STRINGS`.
     case strings([String])
     /// A subgraph, sparse tensor, type or list of them: kept as it is, not decoded here.
     case other(type: Int)
