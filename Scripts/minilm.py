@@ -33,7 +33,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-FORTUNES = "/usr/share/games/fortunes"
+from fortunes import quotations
+
 SPLITS = {"calibration": ["art", "computers", "science", "food", "humorists", "kids"],
           "evaluation": ["literature", "people", "wisdom", "education", "love", "politics"]}
 HIDDEN, HEADS, LAYERS, FFN = 384, 12, 6, 1536
@@ -56,20 +57,9 @@ def read_safetensors(path):
 
 
 def sentences(split):
-    result = []
-    for name in SPLITS[split]:
-        path = os.path.join(FORTUNES, name)
-        if not os.path.exists(path):
-            sys.exit(f"minilm: {path} is missing; install Debian's fortunes package")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for entry in f.read().split("\n%\n"):
-                if "\t" in entry or re.search(r"[_|\\/<>{}#]{2,}", entry):
-                    continue
-                text = " ".join(entry.split())
-                text = re.sub(r"\s*--\s*[A-Z][^.]*$", "", text)      # attributions
-                if 20 <= len(text) <= 300:
-                    result.append(text)
-    return result
+    """Whole quotations of 20–300 characters, attributions cut."""
+    texts = (re.sub(r"\s*--\s*[A-Z][^.]*$", "", t) for t in quotations(SPLITS[split]))
+    return [t for t in texts if 20 <= len(t) <= 300]
 
 
 def build(weights):

@@ -23,7 +23,6 @@ import glob
 import json
 import math
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,8 @@ import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-FORTUNES = "/usr/share/games/fortunes"
+from fortunes import quotations
+
 SPLITS = {"calibration": ["art", "computers", "science", "food"], "evaluation": ["literature", "people", "wisdom", "education"]}
 FONT_DIR = "/usr/share/fonts/truetype/dejavu"
 FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansCondensed.ttf"]
@@ -46,27 +46,18 @@ REC_HEIGHT, REC_WIDTH = 48, 320
 def corpus_lines(split, max_chars=36):
     """Lines of at most `max_chars` characters, cut at word boundaries from the split's quotations."""
     lines = []
-    for name in SPLITS[split]:
-        path = os.path.join(FORTUNES, name)
-        if not os.path.exists(path):
-            sys.exit(f"ocr_eval: {path} is missing; install Debian's fortunes package")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            entries = f.read().split("\n%\n")
-        for entry in entries:
-            if "\t" in entry or re.search(r"[_|\\/<>{}#]{2,}", entry):
-                continue   # tables and ASCII art
-            text = " ".join(entry.split())
-            text = "".join(c for c in text if 32 <= ord(c) < 127)
-            words, current = text.split(" "), ""
-            for word in words:
-                if len(current) + len(word) + 1 > max_chars:
-                    if len(current) >= 8:
-                        lines.append(current)
-                    current = word if len(word) <= max_chars else ""
-                else:
-                    current = (current + " " + word).strip()
-            if len(current) >= 8:
-                lines.append(current)
+    for text in quotations(SPLITS[split]):
+        text = "".join(c for c in text if 32 <= ord(c) < 127)
+        current = ""
+        for word in text.split(" "):
+            if len(current) + len(word) + 1 > max_chars:
+                if len(current) >= 8:
+                    lines.append(current)
+                current = word if len(word) <= max_chars else ""
+            else:
+                current = (current + " " + word).strip()
+        if len(current) >= 8:
+            lines.append(current)
     return lines
 
 

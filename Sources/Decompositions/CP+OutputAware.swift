@@ -37,9 +37,8 @@ public func cpDecompose<Scalar: BLASScalar>(
     let w0 = doubleMatrix(kernel, rows: t, columns: d)
     let energy = quadraticError(w0, c)
     func relative(_ e: Double) -> Double { energy > 0 ? (Swift.max(e, 0) / energy).squareRoot() : 0 }
-    func double(_ m: Matrix<Scalar>) -> Matrix<Double> { Matrix(uncheckedRows: m.rows, columns: m.columns, scalars: ContiguousArray(m.scalars.lazy.map { Double($0) })) }
-    var aT = double(initial.factors[0]).scalingColumns(by: initial.weights.map { Double($0) })
-    var inputs = initial.factors[1...].map(double)                 // A_S, A_H, A_W
+    var aT = doubleMatrix(initial.factors[0]).scalingColumns(by: initial.weights.map { Double($0) })
+    var inputs = initial.factors[1...].map { doubleMatrix($0) }                 // A_S, A_H, A_W
     func k() throws -> Matrix<Double> { try khatriRao(inputs) }      // d × R, (s, p, q) with s slowest
     func error() throws -> Double { relative(quadraticError(w0 - aT.matmul(try k(), transposeOther: true), c)) }
     var history = [try error()]

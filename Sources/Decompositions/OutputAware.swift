@@ -45,7 +45,7 @@ func dampedMetric(_ metric: Matrix<Double>, dimension d: Int, damping: Double, o
 }
 
 /// `tr(Δ C Δᵀ)` for `Δ` of shape `m × d`.
-func quadraticError(_ delta: Matrix<Double>, _ metric: Matrix<Double>) -> Double {
+package func quadraticError(_ delta: Matrix<Double>, _ metric: Matrix<Double>) -> Double {
     let product = delta.matmul(metric)
     return zip(product.scalars, delta.scalars).reduce(0) { $0 + $1.0 * $1.1 }
 }
@@ -134,6 +134,12 @@ func doubleMatrix<Scalar: BLASScalar>(_ t: Tensor<Scalar>, rows: Int, columns: I
     Matrix(uncheckedRows: rows, columns: columns, scalars: ContiguousArray(t.scalars.lazy.map { Double($0) }))
 }
 
+/// A matrix in `Double`.
+package func doubleMatrix<Scalar: BLASScalar>(_ m: Matrix<Scalar>) -> Matrix<Double> {
+    Matrix(uncheckedRows: m.rows, columns: m.columns, scalars: ContiguousArray(m.scalars.lazy.map { Double($0) }))
+}
+
+/// A `Double` matrix in `Scalar`.
 func scalarMatrix<Scalar: BLASScalar>(_ m: Matrix<Double>, as _: Scalar.Type) -> Matrix<Scalar> {
     Matrix(uncheckedRows: m.rows, columns: m.columns, scalars: ContiguousArray(m.scalars.lazy.map { Scalar($0) }))
 }

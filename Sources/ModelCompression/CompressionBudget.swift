@@ -78,7 +78,8 @@ extension ModelCompressor {
             let (m, n) = (Double(linear.outFeatures), Double(linear.inFeatures))
             let spectrum: [Double]
             if let statistics {
-                let metric = options.dataAware.biasCorrection ? statistics.covariance(group: 0) : statistics.grams[0]
+                let metric = try statistics.group(0, dimension: linear.inFeatures, kernelArea: 1, corrected: options.dataAware.biasCorrection,
+                                                  layer: linear.summary).metric
                 spectrum = try WhitenedSVD(linear.weight, metric: metric, damping: options.dataAware.decomposition.damping).singularValues
             } else {
                 spectrum = try linear.weight.singularValues().map { Double($0) }
@@ -96,24 +97,17 @@ extension ModelCompressor {
             let decomposition = convDecomposition(for: conv)
             let (tg, sg, area) = (conv.outChannels / conv.groups, conv.weight.shape[1], conv.kernelSize.height * conv.kernelSize.width)
             let kernels = try (0..<conv.groups).map { try conv.groupKernel($0) }
+            // The metrics that the data-aware layer compression uses (per-channel statistics expanded).
             let metrics: [Matrix<Double>]? = try statistics.map { s in
-                try (0..<conv.groups).map { g -> Matrix<Double> in
-                    let corrected = options.dataAware.biasCorrection
-                    let raw = corrected ? s.covariance(group: g) : s.grams[g]
-                    if s.dimension == sg * area { return raw }
-                    guard s.dimension == sg else {
-                        throw NNLayersError.statistics(reason: "\(conv.summary) needs \(sg * area) entries per patch, the statistics have \(s.dimension)")
-                    }
-                    var expanded = Matrix<Double>.zeros(rows: sg * area, columns: sg * area)
-                    for a in 0..<sg { for b in 0..<sg { for k in 0..<area { expanded[a * area + k, b * area + k] = raw[a, b] } } }
-                    return expanded
+                try (0..<conv.groups).map { g in
+                    try s.group(g, dimension: sg * area, kernelArea: area, corrected: options.dataAware.biasCorrection, layer: conv.summary).metric
                 }
             }
             /// Σ_g tr(W_g C_g W_gᵀ) for normalising.
             let energies = (0..<conv.groups).map { g -> Double in
-                let w = Matrix<Double>(uncheckedRows: tg, columns: sg * area, scalars: ContiguousArray(kernels[g].scalars.lazy.map { Double($0) }))
+                let w = doubleMatrix(Matrix<Scalar>(uncheckedRows: tg, columns: sg * area, scalars: kernels[g].scalars))
                 guard let metrics else { return w.scalars.reduce(0) { $0 + $1 * $1 } }
-                return zip(w.matmul(metrics[g]).scalars, w.scalars).reduce(0) { $0 + $1.0 * $1.1 }
+                return quadraticError(w, metrics[g])
             }
             let energy = energies.reduce(0, +)
             switch decomposition {

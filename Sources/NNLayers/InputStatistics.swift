@@ -117,7 +117,6 @@ public struct InputStatistics: Sendable, Equatable {
         m.withUnsafeBufferPointer { p in
             for r in 0..<rows { for j in 0..<dimension { sum[j] += p[r * dimension + j] } }
         }
-        count += 0   // count is updated once, after every group
         add(group: 0, n: Double(rows), sum: sum, outer: m.gram())
         count += Double(rows)
     }

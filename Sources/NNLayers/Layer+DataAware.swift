@@ -17,17 +17,20 @@ public struct DataAwareOptions: Sendable, Equatable {
 }
 
 /// The metric and mean of one group's inputs, in a convolution's patch order.
-struct GroupStatistics {
-    var metric: Matrix<Double>
-    var gram: Matrix<Double>
-    var mean: [Double]
+package struct GroupStatistics {
+    /// The covariance with bias correction, else the second moment.
+    package var metric: Matrix<Double>
+    /// The second moment.
+    package var gram: Matrix<Double>
+    /// The mean input vector.
+    package var mean: [Double]
 }
 
 extension InputStatistics {
     /// Group `g`'s metric (covariance with bias correction, else the second moment), second
     /// moment and mean, for vectors of `dimension` entries; per-channel statistics of a k×k
     /// convolution (`d = C/g`) are expanded to patches as `C_channels ⊗ I_{kh·kw}`.
-    func group(_ g: Int, dimension: Int, kernelArea: Int, corrected: Bool, layer: String) throws -> GroupStatistics {
+    package func group(_ g: Int, dimension: Int, kernelArea: Int, corrected: Bool, layer: String) throws -> GroupStatistics {
         let gram: Matrix<Double>, mean: [Double]
         if self.dimension == dimension {
             (gram, mean) = (grams[g], means[g])
@@ -56,20 +59,11 @@ struct OutputErrorAccumulator {
 
     mutating func add(original w: Matrix<Double>, replacement: Matrix<Double>, _ statistics: GroupStatistics) {
         let delta = w - replacement
-        error += traceQuadratic(delta, statistics.metric)
-        energy += traceQuadratic(w, statistics.gram)
+        error += quadraticError(delta, statistics.metric)
+        energy += quadraticError(w, statistics.gram)
     }
 
     var relative: Double { energy > 0 ? (Swift.max(error, 0) / energy).squareRoot() : 0 }
-}
-
-/// `tr(A M Aᵀ)`.
-func traceQuadratic(_ a: Matrix<Double>, _ m: Matrix<Double>) -> Double {
-    zip(a.matmul(m).scalars, a.scalars).reduce(0) { $0 + $1.0 * $1.1 }
-}
-
-func doubles<Scalar: BLASScalar>(_ m: Matrix<Scalar>) -> Matrix<Double> {
-    Matrix(uncheckedRows: m.rows, columns: m.columns, scalars: ContiguousArray(m.scalars.lazy.map { Double($0) }))
 }
 
 /// `(W − Ŵ) μ`: the mean shift that bias correction adds.
@@ -126,7 +120,7 @@ extension Linear {
     ///   decompositions' errors.
     public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         let stats = try statistics.group(0, dimension: inFeatures, kernelArea: 1, corrected: options.biasCorrection, layer: summary)
-        let w = doubles(weight)
+        let w = doubleMatrix(weight)
         var accumulator = OutputErrorAccumulator()
         switch method {
         case let .svd(selection):
@@ -140,7 +134,7 @@ extension Linear {
                 choice = try whitenedRank(whitened, rows: outFeatures, columns: inFeatures, rule: rule, weight: weight)
             }
             let f = try whitened.factors(rank: choice.ranks[0])
-            let replacement = doubles(f.u.scalingColumns(by: f.singularValues).matmul(f.vt))
+            let replacement = doubleMatrix(f.u.scalingColumns(by: f.singularValues).matmul(f.vt))
             accumulator.add(original: w, replacement: replacement, stats)
             let bias = correctedBias(bias, w, replacement, stats, options)
             let stack = LayerStack([
@@ -164,13 +158,13 @@ extension Linear {
             let cores = try zip(tt.cores, inverses).map { core, inverse -> Tensor<Scalar> in
                 let (ra, m, n, rb) = (core.shape[0], core.shape[1], core.shape[2], core.shape[3])
                 let moved = try core.transposed(permutation: [0, 1, 3, 2]).reshaped(to: [ra * m * rb, n])
-                let product = doubles(Matrix(uncheckedRows: ra * m * rb, columns: n, scalars: moved.scalars)).matmul(inverse)
+                let product = doubleMatrix(Matrix(uncheckedRows: ra * m * rb, columns: n, scalars: moved.scalars)).matmul(inverse)
                 let back = Tensor<Scalar>(uncheckedShape: [ra, m, rb, n], scalars: ContiguousArray(product.scalars.lazy.map { Scalar($0) }))
                 return try back.transposed(permutation: [0, 1, 3, 2])
             }
             let matrix = try TTMatrix(cores: cores)
             let full = try matrix.reconstructed()
-            let replacement = doubles(Matrix(uncheckedRows: outFeatures, columns: inFeatures, scalars: full.scalars))
+            let replacement = doubleMatrix(Matrix(uncheckedRows: outFeatures, columns: inFeatures, scalars: full.scalars))
             accumulator.add(original: w, replacement: replacement, stats)
             let layer = try TTLinear(weight: matrix, bias: correctedBias(bias, w, replacement, stats, options))
             var result = CompressedLayer(original: .linear(self), stack: LayerStack([.ttLinear(layer)]), method: .tensorTrain, ranks: matrix.ranks,
@@ -257,7 +251,7 @@ extension Conv2D {
         let d = sg * area
         let stats = try (0..<groups).map { try statistics.group($0, dimension: d, kernelArea: area, corrected: options.biasCorrection, layer: summary) }
         let kernels = try (0..<groups).map { try groupKernel($0) }
-        let originals = kernels.map { doubles(Matrix(uncheckedRows: tg, columns: d, scalars: $0.scalars)) }
+        let originals = kernels.map { doubleMatrix(Matrix(uncheckedRows: tg, columns: d, scalars: $0.scalars)) }
         var accumulator = OutputErrorAccumulator()
         var shifts: [Double] = []
         func finish(_ replacements: [Matrix<Double>]) {
@@ -291,7 +285,7 @@ extension Conv2D {
                 try WhitenedSVD(Matrix<Scalar>(uncheckedRows: tg, columns: d, scalars: kernels[g].scalars), metric: stats[g].metric,
                                 damping: options.decomposition.damping).factors(rank: rank)
             }
-            finish(factors.map { doubles($0.u.scalingColumns(by: $0.singularValues).matmul($0.vt)) })
+            finish(factors.map { doubleMatrix($0.u.scalingColumns(by: $0.singularValues).matmul($0.vt)) })
             let stack = try LayerStack(svd: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .svd, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels.map { try $0.reshaped(to: [tg, d]) }, factors),
@@ -315,7 +309,7 @@ extension Conv2D {
                 try tucker2Decompose(kernels[g], ranks: ranks, metric: stats[g].metric, options: options.decomposition)
             }
             let factors = runs.map(\.result)
-            finish(try factors.map { doubles(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
+            finish(try factors.map { doubleMatrix(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
             let stack = try LayerStack(tucker2: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .tucker2, ranks: ranks,
                                      kernelRelativeError: try groupedError(kernels, factors),
@@ -337,7 +331,7 @@ extension Conv2D {
                 try cpDecompose(kernels[g], rank: rank, metric: stats[g].metric, options: options.decomposition, start: start)
             }
             let factors = runs.map(\.result)
-            finish(try factors.map { doubles(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
+            finish(try factors.map { doubleMatrix(Matrix(uncheckedRows: tg, columns: d, scalars: try Tensor($0).scalars)) })
             let stack = try LayerStack(cp: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .cp, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels, factors),
