@@ -1,4 +1,5 @@
 import NNLayers
+import TensorIO
 
 /// What ``ModelCompressor`` compresses and how: the choices of `tensor-compress compress`.
 ///
@@ -77,6 +78,14 @@ public struct CompressionOptions: Sendable, Equatable {
     /// Multipliers of each layer's normalised error in the greedy allocation, by layer name
     /// (e.g. sensitivities measured end to end); a layer not named has weight 1.
     public var layerWeights: [String: Double] = [:]
+
+    /// Layers decomposed at once, each with one BLAS thread; `nil` (the default) takes the active
+    /// cores. `1` decomposes one layer at a time with OpenBLAS's own thread count.
+    public var jobs: Int? = nil
+    /// The element type of a state dict's new factor tensors; `nil` (the default) keeps each
+    /// weight's own (a bfloat16 layer gives bfloat16 factors). Weights are decomposed in `Float`
+    /// (`Double` for float64 weights) whatever their stored type.
+    public var outputDType: DType? = nil
 
     /// The defaults.
     public init() {}

@@ -1,6 +1,7 @@
 import Foundation
 import NNLayers
 import ONNX
+import Synchronization
 import TensorModule
 
 /// The result of ``ModelCompressor/compress(onnx:progress:)``: the rewritten model, ready to write,
@@ -37,18 +38,32 @@ extension ModelCompressor {
     /// try result.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
     /// ```
     ///
-    /// - Parameter progress: Called before each compressible node with the number done, their
-    ///   count and the node's name, and once more at the end with `"writing"`.
+    /// - Parameter progress: Called as compressible nodes finish (they are decomposed
+    ///   concurrently, see ``CompressionOptions/jobs``) with the number done, the number to do and
+    ///   the node's name, one call at a time, and once more at the end with `"writing"`.
     /// - Throws: the errors of ``layers(in:estimateRanks:)``, of the decompositions, and
     ///   ``ModelCompressionError/nameCollision(name:)`` when a new name is already taken.
-    public func compress(onnx model: ONNXModel, progress: ((Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
+    public func compress(onnx model: ONNXModel, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
         let analysed = try layers(in: model)
         let candidates = analysed.filter(\.compressible)
         let allocated = try budgetRanks(candidates)
         var reports: [LayerReport] = []
         var replacements: [(index: Int, nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
         var entries: [[String: Any]] = []
-        var done = 0
+        // Decomposed concurrently (each in Double whatever the weight's type: the factors are
+        // rounded once, when written in it, so a full-rank stack reproduces the node to that
+        // type's precision); the graph is rewritten afterwards, in graph order.
+        let jobs = analysed.filter { $0.site != nil && (allocated == nil || allocated?[$0.name] != nil) }
+        let done = Mutex(0)
+        let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
+            let outcome = try compressNode(jobs[j], jobs[j].site!, ranks: allocated?[jobs[j].name] ?? nil, as: Double.self)
+            done.withLock { count in
+                count += 1
+                progress?(count, jobs.count, jobs[j].name)
+            }
+            return outcome
+        }
+        var next = 0
         for layer in analysed {
             guard let site = layer.site else {
                 reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil,
@@ -58,8 +73,6 @@ extension ModelCompressor {
                                            converged: true, iterations: 0, seconds: 0, reasons: [], op: layer.op))
                 continue
             }
-            progress?(done, candidates.count, layer.name)
-            done += 1
             if let allocated, allocated[layer.name] == nil {
                 let count = layer.shape?.reduce(1, *) ?? 0
                 reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil, status: .keptByBudget, ranks: [],
@@ -68,10 +81,8 @@ extension ModelCompressor {
                                            reasons: [], op: layer.op))
                 continue
             }
-            let ranks = allocated?[layer.name] ?? nil
-            // Decomposed in Double whatever the weight's type: the factors are rounded once, when
-            // written in it, so a full-rank stack reproduces the node to that type's precision.
-            let outcome = try compressNode(layer, site, ranks: ranks, as: Double.self)
+            let outcome = outcomes[next]
+            next += 1
             var report = outcome.report
             report.op = layer.op
             reports.append(report)
@@ -136,8 +147,8 @@ extension ModelCompressor {
     /// kept as it is); without one, `nil`.
     func budgetRanks(_ candidates: [GraphLayer]) throws -> [String: [Int]]? {
         guard let budget = options.budget else { return nil }
-        let entries = try candidates.map { layer -> BudgetCandidate in
-            let site = layer.site!
+        let entries = try LayerWorkers.map(candidates.count, workers: LayerWorkers.count(layers: candidates.count, jobs: options.jobs)) { k in
+            let layer = candidates[k], site = layer.site!
             let built = try self.layer(site, as: Float.self)
             let (input, batch) = costInput(site, built)
             let cost = try built.cost(input: input)

@@ -1,6 +1,7 @@
 import Decompositions
 import Foundation
 import NNLayers
+import Synchronization
 import TensorIO
 import TensorModule
 
@@ -38,9 +39,13 @@ extension ModelCompressor {
     ///
     /// - Throws: ``ModelCompressionError/unknownLayer(name:)`` or ``ModelCompressionError/invalidLayerSettings(name:reason:)``.
     public func validateLayerSettings(for file: SafetensorsFile) throws {
+        try validateLayerSettings(shapes: file.entries.mapValues(\.shape))
+    }
+
+    func validateLayerSettings(shapes: [String: [Int]]) throws {
         for name in options.layerSettings.keys.sorted() {
-            guard let entry = file.entries[name] else { throw ModelCompressionError.unknownLayer(name: name) }
-            do { try options.layerSettings[name]!.validate(kernelShape: entry.shape) } catch {
+            guard let shape = shapes[name] else { throw ModelCompressionError.unknownLayer(name: name) }
+            do { try options.layerSettings[name]!.validate(kernelShape: shape) } catch {
                 throw ModelCompressionError.invalidLayerSettings(name: name, reason: "\(error)")
             }
         }
@@ -48,80 +53,136 @@ extension ModelCompressor {
 
     /// Compresses every candidate layer of `file`.
     ///
+    /// Layers are decomposed concurrently (``CompressionOptions/jobs``); the new file's tensors
+    /// keep the input's order. Tensors that are not replaced are not copied into memory: the
+    /// writer streams them from `file` when it writes.
+    ///
     /// - Parameters:
     ///   - file: The state dict.
-    ///   - progress: Called before each layer with the number done, the number of candidates and
-    ///     the layer's name, and once more at the end with `"writing"`.
+    ///   - progress: Called as layers finish with the number done, the number of candidates and
+    ///     the finished layer's name (from the workers' threads, one call at a time), and once
+    ///     more at the end with `"writing"`.
     /// - Throws: the errors of ``validateLayerSettings(for:)``, of reading the tensors, and of the
     ///   decompositions (an impossible fixed rank, for example).
-    public func compress(_ file: SafetensorsFile, progress: ((Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
+    public func compress(_ file: SafetensorsFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
         try validateLayerSettings(for: file)
+        let allocated = try stateDictBudget([(file, candidates(in: file))])
+        let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
         let names = candidates(in: file)
-        let embedding = try Regex(CompressionOptions.embeddingPattern)
-        let includeNames = options.include != nil
-        var reports: [LayerReport] = []
-        var consumed = Set<String>()
-        var replacement: [String: [(String, AnyTensor)]] = [:]
-        var stacks: [Any] = []
-        let allocated = try stateDictBudget(file, names: names, embedding: embedding, includeNames: includeNames)
-        for (index, name) in names.enumerated() {
-            progress?(index, names.count, name)
-            let entry = file.entries[name]!
-            let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
-            let count = entry.shape.reduce(1, *)
-            var report = LayerReport(name: prefix, shape: entry.shape, method: nil, status: .replaced, ranks: [],
-                                     parametersBefore: count, parametersAfter: count, flopsBefore: 0, flopsAfter: 0,
-                                     relativeError: 0, converged: true, iterations: 0, seconds: 0, reasons: [])
-            if entry.shape.count == 2 && !includeNames && name.firstMatch(of: embedding) != nil {
-                report.status = .skippedEmbedding
-                reports.append(report)
-                continue
-            }
-            let biasName = prefix + ".bias"
-            let biasEntry = file.entries[biasName].flatMap { $0.shape == [entry.shape[0]] && biasName != name ? $0 : nil }
-            if let biasEntry, !biasEntry.dtype.isFloatingPoint {
-                report.status = .keptNonFloatBias(bias: biasName, dtype: biasEntry.dtype.rawValue)
-                reports.append(report)
-                continue
-            }
-            if let allocated, allocated[prefix] == nil {
-                report.status = .keptByBudget
-                reports.append(report)
-                continue
-            }
-            let ranks = allocated?[prefix] ?? nil
-            let outcome = entry.dtype == .float64
-                ? try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, ranks: ranks, as: Double.self)
-                : try compressLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, prefix: prefix, ranks: ranks, as: Float.self)
-            report = outcome.report
-            reports.append(report)
-            guard report.status.isReplaced else { continue }
-            consumed.insert(name)
-            if biasEntry != nil { consumed.insert(biasName) }
-            replacement[name] = outcome.tensors
-            stacks.append(outcome.stack)
-        }
         progress?(names.count, names.count, "writing")
+        let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        return CompressedStateDict(writer: outcome.writer, layers: outcome.reports,
+                                   totals: Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+    }
+
+    /// Sums of reports.
+    static func totals(_ reports: [LayerReport], candidates: Int, modelParameters: Int) -> CompressionTotals {
+        let replaced = reports.filter(\.status.isReplaced)
+        let before = replaced.reduce(0) { $0 + $1.parametersBefore }, after = replaced.reduce(0) { $0 + $1.parametersAfter }
+        return CompressionTotals(
+            candidateLayers: candidates, replacedLayers: replaced.count, parametersBefore: before, parametersAfter: after,
+            flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
+            modelParametersBefore: modelParameters, modelParametersAfter: modelParameters - before + after,
+            seconds: reports.reduce(0) { $0 + $1.seconds })
+    }
+
+    /// What one candidate weight of a file needs: a report already settled, or a decomposition.
+    enum LayerPlan: Sendable {
+        case settled(LayerReport)
+        case decompose(name: String, bias: String?, prefix: String, ranks: [Int]?)
+    }
+
+    /// The bias tensor of weight `name` (`P.bias` for `P.weight`, of shape `[out]`), if any.
+    func biasEntry(of name: String, in file: SafetensorsFile) -> (name: String, entry: SafetensorsFile.Entry)? {
+        let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+        let biasName = prefix + ".bias"
+        guard biasName != name, let entry = file.entries[biasName], entry.shape == [file.entries[name]!.shape[0]] else { return nil }
+        return (biasName, entry)
+    }
+
+    /// Whether a candidate is an embedding table that ``CompressionOptions/include`` does not name.
+    func isSkippedEmbedding(_ name: String, shape: [Int]) -> Bool {
+        guard shape.count == 2, options.include == nil else { return false }
+        guard let pattern = try? Regex(CompressionOptions.embeddingPattern) else { preconditionFailure("the embedding pattern is a valid regular expression") }
+        return name.firstMatch(of: pattern) != nil
+    }
+
+    func plan(_ name: String, in file: SafetensorsFile, allocated: [String: [Int]]?) -> LayerPlan {
+        let entry = file.entries[name]!
+        let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+        let count = entry.shape.reduce(1, *)
+        var report = LayerReport(name: prefix, shape: entry.shape, method: nil, status: .replaced, ranks: [],
+                                 parametersBefore: count, parametersAfter: count, flopsBefore: 0, flopsAfter: 0,
+                                 relativeError: 0, converged: true, iterations: 0, seconds: 0, reasons: [])
+        if isSkippedEmbedding(name, shape: entry.shape) {
+            report.status = .skippedEmbedding
+            return .settled(report)
+        }
+        let bias = biasEntry(of: name, in: file)
+        if let bias, !bias.entry.dtype.isFloatingPoint {
+            report.status = .keptNonFloatBias(bias: bias.name, dtype: bias.entry.dtype.rawValue)
+            return .settled(report)
+        }
+        if let allocated, allocated[prefix] == nil {
+            report.status = .keptByBudget
+            return .settled(report)
+        }
+        return .decompose(name: name, bias: bias?.name, prefix: prefix, ranks: allocated?[prefix] ?? nil)
+    }
+
+    /// One file's candidates decomposed (concurrently) and its new tensors laid out in file order.
+    ///
+    /// - Parameter finished: Called as each layer finishes, one call at a time: layers done,
+    ///   layers to do, the layer's name and its parameter count.
+    func compressFile(
+        _ file: SafetensorsFile, allocated: [String: [Int]]?, finished: @escaping @Sendable (Int, Int, String, Int) -> Void
+    ) throws -> (writer: SafetensorsWriter, reports: [LayerReport]) {
+        let plans = candidates(in: file).map { plan($0, in: file, allocated: allocated) }
+        let jobs = plans.indices.filter { if case .decompose = plans[$0] { return true } else { return false } }
+        let done = Mutex(0)
+        let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
+            guard case let .decompose(name, bias, prefix, ranks) = plans[jobs[j]] else { preconditionFailure("jobs are decompositions") }
+            let outcome = file.entries[name]!.dtype == .float64
+                ? try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Double.self)
+                : try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Float.self)
+            done.withLock { count in
+                count += 1
+                finished(count, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
+            }
+            return outcome
+        }
+        var reports: [LayerReport] = []
+        var replacement: [String: [(String, AnyTensor)]] = [:]
+        var consumed = Set<String>()
+        var stacks: [Any] = []
+        var next = 0
+        for plan in plans {
+            switch plan {
+            case let .settled(report): reports.append(report)
+            case let .decompose(name, bias, _, _):
+                let outcome = outcomes[next]
+                next += 1
+                reports.append(outcome.report)
+                guard outcome.report.status.isReplaced else { continue }
+                consumed.insert(name)
+                if let bias { consumed.insert(bias) }
+                replacement[name] = outcome.tensors
+                stacks.append(outcome.stack)
+            }
+        }
         var writer = SafetensorsWriter()
         writer.metadata = file.metadata
         // Tensors in file order: a replaced weight's stack takes its place; its bias disappears.
         for name in file.names where !(consumed.contains(name) && replacement[name] == nil) {
-            let entry = file.entries[name]!
             if let tensors = replacement[name] {
-                for (tensorName, tensor) in tensors { try tensor.add(to: &writer, name: tensorName, dtype: entry.dtype) }
+                let dtype = options.outputDType ?? file.entries[name]!.dtype
+                for (tensorName, tensor) in tensors { try tensor.add(to: &writer, name: tensorName, dtype: dtype) }
             } else {
-                try writer.addRaw(name, dtype: entry.dtype, shape: entry.shape, bytes: try file.rawBytes(named: name))
+                try writer.addRaw(name, from: file)
             }
         }
         writer.metadata["stacks"] = String(decoding: try JSONSerialization.data(withJSONObject: stacks, options: [.sortedKeys]), as: UTF8.self)
-        let replaced = reports.filter(\.status.isReplaced)
-        let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let before = replaced.reduce(0) { $0 + $1.parametersBefore }, after = replaced.reduce(0) { $0 + $1.parametersAfter }
-        let totals = CompressionTotals(
-            candidateLayers: names.count, replacedLayers: replaced.count, parametersBefore: before, parametersAfter: after,
-            flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
-            modelParametersBefore: modelBefore, modelParametersAfter: modelBefore - before + after, seconds: reports.reduce(0) { $0 + $1.seconds })
-        return CompressedStateDict(writer: writer, layers: reports, totals: totals)
+        return (writer, reports)
     }
 
     /// The layer of weight `name` (with its bias) and one sample's input shape.
@@ -136,21 +197,24 @@ extension ModelCompressor {
         return (.linear(linear), [linear.inFeatures])
     }
 
-    /// With a budget: the ranks allocated to each eligible layer by layer name (a missing name is kept).
-    func stateDictBudget(_ file: SafetensorsFile, names: [String], embedding: Regex<AnyRegexOutput>, includeNames: Bool) throws -> [String: [Int]]? {
+    /// With a budget: the ranks allocated to each eligible layer by layer name (a missing name is
+    /// kept), over the candidates of every file given (all shards of a checkpoint). The layers'
+    /// rank options are computed concurrently.
+    func stateDictBudget(_ files: [(file: SafetensorsFile, names: [String])]) throws -> [String: [Int]]? {
         guard let budget = options.budget else { return nil }
-        var entries: [BudgetCandidate] = []
-        for name in names {
-            let entry = file.entries[name]!
-            if entry.shape.count == 2 && !includeNames && name.firstMatch(of: embedding) != nil { continue }
+        let layers = files.flatMap { file, names in
+            names.compactMap { name -> (file: SafetensorsFile, name: String, bias: String?)? in
+                guard case let .decompose(_, bias, _, _) = plan(name, in: file, allocated: nil) else { return nil }
+                return (file, name, bias)
+            }
+        }
+        let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
+            let (file, name, bias) = layers[k]
             let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
-            let biasName = prefix + ".bias"
-            let biasEntry = file.entries[biasName].flatMap { $0.shape == [entry.shape[0]] && biasName != name ? $0 : nil }
-            if let biasEntry, !biasEntry.dtype.isFloatingPoint { continue }
-            let (layer, input) = try stateDictLayer(file, name: name, bias: biasEntry == nil ? nil : biasName, as: Float.self)
+            let (layer, input) = try stateDictLayer(file, name: name, bias: bias, as: Float.self)
             let cost = try layer.cost(input: input)
-            entries.append(BudgetCandidate(name: prefix, macs: Double(cost.flops) / 2, parameters: Double(cost.parameters),
-                                           options: try rankOptions(layer, input: input, batch: 1, statistics: options.statistics?.layers[prefix])))
+            return BudgetCandidate(name: prefix, macs: Double(cost.flops) / 2, parameters: Double(cost.parameters),
+                                   options: try rankOptions(layer, input: input, batch: 1, statistics: options.statistics?.layers[prefix]))
         }
         var result: [String: [Int]] = [:]
         for (entry, option) in zip(entries, allocate(entries, budget: budget, allocation: options.allocation)) {
@@ -162,11 +226,11 @@ extension ModelCompressor {
     /// One layer decomposed in `Scalar`: its report, its stack's tensors and its metadata entry.
     func compressLayer<Scalar: BLASScalar>(
         _ file: SafetensorsFile, name: String, bias biasName: String?, prefix: String, ranks: [Int]?, as _: Scalar.Type
-    ) throws -> (report: LayerReport, tensors: [(String, AnyTensor)], stack: Any) {
+    ) throws -> LayerOutcome {
         let entry = file.entries[name]!
         let (layer, input) = try stateDictLayer(file, name: name, bias: biasName, as: Scalar.self)
         let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input, ranks: ranks)
-        guard let compressed, report.status.isReplaced else { return (report, [], [String: Any]()) }
+        guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: [], stack: [String: Any]()) }
         var tensors: [(String, AnyTensor)] = []
         var layers: [Any] = []
         for (k, layer) in compressed.stack.layers.enumerated() {
@@ -180,8 +244,16 @@ extension ModelCompressor {
             "name": prefix, "method": compressed.method.rawValue, "ranks": compressed.ranks,
             "relativeError": compressed.kernelRelativeError, "layers": layers,
         ]
-        return (report, tensors, stack)
+        return LayerOutcome(report: report, tensors: tensors, stack: stack)
     }
+}
+
+/// One decomposed layer of a state dict: its report, its stack's tensors and its `stacks` entry
+/// (JSON objects, built once and only read afterwards).
+struct LayerOutcome: @unchecked Sendable {
+    var report: LayerReport
+    var tensors: [(String, AnyTensor)]
+    var stack: Any
 }
 
 /// A Float or Double tensor on its way to the writer.

@@ -1,6 +1,7 @@
 import Decompositions
 import Foundation
 import NNLayers
+import TensorIO
 import TensorModule
 
 /// Compresses the layers of a model: a safetensors state dict (``compress(_:progress:)``) or an
@@ -36,6 +37,10 @@ public struct ModelCompressor: Sendable {
         }
         for (name, value) in [("max iterations", options.maxIterations), ("minimum parameters", options.minimumParameters)] where value < 0 {
             throw ModelCompressionError.invalidOption(name: name, value: "\(value)", requirement: "non-negative")
+        }
+        if let jobs = options.jobs, jobs < 1 { throw ModelCompressionError.invalidOption(name: "jobs", value: "\(jobs)", requirement: "at least 1") }
+        if let dtype = options.outputDType, !dtype.isFloatingPoint {
+            throw ModelCompressionError.invalidOption(name: "output dtype", value: dtype.rawValue, requirement: "a floating-point type (float16, bfloat16, float32, float64)")
         }
         if options.inputSize.height < 1 || options.inputSize.width < 1 {
             throw ModelCompressionError.invalidOption(name: "input size", value: "\(options.inputSize)", requirement: "positive")

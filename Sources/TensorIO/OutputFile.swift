@@ -69,7 +69,7 @@ public struct OutputFile: Sendable, Equatable {
 
     /// `path` with every symlink resolved: the file's own resolved path when it exists, else its
     /// resolved directory and its name (the standardized path when the directory is missing too).
-    static func canonicalPath(_ path: String) -> String {
+    package static func canonicalPath(_ path: String) -> String {
         func resolved(_ path: String) -> String? {
             guard let pointer = realpath(path, nil) else { return nil }
             defer { free(pointer) }
@@ -87,29 +87,38 @@ public struct OutputFile: Sendable, Equatable {
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)``; two outputs that are the same file throw
     ///   before anything is written.
     public static func write(_ files: [(OutputFile, Data)]) throws {
-        for (i, (a, _)) in files.enumerated() {
-            for (b, _) in files[(i + 1)...] where a.isSameFile(as: b.target.path) {
-                throw TensorIOError.fileSystem(path: b.path, reason: "is the same file as \(a.path); each output needs its own file")
-            }
-        }
-        var temporaries: [String] = []
+        try checkDistinct(files.map(\.0))
+        var staged: [StagedFile] = []
         do {
-            for (file, data) in files { temporaries.append(try file.writeTemporary(data)) }
+            for (file, data) in files { staged.append(try file.stage(data)) }
         } catch {
-            for temporary in temporaries { unlink(temporary) }
+            StagedFile.discard(staged)
             throw error
         }
-        for (k, (file, _)) in files.enumerated() where rename(temporaries[k], file.target.path) != 0 {
-            let reason = String(cString: strerror(errno))
-            for temporary in temporaries[k...] { unlink(temporary) }
-            throw TensorIOError.fileSystem(path: file.path, reason: "cannot move the new file into place (\(reason))")
+        try StagedFile.commit(staged)
+    }
+
+    /// Throws when two of `files` are the same file.
+    public static func checkDistinct(_ files: [OutputFile]) throws {
+        for (i, a) in files.enumerated() {
+            for b in files[(i + 1)...] where a.isSameFile(as: b.target.path) {
+                throw TensorIOError.fileSystem(path: b.path, reason: "is the same file as \(a.path); each output needs its own file")
+            }
         }
     }
 
     static let temporaryMarker = ".tensor-compress-"
 
-    /// Writes `data` to a new temporary file beside the target and returns its path.
-    func writeTemporary(_ data: Data) throws -> String {
+    /// Writes `data` to a new temporary file beside the target; ``StagedFile/commit(_:)`` moves it into place.
+    public func stage(_ data: Data) throws -> StagedFile {
+        try stage { sink in try sink.write(data) }
+    }
+
+    /// Writes a new temporary file beside the target through `produce`, which may write any
+    /// number of pieces (a file larger than memory is written piece by piece); the temporary is
+    /// flushed to disk, and ``StagedFile/commit(_:)`` moves it into place. When `produce` throws,
+    /// the temporary is removed.
+    public func stage(_ produce: (inout OutputSink) throws -> Void) throws -> StagedFile {
         let directory = target.deletingLastPathComponent().path
         let name = target.lastPathComponent
         Self.removeStaleTemporaries(in: directory, for: name)
@@ -125,20 +134,11 @@ public struct OutputFile: Sendable, Equatable {
             if !ok { unlink(temporary) }
         }
         if let mode, fchmod(descriptor, mode) != 0 { throw fail("cannot set the file mode") }
-        try data.withUnsafeBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = posixWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw fail("cannot write")
-                }
-                offset += written
-            }
-        }
+        var sink = OutputSink(descriptor: descriptor, path: path)
+        try produce(&sink)
         guard fsync(descriptor) == 0 else { throw fail("cannot flush") }
         ok = true
-        return temporary
+        return StagedFile(file: self, temporary: temporary)
     }
 
     /// Removes `.NAME.tensor-compress-PID-*.tmp` files whose process no longer runs.
@@ -150,6 +150,64 @@ public struct OutputFile: Sendable, Equatable {
             guard let pid = rest.split(separator: "-").first.flatMap({ pid_t($0) }), pid > 0 else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + file) }
         }
+    }
+}
+
+/// A file written to its temporary by `OutputFile.stage` and not yet moved into place.
+///
+/// Several outputs that belong together (a model's shards, its index and its report) are staged
+/// one by one, each as soon as it is ready, and committed together at the end; when anything
+/// fails before the commit, ``discard(_:)`` removes the temporaries and no target is touched.
+public struct StagedFile: Sendable {
+    /// The output this temporary will become.
+    public let file: OutputFile
+    /// The temporary's path.
+    let temporary: String
+
+    /// Renames every temporary into place, in order. A rename that fails removes the
+    /// temporaries not yet renamed and throws.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``.
+    public static func commit(_ files: [StagedFile]) throws {
+        for (k, staged) in files.enumerated() where rename(staged.temporary, staged.file.target.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            discard(Array(files[k...]))
+            throw TensorIOError.fileSystem(path: staged.file.path, reason: "cannot move the new file into place (\(reason))")
+        }
+    }
+
+    /// Removes the temporaries.
+    public static func discard(_ files: [StagedFile]) {
+        for staged in files { unlink(staged.temporary) }
+    }
+}
+
+/// Where `OutputFile.stage` writes: an open file, written in order.
+public struct OutputSink {
+    let descriptor: Int32
+    let path: String
+    /// Bytes written so far.
+    public private(set) var count = 0
+
+    /// Appends `bytes`.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the system refuses (a full disk).
+    public mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = posixWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw TensorIOError.fileSystem(path: path, reason: "cannot write (\(String(cString: strerror(errno))))")
+            }
+            offset += written
+        }
+        count += bytes.count
+    }
+
+    /// Appends `data`.
+    public mutating func write(_ data: Data) throws {
+        try data.withUnsafeBytes { try write($0) }
     }
 }
 

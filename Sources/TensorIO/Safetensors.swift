@@ -1,8 +1,17 @@
 import Foundation
 import TensorModule
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A safetensors file (the format PyTorch and Hugging Face models ship in), read lazily from a
 /// memory-mapped file: opening validates the header; each tensor is decoded when asked for.
+///
+/// Memory stays bounded on files larger than memory: after a tensor is decoded or copied, the
+/// pages of the map that held it are handed back to the system (they stay in the page cache), so
+/// the process's resident size grows with the tensors in use, not with the file.
 ///
 /// ```swift
 /// let file = try SafetensorsFile(contentsOf: url)
@@ -34,6 +43,8 @@ public struct SafetensorsFile: Sendable {
     let data: Data
     /// Where the data section starts.
     let dataStart: Int
+    /// Whether `data` is a read-only map of a file, whose pages may be released after use.
+    let isMapped: Bool
 
     static let maximumHeaderLength = 100 * 1024 * 1024
 
@@ -41,11 +52,7 @@ public struct SafetensorsFile: Sendable {
     ///
     /// - Throws: ``TensorIOError`` for a missing or malformed file.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw TensorIOError.fileSystem(path: url.path, reason: error.localizedDescription)
-        }
-        try self.init(data: data)
+        try self.init(data: try mapFile(url), mapped: true)
     }
 
     /// Validates a file held in memory.
@@ -54,6 +61,10 @@ public struct SafetensorsFile: Sendable {
     ///   malformed, a dtype is unknown, a shape overflows, a byte size differs from shape × dtype,
     ///   or the offsets leave the data, overlap, are out of order or leave holes.
     public init(data: Data) throws {
+        try self.init(data: data, mapped: false)
+    }
+
+    init(data: Data, mapped: Bool) throws {
         let format = "safetensors"
         guard data.count >= 8 else { throw TensorIOError.headerLengthOutOfRange(format: format, length: 0, fileSize: data.count) }
         let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
@@ -95,6 +106,7 @@ public struct SafetensorsFile: Sendable {
         self.names = ordered
         self.data = data
         self.dataStart = dataStart
+        self.isMapped = mapped
     }
 
     static let dtypes: [String: DType] = [
@@ -110,18 +122,68 @@ public struct SafetensorsFile: Sendable {
     public func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type = Scalar.self) throws -> Tensor<Scalar> {
         guard let entry = entries[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
         let count = entry.shape.reduce(1, *)
+        let range = (dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound)
         let scalars = data.withUnsafeBytes { bytes in
-            decodeElements(UnsafeRawBufferPointer(rebasing: bytes[(dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound)]),
-                           dtype: entry.dtype, bigEndian: false, count: count, as: Scalar.self)
+            decodeElements(UnsafeRawBufferPointer(rebasing: bytes[range]), dtype: entry.dtype, bigEndian: false, count: count, as: Scalar.self)
         }
+        releasePages(range)
         return try Tensor(shape: entry.shape, scalars: scalars)
     }
 
     /// The raw bytes of tensor `name`, as stored.
     public func rawBytes(named name: String) throws -> Data {
         guard let entry = entries[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
-        return data.subdata(in: (dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound))
+        let range = (dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound)
+        defer { releasePages(range) }
+        return data.subdata(in: range)
     }
+
+    /// Writes the stored bytes of `entry` to `sink` in pieces of at most 64 MiB, releasing each
+    /// piece's pages after it was written.
+    func copyBytes(of entry: Entry, to sink: inout OutputSink) throws {
+        let piece = 64 << 20
+        var start = dataStart + entry.byteRange.lowerBound
+        let end = dataStart + entry.byteRange.upperBound
+        while start < end {
+            let range = start..<Swift.min(start + piece, end)
+            try data.withUnsafeBytes { bytes in try sink.write(UnsafeRawBufferPointer(rebasing: bytes[range])) }
+            releasePages(range)
+            start = range.upperBound
+        }
+    }
+
+    /// Hands the whole pages inside `range` of a mapped file back to the system: they are read
+    /// again from the file (or the page cache) if touched later. Does nothing for data in memory.
+    func releasePages(_ range: Range<Int>) {
+        guard isMapped, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        data.withUnsafeBytes { bytes in
+            let base = Int(bitPattern: bytes.baseAddress!)
+            let first = (base + range.lowerBound + page - 1) / page * page
+            let last = (base + range.upperBound) / page * page
+            if last > first { _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, Int32(MADV_DONTNEED)) }
+        }
+    }
+}
+
+/// A read-only private map of the file at `url` (an empty `Data` for an empty file), unmapped
+/// when the last copy of the `Data` goes.
+func mapFile(_ url: URL) throws -> Data {
+    func fail(_ what: String) -> TensorIOError {
+        TensorIOError.fileSystem(path: url.path, reason: "\(what) (\(String(cString: strerror(errno))))")
+    }
+    let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw fail("cannot open") }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else { throw fail("cannot read its size") }
+    guard (status.st_mode & S_IFMT) == S_IFREG else {
+        throw TensorIOError.fileSystem(path: url.path, reason: "is not a regular file")
+    }
+    let size = Int(status.st_size)
+    if size == 0 { return Data() }
+    guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else { throw fail("cannot map") }
+    return Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
 }
 
 /// Builds a safetensors file and writes it through a temporary file renamed into place, so that a
@@ -133,8 +195,24 @@ public struct SafetensorsFile: Sendable {
 /// writer.metadata["format"] = "pt"
 /// try writer.write(to: url)
 /// ```
+///
+/// Tensors copied from another file with ``addRaw(_:from:)`` are not held in memory: their bytes
+/// are streamed from the source when the file is written, so that rewriting a file larger than
+/// memory needs memory only for the tensors that were added as values.
 public struct SafetensorsWriter: Sendable {
-    struct Item: Sendable { var name: String; var dtype: DType; var shape: [Int]; var bytes: [UInt8] }
+    enum Payload: Sendable {
+        case bytes([UInt8])
+        case source(SafetensorsFile, SafetensorsFile.Entry)
+    }
+    struct Item: Sendable {
+        var name: String; var dtype: DType; var shape: [Int]; var payload: Payload
+        var byteCount: Int {
+            switch payload {
+            case let .bytes(bytes): return bytes.count
+            case let .source(_, entry): return entry.byteRange.count
+            }
+        }
+    }
     var items: [Item] = []
     var itemNames: Set<String> = []
     /// The string metadata written as `__metadata__`.
@@ -143,13 +221,23 @@ public struct SafetensorsWriter: Sendable {
     /// An empty file with no tensors and no metadata.
     public init() {}
 
+    /// The tensor names, in the order they were added.
+    public var names: [String] { items.map(\.name) }
+
+    /// The bytes of all tensors (the data section, without the header): what a sharded
+    /// checkpoint's index counts as `total_size`.
+    public var tensorByteCount: Int { items.reduce(0) { $0 + $1.byteCount } }
+
+    /// The elements of all tensors.
+    public var tensorElementCount: Int { items.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+
     /// Adds a tensor in `dtype` (default: the scalar type's own).
     ///
     /// - Throws: ``TensorIOError/duplicateName(format:name:)`` for a repeated name,
     ///   ``TensorIOError/unwritableDType(format:dtype:writable:)`` for an integer dtype.
     public mutating func add<Scalar: BLASScalar>(_ name: String, _ tensor: Tensor<Scalar>, dtype: DType? = nil) throws {
         let dtype = dtype ?? DType.of(Scalar.self)
-        try append(Item(name: name, dtype: dtype, shape: tensor.shape, bytes: encodeElements(tensor.scalars, dtype: dtype)))
+        try append(Item(name: name, dtype: dtype, shape: tensor.shape, payload: .bytes(encodeElements(tensor.scalars, dtype: dtype))))
     }
 
     /// Adds a tensor copied byte for byte from another file.
@@ -157,7 +245,16 @@ public struct SafetensorsWriter: Sendable {
         guard bytes.count == shape.reduce(1, *) * dtype.size else {
             throw TensorIOError.sizeMismatch(name: name, expectedBytes: shape.reduce(1, *) * dtype.size, actualBytes: bytes.count)
         }
-        try append(Item(name: name, dtype: dtype, shape: shape, bytes: [UInt8](bytes)))
+        try append(Item(name: name, dtype: dtype, shape: shape, payload: .bytes([UInt8](bytes))))
+    }
+
+    /// Adds tensor `name` of `file` under the same name, byte for byte; its bytes are read from
+    /// `file` only when the file is written.
+    ///
+    /// - Throws: ``TensorIOError/unknownTensor(name:available:)``, ``TensorIOError/duplicateName(format:name:)``.
+    public mutating func addRaw(_ name: String, from file: SafetensorsFile) throws {
+        guard let entry = file.entries[name] else { throw TensorIOError.unknownTensor(name: name, available: file.names) }
+        try append(Item(name: name, dtype: entry.dtype, shape: entry.shape, payload: .source(file, entry)))
     }
 
     mutating func append(_ item: Item) throws {
@@ -167,28 +264,56 @@ public struct SafetensorsWriter: Sendable {
         items.append(item)
     }
 
-    /// The file's bytes.
-    public func encoded() throws -> Data {
+    /// The 8-byte length and the JSON header, padded so that the data starts on an 8-byte boundary.
+    func header() throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
         for item in items {
-            header[item.name] = ["dtype": SafetensorsFile.name(of: item.dtype), "shape": item.shape, "data_offsets": [offset, offset + item.bytes.count]]
-            offset += item.bytes.count
+            let count = item.byteCount
+            header[item.name] = ["dtype": SafetensorsFile.name(of: item.dtype), "shape": item.shape, "data_offsets": [offset, offset + count]]
+            offset += count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad with spaces so that the data starts on an 8-byte boundary.
         json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - (json.count % 8)) % 8))
         var result = Data()
-        result.reserveCapacity(8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { result.append(contentsOf: $0) }
         result.append(json)
-        for item in items { result.append(contentsOf: item.bytes) }
         return result
     }
 
-    /// Writes the file atomically.
+    /// Writes the header and every tensor to `sink`, streaming copied tensors from their source.
+    public func write(to sink: inout OutputSink) throws {
+        try sink.write(try header())
+        for item in items {
+            switch item.payload {
+            case let .bytes(bytes): try bytes.withUnsafeBytes { try sink.write($0) }
+            case let .source(file, entry): try file.copyBytes(of: entry, to: &sink)
+            }
+        }
+    }
+
+    /// The file's bytes, all in memory.
+    public func encoded() throws -> Data {
+        var result = try header()
+        result.reserveCapacity(result.count + tensorByteCount)
+        for item in items {
+            switch item.payload {
+            case let .bytes(bytes): result.append(contentsOf: bytes)
+            case let .source(file, _): result.append(try file.rawBytes(named: item.name))
+            }
+        }
+        return result
+    }
+
+    /// Writes the file to a temporary beside `output`, streaming, to be committed with others
+    /// (``StagedFile/commit(_:)``).
+    public func stage(to output: OutputFile) throws -> StagedFile {
+        try output.stage { sink in try write(to: &sink) }
+    }
+
+    /// Writes the file atomically, streaming copied tensors from their source.
     public func write(to url: URL) throws {
-        try writeAtomically(try encoded(), to: url)
+        try StagedFile.commit([try stage(to: try OutputFile(path: url.path))])
     }
 }

@@ -26,6 +26,9 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
     case duplicateName(format: String, name: String)
     /// An error from the file system.
     case fileSystem(path: String, reason: String)
+    /// A sharded checkpoint's index (`model.safetensors.index.json`) is malformed or disagrees
+    /// with its shards; the reason says how.
+    case invalidIndex(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -48,6 +51,7 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(format): writing \(dtype) is not supported; write \(writable.joined(separator: ", "))"
         case let .duplicateName(format, name): return "\(format): the tensor name \(name) is repeated or reserved"
         case let .fileSystem(path, reason): return "\(path): \(reason)"
+        case let .invalidIndex(path, reason): return "\(path): invalid sharded-checkpoint index: \(reason)"
         }
     }
 }

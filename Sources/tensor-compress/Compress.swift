@@ -16,11 +16,15 @@ struct Compress: ParsableCommand {
             --include names them. A replaced weight P.weight (and P.bias) becomes the stack's tensors P.0.weight, \
             P.1.weight, … (the state-dict names of a PyTorch nn.Sequential put in the layer's place); \
             __metadata__["stacks"] describes every stack. All other tensors are copied unchanged. Conv settings \
-            come from --layer-config (defaults: stride 1, padding k//2, dilation 1, groups 1).
+            come from --layer-config (defaults: stride 1, padding k//2, dilation 1, groups 1). \
+            A sharded checkpoint (a model.safetensors.index.json, or a directory holding one): --output is a \
+            directory; each output shard has its input's name and the index is rewritten. Shards are compressed one \
+            after the other in bounded memory; with --shard INDEX/COUNT only every COUNT-th shard from INDEX, with a \
+            partial index for merge-index. Layers are decomposed on all cores (--jobs).
             """)
 
-    @Argument(help: "The model, a .onnx or .safetensors file.") var model: String
-    @Option(help: "The output file, of the model's format (.onnx or .safetensors).") var output: String
+    @Argument(help: "The model: a .onnx or .safetensors file, a model.safetensors.index.json, or a directory holding one.") var model: String
+    @Option(help: "The output: a file of the model's format (.onnx or .safetensors), or a directory for a sharded checkpoint.") var output: String
     @Option(help: "How to decompose 4-D weights.") var conv: CompressionOptions.ConvMethod = .tucker2
     @Option(help: "How to decompose 2-D weights.") var linear: CompressionOptions.LinearMethod = .svd
     @Option(help: "A fixed rank for every layer (CP rank; Tucker-2 uses it for both modes; SVD rank).") var rank: Int?
@@ -44,8 +48,14 @@ struct Compress: ParsableCommand {
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
+    @Option(help: "The element type of a state dict's factors: float32, float16, bfloat16 or float64 (default: each weight's own).") var dtype: DType?
+    @Option(help: "Layers decomposed at once, one BLAS thread each (default: the number of cores).") var jobs: Int?
+    @Option(help: "INDEX/COUNT: compress only the sharded checkpoint's shards INDEX, INDEX+COUNT, … and write a partial index (see merge-index).")
+    var shard: ShardAssignment?
     @Flag(help: "Print one JSON document on standard output.") var json = false
     @Flag(help: "No progress bar.") var quiet = false
+
+    var isSharded: Bool { ShardedSafetensors.isSharded(model) }
 
     func validate() throws {
         if let rank, rank < 1 { throw ValidationError("--rank \(rank) must be at least 1") }
@@ -54,6 +64,13 @@ struct Compress: ParsableCommand {
         if maxIterations < 0 || minParameters < 0 { throw ValidationError("--max-iterations and --min-parameters must be non-negative") }
         if let report, !(report.hasSuffix(".json") || report.hasSuffix(".md")) {
             throw ValidationError("--report \(report): the file name must end in .json or .md")
+        }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs \(jobs) must be at least 1") }
+        if let dtype, !dtype.isFloatingPoint { throw ValidationError("--dtype \(dtype.rawValue) must be float32, float16, bfloat16 or float64") }
+        if isONNX(model) && dtype != nil { throw ValidationError("--dtype applies to state dicts; an ONNX model's factors keep each weight's element type") }
+        if shard != nil && !isSharded { throw ValidationError("--shard applies to sharded checkpoints (a *.safetensors.index.json or a directory)") }
+        if isSharded && (inPlace || output.hasSuffix(".safetensors") || isONNX(output)) {
+            throw ValidationError("--output \(output): a sharded checkpoint is written to a directory (not --in-place, not a single file)")
         }
         if isONNX(model) != isONNX(output) {
             throw ValidationError("--output \(output) must have the model's format: \(isONNX(model) ? ".onnx" : "not .onnx") like \(model)")
@@ -74,6 +91,7 @@ struct Compress: ParsableCommand {
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
         options.exactSVD = exact
+        (options.outputDType, options.jobs) = (dtype, jobs)
         if let statistics {
             guard FileManager.default.fileExists(atPath: statistics) else { throw TensorIOError.fileSystem(path: statistics, reason: "no such file") }
             options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: statistics))
@@ -99,6 +117,7 @@ struct Compress: ParsableCommand {
     }
 
     func run() throws {
+        if isSharded { return try runSharded() }
         // Every output path is checked before any work: nothing is computed for a file that cannot be written.
         let outputFile = try OutputFile(path: output)
         let reportFile = try report.map { try OutputFile(path: $0) }
@@ -111,31 +130,65 @@ struct Compress: ParsableCommand {
         }
         let compressor = try ModelCompressor(options: try options())
         let started = now()
-        var progress = ProgressBar(total: 0, quiet: true)
-        let onProgress: (Int, Int, String) -> Void = { done, total, label in
-            if done == 0 { progress = ProgressBar(total: total, quiet: quiet || json) }
-            progress.update(done, label)
+        let progress = ProgressBar(quiet: quiet || json)
+        let onProgress: @Sendable (Int, Int, String) -> Void = { done, total, label in
+            progress.update(fraction: Double(done) / Double(max(total, 1)), "\(done)/\(total) \(label)")
         }
-        var outputs: [(OutputFile, Data)]
-        let layers: [LayerReport], totals: CompressionTotals
         if isONNX(model) {
             let source = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
             let result = try compressor.compress(onnx: source, progress: onProgress)
             let encoded = try result.model.encoded(fileName: outputFile.target.lastPathComponent)
-            outputs = [(outputFile, encoded.model)]
+            var outputs = [(outputFile, encoded.model)]
             if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
-            (layers, totals) = (result.layers, result.totals)
+            try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: [], outputs: outputs,
+                       reportFile: reportFile)
         } else {
+            // The state dict is streamed to its temporary: unchanged tensors go from the input's map to the file.
             let result = try compressor.compress(try openModel(model), progress: onProgress)
-            outputs = [(outputFile, try result.writer.encoded())]
-            (layers, totals) = (result.layers, result.totals)
+            try finish(layers: result.layers, totals: result.totals, started: started, progress: progress,
+                       staged: [try result.writer.stage(to: outputFile)], outputs: [], reportFile: reportFile)
         }
+    }
+
+    /// Compresses a sharded checkpoint into the `--output` directory, shard by shard.
+    func runSharded() throws {
+        let checkpoint = try ShardedSafetensors(contentsOf: URL(fileURLWithPath: model))
+        let reportFile = try report.map { try OutputFile(path: $0) }
+        let compressor = try ModelCompressor(options: try options())
+        let started = now()
+        let progress = ProgressBar(quiet: quiet || json)
+        let result = try compressor.compress(checkpoint, to: URL(fileURLWithPath: output), assignment: shard) { p in
+            progress.update(fraction: Double(p.parametersDone) / Double(max(p.parametersTotal, 1)),
+                            "shard \(p.shard)/\(p.shardCount) layer \(p.layersDone)/\(p.layerCount) \(p.layerName)")
+        }
+        try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: result.files, outputs: [],
+                   reportFile: reportFile, shards: result.shards)
+    }
+
+    /// Renders the report, writes it with the model's staged files (all or nothing: the staged
+    /// files are removed when anything fails), and prints.
+    func finish(layers: [LayerReport], totals: CompressionTotals, started: Double, progress: ProgressBar, staged: [StagedFile],
+                outputs: [(OutputFile, Data)], reportFile: OutputFile?, shards: [ShardReport]? = nil) throws {
+        var all = staged
+        do {
+            try write(layers: layers, totals: totals, started: started, outputs: outputs, reportFile: reportFile, shards: shards, staged: &all)
+        } catch {
+            StagedFile.discard(all)
+            throw error
+        }
+        progress.finish()
+    }
+
+    func write(layers: [LayerReport], totals: CompressionTotals, started: Double, outputs: [(OutputFile, Data)], reportFile: OutputFile?,
+               shards: [ShardReport]?, staged all: inout [StagedFile]) throws {
+        var outputs = outputs
         let seconds = now() - started
         let rendered = CompressionReportRenderer(layers: layers, totals: totals, seconds: seconds)
         let shapes = inputShape.map(\.description).joined(separator: " ")
-        let document = rendered.document(model: model, output: output, conv: conv.rawValue, linear: linear.rawValue,
+        var document = rendered.document(model: model, output: output, conv: conv.rawValue, linear: linear.rawValue,
                                          rankSelection: budget.map { "budget \($0), \(allocation.rawValue)" } ?? rank.map { "rank \($0)" } ?? rankSelection.description,
                                          inputSize: isONNX(model) ? nil : inputSize, inputShapes: isONNX(model) ? shapes : nil)
+        document.shards = shards
         // The model and its report are written together: all or nothing.
         if let report, let reportFile {
             let where_ = isONNX(model) ? "MACs at the graph's input shapes \(shapes.isEmpty ? "as declared" : shapes)"
@@ -145,10 +198,17 @@ struct Compress: ParsableCommand {
                   + "\(where_).\n\n```text\n\(rendered.table)\n```\n\n\(rendered.summary)\n"
             outputs.append((reportFile, Data(content.utf8)))
         }
-        try OutputFile.write(outputs)
-        progress.finish()
+        try OutputFile.checkDistinct(all.map(\.file) + outputs.map(\.0))
+        for (file, data) in outputs { all.append(try file.stage(data)) }
+        try StagedFile.commit(all)
+        all = []
         if json { print(try jsonString(document)); return }
         print(rendered.table)
+        if let shards {
+            print(renderTable(["shard", "layers replaced", "bytes", "seconds"], shards.map { s in
+                [s.name, "\(s.replacedLayers) of \(s.candidateLayers)", "\(compact(s.bytesBefore)) → \(compact(s.bytesAfter))", String(format: "%.1f", s.seconds)]
+            }))
+        }
         print(rendered.summary)
         print("wrote \(output)")
     }
@@ -163,7 +223,7 @@ struct CompressionReportRenderer {
     struct Document: Encodable {
         var model: String; var output: String; var conv: String; var linear: String; var rankSelection: String
         var inputSize: [Int]?; var inputShapes: String?; var convDefaults: String?; var layers: [LayerReport]; var totals: CompressionTotals
-        var seconds: Double
+        var seconds: Double; var shards: [ShardReport]? = nil
     }
 
     func document(model: String, output: String, conv: String, linear: String, rankSelection: String, inputSize: Size2D?,

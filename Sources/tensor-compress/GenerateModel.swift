@@ -3,17 +3,30 @@ import Foundation
 import TensorDecompositions
 
 /// Writes a generated stand-in model: a small BERT-like encoder (linear layers with decaying
-/// spectra plus noise, LayerNorm vectors, int64 position ids) and a small CNN.
+/// spectra plus noise, LayerNorm vectors, int64 position ids) and a small CNN; or, with
+/// `--shards`, a sharded decoder-only checkpoint in the layout of Llama-style language models.
 struct GenerateModel: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate-model", abstract: "Write a generated stand-in model (.safetensors) for demos and tests.")
+        commandName: "generate-model", abstract: "Write a generated stand-in model (.safetensors, or a sharded checkpoint) for demos, tests and benchmarks.",
+        discussion: """
+            With --shards N, OUTPUT is a directory that receives a Llama-style checkpoint: --layers blocks of four \
+            hidden×hidden attention projections and gate/up (intermediate×hidden) and down (hidden×intermediate) MLP \
+            projections, RMSNorm vectors, a small embedding table, in --dtype, split over N shards \
+            model-0000k-of-0000N.safetensors with model.safetensors.index.json. Weights are Gaussian with rows scaled by \
+            a decaying profile (a decaying spectrum at the cost of one pass). Defaults give a 1.3B-parameter bfloat16 \
+            checkpoint with --layers 24 --hidden 2048 --intermediate 5632 --shards 4.
+            """)
 
-    @Argument(help: "The output .safetensors file.") var output: String
-    @Option(help: "Hidden size of the encoder.") var hidden: Int = 384
-    @Option(help: "Encoder layers.") var layers: Int = 2
+    @Argument(help: "The output .safetensors file (a directory with --shards).") var output: String
+    @Option(help: "Hidden size.") var hidden: Int = 384
+    @Option(help: "Encoder (or decoder) layers.") var layers: Int = 2
+    @Option(help: "MLP width of the sharded checkpoint (default 4 × hidden).") var intermediate: Int?
+    @Option(help: "Write a sharded Llama-style checkpoint in this many shards.") var shards: Int?
+    @Option(help: "Element type of the sharded checkpoint's weights.") var dtype: DType = .bfloat16
     @Option(help: "Seed.") var seed: UInt64 = 1
 
     func run() throws {
+        if let shards { return try writeSharded(shards: shards) }
         do {
             var writer = SafetensorsWriter()
             writer.metadata["format"] = "pt"
@@ -59,5 +72,54 @@ struct GenerateModel: ParsableCommand {
             try writer.write(to: URL(fileURLWithPath: output))
             print("wrote \(output)")
         }
+    }
+
+    /// The sharded decoder checkpoint: blocks split as evenly as possible over the shards.
+    func writeSharded(shards: Int) throws {
+        guard shards >= 1, layers >= shards, hidden >= 1, dtype.isFloatingPoint else {
+            throw ValidationError("--shards \(shards) needs 1 ≤ shards ≤ --layers \(layers), a positive --hidden and a floating-point --dtype")
+        }
+        let directory = URL(fileURLWithPath: output)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw TensorIOError.fileSystem(path: output, reason: "cannot create the directory")
+        }
+        let (h, m) = (hidden, intermediate ?? 4 * hidden)
+        var nextSeed = seed
+        func matrix(_ rows: Int, _ columns: Int) -> Tensor<Float> {
+            nextSeed += 1
+            var w = Tensor<Float>.randomNormal(shape: [rows, columns], seed: nextSeed)
+            let scale = 1 / Float(columns).squareRoot()
+            w.withUnsafeMutableBufferPointer { p in
+                for r in 0..<rows {
+                    let s = scale * Float(Foundation.exp(-3 * Double(r) / Double(rows)))
+                    for c in 0..<columns { p[r * columns + c] *= s }
+                }
+            }
+            return w
+        }
+        var weightMap: [String: String] = [:]
+        var totalSize = 0
+        for shard in 0..<shards {
+            let name = String(format: "model-%05d-of-%05d.safetensors", shard + 1, shards)
+            var writer = SafetensorsWriter()
+            writer.metadata["format"] = "pt"
+            if shard == 0 { try writer.add("model.embed_tokens.weight", matrix(1000, h), dtype: dtype) }
+            for l in (shard * layers / shards)..<((shard + 1) * layers / shards) {
+                let p = "model.layers.\(l)"
+                for part in ["q_proj", "k_proj", "v_proj", "o_proj"] { try writer.add("\(p).self_attn.\(part).weight", matrix(h, h), dtype: dtype) }
+                try writer.add("\(p).mlp.gate_proj.weight", matrix(m, h), dtype: dtype)
+                try writer.add("\(p).mlp.up_proj.weight", matrix(m, h), dtype: dtype)
+                try writer.add("\(p).mlp.down_proj.weight", matrix(h, m), dtype: dtype)
+                try writer.add("\(p).input_layernorm.weight", Tensor(repeating: 1, shape: [h]), dtype: dtype)
+                try writer.add("\(p).post_attention_layernorm.weight", Tensor(repeating: 1, shape: [h]), dtype: dtype)
+            }
+            if shard == shards - 1 { try writer.add("model.norm.weight", Tensor<Float>(repeating: 1, shape: [h]), dtype: dtype) }
+            try writer.write(to: directory.appendingPathComponent(name))
+            for tensor in writer.names { weightMap[tensor] = name }
+            totalSize += writer.tensorByteCount
+        }
+        let index = SafetensorsIndex(weightMap: weightMap, totalSize: totalSize)
+        try OutputFile.write([(try OutputFile(path: directory.appendingPathComponent("model.safetensors.index.json").path), try index.encoded())])
+        print("wrote \(output): \(weightMap.count) tensors, \(totalSize) bytes in \(shards) shards")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import TensorDecompositions
 #if canImport(Glibc)
 import Glibc
@@ -91,6 +92,19 @@ extension CompressionBudget: ExpressibleByArgument {
 
 extension BudgetAllocation: ExpressibleByArgument {}
 
+/// `float32`, `float16`, `bfloat16`, `float64` (and the other element types, refused where they
+/// make no sense).
+extension DType: ExpressibleByArgument {}
+
+/// `INDEX/COUNT`, e.g. `0/3`.
+extension ShardAssignment: ExpressibleByArgument {
+    public init?(argument: String) {
+        let parts = argument.split(separator: "/", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let index = parts[0], let count = parts[1], let value = try? ShardAssignment(index: index, count: count) else { return nil }
+        self = value
+    }
+}
+
 extension CompressionOptions.ConvMethod: ExpressibleByArgument {}
 extension CompressionOptions.LinearMethod: ExpressibleByArgument {}
 
@@ -173,28 +187,45 @@ func jsonString<T: Encodable>(_ value: T) throws -> String {
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
-/// A progress bar on standard error, shown only when it is a terminal.
-struct ProgressBar {
-    let total: Int
+/// A progress bar on standard error, shown only when it is a terminal, with the time left
+/// estimated from the fraction of the work done. Safe to update from several threads.
+final class ProgressBar: Sendable {
     let enabled: Bool
+    let started = now()
+    let lastDrawn = Mutex(0.0)
 
-    init(total: Int, quiet: Bool) {
-        self.total = total
-        enabled = !quiet && isatty(STDERR_FILENO) == 1 && total > 1
+    init(quiet: Bool) {
+        enabled = !quiet && isatty(STDERR_FILENO) == 1
     }
 
-    func update(_ done: Int, _ label: String) {
+    /// Redraws the bar (at most ten times a second): `fraction` of the work done, and a label.
+    func update(fraction: Double, _ label: String) {
         guard enabled else { return }
+        let time = now()
+        guard lastDrawn.withLock({ last in
+            guard time - last >= 0.1 || fraction >= 1 else { return false }
+            last = time
+            return true
+        }) else { return }
         let width = 30
-        let filled = total == 0 ? width : width * done / total
+        let done = Swift.min(Swift.max(fraction, 0), 1)
+        let filled = Int(Double(width) * done)
         let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-        let text = "\r[\(bar)] \(done)/\(total) \(label.prefix(50))"
-        FileHandle.standardError.write(Data((text.padding(toLength: 100, withPad: " ", startingAt: 0)).utf8))
+        let elapsed = time - started
+        let left = done > 0.01 ? Self.duration(elapsed * (1 - done) / done) + " left" : ""
+        let text = "\r[\(bar)] \(Int(done * 100))% \(Self.duration(elapsed)) \(left) \(label.prefix(60))"
+        FileHandle.standardError.write(Data(text.padding(toLength: 130, withPad: " ", startingAt: 0).utf8))
+    }
+
+    /// `m:ss` or `h:mm:ss`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 
     func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: 100) + "\r").utf8))
+        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: 130) + "\r").utf8))
     }
 }
 

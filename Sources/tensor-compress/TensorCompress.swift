@@ -4,14 +4,14 @@ import Foundation
 struct TensorCompress: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tensor-compress",
-        abstract: "Inspect, decompose and compress the weights of neural networks (safetensors).",
+        abstract: "Inspect, decompose and compress the weights of neural networks (ONNX, safetensors, sharded checkpoints).",
         discussion: """
             4-D weights are treated as convolution kernels (OIHW), 2-D weights as linear layers (out, in). \
             OPENBLAS_NUM_THREADS sets the BLAS thread count. Every error prints one line \
             'tensor-compress: error: …' on standard error and exits with status 1, writing nothing.
             """,
         version: "0.4.0",
-        subcommands: [Inspect.self, Decompose.self, Compress.self, GenerateModel.self]
+        subcommands: [Inspect.self, Decompose.self, Compress.self, MergeIndex.self, GenerateModel.self]
     )
 
     /// Without a subcommand: the help on standard error, and a failure status.
