@@ -32,6 +32,8 @@ extension Conv2D {
     ///   decompositions' errors for impossible ranks.
     ///
     /// `svdMethod` is the route of the truncated SVD of 1×1 kernels (default automatic).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: ConvDecomposition, svdMethod: SVDMethod = .automatic) throws -> CompressedLayer<Scalar> {
         if weight.shape[1] == 1 && groups > 1 { throw NNLayersError.depthwiseNotFactorable(groups: groups) }
         let kernels = try (0..<groups).map { try groupKernel($0) }

@@ -118,6 +118,8 @@ extension Linear {
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size, and the
     ///   decompositions' errors.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         let stats = try statistics.group(0, dimension: inFeatures, kernelArea: 1, corrected: options.biasCorrection, layer: summary)
         let w = doubleMatrix(weight)
@@ -240,6 +242,8 @@ extension Conv2D {
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group
     ///   count, and the errors of ``compressed(by:)``.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: ConvDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         if case .tensorTrain = method { return try compressed(by: method) }
         if weight.shape[1] == 1 && groups > 1 { throw NNLayersError.depthwiseNotFactorable(groups: groups) }

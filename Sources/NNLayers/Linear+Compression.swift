@@ -12,6 +12,8 @@ extension Linear {
     /// - Parameter svdMethod: The route of the truncated SVD (default automatic: block Krylov for
     ///   large matrices at small ranks, else LAPACK's exact `gesdd`).
     /// - Throws: the decompositions' errors for impossible ranks or modes.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: LinearDecomposition, svdMethod: SVDMethod = .automatic) throws -> CompressedLayer<Scalar> {
         switch method {
         case let .svd(selection):

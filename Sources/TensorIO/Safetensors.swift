@@ -119,6 +119,8 @@ public struct SafetensorsFile: Sendable {
     /// The tensor `name`, converted to `Scalar` (integers and booleans converted, F16/BF16 widened).
     ///
     /// - Throws: ``TensorIOError/unknownTensor(name:available:)`` for a name the file does not hold.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type = Scalar.self) throws -> Tensor<Scalar> {
         guard let entry = entries[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
         let count = entry.shape.reduce(1, *)

@@ -27,6 +27,13 @@ where Self.RawSignificand: FixedWidthInteger {
 /// of this package calls, not API. Pointers passed here come from `withUnsafe…BufferPointer`
 /// closures of the caller.
 public protocol _BLASKernels {
+    // MARK: Scans (concrete loops: one dynamic call per tensor from unspecialized generic code)
+
+    /// The largest `|x|` of `n` scalars (`0` for none); NaN is skipped.
+    static func maximumMagnitude(n: Int, x: UnsafePointer<Self>) -> Self
+    /// The index of the first NaN or infinity among `n` scalars.
+    static func firstNonFiniteIndex(n: Int, x: UnsafePointer<Self>) -> Int?
+
     // MARK: BLAS (row-major)
 
     /// `C ← α·op(A)·op(B) + β·C` with `op(A)` of shape `m × k` and `op(B)` of shape `k × n`.

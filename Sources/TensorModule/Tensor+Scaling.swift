@@ -5,7 +5,7 @@ extension Tensor {
     /// The largest `|x|`, or `0` for an empty tensor.
     @inlinable
     public var maximumMagnitude: Scalar {
-        storage.reduce(0) { Swift.max($0, Swift.abs($1)) }
+        storage.withUnsafeBufferPointer { p in p.isEmpty ? 0 : Scalar.maximumMagnitude(n: p.count, x: p.baseAddress!) }
     }
 
     /// The exponent `e` such that the tensor divided by `2ᵉ` has its largest magnitude in

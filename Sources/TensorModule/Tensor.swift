@@ -209,7 +209,9 @@ extension Tensor {
 
     /// The flat index of the first non-finite scalar, or `nil` when all are finite.
     @inlinable
-    public var firstNonFiniteIndex: Int? { storage.firstIndex { !$0.isFinite } }
+    public var firstNonFiniteIndex: Int? {
+        storage.withUnsafeBufferPointer { p in p.isEmpty ? nil : Scalar.firstNonFiniteIndex(n: p.count, x: p.baseAddress!) }
+    }
 
     /// Throws ``TensorError/nonFinite(operation:index:)`` when a scalar is NaN or infinite.
     @inlinable
