@@ -138,7 +138,13 @@ extension ModelCompressor {
         _ file: SafetensorsFile, allocated: [String: [Int]]?, finished: @escaping @Sendable (Int, Int, String, Int) -> Void
     ) throws -> (writer: SafetensorsWriter, reports: [LayerReport]) {
         let plans = candidates(in: file).map { plan($0, in: file, allocated: allocated) }
-        let jobs = plans.indices.filter { if case .decompose = plans[$0] { return true } else { return false } }
+        // Largest layers first, so that no worker is left with a large one while the other idles
+        // at the end; the results are laid out in file order afterwards.
+        let sizes = plans.map { plan -> Int? in
+            guard case let .decompose(name, _, _, _) = plan else { return nil }
+            return file.entries[name]!.shape.reduce(1, *)
+        }
+        let jobs = plans.indices.filter { sizes[$0] != nil }.sorted { sizes[$0]! != sizes[$1]! ? sizes[$0]! > sizes[$1]! : $0 < $1 }
         let done = Mutex(0)
         let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
             guard case let .decompose(name, bias, prefix, ranks) = plans[jobs[j]] else { preconditionFailure("jobs are decompositions") }
@@ -155,13 +161,12 @@ extension ModelCompressor {
         var replacement: [String: [(String, AnyTensor)]] = [:]
         var consumed = Set<String>()
         var stacks: [Any] = []
-        var next = 0
-        for plan in plans {
+        let outcomeOf = Dictionary(uniqueKeysWithValues: zip(jobs, outcomes))
+        for (k, plan) in plans.enumerated() {
             switch plan {
             case let .settled(report): reports.append(report)
             case let .decompose(name, bias, _, _):
-                let outcome = outcomes[next]
-                next += 1
+                let outcome = outcomeOf[k]!
                 reports.append(outcome.report)
                 guard outcome.report.status.isReplaced else { continue }
                 consumed.insert(name)

@@ -84,19 +84,23 @@ package func decodeElements<Scalar: BLASScalar>(
 /// Encodes scalars as little-endian `dtype` bytes (floating-point dtypes only).
 @inlinable
 package func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtype: DType) throws -> [UInt8] {
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(scalars.count * dtype.size)
-    func append<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    guard dtype.isFloatingPoint else {
+        throw TensorIOError.unwritableDType(format: "safetensors", dtype: dtype.rawValue, writable: ["float16", "bfloat16", "float32", "float64"])
     }
-    switch dtype {
-    case .float32: for s in scalars { append(Float(s).bitPattern) }
-    case .float64: for s in scalars { append(Double(s).bitPattern) }
-    case .float16: for s in scalars { append(floatToHalf(Float(s))) }
-    case .bfloat16: for s in scalars { append(floatToBFloat16(Float(s))) }
-    default: throw TensorIOError.unwritableDType(format: "safetensors", dtype: dtype.rawValue, writable: ["float16", "bfloat16", "float32", "float64"])
+    let count = scalars.count
+    return [UInt8](unsafeUninitializedCapacity: count * dtype.size) { bytes, initialized in
+        let out = UnsafeMutableRawBufferPointer(bytes)
+        scalars.withUnsafeBufferPointer { x in
+            switch dtype {
+            case .float32: for i in 0..<count { out.storeBytes(of: Float(x[i]).bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            case .float64: for i in 0..<count { out.storeBytes(of: Double(x[i]).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self) }
+            case .float16: for i in 0..<count { out.storeBytes(of: floatToHalf(Float(x[i])).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+            case .bfloat16: for i in 0..<count { out.storeBytes(of: floatToBFloat16(Float(x[i])).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+            default: preconditionFailure("floating-point dtypes only")
+            }
+        }
+        initialized = count * dtype.size
     }
-    return bytes
 }
 
 /// IEEE 754 binary16 → binary32.

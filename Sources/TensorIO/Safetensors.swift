@@ -237,6 +237,8 @@ public struct SafetensorsWriter: Sendable {
     ///
     /// - Throws: ``TensorIOError/duplicateName(format:name:)`` for a repeated name,
     ///   ``TensorIOError/unwritableDType(format:dtype:writable:)`` for an integer dtype.
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public mutating func add<Scalar: BLASScalar>(_ name: String, _ tensor: Tensor<Scalar>, dtype: DType? = nil) throws {
         let dtype = dtype ?? DType.of(Scalar.self)
         try append(Item(name: name, dtype: dtype, shape: tensor.shape, payload: .bytes(encodeElements(tensor.scalars, dtype: dtype))))

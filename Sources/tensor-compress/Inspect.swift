@@ -10,10 +10,11 @@ struct Inspect: ParsableCommand {
             padding [top, bottom, left, right], dilation, groups, MACs at the input shapes (dynamic dimensions from \
             --input-shape), EVBMF ranks, and whether it can be compressed (the reason when not). \
             A .safetensors state dict: every tensor with its shape, dtype and kind, and EVBMF rank estimates for the \
-            layer weights.
+            layer weights. A sharded checkpoint (a model.safetensors.index.json, or a directory holding one): the same \
+            for every shard's tensors, with the shard of each.
             """)
 
-    @Argument(help: "A .onnx or .safetensors file.") var file: String
+    @Argument(help: "A .onnx or .safetensors file, a model.safetensors.index.json, or a directory holding one.") var file: String
     @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable).") var inputShape: [InputShape] = []
     @Flag(help: "Print one JSON document on standard output.") var json = false
     @Flag(help: "Skip the EVBMF estimates (faster on large models).") var noVbmf = false
@@ -55,46 +56,61 @@ struct Inspect: ParsableCommand {
         var parameters: Int
         /// Parameters of the SVD (2-D) or Tucker-2 (4-D) factors at the EVBMF ranks.
         var compressedParameters: Int?
+        /// The shard file that holds the tensor (sharded checkpoints only).
+        var shard: String?
     }
 
     func run() throws {
         if isONNX(file) { return try inspectONNX() }
         do {
-            let model = try openModel(file)
             var rows: [Row] = []
-            for name in model.names {
-                let entry = model.entries[name]!
-                let count = entry.shape.reduce(1, *)
-                var row = Row(name: name, shape: entry.shape, dtype: entry.dtype.rawValue, kind: "other", vbmfRanks: nil,
-                              parameters: count, compressedParameters: nil)
-                if entry.dtype.isFloatingPoint && entry.shape.count == 4 { row.kind = "conv2d (OIHW)" }
-                if entry.dtype.isFloatingPoint && entry.shape.count == 2 { row.kind = "linear (out, in)" }
-                if !noVbmf && entry.dtype.isFloatingPoint && count > 0 && (entry.shape.count == 2 || entry.shape.count == 4) {
-                    let tensor = try model.tensor(named: name, as: Float.self)
-                    if entry.shape.count == 2 {
-                        let r = try evbmf(Matrix(tensor), forceAtLeastOne: true).rank
-                        row.vbmfRanks = [r]
-                        row.compressedParameters = r * (entry.shape[0] + entry.shape[1])
-                    } else {
-                        let ranks = try selectRanks(for: tensor, modes: [0, 1], selection: .vbmf).ranks
-                        row.vbmfRanks = ranks
-                        row.compressedParameters = ranks[0] * ranks[1] * entry.shape[2] * entry.shape[3]
-                            + entry.shape[0] * ranks[0] + entry.shape[1] * ranks[1]
-                    }
-                }
-                rows.append(row)
+            if ShardedSafetensors.isSharded(file) {
+                let checkpoint = try ShardedSafetensors(contentsOf: URL(fileURLWithPath: file))
+                for shard in checkpoint.index.shards { rows += try inspect(try checkpoint.shard(shard), shard: shard) }
+            } else {
+                rows = try inspect(try openModel(file), shard: nil)
             }
             if json {
                 struct Document: Encodable { var file: String; var tensors: [Row] }
                 print(try jsonString(Document(file: file, tensors: rows)))
                 return
             }
-            print(renderTable(["name", "shape", "dtype", "kind", "EVBMF ranks", "parameters", "at EVBMF ranks"], rows.map { row in
+            let sharded = rows.contains { $0.shard != nil }
+            print(renderTable(["name", "shape", "dtype", "kind", "EVBMF ranks", "parameters", "at EVBMF ranks"] + (sharded ? ["shard"] : []), rows.map { row in
                 [row.name, row.shape.map(String.init).joined(separator: "×"), row.dtype, row.kind,
                  row.vbmfRanks.map { "\($0)" } ?? "", compact(row.parameters),
                  row.compressedParameters.map { "\(compact($0)) (\(String(format: "%.1f", Double(row.parameters) / Double(max($0, 1))))×)" } ?? ""]
+                    + (sharded ? [row.shard ?? ""] : [])
             }))
             print("\(rows.count) tensors, \(compact(rows.reduce(0) { $0 + $1.parameters })) parameters")
         }
+    }
+
+    /// One row per tensor of `model`, in file order, with EVBMF estimates unless `--no-vbmf`.
+    func inspect(_ model: SafetensorsFile, shard: String?) throws -> [Row] {
+        var rows: [Row] = []
+        for name in model.names {
+            let entry = model.entries[name]!
+            let count = entry.shape.reduce(1, *)
+            var row = Row(name: name, shape: entry.shape, dtype: entry.dtype.rawValue, kind: "other", vbmfRanks: nil,
+                          parameters: count, compressedParameters: nil, shard: shard)
+            if entry.dtype.isFloatingPoint && entry.shape.count == 4 { row.kind = "conv2d (OIHW)" }
+            if entry.dtype.isFloatingPoint && entry.shape.count == 2 { row.kind = "linear (out, in)" }
+            if !noVbmf && entry.dtype.isFloatingPoint && count > 0 && (entry.shape.count == 2 || entry.shape.count == 4) {
+                let tensor = try model.tensor(named: name, as: Float.self)
+                if entry.shape.count == 2 {
+                    let r = try evbmf(Matrix(tensor), forceAtLeastOne: true).rank
+                    row.vbmfRanks = [r]
+                    row.compressedParameters = r * (entry.shape[0] + entry.shape[1])
+                } else {
+                    let ranks = try selectRanks(for: tensor, modes: [0, 1], selection: .vbmf).ranks
+                    row.vbmfRanks = ranks
+                    row.compressedParameters = ranks[0] * ranks[1] * entry.shape[2] * entry.shape[3]
+                        + entry.shape[0] * ranks[0] + entry.shape[1] * ranks[1]
+                }
+            }
+            rows.append(row)
+        }
+        return rows
     }
 }

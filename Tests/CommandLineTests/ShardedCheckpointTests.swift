@@ -203,6 +203,11 @@ struct ShardedCommandLineTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let input = path("ck")
         #expect(try Tool.run(["generate-model", input, "--shards", "2", "--layers", "2", "--hidden", "32", "--intermediate", "48"]).status == 0)
+        let inspected = try Tool.run(["inspect", input, "--json"])
+        #expect(inspected.status == 0, "\(inspected.error)")
+        let tensors = (try JSONSerialization.jsonObject(with: Data(inspected.output.utf8)) as? [String: Any])?["tensors"] as? [[String: Any]] ?? []
+        #expect(tensors.count == 2 * 9 + 2 && tensors.allSatisfy { ($0["shard"] as? String)?.hasSuffix("-of-00002.safetensors") == true })
+        #expect(tensors.first { $0["name"] as? String == "model.layers.1.mlp.down_proj.weight" }?["vbmfRanks"] != nil)
         let base = ["--rank-selection", "params:0.5", "--quiet"]
         let single = try Tool.run(["compress", input + "/model.safetensors.index.json", "--output", path("single"), "--json"] + base)
         #expect(single.status == 0, "\(single.error)")

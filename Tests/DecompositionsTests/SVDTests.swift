@@ -119,3 +119,41 @@ struct BlockKrylovTests {
         try check(Double.self, rows: setting.0, columns: setting.1, rank: setting.2, decay: setting.3)
     }
 }
+
+/// The Gram/eigen route: the exact truncated SVD's error, orthonormal factors, and the automatic
+/// route for Float matrices of at least 512 on each side at ranks above a quarter of it.
+@Suite("Truncated SVD: Gram route")
+struct GramSVDTests {
+    func check<S: BLASScalar>(_: S.Type, rows: Int, columns: Int, rank: Int, decay: Double) throws {
+        let a = BlockKrylovTests().weight(S.self, rows: rows, columns: columns, decay: decay, noise: 0.3, seed: UInt64(rows * 3 + rank))
+        let exact = try svd(a, rank: rank, method: .exact)
+        let gram = try gramSVD(a, rank: rank)
+        let norm = Double(a.frobeniusNorm)
+        let exactError = Double((try Tensor(exact) - Tensor(a)).frobeniusNorm) / norm
+        let gramError = Double((try Tensor(gram) - Tensor(a)).frobeniusNorm) / norm
+        #expect(abs(gramError - exactError) <= 1e-5 * exactError + 1e-5, "\(rows)×\(columns) rank \(rank): \(gramError) vs exact \(exactError)")
+        #expect(Reference.relativeDifference(gram.u.gram(), .identity(rank)) <= 1e-4)
+        #expect(Reference.relativeDifference(gram.vt.transposed().gram(), .identity(rank)) <= 1e-4)
+        #expect(zip(gram.singularValues, gram.singularValues.dropFirst()).allSatisfy { $0 >= $1 })
+        for (s, e) in zip(gram.singularValues, exact.singularValues) {
+            #expect(abs(Double(s - e)) <= 1e-4 * Double(exact.singularValues[0]), "σ \(s) vs \(e)")
+        }
+        if S.self == Float.self && min(rows, columns) >= 512 && 4 * rank > min(rows, columns) {
+            #expect(try svd(a, rank: rank) == gram)
+        }
+    }
+
+    @Test(arguments: [(520, 1300, 200, 0.8), (1300, 520, 300, 0.5), (600, 600, 600, 1.2), (64, 40, 7, 0.3)])
+    func equalsTheExactTruncatedSVD(setting: (Int, Int, Int, Double)) throws {
+        try check(Float.self, rows: setting.0, columns: setting.1, rank: setting.2, decay: setting.3)
+        try check(Double.self, rows: setting.0, columns: setting.1, rank: setting.2, decay: setting.3)
+    }
+
+    /// A rank-deficient matrix: the zero singular values give zero rows of `Vᵀ`, never NaN.
+    @Test func rankDeficientMatricesGiveFiniteFactors() throws {
+        let a = Matrix<Float>.randomNormal(rows: 30, columns: 5, seed: 1).matmul(.randomNormal(rows: 5, columns: 50, seed: 2))
+        let f = try gramSVD(a, rank: 10)
+        #expect(f.u.scalars.allSatisfy(\.isFinite) && f.vt.scalars.allSatisfy(\.isFinite))
+        #expect(Double((try Tensor(f) - Tensor(a)).frobeniusNorm) <= 1e-4 * Double(a.frobeniusNorm))
+    }
+}
