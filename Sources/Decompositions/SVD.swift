@@ -17,6 +17,8 @@ public enum SVDMethod: Sendable, Equatable {
     case exact
     /// The leading eigenpairs of the Gram matrix formed in Double (``gramSVD(_:rank:)``).
     case gram
+    /// The block Krylov method with its defaults (``blockKrylovSVD(_:rank:blockSize:depth:seed:)``).
+    case blockKrylov
     /// The randomized range finder of Halko, Martinsson and Tropp (2011).
     case randomized(oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0)
 }
@@ -73,18 +75,25 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Sc
 public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int, method: SVDMethod = .automatic) throws -> SVDFactors<Scalar> {
     try Tensor(a).validateForDecomposition("svd")
     try validateMatrixRank(rank, rows: a.rows, columns: a.columns)
-    let small = Swift.min(a.rows, a.columns)
-    switch method {
-    case .automatic where small >= 512 && 4 * rank <= small:
-        return try blockKrylovSVD(a, rank: rank)
-    case .automatic where small >= 512 && Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot():
-        return try gramSVD(a, rank: rank)
-    case .gram:
-        return try gramSVD(a, rank: rank)
-    case .automatic, .exact:
-        return truncated(try svd(a), to: rank)
+    switch method.resolved(rows: a.rows, columns: a.columns, rank: rank, scalar: Scalar.self) {
+    case .automatic, .exact: return truncated(try svd(a), to: rank)
+    case .blockKrylov: return try blockKrylovSVD(a, rank: rank)
+    case .gram: return try gramSVD(a, rank: rank)
     case let .randomized(oversampling, powerIterations, seed):
         return try randomizedSVD(a, rank: rank, oversampling: oversampling, powerIterations: powerIterations, seed: seed)
+    }
+}
+
+extension SVDMethod {
+    /// The route ``svd(_:rank:method:)`` takes for an `rows × columns` matrix of `scalar` at
+    /// `rank`: never ``automatic`` (``blockKrylov`` when `min ≥ 512` and `k ≤ min/4`; ``gram``
+    /// for Float with `min ≥ 512` above that; ``exact`` otherwise); any other method as it is.
+    public func resolved<Scalar: BLASScalar>(rows: Int, columns: Int, rank: Int, scalar: Scalar.Type) -> SVDMethod {
+        guard self == .automatic else { return self }
+        let small = Swift.min(rows, columns)
+        if small >= 512 && 4 * rank <= small { return .blockKrylov }
+        if small >= 512 && Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot() { return .gram }
+        return .exact
     }
 }
 

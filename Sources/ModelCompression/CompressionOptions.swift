@@ -80,7 +80,9 @@ public struct CompressionOptions: Sendable, Equatable {
     public var layerWeights: [String: Double] = [:]
 
     /// Layers decomposed at once, each with one BLAS thread; `nil` (the default) takes the active
-    /// cores. `1` decomposes one layer at a time with OpenBLAS's own thread count.
+    /// cores. `1` decomposes one layer at a time with OpenBLAS's own thread count. OpenBLAS's
+    /// thread count is process-wide: while layers are decomposed concurrently, other BLAS work in
+    /// the process runs single-threaded too (see `BLASThreads.withCount(_:_:)`).
     public var jobs: Int? = nil
     /// The element type of a state dict's new factor tensors; `nil` (the default) keeps each
     /// weight's own (a bfloat16 layer gives bfloat16 factors). Weights are decomposed in `Float`

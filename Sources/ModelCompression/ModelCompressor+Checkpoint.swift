@@ -11,6 +11,8 @@ public struct ShardAssignment: Sendable, Equatable, CustomStringConvertible {
     /// The number of workers.
     public var count: Int
 
+    /// Worker `index` of `count`.
+    ///
     /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` unless `0 ≤ index < count`.
     public init(index: Int, count: Int) throws {
         guard count >= 1, index >= 0, index < count else {

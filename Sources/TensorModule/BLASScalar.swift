@@ -106,3 +106,23 @@ extension UInt8 {
     @inlinable
     static func lapackOption(_ character: Unicode.Scalar) -> UInt8 { UInt8(ascii: character) }
 }
+
+extension BLASScalar {
+    /// The scans of ``_BLASKernels``, written once: each conformance's witness is this body
+    /// specialized for its type, so generic callers pay one dynamic call per tensor, not per scalar.
+    @inlinable
+    public static func maximumMagnitude(n: Int, x: UnsafePointer<Self>) -> Self {
+        var largest: Self = 0
+        for i in 0..<n { largest = Swift.max(largest, Swift.abs(x[i])) }
+        return largest
+    }
+
+    @inlinable
+    public static func firstNonFiniteIndex(n: Int, x: UnsafePointer<Self>) -> Int? {
+        // x·0 is NaN exactly for NaN and ±∞: a branch-free pass first, the search only when it fails.
+        var probe: Self = 0
+        for i in 0..<n { probe += x[i] * 0 }
+        if probe == 0 { return nil }
+        return (0..<n).first { !x[$0].isFinite }
+    }
+}

@@ -28,20 +28,6 @@ extension Float: BLASScalar {
         cblas_sdot(blasint(n), x, blasint(incx), y, blasint(incy))
     }
 
-    public static func maximumMagnitude(n: Int, x: UnsafePointer<Float>) -> Float {
-        var largest: Float = 0
-        for i in 0..<n { largest = Swift.max(largest, Swift.abs(x[i])) }
-        return largest
-    }
-
-    public static func firstNonFiniteIndex(n: Int, x: UnsafePointer<Float>) -> Int? {
-        // x·0 is NaN exactly for NaN and ±∞: a branch-free pass first, the search only when it fails.
-        var probe: Float = 0
-        for i in 0..<n { probe += x[i] * 0 }
-        if probe == 0 { return nil }
-        return (0..<n).first { !x[$0].isFinite }
-    }
-
     public static func nrm2(n: Int, x: UnsafePointer<Float>, incx: Int) -> Float {
         cblas_snrm2(blasint(n), x, blasint(incx))
     }
