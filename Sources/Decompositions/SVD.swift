@@ -158,8 +158,11 @@ public func randomizedSVD<Scalar: BLASScalar>(
 /// ```
 ///
 /// is built block by block (each block orthogonalised twice against the earlier ones), made
-/// orthonormal once more in `Double`, and the leading `k` singular triplets of the small
-/// projection `Kᵀ A` give the factors (``gramSVD(_:rank:)`` for Float, `gesdd` for Double). For the same number of passes over `A`, a Krylov basis holds the leading singular
+/// orthonormal once more in `Double` (`basis = Q R`), and the leading `k` singular triplets of the
+/// small projection `Qᵀ A` give the factors (``gramSVD(_:rank:)`` for Float, `gesdd` for Double).
+/// The projection needs no pass of its own: the products `Aᵀ B_j` of the iteration are its rows,
+/// `Qᵀ A = R⁻ᵀ [Aᵀ B_0, …, Aᵀ B_d]ᵀ`, so one more block product and a `2k × 2k` solve replace a
+/// `2k`-column pass over `A`. For the same number of passes over `A`, a Krylov basis holds the leading singular
 /// subspace far better than the last power iterate alone, so narrow blocks and several steps
 /// reach the exact truncated SVD's error within a fraction of a percent at a fraction of the
 /// cost (`Documentation/Performance.md`, "Truncated SVD routes").
@@ -172,7 +175,7 @@ public func randomizedSVD<Scalar: BLASScalar>(
 ///   - seed: Seed of `Ω`.
 /// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``,
 ///   and the errors of ``svd(_:)``.
-/// - Complexity: about `(2d + 1)·b + b·(d + 1)` columns' worth of passes over `A`, i.e. `O(m·n·b·(3d + 2))`.
+/// - Complexity: `(2d + 2)·b` columns' worth of passes over `A`, i.e. `O(m·n·b·(2d + 2))`, plus `O(min(m, n)·k²)` for the orthogonalisations.
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)
 public func blockKrylovSVD<Scalar: BLASScalar>(
@@ -205,18 +208,36 @@ public func blockKrylovSVD<Scalar: BLASScalar>(
         return try y.qr().q
     }
     var blocks = [try times(Matrix<Scalar>.randomNormal(rows: large, columns: b, seed: seed)).qr().q]
+    // Z_j = Mᵀ B_j (M = A when wide, Aᵀ when tall): each step needs it anyway, and together they
+    // are the projection of M on the Krylov blocks, so the final projection costs one more block.
+    var products: [Matrix<Scalar>] = []
     for _ in 0..<d {
-        let next = times(timesTransposed(blocks.last!))
-        blocks.append(try orthogonalized(next, against: blocks))
+        products.append(timesTransposed(blocks.last!))
+        blocks.append(try orthogonalized(times(products.last!), against: blocks))
     }
+    products.append(timesTransposed(blocks.last!))
     let width = blocks.count * b
     var basis = Matrix<Double>.zeros(rows: small, columns: width)
     for (j, block) in blocks.enumerated() {
         for r in 0..<small { for c in 0..<b { basis[r, j * b + c] = Double(block[r, c]) } }
     }
-    let q = try basis.qr().q
+    // basis = Q R in Double (R ≈ I: the blocks are orthonormal to Float's precision), so
+    // Qᵀ M = R⁻ᵀ basisᵀ M = R⁻ᵀ [Z_0 … Z_d]ᵀ: a width × width product instead of a pass over M.
+    let (q, r) = try basis.qr()
+    let rInverse = try r.luSolve(.identity(width))
     let k = Matrix<Scalar>(uncheckedRows: small, columns: q.columns, scalars: ContiguousArray(q.scalars.lazy.map { Scalar($0) }))
-    let projection = timesTransposed(k).transposed()                // Kᵀ A (wide) or Kᵀ Aᵀ (tall): width × large
+    var stacked = Matrix<Scalar>.zeros(rows: large, columns: width)   // [Z_0 … Z_d]
+    stacked.withUnsafeMutableBufferPointer { out in
+        for (j, z) in products.enumerated() {
+            z.withUnsafeBufferPointer { zp in
+                for row in 0..<large {
+                    (out.baseAddress! + row * width + j * b).update(from: zp.baseAddress! + row * b, count: b)
+                }
+            }
+        }
+    }
+    let rInverseScalar = Matrix<Scalar>(uncheckedRows: width, columns: width, scalars: ContiguousArray(rInverse.scalars.lazy.map { Scalar($0) }))
+    let projection = rInverseScalar.matmul(stacked, transposeSelf: true, transposeOther: true)   // Kᵀ M: width × large
     // The projection's leading k triplets: from its Gram matrix in Double for Float (as accurate
     // as Float's SVD for σ_i > 1e-9·σ_max, and only k vectors), by gesdd for Double.
     let f = Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot()

@@ -158,7 +158,7 @@ extension ModelCompressor {
             return outcome
         }
         var reports: [LayerReport] = []
-        var replacement: [String: [(String, AnyTensor)]] = [:]
+        var replacement: [String: SafetensorsWriter] = [:]
         var consumed = Set<String>()
         var stacks: [Any] = []
         let outcomeOf = Dictionary(uniqueKeysWithValues: zip(jobs, outcomes))
@@ -180,8 +180,7 @@ extension ModelCompressor {
         // Tensors in file order: a replaced weight's stack takes its place; its bias disappears.
         for name in file.names where !(consumed.contains(name) && replacement[name] == nil) {
             if let tensors = replacement[name] {
-                let dtype = options.outputDType ?? file.entries[name]!.dtype
-                for (tensorName, tensor) in tensors { try tensor.add(to: &writer, name: tensorName, dtype: dtype) }
+                try writer.append(contentsOf: tensors)
             } else {
                 try writer.addRaw(name, from: file)
             }
@@ -228,19 +227,20 @@ extension ModelCompressor {
         return result
     }
 
-    /// One layer decomposed in `Scalar`: its report, its stack's tensors and its metadata entry.
+    /// One layer decomposed in `Scalar`: its report, its stack's tensors (encoded here, in the
+    /// worker, in ``CompressionOptions/outputDType`` or the weight's own type) and its metadata entry.
     func compressLayer<Scalar: BLASScalar>(
         _ file: SafetensorsFile, name: String, bias biasName: String?, prefix: String, ranks: [Int]?, as _: Scalar.Type
     ) throws -> LayerOutcome {
         let entry = file.entries[name]!
         let (layer, input) = try stateDictLayer(file, name: name, bias: biasName, as: Scalar.self)
         let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input, ranks: ranks)
-        guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: [], stack: [String: Any]()) }
-        var tensors: [(String, AnyTensor)] = []
+        guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: SafetensorsWriter(), stack: [String: Any]()) }
+        var tensors = SafetensorsWriter()
         var layers: [Any] = []
         for (k, layer) in compressed.stack.layers.enumerated() {
             let layerPrefix = "\(prefix).\(k)"
-            tensors += layer.tensors(prefix: layerPrefix).map { ($0.name, AnyTensor($0.tensor)) }
+            for (tensorName, tensor) in layer.tensors(prefix: layerPrefix) { try tensors.add(tensorName, tensor, dtype: options.outputDType ?? entry.dtype) }
             let encoder = JSONEncoder()
             encoder.userInfo[Layer<Scalar>.tensorNamePrefix] = layerPrefix
             layers.append(try JSONSerialization.jsonObject(with: try encoder.encode(layer)))
@@ -257,20 +257,6 @@ extension ModelCompressor {
 /// (JSON objects, built once and only read afterwards).
 struct LayerOutcome: @unchecked Sendable {
     var report: LayerReport
-    var tensors: [(String, AnyTensor)]
+    var tensors: SafetensorsWriter
     var stack: Any
-}
-
-/// A Float or Double tensor on its way to the writer.
-struct AnyTensor: @unchecked Sendable {
-    let add: (inout SafetensorsWriter, String, DType) throws -> Void
-
-    init<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>) {
-        add = { writer, name, dtype in try writer.add(name, tensor, dtype: dtype) }
-    }
-
-    /// Adds the tensor in `dtype`: the weight's own, so that float16, bfloat16 and float64 layers stay so.
-    func add(to writer: inout SafetensorsWriter, name: String, dtype: DType) throws {
-        try add(&writer, name, dtype)
-    }
 }

@@ -261,6 +261,14 @@ public struct SafetensorsWriter: Sendable {
         try append(Item(name: name, dtype: entry.dtype, shape: entry.shape, payload: .source(file, entry)))
     }
 
+    /// Adds every tensor of `other`, in its order, without copying their bytes again (its
+    /// metadata is not taken).
+    ///
+    /// - Throws: ``TensorIOError/duplicateName(format:name:)`` for a name both hold.
+    public mutating func append(contentsOf other: SafetensorsWriter) throws {
+        for item in other.items { try append(item) }
+    }
+
     mutating func append(_ item: Item) throws {
         guard item.name != "__metadata__", itemNames.insert(item.name).inserted else {
             throw TensorIOError.duplicateName(format: "safetensors", name: item.name)
