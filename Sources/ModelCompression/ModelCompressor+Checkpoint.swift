@@ -141,12 +141,13 @@ extension ModelCompressor {
         var shapes: [String: [Int]] = [:]
         for file in files { for (name, entry) in file.entries { shapes[name] = entry.shape } }
         try validateLayerSettings(shapes: shapes)
-        let allocated = try stateDictBudget(zip(files, files.map { candidates(in: $0) }).map { ($0, $1) })
+        let names = files.map { candidates(in: $0) }
+        let allocated = try stateDictBudget(Array(zip(files, names)))
         let mine = Set(assignment?.shards(of: allShards) ?? allShards)
-        let work = zip(allShards, files).filter { mine.contains($0.0) }
+        let work = allShards.indices.filter { mine.contains(allShards[$0]) }.map { (allShards[$0], files[$0], names[$0]) }
         let outputs = try work.map { try OutputFile(path: directory.appendingPathComponent($0.0).path) }
         let parametersTotal = work.reduce(0) { total, shard in
-            total + candidates(in: shard.1).reduce(0) { sum, name in
+            total + shard.2.reduce(0) { sum, name in
                 if case .decompose = plan(name, in: shard.1, allocated: allocated) { return sum + shard.1.entries[name]!.shape.reduce(1, *) }
                 return sum
             }
@@ -157,7 +158,7 @@ extension ModelCompressor {
         var weightMap: [String: String] = [:]
         var totalSize = 0, totalParameters = 0
         do {
-            for (k, (name, file)) in work.enumerated() {
+            for (k, (name, file, _)) in work.enumerated() {
                 let started = clock.now
                 let outcome = try compressFile(file, allocated: allocated) { done, count, layer, parameters in
                     let total = parametersDone.withLock { $0 += parameters; return $0 }
@@ -182,7 +183,7 @@ extension ModelCompressor {
             if let assignment { index.metadata[ShardAssignment.metadataKey] = assignment.description }
             staged.append(try indexOutput.stage(try index.encoded()))
             let modelBefore = work.reduce(0) { $0 + $1.1.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
-            let candidateCount = work.reduce(0) { $0 + candidates(in: $1.1).count }
+            let candidateCount = work.reduce(0) { $0 + $1.2.count }
             return CompressedCheckpoint(files: staged, index: index, layers: layers, shards: shards,
                                         totals: Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore))
         } catch {

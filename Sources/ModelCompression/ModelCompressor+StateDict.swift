@@ -66,9 +66,9 @@ extension ModelCompressor {
     ///   decompositions (an impossible fixed rank, for example).
     public func compress(_ file: SafetensorsFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
         try validateLayerSettings(for: file)
-        let allocated = try stateDictBudget([(file, candidates(in: file))])
-        let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
         let names = candidates(in: file)
+        let allocated = try stateDictBudget([(file, names)])
+        let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
         progress?(names.count, names.count, "writing")
         let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
         return CompressedStateDict(writer: outcome.writer, layers: outcome.reports,
@@ -92,10 +92,14 @@ extension ModelCompressor {
         case decompose(name: String, bias: String?, prefix: String, ranks: [Int]?)
     }
 
+    /// The layer's name of weight `name`: `P` for `P.weight`, the name itself otherwise.
+    static func layerName(of name: String) -> String {
+        name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+    }
+
     /// The bias tensor of weight `name` (`P.bias` for `P.weight`, of shape `[out]`), if any.
     func biasEntry(of name: String, in file: SafetensorsFile) -> (name: String, entry: SafetensorsFile.Entry)? {
-        let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
-        let biasName = prefix + ".bias"
+        let biasName = Self.layerName(of: name) + ".bias"
         guard biasName != name, let entry = file.entries[biasName], entry.shape == [file.entries[name]!.shape[0]] else { return nil }
         return (biasName, entry)
     }
@@ -109,7 +113,7 @@ extension ModelCompressor {
 
     func plan(_ name: String, in file: SafetensorsFile, allocated: [String: [Int]]?) -> LayerPlan {
         let entry = file.entries[name]!
-        let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+        let prefix = Self.layerName(of: name)
         let count = entry.shape.reduce(1, *)
         var report = LayerReport(name: prefix, shape: entry.shape, method: nil, status: .replaced, ranks: [],
                                  parametersBefore: count, parametersAfter: count, flopsBefore: 0, flopsAfter: 0,
@@ -214,7 +218,7 @@ extension ModelCompressor {
         }
         let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
             let (file, name, bias) = layers[k]
-            let prefix = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
+            let prefix = Self.layerName(of: name)
             let (layer, input) = try stateDictLayer(file, name: name, bias: bias, as: Float.self)
             let cost = try layer.cost(input: input)
             return BudgetCandidate(name: prefix, macs: Double(cost.flops) / 2, parameters: Double(cost.parameters),
