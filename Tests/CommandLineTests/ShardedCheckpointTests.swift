@@ -140,6 +140,26 @@ struct ShardedCheckpointTests {
         #expect(try contents(url("one")) == contents(url("two")))
     }
 
+    /// A layer that fails (rank 30 for a 24 × 40 weight) stops the run with the same error on one
+    /// worker and on two, and nothing is left in the output directory.
+    @Test func aFailingLayerStopsTheRunAndWritesNothing() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = try ShardedSafetensors(contentsOf: try checkpoint(blocks: 3, shards: 1))
+        var errors: [String] = []
+        for jobs in [1, 2] {
+            var options = options(jobs: jobs)
+            options.rank = 30
+            do {
+                _ = try ModelCompressor(options: options).compress(source, to: url("out"))
+                Issue.record("rank 30 of a 24 × 40 weight was accepted")
+            } catch {
+                errors.append("\(error)")
+            }
+        }
+        #expect(errors.count == 2 && errors[0] == errors[1] && errors[0].contains("30"), "\(errors)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: url("out").path).isEmpty)
+    }
+
     @Test func inconsistentIndexesAreRefusedWithTheNames() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let input = try checkpoint(blocks: 2, shards: 2)
