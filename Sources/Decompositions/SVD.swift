@@ -92,7 +92,7 @@ extension SVDMethod {
         guard self == .automatic else { return self }
         let small = Swift.min(rows, columns)
         if small >= 512 && 4 * rank <= small { return .blockKrylov }
-        if small >= 512 && Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot() { return .gram }
+        if small >= 512 && Scalar.gramRouteIsAccurate { return .gram }
         return .exact
     }
 }
@@ -240,7 +240,7 @@ public func blockKrylovSVD<Scalar: BLASScalar>(
     let projection = rInverseScalar.matmul(stacked, transposeSelf: true, transposeOther: true)   // Kᵀ M: width × large
     // The projection's leading k triplets: from its Gram matrix in Double for Float (as accurate
     // as Float's SVD for σ_i > 1e-9·σ_max, and only k vectors), by gesdd for Double.
-    let f = Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot()
+    let f = Scalar.gramRouteIsAccurate
         ? try gramSVD(projection, rank: Swift.min(rank, projection.rows)) : try svd(projection)
     let u = k.matmul(f.u)                                            // small × r
     let factors = wide ? SVDFactors(checkedU: u, singularValues: f.singularValues, vt: f.vt)

@@ -6,9 +6,10 @@ import TensorModule
 ///
 /// Decomposing a layer is a chain of BLAS and LAPACK calls, many of them too small (QR of thin
 /// blocks, SVDs of a few hundred columns, reductions) for several BLAS threads to help. On this
-/// project's 2-core machines, two layers at a time with one BLAS thread each measured 1.7–1.9×
-/// faster than one layer at a time with two BLAS threads (`Documentation/Performance.md`,
-/// "Both cores"), so that is the automatic choice whenever there are two layers or more.
+/// project's 2-core machines, two layers at a time with one BLAS thread each measured 1.56–1.62×
+/// faster than one layer at a time with two BLAS threads on all-MiniLM-L6-v2, which in turn was
+/// barely faster than one core (`Documentation/Performance.md`, "Large checkpoints and both
+/// cores"), so that is the automatic choice whenever there are two layers or more.
 enum LayerWorkers {
     /// The number of workers for `count` layers: `jobs` when given, else the active cores; never
     /// more than `count`.

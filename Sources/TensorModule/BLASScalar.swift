@@ -108,6 +108,12 @@ extension UInt8 {
 }
 
 extension BLASScalar {
+    /// Whether a Gram matrix formed and eigendecomposed in Double is as accurate as this type's
+    /// own SVD: the Gram route squares the condition number, which Double absorbs for a type of
+    /// at most half its precision (Float), not for Double itself.
+    @inlinable
+    package static var gramRouteIsAccurate: Bool { Double(ulpOfOne) >= Double.ulpOfOne.squareRoot() }
+
     /// The scans of ``_BLASKernels``, written once: each conformance's witness is this body
     /// specialized for its type, so generic callers pay one dynamic call per tensor, not per scalar.
     @inlinable

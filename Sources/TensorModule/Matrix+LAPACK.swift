@@ -145,7 +145,7 @@ extension Matrix {
     @inlinable
     package func lapackLeftSingularVectors(rank: ([Scalar]) -> Int = { $0.count }) throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
-        if m > 0 && m <= n && Double(Scalar.ulpOfOne) >= Double.ulpOfOne.squareRoot() {
+        if m > 0 && m <= n && Scalar.gramRouteIsAccurate {
             return try gramLeftSingularVectors(rank: rank)
         }
         let (u, s) = try allLeftSingularVectors()
