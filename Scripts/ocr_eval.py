@@ -289,7 +289,7 @@ def layer_speedup(original, compressed, x, runs):
             "layerSpeedup": t_old / t_new if t_new else float("inf"), "layerMACRatio": macs_before / max(macs_after, 1)}
 
 
-def evaluate_rec(paths, lines, runs, profile):
+def evaluate_rec(paths, lines, runs, profile, baseline=0):
     charset = characters(paths[0])
     samples = rec_samples("evaluation", lines, seed=11)
     inputs = [rec_input(image) for _, image in samples]
@@ -308,12 +308,12 @@ def evaluate_rec(paths, lines, runs, profile):
     for r, t in zip(results, latencies(paths, x, runs)):
         r["latency"] = t
     if profile:
-        for r, path in zip(results[1:], paths[1:]):
-            r["profile"] = layer_speedup(paths[0], path, x, runs)
+        for r, path in zip(results[1 + baseline:], paths[1 + baseline:]):
+            r["profile"] = layer_speedup(paths[baseline], path, x, runs)
     return {"lines": len(samples), "models": results}
 
 
-def evaluate_det(paths, pages, runs, profile):
+def evaluate_det(paths, pages, runs, profile, baseline=0):
     data = det_pages("evaluation", pages, seed=13)
     truth = [boxes for _, boxes in data]
     detections, maps = [], []
@@ -334,8 +334,8 @@ def evaluate_det(paths, pages, runs, profile):
     for r, t in zip(results, latencies(paths, x, runs)):
         r["latency"] = t
     if profile:
-        for r, path in zip(results[1:], paths[1:]):
-            r["profile"] = layer_speedup(paths[0], path, x, runs)
+        for r, path in zip(results[1 + baseline:], paths[1 + baseline:]):
+            r["profile"] = layer_speedup(paths[baseline], path, x, runs)
     return {"pages": len(data), "renderedLines": sum(map(len, truth)), "models": results}
 
 
@@ -355,6 +355,9 @@ def main():
     e.add_argument("--runs", type=int, default=20)
     e.add_argument("--profile", action="store_true")
     e.add_argument("--json")
+    e.add_argument("--simplified", action="store_true",
+                   help="the second model of --det and --rec is the original after `tensor-compress simplify`: speed-ups are also "
+                        "given against it, the replaced layers are profiled against it, and the reports belong to the models after it")
     e.add_argument("--det-reports", nargs="*", default=[], help="compress --report JSON of each compressed detector, in order")
     e.add_argument("--rec-reports", nargs="*", default=[], help="compress --report JSON of each compressed recognizer, in order")
     args = parser.parse_args()
@@ -370,11 +373,11 @@ def main():
         sys.exit("ocr_eval: --runs must be at least 20")
     report = {}
     if args.rec:
-        report["recognizer"] = evaluate_rec(args.rec, args.lines, args.runs, args.profile)
+        report["recognizer"] = evaluate_rec(args.rec, args.lines, args.runs, args.profile, int(args.simplified))
     if args.det:
-        report["detector"] = evaluate_det(args.det, args.pages, args.runs, args.profile)
+        report["detector"] = evaluate_det(args.det, args.pages, args.runs, args.profile, int(args.simplified))
     for key, paths in (("recognizer", args.rec_reports), ("detector", args.det_reports)):
-        for model, path in zip(report.get(key, {}).get("models", [])[1:], paths):
+        for model, path in zip(report.get(key, {}).get("models", [])[1 + int(args.simplified):], paths):
             with open(path) as f:
                 document = json.load(f)
             layers = document["layers"]
@@ -386,6 +389,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             f.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    report["simplifiedBaseline"] = args.simplified
     print_tables(report)
 
 
@@ -398,7 +402,9 @@ def print_tables(report):
         base = models[0]
         size = f"{report[key]['pages']} pages" if key == "detector" else f"{report[key]['lines']} lines"
         print(f"\n{key} ({size} of evaluation text; onnxruntime, 1 intra-op thread, median of runs)")
-        header = ["model", "layers replaced", "MACs", "parameters", "latency ms", "speed-up", quality]
+        simplified = report.get("simplifiedBaseline", False)
+        header = ["model", "layers replaced", "MACs", "parameters", "latency ms", "speed-up"]
+        header += ["vs simplified", quality] if simplified else [quality]
         rows = []
         for m in models:
             def q(m):
@@ -408,10 +414,11 @@ def print_tables(report):
             macs = f"{m['macsBefore'] / 1e6:.1f}M → {m['macsAfter'] / 1e6:.1f}M ({m['macsBefore'] / max(m['macsAfter'], 1):.2f}×)" if "macsAfter" in m else ""
             params = f"{m['parametersBefore'] / 1e6:.3f}M → {m['parametersAfter'] / 1e6:.3f}M" if "parametersAfter" in m else ""
             rows.append([os.path.basename(m["model"]), str(m.get("replacedLayers", "")), macs, params, f"{1e3 * m['latency']:.2f}",
-                         f"{base['latency'] / m['latency']:.2f}×", q(m)])
+                         f"{base['latency'] / m['latency']:.2f}×"]
+                        + ([f"{models[1]['latency'] / m['latency']:.2f}×"] if simplified else []) + [q(m)])
             if "profile" in m and m["profile"]:
                 p = m["profile"]
-                rows[-1][5] += f" (replaced layers {p['layerSpeedup']:.2f}× at {p['layerMACRatio']:.2f}× fewer MACs, {100 * p['replacedShareOfTime']:.0f}% of the time)"
+                rows[-1][6 if simplified else 5] += f" (replaced layers {p['layerSpeedup']:.2f}× at {p['layerMACRatio']:.2f}× fewer MACs, {100 * p['replacedShareOfTime']:.0f}% of the time)"
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
         for r in [header, ["-" * w for w in widths]] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

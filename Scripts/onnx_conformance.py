@@ -9,8 +9,10 @@ Identity, or in external data), compressed with the case's options, checked with
 onnx.checker.check_model(full_check=True), and both models are run on the same random input.
 The case passes when every output matches within 1e-4 (relative to the largest magnitude) and
 the expected nodes were replaced (or, for nodes that must be left alone, kept bit-identical).
-A read-then-write with nothing to compress must give bit-identical outputs. Exit status 1 when
-any case fails.
+A read-then-write with nothing to compress must give bit-identical outputs. The simplify cases
+run `tensor-compress simplify` (and `compress --simplify`) on graphs with convolution epilogues,
+affine blocks and hard-swish patterns, and check the rewrite counts and the outputs (within 1e-5
+relative; bit-identical when nothing may be rewritten). Exit status 1 when any case fails.
 """
 import json
 import os
@@ -37,9 +39,9 @@ def low_cp(t, s, kh, kw, rank):
     return np.einsum("tr,sr,pr,qr->tspq", a, b, c, d).astype(np.float32)
 
 
-def finished(graph):
+def finished(graph, opset=OPSET):
     """The model of `graph` with its output's shape filled in by onnx's shape inference."""
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="conformance")
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     for output in model.graph.output:
         known = [v for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.name == output.name and v.type.tensor_type.HasField("shape")]
@@ -136,6 +138,92 @@ def cases():
     yield "round-trip-nothing-compressed", conv_graph("c", [1, 6, 9, 9], k(8, 6, 3, 3), b(8), pads=[1, 1, 1, 1]), ["--conv", "none", "--linear", "none"], 0
 
 
+def const(name, array):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(array, dtype=np.float32), name + "_value"))
+
+
+def simplify_graph(opset=OPSET):
+    """Conv → (scalar·, +per-channel) → hard-swish → (·, +) → 1×1 Conv → (per-channel ·, +) → Relu → (·, +) →
+    padded depthwise Conv: every rewrite of `simplify` once, with the constant first in one Mul."""
+    c = 8
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    inits = [numpy_helper.from_array(k(c, 4, 3, 3), "W1"), numpy_helper.from_array(k(c), "B1"),
+             numpy_helper.from_array(k(c, c, 1, 1), "W2"), numpy_helper.from_array(k(c, 1, 3, 3), "W3"),
+             numpy_helper.from_array(k(c), "B3")]
+    n = helper.make_node
+    clip = [n("Clip", ["h0", "zero", "six"], ["h1"])] if opset >= 11 else [n("Clip", ["h0"], ["h1"], min=0.0, max=6.0)]
+    nodes = [const("s1", [1.7]), const("t1", k(1, c, 1, 1)), const("three", 3.0), const("zero", 0.0), const("six", 6.0),
+             const("s2", [0.8]), const("t2", [-0.3]), const("s3", k(c, 1, 1)), const("t3", k(1, c, 1, 1)),
+             const("s4", [1.25]), const("t4", [0.4]),
+             n("Conv", ["x", "W1", "B1"], ["a0"], name="conv1", pads=[1, 1, 1, 1]),
+             n("Mul", ["s1", "a0"], ["a1"]), n("Add", ["a1", "t1"], ["a2"]),
+             n("Add", ["a2", "three"], ["h0"])] + clip + [
+             n("Mul", ["a2", "h1"], ["h2"]), n("Div", ["h2", "six"], ["h3"]),
+             n("Mul", ["h3", "s2"], ["b1"]), n("Add", ["b1", "t2"], ["b2"]),
+             n("Conv", ["b2", "W2"], ["c0"], name="conv2"),
+             n("Mul", ["c0", "s3"], ["c1"]), n("Add", ["c1", "t3"], ["c2"]), n("Relu", ["c2"], ["c3"]),
+             n("Mul", ["c3", "s4"], ["d1"]), n("Add", ["d1", "t4"], ["d2"]),
+             n("Conv", ["d2", "W3", "B3"], ["y"], name="conv3", pads=[1, 1, 1, 1], group=c)]
+    graph = helper.make_graph(nodes, "simplify", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return finished(graph, opset)
+
+
+def blocked_graph():
+    """Nothing may be rewritten: the conv output has two readers, an affine chain feeds a Relu, an
+    intermediate value is a graph output."""
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    n = helper.make_node
+    nodes = [const("s", [2.0]), const("t", [0.5]),
+             n("Conv", ["x", "W"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+             n("Mul", ["a", "s"], ["b"]), n("Relu", ["a"], ["r"]), n("Add", ["b", "r"], ["c"]),
+             n("Add", ["c", "t"], ["d"]), n("Relu", ["d"], ["e"]),
+             n("Mul", ["e", "s"], ["y2"]), n("Conv", ["y2", "W2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(k(4, 4, 3, 3), "W"), numpy_helper.from_array(k(4, 4, 1, 1), "W2")])
+    return finished(graph)
+
+
+def simplify_cases():
+    """(name, model, command, expected counts, exact): expected = (after conv, before convs, hard-swishes)."""
+    everything = (4, 3, 1)
+    yield "simplify-opset-17", simplify_graph(), ["simplify"], everything, False
+    yield "simplify-opset-10-clip-attributes", simplify_graph(opset=10), ["simplify"], everything, False
+    yield "simplify-blocked", blocked_graph(), ["simplify"], (0, 0, 0), True
+    full = ["compress", "--simplify", "--conv", "tucker2", "--rank-selection", "energy:1", "--allow-growth", "--min-parameters", "0"]
+    yield "compress-simplify-full-rank", simplify_graph(), full, None, False
+
+
+def run_simplify(tool, work, name, model, command, expected, exact):
+    path, out = os.path.join(work, name + ".onnx"), os.path.join(work, name + ".out.onnx")
+    onnx.save_model(model, path)
+    done = subprocess.run([tool, command[0], path, "--output", out, "--json"] + (["--quiet"] if command[0] == "compress" else []) + command[1:],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"{command[0]} failed: {done.stderr.strip()}"
+    document = json.loads(done.stdout)
+    r = document if command[0] == "simplify" else document["simplification"]
+    counts = (r["foldedIntoPrecedingConvolution"], r["foldedIntoFollowingConvolutions"], r["hardSwishes"])
+    if expected is not None and counts != expected:
+        return f"rewrites {counts}, expected {expected}"
+    onnx.checker.check_model(out, full_check=True)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    a = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = rng.standard_normal(shape).astype(np.float32)
+    worst = 0.0
+    for ya, yb in zip(a.run(None, {"x": x}), b.run(None, {"x": x})):
+        if ya.shape != yb.shape:
+            return f"output shapes {ya.shape} and {yb.shape} differ"
+        worst = max(worst, float(np.abs(ya - yb).max() / max(np.abs(ya).max(), 1e-30)))
+    if exact and worst != 0.0 or worst > (1e-4 if command[0] == "compress" else 1e-5):
+        return f"outputs differ: {worst:.2e}"
+    return f"{counts} rewrites, nodes {r['nodesBefore']} → {r['nodesAfter']}, max |a−b|/max|a| = {worst:.2e}"
+
+
 def run(tool, work, name, model, options):
     path = os.path.join(work, name + ".onnx")
     external = "@external" in options
@@ -181,7 +269,13 @@ def main():
         failures += 0 if ok else 1
         methods = sorted({layer["method"] for layer in report["layers"] if layer["status"] == "replaced"})
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {count} replaced {methods}, max |a−b|/max|a| = {error:.2e}")
-    print(f"{failures} of {len(list(cases()))} cases failed" if failures else "all ONNX conformance cases passed")
+    for name, model, command, expected, exact in simplify_cases():
+        result = run_simplify(tool, work, name, model, command, expected, exact)
+        ok = result.split(" ")[0].startswith("(")
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {result}")
+    total = len(list(cases())) + len(list(simplify_cases()))
+    print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 
 

@@ -7,13 +7,16 @@ import TensorModule
 /// The result of ``ModelCompressor/compress(onnx:progress:)``: the rewritten model, ready to write,
 /// and a report per `Conv`/`Gemm`/`MatMul` node.
 public struct CompressedONNXModel: Sendable {
-    /// The model with every replaced node rewritten; everything else as it was read.
+    /// The model with every replaced node rewritten; everything else as it was read (unless
+    /// ``CompressionOptions/simplify`` is set: see ``simplification``).
     public var model: ONNXModel
     /// One report per analysed node in graph order (``LayerStatus/notCompressible(reason:)`` for
     /// those that cannot be replaced).
     public var layers: [LayerReport]
     /// Sums over the replaced layers and the whole model (FLOPs at the analysed input shapes).
     public var totals: CompressionTotals
+    /// What ``CompressionOptions/simplify`` rewrote, when set.
+    public var simplification: ONNXSimplification?
 }
 
 extension ModelCompressor {
@@ -101,6 +104,7 @@ extension ModelCompressor {
             graph.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
         }
         graph.removeUnused(Set(replacements.flatMap(\.released)))
+        let simplification = options.simplify ? try graph.simplify(opset: model.opsetVersion) : nil
         var result = model
         result.graph = graph
         if !entries.isEmpty {
@@ -121,7 +125,7 @@ extension ModelCompressor {
             flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
             modelParametersBefore: modelBefore, modelParametersAfter: modelBefore - before + after,
             seconds: reports.reduce(0) { $0 + $1.seconds })
-        return CompressedONNXModel(model: result, layers: reports, totals: totals)
+        return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification)
     }
 
     /// Elements of every floating-point constant (initializers and `Constant` nodes).

@@ -47,6 +47,7 @@ struct Compress: ParsableCommand {
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
+    @Flag(help: "ONNX: also fold elementwise scales and shifts into convolutions and shorten hard-swish (see simplify).") var simplify = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
     @Option(help: "The element type of a state dict's factors: float32, float16, bfloat16 or float64 (default: each weight's own).") var dtype: DType?
     @Option(help: "Layers decomposed at once, one BLAS thread each (default: the number of cores).") var jobs: Int?
@@ -76,6 +77,7 @@ struct Compress: ParsableCommand {
             throw ValidationError("--output \(output) must have the model's format: \(isONNX(model) ? ".onnx" : "not .onnx") like \(model)")
         }
         if !isONNX(model) && !inputShape.isEmpty { throw ValidationError("--input-shape applies to ONNX models") }
+        if simplify && !isONNX(model) { throw ValidationError("--simplify applies to ONNX models") }
         if isONNX(model) && layerConfig != nil { throw ValidationError("--layer-config applies to state dicts; an ONNX graph states its conv settings") }
         if budget != nil && rank != nil { throw ValidationError("give --budget or --rank, not both") }
     }
@@ -91,6 +93,7 @@ struct Compress: ParsableCommand {
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
         options.exactSVD = exact
+        options.simplify = simplify
         (options.outputDType, options.jobs) = (dtype, jobs)
         if let statistics {
             guard FileManager.default.fileExists(atPath: statistics) else { throw TensorIOError.fileSystem(path: statistics, reason: "no such file") }
@@ -141,7 +144,7 @@ struct Compress: ParsableCommand {
             var outputs = [(outputFile, encoded.model)]
             if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: [], outputs: outputs,
-                       reportFile: reportFile)
+                       reportFile: reportFile, simplification: result.simplification)
         } else {
             // The state dict is streamed to its temporary: unchanged tensors go from the input's map to the file.
             let result = try compressor.compress(try openModel(model), progress: onProgress)
@@ -168,10 +171,12 @@ struct Compress: ParsableCommand {
     /// Renders the report, writes it with the model's staged files (all or nothing: the staged
     /// files are removed when anything fails), and prints.
     func finish(layers: [LayerReport], totals: CompressionTotals, started: Double, progress: ProgressBar, staged: [StagedFile],
-                outputs: [(OutputFile, Data)], reportFile: OutputFile?, shards: [ShardReport]? = nil) throws {
+                outputs: [(OutputFile, Data)], reportFile: OutputFile?, shards: [ShardReport]? = nil,
+                simplification: ONNXSimplification? = nil) throws {
         var all = staged
         do {
-            try write(layers: layers, totals: totals, started: started, outputs: outputs, reportFile: reportFile, shards: shards, staged: &all)
+            try write(layers: layers, totals: totals, started: started, outputs: outputs, reportFile: reportFile, shards: shards,
+                      simplification: simplification, staged: &all)
         } catch {
             StagedFile.discard(all)
             throw error
@@ -180,7 +185,7 @@ struct Compress: ParsableCommand {
     }
 
     func write(layers: [LayerReport], totals: CompressionTotals, started: Double, outputs: [(OutputFile, Data)], reportFile: OutputFile?,
-               shards: [ShardReport]?, staged all: inout [StagedFile]) throws {
+               shards: [ShardReport]?, simplification: ONNXSimplification?, staged all: inout [StagedFile]) throws {
         var outputs = outputs
         let seconds = now() - started
         let rendered = CompressionReportRenderer(layers: layers, totals: totals, seconds: seconds)
@@ -189,6 +194,7 @@ struct Compress: ParsableCommand {
                                          rankSelection: budget.map { "budget \($0), \(allocation.rawValue)" } ?? rank.map { "rank \($0)" } ?? rankSelection.description,
                                          inputSize: isONNX(model) ? nil : inputSize, inputShapes: isONNX(model) ? shapes : nil)
         document.shards = shards
+        document.simplification = simplification
         // The model and its report are written together: all or nothing.
         if let report, let reportFile {
             let where_ = isONNX(model) ? "MACs at the graph's input shapes \(shapes.isEmpty ? "as declared" : shapes)"
@@ -210,6 +216,7 @@ struct Compress: ParsableCommand {
             }))
         }
         print(rendered.summary)
+        if let simplification { print(Simplify.summary(simplification)) }
         print("wrote \(output)")
     }
 }
@@ -223,7 +230,7 @@ struct CompressionReportRenderer {
     struct Document: Encodable {
         var model: String; var output: String; var conv: String; var linear: String; var rankSelection: String
         var inputSize: [Int]?; var inputShapes: String?; var convDefaults: String?; var layers: [LayerReport]; var totals: CompressionTotals
-        var seconds: Double; var shards: [ShardReport]? = nil
+        var seconds: Double; var shards: [ShardReport]? = nil; var simplification: ONNXSimplification? = nil
     }
 
     func document(model: String, output: String, conv: String, linear: String, rankSelection: String, inputSize: Size2D?,

@@ -11,7 +11,7 @@ struct TensorCompress: ParsableCommand {
             'tensor-compress: error: …' on standard error and exits with status 1, writing nothing.
             """,
         version: "0.4.0",
-        subcommands: [Inspect.self, Decompose.self, Compress.self, MergeIndex.self, GenerateModel.self]
+        subcommands: [Inspect.self, Decompose.self, Compress.self, Simplify.self, MergeIndex.self, GenerateModel.self]
     )
 
     /// Without a subcommand: the help on standard error, and a failure status.

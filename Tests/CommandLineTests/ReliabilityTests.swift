@@ -179,6 +179,11 @@ struct CommandLineReliabilityTests {
         try expectFailure(["compress", model, "--output", path("o.safetensors"), "--rank", "0"], mentioning: "--rank 0 must be at least 1")
         try expectFailure(["decompose", model, "--method", "nope"])
         try expectFailure(["frobnicate"])
+        try expectFailure(["simplify", model, "--output", path("s.onnx")], unwritten: [path("s.onnx")], mentioning: "simplify reads and writes .onnx models")
+        try expectFailure(["compress", model, "--output", path("c.safetensors"), "--simplify"], unwritten: [path("c.safetensors")],
+                          mentioning: "--simplify applies to ONNX models")
+        let broken = try write("not a protobuf", to: "broken.onnx")
+        try expectFailure(["simplify", broken, "--output", path("s.onnx")], unwritten: [path("s.onnx")], mentioning: "onnx:")
         let bare = try Tool.run([])
         #expect(bare.status == 1 && bare.error.contains("USAGE"))
         #expect(try Tool.run(["--version"]).status == 0)

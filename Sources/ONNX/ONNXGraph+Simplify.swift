@@ -1,0 +1,358 @@
+import TensorModule
+
+/// What ``ONNXGraph/simplify(opset:)`` changed.
+public struct ONNXSimplification: Sendable, Equatable, Encodable {
+    /// `Mul`/`Add`/`Sub`/`Div` nodes by a per-channel constant after a convolution, folded into
+    /// its weight and bias.
+    public var foldedIntoPrecedingConvolution = 0
+    /// `Mul`/`Add`/`Sub`/`Div` nodes by a per-channel constant before convolutions, folded into
+    /// their weights and biases (or, before a padded convolution, reduced to one `Add`).
+    public var foldedIntoFollowingConvolutions = 0
+    /// Hard-swish patterns (`x · clip(x + 3, 0, 6) / 6`, four nodes) rewritten as `x · HardSigmoid(x)`.
+    public var hardSwishes = 0
+    /// The graph's node count before and after.
+    public var nodesBefore = 0
+    public var nodesAfter = 0
+
+    public init() {}
+
+    /// Whether anything changed.
+    public var isEmpty: Bool { foldedIntoPrecedingConvolution + foldedIntoFollowingConvolutions + hardSwishes == 0 }
+}
+
+extension ONNXModel {
+    /// Rewrites the graph by ``ONNXGraph/simplify(opset:)`` at the model's opset.
+    @discardableResult
+    public mutating func simplify() throws -> ONNXSimplification {
+        var g = graph
+        let result = try g.simplify(opset: opsetVersion)
+        graph = g
+        return result
+    }
+}
+
+extension ONNXGraph {
+    /// Exact rewrites that remove elementwise work around convolutions, with standard operators
+    /// of the given opset only.
+    ///
+    /// Exporters often leave a convolution's affine epilogue and the pieces of an activation as
+    /// separate nodes (paddle2onnx writes PP-LCNet's "learnable affine blocks" as a `Mul` and an
+    /// `Add` by scalars around every hard-swish, itself four nodes). Each is one pass over a full
+    /// activation tensor, and onnxruntime does not fold them when the constant comes first or
+    /// the block sits before the convolution. Three rewrites, each exact in real arithmetic:
+    ///
+    /// - **After a convolution**: `Conv → Mul/Add/Sub/Div` by a constant that is per output channel
+    ///   (a scalar, `[C, 1, 1]`, `[1, C, 1, 1]`, …), when the convolution's output has no other
+    ///   reader: `W'[o] = s_o W[o]`, `b'[o] = s_o b[o] + t_o`. The convolution takes over the last
+    ///   folded node's output name.
+    /// - **Hard-swish**: `Add(x, 3) → Clip(0, 6) → Mul(x, ·) → Div(6)` (or `Mul(1/6)`, in either
+    ///   order of the last two) becomes `Mul(x, HardSigmoid(x; α = 1/6, β = ½))`, two nodes; not in
+    ///   DOUBLE graphs, where α, a FLOAT attribute, would be coarser than the data.
+    /// - **Before convolutions**: a chain of `Mul/Add/Sub/Div` by per-input-channel constants,
+    ///   `y = s ⊙ x + t`, read only by convolutions with constant weights. When none of them pads,
+    ///   the chain disappears: `W'[o, i] = s_i W[o, i]`, `b'[o] = b[o] + Σ_{i,k} W[o, i, k] t_i`.
+    ///   When one pads (zero padding does not see the shift `t`), the scale still folds and the
+    ///   chain becomes one `Add(x, t / s)`, provided no `s_i` is zero.
+    ///
+    /// Intermediate values that other nodes read, or that are graph outputs, stop a rewrite. New
+    /// weights keep each weight's element type, computed in `Double` and rounded once; weights
+    /// nothing reads any more are removed. Outputs change only by floating-point rounding.
+    ///
+    /// - Returns: What was rewritten.
+    /// - Throws: The errors of reading the constants involved.
+    @discardableResult
+    public mutating func simplify(opset: Int) throws -> ONNXSimplification {
+        var result = ONNXSimplification()
+        result.nodesBefore = proto.node.count
+        var names = Set(proto.initializer.map(\.name))
+        for node in proto.node { names.formUnion(node.output); names.insert(node.name) }
+        var released = Set<String>()
+        result.hardSwishes = try rewriteHardSwishes(names: &names)
+        result.foldedIntoPrecedingConvolution = try foldIntoPrecedingConvolutions(names: &names, released: &released)
+        result.foldedIntoFollowingConvolutions = try foldIntoFollowingConvolutions(names: &names, released: &released)
+        removeUnused(released)
+        let values = Set(proto.node.flatMap(\.output)).union(proto.input.map(\.name)).union(proto.initializer.map(\.name))
+        proto.valueInfo.removeAll { !values.contains($0.name) }
+        result.nodesAfter = proto.node.count
+        return result
+    }
+
+    // MARK: - Helpers
+
+    /// An elementwise operation by a constant: `x ∘ c` for `Mul`/`Add`, `x − c`, `x / c`.
+    private struct Affine {
+        var node: Int
+        var input: String
+        var constant: ONNXTensor
+    }
+
+    /// The node at `k` as `x ∘ c` with a constant `c`, or `nil`.
+    private func affine(at k: Int, constants: [String: ONNXConstant]) -> Affine? {
+        let node = ONNXNode(proto: proto.node[k])
+        guard node.isStandard, node.inputs.count == 2, node.outputs.count == 1,
+              ["Mul", "Add", "Sub", "Div"].contains(node.opType) else { return nil }
+        let (a, b) = (node.inputs[0], node.inputs[1])
+        if let c = constants[b], constants[a] == nil, c.tensor.dataType.isFloatingPoint { return Affine(node: k, input: a, constant: c.tensor) }
+        if ["Mul", "Add"].contains(node.opType), let c = constants[a], constants[b] == nil, c.tensor.dataType.isFloatingPoint {
+            return Affine(node: k, input: b, constant: c.tensor)
+        }
+        return nil
+    }
+
+    /// The constant as one value per channel (`channels` of them) of a value of rank `rank`
+    /// whose channels are axis 1, or `nil` when it broadcasts along any other axis or would
+    /// enlarge the value.
+    private static func channelVector(_ c: ONNXTensor, channels: Int, rank: Int) throws -> [Double]? {
+        let shape = c.shape
+        guard shape.count <= rank else { return nil }
+        for (i, d) in shape.enumerated() {
+            let axis = rank - shape.count + i
+            if axis == 1 { guard d == 1 || d == channels else { return nil } } else { guard d == 1 else { return nil } }
+        }
+        let values = try c.tensor(as: Double.self).scalars
+        guard values.allSatisfy(\.isFinite) else { return nil }
+        return values.count == 1 ? Array(repeating: values[0], count: channels) : Array(values)
+    }
+
+    /// Composes `y = s ⊙ x + t` with one more operation `op` by `c` (per channel).
+    private static func compose(_ op: String, _ c: [Double], scale s: inout [Double], shift t: inout [Double]) -> Bool {
+        switch op {
+        case "Mul": for i in s.indices { s[i] *= c[i]; t[i] *= c[i] }
+        case "Add": for i in t.indices { t[i] += c[i] }
+        case "Sub": for i in t.indices { t[i] -= c[i] }
+        case "Div":
+            guard c.allSatisfy({ $0 != 0 }) else { return false }
+            for i in s.indices { s[i] /= c[i]; t[i] /= c[i] }
+        default: return false
+        }
+        return true
+    }
+
+    /// A convolution whose weight (and bias, when given) are constant, with its node.
+    private struct ConvolutionSite {
+        var node: ONNXNode
+        var weight: ONNXTensor
+        var bias: ONNXTensor?
+    }
+
+    private func convolution(at k: Int, constants: [String: ONNXConstant]) -> ConvolutionSite? {
+        let node = ONNXNode(proto: proto.node[k])
+        guard node.isStandard, node.opType == "Conv", node.inputs.count >= 2, node.outputs.count == 1,
+              let w = constants[node.inputs[1]], w.tensor.dataType.isFloatingPoint, w.tensor.shape.count >= 3 else { return nil }
+        var bias: ONNXTensor?
+        if node.inputs.count > 2, !node.inputs[2].isEmpty {
+            guard let b = constants[node.inputs[2]], b.tensor.dataType == w.tensor.dataType, b.tensor.shape == [w.tensor.shape[0]] else { return nil }
+            bias = b.tensor
+        }
+        return ConvolutionSite(node: node, weight: w.tensor, bias: bias)
+    }
+
+    private static func fresh(_ base: String, _ names: inout Set<String>) -> String {
+        var name = base, k = 1
+        while names.contains(name) { name = "\(base)_\(k)"; k += 1 }
+        names.insert(name)
+        return name
+    }
+
+    /// The node's name, or its first output's when it has none.
+    private static func label(_ node: ONNXNode) -> String { node.name.isEmpty ? (node.outputs.first ?? "node") : node.name }
+
+    /// New weight and bias initializers for `site`, set on its node.
+    private mutating func setWeights(_ k: Int, _ site: ConvolutionSite, weight: [Double], bias: [Double], suffix: String,
+                                     names: inout Set<String>, released: inout Set<String>) throws {
+        let type = site.weight.dataType
+        let base = Self.label(site.node) + "/" + suffix
+        let w = try ONNXTensor(name: Self.fresh(base + ".weight", &names), Tensor<Double>(shape: site.weight.shape, scalars: weight), dataType: type)
+        let b = try ONNXTensor(name: Self.fresh(base + ".bias", &names), Tensor<Double>(shape: [site.weight.shape[0]], scalars: bias), dataType: type)
+        released.insert(proto.node[k].input[1])
+        if proto.node[k].input.count > 2, !proto.node[k].input[2].isEmpty { released.insert(proto.node[k].input[2]) }
+        proto.node[k].input[1] = w.name
+        if proto.node[k].input.count > 2 { proto.node[k].input[2] = b.name } else { proto.node[k].input.append(b.name) }
+        proto.initializer.append(w.proto)
+        proto.initializer.append(b.proto)
+    }
+
+    /// The single node reading `value` (not a graph output), or `nil`.
+    private func soleReader(_ value: String, _ readers: [String: [Int]]) -> Int? {
+        guard !isGraphOutput(value), let r = readers[value], r.count == 1 else { return nil }
+        return r[0]
+    }
+
+    private func scalar(_ name: String, _ constants: [String: ONNXConstant]) -> Double? {
+        guard let c = constants[name], (try? c.tensor.elementCount()) == 1, let v = try? c.tensor.tensor(as: Double.self).scalars[0] else { return nil }
+        return v
+    }
+
+    // MARK: - Rewrites
+
+    private mutating func rewriteHardSwishes(names: inout Set<String>) throws -> Int {
+        let constants = self.constants(), readers = consumers()
+        var count = 0
+        var removed = Set<Int>()
+        var inserted: [Int: [Onnx_NodeProto]] = [:]
+        for (k, p) in proto.node.enumerated() where p.opType == "Add" && ONNXNode(proto: p).isStandard && p.input.count == 2 {
+            // HardSigmoid's α is a FLOAT attribute: 1/6 in Float would change DOUBLE models by more than their rounding.
+            guard let a = affine(at: k, constants: constants), a.constant.dataType != .double,
+                  scalar(p.input[0] == a.input ? p.input[1] : p.input[0], constants) == 3 else { continue }
+            let x = a.input
+            guard let c = soleReader(p.output[0], readers), proto.node[c].opType == "Clip", proto.node[c].input.first == p.output[0] else { continue }
+            let clip = ONNXNode(proto: proto.node[c])
+            let low = clip.inputs.count > 1 && !clip.inputs[1].isEmpty ? scalar(clip.inputs[1], constants) : clip.float("min").map(Double.init)
+            let high = clip.inputs.count > 2 && !clip.inputs[2].isEmpty ? scalar(clip.inputs[2], constants) : clip.float("max").map(Double.init)
+            guard low == 0, high == 6, let m = soleReader(clip.outputs[0], readers) else { continue }
+            // Either Mul(x, clip) then ÷6, or ÷6 then Mul(x, ·).
+            func isSixth(_ j: Int) -> Bool {
+                let n = proto.node[j]
+                guard n.input.count == 2 else { return false }
+                if n.opType == "Div", let v = scalar(n.input[1], constants) { return v == 6 }
+                if n.opType == "Mul", let v = scalar(n.input[1], constants) ?? scalar(n.input[0], constants) { return abs(v - 1.0 / 6) <= 1e-7 }
+                return false
+            }
+            func isTimesX(_ j: Int, _ v: String) -> Bool {
+                let n = proto.node[j]
+                return n.opType == "Mul" && n.input.count == 2 && Set(n.input) == Set([x, v]) && x != v
+            }
+            let last: Int
+            if isTimesX(m, clip.outputs[0]), let d = soleReader(proto.node[m].output[0], readers), isSixth(d) {
+                last = d
+            } else if isSixth(m), let d = soleReader(proto.node[m].output[0], readers), isTimesX(d, proto.node[m].output[0]) {
+                last = d
+            } else { continue }
+            let group = [k, c, m, last]
+            guard group.allSatisfy({ !removed.contains($0) && ONNXNode(proto: proto.node[$0]).isStandard }) else { continue }
+            let base = Self.label(ONNXNode(proto: proto.node[last]))
+            let h = Self.fresh(base + "/hard_sigmoid.out", &names)
+            let sigmoid = ONNXNode(opType: "HardSigmoid", name: Self.fresh(base + "/hard_sigmoid", &names), inputs: [x], outputs: [h],
+                                   attributes: [("alpha", .float(1.0 / 6)), ("beta", .float(0.5))])
+            let times = ONNXNode(opType: "Mul", name: Self.fresh(base + "/hard_swish", &names), inputs: [x, h], outputs: proto.node[last].output)
+            removed.formUnion(group)
+            inserted[last] = [sigmoid.proto, times.proto]
+            count += 1
+        }
+        proto.node = proto.node.enumerated().flatMap { k, n in inserted[k] ?? (removed.contains(k) ? [] : [n]) }
+        return count
+    }
+
+    private mutating func foldIntoPrecedingConvolutions(names: inout Set<String>, released: inout Set<String>) throws -> Int {
+        let constants = self.constants(), readers = consumers()
+        var count = 0
+        var removed = Set<Int>()
+        for k in proto.node.indices {
+            guard let site = convolution(at: k, constants: constants) else { continue }
+            let channels = site.weight.shape[0], rank = site.weight.shape.count
+            var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
+            var value = site.node.outputs[0], chain: [Int] = []
+            while let r = soleReader(value, readers), let a = affine(at: r, constants: constants), a.input == value,
+                  let c = try Self.channelVector(a.constant, channels: channels, rank: rank) {
+                var (s2, t2) = (s, t)
+                guard Self.compose(proto.node[r].opType, c, scale: &s2, shift: &t2) else { break }
+                (s, t) = (s2, t2)
+                chain.append(r)
+                value = proto.node[r].output[0]
+            }
+            guard !chain.isEmpty else { continue }
+            let w = try site.weight.tensor(as: Double.self).scalars, per = w.count / channels
+            let b = try site.bias?.tensor(as: Double.self).scalars ?? ContiguousArray(repeating: 0, count: channels)
+            var weight = [Double](repeating: 0, count: w.count), bias = [Double](repeating: 0, count: channels)
+            for o in 0..<channels {
+                for j in 0..<per { weight[o * per + j] = w[o * per + j] * s[o] }
+                bias[o] = b[o] * s[o] + t[o]
+            }
+            guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else { continue }
+            try setWeights(k, site, weight: weight, bias: bias, suffix: "folded", names: &names, released: &released)
+            proto.node[k].output[0] = value
+            for r in chain { released.formUnion(proto.node[r].input) }
+            removed.formUnion(chain)
+            count += chain.count
+        }
+        proto.node = proto.node.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        return count
+    }
+
+    private mutating func foldIntoFollowingConvolutions(names: inout Set<String>, released: inout Set<String>) throws -> Int {
+        let constants = self.constants(), readers = consumers()
+        var count = 0
+        var visited = Set<Int>(), removed = Set<Int>()
+        var replaced: [Int: Onnx_NodeProto] = [:]
+        for k in proto.node.indices where !visited.contains(k) {
+            guard let first = affine(at: k, constants: constants) else { continue }
+            // The longest chain from here through values read by one node only.
+            var chain = [k], value = proto.node[k].output[0]
+            while let r = soleReader(value, readers), !visited.contains(r), let a = affine(at: r, constants: constants), a.input == value {
+                chain.append(r)
+                value = proto.node[r].output[0]
+            }
+            visited.formUnion(chain)
+            guard !isGraphOutput(value), let convs = readers[value], !convs.isEmpty else { continue }
+            let sites = convs.compactMap { convolution(at: $0, constants: constants) }
+            guard sites.count == convs.count, sites.allSatisfy({ $0.node.inputs[0] == value && !$0.node.inputs.dropFirst().contains(value) }) else { continue }
+            let rank = sites[0].weight.shape.count
+            let channels = sites[0].weight.shape[1] * (sites[0].node.int("group") ?? 1)
+            guard sites.allSatisfy({ $0.weight.shape.count == rank && $0.weight.shape[1] * ($0.node.int("group") ?? 1) == channels }) else { continue }
+            var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
+            var ok = true
+            for j in chain {
+                let a = j == k ? first : affine(at: j, constants: constants)!
+                guard let c = try Self.channelVector(a.constant, channels: channels, rank: rank),
+                      Self.compose(proto.node[j].opType, c, scale: &s, shift: &t) else { ok = false; break }
+            }
+            guard ok else { continue }
+            let padded = sites.contains { site in
+                let pads = site.node.ints("pads") ?? []
+                let auto = site.node.string("auto_pad") ?? "NOTSET"
+                return pads.contains { $0 != 0 } || !(auto == "NOTSET" || auto == "VALID")
+            }
+            let shifted = t.contains { $0 != 0 }
+            if padded {
+                // Only the scale folds; the shift stays as one Add (x + t/s), worth it only for two nodes or a scale.
+                guard s.allSatisfy({ $0 != 0 }), chain.count > 1 || s.contains(where: { $0 != 1 }) else { continue }
+                if shifted && chain.count == 1 { continue }
+            }
+            var changes: [(Int, ConvolutionSite, [Double], [Double])] = []
+            for (site, index) in zip(sites, convs) {
+                let w = try site.weight.tensor(as: Double.self).scalars
+                let outChannels = site.weight.shape[0], inPer = site.weight.shape[1], area = w.count / (outChannels * inPer)
+                let groups = site.node.int("group") ?? 1, outPer = outChannels / groups
+                let b = try site.bias?.tensor(as: Double.self).scalars ?? ContiguousArray(repeating: 0, count: outChannels)
+                var weight = Array(w), bias = Array(b)
+                for o in 0..<outChannels {
+                    for i in 0..<inPer {
+                        let ci = (o / outPer) * inPer + i
+                        for p in 0..<area {
+                            let at = (o * inPer + i) * area + p
+                            if !padded { bias[o] += w[at] * t[ci] }
+                            weight[at] = w[at] * s[ci]
+                        }
+                    }
+                }
+                guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else { ok = false; break }
+                changes.append((index, site, weight, bias))
+            }
+            guard ok else { continue }
+            for (index, site, weight, bias) in changes {
+                try setWeights(index, site, weight: weight, bias: bias, suffix: "folded_input", names: &names, released: &released)
+                if !padded || !shifted { proto.node[index].input[0] = first.input }
+            }
+            for j in chain { released.formUnion(proto.node[j].input) }
+            if padded && shifted {
+                // One Add(x, t/s) in the chain's last place, under the chain's output name.
+                let last = chain.last!
+                let type = first.constant.dataType
+                let shift = try ONNXTensor(name: Self.fresh(Self.label(ONNXNode(proto: proto.node[last])) + "/shift.value", &names),
+                                           Tensor<Double>(shape: [1, channels] + Array(repeating: 1, count: rank - 2),
+                                                          scalars: zip(t, s).map { $0 / $1 }), dataType: type)
+                let add = ONNXNode(opType: "Add", name: Self.fresh(Self.label(ONNXNode(proto: proto.node[last])) + "/shift", &names),
+                                   inputs: [first.input, shift.name], outputs: [value])
+                proto.initializer.append(shift.proto)
+                replaced[last] = add.proto
+                removed.formUnion(chain.dropLast())
+                count += chain.count - 1
+            } else {
+                removed.formUnion(chain)
+                count += chain.count
+            }
+        }
+        proto.node = proto.node.enumerated().compactMap { k, n in replaced[k] ?? (removed.contains(k) ? nil : n) }
+        return count
+    }
+}

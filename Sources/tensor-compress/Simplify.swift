@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import TensorDecompositions
+
+struct Simplify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fold elementwise scales and shifts into convolutions and shorten hard-swish (exact rewrites of an ONNX graph).",
+        discussion: """
+            The rewrites of compress --simplify, alone: a Mul/Add/Sub/Div by a per-channel constant right after a Conv \
+            goes into its weight and bias; a chain of them read only by convolutions goes into theirs (before a padded \
+            convolution only the scale does, and the chain becomes one Add); x·clip(x+3, 0, 6)/6 becomes x·HardSigmoid(x). \
+            Outputs change only by floating-point rounding. Useful as the baseline of a compressed model simplified the same way.
+            """)
+
+    @Argument(help: "The model (.onnx).") var model: String
+    @Option(help: "The simplified model (.onnx).") var output: String
+    @Flag(help: "Print one JSON document on standard output.") var json = false
+
+    func validate() throws {
+        guard isONNX(model), isONNX(output) else { throw ValidationError("simplify reads and writes .onnx models (\(model) → \(output))") }
+    }
+
+    func run() throws {
+        let outputFile = try OutputFile(path: output)
+        var source = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
+        let result = try source.simplify()
+        let encoded = try source.encoded(fileName: outputFile.target.lastPathComponent)
+        var outputs = [(outputFile, encoded.model)]
+        if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
+        try OutputFile.write(outputs)
+        if json { print(try jsonString(result)); return }
+        print(Self.summary(result))
+        print("wrote \(output)")
+    }
+
+    static func summary(_ r: ONNXSimplification) -> String {
+        "simplified: \(r.foldedIntoPrecedingConvolution) elementwise nodes folded into the convolution before them, "
+            + "\(r.foldedIntoFollowingConvolutions) into the convolutions after them, \(r.hardSwishes) hard-swishes shortened; "
+            + "nodes \(r.nodesBefore) → \(r.nodesAfter)"
+    }
+}
