@@ -105,7 +105,15 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
         if case let .ranks(ranks) = truncation {
             try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: "for TT core \(k + 1) of \(d)")
         }
-        let (leading, _) = try leadingLeftSingularVectors(rest) { values in
+        // Fixed ranks need no singular values first, so large unfoldings may take block Krylov.
+        var fixed: Int?
+        switch truncation {
+        case let .maxRank(maxRank): fixed = maxRank
+        case let .ranks(ranks): fixed = ranks[k]
+        case .tolerance: fixed = nil
+        }
+        let (leading, _) = try fixed.map { try leadingLeftSingularVectors(rest, count: Swift.max(1, Swift.min($0, rest.rows, rest.columns))) }
+            ?? leadingLeftSingularVectors(rest) { values in
             var rank: Int
             switch truncation {
             case let .maxRank(maxRank): rank = maxRank

@@ -7,11 +7,16 @@ public struct TuckerOptions: Sendable {
     public var maxIterations: Int = 100
     /// Stop when the relative error changes by less than this (default 1e-8).
     public var tolerance: Double = 1e-8
+    /// How each factor's leading singular vectors are computed (default ``SVDMethod/automatic``:
+    /// block Krylov for unfoldings whose smaller side is 512 or more at ranks up to a quarter of
+    /// it, TensorLy's `svd="randomized_svd"` in spirit; ``SVDMethod/exact`` forces LAPACK).
+    public var svd: SVDMethod = .automatic
 
     /// Options with the given settings.
-    public init(maxIterations: Int = 100, tolerance: Double = 1e-8) {
+    public init(maxIterations: Int = 100, tolerance: Double = 1e-8, svd: SVDMethod = .automatic) {
         self.maxIterations = maxIterations
         self.tolerance = tolerance
+        self.svd = svd
     }
 }
 
@@ -72,7 +77,7 @@ public func tuckerDecompose<Scalar: BLASScalar>(
         result.tucker.core = try result.tucker.core.scaledBack(byPowerOfTwo: exponent, operation: "tuckerDecompose")
         return result
     }
-    var tucker = try hosvd(tensor, ranks: ranks, modes: modes)
+    var tucker = try hosvd(tensor, ranks: ranks, modes: modes, svd: options.svd)
     let norm = Double(tensor.frobeniusNorm)
     func error(_ core: Tensor<Scalar>) -> Double {
         if norm == 0 { return 0 }
@@ -88,7 +93,7 @@ public func tuckerDecompose<Scalar: BLASScalar>(
             let otherModes = modes.enumerated().filter { $0.offset != k }
             let projected = try tensor.multiModeProduct(
                 otherModes.map { tucker.factors[$0.offset] }, modes: otherModes.map(\.element), transposed: true)
-            tucker.factors[k] = try leadingLeftSingularVectors(projected.unfolded(mode: mode), count: ranks[k]).u
+            tucker.factors[k] = try leadingLeftSingularVectors(projected.unfolded(mode: mode), count: ranks[k], method: options.svd).u
         }
         tucker.core = try tensor.multiModeProduct(tucker.factors, modes: modes, transposed: true)
         history.append(error(tucker.core))

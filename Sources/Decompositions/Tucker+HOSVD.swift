@@ -23,16 +23,22 @@ import TensorModule
 ///   - ranks: One rank per entry of `modes`, `1 ≤ R_n ≤ min(I_n, ∏_{m≠n} I_m)`.
 ///   - modes: The modes to factor (default all), in any order; they are sorted.
 ///   - sequential: Truncate sequentially (ST-HOSVD).
+///   - svd: How each unfolding's leading left singular vectors are computed (TensorLy's `svd`
+///     argument): ``SVDMethod/automatic`` takes block Krylov for unfoldings whose smaller side is
+///     512 or more at ranks up to a quarter of it, and LAPACK (by the Gram matrix where that is
+///     accurate) otherwise; ``SVDMethod/exact`` forces LAPACK. The bound above is that of exact
+///     singular vectors; block Krylov's stay within a fraction of a percent of it
+///     (`Documentation/Performance.md`, "Tucker of large unfoldings").
 /// - Throws: ``DecompositionError`` for invalid ranks or modes and bad input.
-/// - Complexity: one thin SVD per factored mode.
+/// - Complexity: one truncated SVD per factored mode.
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)
 public func hosvd<Scalar: BLASScalar>(
-    _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, sequential: Bool = false
+    _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]? = nil, sequential: Bool = false, svd method: SVDMethod = .automatic
 ) throws -> TuckerTensor<Scalar> {
     let (ranks, modes) = try validatedTuckerRanks(tensor, ranks: ranks, modes: modes, operation: "hosvd")
     if let exponent = tensor.rangeExponent {
-        var tucker = try hosvd(tensor.scaled(byPowerOfTwo: -exponent), ranks: ranks, modes: modes, sequential: sequential)
+        var tucker = try hosvd(tensor.scaled(byPowerOfTwo: -exponent), ranks: ranks, modes: modes, sequential: sequential, svd: method)
         tucker.core = try tucker.core.scaledBack(byPowerOfTwo: exponent, operation: "hosvd")
         return tucker
     }
@@ -40,7 +46,7 @@ public func hosvd<Scalar: BLASScalar>(
     var current = tensor
     for (rank, mode) in zip(ranks, modes) {
         let source = sequential ? current : tensor
-        let u = try leadingLeftSingularVectors(source.unfolded(mode: mode), count: rank).u
+        let u = try leadingLeftSingularVectors(source.unfolded(mode: mode), count: rank, method: method).u
         factors.append(u)
         if sequential { current = try current.modeProduct(u, mode: mode, transposed: true) }
     }

@@ -117,4 +117,49 @@ struct TuckerTests {
             try TuckerTensor(core: Tensor<Float>.zeros(shape: [2, 2]), factors: [.zeros(rows: 3, columns: 3)], modes: [0])
         }
     }
+
+    @Test func leadingVectorRoutes() {
+        // Block Krylov only for the largest unfoldings at small ranks; the Gram route for wide Float ones.
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 2048, columns: 32768, rank: 128, scalar: Float.self) == .blockKrylov)
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 32768, columns: 2048, rank: 128, scalar: Double.self) == .blockKrylov)
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 2048, columns: 32768, rank: 129, scalar: Float.self) == .gram)
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 1024, columns: 9216, rank: 64, scalar: Float.self) == .gram)
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 1024, columns: 9216, rank: 64, scalar: Double.self) == .exact)
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 9216, columns: 1024, rank: 64, scalar: Float.self) == .exact)
+        #expect(SVDMethod.exact.resolvedForLeadingVectors(rows: 4096, columns: 4096, rank: 8, scalar: Float.self) == .exact)
+    }
+
+    /// A 2048 × 64 × 32 tensor of multilinear rank (96, 12, 12) plus 30% noise: mode 0's unfolding
+    /// (2048 × 2048) at rank 64 takes block Krylov; HOSVD, HOOI and TT-SVD at fixed ranks must
+    /// stay within 1% of the LAPACK-route error (HOSVD, HOOI) or of TT-SVD's bound.
+    func checkLargeUnfoldings<S: BLASScalar>(_: S.Type) throws {
+        var x = try randomTucker(S.self, shape: [2048, 64, 32], ranks: [96, 12, 12], seed: 41)
+        x = x + S(0.3 * Double(x.frobeniusNorm) / Double(x.scalarCount).squareRoot()) * Tensor<S>.randomNormal(shape: x.shape, seed: 42)
+        let ranks = [64, 8, 8]
+        #expect(SVDMethod.automatic.resolvedForLeadingVectors(rows: 2048, columns: 2048, rank: 64, scalar: S.self) == .blockKrylov)
+        let reference = Double(try hosvd(x, ranks: ranks, svd: .gram).relativeError(to: x))
+        let automatic = try hosvd(x, ranks: ranks)
+        let automaticError = Double(try automatic.relativeError(to: x))
+        #expect(automaticError <= reference * 1.01, "HOSVD: \(automaticError) against \(reference)")
+        for factor in automatic.factors {
+            #expect(Reference.relativeDifference(factor.gram(), .identity(factor.columns)) <= Reference.tolerance(S.self, ulps: 1000))
+        }
+        let hooi = try tuckerDecompose(x, ranks: ranks, options: TuckerOptions(maxIterations: 2))
+        let hooiReference = try tuckerDecompose(x, ranks: ranks, options: TuckerOptions(maxIterations: 2, svd: .gram))
+        #expect(hooi.relativeError <= hooiReference.relativeError * 1.01)
+        // TT-SVD at ranks (64, 8) against Oseledets's bound ‖X − X̂‖² ≤ Σ_k ε_k², ε_k the best rank-r_k
+        // error of the unfolding X(n_1⋯n_k × n_{k+1}⋯n_d).
+        let tt = try ttDecompose(x, ranks: [64, 8])
+        func tail(_ rows: Int, _ rank: Int) throws -> Double {
+            try Matrix(reshaping: x, rows: rows, columns: x.scalarCount / rows).singularValues()[rank...].reduce(0.0) { $0 + Double($1) * Double($1) }
+        }
+        let bound = (try tail(2048, 64) + tail(2048 * 64, 8)).squareRoot() / Double(x.frobeniusNorm)
+        let ttError = Double(try tt.relativeError(to: x))
+        #expect(ttError <= bound * 1.01, "TT-SVD: \(ttError) against the bound \(bound)")
+    }
+
+    @Test func largeUnfoldingsTakeBlockKrylovWithinOnePercent() throws {
+        try checkLargeUnfoldings(Float.self)
+        try checkLargeUnfoldings(Double.self)
+    }
 }

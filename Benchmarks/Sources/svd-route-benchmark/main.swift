@@ -60,6 +60,29 @@ for (m, n, k) in shapes {
         }
     }
 }
+// HOSVD of large unfoldings: the same routes for every factor (Tucker-2 of large conv kernels,
+// Tucker of 3-way data), each error against the exact route's.
+for (shape, ranks, modes) in [([512, 512, 3, 3], [128, 128], [0, 1]), ([1024, 1024, 3, 3], [256, 256], [0, 1]),
+                              ([1024, 1024, 64], [64, 64, 16], [0, 1, 2]), ([2048, 2048, 16], [128, 128, 8], [0, 1, 2])] {
+    let name = "hosvd " + shape.map(String.init).joined(separator: "×")
+    guard arguments.includes(name, shape: shape) else { continue }
+    // A low-multilinear-rank signal (ranks twice the target) plus noise, like a trained kernel.
+    let signalRanks = shape.enumerated().map { modes.contains($0.offset) ? min($0.element, 2 * ranks[modes.firstIndex(of: $0.offset)!]) : $0.element }
+    let core = Tensor<Float>.randomNormal(shape: signalRanks, seed: 3)
+    let factors = modes.map { Matrix<Float>.randomNormal(rows: shape[$0], columns: signalRanks[$0], seed: UInt64(10 + $0)) }
+    var t = try core.multiModeProduct(factors, modes: modes)
+    t = t + Float(0.3 * Double(t.frobeniusNorm) / Double(t.scalarCount).squareRoot()) * Tensor<Float>.randomNormal(shape: shape, seed: 4)
+    let norm = Double(t.frobeniusNorm)
+    var exactError = 0.0
+    for (label, method) in [("exact", SVDMethod.exact), ("gram", .gram), ("block Krylov", .blockKrylov), ("automatic", .automatic)] {
+        var result: TuckerTensor<Float>!
+        let seconds = try medianSeconds(samples: 3, minimum: 0) { result = try hosvd(t, ranks: ranks, modes: modes, svd: method) }
+        let e = Double((try result.reconstructed() - t).frobeniusNorm) / norm
+        if label == "exact" { exactError = e }
+        rows.append(Row(matrix: name, rank: ranks[0], method: "hosvd \(label)", seconds: seconds, relativeError: e, errorRatio: e / exactError))
+        FileHandle.standardError.write(Data("\(name) ranks \(ranks) \(label): \(String(format: "%.3f", seconds)) s, error \(String(format: "%.5f", e)) (×\(String(format: "%.4f", e / exactError)))\n".utf8))
+    }
+}
 if arguments.json {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
