@@ -333,7 +333,7 @@ extension SVDMethod {
     /// Only the left vectors are needed here, so the Gram route costs one `syrk` and a partial
     /// eigen-decomposition: it beat block Krylov 1.7× on Tucker-2 of 512- and 1024-channel
     /// kernels, and block Krylov pays only for the largest unfoldings (2048 × 32768 at rank 128:
-    /// 1.3× faster, the same error; `Documentation/Performance.md`, "Tucker of large unfoldings").
+    /// 1.1–1.3× faster, the same error; `Documentation/Performance.md`, "Tucker of large unfoldings").
     public func resolvedForLeadingVectors<Scalar: BLASScalar>(rows: Int, columns: Int, rank: Int, scalar: Scalar.Type) -> SVDMethod {
         guard self == .automatic else { return self }
         let small = Swift.min(rows, columns)
