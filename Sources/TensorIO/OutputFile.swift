@@ -189,6 +189,30 @@ public struct OutputSink {
     /// Bytes written so far.
     public private(set) var count = 0
 
+    /// Appends `count` bytes of the open file `source` from `offset`, copied by the kernel
+    /// (`sendfile`, page cache to page cache); `false`, with nothing written, where the system
+    /// cannot copy between these files.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the copy fails part-way or the
+    ///   source ends early.
+    mutating func appendCopy(of source: Int32, offset: Int, count total: Int) throws -> Bool {
+        var position = offset, remaining = total
+        while remaining > 0 {
+            let copied = sendfile(descriptor, source, &position, Swift.min(remaining, 1 << 30))
+            if copied < 0 {
+                if errno == EINTR { continue }
+                if remaining == total && [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) { return false }
+                throw TensorIOError.fileSystem(path: path, reason: "cannot copy \(total) bytes into it (\(String(cString: strerror(errno))))")
+            }
+            guard copied > 0 else {
+                throw TensorIOError.fileSystem(path: path, reason: "the source ended \(remaining) bytes before the \(total) to copy")
+            }
+            remaining -= copied
+            count += copied
+        }
+        return true
+    }
+
     /// Appends `bytes`.
     ///
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the system refuses (a full disk).

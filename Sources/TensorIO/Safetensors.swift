@@ -45,6 +45,8 @@ public struct SafetensorsFile: Sendable {
     let dataStart: Int
     /// Whether `data` is a read-only map of a file, whose pages may be released after use.
     let isMapped: Bool
+    /// The mapped file, kept open so that unchanged tensors are copied by the kernel.
+    let source: OpenFile?
 
     static let maximumHeaderLength = 100 * 1024 * 1024
 
@@ -52,7 +54,8 @@ public struct SafetensorsFile: Sendable {
     ///
     /// - Throws: ``TensorIOError`` for a missing or malformed file.
     public init(contentsOf url: URL) throws {
-        try self.init(data: try mapFile(url), mapped: true)
+        let (data, source) = try mapFile(url)
+        try self.init(data: data, mapped: true, source: source)
     }
 
     /// Validates a file held in memory.
@@ -64,7 +67,7 @@ public struct SafetensorsFile: Sendable {
         try self.init(data: data, mapped: false)
     }
 
-    init(data: Data, mapped: Bool) throws {
+    init(data: Data, mapped: Bool, source: OpenFile? = nil) throws {
         let format = "safetensors"
         guard data.count >= 8 else { throw TensorIOError.headerLengthOutOfRange(format: format, length: 0, fileSize: data.count) }
         let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
@@ -107,6 +110,7 @@ public struct SafetensorsFile: Sendable {
         self.data = data
         self.dataStart = dataStart
         self.isMapped = mapped
+        self.source = source
     }
 
     static let dtypes: [String: DType] = [
@@ -143,9 +147,12 @@ public struct SafetensorsFile: Sendable {
     /// Writes the stored bytes of `entry` to `sink` in pieces of at most 64 MiB, releasing each
     /// piece's pages after it was written.
     func copyBytes(of entry: Entry, to sink: inout OutputSink) throws {
-        let piece = 64 << 20
         var start = dataStart + entry.byteRange.lowerBound
         let end = dataStart + entry.byteRange.upperBound
+        // The kernel copies from the page cache without faulting the map in (`sendfile`); where
+        // it cannot, the map is copied piece by piece.
+        if let source, try sink.appendCopy(of: source.descriptor, offset: start, count: end - start) { return }
+        let piece = 64 << 20
         while start < end {
             let range = start..<Swift.min(start + piece, end)
             try data.withUnsafeBytes { bytes in try sink.write(UnsafeRawBufferPointer(rebasing: bytes[range])) }
@@ -168,24 +175,31 @@ public struct SafetensorsFile: Sendable {
     }
 }
 
+/// An open, read-only file descriptor, closed when the last reference goes.
+final class OpenFile: Sendable {
+    let descriptor: Int32
+    init(_ descriptor: Int32) { self.descriptor = descriptor }
+    deinit { close(descriptor) }
+}
+
 /// A read-only private map of the file at `url` (an empty `Data` for an empty file), unmapped
-/// when the last copy of the `Data` goes.
-func mapFile(_ url: URL) throws -> Data {
+/// when the last copy of the `Data` goes, and the file, still open.
+func mapFile(_ url: URL) throws -> (Data, OpenFile) {
     func fail(_ what: String) -> TensorIOError {
         TensorIOError.fileSystem(path: url.path, reason: "\(what) (\(String(cString: strerror(errno))))")
     }
     let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { throw fail("cannot open") }
-    defer { close(descriptor) }
+    let file = OpenFile(descriptor)
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw fail("cannot read its size") }
     guard (status.st_mode & S_IFMT) == S_IFREG else {
         throw TensorIOError.fileSystem(path: url.path, reason: "is not a regular file")
     }
     let size = Int(status.st_size)
-    if size == 0 { return Data() }
+    if size == 0 { return (Data(), file) }
     guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else { throw fail("cannot map") }
-    return Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
+    return (Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) }), file)
 }
 
 /// Builds a safetensors file and writes it through a temporary file renamed into place, so that a
