@@ -25,6 +25,25 @@ public struct CompressionOptions: Sendable, Equatable {
     public static let embeddingPattern =
         #"(^|[._])(embed|embeds|embeddings|embed_tokens|wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings)([._]|$)"#
 
+    /// Whether `name` matches ``embeddingPattern``: one of its words, between the name's ends,
+    /// `.` or `_`. (A direct scan: building the `Regex` took longer than planning a whole model.)
+    public static func isEmbeddingName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        func isBoundary(_ i: Int) -> Bool { i < 0 || i >= bytes.count || bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "_") }
+        for word in embeddingWords {
+            let w = Array(word.utf8)
+            guard w.count <= bytes.count else { continue }
+            for start in 0...(bytes.count - w.count) where isBoundary(start - 1) && isBoundary(start + w.count)
+                && bytes[start..<(start + w.count)].elementsEqual(w) {
+                return true
+            }
+        }
+        return false
+    }
+
+    static let embeddingWords = ["embed", "embeds", "embeddings", "embed_tokens", "wte", "wpe", "tok_embeddings", "word_embeddings",
+                                 "position_embeddings", "token_type_embeddings"]
+
     /// Default ``ConvMethod/tucker2``.
     public var conv: ConvMethod = .tucker2
     /// Default ``LinearMethod/svd``.

@@ -75,6 +75,61 @@ extension ModelCompressor {
                                    totals: Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
     }
 
+    /// Compresses every candidate layer of `file` into `output`, written while the layers are
+    /// decomposed: the tensors before the first replaced layer (embedding tables, typically) are
+    /// copied and flushed in the background meanwhile (``TensorIO/SafetensorsStagedWriter``), the
+    /// header last into room reserved for it. The content equals ``compress(_:progress:)``'s
+    /// writer; the header is padded with spaces to the reserved length.
+    ///
+    /// ```swift
+    /// let file = try SafetensorsFile(contentsOf: URL(fileURLWithPath: "model.safetensors"))
+    /// let result = try ModelCompressor(options: options).compress(file, to: try OutputFile(path: "small.safetensors"))
+    /// try StagedFile.commit([result.file])
+    /// ```
+    ///
+    /// - Returns: The staged output (commit it, alone or with other files), the reports and totals.
+    /// - Throws: the errors of ``compress(_:progress:)`` and of writing; the temporary is removed.
+    public func compress(
+        _ file: SafetensorsFile, to output: OutputFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil
+    ) throws -> (file: StagedFile, layers: [LayerReport], totals: CompressionTotals) {
+        try validateLayerSettings(for: file)
+        let names = candidates(in: file)
+        let allocated = try stateDictBudget([(file, names)])
+        // Every tensor before the first one a decomposition may replace (its weight or its bias)
+        // keeps its place and bytes whatever the decompositions give.
+        var pending = Set<String>()
+        var decompositions = 0
+        for name in names {
+            if case let .decompose(weight, bias, _, _) = plan(name, in: file, allocated: allocated) {
+                pending.insert(weight)
+                if let bias { pending.insert(bias) }
+                decompositions += 1
+            }
+        }
+        var prefix = SafetensorsWriter(), all = SafetensorsWriter()
+        all.metadata = file.metadata
+        var leading = true
+        for name in file.names {
+            try all.addRaw(name, from: file)
+            leading = leading && !pending.contains(name)
+            if leading { try prefix.addRaw(name, from: file) }
+        }
+        // Room for the input's header and, per decomposed layer, its stack's tensors and `stacks`
+        // entry (under 1 KiB each for SVD, Tucker-2 and CP; a TT stack that outgrows it makes the file be written again the ordinary way).
+        let reserve = try all.headerByteCount + 2048 * decompositions + 1024
+        let staging = try SafetensorsStagedWriter(output: output, prefix: prefix, reservedHeaderBytes: reserve)
+        do {
+            let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
+            progress?(names.count, names.count, "writing")
+            let staged = try staging.finish(outcome.writer)
+            let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return (staged, outcome.reports, Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+        } catch {
+            staging.discard()
+            throw error
+        }
+    }
+
     /// Sums of reports.
     static func totals(_ reports: [LayerReport], candidates: Int, modelParameters: Int) -> CompressionTotals {
         let replaced = reports.filter(\.status.isReplaced)
@@ -107,8 +162,7 @@ extension ModelCompressor {
     /// Whether a candidate is an embedding table that ``CompressionOptions/include`` does not name.
     func isSkippedEmbedding(_ name: String, shape: [Int]) -> Bool {
         guard shape.count == 2, options.include == nil else { return false }
-        guard let pattern = try? Regex(CompressionOptions.embeddingPattern) else { preconditionFailure("the embedding pattern is a valid regular expression") }
-        return name.firstMatch(of: pattern) != nil
+        return CompressionOptions.isEmbeddingName(name)
     }
 
     func plan(_ name: String, in file: SafetensorsFile, allocated: [String: [Int]]?) -> LayerPlan {

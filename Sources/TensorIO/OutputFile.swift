@@ -119,26 +119,40 @@ public struct OutputFile: Sendable, Equatable {
     /// flushed to disk, and ``StagedFile/commit(_:)`` moves it into place. When `produce` throws,
     /// the temporary is removed.
     public func stage(_ produce: (inout OutputSink) throws -> Void) throws -> StagedFile {
-        let directory = target.deletingLastPathComponent().path
-        let name = target.lastPathComponent
-        Self.removeStaleTemporaries(in: directory, for: name)
-        let temporary = directory + "/." + name + Self.temporaryMarker + "\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
-        func fail(_ what: String) -> TensorIOError {
-            TensorIOError.fileSystem(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
-        }
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode ?? 0o666)
-        guard descriptor >= 0 else { throw fail("cannot create a temporary file in \(directory)") }
+        let (descriptor, temporary) = try createTemporary()
         var ok = false
         defer {
             close(descriptor)
             if !ok { unlink(temporary) }
         }
-        if let mode, fchmod(descriptor, mode) != 0 { throw fail("cannot set the file mode") }
         var sink = OutputSink(descriptor: descriptor, path: path)
         try produce(&sink)
-        guard fsync(descriptor) == 0 else { throw fail("cannot flush") }
+        guard fsync(descriptor) == 0 else { throw failure("cannot flush") }
         ok = true
         return StagedFile(file: self, temporary: temporary)
+    }
+
+    /// A new temporary file beside the target, open for writing with the target's mode (stale
+    /// temporaries of dead processes removed first): its descriptor and path.
+    func createTemporary() throws -> (descriptor: Int32, path: String) {
+        let directory = target.deletingLastPathComponent().path
+        let name = target.lastPathComponent
+        Self.removeStaleTemporaries(in: directory, for: name)
+        let temporary = directory + "/." + name + Self.temporaryMarker + "\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode ?? 0o666)
+        guard descriptor >= 0 else { throw failure("cannot create a temporary file in \(directory)") }
+        if let mode, fchmod(descriptor, mode) != 0 {
+            let error = failure("cannot set the file mode")
+            close(descriptor)
+            unlink(temporary)
+            throw error
+        }
+        return (descriptor, temporary)
+    }
+
+    /// An error naming the file and the system's reason (`errno`).
+    func failure(_ what: String) -> TensorIOError {
+        TensorIOError.fileSystem(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
     }
 
     /// Removes `.NAME.tensor-compress-PID-*.tmp` files whose process no longer runs.

@@ -290,8 +290,31 @@ public struct SafetensorsWriter: Sendable {
         items.append(item)
     }
 
+    /// The 8-byte length and the JSON header, padded with spaces so that the data starts on an
+    /// 8-byte boundary, or to exactly `reserved` bytes of JSON when given (`nil` when it does not fit).
+    func header(reserved: Int) throws -> Data? {
+        var json = try headerJSON()
+        guard json.count <= reserved else { return nil }
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: reserved - json.count))
+        var result = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { result.append(contentsOf: $0) }
+        result.append(json)
+        return result
+    }
+
     /// The 8-byte length and the JSON header, padded so that the data starts on an 8-byte boundary.
     func header() throws -> Data {
+        let length = try headerJSON().count
+        return try header(reserved: (length + 7) / 8 * 8)!
+    }
+
+    /// The length of the header's JSON text, unpadded.
+    public var headerByteCount: Int {
+        get throws { try headerJSON().count }
+    }
+
+    /// The header's JSON text, unpadded.
+    func headerJSON() throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
         for item in items {
@@ -300,17 +323,17 @@ public struct SafetensorsWriter: Sendable {
             offset += count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - (json.count % 8)) % 8))
-        var result = Data()
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { result.append(contentsOf: $0) }
-        result.append(json)
-        return result
+        return try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
     }
 
     /// Writes the header and every tensor to `sink`, streaming copied tensors from their source.
     public func write(to sink: inout OutputSink) throws {
         try sink.write(try header())
+        try writeTensors(items[...], to: &sink)
+    }
+
+    /// Writes the data of `items` to `sink`, in order.
+    func writeTensors(_ items: ArraySlice<Item>, to sink: inout OutputSink) throws {
         for item in items {
             switch item.payload {
             case let .bytes(bytes): try bytes.withUnsafeBytes { try sink.write($0) }

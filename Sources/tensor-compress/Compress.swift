@@ -146,10 +146,11 @@ struct Compress: ParsableCommand {
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: [], outputs: outputs,
                        reportFile: reportFile, simplification: result.simplification)
         } else {
-            // The state dict is streamed to its temporary: unchanged tensors go from the input's map to the file.
-            let result = try compressor.compress(try openModel(model), progress: onProgress)
+            // The state dict is streamed to its temporary while the layers are decomposed: unchanged
+            // tensors go from the input to the file, those before the first replaced layer at once.
+            let result = try compressor.compress(try openModel(model), to: outputFile, progress: onProgress)
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress,
-                       staged: [try result.writer.stage(to: outputFile)], outputs: [], reportFile: reportFile)
+                       staged: [result.file], outputs: [], reportFile: reportFile)
         }
     }
 

@@ -128,6 +128,20 @@ struct GraphCompressionTests {
     }
 }
 
+@Suite("Embedding names")
+struct EmbeddingNameTests {
+    @Test func theScanMatchesThePattern() throws {
+        let pattern = try Regex(CompressionOptions.embeddingPattern)
+        let names = ["model.embed_tokens.weight", "embeddings.word_embeddings.weight", "transformer.wte.weight", "wpe", "tok_embeddings.weight",
+                     "bert.embeddings.position_embeddings.weight", "encoder.layer.0.attention.self.query.weight", "embedder.weight",
+                     "x_embed", "embeds_1", "unembed.weight", "lm_head.weight", "model.embed", "token_type_embeddings", "a.embedx", "",
+                     "word_embeddings_x.weight", "blocks.0.wte_proj.weight", "embed.", ".embed", "EMBED"]
+        for name in names {
+            #expect(CompressionOptions.isEmbeddingName(name) == (name.firstMatch(of: pattern) != nil), "\(name)")
+        }
+    }
+}
+
 /// The ModelCompression catalog's landing-page snippet, as written (its files generated first).
 @Suite("ModelCompression landing page")
 struct ModelCompressionLandingPageTests {

@@ -159,4 +159,50 @@ struct SafetensorsTests {
         #expect(try SafetensorsFile(contentsOf: url).names == ["x"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.safetensors"])
     }
+
+    /// A source file of three tensors; the staged writer copies its first two in the background.
+    func stagedCase(reserved: Int, final configure: (inout SafetensorsWriter, SafetensorsFile) throws -> Void) throws -> (Data, Data) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var source = SafetensorsWriter()
+        try source.add("embed", Tensor<Float>.randomNormal(shape: [300, 40], seed: 1))
+        try source.add("norm", Tensor<Float>.randomNormal(shape: [40], seed: 2), dtype: .bfloat16)
+        try source.add("fc", Tensor<Float>.randomNormal(shape: [40, 40], seed: 3))
+        let sourceURL = directory.appendingPathComponent("in.safetensors")
+        try source.write(to: sourceURL)
+        let file = try SafetensorsFile(contentsOf: sourceURL)
+        var prefix = SafetensorsWriter()
+        for name in ["embed", "norm"] { try prefix.addRaw(name, from: file) }
+        let output = directory.appendingPathComponent("out.safetensors")
+        let staging = try SafetensorsStagedWriter(output: try OutputFile(path: output.path), prefix: prefix, reservedHeaderBytes: reserved)
+        var writer = SafetensorsWriter()
+        try configure(&writer, file)
+        try StagedFile.commit([try staging.finish(writer)])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["in.safetensors", "out.safetensors"])
+        return (try Data(contentsOf: output), try writer.encoded())
+    }
+
+    @Test func stagedWriterReservesTheHeaderOrStartsOver() throws {
+        let final: (inout SafetensorsWriter, SafetensorsFile) throws -> Void = { writer, file in
+            try writer.addRaw("embed", from: file)
+            try writer.addRaw("norm", from: file)
+            try writer.add("fc.0", Tensor<Float>.randomNormal(shape: [8, 40], seed: 4))
+            try writer.add("fc.1", Tensor<Float>.randomNormal(shape: [40, 8], seed: 5))
+            writer.metadata["stacks"] = "[]"
+        }
+        // Room enough: the same tensors and metadata, the header padded with spaces to the room.
+        let (written, reference) = try stagedCase(reserved: 4096, final: final)
+        let a = try SafetensorsFile(data: written), b = try SafetensorsFile(data: reference)
+        #expect(a.names == b.names && a.metadata == b.metadata && a.entries == b.entries)
+        #expect(written.count == 8 + 4096 + b.entries.values.reduce(0) { $0 + $1.byteRange.count })
+        for name in a.names { #expect(try a.rawBytes(named: name) == b.rawBytes(named: name)) }
+        // Too little room, or tensors that do not start with the prefix: the ordinary file, byte for byte.
+        #expect(try stagedCase(reserved: 16, final: final).0 == stagedCase(reserved: 16, final: final).1)
+        let reordered = try stagedCase(reserved: 4096) { writer, file in
+            try writer.addRaw("norm", from: file)
+            try writer.addRaw("embed", from: file)
+        }
+        #expect(reordered.0 == reordered.1)
+    }
 }
