@@ -10,10 +10,12 @@ public struct ONNXSimplification: Sendable, Equatable, Encodable {
     public var foldedIntoFollowingConvolutions = 0
     /// Hard-swish patterns (`x · clip(x + 3, 0, 6) / 6`, four nodes) rewritten as `x · HardSigmoid(x)`.
     public var hardSwishes = 0
-    /// The graph's node count before and after.
+    /// The graph's node count before the rewrites (`Constant` nodes included).
     public var nodesBefore = 0
+    /// The graph's node count after them (folded `Constant` nodes are removed too).
     public var nodesAfter = 0
 
+    /// Nothing rewritten yet.
     public init() {}
 
     /// Whether anything changed.
