@@ -210,6 +210,26 @@ struct ShardedCheckpointTests {
         #expect(back.names == ["small", "new", "big"] && back.metadata == ["k": "v"])
         #expect(try back.tensor(named: "big", as: Float.self) == first)
     }
+
+    /// A single state dict written while it is compressed (`compress(_:to:)`) holds the same
+    /// tensors, bytes and metadata as the writer of `compress(_:)`, for every method.
+    @Test(arguments: [CompressionOptions.LinearMethod.svd, .tt])
+    func stagedStateDictEqualsTheWriter(linear: CompressionOptions.LinearMethod) throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let shard = try checkpoint("single", blocks: 3, shards: 1).appendingPathComponent("model-1-of-1.safetensors")
+        let file = try SafetensorsFile(contentsOf: shard)
+        var options = options()
+        options.linear = linear
+        if linear == .tt { (options.maxRank, options.allowGrowth) = (4, true) }
+        let compressor = try ModelCompressor(options: options)
+        let reference = try SafetensorsFile(data: try compressor.compress(file).writer.encoded())
+        let result = try compressor.compress(file, to: try OutputFile(path: url("staged.safetensors").path))
+        try StagedFile.commit([result.file])
+        let staged = try SafetensorsFile(contentsOf: url("staged.safetensors"))
+        #expect(staged.names == reference.names && staged.metadata == reference.metadata && staged.entries == reference.entries)
+        for name in staged.names { #expect(try staged.rawBytes(named: name) == reference.rawBytes(named: name), "\(name)") }
+        #expect(result.totals.replacedLayers == 6, "\(linear)")
+    }
 }
 
 /// The command line over sharded checkpoints.
