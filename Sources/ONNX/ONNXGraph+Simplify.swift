@@ -140,7 +140,11 @@ extension ONNXGraph {
     private func convolution(at k: Int, constants: [String: ONNXConstant]) -> ConvolutionSite? {
         let node = ONNXNode(proto: proto.node[k])
         guard node.isStandard, node.opType == "Conv", node.inputs.count >= 2, node.outputs.count == 1,
-              let w = constants[node.inputs[1]], w.tensor.dataType.isFloatingPoint, w.tensor.shape.count >= 3 else { return nil }
+              let w = constants[node.inputs[1]], w.tensor.dataType.isFloatingPoint, w.tensor.shape.count >= 3,
+              let count = try? w.tensor.elementCount(), count > 0 else { return nil }
+        // A malformed group count is left to the runtime to report, not folded.
+        let groups = node.int("group") ?? 1
+        guard groups >= 1, w.tensor.shape[0] % groups == 0 else { return nil }
         var bias: ONNXTensor?
         if node.inputs.count > 2, !node.inputs[2].isEmpty {
             guard let b = constants[node.inputs[2]], b.tensor.dataType == w.tensor.dataType, b.tensor.shape == [w.tensor.shape[0]] else { return nil }

@@ -185,6 +185,7 @@ struct SimplifyTests {
 
     @Test func blockedPatternsAreLeftAlone() throws {
         // The conv output has two readers; an affine chain feeds a Relu; a Mul's output is a graph output;
+        // a convolution with an impossible group count is followed by a scalar Mul;
         // a per-spatial constant (shape [1, 1, 4, 4]) is not per channel; a Div by zero does not fold.
         let w = try ONNXTensor(name: "W", Tensor<Float>.randomNormal(shape: [2, 2, 3, 3], seed: 1))
         let w2 = try ONNXTensor(name: "W2", Tensor<Float>.randomNormal(shape: [2, 2, 1, 1], seed: 2))
@@ -200,11 +201,15 @@ struct SimplifyTests {
             ONNXNode(opType: "Mul", name: "spatial", inputs: ["f", "map"], outputs: ["g"]),
             ONNXNode(opType: "Div", name: "zero", inputs: ["g", "zeros"], outputs: ["h"]),
             ONNXNode(opType: "Conv", name: "conv3", inputs: ["h", "W2"], outputs: ["y"]),
+            // A group count that does not divide the output channels: not folded, never a crash.
+            ONNXNode(opType: "Conv", name: "bad-groups", inputs: ["x", "W2"], outputs: ["q"], attributes: [("group", .int(3))]),
+            ONNXNode(opType: "Mul", name: "after-bad", inputs: ["q", "two"], outputs: ["y4"]),
         ], initializers: [w, w2, try ONNXTensor(name: "two", Tensor<Float>(shape: [1], scalars: [2])),
                           try ONNXTensor(name: "map", Tensor<Float>.randomNormal(shape: [1, 1, 4, 4], seed: 3)),
                           try ONNXTensor(name: "zeros", Tensor<Float>(shape: [2, 1, 1], scalars: [1, 0]))],
            inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(1), .value(2), .value(4), .value(4)])],
-           outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil), ONNXValueInfo(name: "y2", elementType: .float, shape: nil)])
+           outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil), ONNXValueInfo(name: "y2", elementType: .float, shape: nil),
+                     ONNXValueInfo(name: "y4", elementType: .float, shape: nil)])
         var simplified = graph
         let result = try simplified.simplify(opset: 13)
         #expect(result.isEmpty && simplified == graph)
