@@ -7,9 +7,9 @@ public struct TuckerOptions: Sendable {
     public var maxIterations: Int = 100
     /// Stop when the relative error changes by less than this (default 1e-8).
     public var tolerance: Double = 1e-8
-    /// How each factor's leading singular vectors are computed (default ``SVDMethod/automatic``:
-    /// block Krylov for unfoldings whose smaller side is 512 or more at ranks up to a quarter of
-    /// it, TensorLy's `svd="randomized_svd"` in spirit; ``SVDMethod/exact`` forces LAPACK).
+    /// How each factor's leading singular vectors are computed (TensorLy's `svd` argument; default
+    /// ``SVDMethod/automatic``, the route of ``SVDMethod/resolvedForLeadingVectors(rows:columns:rank:scalar:)``;
+    /// ``SVDMethod/exact`` forces LAPACK).
     public var svd: SVDMethod = .automatic
 
     /// Options with the given settings.

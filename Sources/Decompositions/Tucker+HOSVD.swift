@@ -24,10 +24,11 @@ import TensorModule
 ///   - modes: The modes to factor (default all), in any order; they are sorted.
 ///   - sequential: Truncate sequentially (ST-HOSVD).
 ///   - svd: How each unfolding's leading left singular vectors are computed (TensorLy's `svd`
-///     argument): ``SVDMethod/automatic`` takes block Krylov for unfoldings whose smaller side is
-///     512 or more at ranks up to a quarter of it, and LAPACK (by the Gram matrix where that is
-///     accurate) otherwise; ``SVDMethod/exact`` forces LAPACK. The bound above is that of exact
-///     singular vectors; block Krylov's stay within a fraction of a percent of it
+///     argument): ``SVDMethod/automatic`` takes the route of
+///     ``SVDMethod/resolvedForLeadingVectors(rows:columns:rank:scalar:)`` (block Krylov only for
+///     unfoldings of 2048 or more rows at ranks up to 1/16 of them, the Gram matrix for other wide
+///     Float ones, LAPACK otherwise); ``SVDMethod/exact`` forces LAPACK. The bound above is that of
+///     exact singular vectors; the automatic route matched LAPACK's error to five digits
 ///     (`Documentation/Performance.md`, "Tucker of large unfoldings").
 /// - Throws: ``DecompositionError`` for invalid ranks or modes and bad input.
 /// - Complexity: one truncated SVD per factored mode.

@@ -292,10 +292,11 @@ public struct SafetensorsWriter: Sendable {
 
     /// The 8-byte length and the JSON header, padded with spaces so that the data starts on an
     /// 8-byte boundary, or to exactly `reserved` bytes of JSON when given (`nil` when it does not fit).
-    func header(reserved: Int) throws -> Data? {
+    func header(reserved: Int?) throws -> Data? {
         var json = try headerJSON()
-        guard json.count <= reserved else { return nil }
-        json.append(contentsOf: [UInt8](repeating: 0x20, count: reserved - json.count))
+        let length = reserved ?? (json.count + 7) / 8 * 8
+        guard json.count <= length else { return nil }
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: length - json.count))
         var result = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { result.append(contentsOf: $0) }
         result.append(json)
@@ -304,8 +305,7 @@ public struct SafetensorsWriter: Sendable {
 
     /// The 8-byte length and the JSON header, padded so that the data starts on an 8-byte boundary.
     func header() throws -> Data {
-        let length = try headerJSON().count
-        return try header(reserved: (length + 7) / 8 * 8)!
+        try header(reserved: nil)!
     }
 
     /// The length of the header's JSON text, unpadded.
