@@ -76,9 +76,10 @@ extension ModelCompressor {
     }
 
     /// Compresses every candidate layer of `file` into `output`, written while the layers are
-    /// decomposed: the tensors before the first replaced layer (embedding tables, typically) are
-    /// copied and flushed in the background meanwhile (``TensorIO/SafetensorsStagedWriter``), the
-    /// header last into room reserved for it. The content equals ``compress(_:progress:)``'s
+    /// decomposed: the new file's tensors are written and flushed in the background in file order
+    /// as soon as their place is settled (the tensors before the first replaced layer at once,
+    /// then each layer's stack once the layers before it are done), by a
+    /// ``TensorIO/SafetensorsStagedWriter``, and the header last into room reserved for it. The content equals ``compress(_:progress:)``'s
     /// writer; the header is padded with spaces to the reserved length.
     ///
     /// ```swift
@@ -95,31 +96,22 @@ extension ModelCompressor {
         try validateLayerSettings(for: file)
         let names = candidates(in: file)
         let allocated = try stateDictBudget([(file, names)])
-        // Every tensor before the first one a decomposition may replace (its weight or its bias)
-        // keeps its place and bytes whatever the decompositions give.
-        var pending = Set<String>()
         var decompositions = 0
         for name in names {
-            if case let .decompose(weight, bias, _, _) = plan(name, in: file, allocated: allocated) {
-                pending.insert(weight)
-                if let bias { pending.insert(bias) }
-                decompositions += 1
-            }
+            if case .decompose = plan(name, in: file, allocated: allocated) { decompositions += 1 }
         }
-        var prefix = SafetensorsWriter(), all = SafetensorsWriter()
+        var all = SafetensorsWriter()
         all.metadata = file.metadata
-        var leading = true
-        for name in file.names {
-            try all.addRaw(name, from: file)
-            leading = leading && !pending.contains(name)
-            if leading { try prefix.addRaw(name, from: file) }
-        }
+        for name in file.names { try all.addRaw(name, from: file) }
         // Room for the input's header and, per decomposed layer, its stack's tensors and `stacks`
-        // entry (under 1 KiB each for SVD, Tucker-2 and CP; a TT stack that outgrows it makes the file be written again the ordinary way).
+        // entry (under 1 KiB each for SVD, Tucker-2 and CP; a TT stack that outgrows it makes the
+        // file be written again the ordinary way).
         let reserve = try all.headerByteCount + 2048 * decompositions + 1024
-        let staging = try SafetensorsStagedWriter(output: output, prefix: prefix, reservedHeaderBytes: reserve)
+        let staging = try SafetensorsStagedWriter(output: output, reservedHeaderBytes: reserve)
         do {
-            let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
+            let outcome = try compressFile(file, allocated: allocated, emit: { staging.append($0) }) { done, total, name, _ in
+                progress?(done, total, name)
+            }
             progress?(names.count, names.count, "writing")
             let staged = try staging.finish(outcome.writer)
             let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
@@ -190,61 +182,111 @@ extension ModelCompressor {
 
     /// One file's candidates decomposed (concurrently) and its new tensors laid out in file order.
     ///
-    /// - Parameter finished: Called as each layer finishes, one call at a time: layers done,
-    ///   layers to do, the layer's name and its parameter count.
+    /// - Parameters:
+    ///   - finished: Called as each layer finishes, one call at a time: layers done, layers to do,
+    ///     the layer's name and its parameter count.
+    ///   - emit: Called, one call at a time and in file order, with each run of the new file's
+    ///     tensors (possibly empty) as soon as it is settled: before any layer is decomposed with the tensors ahead
+    ///     of the first one a decomposition may replace, then as layers finish. The runs together
+    ///     are the returned writer's tensors.
     func compressFile(
-        _ file: SafetensorsFile, allocated: [String: [Int]]?, finished: @escaping @Sendable (Int, Int, String, Int) -> Void
+        _ file: SafetensorsFile, allocated: [String: [Int]]?,
+        emit: (@Sendable (SafetensorsWriter) -> Void)? = nil,
+        finished: @escaping @Sendable (Int, Int, String, Int) -> Void
     ) throws -> (writer: SafetensorsWriter, reports: [LayerReport]) {
         let plans = candidates(in: file).map { plan($0, in: file, allocated: allocated) }
         // Largest layers first, so that no worker is left with a large one while the other idles
-        // at the end; the results are laid out in file order afterwards.
+        // at the end; the results are laid out in file order as they come.
         let sizes = plans.map { plan -> Int? in
             guard case let .decompose(name, _, _, _) = plan else { return nil }
             return file.entries[name]!.shape.reduce(1, *)
         }
         let jobs = plans.indices.filter { sizes[$0] != nil }.sorted { sizes[$0]! != sizes[$1]! ? sizes[$0]! > sizes[$1]! : $0 < $1 }
-        let done = Mutex(0)
+        let layout = Mutex(FileLayout(file: file, plans: plans))
+        let first = try layout.withLock { try $0.advance() }
+        emit?(first)
         let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
             guard case let .decompose(name, bias, prefix, ranks) = plans[jobs[j]] else { preconditionFailure("jobs are decompositions") }
             let outcome = file.entries[name]!.dtype == .float64
                 ? try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Double.self)
                 : try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Float.self)
-            done.withLock { count in
-                count += 1
-                finished(count, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
+            try layout.withLock { layout in
+                layout.outcomes[jobs[j]] = outcome
+                finished(layout.outcomes.count, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
+                let run = try layout.advance()   // not inside `emit?(…)`, which skips its argument when `emit` is nil
+                emit?(run)
             }
             return outcome
         }
-        var reports: [LayerReport] = []
-        var replacement: [String: SafetensorsWriter] = [:]
-        var consumed = Set<String>()
-        var stacks: [Any] = []
         let outcomeOf = Dictionary(uniqueKeysWithValues: zip(jobs, outcomes))
+        var reports: [LayerReport] = []
+        var stacks = JSONText()
+        stacks.beginArray()
         for (k, plan) in plans.enumerated() {
             switch plan {
             case let .settled(report): reports.append(report)
-            case let .decompose(name, bias, _, _):
+            case .decompose:
                 let outcome = outcomeOf[k]!
                 reports.append(outcome.report)
-                guard outcome.report.status.isReplaced else { continue }
-                consumed.insert(name)
-                if let bias { consumed.insert(bias) }
-                replacement[name] = outcome.tensors
-                stacks.append(outcome.stack)
+                if outcome.report.status.isReplaced { stacks.raw(outcome.stack) }
             }
         }
-        var writer = SafetensorsWriter()
+        stacks.endArray()
+        var writer = layout.withLock { $0.writer }
+        precondition(layout.withLock { $0.position } == file.names.count, "every tensor is laid out")
         writer.metadata = file.metadata
-        // Tensors in file order: a replaced weight's stack takes its place; its bias disappears.
-        for name in file.names where !(consumed.contains(name) && replacement[name] == nil) {
-            if let tensors = replacement[name] {
-                try writer.append(contentsOf: tensors)
-            } else {
-                try writer.addRaw(name, from: file)
-            }
-        }
-        writer.metadata["stacks"] = String(decoding: try JSONSerialization.data(withJSONObject: stacks, options: [.sortedKeys]), as: UTF8.self)
+        writer.metadata["stacks"] = stacks.text
         return (writer, reports)
+    }
+
+    /// The new file's tensors laid out in the input's order as decompositions finish: a replaced
+    /// weight's stack takes its place and its bias disappears; every other tensor is copied.
+    struct FileLayout: @unchecked Sendable {
+        let file: SafetensorsFile
+        /// The plan index deciding each weight and bias of a decomposition.
+        let decidedBy: [String: Int]
+        let plans: [LayerPlan]
+        var outcomes: [Int: LayerOutcome] = [:]
+        /// The next input tensor to lay out.
+        var position = 0
+        /// Every tensor laid out so far.
+        var writer = SafetensorsWriter()
+
+        init(file: SafetensorsFile, plans: [LayerPlan]) {
+            self.file = file
+            self.plans = plans
+            var decidedBy: [String: Int] = [:]
+            for (k, plan) in plans.enumerated() {
+                guard case let .decompose(name, bias, _, _) = plan else { continue }
+                decidedBy[name] = k
+                if let bias { decidedBy[bias] = k }
+            }
+            self.decidedBy = decidedBy
+        }
+
+        /// Lays out the input's tensors from `position` up to the first whose layer has not
+        /// finished, and returns them.
+        mutating func advance() throws -> SafetensorsWriter {
+            var run = SafetensorsWriter()
+            let names = file.names
+            while position < names.count {
+                let name = names[position]
+                if let k = decidedBy[name] {
+                    guard let outcome = outcomes[k] else { break }
+                    guard case let .decompose(weight, _, _, _) = plans[k] else { preconditionFailure("decided by a decomposition") }
+                    if !outcome.report.status.isReplaced {
+                        try run.addRaw(name, from: file)
+                    } else if name == weight {
+                        try run.append(contentsOf: outcome.tensors)
+                    }
+                } else {
+                    try run.addRaw(name, from: file)
+                }
+                position += 1
+            }
+            try writer.append(contentsOf: run)
+            return run
+        }
     }
 
     /// The layer of weight `name` (with its bias) and one sample's input shape.
@@ -293,28 +335,36 @@ extension ModelCompressor {
         let entry = file.entries[name]!
         let (layer, input) = try stateDictLayer(file, name: name, bias: biasName, as: Scalar.self)
         let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input, ranks: ranks)
-        guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: SafetensorsWriter(), stack: [String: Any]()) }
+        guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: SafetensorsWriter(), stack: []) }
         var tensors = SafetensorsWriter()
-        var layers: [Any] = []
+        // The stack's `stacks` entry, keys in alphabetical order; each layer's object as
+        // `JSONEncoder` writes it with sorted keys.
+        var stack = JSONText()
+        stack.beginObject()
+        stack.key("layers")
+        stack.beginArray()
         for (k, layer) in compressed.stack.layers.enumerated() {
             let layerPrefix = "\(prefix).\(k)"
             for (tensorName, tensor) in layer.tensors(prefix: layerPrefix) { try tensors.add(tensorName, tensor, dtype: options.outputDType ?? entry.dtype) }
             let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             encoder.userInfo[Layer<Scalar>.tensorNamePrefix] = layerPrefix
-            layers.append(try JSONSerialization.jsonObject(with: try encoder.encode(layer)))
+            stack.raw(try encoder.encode(layer))
         }
-        let stack: [String: Any] = [
-            "name": prefix, "method": compressed.method.rawValue, "ranks": compressed.ranks,
-            "relativeError": compressed.kernelRelativeError, "layers": layers,
-        ]
-        return LayerOutcome(report: report, tensors: tensors, stack: stack)
+        stack.endArray()
+        stack.key("method"); stack.value(compressed.method.rawValue)
+        stack.key("name"); stack.value(prefix)
+        stack.key("ranks"); stack.value(compressed.ranks)
+        stack.key("relativeError"); stack.value(compressed.kernelRelativeError)
+        stack.endObject()
+        return LayerOutcome(report: report, tensors: tensors, stack: stack.bytes)
     }
 }
 
 /// One decomposed layer of a state dict: its report, its stack's tensors and its `stacks` entry
-/// (JSON objects, built once and only read afterwards).
-struct LayerOutcome: @unchecked Sendable {
+/// (JSON text; empty when the layer is kept).
+struct LayerOutcome: Sendable {
     var report: LayerReport
     var tensors: SafetensorsWriter
-    var stack: Any
+    var stack: [UInt8]
 }

@@ -313,17 +313,33 @@ public struct SafetensorsWriter: Sendable {
         get throws { try headerJSON().count }
     }
 
-    /// The header's JSON text, unpadded.
+    /// The header's JSON text, unpadded: `__metadata__` first (keys in code-point order), then the
+    /// tensors in data order, as the reference implementation writes them.
     func headerJSON() throws -> Data {
-        var header: [String: Any] = [:]
+        var json = JSONText()
+        json.beginObject()
+        if !metadata.isEmpty {
+            json.key("__metadata__")
+            json.beginObject()
+            for key in metadata.keys.sorted() {
+                json.key(key)
+                json.value(metadata[key]!)
+            }
+            json.endObject()
+        }
         var offset = 0
         for item in items {
             let count = item.byteCount
-            header[item.name] = ["dtype": SafetensorsFile.name(of: item.dtype), "shape": item.shape, "data_offsets": [offset, offset + count]]
+            json.key(item.name)
+            json.beginObject()
+            json.key("dtype"); json.value(SafetensorsFile.name(of: item.dtype))
+            json.key("shape"); json.value(item.shape)
+            json.key("data_offsets"); json.value([offset, offset + count])
+            json.endObject()
             offset += count
         }
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        return try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        json.endObject()
+        return Data(json.bytes)
     }
 
     /// Writes the header and every tensor to `sink`, streaming copied tensors from their source.

@@ -247,8 +247,8 @@ struct CompressionReportRenderer {
         renderTable(["layer", "shape", "method", "ranks", "parameters", "FLOPs", "kernel error", "output error", "seconds", "status"], layers.map { r in
             [r.name, r.shape.map(String.init).joined(separator: "×"), r.method?.rawValue ?? "none", r.ranks.isEmpty ? "" : "\(r.ranks)",
              "\(compact(r.parametersBefore)) → \(compact(r.parametersAfter))", "\(compact(r.flopsBefore)) → \(compact(r.flopsAfter))",
-             r.method == nil ? "" : String(format: "%.4f", r.relativeError), r.outputError.map { String(format: "%.4f", $0) } ?? "",
-             String(format: "%.3f", r.seconds),
+             r.method == nil ? "" : fixed(r.relativeError, 4), r.outputError.map { fixed($0, 4) } ?? "",
+             fixed(r.seconds, 3),
              (r.status.isReplaced ? r.status.kind : r.status.description) + (r.converged ? "" : " (not converged, \(r.iterations) iterations)")]
         })
     }

@@ -233,18 +233,39 @@ final class ProgressBar: Sendable {
 func renderTable(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     func line(_ cells: [String]) -> String {
-        let padded = cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-        return String(padded.reversed().drop { $0 == " " }.reversed())
+        var text = ""
+        for (column, cell) in cells.enumerated() {
+            if column > 0 { text += "  " }
+            text += cell
+            if column < cells.count - 1 { text += String(repeating: " ", count: widths[column] - cell.count) }
+        }
+        while text.last == " " { text.removeLast() }
+        return text
     }
     return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line)).joined(separator: "\n")
 }
 
-/// `12345678` → `12.3M`.
+/// `value` with `digits` decimals (`fixed(0.12345, 3)` is `0.123`), as `%.Nf` prints it, without
+/// Foundation's formatter (a report's table formats a few hundred numbers).
+func fixed(_ value: Double, _ digits: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let scaled = (abs(value) * scale).rounded()
+    guard value.isFinite, scaled < 1e18 else { return String(format: "%.\(digits)f", value) }
+    let units = Int(scaled)
+    let whole = units / Int(scale), fraction = units % Int(scale)
+    let sign = value < 0 && units > 0 ? "-" : ""
+    guard digits > 0 else { return sign + String(whole) }
+    let decimals = String(fraction)
+    return sign + String(whole) + "." + String(repeating: "0", count: digits - decimals.count) + decimals
+}
+
+/// `12345678` → `12.35M`.
 func compact(_ n: Int) -> String {
     let value = Double(n)
-    if value >= 1e9 { return String(format: "%.2fG", value / 1e9) }
-    if value >= 1e6 { return String(format: "%.2fM", value / 1e6) }
-    if value >= 1e3 { return String(format: "%.1fk", value / 1e3) }
+    if value >= 1e9 { return fixed(value / 1e9, 2) + "G" }
+    if value >= 1e6 { return fixed(value / 1e6, 2) + "M" }
+    if value >= 1e3 { return fixed(value / 1e3, 1) + "k" }
     return "\(n)"
 }
 

@@ -53,6 +53,29 @@ struct SurfaceTests {
         #expect(first == second)
     }
 
+    /// The text table prints the numbers of the JSON report as `%.4f`, `%.2fM`, `%.1fk` would.
+    @Test func tableNumbersMatchTheJSONReport() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try model()
+        let arguments = ["compress", model, "--output", path("t.safetensors"), "--rank", "4", "--quiet"]
+        let text = try Tool.run(arguments), json = try Tool.run(arguments + ["--json"])
+        #expect(text.status == 0 && json.status == 0, "\(text.error)\(json.error)")
+        let rows = text.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        func compact(_ n: Int) -> String {
+            n >= 1_000_000 ? String(format: "%.2fM", Double(n) / 1e6) : n >= 1000 ? String(format: "%.1fk", Double(n) / 1e3) : "\(n)"
+        }
+        let replaced = try layers(json.output).filter { $0["status"] as? String == "replaced" }
+        #expect(replaced.count == 8)
+        for layer in replaced {
+            let name = try #require(layer["name"] as? String)
+            let row = try #require(rows.first { $0.first == name }, "\(name) has a row")
+            let error = try #require(layer["relativeError"] as? Double)
+            #expect(row.contains(String(format: "%.4f", error)), "\(row)")
+            let before = try #require(layer["parametersBefore"] as? Int), after = try #require(layer["parametersAfter"] as? Int)
+            #expect(row.joined(separator: " ").contains("\(compact(before)) → \(compact(after))"), "\(row)")
+        }
+    }
+
     @Test func cpThatDoesNotConvergeSaysSo() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let model = try model()

@@ -160,8 +160,12 @@ struct SafetensorsTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.safetensors"])
     }
 
-    /// A source file of three tensors; the staged writer copies its first two in the background.
-    func stagedCase(reserved: Int, final configure: (inout SafetensorsWriter, SafetensorsFile) throws -> Void) throws -> (Data, Data) {
+    /// A source file of three tensors; the staged writer copies its first two in the background,
+    /// or the runs `staged` gives (the first through `init(prefix:)`, the others through `append`).
+    func stagedCase(
+        reserved: Int, staged: ((SafetensorsFile) throws -> [SafetensorsWriter])? = nil,
+        final configure: (inout SafetensorsWriter, SafetensorsFile) throws -> Void
+    ) throws -> (Data, Data) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -174,8 +178,10 @@ struct SafetensorsTests {
         let file = try SafetensorsFile(contentsOf: sourceURL)
         var prefix = SafetensorsWriter()
         for name in ["embed", "norm"] { try prefix.addRaw(name, from: file) }
+        let runs = try staged?(file) ?? [prefix]
         let output = directory.appendingPathComponent("out.safetensors")
-        let staging = try SafetensorsStagedWriter(output: try OutputFile(path: output.path), prefix: prefix, reservedHeaderBytes: reserved)
+        let staging = try SafetensorsStagedWriter(output: try OutputFile(path: output.path), prefix: runs[0], reservedHeaderBytes: reserved)
+        for run in runs.dropFirst() { staging.append(run) }
         var writer = SafetensorsWriter()
         try configure(&writer, file)
         try StagedFile.commit([try staging.finish(writer)])
@@ -204,5 +210,53 @@ struct SafetensorsTests {
             try writer.addRaw("embed", from: file)
         }
         #expect(reordered.0 == reordered.1)
+    }
+
+    /// Runs appended one after another (copied tensors, computed ones, an empty run) make the same
+    /// file as one prefix; a run that the final tensors do not start with makes the ordinary file.
+    @Test func stagedWriterAppendsRunsInOrder() throws {
+        let fc0 = Tensor<Float>.randomNormal(shape: [8, 40], seed: 4)
+        let final: (inout SafetensorsWriter, SafetensorsFile) throws -> Void = { writer, file in
+            try writer.addRaw("embed", from: file)
+            try writer.addRaw("norm", from: file)
+            try writer.add("fc.0", fc0, dtype: .bfloat16)
+            try writer.add("fc.1", Tensor<Float>.randomNormal(shape: [40, 8], seed: 5))
+            writer.metadata["stacks"] = "[]"
+        }
+        let runs: (SafetensorsFile) throws -> [SafetensorsWriter] = { file in
+            var embed = SafetensorsWriter(), rest = SafetensorsWriter()
+            try embed.addRaw("embed", from: file)
+            try rest.addRaw("norm", from: file)
+            try rest.add("fc.0", fc0, dtype: .bfloat16)
+            return [embed, SafetensorsWriter(), rest]
+        }
+        let (written, reference) = try stagedCase(reserved: 4096, staged: runs, final: final)
+        let a = try SafetensorsFile(data: written), b = try SafetensorsFile(data: reference)
+        #expect(a.names == b.names && a.metadata == b.metadata && a.entries == b.entries)
+        #expect(written.count == 8 + 4096 + b.entries.values.reduce(0) { $0 + $1.byteRange.count })
+        #expect(written.suffix(b.entries.values.reduce(0) { $0 + $1.byteRange.count }) == reference.suffix(from: reference.count - b.entries.values.reduce(0) { $0 + $1.byteRange.count }))
+        // The second run's computed tensor differs from the final one (another dtype): start over.
+        let other = try stagedCase(reserved: 4096, staged: runs) { writer, file in
+            try writer.addRaw("embed", from: file)
+            try writer.addRaw("norm", from: file)
+            try writer.add("fc.0", fc0, dtype: .float32)
+        }
+        #expect(other.0 == other.1)
+    }
+
+    /// Discarding after appends removes the temporary and leaves no output.
+    @Test func stagedWriterDiscardsAfterAppends() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let staging = try SafetensorsStagedWriter(output: try OutputFile(path: directory.appendingPathComponent("out.safetensors").path),
+                                                  reservedHeaderBytes: 64)
+        for seed in 0..<4 {
+            var run = SafetensorsWriter()
+            try run.add("t\(seed)", Tensor<Double>.randomNormal(shape: [64, 64], seed: UInt64(seed)))
+            staging.append(run)
+        }
+        staging.discard()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 }
