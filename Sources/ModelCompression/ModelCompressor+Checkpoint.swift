@@ -94,8 +94,9 @@ extension ModelCompressor {
     /// for byte.
     ///
     /// Memory: a shard's tensors are read through the memory map and the map's pages handed back
-    /// after use; unchanged tensors are streamed from the input shard to the output shard; only
-    /// the shard's new factors are held until it is written. Peak resident memory is therefore
+    /// after use; each output shard is written in file order while its layers are decomposed
+    /// (unchanged tensors copied by the kernel, a layer's factors once the layers before it are
+    /// done), its header last; the shard's new factors are held until then. Peak resident memory is therefore
     /// about the largest layers being decomposed (one per worker) plus one shard's factors.
     ///
     /// With an `assignment`, only that worker's shards are compressed and a partial index is
@@ -160,14 +161,16 @@ extension ModelCompressor {
         do {
             for (k, (name, file, _)) in work.enumerated() {
                 let started = clock.now
-                let outcome = try compressFile(file, allocated: allocated) { done, count, layer, parameters in
+                let writing: () -> Void = {
+                    progress?(CheckpointProgress(shard: k + 1, shardCount: work.count, shardName: name, layersDone: 0, layerCount: 0,
+                                                 layerName: "writing", parametersDone: parametersDone.withLock { $0 }, parametersTotal: parametersTotal))
+                }
+                let outcome = try compressFile(file, allocated: allocated, to: outputs[k], writing: writing) { done, count, layer, parameters in
                     let total = parametersDone.withLock { $0 += parameters; return $0 }
                     progress?(CheckpointProgress(shard: k + 1, shardCount: work.count, shardName: name, layersDone: done, layerCount: count,
                                                  layerName: layer, parametersDone: total, parametersTotal: parametersTotal))
                 }
-                progress?(CheckpointProgress(shard: k + 1, shardCount: work.count, shardName: name, layersDone: 0, layerCount: 0,
-                                             layerName: "writing", parametersDone: parametersDone.withLock { $0 }, parametersTotal: parametersTotal))
-                staged.append(try outcome.writer.stage(to: outputs[k]))
+                staged.append(outcome.file)
                 for tensor in outcome.writer.names { weightMap[tensor] = name }
                 totalSize += outcome.writer.tensorByteCount
                 totalParameters += outcome.writer.tensorElementCount

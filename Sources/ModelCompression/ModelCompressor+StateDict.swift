@@ -96,8 +96,23 @@ extension ModelCompressor {
         try validateLayerSettings(for: file)
         let names = candidates(in: file)
         let allocated = try stateDictBudget([(file, names)])
+        let outcome = try compressFile(file, allocated: allocated, to: output, writing: { progress?(names.count, names.count, "writing") }) {
+            done, total, name, _ in progress?(done, total, name)
+        }
+        let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        return (outcome.file, outcome.reports, Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+    }
+
+    /// ``compressFile(_:allocated:emit:finished:)`` written into `output` as it goes, by a
+    /// ``TensorIO/SafetensorsStagedWriter``: the staged file, the new tensors and the reports.
+    /// `writing` is called after the last layer, before the rest of the file and its header are
+    /// written and flushed.
+    func compressFile(
+        _ file: SafetensorsFile, allocated: [String: [Int]]?, to output: OutputFile, writing: () -> Void = {},
+        finished: @escaping @Sendable (Int, Int, String, Int) -> Void
+    ) throws -> (file: StagedFile, writer: SafetensorsWriter, reports: [LayerReport]) {
         var decompositions = 0
-        for name in names {
+        for name in candidates(in: file) {
             if case .decompose = plan(name, in: file, allocated: allocated) { decompositions += 1 }
         }
         var all = SafetensorsWriter()
@@ -109,13 +124,9 @@ extension ModelCompressor {
         let reserve = try all.headerByteCount + 2048 * decompositions + 1024
         let staging = try SafetensorsStagedWriter(output: output, reservedHeaderBytes: reserve)
         do {
-            let outcome = try compressFile(file, allocated: allocated, emit: { staging.append($0) }) { done, total, name, _ in
-                progress?(done, total, name)
-            }
-            progress?(names.count, names.count, "writing")
-            let staged = try staging.finish(outcome.writer)
-            let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
-            return (staged, outcome.reports, Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+            let outcome = try compressFile(file, allocated: allocated, emit: { staging.append($0) }, finished: finished)
+            writing()
+            return (try staging.finish(outcome.writer), outcome.writer, outcome.reports)
         } catch {
             staging.discard()
             throw error

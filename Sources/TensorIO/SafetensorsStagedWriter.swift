@@ -11,9 +11,9 @@ import Glibc
 /// normally waits for the last tensor before it writes the first. This one reserves room for the
 /// header instead: tensors whose place is settled are handed to ``append(_:)`` in file order and
 /// copied from their sources (or their bytes) into the temporary after the reserved room by a
-/// background queue, which flushes them to disk whenever it catches up; ``finish(_:)`` then
-/// writes the rest and the header, padded with spaces (JSON whitespace, which every safetensors
-/// reader accepts) to the reserved length. When the header does not fit, or the final tensors do
+/// background queue, which flushes them to disk whenever it has caught up and written 8 MiB or
+/// more since its last flush; ``finish(_:)`` then writes the rest and the header, padded with
+/// spaces (JSON whitespace, which every safetensors reader accepts) to the reserved length. When the header does not fit, or the final tensors do
 /// not begin with the appended ones, the file is written again from the start the ordinary way,
 /// so the result is always a valid file with the final writer's content.
 ///
@@ -39,9 +39,15 @@ public final class SafetensorsStagedWriter: Sendable {
         var staged = SafetensorsWriter()
         /// Appends not yet written by the queue.
         var pending = 0
+        /// Bytes the queue wrote since it last flushed.
+        var unflushed = 0
         var error: (any Error)?
         var finished = false
     }
+
+    /// The background queue flushes when it has caught up with the appends and written at least
+    /// this many bytes since its last flush (fewer, larger flushes than one per layer).
+    static let flushBytes = 8 << 20
 
     /// Creates the temporary beside `output`, with room for the header; the tensors come through
     /// ``append(_:)``.
@@ -95,13 +101,17 @@ public final class SafetensorsStagedWriter: Sendable {
                     error = caught
                 }
             }
-            let idle = state.withLock { state in
+            let flush = state.withLock { state in
                 state.pending -= 1
+                state.unflushed += tensors.tensorByteCount
                 if let error, state.error == nil { state.error = error }
-                return state.pending == 0 && state.error == nil
+                guard state.pending == 0 && state.error == nil && state.unflushed >= Self.flushBytes else { return false }
+                state.unflushed = 0
+                return true
             }
-            // Caught up: flushed now, while the rest is computed, the final flush has less left.
-            if idle && fdatasync(descriptor) != 0 {
+            // Caught up with enough written: flushed now, while the rest is computed, the final
+            // flush has less left.
+            if flush && fdatasync(descriptor) != 0 {
                 let error = output.failure("cannot flush")
                 state.withLock { if $0.error == nil { $0.error = error } }
             }
