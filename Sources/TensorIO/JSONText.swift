@@ -39,26 +39,20 @@ package struct JSONText: Sendable {
         }
     }
 
-    package mutating func beginObject() {
+    package mutating func beginObject() { open(UInt8(ascii: "{")) }
+    package mutating func endObject() { close(UInt8(ascii: "}")) }
+    package mutating func beginArray() { open(UInt8(ascii: "[")) }
+    package mutating func endArray() { close(UInt8(ascii: "]")) }
+
+    private mutating func open(_ bracket: UInt8) {
         separate()
-        bytes.append(UInt8(ascii: "{"))
+        bytes.append(bracket)
         filled.append(false)
     }
 
-    package mutating func endObject() {
-        precondition(filled.popLast() != nil && !afterKey, "JSONText: endObject without an open object or after a key")
-        bytes.append(UInt8(ascii: "}"))
-    }
-
-    package mutating func beginArray() {
-        separate()
-        bytes.append(UInt8(ascii: "["))
-        filled.append(false)
-    }
-
-    package mutating func endArray() {
-        precondition(filled.popLast() != nil && !afterKey, "JSONText: endArray without an open array or after a key")
-        bytes.append(UInt8(ascii: "]"))
+    private mutating func close(_ bracket: UInt8) {
+        precondition(filled.popLast() != nil && !afterKey, "JSONText: closing \(Character(Unicode.Scalar(bracket))) without an open one or after a key")
+        bytes.append(bracket)
     }
 
     /// A member's key; its value comes next.
