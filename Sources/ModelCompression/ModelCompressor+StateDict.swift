@@ -79,8 +79,9 @@ extension ModelCompressor {
     /// decomposed: the new file's tensors are written and flushed in the background in file order
     /// as soon as their place is settled (the tensors before the first replaced layer at once,
     /// then each layer's stack once the layers before it are done), by a
-    /// ``TensorIO/SafetensorsStagedWriter``, and the header last into room reserved for it. The content equals ``compress(_:progress:)``'s
-    /// writer; the header is padded with spaces to the reserved length.
+    /// ``TensorIO/SafetensorsStagedWriter``, and the header last into room reserved for it. The
+    /// content equals ``compress(_:progress:)``'s writer; the header is padded with spaces to the
+    /// reserved length.
     ///
     /// ```swift
     /// let file = try SafetensorsFile(contentsOf: URL(fileURLWithPath: "model.safetensors"))
@@ -197,9 +198,9 @@ extension ModelCompressor {
     ///   - finished: Called as each layer finishes, one call at a time: layers done, layers to do,
     ///     the layer's name and its parameter count.
     ///   - emit: Called, one call at a time and in file order, with each run of the new file's
-    ///     tensors (possibly empty) as soon as it is settled: before any layer is decomposed with the tensors ahead
-    ///     of the first one a decomposition may replace, then as layers finish. The runs together
-    ///     are the returned writer's tensors.
+    ///     tensors (possibly empty) as soon as it is settled: before any layer is decomposed with
+    ///     the tensors ahead of the first one a decomposition may replace, then as layers finish.
+    ///     The runs together are the returned writer's tensors.
     func compressFile(
         _ file: SafetensorsFile, allocated: [String: [Int]]?,
         emit: (@Sendable (SafetensorsWriter) -> Void)? = nil,

@@ -116,18 +116,46 @@ extension BLASScalar {
 
     /// The scans of ``_BLASKernels``, written once: each conformance's witness is this body
     /// specialized for its type, so generic callers pay one dynamic call per tensor, not per scalar.
+    ///
+    /// Both keep eight running values over interleaved scalars, so that the loop is eight
+    /// independent chains (which the compiler also vectorizes) rather than one chain of dependent
+    /// operations; a maximum, and a sum of zeros, do not depend on the order.
     @inlinable
     public static func maximumMagnitude(n: Int, x: UnsafePointer<Self>) -> Self {
-        var largest: Self = 0
-        for i in 0..<n { largest = Swift.max(largest, Swift.abs(x[i])) }
+        // `Swift.max(m, NaN)` is `m`: NaNs are skipped, as a single running maximum skips them.
+        var m = (Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero)
+        var i = 0
+        while i + 8 <= n {
+            m.0 = Swift.max(m.0, Swift.abs(x[i])); m.1 = Swift.max(m.1, Swift.abs(x[i + 1]))
+            m.2 = Swift.max(m.2, Swift.abs(x[i + 2])); m.3 = Swift.max(m.3, Swift.abs(x[i + 3]))
+            m.4 = Swift.max(m.4, Swift.abs(x[i + 4])); m.5 = Swift.max(m.5, Swift.abs(x[i + 5]))
+            m.6 = Swift.max(m.6, Swift.abs(x[i + 6])); m.7 = Swift.max(m.7, Swift.abs(x[i + 7]))
+            i += 8
+        }
+        var largest = Swift.max(Swift.max(Swift.max(m.0, m.1), Swift.max(m.2, m.3)), Swift.max(Swift.max(m.4, m.5), Swift.max(m.6, m.7)))
+        while i < n {
+            largest = Swift.max(largest, Swift.abs(x[i]))
+            i += 1
+        }
         return largest
     }
 
     @inlinable
     public static func firstNonFiniteIndex(n: Int, x: UnsafePointer<Self>) -> Int? {
-        // x·0 is NaN exactly for NaN and ±∞: a branch-free pass first, the search only when it fails.
-        var probe: Self = 0
-        for i in 0..<n { probe += x[i] * 0 }
+        // x·0 is NaN exactly for NaN and ±∞ (and ±0 otherwise): a branch-free pass first, the
+        // search only when it fails.
+        var p = (Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero, Self.zero)
+        var i = 0
+        while i + 8 <= n {
+            p.0 += x[i] * 0; p.1 += x[i + 1] * 0; p.2 += x[i + 2] * 0; p.3 += x[i + 3] * 0
+            p.4 += x[i + 4] * 0; p.5 += x[i + 5] * 0; p.6 += x[i + 6] * 0; p.7 += x[i + 7] * 0
+            i += 8
+        }
+        var probe = ((p.0 + p.1) + (p.2 + p.3)) + ((p.4 + p.5) + (p.6 + p.7))
+        while i < n {
+            probe += x[i] * 0
+            i += 1
+        }
         if probe == 0 { return nil }
         return (0..<n).first { !x[$0].isFinite }
     }

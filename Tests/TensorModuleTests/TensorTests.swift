@@ -90,4 +90,31 @@ struct TensorTests {
         #expect(x.firstNonFiniteIndex == 4)
         #expect(throws: TensorError.nonFinite(operation: "test", index: 4)) { try x.checkFinite(operation: "test") }
     }
+
+    /// The unrolled scans against one-scalar-at-a-time loops: every length up to 40 (whole blocks
+    /// of eight and remainders), a NaN, an infinity or the largest magnitude at every position.
+    func checkScans<S: BLASScalar>(_: S.Type) {
+        func naiveMaximum(_ v: [S]) -> S { v.reduce(0) { Swift.max($0, Swift.abs($1)) } }
+        for n in 1...40 {
+            let base = Array(Tensor<S>.randomNormal(shape: [n], seed: UInt64(n)).scalars)
+            #expect(base.withUnsafeBufferPointer { S.maximumMagnitude(n: n, x: $0.baseAddress!) } == naiveMaximum(base), "n = \(n)")
+            #expect(base.withUnsafeBufferPointer { S.firstNonFiniteIndex(n: n, x: $0.baseAddress!) } == nil, "n = \(n)")
+            for position in 0..<n {
+                for special in [S.nan, -S.infinity, 1e6] {
+                    var v = base
+                    v[position] = special
+                    if position + 1 < n { v[n - 1] = .infinity }   // a later one must not be reported first
+                    let first = v.firstIndex { !$0.isFinite }
+                    #expect(v.withUnsafeBufferPointer { S.firstNonFiniteIndex(n: n, x: $0.baseAddress!) } == first, "n = \(n), \(special) at \(position)")
+                    let maximum = v.withUnsafeBufferPointer { S.maximumMagnitude(n: n, x: $0.baseAddress!) }
+                    #expect(maximum == naiveMaximum(v) || (maximum.isNaN && naiveMaximum(v).isNaN), "n = \(n), \(special) at \(position)")
+                }
+            }
+        }
+    }
+
+    @Test func scansEqualNaiveLoops() {
+        checkScans(Float.self)
+        checkScans(Double.self)
+    }
 }
