@@ -96,8 +96,9 @@ extension ModelCompressor {
     /// Memory: a shard's tensors are read through the memory map and the map's pages handed back
     /// after use; each output shard is written in file order while its layers are decomposed
     /// (unchanged tensors copied by the kernel, a layer's factors once the layers before it are
-    /// done), its header last; the shard's new factors are held until then. Peak resident memory is therefore
-    /// about the largest layers being decomposed (one per worker) plus one shard's factors.
+    /// done), its header last, and factors leave memory once written. Peak resident memory is
+    /// therefore about the largest layers being decomposed (one per worker) plus the factors
+    /// waiting for the layers before them.
     ///
     /// With an `assignment`, only that worker's shards are compressed and a partial index is
     /// written (``ShardAssignment/partialIndexName(for:)``); ``SafetensorsIndex/merged(_:)``
@@ -171,14 +172,14 @@ extension ModelCompressor {
                                                  layerName: layer, parametersDone: total, parametersTotal: parametersTotal))
                 }
                 staged.append(outcome.file)
-                for tensor in outcome.writer.names { weightMap[tensor] = name }
-                totalSize += outcome.writer.tensorByteCount
-                totalParameters += outcome.writer.tensorElementCount
+                for tensor in outcome.names { weightMap[tensor] = name }
+                totalSize += outcome.tensorBytes
+                totalParameters += outcome.tensorElements
                 layers += outcome.reports
                 let elapsed = clock.now - started
                 shards.append(ShardReport(
                     name: name, candidateLayers: outcome.reports.count, replacedLayers: outcome.reports.filter(\.status.isReplaced).count,
-                    bytesBefore: file.entries.values.reduce(0) { $0 + $1.byteRange.count }, bytesAfter: outcome.writer.tensorByteCount,
+                    bytesBefore: file.entries.values.reduce(0) { $0 + $1.byteRange.count }, bytesAfter: outcome.tensorBytes,
                     seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
             }
             var index = SafetensorsIndex(weightMap: weightMap, metadata: checkpoint.index.metadata, totalSize: totalSize,

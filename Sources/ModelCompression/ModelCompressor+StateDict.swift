@@ -105,13 +105,13 @@ extension ModelCompressor {
     }
 
     /// ``compressFile(_:allocated:emit:finished:)`` written into `output` as it goes, by a
-    /// ``TensorIO/SafetensorsStagedWriter``: the staged file, the new tensors and the reports.
-    /// `writing` is called after the last layer, before the rest of the file and its header are
-    /// written and flushed.
+    /// ``TensorIO/SafetensorsStagedWriter``: the staged file, the names, bytes and elements of its
+    /// tensors, and the reports. A layer's factors leave memory once they are written. `writing`
+    /// is called after the last layer, before the header is written and the file flushed.
     func compressFile(
         _ file: SafetensorsFile, allocated: [String: [Int]]?, to output: OutputFile, writing: () -> Void = {},
         finished: @escaping @Sendable (Int, Int, String, Int) -> Void
-    ) throws -> (file: StagedFile, writer: SafetensorsWriter, reports: [LayerReport]) {
+    ) throws -> (file: StagedFile, names: [String], tensorBytes: Int, tensorElements: Int, reports: [LayerReport]) {
         var decompositions = 0
         for name in candidates(in: file) {
             if case .decompose = plan(name, in: file, allocated: allocated) { decompositions += 1 }
@@ -125,9 +125,10 @@ extension ModelCompressor {
         let reserve = try all.headerByteCount + 2048 * decompositions + 1024
         let staging = try SafetensorsStagedWriter(output: output, reservedHeaderBytes: reserve)
         do {
-            let outcome = try compressFile(file, allocated: allocated, emit: { staging.append($0) }, finished: finished)
+            let outcome = try compressFile(file, allocated: allocated, emit: { try staging.append($0) }, finished: finished)
             writing()
-            return (try staging.finish(outcome.writer), outcome.writer, outcome.reports)
+            let staged = try staging.finish(metadata: outcome.writer.metadata)
+            return (staged, staging.names, staging.tensorByteCount, staging.tensorElementCount, outcome.reports)
         } catch {
             staging.discard()
             throw error
@@ -200,10 +201,10 @@ extension ModelCompressor {
     ///   - emit: Called, one call at a time and in file order, with each run of the new file's
     ///     tensors (possibly empty) as soon as it is settled: before any layer is decomposed with
     ///     the tensors ahead of the first one a decomposition may replace, then as layers finish.
-    ///     The runs together are the returned writer's tensors.
+    ///     The runs are not kept: with `emit`, the returned writer holds only the metadata.
     func compressFile(
         _ file: SafetensorsFile, allocated: [String: [Int]]?,
-        emit: (@Sendable (SafetensorsWriter) -> Void)? = nil,
+        emit: (@Sendable (SafetensorsWriter) throws -> Void)? = nil,
         finished: @escaping @Sendable (Int, Int, String, Int) -> Void
     ) throws -> (writer: SafetensorsWriter, reports: [LayerReport]) {
         let plans = candidates(in: file).map { plan($0, in: file, allocated: allocated) }
@@ -214,9 +215,9 @@ extension ModelCompressor {
             return file.entries[name]!.shape.reduce(1, *)
         }
         let jobs = plans.indices.filter { sizes[$0] != nil }.sorted { sizes[$0]! != sizes[$1]! ? sizes[$0]! > sizes[$1]! : $0 < $1 }
-        let layout = Mutex(FileLayout(file: file, plans: plans))
+        let layout = Mutex(FileLayout(file: file, plans: plans, keepsTensors: emit == nil))
         let first = try layout.withLock { try $0.advance() }
-        emit?(first)
+        try emit?(first)
         let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
             guard case let .decompose(name, bias, prefix, ranks) = plans[jobs[j]] else { preconditionFailure("jobs are decompositions") }
             let outcome = file.entries[name]!.dtype == .float64
@@ -224,11 +225,14 @@ extension ModelCompressor {
                 : try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Float.self)
             try layout.withLock { layout in
                 layout.outcomes[jobs[j]] = outcome
-                finished(layout.outcomes.count, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
+                layout.finishedCount += 1
+                finished(layout.finishedCount, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
                 let run = try layout.advance()   // not inside `emit?(…)`, which skips its argument when `emit` is nil
-                emit?(run)
+                try emit?(run)
             }
-            return outcome
+            var kept = outcome
+            if emit != nil { kept.tensors = SafetensorsWriter() }   // written (or queued) by `emit`
+            return kept
         }
         let outcomeOf = Dictionary(uniqueKeysWithValues: zip(jobs, outcomes))
         var reports: [LayerReport] = []
@@ -245,7 +249,7 @@ extension ModelCompressor {
         }
         stacks.endArray()
         var writer = layout.withLock { $0.writer }
-        precondition(layout.withLock { $0.position } == file.names.count, "every tensor is laid out")
+        precondition(layout.withLock { $0.position == file.names.count && $0.outcomes.isEmpty }, "every tensor is laid out")
         writer.metadata = file.metadata
         writer.metadata["stacks"] = stacks.text
         return (writer, reports)
@@ -257,23 +261,33 @@ extension ModelCompressor {
         let file: SafetensorsFile
         /// The plan index deciding each weight and bias of a decomposition.
         let decidedBy: [String: Int]
+        /// Per decomposition, its tensors (weight, bias) not laid out yet.
+        var unplaced: [Int: Int]
         let plans: [LayerPlan]
+        /// Finished layers whose tensors are not all laid out yet.
         var outcomes: [Int: LayerOutcome] = [:]
+        /// The layers finished so far.
+        var finishedCount = 0
         /// The next input tensor to lay out.
         var position = 0
-        /// Every tensor laid out so far.
+        /// Whether ``writer`` collects the runs (else they are only returned).
+        let keepsTensors: Bool
+        /// Every tensor laid out so far, when ``keepsTensors``.
         var writer = SafetensorsWriter()
 
-        init(file: SafetensorsFile, plans: [LayerPlan]) {
+        init(file: SafetensorsFile, plans: [LayerPlan], keepsTensors: Bool) {
             self.file = file
             self.plans = plans
-            var decidedBy: [String: Int] = [:]
+            self.keepsTensors = keepsTensors
+            var decidedBy: [String: Int] = [:], unplaced: [Int: Int] = [:]
             for (k, plan) in plans.enumerated() {
                 guard case let .decompose(name, bias, _, _) = plan else { continue }
                 decidedBy[name] = k
                 if let bias { decidedBy[bias] = k }
+                unplaced[k] = bias == nil ? 1 : 2
             }
             self.decidedBy = decidedBy
+            self.unplaced = unplaced
         }
 
         /// Lays out the input's tensors from `position` up to the first whose layer has not
@@ -291,12 +305,15 @@ extension ModelCompressor {
                     } else if name == weight {
                         try run.append(contentsOf: outcome.tensors)
                     }
+                    // A layer leaves once its weight and bias are both laid out (in either order).
+                    unplaced[k]! -= 1
+                    if unplaced[k] == 0 { outcomes[k] = nil }
                 } else {
                     try run.addRaw(name, from: file)
                 }
                 position += 1
             }
-            try writer.append(contentsOf: run)
+            if keepsTensors { try writer.append(contentsOf: run) }
             return run
         }
     }

@@ -227,6 +227,27 @@ public struct OutputSink {
         return true
     }
 
+    /// Appends `count` bytes of the open file `source` from `offset`: copied by the kernel where
+    /// it can, read and written in pieces otherwise.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when reading or writing fails, or the
+    ///   source ends early.
+    mutating func appendFileRange(of source: Int32, offset: Int, count total: Int) throws {
+        if try appendCopy(of: source, offset: offset, count: total) { return }
+        var buffer = [UInt8](repeating: 0, count: Swift.min(total, 16 << 20))
+        var position = offset, remaining = total
+        while remaining > 0 {
+            let read = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress!, Swift.min(remaining, $0.count), off_t(position)) }
+            if read < 0 && errno == EINTR { continue }
+            guard read > 0 else {
+                throw TensorIOError.fileSystem(path: path, reason: "cannot read the \(total) bytes to copy (\(read < 0 ? String(cString: strerror(errno)) : "end of file"))")
+            }
+            try buffer.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[..<read])) }
+            position += read
+            remaining -= read
+        }
+    }
+
     /// Appends `bytes`.
     ///
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the system refuses (a full disk).

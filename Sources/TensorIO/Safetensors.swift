@@ -219,6 +219,9 @@ public struct SafetensorsWriter: Sendable {
     enum Payload: Sendable {
         case bytes([UInt8])
         case source(SafetensorsFile, SafetensorsFile.Entry)
+        /// Already written to a ``SafetensorsStagedWriter``'s file, which alone holds these items:
+        /// their bytes are no longer in memory.
+        case written(byteCount: Int)
     }
     struct Item: Sendable {
         var name: String; var dtype: DType; var shape: [Int]; var payload: Payload
@@ -226,8 +229,12 @@ public struct SafetensorsWriter: Sendable {
             switch payload {
             case let .bytes(bytes): return bytes.count
             case let .source(_, entry): return entry.byteRange.count
+            case let .written(byteCount): return byteCount
             }
         }
+
+        /// The same tensor with its bytes dropped, once they are in the staged file.
+        var written: Item { Item(name: name, dtype: dtype, shape: shape, payload: .written(byteCount: byteCount)) }
     }
     var items: [Item] = []
     var itemNames: Set<String> = []
@@ -354,6 +361,7 @@ public struct SafetensorsWriter: Sendable {
             switch item.payload {
             case let .bytes(bytes): try bytes.withUnsafeBytes { try sink.write($0) }
             case let .source(file, entry): try file.copyBytes(of: entry, to: &sink)
+            case .written: preconditionFailure("SafetensorsWriter: \(item.name) was written to a staged file already")
             }
         }
     }
@@ -366,6 +374,7 @@ public struct SafetensorsWriter: Sendable {
             switch item.payload {
             case let .bytes(bytes): result.append(contentsOf: bytes)
             case let .source(file, _): result.append(try file.rawBytes(named: item.name))
+            case .written: preconditionFailure("SafetensorsWriter: \(item.name) was written to a staged file already")
             }
         }
         return result

@@ -4,27 +4,26 @@ import Synchronization
 import Glibc
 #endif
 
-/// A safetensors file whose leading tensors are written (and flushed to disk) in the background
-/// while the rest is still being computed.
+/// A safetensors file whose tensors are written (and flushed to disk) in the background while
+/// the rest is still being computed.
 ///
 /// A safetensors file starts with its header, whose length depends on every tensor, so a writer
 /// normally waits for the last tensor before it writes the first. This one reserves room for the
 /// header instead: tensors whose place is settled are handed to ``append(_:)`` in file order and
-/// copied from their sources (or their bytes) into the temporary after the reserved room by a
-/// background queue, which flushes them to disk whenever it has caught up and written 8 MiB or
-/// more since its last flush; ``finish(_:)`` then writes the rest and the header, padded with
-/// spaces (JSON whitespace, which every safetensors reader accepts) to the reserved length. When the header does not fit, or the final tensors do
-/// not begin with the appended ones, the file is written again from the start the ordinary way,
-/// so the result is always a valid file with the final writer's content.
+/// written into the temporary after the reserved room by a background queue, which flushes them
+/// to disk whenever it has caught up and written 8 MiB or more since its last flush. Their bytes
+/// are not kept: once written, only their names, types and shapes stay in memory.
+/// ``finish(appending:metadata:)`` writes the last tensors and the header, padded with spaces
+/// (JSON whitespace, which every safetensors reader accepts) to the reserved length; when the
+/// header does not fit, the file is written again with the ordinary layout, its tensors copied
+/// from the first attempt. The result is always a valid file.
 ///
 /// ```swift
-/// var prefix = SafetensorsWriter()
-/// for name in unchanged { try prefix.addRaw(name, from: source) }
-/// let staging = try SafetensorsStagedWriter(output: try OutputFile(path: "out.safetensors"), prefix: prefix,
+/// let staging = try SafetensorsStagedWriter(output: try OutputFile(path: "out.safetensors"),
 ///                                           reservedHeaderBytes: 64 * 1024)
-/// // … compute the other tensors into `writer`, whose first tensors are `prefix`'s, and hand
-/// // settled runs of them to `staging.append(_:)` as they come …
-/// try StagedFile.commit([try staging.finish(writer)])
+/// staging.append(unchanged)           // copied from their source in the background
+/// // … compute the next tensors and hand each settled run to `staging.append(_:)` …
+/// try StagedFile.commit([try staging.finish(appending: last, metadata: ["format": "pt"])])
 /// ```
 public final class SafetensorsStagedWriter: Sendable {
     let output: OutputFile
@@ -77,17 +76,22 @@ public final class SafetensorsStagedWriter: Sendable {
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the temporary cannot be created.
     public convenience init(output: OutputFile, prefix: SafetensorsWriter, reservedHeaderBytes: Int) throws {
         try self.init(output: output, reservedHeaderBytes: reservedHeaderBytes)
-        append(prefix)
+        try append(prefix)
     }
 
     /// Queues `tensors` (their metadata is not used) to be written after those appended before;
-    /// the call returns at once. A write error is thrown by ``finish(_:)``.
-    public func append(_ tensors: SafetensorsWriter) {
+    /// the call returns at once. A write error is thrown by ``finish(appending:metadata:)``.
+    ///
+    /// - Throws: ``TensorIOError/duplicateName(format:name:)`` for a name appended before.
+    public func append(_ tensors: SafetensorsWriter) throws {
         guard !tensors.items.isEmpty else { return }
-        state.withLock { state in
+        try state.withLock { state in
             precondition(!state.finished, "SafetensorsStagedWriter.append: called after finish or discard")
-            // Names were checked when `tensors` was built; the queue needs only the layout.
-            state.staged.items.append(contentsOf: tensors.items)
+            if let repeated = tensors.items.first(where: { state.staged.itemNames.contains($0.name) }) {
+                throw TensorIOError.duplicateName(format: "safetensors", name: repeated.name)
+            }
+            // Only the layout is kept, not the bytes: the queue holds them until it has written them.
+            for item in tensors.items { try state.staged.append(item.written) }
             state.pending += 1
         }
         queue.async { [self] in
@@ -118,27 +122,31 @@ public final class SafetensorsStagedWriter: Sendable {
         }
     }
 
-    /// Writes the rest of `writer` and its header, flushes the file and returns it staged; the
-    /// temporary is removed when this throws.
+    /// The names of the tensors appended so far, in order.
+    public var names: [String] { state.withLock { $0.staged.names } }
+
+    /// The bytes of the tensors appended so far.
+    public var tensorByteCount: Int { state.withLock { $0.staged.tensorByteCount } }
+
+    /// The elements of the tensors appended so far.
+    public var tensorElementCount: Int { state.withLock { $0.staged.tensorElementCount } }
+
+    /// Writes `rest` after the appended tensors, then the header with `metadata`, flushes the file
+    /// and returns it staged; the temporary is removed when this throws.
     ///
-    /// - Throws: the errors of copying and writing (a full disk), and of encoding the header.
-    public func finish(_ writer: SafetensorsWriter) throws -> StagedFile {
-        let staged = state.withLock { state in
-            precondition(!state.finished, "SafetensorsStagedWriter.finish: called after finish or discard")
-            state.finished = true
-            return state.staged
-        }
-        queue.sync {}
+    /// - Throws: the errors of the background writes and of writing (a full disk), and
+    ///   ``TensorIOError/duplicateName(format:name:)`` for a name of `rest` appended before.
+    public func finish(appending rest: SafetensorsWriter = SafetensorsWriter(), metadata: [String: String]) throws -> StagedFile {
+        var file = try drain { $0 }
         var ok = false
         defer {
             close(descriptor)
             if !ok { unlink(temporary) }
         }
-        if let error = state.withLock({ $0.error }) { throw error }
-        let leading = writer.items.prefix(staged.items.count)
-        let matches = leading.count == staged.items.count
-            && zip(leading, staged.items).allSatisfy { $0.name == $1.name && $0.byteCount == $1.byteCount && $0.dtype == $1.dtype && $0.shape == $1.shape }
-        if matches, let header = try writer.header(reserved: reserved) {
+        let stagedBytes = file.tensorByteCount, stagedCount = file.items.count
+        try file.append(contentsOf: rest)
+        file.metadata = metadata
+        if let header = try file.header(reserved: reserved) {
             try header.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
@@ -148,19 +156,71 @@ public final class SafetensorsStagedWriter: Sendable {
                     offset += written
                 }
             }
-            let start = 8 + reserved + staged.tensorByteCount
-            guard lseek(descriptor, off_t(start), SEEK_SET) >= 0 else { throw output.failure("cannot seek") }
+            guard lseek(descriptor, off_t(8 + reserved + stagedBytes), SEEK_SET) >= 0 else { throw output.failure("cannot seek") }
             var sink = OutputSink(descriptor: descriptor, path: output.path)
-            try writer.writeTensors(writer.items.dropFirst(staged.items.count), to: &sink)
-        } else {
-            // The header outgrew its room (or the tensors changed order): the ordinary layout.
-            guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) >= 0 else { throw output.failure("cannot start over") }
-            var sink = OutputSink(descriptor: descriptor, path: output.path)
-            try writer.write(to: &sink)
+            try file.writeTensors(file.items.dropFirst(stagedCount), to: &sink)
+            guard fsync(descriptor) == 0 else { throw output.failure("cannot flush") }
+            ok = true
+            return StagedFile(file: output, temporary: temporary)
         }
+        // The header outgrew its room: a second temporary with the ordinary layout, the appended
+        // tensors copied from the first.
+        let source = open(temporary, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw output.failure("cannot read back \(temporary)") }
+        defer { close(source) }
+        return try output.stage { sink in
+            try sink.write(try file.header())
+            try sink.appendFileRange(of: source, offset: 8 + reserved, count: stagedBytes)
+            try file.writeTensors(file.items.dropFirst(stagedCount), to: &sink)
+        }
+    }
+
+    /// Finishes with the final content `writer`, whose tensors should begin with the appended
+    /// ones: ``finish(appending:metadata:)`` with the rest of them, or, when they do not begin
+    /// that way, `writer` written from the start the ordinary way. The temporary is removed when
+    /// this throws.
+    ///
+    /// - Throws: the errors of the background writes and of writing (a full disk).
+    public func finish(_ writer: SafetensorsWriter) throws -> StagedFile {
+        let staged = state.withLock { $0.staged.items }
+        let leading = writer.items.prefix(staged.count)
+        let matches = leading.count == staged.count
+            && zip(leading, staged).allSatisfy { $0.name == $1.name && $0.byteCount == $1.byteCount && $0.dtype == $1.dtype && $0.shape == $1.shape }
+        if matches {
+            var rest = SafetensorsWriter()
+            for item in writer.items.dropFirst(staged.count) { try rest.append(item) }
+            return try finish(appending: rest, metadata: writer.metadata)
+        }
+        // The tensors changed order: the ordinary layout, from the start.
+        _ = try drain { _ in () }
+        var ok = false
+        defer {
+            close(descriptor)
+            if !ok { unlink(temporary) }
+        }
+        guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) >= 0 else { throw output.failure("cannot start over") }
+        var sink = OutputSink(descriptor: descriptor, path: output.path)
+        try writer.write(to: &sink)
         guard fsync(descriptor) == 0 else { throw output.failure("cannot flush") }
         ok = true
         return StagedFile(file: output, temporary: temporary)
+    }
+
+    /// Marks the writer finished, waits for the queue, and returns `body` of the appended tensors;
+    /// rethrows a background write's error (the caller closes and removes the temporary).
+    private func drain<T>(_ body: (SafetensorsWriter) -> T) throws -> T {
+        let staged = state.withLock { state in
+            precondition(!state.finished, "SafetensorsStagedWriter.finish: called after finish or discard")
+            state.finished = true
+            return state.staged
+        }
+        queue.sync {}
+        if let error = state.withLock({ $0.error }) {
+            close(descriptor)
+            unlink(temporary)
+            throw error
+        }
+        return body(staged)
     }
 
     deinit {

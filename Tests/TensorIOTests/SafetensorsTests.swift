@@ -181,7 +181,7 @@ struct SafetensorsTests {
         let runs = try staged?(file) ?? [prefix]
         let output = directory.appendingPathComponent("out.safetensors")
         let staging = try SafetensorsStagedWriter(output: try OutputFile(path: output.path), prefix: runs[0], reservedHeaderBytes: reserved)
-        for run in runs.dropFirst() { staging.append(run) }
+        for run in runs.dropFirst() { try staging.append(run) }
         var writer = SafetensorsWriter()
         try configure(&writer, file)
         try StagedFile.commit([try staging.finish(writer)])
@@ -254,9 +254,48 @@ struct SafetensorsTests {
         for seed in 0..<4 {
             var run = SafetensorsWriter()
             try run.add("t\(seed)", Tensor<Double>.randomNormal(shape: [64, 64], seed: UInt64(seed)))
-            staging.append(run)
+            try staging.append(run)
         }
         staging.discard()
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+
+    /// Finishing from the appended runs alone (their bytes no longer in memory) gives the ordinary
+    /// file's tensors and metadata; with too little room for the header, the ordinary file byte
+    /// for byte, the appended tensors copied back from the first attempt. A name appended twice
+    /// is refused.
+    @Test func stagedWriterFinishesFromAppendedRunsAlone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tensors = (0..<5).map { Tensor<Float>.randomNormal(shape: [17 + $0, 9], seed: UInt64($0)) }
+        var reference = SafetensorsWriter()
+        for (k, t) in tensors.enumerated() { try reference.add("t\(k)", t, dtype: k == 2 ? .bfloat16 : .float32) }
+        reference.metadata = ["stacks": "[]", "format": "pt"]
+        for reserved in [4096, 16] {
+            let output = directory.appendingPathComponent("out-\(reserved).safetensors")
+            let staging = try SafetensorsStagedWriter(output: try OutputFile(path: output.path), reservedHeaderBytes: reserved)
+            for range in [0..<2, 2..<2, 2..<4] {
+                var run = SafetensorsWriter()
+                for k in range { try run.add("t\(k)", tensors[k], dtype: k == 2 ? .bfloat16 : .float32) }
+                try staging.append(run)
+            }
+            var repeated = SafetensorsWriter()
+            try repeated.add("t1", tensors[1])
+            #expect(throws: TensorIOError.self) { try staging.append(repeated) }
+            #expect(staging.names == ["t0", "t1", "t2", "t3"])
+            var last = SafetensorsWriter()
+            try last.add("t4", tensors[4])
+            try StagedFile.commit([try staging.finish(appending: last, metadata: reference.metadata)])
+            let written = try Data(contentsOf: output), expected = try reference.encoded()
+            if reserved == 16 {
+                #expect(written == expected, "the ordinary layout")
+            } else {
+                let a = try SafetensorsFile(data: written), b = try SafetensorsFile(data: expected)
+                #expect(a.names == b.names && a.metadata == b.metadata && a.entries == b.entries)
+                #expect(written.suffix(reference.tensorByteCount) == expected.suffix(reference.tensorByteCount))
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["out-16.safetensors", "out-4096.safetensors"])
     }
 }
