@@ -257,7 +257,7 @@ extension ModelCompressor {
 
     /// The new file's tensors laid out in the input's order as decompositions finish: a replaced
     /// weight's stack takes its place and its bias disappears; every other tensor is copied.
-    struct FileLayout: @unchecked Sendable {
+    struct FileLayout: Sendable {
         let file: SafetensorsFile
         /// The plan index deciding each weight and bias of a decomposition.
         let decidedBy: [String: Int]

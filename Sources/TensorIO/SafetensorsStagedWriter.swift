@@ -137,8 +137,8 @@ public final class SafetensorsStagedWriter: Sendable {
     /// - Throws: the errors of the background writes and of writing (a full disk), and
     ///   ``TensorIOError/duplicateName(format:name:)`` for a name of `rest` appended before.
     public func finish(appending rest: SafetensorsWriter = SafetensorsWriter(), metadata: [String: String]) throws -> StagedFile {
-        var file = try drain { $0 }
-        var ok = false
+        var file = try drain()
+        var ok = false   // the temporary became the file; else it is removed (also after a second attempt)
         defer {
             close(descriptor)
             if !ok { unlink(temporary) }
@@ -192,7 +192,7 @@ public final class SafetensorsStagedWriter: Sendable {
             return try finish(appending: rest, metadata: writer.metadata)
         }
         // The tensors changed order: the ordinary layout, from the start.
-        _ = try drain { _ in () }
+        _ = try drain()
         var ok = false
         defer {
             close(descriptor)
@@ -206,9 +206,9 @@ public final class SafetensorsStagedWriter: Sendable {
         return StagedFile(file: output, temporary: temporary)
     }
 
-    /// Marks the writer finished, waits for the queue, and returns `body` of the appended tensors;
-    /// rethrows a background write's error (the caller closes and removes the temporary).
-    private func drain<T>(_ body: (SafetensorsWriter) -> T) throws -> T {
+    /// Marks the writer finished, waits for the queue and returns the appended tensors' layout;
+    /// on a background write's error, closes and removes the temporary and rethrows it.
+    private func drain() throws -> SafetensorsWriter {
         let staged = state.withLock { state in
             precondition(!state.finished, "SafetensorsStagedWriter.finish: called after finish or discard")
             state.finished = true
@@ -220,7 +220,7 @@ public final class SafetensorsStagedWriter: Sendable {
             unlink(temporary)
             throw error
         }
-        return body(staged)
+        return staged
     }
 
     deinit {
