@@ -44,6 +44,16 @@ func dampedMetric(_ metric: Matrix<Double>, dimension d: Int, damping: Double, o
     return c
 }
 
+/// Throws unless the eigenvalues of a (damped) metric are non-negative up to rounding: an
+/// indefinite metric would give a meaningless or negative output error.
+package func checkSemidefinite(_ eigenvalues: [Double], operation: String) throws {
+    let largest = eigenvalues.map(abs).max() ?? 0
+    if let smallest = eigenvalues.min(), smallest < -1e-9 * largest {
+        throw DecompositionError.invalidParameter(operation: operation, name: "the input metric's smallest eigenvalue", value: smallest,
+                                                  requirement: "a positive semidefinite metric (largest eigenvalue \(largest))")
+    }
+}
+
 /// `tr(Δ C Δᵀ)` for `Δ` of shape `m × d`.
 package func quadraticError(_ delta: Matrix<Double>, _ metric: Matrix<Double>) -> Double {
     let product = delta.matmul(metric)
@@ -85,6 +95,7 @@ public struct WhitenedSVD<Scalar: BLASScalar>: Sendable {
         let d = w.columns
         let c = try dampedMetric(metric, dimension: d, damping: damping, operation: "WhitenedSVD")
         let (values, vectors) = try c.symmetricEigen()
+        try checkSemidefinite(values, operation: "WhitenedSVD")
         let roots = values.map { Swift.max($0, 0).squareRoot() }
         let smallest = (roots.max() ?? 1) * 1e-12
         let l = vectors.scalingColumns(by: roots)                                       // V Λ^{1/2}

@@ -114,4 +114,23 @@ public struct CompressionOptions: Sendable, Equatable {
 
     /// The defaults.
     public init() {}
+
+    /// A description of every setting that changes the output (not ``jobs``), the same in every
+    /// process: dictionaries sorted by key, statistics by layer name and count. Workers of one
+    /// sharded run compare it (hashed) to refuse merging parts of different runs.
+    var fingerprint: String {
+        var parts = ["\(conv) \(linear) \(rank as Any) \(rankSelection) \(maxRank as Any) \(tolerance as Any) \(maxIterations)",
+                     "\(minimumParameters) \(include as Any) \(exclude as Any) \(inputSize) \(allowGrowth) \(simplify) \(exactSVD)",
+                     "\(dataAware) \(budget as Any) \(allocation) \(rankMultiple) \(minimumBudgetShare) \(outputDType as Any)"]
+        parts += layerSettings.keys.sorted().map { "setting \($0) \(layerSettings[$0]!)" }
+        parts += inputShapes.keys.sorted().map { "shape \($0) \(inputShapes[$0]!)" }
+        parts += layerWeights.keys.sorted().map { "weight \($0) \(layerWeights[$0]!)" }
+        if let statistics {
+            parts += statistics.layers.keys.sorted().map { name in
+                let s = statistics.layers[name]!
+                return "statistics \(name) \(s.count) \(s.groups)×\(s.dimension) \(s.means.first?.first ?? 0) \(s.grams.first?.scalars.first ?? 0)"
+            }
+        }
+        return parts.joined(separator: "\n")
+    }
 }

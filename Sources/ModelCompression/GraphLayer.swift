@@ -41,6 +41,9 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
     /// Why not, when it cannot.
     public var reason: String?
 
+    /// The weight's element count, 0 when its shape is unknown or invalid.
+    var parameters: Int { shape.flatMap { ModelCompressor.macs($0) } ?? 0 }
+
     /// What the compressor needs to rebuild the node; not part of the JSON form.
     var site: Site?
 
@@ -138,7 +141,7 @@ extension ModelCompressor {
             switch node.opType {
             case "ConvTranspose":
                 if let x = inputShape, x.count == 4, let w = layer.shape, w.count == 4 {
-                    layer.macs = x[0] * x[1] * w[1] * w[2] * w[3] * x[2] * x[3]
+                    layer.macs = Self.macs([x[0], x[1], w[1], w[2], w[3], x[2], x[3]])
                     (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), node.ints("strides") ?? [1, 1], node.int("group") ?? 1)
                 }
                 refuse("ConvTranspose (a transposed convolution) is not compressed")
@@ -151,14 +154,18 @@ extension ModelCompressor {
             }
             guard let weight else {
                 if node.opType == "MatMul", let a = inputShape, let b = layer.shape, a.count >= 1, b.count >= 2 {
-                    let batch = (try? ONNXShapeInference.broadcast([Array(a.dropLast(2)), Array(b.dropLast(2))]))?.reduce(1, *) ?? 1
-                    layer.macs = batch * (a.count >= 2 ? a[a.count - 2] : 1) * a[a.count - 1] * b[b.count - 1]
+                    let batch = (try? ONNXShapeInference.broadcast([Array(a.dropLast(2)), Array(b.dropLast(2))])).flatMap(Self.macs) ?? 1
+                    layer.macs = Self.macs([batch, a.count >= 2 ? a[a.count - 2] : 1, a[a.count - 1], b[b.count - 1]])
                 }
                 refuse(node.opType == "MatMul" ? "the right operand \(weightName) is computed in the graph (a product of activations), not a constant weight"
                        : "the weight \(weightName) is computed in the graph, not a constant")
                 continue
             }
             let shape = weight.tensor.shape
+            do { try weight.tensor.checkData() } catch {
+                refuse("the weight \(weightName) is unusable: \(error)")
+                continue
+            }
             var site = GraphLayer.Site(kind: .matmul, weight: weight, weightName: weightName, input: node.inputs[0],
                                        output: node.outputs.first ?? "", inputShape: inputShape)
             switch node.opType {
@@ -185,7 +192,7 @@ extension ModelCompressor {
                 site.kind = .conv(stride: Size2D(strides[0], strides[1]), padding: padding, dilation: Size2D(dilations[0], dilations[1]),
                                   groups: groups, autoPad: autoPad)
                 if let x = inputShape, x.count == 4, let y = shapes.shapes[site.output], y.count == 4 {
-                    layer.macs = x[0] * shape[0] * shape[1] * kernel[0] * kernel[1] * y[2] * y[3]
+                    layer.macs = Self.macs([x[0], shape[0], shape[1], kernel[0], kernel[1], y[2], y[3]])
                 }
                 if node.inputs.count > 2, !node.inputs[2].isEmpty {
                     site.biasName = node.inputs[2]
@@ -208,7 +215,7 @@ extension ModelCompressor {
                 let alpha = node.float("alpha") ?? 1, beta = node.float("beta") ?? 1
                 let c = node.inputs.count > 2 && !node.inputs[2].isEmpty ? node.inputs[2] : nil
                 site.kind = .gemm(transB: transB, alpha: alpha, beta: beta, c: c)
-                if let a = inputShape, a.count == 2, shape.count == 2 { layer.macs = (transA == 1 ? a[1] * a[0] : a[0] * a[1]) * (transB ? shape[0] : shape[1]) }
+                if let a = inputShape, a.count == 2, shape.count == 2 { layer.macs = Self.macs([a[0], a[1], transB ? shape[0] : shape[1]]) }
                 guard transA == 0 else {
                     refuse("Gemm with transA = 1")
                     continue
@@ -226,7 +233,7 @@ extension ModelCompressor {
                     refuse("the right operand of shape \(shape) is not a constant matrix")
                     continue
                 }
-                if let a = inputShape, a.count >= 1 { layer.macs = a.reduce(1, *) * shape[1] }
+                if let a = inputShape, a.count >= 1 { layer.macs = Self.macs(a + [shape[1]]) }
                 if options.linear == .none {
                     refuse("linear layers are not compressed (--linear none)")
                     continue
@@ -240,14 +247,21 @@ extension ModelCompressor {
                 refuse("the bias is \(bias.tensor.dataType), not floating point")
                 continue
             }
+            if let bias = site.bias {
+                do { try bias.tensor.checkData() } catch {
+                    refuse("the bias \(site.biasName ?? "") is unusable: \(error)")
+                    continue
+                }
+            }
             let readers = readers(of: weight)
             guard readers.count <= 1 else {
                 let others = readers.subtracting([index]).sorted().prefix(3).map { nodes[$0].name.isEmpty ? "\(nodes[$0].opType)_\($0)" : nodes[$0].name }
                 refuse("the weight \(weightName) is shared with \(readers.count - 1) other node(s) (\(others.joined(separator: ", ")))")
                 continue
             }
-            guard shape.reduce(1, *) >= options.minimumParameters else {
-                refuse("\(shape.reduce(1, *)) weights, fewer than the minimum of \(options.minimumParameters)")
+            let parameters = (try? weight.tensor.elementCount()) ?? 0
+            guard parameters >= options.minimumParameters else {
+                refuse("\(parameters) weights, fewer than the minimum of \(options.minimumParameters)")
                 continue
             }
             guard passesFilters(name) else {
@@ -262,6 +276,19 @@ extension ModelCompressor {
             }
         }
         return result
+    }
+
+    /// The product of `factors` (a MAC count), `nil` when a factor is negative or twice the
+    /// product (the FLOPs) overflows `Int`.
+    static func macs(_ factors: [Int]) -> Int? {
+        var product = 1
+        for f in factors {
+            guard f >= 0 else { return nil }
+            let (p, overflow) = product.multipliedReportingOverflow(by: f)
+            guard !overflow else { return nil }
+            product = p
+        }
+        return product <= Int.max / 2 ? product : nil
     }
 
     /// `[top, bottom, left, right]` of a `Conv` node: explicit `pads` (ONNX order

@@ -12,6 +12,9 @@ public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Se
     case unknownInputRank(node: String)
     /// A new node or value name that the graph already uses.
     case nameCollision(name: String)
+    /// A layer's new factors hold values that the weight's element type cannot represent (a
+    /// float16 factor beyond 65504, or a bias corrected by a huge statistics mean).
+    case unrepresentableFactors(layer: String, tensor: String, dataType: String, largest: Double)
 
     public var description: String {
         switch self {
@@ -21,6 +24,8 @@ public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Se
         case let .unknownInputRank(node):
             return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; pass --input-shape"
         case let .nameCollision(name): return "the name \(name) for a new node or value is already used in the graph"
+        case let .unrepresentableFactors(layer, tensor, dataType, largest):
+            return "layer \(layer): its factor \(tensor) reaches \(largest), beyond what \(dataType) represents; the weights or the statistics' means are too large for that type"
         }
     }
 }

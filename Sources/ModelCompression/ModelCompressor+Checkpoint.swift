@@ -36,6 +36,10 @@ public struct ShardAssignment: Sendable, Equatable, CustomStringConvertible {
 
     /// The metadata key that marks a partial index with its worker (`"0/3"`); ``SafetensorsIndex/merged(_:)`` removes it.
     public static let metadataKey = "tensor_compress_part"
+    /// The metadata key that marks a partial index with its run: a hash of the input index and
+    /// of the options, equal in every worker of one run; ``SafetensorsIndex/merged(_:)`` refuses
+    /// parts whose runs differ, and removes it.
+    public static let runKey = "tensor_compress_run"
 }
 
 /// Where a sharded compression is: reported after each layer.
@@ -78,8 +82,13 @@ public struct CompressedCheckpoint: Sendable {
     /// Sums over the replaced layers and the shards compressed.
     public var totals: CompressionTotals
 
-    /// Moves every file into place.
-    public func commit() throws { try StagedFile.commit(files) }
+    /// The existing index that ``commit()`` removes before it moves the first shard into place,
+    /// so that a process killed among the renames leaves no index over a mix of old and new
+    /// shards (a checkpoint that cannot be loaded, rather than one that loads wrong).
+    public var replacedIndex: String?
+
+    /// Moves every file into place: the old index removed first, the new index last.
+    public func commit() throws { try StagedFile.commit(files, removingFirst: [replacedIndex].compactMap { $0 }) }
 
     /// Removes the temporaries.
     public func discard() { StagedFile.discard(files) }
@@ -184,12 +193,17 @@ extension ModelCompressor {
             }
             var index = SafetensorsIndex(weightMap: weightMap, metadata: checkpoint.index.metadata, totalSize: totalSize,
                                          totalParameters: checkpoint.index.totalParameters == nil ? nil : totalParameters)
-            if let assignment { index.metadata[ShardAssignment.metadataKey] = assignment.description }
+            if let assignment {
+                index.metadata[ShardAssignment.metadataKey] = assignment.description
+                let identity = try checkpoint.index.encoded() + Data(options.fingerprint.utf8)
+                index.metadata[ShardAssignment.runKey] = contentHash(identity)
+            }
             staged.append(try indexOutput.stage(try index.encoded()))
             let modelBefore = work.reduce(0) { $0 + $1.1.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
             let candidateCount = work.reduce(0) { $0 + $1.2.count }
             return CompressedCheckpoint(files: staged, index: index, layers: layers, shards: shards,
-                                        totals: Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore))
+                                        totals: Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore),
+                                        replacedIndex: indexOutput.target.path)
         } catch {
             StagedFile.discard(staged)
             throw error
@@ -217,6 +231,11 @@ extension SafetensorsIndex {
             count = marks[1]
             guard workers.updateValue(marks[0], forKey: marks[0]) == nil else { throw fail("worker \(marks[0]) twice", "each worker once") }
         }
+        let runs = Set(parts.map { $0.metadata[ShardAssignment.runKey] ?? "none" })
+        guard runs.count <= 1 else {
+            throw fail("parts of \(runs.count) different runs (\(ShardAssignment.runKey) \(runs.sorted().joined(separator: ", ")))",
+                       "the parts of one run: the same checkpoint and the same options")
+        }
         guard let count, workers.count == count else {
             let missing = (0..<(count ?? 0)).filter { workers[$0] == nil }.map(String.init).joined(separator: ", ")
             throw fail("\(workers.count) of \(count ?? 0) parts", "every worker's part (missing: \(missing.isEmpty ? "all" : missing))")
@@ -224,9 +243,11 @@ extension SafetensorsIndex {
         var result = SafetensorsIndex(weightMap: [:], metadata: parts[0].metadata, totalSize: 0,
                                       totalParameters: parts[0].totalParameters == nil ? nil : 0)
         result.metadata[ShardAssignment.metadataKey] = nil
+        result.metadata[ShardAssignment.runKey] = nil
         for part in parts {
             var metadata = part.metadata
             metadata[ShardAssignment.metadataKey] = nil
+            metadata[ShardAssignment.runKey] = nil
             guard metadata == result.metadata else { throw fail("metadata \(metadata) and \(result.metadata)", "the same in every part") }
             for (tensor, shard) in part.weightMap {
                 guard result.weightMap.updateValue(shard, forKey: tensor) == nil else { throw fail("\(tensor) in two parts", "each tensor in one part") }

@@ -71,13 +71,13 @@ extension ModelCompressor {
             guard let site = layer.site else {
                 reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil,
                                            status: .notCompressible(reason: layer.reason ?? "not compressible"), ranks: [],
-                                           parametersBefore: layer.shape?.reduce(1, *) ?? 0, parametersAfter: layer.shape?.reduce(1, *) ?? 0,
+                                           parametersBefore: layer.parameters, parametersAfter: layer.parameters,
                                            flopsBefore: 2 * (layer.macs ?? 0), flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0,
                                            converged: true, iterations: 0, seconds: 0, reasons: [], op: layer.op))
                 continue
             }
             if let allocated, allocated[layer.name] == nil {
-                let count = layer.shape?.reduce(1, *) ?? 0
+                let count = layer.parameters
                 reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil, status: .keptByBudget, ranks: [],
                                            parametersBefore: count, parametersAfter: count, flopsBefore: 2 * (layer.macs ?? 0),
                                            flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0, converged: true, iterations: 0, seconds: 0,
@@ -174,6 +174,14 @@ extension ModelCompressor {
         guard let compressed, report.status.isReplaced else { return (report, nil) }
         var emitter = ONNXStackEmitter(base: layer.name, method: compressed.method, dataType: site.weight.tensor.dataType, site: site)
         try emitter.emit(compressed.stack, rank: site.inputShape?.count)
+        // Finite in the type they are written in: factors computed in Double may not fit float16
+        // (or Float, after a bias correction by a huge mean).
+        for tensor in emitter.initializers where tensor.dataType.isFloatingPoint {
+            let values = try tensor.tensor(as: Double.self).scalars
+            if let bad = values.first(where: { !$0.isFinite || abs($0) > tensor.dataType.largestFinite }) {
+                throw ModelCompressionError.unrepresentableFactors(layer: layer.name, tensor: tensor.name, dataType: "\(tensor.dataType)", largest: bad)
+            }
+        }
         return (report, emitter)
     }
 

@@ -29,6 +29,11 @@ public struct InputStatistics: Sendable, Equatable {
     /// The second moment `E[x xᵀ]` of each group, `d × d`.
     public private(set) var grams: [Matrix<Double>]
 
+    /// ``count`` as a whole number, or in exponent form when it is beyond 10¹⁵ (a count read
+    /// from a file may be any finite value).
+    public var countDescription: String {
+        count < 1e15 ? String(Int(count)) : "\(count)"
+    }
     /// The vector length `d`.
     public var dimension: Int { means.first?.count ?? 0 }
     /// The number of groups.
@@ -47,7 +52,8 @@ public struct InputStatistics: Sendable, Equatable {
     /// Statistics from their parts (as read from a file).
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` when the shapes disagree, the count is
-    ///   negative, or a value is not finite.
+    ///   negative, a value is not finite, or a Gram matrix cannot be a second moment (a negative
+    ///   variance, an entry beyond Cauchy–Schwarz).
     public init(count: Double, means: [[Double]], grams: [Matrix<Double>]) throws {
         guard count >= 0, count.isFinite, !means.isEmpty, means.count == grams.count else {
             throw NNLayersError.statistics(reason: "count \(count) with \(means.count) means and \(grams.count) Gram matrices")
@@ -58,6 +64,21 @@ public struct InputStatistics: Sendable, Equatable {
         }
         guard means.allSatisfy({ $0.allSatisfy(\.isFinite) }), grams.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else {
             throw NNLayersError.statistics(reason: "a mean or Gram entry is not finite")
+        }
+        // A second moment E[x xᵀ] is positive semidefinite and dominates μμᵀ: every variance
+        // G_ii − μ_i² is non-negative and every |G_ij| ≤ √(G_ii G_jj) (Cauchy–Schwarz). A file
+        // that breaks either is not statistics of any inputs (checks in O(d²); the whitening
+        // checks the eigenvalues too).
+        for (g, (gram, mean)) in zip(grams, means).enumerated() {
+            for i in 0..<d {
+                let variance = gram[i, i] - mean[i] * mean[i]
+                guard gram[i, i] >= 0, variance >= -1e-9 * Swift.max(gram[i, i], mean[i] * mean[i]) else {
+                    throw NNLayersError.statistics(reason: "group \(g): E[x²] of input \(i) is \(gram[i, i]) with mean \(mean[i]); a second moment is at least the squared mean")
+                }
+                for j in 0..<i where abs(gram[i, j]) > (gram[i, i] * gram[j, j]).squareRoot() * (1 + 1e-9) + 1e-300 {
+                    throw NNLayersError.statistics(reason: "group \(g): Gram entry (\(i), \(j)) = \(gram[i, j]) exceeds √(G_ii·G_jj) = \((gram[i, i] * gram[j, j]).squareRoot()); the matrix is not positive semidefinite")
+                }
+            }
         }
         (self.count, self.means, self.grams) = (count, means, grams)
     }

@@ -145,7 +145,7 @@ extension Linear {
             ])
             var result = CompressedLayer(original: .linear(self), stack: stack, method: .svd, ranks: choice.ranks,
                                          kernelRelativeError: Double(try f.relativeError(to: Tensor(weight))),
-                                         reasons: choice.reasons + ["whitened SVD on \(Int(statistics.count)) calibration inputs"])
+                                         reasons: choice.reasons + ["whitened SVD on \(statistics.countDescription) calibration inputs"])
             result.outputRelativeError = accumulator.relative
             return result
         case let .tensorTrain(outputModes, inputModes, maxRank, tolerance):
@@ -210,6 +210,7 @@ func kroneckerWhitening(_ metric: Matrix<Double>, modes: [Int], damping: Double)
         let trace = (0..<size).reduce(0.0) { $0 + ck[$1, $1] }
         for j in 0..<size { ck[j, j] += trace > 0 ? damping * trace / Double(size) : 1 }
         let (values, vectors) = try ck.symmetricEigen()
+        try checkSemidefinite(values, operation: "TT metric")
         let roots = values.map { Swift.max($0, 0).squareRoot() }
         let floor = (roots.max() ?? 1) * 1e-12
         factors.append(vectors.scalingColumns(by: roots).matmul(vectors, transposeOther: true))                               // C_k^{1/2}
@@ -293,7 +294,7 @@ extension Conv2D {
             let stack = try LayerStack(svd: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .svd, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels.map { try $0.reshaped(to: [tg, d]) }, factors),
-                                     reasons: reasons + ["whitened SVD on \(Int(statistics.count)) calibration patches"])
+                                     reasons: reasons + ["whitened SVD on \(statistics.countDescription) calibration patches"])
         case let .tucker2(selection):
             var ranks: [Int], reasons: [String]
             switch selection {
@@ -317,7 +318,7 @@ extension Conv2D {
             let stack = try LayerStack(tucker2: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .tucker2, ranks: ranks,
                                      kernelRelativeError: try groupedError(kernels, factors),
-                                     reasons: reasons + ["output-aware Tucker-2 on \(Int(statistics.count)) calibration patches, "
+                                     reasons: reasons + ["output-aware Tucker-2 on \(statistics.countDescription) calibration patches, "
                                                          + "\(runs.map(\.iterations).max() ?? 0) alternations"],
                                      converged: true, iterations: runs.map(\.iterations).max() ?? 0)
         case let .cp(selection, maxIterations, seed):
@@ -339,7 +340,7 @@ extension Conv2D {
             let stack = try LayerStack(cp: factors, replacing: self).replacingLastBias(newBias)
             result = CompressedLayer(original: .conv2d(self), stack: stack, method: .cp, ranks: [rank],
                                      kernelRelativeError: try groupedError(kernels, factors),
-                                     reasons: reasons + ["output-aware CP on \(Int(statistics.count)) calibration patches"],
+                                     reasons: reasons + ["output-aware CP on \(statistics.countDescription) calibration patches"],
                                      converged: true, iterations: runs.map(\.iterations).max() ?? 0)
         case .tensorTrain:
             preconditionFailure("handled above")

@@ -82,6 +82,19 @@ public struct ONNXDataType: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// Whether the type is FLOAT, DOUBLE, FLOAT16 or BFLOAT16.
     public var isFloatingPoint: Bool { [.float, .double, .float16, .bfloat16].contains(self) }
 
+    /// The largest finite magnitude a value of this floating-point type holds (65504 for
+    /// FLOAT16), `Double.greatestFiniteMagnitude` for DOUBLE and the non-floating-point types.
+    /// A value computed in `Double` and written in this type must not exceed it, or it would be
+    /// written as infinity.
+    public var largestFinite: Double {
+        switch self {
+        case .float16: return 65504
+        case .bfloat16: return Double(Float(bitPattern: 0x7F7F_0000))
+        case .float: return Double(Float.greatestFiniteMagnitude)
+        default: return .greatestFiniteMagnitude
+        }
+    }
+
     /// `FLOAT`, `INT64`, … as `onnx.proto` spells them, or `type N`.
     public var description: String {
         let names: [Int: String] = [

@@ -81,6 +81,82 @@ extension ONNXGraph {
 
     // MARK: - Helpers
 
+    /// What is known of a value's layout without input sizes: its rank and its channel count
+    /// (axis 1), for the rewrites that must not change either.
+    struct Layout: Equatable {
+        var rank: Int
+        var channels: Int?
+        /// Every dimension, for constants.
+        var shape: [Int]?
+    }
+
+    /// The layout of every value that can be derived from declared shapes, constants and the
+    /// operators that keep or set the channel count (convolutions, pooling, normalisation,
+    /// elementwise operators with broadcasting, channel concatenation), in one pass.
+    func layouts() -> [String: Layout] {
+        var result: [String: Layout] = [:]
+        func layout(_ dims: [ONNXDimension]) -> Layout {
+            let channel: Int? = dims.count > 1 ? { if case let .value(v) = dims[1] { return v } else { return nil } }() : nil
+            return Layout(rank: dims.count, channels: channel)
+        }
+        for info in proto.input.map(ONNXValueInfo.init(proto:)) + proto.valueInfo.map(ONNXValueInfo.init(proto:)) {
+            if let dims = info.shape { result[info.name] = layout(dims) }
+        }
+        for tensor in proto.initializer {
+            let shape = tensor.dims.map { Int(clamping: $0) }
+            result[tensor.name] = Layout(rank: shape.count, channels: shape.count > 1 ? shape[1] : nil, shape: shape)
+        }
+        let keeps: Set<String> = ["Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Clip", "Identity",
+                                  "Dropout", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
+                                  "GlobalMaxPool", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf", "Gelu", "Mish", "Softplus", "PRelu", "Cast"]
+        let constants = self.constants()
+        for p in proto.node {
+            let node = ONNXNode(proto: p)
+            guard node.isStandard, let out = p.output.first, !out.isEmpty else { continue }
+            if node.opType == "Constant", let t = Self.constantValue(node) {
+                let shape = t.shape
+                result[out] = Layout(rank: shape.count, channels: shape.count > 1 ? shape[1] : nil, shape: shape)
+                continue
+            }
+            let inputs = p.input.map { $0.isEmpty ? nil : result[$0] }
+            var derived: Layout?
+            switch node.opType {
+            case "Conv":
+                if p.input.count > 1, let w = constants[p.input[1]]?.tensor.shape, w.count >= 3 {
+                    derived = Layout(rank: w.count, channels: w[0])
+                }
+            case _ where keeps.contains(node.opType):
+                derived = inputs.first ?? nil
+            case "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min":
+                guard inputs.count == 2, let a = inputs[0], let b = inputs[1] else { break }
+                let rank = max(a.rank, b.rank)
+                // Axis 1 of the result, operands aligned from the right: an operand of the full
+                // rank gives its channels, one of rank − 1 its axis 0 (not tracked), a shorter one 1.
+                func channel(_ l: Layout) -> Int? {
+                    if l.rank == rank { return l.channels }
+                    if let s = l.shape { return l.rank >= rank - 1 ? s[l.rank - rank + 1] : 1 }
+                    return l.rank == rank - 1 ? nil : 1
+                }
+                let (ca, cb) = (channel(a), channel(b))
+                if rank < 2 { derived = Layout(rank: rank, channels: nil) } else if let ca, let cb, ca == cb || ca == 1 || cb == 1 {
+                    derived = Layout(rank: rank, channels: max(ca, cb))
+                } else {
+                    derived = Layout(rank: rank, channels: nil)
+                }
+            case "Concat":
+                guard let first = inputs.first ?? nil, node.int("axis") == 1 || node.int("axis") == 1 - first.rank else { break }
+                let parts = inputs.compactMap { $0 }
+                if parts.count == inputs.count, parts.allSatisfy({ $0.rank == first.rank }) {
+                    let channels = parts.map(\.channels)
+                    derived = Layout(rank: first.rank, channels: channels.allSatisfy { $0 != nil } ? channels.reduce(0) { $0 + $1! } : nil)
+                }
+            default: break
+            }
+            if let derived, result[out] == nil || result[out]?.channels == nil { result[out] = derived }
+        }
+        return result
+    }
+
     /// An elementwise operation by a constant: `x ∘ c` for `Mul`/`Add`, `x − c`, `x / c`.
     private struct Affine {
         var node: Int
@@ -184,23 +260,28 @@ extension ONNXGraph {
         return r[0]
     }
 
-    private func scalar(_ name: String, _ constants: [String: ONNXConstant]) -> Double? {
-        guard let c = constants[name], (try? c.tensor.elementCount()) == 1, let v = try? c.tensor.tensor(as: Double.self).scalars[0] else { return nil }
+    /// The value of a one-element constant of rank at most `maxRank` (a constant of higher rank
+    /// would raise the rank of what it is applied to), or `nil`.
+    private func scalar(_ name: String, _ constants: [String: ONNXConstant], maxRank: Int = 1) -> Double? {
+        guard let c = constants[name], c.tensor.shape.count <= maxRank, (try? c.tensor.elementCount()) == 1, let v = try? c.tensor.tensor(as: Double.self).scalars[0] else { return nil }
         return v
     }
 
     // MARK: - Rewrites
 
     private mutating func rewriteHardSwishes(names: inout Set<String>) throws -> Int {
-        let constants = self.constants(), readers = consumers()
+        let constants = self.constants(), readers = consumers(), layouts = self.layouts()
         var count = 0
         var removed = Set<Int>()
         var inserted: [Int: [Onnx_NodeProto]] = [:]
         for (k, p) in proto.node.enumerated() where p.opType == "Add" && ONNXNode(proto: p).isStandard && p.input.count == 2 {
             // HardSigmoid's α is a FLOAT attribute: 1/6 in Float would change DOUBLE models by more than their rounding.
-            guard let a = affine(at: k, constants: constants), a.constant.dataType != .double,
-                  scalar(p.input[0] == a.input ? p.input[1] : p.input[0], constants) == 3 else { continue }
+            guard let a = affine(at: k, constants: constants), a.constant.dataType != .double else { continue }
             let x = a.input
+            // The constants may not have a higher rank than x: the rewrite's output has x's shape.
+            let maxRank = max(layouts[x]?.rank ?? 1, 0)
+            func scalar(_ name: String, _ constants: [String: ONNXConstant]) -> Double? { self.scalar(name, constants, maxRank: maxRank) }
+            guard scalar(p.input[0] == a.input ? p.input[1] : p.input[0], constants) == 3 else { continue }
             guard let c = soleReader(p.output[0], readers), proto.node[c].opType == "Clip", proto.node[c].input.first == p.output[0] else { continue }
             let clip = ONNXNode(proto: proto.node[c])
             let low = clip.inputs.count > 1 && !clip.inputs[1].isEmpty ? scalar(clip.inputs[1], constants) : clip.float("min").map(Double.init)
@@ -264,7 +345,8 @@ extension ONNXGraph {
                 for j in 0..<per { weight[o * per + j] = w[o * per + j] * s[o] }
                 bias[o] = b[o] * s[o] + t[o]
             }
-            guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else { continue }
+            let limit = site.weight.dataType.largestFinite
+            guard weight.allSatisfy({ abs($0) <= limit }), bias.allSatisfy({ abs($0) <= limit }) else { continue }
             try setWeights(k, site, weight: weight, bias: bias, suffix: "folded", names: &names, released: &released)
             proto.node[k].output[0] = value
             for r in chain { released.formUnion(proto.node[r].input) }
@@ -276,7 +358,7 @@ extension ONNXGraph {
     }
 
     private mutating func foldIntoFollowingConvolutions(names: inout Set<String>, released: inout Set<String>) throws -> Int {
-        let constants = self.constants(), readers = consumers()
+        let constants = self.constants(), readers = consumers(), layouts = self.layouts()
         var count = 0
         var visited = Set<Int>(), removed = Set<Int>()
         var replaced: [Int: Onnx_NodeProto] = [:]
@@ -295,6 +377,10 @@ extension ONNXGraph {
             let rank = sites[0].weight.shape.count
             let channels = sites[0].weight.shape[1] * (sites[0].node.int("group") ?? 1)
             guard sites.allSatisfy({ $0.weight.shape.count == rank && $0.weight.shape[1] * ($0.node.int("group") ?? 1) == channels }) else { continue }
+            // The chain's input must already have the convolutions' rank and channels: a constant
+            // that broadcasts a narrower input (x [1, 1, H, W] · s [1, C, 1, 1], or an unbatched
+            // x [C, H, W]) widens it, and the convolutions could not read x itself.
+            guard let layout = layouts[first.input], layout.rank == rank, layout.channels == channels else { continue }
             var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
             var ok = true
             for j in chain {
@@ -331,7 +417,9 @@ extension ONNXGraph {
                         }
                     }
                 }
-                guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else { ok = false; break }
+                // Finite in the weight's own type: a float16 weight scaled past 65504 would be infinite.
+                let limit = site.weight.dataType.largestFinite
+                guard weight.allSatisfy({ abs($0) <= limit }), bias.allSatisfy({ abs($0) <= limit }) else { ok = false; break }
                 changes.append((index, site, weight, bias))
             }
             guard ok else { continue }

@@ -88,6 +88,12 @@ public struct ONNXConstant: Sendable, Equatable {
 /// Read it from ``ONNXModel/graph``; changes made to a copy are written back by assigning it.
 public struct ONNXGraph: Sendable, Equatable {
     var proto: Onnx_GraphProto
+    /// Whether an initializer that is also listed as a graph input may be fed at run time, as
+    /// onnxruntime does from IR version 4 on: such an initializer is an input with a default
+    /// value, never a constant to fold or factor. ``ONNXModel/graph`` sets it from the model's IR
+    /// version (before IR 4 every initializer had to be listed as an input and none is
+    /// overridable); `true` for a graph made with ``init(name:nodes:initializers:inputs:outputs:)``.
+    public var initializersCanBeOverridden = true
 
     init(proto: Onnx_GraphProto) { self.proto = proto }
 
@@ -126,6 +132,14 @@ public struct ONNXGraph: Sendable, Equatable {
     /// The graph outputs.
     public var outputs: [ONNXValueInfo] { proto.output.map(ONNXValueInfo.init(proto:)) }
 
+    /// The initializers that a run may replace by feeding the input of the same name (see
+    /// ``initializersCanBeOverridden``).
+    public var overridableInitializerNames: Set<String> {
+        guard initializersCanBeOverridden else { return [] }
+        let inputNames = Set(proto.input.map(\.name))
+        return Set(proto.initializer.map(\.name).filter(inputNames.contains))
+    }
+
     /// The `value_info` entries: shapes of intermediate values recorded by the exporter.
     public var valueInfo: [ONNXValueInfo] { proto.valueInfo.map(ONNXValueInfo.init(proto:)) }
 
@@ -156,12 +170,12 @@ public struct ONNXGraph: Sendable, Equatable {
     /// Whether `name` is a graph output.
     public func isGraphOutput(_ name: String) -> Bool { proto.output.contains { $0.name == name } }
 
-    /// Every value whose content is fixed: initializers, `Constant` node outputs, and `Identity`
-    /// outputs of either, with where each comes from.
+    /// Every value whose content is fixed: initializers (not the overridable ones), `Constant`
+    /// node outputs, and `Identity` outputs of either, with where each comes from.
     public func constants() -> [String: ONNXConstant] {
         var result: [String: ONNXConstant] = [:]
-        let inputNames = Set(inputs.map(\.name))
-        for tensor in proto.initializer where !inputNames.contains(tensor.name) {
+        let overridable = overridableInitializerNames
+        for tensor in proto.initializer where !overridable.contains(tensor.name) {
             result[tensor.name] = ONNXConstant(tensor: ONNXTensor(proto: tensor), initializer: tensor.name, constantNode: nil,
                                                identities: [], sourceName: tensor.name)
         }
@@ -198,23 +212,53 @@ public struct ONNXGraph: Sendable, Equatable {
 
     /// Removes what produced `names` when nothing reads it any more: initializers, `Constant`
     /// nodes and `Identity` nodes (and, through them, their own sources), and the `value_info`
-    /// entries of the removed values. Graph outputs and values still read are kept.
+    /// entries of the removed values. Graph outputs, overridable initializers and values still
+    /// read (by a node, or by a node of a subgraph through the outer scope) are kept.
+    ///
+    /// - Complexity: O(nodes + initializers + names): one count of the readers, updated as
+    ///   producers are removed.
     public mutating func removeUnused(_ names: Set<String>) {
-        var pending = names
-        var removedValues = Set<String>()
-        while let name = pending.popFirst() {
-            if isGraphOutput(name) { continue }
-            if proto.node.contains(where: { $0.input.contains(name) }) { continue }
-            if let k = proto.node.firstIndex(where: { $0.output == [name] && ($0.opType == "Constant" || $0.opType == "Identity") }) {
-                let node = proto.node.remove(at: k)
+        var readers: [String: Int] = [:]
+        func count(_ graph: Onnx_GraphProto) {
+            for node in graph.node {
+                for input in node.input where !input.isEmpty { readers[input, default: 0] += 1 }
+                for attribute in node.attribute {
+                    if attribute.hasG { count(attribute.g) }
+                    attribute.graphs.forEach(count)
+                }
+            }
+        }
+        count(proto)
+        let outputs = Set(proto.output.map(\.name)), inputs = Set(proto.input.map(\.name))
+        var producers: [String: Int] = [:]
+        for (k, node) in proto.node.enumerated() where node.output.count == 1 && (node.opType == "Constant" || node.opType == "Identity") {
+            producers[node.output[0]] = k
+        }
+        var initializers: [String: Int] = [:]
+        for (k, tensor) in proto.initializer.enumerated() { initializers[tensor.name] = k }
+        var removedNodes = Set<Int>(), removedInitializers = Set<Int>(), removedValues = Set<String>()
+        var pending = Array(names)
+        while let name = pending.popLast() {
+            guard !outputs.contains(name), readers[name, default: 0] == 0, !removedValues.contains(name) else { continue }
+            if let k = producers[name] {
+                removedNodes.insert(k)
                 removedValues.insert(name)
-                for input in node.input where !input.isEmpty { pending.insert(input) }
-            } else if let k = proto.initializer.firstIndex(where: { $0.name == name }) {
-                // An initializer listed as a graph input (IR < 4) is an overridable input: keep it.
-                if proto.input.contains(where: { $0.name == name }) { continue }
-                proto.initializer.remove(at: k)
+                for input in proto.node[k].input where !input.isEmpty {
+                    readers[input, default: 1] -= 1
+                    pending.append(input)
+                }
+            } else if let k = initializers[name] {
+                // An initializer listed as a graph input is an overridable input (or, before IR 4, listed
+                // because it had to be): keep it.
+                if inputs.contains(name) { continue }
+                removedInitializers.insert(k)
                 removedValues.insert(name)
             }
+        }
+        guard !removedValues.isEmpty else { return }
+        if !removedNodes.isEmpty { proto.node = proto.node.enumerated().filter { !removedNodes.contains($0.offset) }.map(\.element) }
+        if !removedInitializers.isEmpty {
+            proto.initializer = proto.initializer.enumerated().filter { !removedInitializers.contains($0.offset) }.map(\.element)
         }
         proto.valueInfo.removeAll { removedValues.contains($0.name) }
     }

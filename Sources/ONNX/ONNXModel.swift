@@ -44,6 +44,8 @@ public struct ONNXModel: Sendable {
     var proto: Onnx_ModelProto
     /// Names of the initializers that were stored externally when read.
     var externalTensorNames: Set<String> = []
+    /// The external data files read, resolved (no symlinks), in the order first read.
+    public private(set) var externalDataFiles: [URL] = []
 
     /// protobuf's limit for one message.
     static let protobufLimit = Int(Int32.max)
@@ -67,10 +69,7 @@ public struct ONNXModel: Sendable {
     ///   ``ONNXError/externalData(tensor:location:reason:)``, and
     ///   ``TensorIO/TensorIOError/fileSystem(path:reason:)`` for a file that cannot be read.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw TensorIOError.fileSystem(path: url.path, reason: FileManager.default.fileExists(atPath: url.path) ? "cannot read" : "no such file")
-        }
+        let data = try InputFile.contents(of: url)
         try self.init(serializedData: data, externalDataDirectory: url.deletingLastPathComponent())
     }
 
@@ -90,6 +89,7 @@ public struct ONNXModel: Sendable {
         var reader = ExternalDataReader(directory: externalDataDirectory)
         try reader.load(&proto.graph)
         externalTensorNames = reader.loadedInitializers
+        externalDataFiles = reader.order.map { URL(fileURLWithPath: $0) }
     }
 
     /// The IR version.
@@ -124,7 +124,11 @@ public struct ONNXModel: Sendable {
 
     /// The main graph.
     public var graph: ONNXGraph {
-        get { ONNXGraph(proto: proto.graph) }
+        get {
+            var graph = ONNXGraph(proto: proto.graph)
+            graph.initializersCanBeOverridden = proto.irVersion >= 4
+            return graph
+        }
         set { proto.graph = newValue.proto }
     }
 
@@ -135,16 +139,31 @@ public struct ONNXModel: Sendable {
         try encoded(fileName: "", externalData: .none).model
     }
 
+    /// The bytes of a model file and of its external data file.
+    public struct Encoding: Sendable {
+        /// The model file's bytes.
+        public var model: Data
+        /// The external data file's bytes, `nil` when every tensor is in the model file.
+        public var externalData: Data?
+        /// The external data file's name beside the model, `NAME.HASH.data`: named by its
+        /// content, so that a new model's data never replaces the data an older model file reads.
+        public var externalDataFileName: String?
+    }
+
     /// The bytes of the model file and of its external data file (`nil` when there is none), for a
     /// model file called `fileName`.
     ///
+    /// The data file is called `fileName.HASH.data`, `HASH` being 16 hexadecimal digits of a hash
+    /// of its bytes: writing a model never changes a data file that another model (or the model
+    /// being replaced) refers to, and identical models get identical files.
+    ///
     /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)`` when `.none` would exceed 2 GiB.
-    public func encoded(fileName: String, externalData: ONNXExternalData = .automatic) throws -> (model: Data, externalData: Data?) {
+    public func encoded(fileName: String, externalData: ONNXExternalData = .automatic) throws -> Encoding {
         try encoded(fileName: fileName, externalData: externalData, limit: Self.protobufLimit)
     }
 
     /// ``encoded(fileName:externalData:)`` with the one-file limit as a parameter (tests lower it).
-    func encoded(fileName: String, externalData: ONNXExternalData, limit: Int) throws -> (model: Data, externalData: Data?) {
+    func encoded(fileName: String, externalData: ONNXExternalData, limit: Int) throws -> Encoding {
         var policy = externalData
         if policy == .automatic {
             let tensorBytes = proto.graph.initializer.reduce(0) { $0 + $1.rawData.count }
@@ -155,21 +174,23 @@ public struct ONNXModel: Sendable {
             if estimate > limit { throw ONNXError.tooLargeForOneFile(bytes: estimate) }
             let bytes: [UInt8] = try proto.serializedBytes()
             if bytes.count > limit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
-            return (Data(bytes), nil)
+            return Encoding(model: Data(bytes), externalData: nil, externalDataFileName: nil)
         }
         var copy = proto
         var blob = Data()
-        let location = fileName + ".data"
+        var moved: [(index: Int, offset: Int, length: Int)] = []
         for k in copy.graph.initializer.indices where copy.graph.initializer[k].rawData.count >= max(minimumBytes, 1) {
             let padding = (64 - blob.count % 64) % 64
             blob.append(Data(count: padding))
-            let offset = blob.count
-            let raw = copy.graph.initializer[k].rawData
-            blob.append(raw)
+            moved.append((k, blob.count, copy.graph.initializer[k].rawData.count))
+            blob.append(copy.graph.initializer[k].rawData)
+        }
+        let location = moved.isEmpty ? nil : fileName + "." + contentHash(blob) + ".data"
+        for (k, offset, length) in moved {
             var tensor = copy.graph.initializer[k]
             tensor.clearRawData()
             tensor.dataLocation = .external
-            tensor.externalData = [("location", location), ("offset", "\(offset)"), ("length", "\(raw.count)")].map { key, value in
+            tensor.externalData = [("location", location!), ("offset", "\(offset)"), ("length", "\(length)")].map { key, value in
                 var entry = Onnx_StringStringEntryProto()
                 entry.key = key
                 entry.value = value
@@ -179,18 +200,70 @@ public struct ONNXModel: Sendable {
         }
         let bytes: [UInt8] = try copy.serializedBytes()
         if bytes.count > limit { throw ONNXError.tooLargeForOneFile(bytes: bytes.count) }
-        return (Data(bytes), blob.isEmpty ? nil : blob)
+        return Encoding(model: Data(bytes), externalData: location == nil ? nil : blob, externalDataFileName: location)
     }
 
-    /// Writes the model (and its external data file `NAME.data`, when there is one) atomically:
-    /// both files or neither.
+    /// The files that writing the model to `output` produces, in the order to commit them: the
+    /// external data file first (a new name, which no model reads yet), then the model file, so
+    /// that a process killed between the two renames leaves the old model over its old data.
+    /// A data file that already exists with the same bytes is not written again.
+    ///
+    /// - Throws: as ``encoded(fileName:externalData:)``, and
+    ///   ``TensorIO/TensorIOError/fileSystem(path:reason:)`` for a data path that cannot be written.
+    public func outputFiles(for output: OutputFile, externalData: ONNXExternalData = .automatic) throws -> [(OutputFile, Data)] {
+        let encoding = try encoded(fileName: output.target.lastPathComponent, externalData: externalData)
+        var files: [(OutputFile, Data)] = []
+        if let data = encoding.externalData, let name = encoding.externalDataFileName {
+            let path = output.target.deletingLastPathComponent().appendingPathComponent(name).path
+            let existing = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            if existing != data { files.append((try OutputFile(path: path), data)) }
+        }
+        files.append((output, encoding.model))
+        return files
+    }
+
+    /// The external data files that the model file at `url` refers to and that are named as this
+    /// writer names them beside it (`NAME.data`, `NAME.HASH.data`), resolved; empty when there is
+    /// no such file or it cannot be decoded. Read before a model is replaced, so that its data can
+    /// be removed after (``removeReplacedData(_:keeping:)``).
+    public static func ownDataFiles(ofModelAt url: URL) -> [String] {
+        guard (try? InputFile.checkRegular(url.path)) != nil,
+              let data = try? Data(contentsOf: url, options: .alwaysMapped),
+              let proto = try? Onnx_ModelProto(serializedBytes: data) else { return [] }
+        let name = url.lastPathComponent
+        func own(_ location: String) -> Bool {
+            guard location.hasPrefix(name + "."), location.hasSuffix(".data") else { return false }
+            let middle = location.dropFirst(name.count + 1).dropLast(".data".count)
+            return middle.isEmpty || middle.count == 16 && middle.allSatisfy(\.isHexDigit)
+        }
+        let locations = Set(proto.graph.initializer.flatMap { tensor in
+            tensor.externalData.filter { $0.key == "location" && own($0.value) }.map(\.value)
+        })
+        return locations.sorted().map { OutputFile.canonicalPath(url.deletingLastPathComponent().appendingPathComponent($0).path) }
+    }
+
+    /// Removes the data files of a replaced model (``ownDataFiles(ofModelAt:)`` of `output`, read
+    /// before the replacement) that the new model at `output` does not use and that are not among
+    /// `keeping` (the files the run read, which other models may still refer to).
+    public static func removeReplacedData(_ previous: [String], of output: URL, keeping: [String]) {
+        guard !previous.isEmpty else { return }
+        let current = Set(ownDataFiles(ofModelAt: output))
+        for path in previous where !current.contains(path) {
+            guard let file = try? OutputFile(path: path), !keeping.contains(where: file.isSameFile(as:)) else { continue }
+            unlink(path)
+        }
+    }
+
+    /// Writes the model (and its external data file, when there is one) atomically: the data file
+    /// under a new name first, then the model file, then the replaced model's own data file is
+    /// removed.
     ///
     /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)``, ``TensorIO/TensorIOError/fileSystem(path:reason:)``.
     public func write(to url: URL, externalData: ONNXExternalData = .automatic) throws {
-        let (model, data) = try encoded(fileName: url.lastPathComponent, externalData: externalData)
-        var files = [(try OutputFile(path: url.path), model)]
-        if let data { files.append((try OutputFile(path: url.path + ".data"), data)) }
-        try OutputFile.write(files)
+        let output = try OutputFile(path: url.path)
+        let previous = Self.ownDataFiles(ofModelAt: output.target)
+        try OutputFile.write(try outputFiles(for: output, externalData: externalData))
+        Self.removeReplacedData(previous, of: output.target, keeping: externalDataFiles.map(\.path))
     }
 }
 
@@ -198,6 +271,8 @@ public struct ONNXModel: Sendable {
 struct ExternalDataReader {
     let directory: URL?
     var files: [String: Data] = [:]
+    /// The resolved paths of the files read, in the order first read.
+    var order: [String] = []
     var loadedInitializers: Set<String> = []
 
     init(directory: URL?) { self.directory = directory }
@@ -233,11 +308,17 @@ struct ExternalDataReader {
         }
         if files[location] == nil {
             let url = directory.appendingPathComponent(location)
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                throw fail("no such file in \(directory.path)")
+            guard FileManager.default.fileExists(atPath: url.path) else { throw fail("no such file in \(directory.path)") }
+            // Symlinks are resolved and the file must still lie inside the model's directory, as
+            // onnx.load requires: a link must not bring outside bytes into the model (or its output).
+            let resolved = OutputFile.canonicalPath(url.path), root = OutputFile.canonicalPath(directory.path)
+            guard resolved.hasPrefix(root == "/" ? "/" : root + "/") else {
+                throw fail("resolves to \(resolved), outside the model's directory \(root) (through a symlink)")
             }
-            do { files[location] = try Data(contentsOf: url, options: .alwaysMapped) } catch { throw fail("cannot read the file") }
+            do { files[location] = try InputFile.contents(of: URL(fileURLWithPath: resolved)) } catch let error as TensorIOError {
+                throw fail("\(error)")
+            }
+            order.append(resolved)
         }
         let file = files[location]!
         guard let offset = Int(fields["offset"] ?? "0"), offset >= 0 else { throw fail("offset \(fields["offset"]!) is not a non-negative integer") }
@@ -250,7 +331,7 @@ struct ExternalDataReader {
             length = file.count - offset
         }
         guard length <= file.count - offset else {
-            throw fail("offset \(offset) + length \(length) = \(offset + length) reaches beyond the file's \(file.count) bytes")
+            throw fail("offset \(offset) + length \(length) reaches beyond the file's \(file.count) bytes")
         }
         let view = ONNXTensor(proto: tensor)
         if let dtype = view.dataType.dtype {

@@ -81,6 +81,31 @@ public struct ONNXTensor: Sendable, Equatable {
         return count
     }
 
+    /// Checks, without decoding, that the shape is valid and the stored data holds exactly its
+    /// elements (in `raw_data` or the typed field of the element type).
+    ///
+    /// - Throws: ``ONNXError/invalidShape(tensor:shape:)``, ``ONNXError/dataSize(tensor:expected:actual:)``,
+    ///   ``ONNXError/unsupportedDataType(tensor:dataType:operation:)``, ``ONNXError/externalDataWithoutDirectory(tensor:)``.
+    public func checkData() throws {
+        let count = try elementCount()
+        guard let dtype = dataType.dtype else {
+            throw ONNXError.unsupportedDataType(tensor: name, dataType: dataType, operation: "reading numbers")
+        }
+        if isExternal { throw ONNXError.externalDataWithoutDirectory(tensor: name) }
+        let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow else { throw ONNXError.invalidShape(tensor: name, shape: shape) }
+        if proto.hasRawData { return try checkSize(expected) }
+        let stored: Int
+        switch dtype {
+        case .float32: stored = proto.floatData.count
+        case .float64: stored = proto.doubleData.count
+        case .int64: stored = proto.int64Data.count
+        case .uint32, .uint64: stored = proto.uint64Data.count
+        default: stored = proto.int32Data.count
+        }
+        guard stored == count else { throw ONNXError.dataSize(tensor: name, expected: expected, actual: stored * dtype.size) }
+    }
+
     /// The bytes of the data when stored as `raw_data` (or read in from an external file).
     var storedBytes: Int { proto.rawData.count }
 

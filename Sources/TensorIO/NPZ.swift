@@ -31,9 +31,7 @@ public struct NPZFile {
     ///
     /// - Throws: ``TensorIOError`` for a missing file or one that is not a zip archive.
     public init(contentsOf url: URL) throws {
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TensorIOError.fileSystem(path: url.path, reason: "no such file")
-        }
+        try InputFile.checkRegular(url.path)
         let archive: Archive
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw TensorIOError.malformedHeader(format: "npz", reason: "not a readable zip archive (\(error))")

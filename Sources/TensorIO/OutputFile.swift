@@ -107,6 +107,19 @@ public struct OutputFile: Sendable, Equatable {
         }
     }
 
+    /// Throws when one of `outputs` is one of `inputs`, the files the run reads (a model, its
+    /// data files, shards, statistics): a run never writes over what it reads, by any spelling,
+    /// hard link or symlink.
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` naming both files.
+    public static func checkNotReading(_ outputs: [OutputFile], inputs: [String]) throws {
+        for output in outputs {
+            for input in inputs where output.isSameFile(as: input) {
+                throw TensorIOError.fileSystem(path: output.path, reason: "is the same file as \(input), which this run reads; write to another file")
+            }
+        }
+    }
+
     static let temporaryMarker = ".tensor-compress-"
 
     /// Writes `data` to a new temporary file beside the target; ``StagedFile/commit(_:)`` moves it into place.
@@ -178,11 +191,18 @@ public struct StagedFile: Sendable {
     /// The temporary's path.
     let temporary: String
 
-    /// Renames every temporary into place, in order. A rename that fails removes the
-    /// temporaries not yet renamed and throws.
+    /// Renames every temporary into place, in order, after removing the files `removed`. A
+    /// rename that fails removes the temporaries not yet renamed and throws.
     ///
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)``.
-    public static func commit(_ files: [StagedFile]) throws {
+    public static func commit(_ files: [StagedFile], removingFirst removed: [String] = []) throws {
+        // A file that the new ones replace as a whole (an index over shards) goes before any
+        // rename, so that no interrupted commit leaves it describing a mix of old and new files.
+        for path in removed where unlink(path) != 0 && errno != ENOENT {
+            let reason = String(cString: strerror(errno))
+            discard(files)
+            throw TensorIOError.fileSystem(path: path, reason: "cannot remove the file it replaces (\(reason))")
+        }
         for (k, staged) in files.enumerated() where rename(staged.temporary, staged.file.target.path) != 0 {
             let reason = String(cString: strerror(errno))
             discard(Array(files[k...]))

@@ -188,14 +188,10 @@ func mapFile(_ url: URL) throws -> (Data, OpenFile) {
     func fail(_ what: String) -> TensorIOError {
         TensorIOError.fileSystem(path: url.path, reason: "\(what) (\(String(cString: strerror(errno))))")
     }
-    let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { throw fail("cannot open") }
+    let descriptor = try InputFile.openRegular(url.path)
     let file = OpenFile(descriptor)
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw fail("cannot read its size") }
-    guard (status.st_mode & S_IFMT) == S_IFREG else {
-        throw TensorIOError.fileSystem(path: url.path, reason: "is not a regular file")
-    }
     let size = Int(status.st_size)
     if size == 0 { return (Data(), file) }
     guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else { throw fail("cannot map") }

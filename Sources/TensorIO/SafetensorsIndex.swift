@@ -131,10 +131,7 @@ public struct ShardedSafetensors: Sendable {
             }
             indexURL = url.appendingPathComponent(names[0])
         }
-        let data: Data
-        do { data = try Data(contentsOf: indexURL) } catch {
-            throw TensorIOError.fileSystem(path: indexURL.path, reason: "cannot read the index")
-        }
+        let data = try InputFile.contents(of: indexURL, mapped: false)
         index = try SafetensorsIndex(data: data, path: indexURL.path)
         directory = indexURL.deletingLastPathComponent()
         indexName = indexURL.lastPathComponent

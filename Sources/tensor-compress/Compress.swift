@@ -58,6 +58,10 @@ struct Compress: ParsableCommand {
 
     var isSharded: Bool { ShardedSafetensors.isSharded(model) }
 
+    /// The files the run reads besides the model's own data: the model, statistics, layer weights
+    /// and configuration. No output may be one of them.
+    var readFiles: [String] { [model, statistics, layerWeights, layerConfig].compactMap { $0 } }
+
     func validate() throws {
         if let rank, rank < 1 { throw ValidationError("--rank \(rank) must be at least 1") }
         if let maxRank, maxRank < 1 { throw ValidationError("--max-rank \(maxRank) must be at least 1") }
@@ -96,24 +100,17 @@ struct Compress: ParsableCommand {
         options.simplify = simplify
         (options.outputDType, options.jobs) = (dtype, jobs)
         if let statistics {
-            guard FileManager.default.fileExists(atPath: statistics) else { throw TensorIOError.fileSystem(path: statistics, reason: "no such file") }
             options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: statistics))
         }
         if let layerWeights {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: layerWeights)) } catch {
-                throw TensorIOError.fileSystem(path: layerWeights, reason: "cannot read the layer weights")
-            }
+            let data = try InputFile.contents(of: URL(fileURLWithPath: layerWeights), mapped: false)
             guard let weights = try? JSONDecoder().decode([String: Double].self, from: data), weights.values.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
                 throw ValidationError("--layer-weights \(layerWeights): expected a JSON object of non-negative numbers by layer name")
             }
             options.layerWeights = weights
         }
         if let layerConfig {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: layerConfig)) } catch {
-                throw TensorIOError.fileSystem(path: layerConfig, reason: "cannot read the layer configuration")
-            }
+            let data = try InputFile.contents(of: URL(fileURLWithPath: layerConfig), mapped: false)
             options.layerSettings = try Conv2DSettings.configuration(json: data)
         }
         return options
@@ -127,6 +124,7 @@ struct Compress: ParsableCommand {
         if outputFile.isSameFile(as: model) && !inPlace {
             throw ValidationError("--output \(output) is the input model; pass --in-place to replace it")
         }
+        try OutputFile.checkNotReading([outputFile], inputs: readFiles.filter { $0 != model })
         if let reportFile, let report {
             if reportFile.isSameFile(as: model) { throw ValidationError("--report \(report) is the input model") }
             if reportFile.isSameFile(as: output) { throw ValidationError("--report \(report) is the same file as --output") }
@@ -139,13 +137,17 @@ struct Compress: ParsableCommand {
         }
         if isONNX(model) {
             let source = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
+            let inputs = readFiles + source.externalDataFiles.map(\.path)
+            try OutputFile.checkNotReading([reportFile].compactMap { $0 }, inputs: inputs)
             let result = try compressor.compress(onnx: source, progress: onProgress)
-            let encoded = try result.model.encoded(fileName: outputFile.target.lastPathComponent)
-            var outputs = [(outputFile, encoded.model)]
-            if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
+            let previous = ONNXModel.ownDataFiles(ofModelAt: outputFile.target)
+            let outputs = try result.model.outputFiles(for: outputFile)
+            try OutputFile.checkNotReading(outputs.map(\.0).filter { $0 != outputFile }, inputs: inputs)
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: [], outputs: outputs,
                        reportFile: reportFile, simplification: result.simplification)
+            ONNXModel.removeReplacedData(previous, of: outputFile.target, keeping: inputs)
         } else {
+            try OutputFile.checkNotReading([reportFile].compactMap { $0 }, inputs: readFiles)
             // The state dict is streamed to its temporary while the layers are decomposed: unchanged
             // tensors go from the input to the file, those before the first replaced layer at once.
             let result = try compressor.compress(try openModel(model), to: outputFile, progress: onProgress)
@@ -166,18 +168,18 @@ struct Compress: ParsableCommand {
                             "shard \(p.shard)/\(p.shardCount) layer \(p.layersDone)/\(p.layerCount) \(p.layerName)")
         }
         try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: result.files, outputs: [],
-                   reportFile: reportFile, shards: result.shards)
+                   reportFile: reportFile, shards: result.shards, removingFirst: [result.replacedIndex].compactMap { $0 })
     }
 
     /// Renders the report, writes it with the model's staged files (all or nothing: the staged
     /// files are removed when anything fails), and prints.
     func finish(layers: [LayerReport], totals: CompressionTotals, started: Double, progress: ProgressBar, staged: [StagedFile],
                 outputs: [(OutputFile, Data)], reportFile: OutputFile?, shards: [ShardReport]? = nil,
-                simplification: ONNXSimplification? = nil) throws {
+                simplification: ONNXSimplification? = nil, removingFirst: [String] = []) throws {
         var all = staged
         do {
             try write(layers: layers, totals: totals, started: started, outputs: outputs, reportFile: reportFile, shards: shards,
-                      simplification: simplification, staged: &all)
+                      simplification: simplification, removingFirst: removingFirst, staged: &all)
         } catch {
             StagedFile.discard(all)
             throw error
@@ -186,7 +188,7 @@ struct Compress: ParsableCommand {
     }
 
     func write(layers: [LayerReport], totals: CompressionTotals, started: Double, outputs: [(OutputFile, Data)], reportFile: OutputFile?,
-               shards: [ShardReport]?, simplification: ONNXSimplification?, staged all: inout [StagedFile]) throws {
+               shards: [ShardReport]?, simplification: ONNXSimplification?, removingFirst: [String], staged all: inout [StagedFile]) throws {
         var outputs = outputs
         let seconds = now() - started
         let rendered = CompressionReportRenderer(layers: layers, totals: totals, seconds: seconds)
@@ -207,7 +209,7 @@ struct Compress: ParsableCommand {
         }
         try OutputFile.checkDistinct(all.map(\.file) + outputs.map(\.0))
         for (file, data) in outputs { all.append(try file.stage(data)) }
-        try StagedFile.commit(all)
+        try StagedFile.commit(all, removingFirst: removingFirst)
         all = []
         if json { print(try jsonString(document)); return }
         print(rendered.table)

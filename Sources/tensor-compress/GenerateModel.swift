@@ -25,6 +25,15 @@ struct GenerateModel: ParsableCommand {
     @Option(help: "Element type of the sharded checkpoint's weights.") var dtype: DType = .bfloat16
     @Option(help: "Seed.") var seed: UInt64 = 1
 
+    /// Sizes a stand-in model can have: every weight's element count fits in memory and in `Int`.
+    func validate() throws {
+        guard (1...65_536).contains(hidden) else { throw ValidationError("--hidden \(hidden): expected 1 to 65536") }
+        guard (1...4096).contains(layers) else { throw ValidationError("--layers \(layers): expected 1 to 4096") }
+        if let intermediate, !(1...262_144).contains(intermediate) {
+            throw ValidationError("--intermediate \(intermediate): expected 1 to 262144")
+        }
+    }
+
     func run() throws {
         if let shards { return try writeSharded(shards: shards) }
         do {

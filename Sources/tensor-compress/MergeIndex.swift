@@ -20,18 +20,32 @@ struct MergeIndex: ParsableCommand {
     func run() throws {
         let outputFile = try OutputFile(path: output)
         var indexes: [SafetensorsIndex] = []
+        var inputs = parts
         for path in parts {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-                throw TensorIOError.fileSystem(path: path, reason: "cannot read the partial index")
-            }
+            let data = try InputFile.contents(of: URL(fileURLWithPath: path), mapped: false)
             let index = try SafetensorsIndex(data: data, path: path)
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-            for shard in index.shards where !FileManager.default.fileExists(atPath: directory.appendingPathComponent(shard).path) {
-                throw TensorIOError.fileSystem(path: directory.appendingPathComponent(shard).path, reason: "named by \(path), but it does not exist")
+            // Each shard must exist and hold what the part says: its tensors, and bytes adding up
+            // to the part's total_size (a tampered part is refused, not merged).
+            var bytes = 0
+            for shard in index.shards {
+                let shardPath = directory.appendingPathComponent(shard).path
+                guard FileManager.default.fileExists(atPath: shardPath) else {
+                    throw TensorIOError.fileSystem(path: shardPath, reason: "named by \(path), but it does not exist")
+                }
+                let file = try SafetensorsFile(contentsOf: URL(fileURLWithPath: shardPath))
+                for (tensor, place) in index.weightMap where place == shard && file.entries[tensor] == nil {
+                    throw TensorIOError.invalidIndex(path: path, reason: "\(tensor) is placed in \(shard), which does not hold it")
+                }
+                bytes += file.entries.values.reduce(0) { $0 + $1.byteRange.count }
+                inputs.append(shardPath)
+            }
+            if let total = index.totalSize, total != bytes {
+                throw TensorIOError.invalidIndex(path: path, reason: "total_size \(total) differs from the \(bytes) tensor bytes of its shards")
             }
             indexes.append(index)
         }
+        try OutputFile.checkNotReading([outputFile], inputs: inputs)
         let merged = try SafetensorsIndex.merged(indexes)
         try OutputFile.write([(outputFile, try merged.encoded())])
         if removeParts { for path in parts { try? FileManager.default.removeItem(atPath: path) } }

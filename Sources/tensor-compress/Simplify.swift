@@ -14,6 +14,7 @@ struct Simplify: ParsableCommand {
 
     @Argument(help: "The model (.onnx).") var model: String
     @Option(help: "The simplified model (.onnx).") var output: String
+    @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
     @Flag(help: "Print one JSON document on standard output.") var json = false
 
     func validate() throws {
@@ -22,12 +23,17 @@ struct Simplify: ParsableCommand {
 
     func run() throws {
         let outputFile = try OutputFile(path: output)
+        if outputFile.isSameFile(as: model) && !inPlace {
+            throw ValidationError("--output \(output) is the input model; pass --in-place to replace it")
+        }
         var source = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
+        let inputs = [model] + source.externalDataFiles.map(\.path)
         let result = try source.simplify()
-        let encoded = try source.encoded(fileName: outputFile.target.lastPathComponent)
-        var outputs = [(outputFile, encoded.model)]
-        if let data = encoded.externalData { outputs.append((try OutputFile(path: outputFile.target.path + ".data"), data)) }
+        let previous = ONNXModel.ownDataFiles(ofModelAt: outputFile.target)
+        let outputs = try source.outputFiles(for: outputFile)
+        try OutputFile.checkNotReading(outputs.map(\.0).filter { $0 != outputFile }, inputs: inputs)
         try OutputFile.write(outputs)
+        ONNXModel.removeReplacedData(previous, of: outputFile.target, keeping: inputs)
         if json { print(try jsonString(result)); return }
         print(Self.summary(result))
         print("wrote \(output)")

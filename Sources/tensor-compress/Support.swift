@@ -124,7 +124,6 @@ func printError(_ message: String) {
 
 /// Opens a safetensors file with a clear error for a missing path.
 func openModel(_ path: String) throws -> SafetensorsFile {
-    guard FileManager.default.fileExists(atPath: path) else { throw TensorIOError.fileSystem(path: path, reason: "no such file") }
     return try SafetensorsFile(contentsOf: URL(fileURLWithPath: path))
 }
 
@@ -138,12 +137,11 @@ struct TensorFile {
 
     /// Opens `path` by its extension; anything but `.npy` and `.npz` is read as safetensors.
     init(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw TensorIOError.fileSystem(path: path, reason: "no such file") }
+        try InputFile.checkRegular(path)
         let url = URL(fileURLWithPath: path)
         switch url.pathExtension.lowercased() {
         case "npy":
-            let data: Data
-            do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch { throw TensorIOError.fileSystem(path: path, reason: "cannot read") }
+            let data = try InputFile.contents(of: url)
             let header = try data.withUnsafeBytes { try NPYHeader(parsing: $0) }
             names = [url.deletingPathExtension().lastPathComponent]
             dtypeOf = { _ in header.dtype }

@@ -1,0 +1,82 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reading the files a run takes in: only regular files, checked before they are opened.
+///
+/// A FIFO, a device or a socket given as a model, a shard, a statistics file or a data file would
+/// block a read forever or stream without end; a directory has no bytes to read. Every input path
+/// goes through ``checkRegular(_:)`` (which follows symlinks, as opening does) before anything
+/// opens it, and ``contents(of:)`` opens without blocking and checks the open file again.
+///
+/// ```swift
+/// try InputFile.checkRegular("model.onnx")               // throws for a FIFO: "is not a regular file …"
+/// let bytes = try InputFile.contents(of: URL(fileURLWithPath: "layers.json"))
+/// ```
+public enum InputFile {
+    /// Throws unless `path` names a regular file (through any symlinks).
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``: "no such file", or what the path is
+    ///   instead ("a directory", "a FIFO", …).
+    public static func checkRegular(_ path: String) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            let reason = errno == ENOENT ? "no such file" : "cannot read (\(String(cString: strerror(errno))))"
+            throw TensorIOError.fileSystem(path: path, reason: reason)
+        }
+        try check(status, path)
+    }
+
+    static func check(_ status: stat, _ path: String) throws {
+        let kind = status.st_mode & S_IFMT
+        guard kind != S_IFREG else { return }
+        let what: String
+        switch kind {
+        case S_IFDIR: what = "a directory"
+        case S_IFIFO: what = "a FIFO"
+        case S_IFSOCK: what = "a socket"
+        case S_IFCHR, S_IFBLK: what = "a device"
+        default: what = "not a regular file"
+        }
+        throw TensorIOError.fileSystem(path: path, reason: "is \(what); only regular files are read")
+    }
+
+    /// Opens `path` read-only without blocking (a FIFO that appeared after a check cannot stall
+    /// the open) and checks that the open file is regular.
+    ///
+    /// - Returns: the descriptor, which the caller closes.
+    static func openRegular(_ path: String) throws -> Int32 {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : "cannot open (\(String(cString: strerror(errno))))"
+            throw TensorIOError.fileSystem(path: path, reason: reason)
+        }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            close(descriptor)
+            throw TensorIOError.fileSystem(path: path, reason: "cannot read its size (\(String(cString: strerror(errno))))")
+        }
+        do { try check(status, path) } catch {
+            close(descriptor)
+            throw error
+        }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        return descriptor
+    }
+
+    /// The bytes of the regular file at `url`, memory-mapped when `mapped` (the map stays valid
+    /// while the `Data` lives).
+    ///
+    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a missing or irregular file or
+    ///   one that cannot be read.
+    public static func contents(of url: URL, mapped: Bool = true) throws -> Data {
+        let descriptor = try openRegular(url.path)
+        close(descriptor)
+        do { return try Data(contentsOf: url, options: mapped ? .alwaysMapped : []) } catch {
+            throw TensorIOError.fileSystem(path: url.path, reason: "cannot read")
+        }
+    }
+}
