@@ -27,7 +27,7 @@ for m in det rec; do
         for conv in tucker2 cp; do
             for data in free aware; do
                 name="$out/$m.$conv.$data.$b"
-                extra=(); [ "$data" = aware ] && extra=(--statistics "out/ppocr/$m.stats.safetensors")
+                extra=(--data-free); [ "$data" = aware ] && extra=(--statistics "out/ppocr/$m.stats.safetensors")
                 "$tool" compress "$models/$m.onnx" --output "$name.onnx" --input-shape "$shape" --conv "$conv" "${extra[@]}" \
                     --budget "macs:$b" --simplify --quiet --report "$name.json" > /dev/null
                 paths+=("$name.onnx"); reports+=("$name.json")
@@ -40,7 +40,7 @@ done
 paths=(out/minilm/model.onnx); reports=()
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
 for b in "${budgets[@]}"; do
-    "$tool" compress out/minilm/model.onnx --output "$out/minilm.free.$b.onnx" "${shapes[@]}" --budget "macs:$b" --quiet --report "$out/minilm.free.$b.json" > /dev/null
+    "$tool" compress out/minilm/model.onnx --output "$out/minilm.free.$b.onnx" "${shapes[@]}" --budget "macs:$b" --data-free --quiet --report "$out/minilm.free.$b.json" > /dev/null
     "$tool" compress out/minilm/model.onnx --output "$out/minilm.uniform.$b.onnx" "${shapes[@]}" --statistics out/minilm/stats.safetensors \
         --budget "macs:$b" --allocation uniform --quiet --report "$out/minilm.uniform.$b.json" > /dev/null
     "$tool" compress out/minilm/model.onnx --output "$out/minilm.aware.$b.onnx" "${shapes[@]}" --statistics out/minilm/stats.safetensors \

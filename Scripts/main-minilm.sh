@@ -26,7 +26,7 @@ echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors -
 "$tool" compress "$out/model.onnx" --output "$out/model.uniform.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
     --budget "macs:$budget" --allocation uniform --quiet --report "$out/uniform.report.json" | tail -2 >&2
 "$tool" compress "$out/model.onnx" --output "$out/model.data-free.onnx" "${shapes[@]}" \
-    --budget "macs:$budget" --quiet --report "$out/data-free.report.json" | tail -2 >&2
+    --budget "macs:$budget" --data-free --quiet --report "$out/data-free.report.json" | tail -2 >&2
 rm -f "$out/calibration.npz"
 "$python" Scripts/minilm.py evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
     "$out/model.data-free.onnx" --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"

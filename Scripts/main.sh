@@ -34,7 +34,7 @@ for m in det rec; do
     "$tool" compress "$models/$m.onnx" --output "$out/$m.compressed.onnx" --input-shape "$shape" \
         --statistics "$out/$m.stats.safetensors" --budget "macs:$budget" --simplify --quiet --report "$out/$m.report.json" >&2
     "$tool" compress "$models/$m.onnx" --output "$out/$m.data-free.onnx" --input-shape "$shape" \
-        --budget "macs:$budget" --simplify --quiet --report "$out/$m.data-free.report.json" >&2
+        --budget "macs:$budget" --data-free --simplify --quiet --report "$out/$m.data-free.report.json" >&2
     "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" >&2
     rm -f "$out/$m.calibration.npz"
 done

@@ -198,7 +198,7 @@ def simplify_cases():
 def run_simplify(tool, work, name, model, command, expected, exact):
     path, out = os.path.join(work, name + ".onnx"), os.path.join(work, name + ".out.onnx")
     onnx.save_model(model, path)
-    done = subprocess.run([tool, command[0], path, "--output", out, "--json"] + (["--quiet"] if command[0] == "compress" else []) + command[1:],
+    done = subprocess.run([tool, command[0], path, "--output", out, "--json"] + (["--quiet", "--allow-no-change"] if command[0] == "compress" else []) + command[1:],
                           capture_output=True, text=True)
     if done.returncode != 0:
         return f"{command[0]} failed: {done.stderr.strip()}"
@@ -236,7 +236,7 @@ def run(tool, work, name, model, options):
     out = os.path.join(work, name + ".compressed.onnx")
     shape = model.graph.input[0].type.tensor_type.shape
     x_shape = [d.dim_value for d in shape.dim]
-    done = subprocess.run([tool, "compress", path, "--output", out, "--json", "--quiet"] + options, capture_output=True, text=True)
+    done = subprocess.run([tool, "compress", path, "--output", out, "--json", "--quiet", "--allow-no-change"] + options, capture_output=True, text=True)
     if done.returncode != 0:
         return f"compress failed: {done.stderr.strip()}", None
     report = json.loads(done.stdout)

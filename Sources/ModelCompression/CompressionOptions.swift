@@ -89,6 +89,10 @@ public struct CompressionOptions: Sendable, Equatable {
     /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
     /// ranks are allocated across layers to meet it with the least damage.
     public var budget: CompressionBudget? = nil
+    /// Allows a ``budget`` without ``statistics``: ranks and factors from the weights alone. Off by
+    /// default, because data-free factors can break a network that data-aware ones keep
+    /// (``ModelCompressionError/budgetWithoutStatistics``).
+    public var dataFree = false
     /// How a ``budget`` is shared across layers.
     public var allocation: BudgetAllocation = .greedy
     /// Ranks that a budget allocation tries: multiples of this (and every rank below it, and the

@@ -3,7 +3,7 @@ import NNLayers
 import ONNX
 import TensorModule
 
-/// A `Conv`, `Gemm`, `MatMul`, `ConvTranspose` or `Gather` node of an ONNX graph, with its layer
+/// A `Conv`, `Gemm`, `MatMul`, `ConvTranspose`, recurrent (`LSTM`, `GRU`, `RNN`) or `Gather` node of an ONNX graph, with its layer
 /// settings as the graph states them, its cost at the analysed input shape, and whether it can be
 /// compressed (and why not).
 ///
@@ -95,13 +95,14 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
 }
 
 extension ModelCompressor {
-    /// The `Conv`, `Gemm`, `MatMul`, `ConvTranspose` and `Gather` nodes of `model`'s graph with their
-    /// settings, MACs at ``CompressionOptions/inputShapes`` and whether each can be compressed.
+    /// The `Conv`, `Gemm`, `MatMul`, `ConvTranspose`, `LSTM`, `GRU`, `RNN` and `Gather` nodes of
+    /// `model`'s main graph with their settings, MACs at ``CompressionOptions/inputShapes`` (for
+    /// a recurrent layer, all time steps) and whether each can be compressed.
     ///
     /// Not compressible, with the reason: convolutions that are not 2-D, depthwise convolutions,
     /// weights or biases that are computed rather than constant, weights read by several nodes,
     /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
-    /// that are not floating point, `ConvTranspose`, `Gather` (an embedding table), layers below
+    /// or data that does not fit their shape, `ConvTranspose`, recurrent layers, `Gather` (an embedding table), layers below
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
     /// methods set to `none`.
     ///
@@ -128,7 +129,7 @@ extension ModelCompressor {
             }
             return found
         }
-        for (index, node) in nodes.enumerated() where node.isStandard && ["Conv", "Gemm", "MatMul", "ConvTranspose", "Gather"].contains(node.opType) {
+        for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
             let name = node.name.isEmpty ? "\(node.opType)_\(index)" : node.name
             var layer = GraphLayer(name: name, nodeIndex: index, op: node.opType, compressible: false)
             func refuse(_ reason: String) { layer.reason = reason }
@@ -150,6 +151,14 @@ extension ModelCompressor {
                 refuse(weight != nil && layer.shape?.count == 2
                        ? "an embedding table (Gather): indexed, not multiplied" : "Gather is not a layer")
                 continue
+            case "LSTM", "GRU", "RNN":
+                // W [directions, gates·H, I] and R [directions, gates·H, H]; X [seq, batch, I] (layout 1: [batch, seq, I]).
+                let r = node.inputs.count > 2 ? (constants[node.inputs[2]]?.tensor.shape ?? shapes.shapes[node.inputs[2]]) : nil
+                if let x = inputShape, x.count == 3, let w = layer.shape, w.count == 3, let r, r.count == 3 {
+                    layer.macs = Self.macs([x[0], x[1], w[0], w[1], w[2] + r[2]])
+                }
+                refuse("a recurrent layer (\(node.opType)): its input weights W \(layer.shape ?? []) and recurrent weights R \(r ?? []) are not compressed")
+                continue
             default: break
             }
             guard let weight else {
@@ -170,6 +179,9 @@ extension ModelCompressor {
                                        output: node.outputs.first ?? "", inputShape: inputShape)
             switch node.opType {
             case "Conv":
+                if shape.count >= 3, let x = inputShape, x.count == shape.count, let y = shapes.shapes[site.output], y.count == shape.count {
+                    layer.macs = Self.macs([x[0], shape[0], shape[1]] + Array(shape[2...]) + Array(y[2...]))
+                }
                 guard shape.count == 4 else {
                     refuse("a \(max(shape.count - 2, 0))-D convolution; only 2-D convolutions are compressed")
                     continue
@@ -191,9 +203,6 @@ extension ModelCompressor {
                 layer.padding = padding.array
                 site.kind = .conv(stride: Size2D(strides[0], strides[1]), padding: padding, dilation: Size2D(dilations[0], dilations[1]),
                                   groups: groups, autoPad: autoPad)
-                if let x = inputShape, x.count == 4, let y = shapes.shapes[site.output], y.count == 4 {
-                    layer.macs = Self.macs([x[0], shape[0], shape[1], kernel[0], kernel[1], y[2], y[3]])
-                }
                 if node.inputs.count > 2, !node.inputs[2].isEmpty {
                     site.biasName = node.inputs[2]
                     site.bias = constants[node.inputs[2]]

@@ -106,7 +106,8 @@ public struct LayerReport: Sendable, Equatable, Encodable {
     }
 }
 
-/// Sums over the replaced layers and the whole model.
+/// Sums over the replaced layers, the compressible layers and the whole model, side by side: a
+/// ratio over the replaced layers alone flatters a model whose other layers were left as they were.
 public struct CompressionTotals: Sendable, Equatable, Encodable {
     /// Candidate layers (2-D and 4-D floating-point weights that passed the filters).
     public var candidateLayers: Int
@@ -114,10 +115,45 @@ public struct CompressionTotals: Sendable, Equatable, Encodable {
     public var replacedLayers: Int
     /// Parameters of the replaced layers, before and after.
     public var parametersBefore: Int, parametersAfter: Int
-    /// FLOPs per sample of the replaced layers, before and after.
+    /// FLOPs of the replaced layers, before and after (per sample for a state dict; at the
+    /// analysed input shapes for an ONNX graph).
     public var flopsBefore: Int, flopsAfter: Int
     /// Parameters of the whole model, before and after.
     public var modelParametersBefore: Int, modelParametersAfter: Int
+    /// FLOPs of every analysed layer, before and after: the compressible ones and those that
+    /// cannot be compressed (an ONNX graph's Conv, ConvTranspose, Gemm, MatMul and recurrent
+    /// nodes, refused ones included; a state dict's 2-D and 4-D weights).
+    public var modelFlopsBefore: Int, modelFlopsAfter: Int
+    /// Parameters and FLOPs of the candidate layers (those that could be replaced), before.
+    public var compressibleParameters: Int, compressibleFlops: Int
     /// Seconds spent decomposing.
     public var seconds: Double
+
+    /// The sums of `reports`, one per analysed layer; `candidates` of them could be replaced.
+    init(_ reports: [LayerReport], candidates: Int, modelParameters: Int) {
+        let replaced = reports.filter(\.status.isReplaced)
+        let compressible = reports.filter { report in
+            if case .notCompressible = report.status { return false }
+            return report.status != .skippedEmbedding
+        }
+        func sum(_ layers: [LayerReport], _ value: (LayerReport) -> Int) -> Int {
+            layers.reduce(0) { total, layer in
+                let (s, overflow) = total.addingReportingOverflow(value(layer))
+                return overflow ? Int.max : s
+            }
+        }
+        candidateLayers = candidates
+        replacedLayers = replaced.count
+        parametersBefore = sum(replaced, \.parametersBefore)
+        parametersAfter = sum(replaced, \.parametersAfter)
+        flopsBefore = sum(replaced, \.flopsBefore)
+        flopsAfter = sum(replaced, \.flopsAfter)
+        modelParametersBefore = modelParameters
+        modelParametersAfter = modelParameters - parametersBefore + parametersAfter
+        modelFlopsBefore = sum(reports, \.flopsBefore)
+        modelFlopsAfter = sum(reports, \.flopsAfter)
+        compressibleParameters = sum(compressible, \.parametersBefore)
+        compressibleFlops = sum(compressible, \.flopsBefore)
+        seconds = reports.reduce(0) { $0 + $1.seconds }
+    }
 }

@@ -81,6 +81,8 @@ public struct CompressedCheckpoint: Sendable {
     public var shards: [ShardReport]
     /// Sums over the replaced layers and the shards compressed.
     public var totals: CompressionTotals
+    /// What the run did that a user may not expect (statistics missing for some layers, nothing replaced).
+    public var warnings: [CompressionWarning] = []
 
     /// The existing index that ``commit()`` removes before it moves the first shard into place,
     /// so that a process killed among the renames leaves no index over a mix of old and new
@@ -153,6 +155,7 @@ extension ModelCompressor {
         for file in files { for (name, entry) in file.entries { shapes[name] = entry.shape } }
         try validateLayerSettings(shapes: shapes)
         let names = files.map { candidates(in: $0) }
+        var warnings = try statisticsWarnings(candidates: names.flatMap { $0 }.map(Self.layerName(of:)))
         let allocated = try stateDictBudget(Array(zip(files, names)))
         let mine = Set(assignment?.shards(of: allShards) ?? allShards)
         let work = allShards.indices.filter { mine.contains(allShards[$0]) }.map { (allShards[$0], files[$0], names[$0]) }
@@ -201,9 +204,10 @@ extension ModelCompressor {
             staged.append(try indexOutput.stage(try index.encoded()))
             let modelBefore = work.reduce(0) { $0 + $1.1.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
             let candidateCount = work.reduce(0) { $0 + $1.2.count }
-            return CompressedCheckpoint(files: staged, index: index, layers: layers, shards: shards,
-                                        totals: Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore),
-                                        replacedIndex: indexOutput.target.path)
+            let totals = Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore)
+            if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: candidateCount)) }
+            return CompressedCheckpoint(files: staged, index: index, layers: layers, shards: shards, totals: totals,
+                                        warnings: warnings, replacedIndex: indexOutput.target.path)
         } catch {
             StagedFile.discard(staged)
             throw error

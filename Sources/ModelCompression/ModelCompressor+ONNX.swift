@@ -17,6 +17,9 @@ public struct CompressedONNXModel: Sendable {
     public var totals: CompressionTotals
     /// What ``CompressionOptions/simplify`` rewrote, when set.
     public var simplification: ONNXSimplification?
+    /// What the run did that a user may not expect (statistics missing for some layers, layers
+    /// inside subgraphs, nothing replaced).
+    public var warnings: [CompressionWarning] = []
 }
 
 extension ModelCompressor {
@@ -49,6 +52,9 @@ extension ModelCompressor {
     public func compress(onnx model: ONNXModel, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
         let analysed = try layers(in: model)
         let candidates = analysed.filter(\.compressible)
+        var warnings = try statisticsWarnings(candidates: candidates.map(\.name))
+        let nested = model.graph.subgraphLayers()
+        if !nested.isEmpty { warnings.append(.layersInSubgraphs(count: nested.count, owners: Array(Set(nested.map { $0.owner })).sorted())) }
         let allocated = try budgetRanks(candidates)
         var reports: [LayerReport] = []
         var replacements: [(index: Int, nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
@@ -117,19 +123,13 @@ extension ModelCompressor {
             let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
             result.setMetadata(String(decoding: json, as: UTF8.self), forKey: Self.onnxMetadataKey)
         }
-        let replaced = reports.filter(\.status.isReplaced)
-        let modelBefore = Self.parameterCount(of: model.graph)
-        let before = replaced.reduce(0) { $0 + $1.parametersBefore }, after = replaced.reduce(0) { $0 + $1.parametersAfter }
-        let totals = CompressionTotals(
-            candidateLayers: candidates.count, replacedLayers: replaced.count, parametersBefore: before, parametersAfter: after,
-            flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
-            modelParametersBefore: modelBefore, modelParametersAfter: modelBefore - before + after,
-            seconds: reports.reduce(0) { $0 + $1.seconds })
-        return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification)
+        let totals = Self.totals(reports, candidates: candidates.count, modelParameters: Self.parameterCount(of: model.graph))
+        if totals.replacedLayers == 0 && (simplification?.isEmpty ?? true) { warnings.append(.nothingReplaced(candidates: candidates.count)) }
+        return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification, warnings: warnings)
     }
 
-    /// Elements of every floating-point constant (initializers and `Constant` nodes).
-    static func parameterCount(of graph: ONNXGraph) -> Int {
+    /// Elements of every floating-point constant of the main graph (initializers and `Constant` nodes).
+    public static func parameterCount(of graph: ONNXGraph) -> Int {
         graph.constants().values.filter { $0.identities.isEmpty && $0.tensor.dataType.isFloatingPoint }
             .reduce(0) { $0 + ((try? $1.tensor.elementCount()) ?? 0) }
     }

@@ -93,15 +93,18 @@ extension ModelCompressor {
     /// - Throws: the errors of ``compress(_:progress:)`` and of writing; the temporary is removed.
     public func compress(
         _ file: SafetensorsFile, to output: OutputFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil
-    ) throws -> (file: StagedFile, layers: [LayerReport], totals: CompressionTotals) {
+    ) throws -> (file: StagedFile, layers: [LayerReport], totals: CompressionTotals, warnings: [CompressionWarning]) {
         try validateLayerSettings(for: file)
         let names = candidates(in: file)
+        var warnings = try statisticsWarnings(candidates: names.map(Self.layerName(of:)))
         let allocated = try stateDictBudget([(file, names)])
         let outcome = try compressFile(file, allocated: allocated, to: output, writing: { progress?(names.count, names.count, "writing") }) {
             done, total, name, _ in progress?(done, total, name)
         }
         let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        return (outcome.file, outcome.reports, Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+        let totals = Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore)
+        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: names.count)) }
+        return (outcome.file, outcome.reports, totals, warnings)
     }
 
     /// ``compressFile(_:allocated:emit:finished:)`` written into `output` as it goes, by a
@@ -137,13 +140,7 @@ extension ModelCompressor {
 
     /// Sums of reports.
     static func totals(_ reports: [LayerReport], candidates: Int, modelParameters: Int) -> CompressionTotals {
-        let replaced = reports.filter(\.status.isReplaced)
-        let before = replaced.reduce(0) { $0 + $1.parametersBefore }, after = replaced.reduce(0) { $0 + $1.parametersAfter }
-        return CompressionTotals(
-            candidateLayers: candidates, replacedLayers: replaced.count, parametersBefore: before, parametersAfter: after,
-            flopsBefore: replaced.reduce(0) { $0 + $1.flopsBefore }, flopsAfter: replaced.reduce(0) { $0 + $1.flopsAfter },
-            modelParametersBefore: modelParameters, modelParametersAfter: modelParameters - before + after,
-            seconds: reports.reduce(0) { $0 + $1.seconds })
+        CompressionTotals(reports, candidates: candidates, modelParameters: modelParameters)
     }
 
     /// What one candidate weight of a file needs: a report already settled, or a decomposition.

@@ -45,12 +45,26 @@ public struct ModelCompressor: Sendable {
         if options.inputSize.height < 1 || options.inputSize.width < 1 {
             throw ModelCompressionError.invalidOption(name: "input size", value: "\(options.inputSize)", requirement: "positive")
         }
+        if options.budget != nil && options.statistics == nil && !options.dataFree { throw ModelCompressionError.budgetWithoutStatistics }
         for pattern in [options.include, options.exclude].compactMap({ $0 }) {
             do { _ = try Regex(pattern) } catch {
                 throw ModelCompressionError.invalidOption(name: "regular expression", value: pattern, requirement: "valid (\(error))")
             }
         }
         self.options = options
+    }
+
+    /// What the statistics say about the candidate layers `names`: an error when they name none
+    /// of them, a warning listing those they leave out.
+    ///
+    /// - Throws: ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)``.
+    func statisticsWarnings(candidates names: [String]) throws -> [CompressionWarning] {
+        guard let statistics = options.statistics, !names.isEmpty else { return [] }
+        let missing = names.filter { statistics.layers[$0] == nil }
+        if missing.count == names.count {
+            throw ModelCompressionError.statisticsMatchNoLayer(statistics: statistics.layers.keys.sorted(), candidates: names)
+        }
+        return missing.isEmpty ? [] : [.statisticsMissing(layers: missing, candidates: names.count)]
     }
 
     /// Whether `name` passes ``CompressionOptions/include`` and ``CompressionOptions/exclude``.

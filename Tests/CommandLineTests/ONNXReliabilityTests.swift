@@ -167,7 +167,7 @@ struct ONNXCommandLineReliabilityTests {
         }
         #expect(try (parts + [shard]).map { FileManager.default.contents(atPath: $0) } == bytes)
         // A part of another run (other options) is refused.
-        #expect(try run(["compress", path("ck"), "--output", path("other"), "--shard", "1/2", "--rank-selection", "params:0.25", "--quiet"]).status == 0)
+        #expect(try run(["compress", path("ck"), "--output", path("other"), "--shard", "1/2", "--rank-selection", "params:0.25", "--min-parameters", "0", "--quiet"]).status == 0)
         try expectFailure(["merge-index", parts[0], path("other/model.safetensors.index.part-1-of-2.json"), "--output", path("parts/index.json")],
                           unwritten: [path("parts/index.json")], mentioning: "different runs")
         // A tampered total_size.
@@ -231,11 +231,11 @@ struct ONNXCommandLineReliabilityTests {
         #expect(killed >= 2)
         // A sharded checkpoint: a kill among the renames leaves no index over a mix of shards.
         #expect(try run(["generate-model", path("ck"), "--shards", "2", "--layers", "2", "--hidden", "16", "--intermediate", "24"]).status == 0)
-        #expect(try run(["compress", path("ck"), "--output", path("ck-out"), "--rank-selection", "params:0.5", "--quiet"]).status == 0)
+        #expect(try run(["compress", path("ck"), "--output", path("ck-out"), "--rank-selection", "params:0.5", "--min-parameters", "0", "--quiet"]).status == 0)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
         process.arguments = ["-f", "-qq", "-o", "/dev/null", "-e", "inject=rename:signal=KILL:when=2", Tool.binary.path,
-                             "compress", path("ck"), "--output", path("ck-out"), "--rank-selection", "params:0.25", "--quiet"]
+                             "compress", path("ck"), "--output", path("ck-out"), "--rank-selection", "params:0.25", "--min-parameters", "0", "--quiet"]
         (process.standardOutput, process.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
         try process.run()
         process.waitUntilExit()

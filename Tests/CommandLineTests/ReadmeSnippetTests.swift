@@ -57,6 +57,7 @@ struct ReadmeSnippetTests {
         var options = CompressionOptions()
         options.inputShapes = ["x": [1, 3, 640, 640]]
         options.budget = .macs(0.67)                     // with options.statistics from Scripts/calibrate.sh: data-aware
+        options.dataFree = true                          // no statistics: say so (options.statistics makes it data-aware)
         let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "det.onnx"))
         let compressed = try ModelCompressor(options: options).compress(onnx: model)
         try compressed.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))

@@ -150,12 +150,13 @@ struct SurfaceTests {
     @Test func budgetsWorkOnStateDictsAndBadOnesAreOneLine() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let model = try model()
-        let run = try Tool.run(["compress", model, "--output", path("budget.safetensors"), "--json", "--quiet", "--budget", "macs:0.5"])
+        let run = try Tool.run(["compress", model, "--output", path("budget.safetensors"), "--json", "--quiet", "--budget", "macs:0.5", "--data-free"])
         #expect(run.status == 0, "\(run.error)")
         let rows = try layers(run.output).filter { $0["status"] as? String != "skipped" }
         let before = rows.reduce(0) { $0 + ($1["flopsBefore"] as? Int ?? 0) }, after = rows.reduce(0) { $0 + ($1["flopsAfter"] as? Int ?? 0) }
         #expect(before > 0 && Double(after) <= 0.5 * Double(before) * 1.0001, "\(after) of \(before)")
-        for bad in [["--budget", "macs:2"], ["--budget", "flops:0.5"], ["--budget", "macs:0.5", "--rank", "4"], ["--statistics", path("missing.safetensors")]] {
+        for bad in [["--budget", "macs:2"], ["--budget", "flops:0.5"], ["--budget", "macs:0.5", "--rank", "4"], ["--statistics", path("missing.safetensors")],
+                    ["--budget", "macs:0.5"]] {
             let refused = try Tool.run(["compress", model, "--output", path("bad.safetensors")] + bad)
             #expect(refused.status == 1 && refused.error.split(separator: "\n").count == 1 && refused.error.hasPrefix("tensor-compress: error:"), "\(bad): \(refused.error)")
             #expect(!FileManager.default.fileExists(atPath: path("bad.safetensors")))

@@ -210,6 +210,7 @@ struct BudgetTests {
             options.budget = .macs(fraction)
             options.allocation = allocation
             options.statistics = statistics
+            options.dataFree = statistics == nil
             let result = try ModelCompressor(options: options).compress(onnx: model)
             let before = result.layers.reduce(0) { $0 + $1.flopsBefore }, after = result.layers.reduce(0) { $0 + $1.flopsAfter }
             #expect(Double(after) <= fraction * Double(before) * 1.0001 || allocation == .uniform,

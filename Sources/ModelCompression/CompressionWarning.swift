@@ -1,0 +1,39 @@
+/// Something a compression did that a user may not expect, with the names and numbers: the run
+/// went on, but says so. The command line prints each as a `warning:` line.
+///
+/// ```swift
+/// let result = try ModelCompressor(options: options).compress(onnx: model)
+/// for warning in result.warnings { print("warning: \(warning)") }
+/// ```
+public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, Encodable {
+    /// Calibration statistics were given, but not for these candidate layers (of `candidates`):
+    /// they are compressed from their weights alone.
+    case statisticsMissing(layers: [String], candidates: Int)
+    /// Layers that sit inside subgraphs (`If`, `Loop`, `Scan` bodies) and are not compressed, by
+    /// the path of the node that holds them (`If_0/then_branch`).
+    case layersInSubgraphs(count: Int, owners: [String])
+    /// No layer was replaced (and nothing simplified): the output equals the input.
+    case nothingReplaced(candidates: Int)
+
+    public var description: String {
+        switch self {
+        case let .statisticsMissing(layers, candidates):
+            return "the statistics name \(candidates - layers.count) of the \(candidates) candidate layers; \(layers.count) are compressed "
+                + "from their weights alone: \(Self.list(layers))"
+        case let .layersInSubgraphs(count, owners):
+            return "\(count) Conv/Gemm/MatMul/recurrent nodes sit inside subgraphs and are not compressed: \(Self.list(owners))"
+        case let .nothingReplaced(candidates):
+            return "no layer was replaced (\(candidates) candidate layers): the output computes what the input does"
+        }
+    }
+
+    /// The first names, then how many more.
+    static func list(_ names: [String]) -> String {
+        names.prefix(5).joined(separator: ", ") + (names.count > 5 ? " and \(names.count - 5) more" : "")
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
