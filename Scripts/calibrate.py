@@ -136,6 +136,8 @@ def main():
             x = values[value]
             for n in consumers:
                 if n["op"] == "Conv":
+                    if x.ndim == 3:   # a 1-D convolution, analysed as 2-D of height 1 (inspect lists kernel [1, k])
+                        x = x[:, :, None, :]
                     groups = n["groups"]
                     cin = x.shape[1]
                     cg = cin // groups

@@ -126,6 +126,14 @@ def cases():
     tt = ["--conv", "tt", "--linear", "tt", "--allow-growth", "--min-parameters", "0"]
     yield "tt-conv", conv_graph("c", [1, 8, 7, 7], k(12, 8, 3, 3), b(12), pads=[1, 1, 1, 1], strides=[2, 1]), tt, 1
     yield "tt-conv-no-bias", conv_graph("c", [2, 8, 6, 6], k(8, 8, 3, 3), None, pads=[0, 1, 1, 0]), tt, 1
+    # 1-D convolutions: decomposed as 2-D of height 1, written back as 1-D nodes.
+    yield "conv1d-tucker2-pads-stride-dilation", conv_graph("c", [2, 6, 23], k(8, 6, 3), b(8), pads=[2, 1], strides=[2], dilations=[2]), t2, 1
+    yield "conv1d-tucker2-groups-2", conv_graph("c", [1, 8, 17], k(12, 4, 5), b(12), pads=[2, 2], group=2), t2, 1
+    yield "conv1d-tucker2-same-upper-stride-2", conv_graph("c", [1, 6, 18], k(8, 6, 4), b(8), auto_pad="SAME_UPPER", strides=[2]), t2, 1
+    yield "conv1d-tucker2-valid", conv_graph("c", [1, 6, 15], k(8, 6, 3), None, auto_pad="VALID"), t2, 1
+    yield "conv1d-cp", conv_graph("c", [1, 6, 19], np.einsum("tr,sr,qr->tsq", k(8, 3), k(6, 3), k(3, 3)).astype(np.float32), b(8),
+                                  pads=[1, 1], strides=[2]), cp, 1
+    yield "conv1d-svd-pointwise", conv_graph("c", [2, 16, 9], k(24, 16, 1), b(24)), t2, 1
     yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
     yield "shared-weight-kept", shared_weight_graph(), t2, 0
     lin = ["--linear", "svd"] + full

@@ -89,8 +89,12 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// The data input and the output.
         var input: String
         var output: String
-        /// The data input's shape when shape inference derived it.
+        /// The data input's shape when shape inference derived it (a 1-D convolution's as
+        /// `[N, C, 1, L]`).
         var inputShape: [Int]?
+        /// The convolution's spatial axes in the graph: 2, or 1 for a 1-D convolution that is
+        /// decomposed as a 2-D one of height 1 and written back as 1-D nodes.
+        var spatialRank = 2
     }
 }
 
@@ -182,20 +186,44 @@ extension ModelCompressor {
                 if shape.count >= 3, let x = inputShape, x.count == shape.count, let y = shapes.shapes[site.output], y.count == shape.count {
                     layer.macs = Self.macs([x[0], shape[0], shape[1]] + Array(shape[2...]) + Array(y[2...]))
                 }
-                guard shape.count == 4 else {
-                    refuse("a \(max(shape.count - 2, 0))-D convolution; only 2-D convolutions are compressed")
+                guard shape.count == 4 || shape.count == 3 else {
+                    refuse("a \(max(shape.count - 2, 0))-D convolution; 1-D and 2-D convolutions are compressed")
+                    continue
+                }
+                // A 1-D convolution is analysed and decomposed as a 2-D one of height 1 (kernel
+                // [1, k], stride [1, s], padding [0, 0, left, right], input [N, C, 1, L]) and written
+                // back as 1-D nodes: the factors are those of the same linear map.
+                let lifted = shape.count == 3
+                func lift(_ values: [Int]) -> [Int] { lifted ? [1] + values : values }
+                if lifted && options.conv == .tt {
+                    refuse("a 1-D convolution: tensor-train convolutions are 2-D only (Tucker-2, CP and SVD apply)")
                     continue
                 }
                 let groups = node.int("group") ?? 1
-                let kernel = node.ints("kernel_shape") ?? Array(shape[2...])
-                let strides = node.ints("strides") ?? [1, 1], dilations = node.ints("dilations") ?? [1, 1]
+                let kernel = lift(node.ints("kernel_shape") ?? Array(shape[2...]))
+                let strides = lift(node.ints("strides") ?? [Int](repeating: 1, count: shape.count - 2))
+                let dilations = lift(node.ints("dilations") ?? [Int](repeating: 1, count: shape.count - 2))
                 let autoPad = node.string("auto_pad") ?? "NOTSET"
-                guard kernel == Array(shape[2...]), strides.count == 2, dilations.count == 2 else {
+                guard kernel == lift(Array(shape[2...])), strides.count == 2, dilations.count == 2 else {
                     refuse("kernel_shape \(kernel), strides \(strides) or dilations \(dilations) do not fit the weight \(shape)")
                     continue
                 }
-                let padding = Self.resolvedPadding(node: node, kernel: kernel, strides: strides, dilations: dilations,
-                                                   input: inputShape.map { Array($0.dropFirst(2)) })
+                if lifted {
+                    site.spatialRank = 1
+                    site.inputShape = inputShape.flatMap { $0.count == 3 ? [$0[0], $0[1], 1, $0[2]] : nil }
+                }
+                let padding: Padding
+                if lifted && !["VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) {
+                    let pads = node.ints("pads") ?? [0, 0]
+                    guard pads.count == 2, pads.allSatisfy({ $0 >= 0 }) else {
+                        refuse("pads \(pads) do not fit a 1-D convolution")
+                        continue
+                    }
+                    padding = Padding(top: 0, bottom: 0, left: pads[0], right: pads[1])
+                } else {
+                    padding = Self.resolvedPadding(node: node, kernel: kernel, strides: strides, dilations: dilations,
+                                                   input: site.inputShape.map { Array($0.dropFirst(2)) })
+                }
                 layer.kernel = kernel
                 layer.stride = strides
                 layer.dilation = dilations
@@ -344,7 +372,8 @@ extension ModelCompressor {
 
     /// The `NNLayers` layer of a compressible site, in `Scalar`.
     func layer<Scalar: BLASScalar>(_ site: GraphLayer.Site, as _: Scalar.Type) throws -> Layer<Scalar> {
-        let w = try site.weight.tensor.tensor(as: Scalar.self)
+        var w = try site.weight.tensor.tensor(as: Scalar.self)
+        if site.spatialRank == 1 { w = try w.reshaped(to: [w.shape[0], w.shape[1], 1, w.shape[2]]) }
         switch site.kind {
         case let .conv(stride, padding, dilation, groups, _):
             let bias = try site.bias.map { Array(try $0.tensor.tensor(as: Scalar.self).scalars) }

@@ -89,7 +89,15 @@ struct ONNXStackEmitter {
 
     mutating func emitConv<Scalar: BLASScalar>(_ conv: Conv2D<Scalar>, input: String, output: String?) throws -> String {
         let name = "\(prefix)/\(counter)"
-        var inputs = [input, try constant(name + ".weight", conv.weight)]
+        // A 1-D site's layers are 2-D of height 1: written back with their width axis alone.
+        let oneD = site.spatialRank == 1
+        if oneD {
+            precondition(conv.kernelSize.height == 1 && conv.stride.height == 1 && conv.dilation.height == 1
+                         && conv.padding.top == 0 && conv.padding.bottom == 0,
+                         "a 1-D site's layer has height settings: kernel \(conv.kernelSize), stride \(conv.stride), padding \(conv.padding)")
+        }
+        let weight = oneD ? try conv.weight.reshaped(to: [conv.weight.shape[0], conv.weight.shape[1], conv.weight.shape[3]]) : conv.weight
+        var inputs = [input, try constant(name + ".weight", weight)]
         if let bias = conv.bias {
             // The original bias value is reused as it is when unchanged (it may be shared).
             if let biasName = site.biasName, let original = site.bias,
@@ -99,15 +107,16 @@ struct ONNXStackEmitter {
                 inputs.append(try constant(name + ".bias", Tensor(uncheckedShape: [bias.count], scalars: ContiguousArray(bias))))
             }
         }
-        var attributes: [(String, ONNXAttribute)] = [("kernel_shape", .ints(conv.kernelSize.array))]
+        func axes(_ size: Size2D) -> [Int] { oneD ? [size.width] : size.array }
+        var attributes: [(String, ONNXAttribute)] = [("kernel_shape", .ints(axes(conv.kernelSize)))]
         let spatial = conv.kernelSize != Size2D(1) || conv.stride != Size2D(1) || conv.padding != .zero
         if spatial, let autoPad = keptAutoPad {
             attributes.append(("auto_pad", .string(autoPad)))
         } else {
             let p = conv.padding
-            attributes.append(("pads", .ints([p.top, p.left, p.bottom, p.right])))
+            attributes.append(("pads", .ints(oneD ? [p.left, p.right] : [p.top, p.left, p.bottom, p.right])))
         }
-        attributes += [("strides", .ints(conv.stride.array)), ("dilations", .ints(conv.dilation.array)), ("group", .int(conv.groups))]
+        attributes += [("strides", .ints(axes(conv.stride))), ("dilations", .ints(axes(conv.dilation))), ("group", .int(conv.groups))]
         return node("Conv", inputs, output: output, attributes: attributes)
     }
 

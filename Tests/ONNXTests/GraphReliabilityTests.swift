@@ -216,6 +216,29 @@ struct GraphReliabilityTests {
         #expect(graph.initializers.map(\.name) == ["outer"])
     }
 
+    /// A 1-D convolution is analysed as a 2-D one of height 1 and written back as 1-D nodes
+    /// (onnxruntime conformance: `Scripts/onnx_conformance.py`, the `conv1d-*` cases).
+    @Test func oneDimensionalConvolutionsAreAnalysedAsHeightOne() throws {
+        let weight = try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [8, 6, 3], seed: 6))
+        let conv = ONNXNode(opType: "Conv", name: "conv1d", inputs: ["x", "w"], outputs: ["y"],
+                            attributes: [("pads", .ints([2, 1])), ("strides", .ints([2])), ("dilations", .ints([2]))])
+        let model = ONNXModel(graph: Self.graph([conv], [weight], inputShape: [2, 6, 23]), opset: 13)
+        var options = CompressionOptions()
+        (options.minimumParameters, options.rankSelection, options.allowGrowth) = (0, .kernel(.energy(1)), true)
+        let layer = try #require(try ModelCompressor(options: options).layers(in: model).first)
+        #expect(layer.compressible && layer.kernel == [1, 3] && layer.stride == [1, 2] && layer.dilation == [1, 2])
+        #expect(layer.padding == [0, 0, 2, 1] && layer.macs == 2 * 8 * 6 * 3 * 11)
+        let result = try ModelCompressor(options: options).compress(onnx: model)
+        let convs = result.model.graph.nodes.filter { $0.opType == "Conv" }
+        #expect(result.totals.replacedLayers == 1, "\(result.layers.map(\.status))")
+        #expect(convs.count >= 2 && convs.allSatisfy { $0.ints("kernel_shape")?.count == 1 })
+        let spatial = try #require(convs.first { $0.ints("kernel_shape") == [3] })
+        #expect(spatial.ints("pads") == [2, 1] && spatial.ints("strides") == [2] && spatial.ints("dilations") == [2])
+        #expect(try ONNXShapeInference(graph: result.model.graph).shapes["y"] == [2, 8, 11])
+        options.conv = .tt
+        #expect(try ModelCompressor(options: options).layers(in: model).first?.compressible == false)
+    }
+
     // MARK: - External data
 
     var directory: URL {
