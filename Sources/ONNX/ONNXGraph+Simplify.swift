@@ -10,6 +10,11 @@ public struct ONNXSimplification: Sendable, Equatable, Encodable {
     public var foldedIntoFollowingConvolutions = 0
     /// Hard-swish patterns (`x · clip(x + 3, 0, 6) / 6`, four nodes) rewritten as `x · HardSigmoid(x)`.
     public var hardSwishes = 0
+    /// Inference `BatchNormalization` nodes among the folded nodes (counted in the two folds above).
+    public var batchNormalizations = 0
+    /// `Constant` nodes of the main graph written as initializers (IR version 4 and later), which
+    /// onnxruntime's quantizer needs for the weights it quantizes.
+    public var constantsToInitializers = 0
     /// The graph's node count before the rewrites (`Constant` nodes included).
     public var nodesBefore = 0
     /// The graph's node count after them (folded `Constant` nodes are removed too).
@@ -19,7 +24,7 @@ public struct ONNXSimplification: Sendable, Equatable, Encodable {
     public init() {}
 
     /// Whether anything changed.
-    public var isEmpty: Bool { foldedIntoPrecedingConvolution + foldedIntoFollowingConvolutions + hardSwishes == 0 }
+    public var isEmpty: Bool { foldedIntoPrecedingConvolution + foldedIntoFollowingConvolutions + hardSwishes + constantsToInitializers == 0 }
 }
 
 extension ONNXModel {
@@ -41,12 +46,13 @@ extension ONNXGraph {
     /// separate nodes (paddle2onnx writes PP-LCNet's "learnable affine blocks" as a `Mul` and an
     /// `Add` by scalars around every hard-swish, itself four nodes). Each is one pass over a full
     /// activation tensor, and onnxruntime does not fold them when the constant comes first or
-    /// the block sits before the convolution. Three rewrites, each exact in real arithmetic:
+    /// the block sits before the convolution. Four rewrites, each exact in real arithmetic:
     ///
     /// - **After a convolution**: `Conv → Mul/Add/Sub/Div` by a constant that is per output channel
-    ///   (a scalar, `[C, 1, 1]`, `[1, C, 1, 1]`, …), when the convolution's output has no other
-    ///   reader: `W'[o] = s_o W[o]`, `b'[o] = s_o b[o] + t_o`. The convolution takes over the last
-    ///   folded node's output name.
+    ///   (a scalar, `[C, 1, 1]`, `[1, C, 1, 1]`, …), or an inference `BatchNormalization` with
+    ///   constant parameters (`s = γ/√(σ² + ε)`, `t = β − μ s`), when the convolution's output has
+    ///   no other reader: `W'[o] = s_o W[o]`, `b'[o] = s_o b[o] + t_o`. The convolution takes over
+    ///   the last folded node's output name.
     /// - **Hard-swish**: `Add(x, 3) → Clip(0, 6) → Mul(x, ·) → Div(6)` (or `Mul(1/6)`, in either
     ///   order of the last two) becomes `Mul(x, HardSigmoid(x; α = 1/6, β = ½))`, two nodes; not in
     ///   DOUBLE graphs, where α, a FLOAT attribute, would be coarser than the data.
@@ -54,7 +60,11 @@ extension ONNXGraph {
     ///   `y = s ⊙ x + t`, read only by convolutions with constant weights. When none of them pads,
     ///   the chain disappears: `W'[o, i] = s_i W[o, i]`, `b'[o] = b[o] + Σ_{i,k} W[o, i, k] t_i`.
     ///   When one pads (zero padding does not see the shift `t`), the scale still folds and the
-    ///   chain becomes one `Add(x, t / s)`, provided no `s_i` is zero.
+    ///   chain becomes one `Add(x, t / s)`, provided no `s_i` is zero. `BatchNormalization` nodes
+    ///   join such chains too. The chain's input must already have the convolutions' rank and
+    ///   channels (a constant that broadcasts a narrower input is not folded).
+    /// - **Constants as initializers**: `Constant` nodes of the main graph become initializers
+    ///   (IR 4 and later), as onnxruntime's quantizer needs.
     ///
     /// Intermediate values that other nodes read, or that are graph outputs, stop a rewrite. New
     /// weights keep each weight's element type, computed in `Double` and rounded once; weights
@@ -69,10 +79,13 @@ extension ONNXGraph {
         var names = Set(proto.initializer.map(\.name))
         for node in proto.node { names.formUnion(node.output); names.insert(node.name) }
         var released = Set<String>()
+        let normalizationsBefore = proto.node.filter { $0.opType == "BatchNormalization" }.count
         result.hardSwishes = try rewriteHardSwishes(names: &names)
         result.foldedIntoPrecedingConvolution = try foldIntoPrecedingConvolutions(names: &names, released: &released)
         result.foldedIntoFollowingConvolutions = try foldIntoFollowingConvolutions(names: &names, released: &released)
+        result.batchNormalizations = normalizationsBefore - proto.node.filter { $0.opType == "BatchNormalization" }.count
         removeUnused(released)
+        result.constantsToInitializers = constantsToInitializers()
         let values = Set(proto.node.flatMap(\.output)).union(proto.input.map(\.name)).union(proto.initializer.map(\.name))
         proto.valueInfo.removeAll { !values.contains($0.name) }
         result.nodesAfter = proto.node.count
@@ -192,6 +205,52 @@ extension ONNXGraph {
         return values.count == 1 ? Array(repeating: values[0], count: channels) : Array(values)
     }
 
+    /// The data input of a per-channel elementwise node: an ``Affine`` node's non-constant input,
+    /// or an inference `BatchNormalization`'s `X`; `nil` for any other node.
+    private func elementwiseInput(at k: Int, constants: [String: ONNXConstant]) -> String? {
+        if let a = affine(at: k, constants: constants) { return a.input }
+        let node = ONNXNode(proto: proto.node[k])
+        guard node.isStandard, node.opType == "BatchNormalization", node.inputs.count == 5, node.outputs.count == 1,
+              (node.int("training_mode") ?? 0) == 0 else { return nil }
+        return node.inputs[0]
+    }
+
+    /// The node at `k` as `y = s ⊙ x + t` per channel (axis 1) of a value with `channels`
+    /// channels and rank `rank`: `Mul`/`Add`/`Sub`/`Div` by a per-channel constant, or an inference
+    /// `BatchNormalization` with constant parameters (`s = γ/√(σ² + ε)`, `t = β − μ s`).
+    private func channelStep(at k: Int, constants: [String: ONNXConstant], channels: Int, rank: Int) throws -> (scale: [Double], shift: [Double])? {
+        var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
+        if let a = affine(at: k, constants: constants) {
+            guard let c = try Self.channelVector(a.constant, channels: channels, rank: rank),
+                  Self.compose(proto.node[k].opType, c, scale: &s, shift: &t) else { return nil }
+            return (s, t)
+        }
+        guard elementwiseInput(at: k, constants: constants) != nil, rank >= 2 else { return nil }
+        let node = ONNXNode(proto: proto.node[k])
+        var parameters: [[Double]] = []
+        for name in node.inputs.dropFirst() {
+            guard let c = constants[name], c.tensor.dataType.isFloatingPoint, c.tensor.shape == [channels] else { return nil }
+            parameters.append(Array(try c.tensor.tensor(as: Double.self).scalars))
+        }
+        let epsilon = Double(node.float("epsilon") ?? 1e-5)
+        for i in 0..<channels {
+            let variance = parameters[3][i] + epsilon
+            guard variance > 0 else { return nil }
+            s[i] = parameters[0][i] / variance.squareRoot()
+            t[i] = parameters[1][i] - parameters[2][i] * s[i]
+        }
+        guard s.allSatisfy(\.isFinite), t.allSatisfy(\.isFinite) else { return nil }
+        return (s, t)
+    }
+
+    /// `y = s ⊙ x + t` followed by `step`: `(s′ s, s′ t + t′)`.
+    private static func compose(_ step: (scale: [Double], shift: [Double]), scale s: inout [Double], shift t: inout [Double]) {
+        for i in s.indices {
+            s[i] *= step.scale[i]
+            t[i] = step.scale[i] * t[i] + step.shift[i]
+        }
+    }
+
     /// Composes `y = s ⊙ x + t` with one more operation `op` by `c` (per channel).
     private static func compose(_ op: String, _ c: [Double], scale s: inout [Double], shift t: inout [Double]) -> Bool {
         switch op {
@@ -269,6 +328,23 @@ extension ONNXGraph {
 
     // MARK: - Rewrites
 
+    /// Writes the main graph's `Constant` nodes that hold a tensor (or `value_float(s)`,
+    /// `value_int(s)`) as initializers of the same name, in IR 4 and later (before IR 4 every
+    /// initializer must also be a graph input). Exact; it lets onnxruntime's quantizer, which
+    /// reads weights from initializers only, take the model as it is.
+    private mutating func constantsToInitializers() -> Int {
+        guard initializersCanBeOverridden else { return 0 }
+        var moved = Set<Int>()
+        for (k, p) in proto.node.enumerated() where p.opType == "Constant" && p.output.count == 1 && !p.output[0].isEmpty {
+            let node = ONNXNode(proto: p)
+            guard node.isStandard, let tensor = Self.constantValue(node) else { continue }
+            proto.initializer.append(tensor.proto)
+            moved.insert(k)
+        }
+        if !moved.isEmpty { proto.node = proto.node.enumerated().filter { !moved.contains($0.offset) }.map(\.element) }
+        return moved.count
+    }
+
     private mutating func rewriteHardSwishes(names: inout Set<String>) throws -> Int {
         let constants = self.constants(), readers = consumers(), layouts = self.layouts()
         var count = 0
@@ -329,11 +405,9 @@ extension ONNXGraph {
             let channels = site.weight.shape[0], rank = site.weight.shape.count
             var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
             var value = site.node.outputs[0], chain: [Int] = []
-            while let r = soleReader(value, readers), let a = affine(at: r, constants: constants), a.input == value,
-                  let c = try Self.channelVector(a.constant, channels: channels, rank: rank) {
-                var (s2, t2) = (s, t)
-                guard Self.compose(proto.node[r].opType, c, scale: &s2, shift: &t2) else { break }
-                (s, t) = (s2, t2)
+            while let r = soleReader(value, readers), elementwiseInput(at: r, constants: constants) == value,
+                  let step = try channelStep(at: r, constants: constants, channels: channels, rank: rank) {
+                Self.compose(step, scale: &s, shift: &t)
                 chain.append(r)
                 value = proto.node[r].output[0]
             }
@@ -363,10 +437,10 @@ extension ONNXGraph {
         var visited = Set<Int>(), removed = Set<Int>()
         var replaced: [Int: Onnx_NodeProto] = [:]
         for k in proto.node.indices where !visited.contains(k) {
-            guard let first = affine(at: k, constants: constants) else { continue }
+            guard let firstInput = elementwiseInput(at: k, constants: constants) else { continue }
             // The longest chain from here through values read by one node only.
             var chain = [k], value = proto.node[k].output[0]
-            while let r = soleReader(value, readers), !visited.contains(r), let a = affine(at: r, constants: constants), a.input == value {
+            while let r = soleReader(value, readers), !visited.contains(r), elementwiseInput(at: r, constants: constants) == value {
                 chain.append(r)
                 value = proto.node[r].output[0]
             }
@@ -380,13 +454,12 @@ extension ONNXGraph {
             // The chain's input must already have the convolutions' rank and channels: a constant
             // that broadcasts a narrower input (x [1, 1, H, W] · s [1, C, 1, 1], or an unbatched
             // x [C, H, W]) widens it, and the convolutions could not read x itself.
-            guard let layout = layouts[first.input], layout.rank == rank, layout.channels == channels else { continue }
+            guard let layout = layouts[firstInput], layout.rank == rank, layout.channels == channels else { continue }
             var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
             var ok = true
             for j in chain {
-                let a = j == k ? first : affine(at: j, constants: constants)!
-                guard let c = try Self.channelVector(a.constant, channels: channels, rank: rank),
-                      Self.compose(proto.node[j].opType, c, scale: &s, shift: &t) else { ok = false; break }
+                guard let step = try channelStep(at: j, constants: constants, channels: channels, rank: rank) else { ok = false; break }
+                Self.compose(step, scale: &s, shift: &t)
             }
             guard ok else { continue }
             let padded = sites.contains { site in
@@ -425,18 +498,18 @@ extension ONNXGraph {
             guard ok else { continue }
             for (index, site, weight, bias) in changes {
                 try setWeights(index, site, weight: weight, bias: bias, suffix: "folded_input", names: &names, released: &released)
-                if !padded || !shifted { proto.node[index].input[0] = first.input }
+                if !padded || !shifted { proto.node[index].input[0] = firstInput }
             }
             for j in chain { released.formUnion(proto.node[j].input) }
             if padded && shifted {
                 // One Add(x, t/s) in the chain's last place, under the chain's output name.
                 let last = chain.last!
-                let type = first.constant.dataType
+                let type = sites[0].weight.dataType
                 let shift = try ONNXTensor(name: Self.fresh(Self.label(ONNXNode(proto: proto.node[last])) + "/shift.value", &names),
                                            Tensor<Double>(shape: [1, channels] + Array(repeating: 1, count: rank - 2),
                                                           scalars: zip(t, s).map { $0 / $1 }), dataType: type)
                 let add = ONNXNode(opType: "Add", name: Self.fresh(Self.label(ONNXNode(proto: proto.node[last])) + "/shift", &names),
-                                   inputs: [first.input, shift.name], outputs: [value])
+                                   inputs: [firstInput, shift.name], outputs: [value])
                 proto.initializer.append(shift.proto)
                 replaced[last] = add.proto
                 removed.formUnion(chain.dropLast())

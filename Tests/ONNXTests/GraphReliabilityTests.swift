@@ -239,6 +239,38 @@ struct GraphReliabilityTests {
         #expect(try ModelCompressor(options: options).layers(in: model).first?.compressible == false)
     }
 
+    /// An inference BatchNormalization after a Conv folds into its weight and bias by the closed
+    /// form; Constant nodes become initializers from IR 4 on (onnxruntime conformance: the
+    /// `simplify-batchnorm` case).
+    @Test func batchNormalizationFoldsAndConstantsBecomeInitializers() throws {
+        let weight = Tensor<Float>.randomNormal(shape: [3, 2, 1, 1], seed: 7)
+        let parameters: [(String, [Float])] = [("g", [1, 2, -1]), ("b", [0.5, 0, 1]), ("m", [0.1, -0.2, 0.3]), ("v", [1, 4, 0.25])]
+        let constants = try parameters.map { name, values in
+            ONNXNode(opType: "Constant", name: name, inputs: [], outputs: [name], attributes: [("value", .tensor(try Self.floats(name, values)))])
+        }
+        let nodes = constants + [Self.node("Conv", ["x", "w"], ["c"]),
+                                 Self.node("BatchNormalization", ["c", "g", "b", "m", "v"], ["y"], [("epsilon", .float(0))])]
+        var graph = Self.graph(nodes, [try ONNXTensor(name: "w", weight)], inputShape: [1, 2, 4, 4])
+        let result = try graph.simplify(opset: 13)
+        // The folded parameters' Constant nodes are read by nothing any more: removed, not moved.
+        #expect(result.foldedIntoPrecedingConvolution == 1 && result.batchNormalizations == 1 && result.constantsToInitializers == 0)
+        #expect(graph.nodes.map(\.opType) == ["Conv"])
+        let folded = try #require(graph.initializer(named: graph.nodes[0].inputs[1])).tensor(as: Double.self)
+        let bias = try #require(graph.initializer(named: graph.nodes[0].inputs[2])).tensor(as: Double.self)
+        for o in 0..<3 {
+            let s = Double(parameters[0].1[o]) / Double(parameters[3].1[o]).squareRoot()
+            #expect(abs(bias.scalars[o] - (Double(parameters[1].1[o]) - Double(parameters[2].1[o]) * s)) < 1e-6)
+            for i in 0..<2 { #expect(abs(folded.scalars[o * 2 + i] - Double(weight.scalars[o * 2 + i]) * s) < 1e-6) }
+        }
+        var read = Self.graph(constants + [Self.node("Sum", ["g", "b", "m", "v"], ["y"])])
+        #expect(try read.simplify(opset: 13).constantsToInitializers == 4 && read.nodes.map(\.opType) == ["Sum"])
+        #expect(read.initializers.map(\.name) == ["g", "b", "m", "v"])
+        // Before IR 4 every initializer must be a graph input too: Constant nodes stay.
+        var old = Self.graph(constants + [Self.node("Sum", ["g", "b", "m", "v"], ["y"])])
+        old.initializersCanBeOverridden = false
+        #expect(try old.simplify(opset: 13).constantsToInitializers == 0 && old.nodes.count == 5)
+    }
+
     // MARK: - External data
 
     var directory: URL {
