@@ -1,8 +1,20 @@
 """Input statistics of every compressible node of an ONNX model, from onnxruntime runs.
 
-    python calibrate.py TOOL MODEL.onnx INPUTS.npz STATS.safetensors [--batch 8] [--patch-limit 4096]
+    python calibrate.py TOOL MODEL.onnx INPUTS STATS.safetensors [--batch N] [--batch-axis NAME=AXIS ...] [--patch-limit 4096]
 
-INPUTS.npz holds one array per graph input, the first axis the samples. The model is run in
+INPUTS is one of:
+- an .npz with one array per graph input, the first axis the samples (each sample without the
+  batch axis, which the script adds back where the model declares it), plus arrays named
+  `constants/NAME` for inputs fed unchanged to every run (a scalar sample rate, a fixed mask);
+- a directory of .npz files, each one complete feed of every graph input exactly as the model
+  takes it (any batch axis, recurrent state included): for models whose inputs do not split into
+  samples. Feeds are run in file-name order, one run each.
+
+The batch axis of an input is the one given with --batch-axis NAME=AXIS, or by default: axis 0
+when the model declares it symbolic (`batch`, `N`, …) or a fixed 1 (then every
+run holds one sample), else the first symbolic axis (a recurrent state [layers, batch, hidden]),
+else the first axis declared 1 (one sample per run).
+--batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
 their mean and their second moment E[x xᵀ]:
@@ -88,6 +100,92 @@ def patches(x, kernel, stride, pads, dilation, rows_per_chunk):
         yield block.reshape(c * kh * kw, -1).T
 
 
+def declared(model):
+    """The graph inputs (not initializers) with their declared dimensions (int, or None when symbolic)."""
+    initializers = {t.name for t in model.graph.initializer}
+    result = {}
+    for i in model.graph.input:
+        if i.name in initializers:
+            continue
+        dims = i.type.tensor_type.shape.dim if i.type.tensor_type.HasField("shape") else []
+        result[i.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return result
+
+
+def input_plan(model, args):
+    """(a generator of (feeds, samples in them), --input-shape arguments for inspect, sample count)."""
+    inputs = declared(model)
+    if os.path.isdir(args.inputs):
+        files = sorted(os.path.join(args.inputs, f) for f in os.listdir(args.inputs) if f.endswith(".npz"))
+        if not files:
+            sys.exit(f"calibrate: {args.inputs} holds no .npz feeds")
+        first = np.load(files[0])
+        missing = [n for n in inputs if n not in first.files]
+        if missing:
+            sys.exit(f"calibrate: {files[0]} lacks the graph inputs {missing}")
+
+        def feeds():
+            for f in files:
+                archive = np.load(f)
+                yield {n: archive[n] for n in inputs}, 1
+        return feeds, [f"{n}={','.join(str(d) for d in first[n].shape)}" for n in inputs], len(files)
+    archive = np.load(args.inputs)
+    axes = {}
+    for item in args.batch_axis:
+        name, _, axis = item.partition("=")
+        if name not in inputs or not axis.lstrip("-").isdigit():
+            sys.exit(f"calibrate: --batch-axis {item}: expected NAME=AXIS for a graph input ({', '.join(inputs)})")
+        axes[name] = int(axis)
+    constants = {n: archive["constants/" + n] for n in inputs if "constants/" + n in archive.files}
+    sampled = [n for n in inputs if n not in constants]
+    missing = [n for n in sampled if n not in archive.files]
+    if missing:
+        sys.exit(f"calibrate: {args.inputs} lacks the graph inputs {missing} (an input fed unchanged is stored as constants/NAME)")
+    if not sampled:
+        sys.exit("calibrate: every input is a constant; give at least one input with a sample axis")
+    samples = archive[sampled[0]].shape[0]
+    if any(archive[n].shape[0] != samples for n in sampled):
+        sys.exit("calibrate: every sampled array needs the same number of samples (first axis)")
+    batch = args.batch
+    for n in sampled:
+        dims = inputs[n]
+        if n not in axes:
+            # Axis 0 when it is symbolic or a fixed 1 (one sample per run); else the first symbolic axis
+            # (a recurrent state [layers, batch, hidden]); else the first axis declared 1.
+            symbolic = [k for k, d in enumerate(dims) if d is None]
+            ones = [k for k, d in enumerate(dims) if d == 1]
+            if dims and dims[0] is None:
+                axes[n] = 0
+            elif dims and dims[0] == 1:
+                axes[n], batch = 0, 1
+            elif symbolic:
+                axes[n] = symbolic[0]
+            elif ones:
+                axes[n], batch = ones[0], 1
+            else:
+                sys.exit(f"calibrate: input {n} of declared shape {dims} has no batch axis; store it as constants/{n} or give --batch-axis")
+        elif dims and axes[n] < len(dims) and dims[axes[n]] is not None:
+            batch = min(batch, dims[axes[n]])
+        if dims and archive[n].ndim != len(dims):
+            sys.exit(f"calibrate: input {n}: samples of shape {archive[n].shape[1:]} and the batch axis {axes[n]} do not make its declared rank {len(dims)}")
+    batch = max(1, min(batch, samples))
+
+    def feeds():
+        for start in range(0, samples, batch):
+            count = min(batch, samples - start)
+            feed = {n: np.moveaxis(archive[n][start:start + count], 0, axes[n]) for n in sampled}
+            feed.update(constants)
+            yield feed, count
+
+    def shape(n):
+        if n in constants:
+            return list(constants[n].shape)
+        per = list(archive[n].shape[1:])
+        per.insert(axes[n], batch)
+        return per
+    return feeds, [f"{n}={','.join(str(d) for d in shape(n))}" for n in inputs], samples
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tool")
@@ -96,18 +194,11 @@ def main():
     parser.add_argument("output")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch-limit", type=int, default=4096)
+    parser.add_argument("--batch-axis", action="append", default=[], metavar="NAME=AXIS",
+                        help="the axis of input NAME that holds the samples (default: its first symbolic dimension)")
     args = parser.parse_args()
-    archive = np.load(args.inputs)
     model = onnx.load(args.model)
-    graph_inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    missing = [n for n in graph_inputs if n not in archive.files]
-    if missing:
-        sys.exit(f"calibrate: {args.inputs} lacks the graph inputs {missing}")
-    samples = archive[graph_inputs[0]].shape[0]
-    if any(archive[n].shape[0] != samples for n in graph_inputs):
-        sys.exit("calibrate: every array of the inputs needs the same number of samples (first axis)")
-    batch = min(args.batch, samples)
-    shapes = [f"{n}={','.join(str(d) for d in (batch,) + archive[n].shape[1:])}" for n in graph_inputs]
+    feeds_of, shapes, samples = input_plan(model, args)
     listed = subprocess.run([args.tool, "inspect", args.model, "--json", "--no-vbmf"] + [a for s in shapes for a in ("--input-shape", s)],
                             capture_output=True, text=True)
     if listed.returncode != 0:
@@ -127,11 +218,10 @@ def main():
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     accumulators = {}
-    has_mask = "attention_mask" in graph_inputs
-    for start in range(0, samples, batch):
-        feeds = {n: archive[n][start:start + batch] for n in graph_inputs}
+    done = 0
+    for feeds, count in feeds_of():
         values = dict(zip(names, session.run(None, feeds)))
-        mask = feeds["attention_mask"].astype(bool) if has_mask else None
+        mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
         for value, consumers in exposed.items():
             x = values[value]
             for n in consumers:
@@ -169,7 +259,8 @@ def main():
                         rows = x.reshape(-1, d)
                     acc.add(0, rows)
                     acc.count += rows.shape[0]
-        print(f"calibrate: {min(start + batch, samples)}/{samples} samples", file=sys.stderr)
+        done += count
+        print(f"calibrate: {done}/{samples} samples", file=sys.stderr)
     tensors = {}
     for name, acc in accumulators.items():
         tensors.update(acc.tensors(name))

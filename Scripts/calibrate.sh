@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Input statistics of every compressible node of an ONNX model, from onnxruntime runs on real inputs:
-#   bash Scripts/calibrate.sh MODEL.onnx INPUTS.npz STATS.safetensors [--batch 8] [--patch-limit 4096]
-# INPUTS.npz: one array per graph input, first axis the samples. See Scripts/calibrate.py.
+#   bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch 8] [--batch-axis NAME=AXIS] [--patch-limit 4096]
+# INPUTS: an .npz with one array per graph input (first axis the samples; constants/NAME for inputs fed as they are),
+# or a directory of .npz feeds, one complete feed each. See Scripts/calibrate.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tool="${TENSOR_COMPRESS:-$here/../.build/release/tensor-compress}"

@@ -285,6 +285,72 @@ def run(tool, work, name, model, options):
     return error, report
 
 
+def calibration_models():
+    """A 1-D convolution model with a scalar input and a state whose batch axis is 1, and a 2-D one
+    whose batch is fixed at 1: inputs that calibrate.py must follow as the model declares them."""
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    n = helper.make_node
+    audio = helper.make_graph(
+        [n("Conv", ["x", "W"], ["c"], name="conv", pads=[1, 1]), n("Mul", ["c", "sr"], ["y"], name="scale"),
+         n("MatMul", ["state", "R"], ["h"], name="recurrent")], "audio",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 16]), helper.make_tensor_value_info("sr", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(k(6, 4, 3), "W"), numpy_helper.from_array(k(8, 8), "R")])
+    fixed = helper.make_graph(
+        [n("Conv", ["x", "W"], ["y"], name="conv", pads=[1, 1, 1, 1])], "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, "width"])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(k(5, 3, 3, 3), "W")])
+    return helper.make_model(audio, opset_imports=[helper.make_opsetid("", OPSET)]), helper.make_model(fixed, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def run_calibration(tool, work):
+    """calibrate.py on the models of calibration_models(): an .npz with a batch axis that is not the
+    first and a constant, a fixed batch of 1, and a directory of feeds; each must give statistics
+    of every compressible node that compress then uses. Returns the failures."""
+    audio, fixed = calibration_models()
+    samples = 5
+    paths = {name: os.path.join(work, f"calibration-{name}.onnx") for name in ("audio", "fixed")}
+    onnx.save_model(audio, paths["audio"])
+    onnx.save_model(fixed, paths["fixed"])
+    audio_inputs = os.path.join(work, "calibration-audio.npz")
+    np.savez(audio_inputs, x=rng.standard_normal((samples, 4, 16)).astype(np.float32),
+             state=rng.standard_normal((samples, 2, 8)).astype(np.float32), **{"constants/sr": np.array(16000.0, dtype=np.float32)})
+    fixed_inputs = os.path.join(work, "calibration-fixed.npz")
+    np.savez(fixed_inputs, x=rng.standard_normal((samples, 3, 8, 10)).astype(np.float32))
+    feeds = os.path.join(work, "calibration-feeds")
+    os.makedirs(feeds, exist_ok=True)
+    for i in range(3):
+        np.savez(os.path.join(feeds, f"{i:03d}.npz"), x=rng.standard_normal((2, 4, 16)).astype(np.float32),
+                 sr=np.array(8000.0, dtype=np.float32), state=rng.standard_normal((2, 2, 8)).astype(np.float32))
+    failures = []
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibrate.py")
+    for name, model, inputs, nodes, shapes in [
+            ("npz, batch axis 1 and a constant", paths["audio"], audio_inputs, {"conv", "recurrent"}, ["x=1,4,16", "sr=", "state=2,1,8"]),
+            ("fixed batch 1", paths["fixed"], fixed_inputs, {"conv"}, ["x=1,3,8,10"]),
+            ("directory of feeds", paths["audio"], feeds, {"conv", "recurrent"}, ["x=2,4,16", "sr=", "state=2,2,8"])]:
+        stats = os.path.join(work, "calibration.stats.safetensors")
+        done = subprocess.run([sys.executable, script, tool, model, inputs, stats, "--batch", "4"], capture_output=True, text=True)
+        if done.returncode != 0:
+            failures.append(f"{name}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        with open(stats, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(length))
+        found = {key[:-len(".count")] for key in header if key.endswith(".count")}
+        if found != nodes:
+            failures.append(f"{name}: statistics of {sorted(found)}, expected {sorted(nodes)}")
+            continue
+        out = os.path.join(work, "calibration.compressed.onnx")
+        arguments = [tool, "compress", model, "--output", out, "--statistics", stats, "--rank", "2", "--min-parameters", "0", "--quiet"]
+        for shape in shapes:
+            arguments += ["--input-shape", shape]
+        done = subprocess.run(arguments, capture_output=True, text=True)
+        if done.returncode != 0 or "warning" in done.stderr:
+            failures.append(f"{name}: compress with the statistics: {done.stderr.strip()}")
+    return failures
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -306,7 +372,13 @@ def main():
         ok = result.split(" ")[0].startswith("(")
         failures += 0 if ok else 1
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {result}")
-    total = len(list(cases())) + len(list(simplify_cases()))
+    calibration = run_calibration(tool, work)
+    for failure in calibration:
+        print(f"FAIL calibration {failure}")
+    print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds"
+          if not calibration else "")
+    failures += len(calibration)
+    total = len(list(cases())) + len(list(simplify_cases())) + 3
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 

@@ -38,7 +38,7 @@ struct Compress: ParsableCommand {
     @Option(help: "JSON object keyed by weight name: {\"stride\": [sh, sw], \"padding\": [t, b, l, r], \"dilation\": [dh, dw], \"groups\": g}.")
     var layerConfig: String?
     @Option(help: "Input height,width of every conv of a state dict, for FLOP counts.") var inputSize: Size2D = Size2D(224, 224)
-    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable), for shapes and MACs.") var inputShape: [InputShape] = []
+    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable; NAME= for a scalar), for shapes and MACs.") var inputShape: [InputShape] = []
     @Option(help: "Calibration statistics (safetensors from Scripts/calibrate.sh): the layers they name are compressed data-aware.") var statistics: String?
     @Option(help: "macs:F or params:F: keep this fraction of the compressible layers' MACs or parameters, ranks allocated across layers.") var budget: CompressionBudget?
     @Flag(help: "Allow --budget without --statistics: ranks and factors from the weights alone (can break a network; see the error without it).")

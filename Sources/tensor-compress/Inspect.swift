@@ -15,7 +15,7 @@ struct Inspect: ParsableCommand {
             """)
 
     @Argument(help: "A .onnx or .safetensors file, a model.safetensors.index.json, or a directory holding one.") var file: String
-    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable).") var inputShape: [InputShape] = []
+    @Option(help: "NAME=d0,d1,… : the shape of an ONNX graph input (repeatable; NAME= for a scalar).") var inputShape: [InputShape] = []
     @Flag(help: "Print one JSON document on standard output.") var json = false
     @Flag(help: "Skip the EVBMF estimates (faster on large models).") var noVbmf = false
 

@@ -47,7 +47,7 @@ extension Size2D: ExpressibleByArgument {
     public var defaultValueDescription: String { "\(height),\(width)" }
 }
 
-/// `NAME=d0,d1,…`: the shape of one ONNX graph input.
+/// `NAME=d0,d1,…`: the shape of one ONNX graph input (`NAME=` for a scalar).
 struct InputShape: ExpressibleByArgument, CustomStringConvertible {
     var name: String
     var shape: [Int]
@@ -56,7 +56,8 @@ struct InputShape: ExpressibleByArgument, CustomStringConvertible {
         guard let equals = argument.lastIndex(of: "=") else { return nil }
         let name = String(argument[..<equals])
         let values = argument[argument.index(after: equals)...].split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !name.isEmpty, !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        // `NAME=` with nothing after it is a scalar (rank 0), such as a sample rate.
+        guard !name.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
         (self.name, self.shape) = (name, values.map { $0! })
     }
 
