@@ -222,6 +222,7 @@ public struct ONNXGraph: Sendable, Equatable {
 
     /// The value of a `Constant` node: its `value` tensor, or `value_float(s)` / `value_int(s)`.
     static func constantValue(_ node: ONNXNode) -> ONNXTensor? {
+        guard let output = node.outputs.first else { return nil }
         var tensor: ONNXTensor
         switch (node.attribute("value"), node.attribute("value_float"), node.attribute("value_floats"),
                 node.attribute("value_int"), node.attribute("value_ints")) {
@@ -235,7 +236,7 @@ public struct ONNXGraph: Sendable, Equatable {
         case let (_, _, _, _, .ints(v)?): tensor = ONNXTensor(name: "", int64: v)
         default: return nil
         }
-        tensor.name = node.outputs[0]
+        tensor.name = output
         return tensor
     }
 

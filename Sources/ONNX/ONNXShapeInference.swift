@@ -191,7 +191,9 @@ public struct ONNXShapeInference: Sendable {
     // swiftlint:disable:next cyclomatic_complexity function_body_length
     mutating func infer(_ node: ONNXNode, opset: Int) throws {
         let op = node.opType
-        let ins = node.inputs
+        // Inputs a node lacks read as "" (an absent optional input, whose shape is unknown), so
+        // that a node with too few inputs fails like one with unknown inputs, never by indexing.
+        let ins = node.inputs + [String](repeating: "", count: 6)
         let out = node.outputs.first ?? ""
         guard node.isStandard else { throw InferenceFailure(reason: "operators of domain \(node.domain) are not covered") }
         switch op {
@@ -213,7 +215,7 @@ public struct ONNXShapeInference: Sendable {
              "Xor", "Mod", "GreaterOrEqual", "LessOrEqual", "BitShift":
             let s = try Self.broadcast(try ins.filter { !$0.isEmpty }.map(shape))
             var value: [Double]?
-            if ["Add", "Sub", "Mul", "Div"].contains(op), ins.count == 2, let a = values[ins[0]], let b = values[ins[1]] {
+            if ["Add", "Sub", "Mul", "Div"].contains(op), node.inputs.count == 2, let a = values[ins[0]], let b = values[ins[1]] {
                 let count = try Self.product(s)
                 if count <= Self.valueLimit, a.count == 1 || a.count == count, b.count == 1 || b.count == count {
                     value = (0..<count).map { k in
