@@ -205,6 +205,13 @@ def main():
         sys.exit(f"calibrate: inspect failed: {listed.stderr.strip()}")
     nodes = [n for n in json.loads(listed.stdout)["nodes"] if n["compressible"]]
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
+    # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too, but onnxruntime cannot
+    # expose a subgraph's values as model outputs: they get no statistics (compress names them).
+    nested = [n["name"] for n in nodes if n["name"] not in by_name]
+    if nested:
+        print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
+              + (f" and {len(nested) - 5} more" if len(nested) > 5 else ""), file=sys.stderr)
+    nodes = [n for n in nodes if n["name"] in by_name]
     exposed = {}
     for n in nodes:
         value = by_name[n["name"]].input[0]

@@ -285,6 +285,57 @@ def run(tool, work, name, model, options):
     return error, report
 
 
+def subgraph_models():
+    """An If whose branches hold convolutions (one reading the main graph's weight, one its own) and a
+    Loop whose body applies a convolution three times: (name, model, feeds to try, layers to replace)."""
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    n, v = helper.make_node, helper.make_tensor_value_info
+    then_branch = helper.make_graph([n("Conv", ["x", "W"], ["t"], name="conv", pads=[1, 1, 1, 1])], "then", [], [v("t", TensorProto.FLOAT, [1, 8, 9, 9])])
+    else_branch = helper.make_graph([n("Conv", ["x", "W_else", "B_else"], ["e0"], name="conv", pads=[2, 1, 0, 1]),
+                                     n("Relu", ["e0"], ["e"])], "else", [], [v("e", TensorProto.FLOAT, [1, 8, 9, 9])],
+                                    initializer=[numpy_helper.from_array(k(8, 6, 3, 3), "W_else"), numpy_helper.from_array(k(8), "B_else")])
+    branches = helper.make_graph([n("If", ["cond"], ["y"], name="If_0", then_branch=then_branch, else_branch=else_branch)], "if",
+                                 [v("x", TensorProto.FLOAT, [1, 6, 9, 9]), v("cond", TensorProto.BOOL, [])], [v("y", TensorProto.FLOAT, [1, 8, 9, 9])],
+                                 initializer=[numpy_helper.from_array(k(8, 6, 3, 3), "W")])
+    body = helper.make_graph([n("Conv", ["xc", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]), n("Tanh", ["c"], ["xo"]),
+                              n("Identity", ["cond_in"], ["cond_out"])], "body",
+                             [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), v("xc", TensorProto.FLOAT, [1, 6, 9, 9])],
+                             [v("cond_out", TensorProto.BOOL, []), v("xo", TensorProto.FLOAT, [1, 6, 9, 9])])
+    loop = helper.make_graph([n("Loop", ["M", "go", "x"], ["y"], name="Loop_0", body=body)], "loop",
+                             [v("x", TensorProto.FLOAT, [1, 6, 9, 9])], [v("y", TensorProto.FLOAT, [1, 6, 9, 9])],
+                             initializer=[numpy_helper.from_array(k(6, 6, 3, 3) * 0.3, "W"), numpy_helper.from_array(np.array(3, np.int64), "M"),
+                                          numpy_helper.from_array(np.array(True), "go")])
+    x = rng.standard_normal((1, 6, 9, 9)).astype(np.float32)
+    model = lambda g: helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
+    yield "if-branches", model(branches), [{"x": x, "cond": np.array(True)}, {"x": x, "cond": np.array(False)}], 2
+    yield "loop-body", model(loop), [{"x": x}], 1
+
+
+def run_subgraph(tool, work, name, model, feeds, replaced):
+    """Compresses at full rank and compares every feed's outputs; returns an error text or the worst deviation."""
+    path, out = os.path.join(work, name + ".onnx"), os.path.join(work, name + ".compressed.onnx")
+    onnx.save_model(model, path)
+    done = subprocess.run([tool, "compress", path, "--output", out, "--json", "--quiet", "--conv", "tucker2", "--rank-selection", "energy:1",
+                           "--allow-growth", "--min-parameters", "0"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"compress failed: {done.stderr.strip()}"
+    count = json.loads(done.stdout)["totals"]["replacedLayers"]
+    if count != replaced:
+        return f"{count} layers replaced, expected {replaced}"
+    onnx.checker.check_model(out, full_check=True)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    a = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for feed in feeds:
+        ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
+        if ya.shape != yb.shape:
+            return f"output shapes {ya.shape} and {yb.shape} differ"
+        worst = max(worst, float(np.abs(ya - yb).max() / max(np.abs(ya).max(), 1e-30)))
+    return worst
+
+
 def calibration_models():
     """A 1-D convolution model with a scalar input and a state whose batch axis is 1, and a 2-D one
     whose batch is fixed at 1: inputs that calibrate.py must follow as the model declares them."""
@@ -372,13 +423,19 @@ def main():
         ok = result.split(" ")[0].startswith("(")
         failures += 0 if ok else 1
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {result}")
+    subgraphs = list(subgraph_models())
+    for name, model, feeds, replaced in subgraphs:
+        result = run_subgraph(tool, work, name, model, feeds, replaced)
+        ok = not isinstance(result, str) and result <= 1e-4
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: " + (result if isinstance(result, str) else f"{replaced} replaced, max |a−b|/max|a| = {result:.2e}"))
     calibration = run_calibration(tool, work)
     for failure in calibration:
         print(f"FAIL calibration {failure}")
     print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds"
           if not calibration else "")
     failures += len(calibration)
-    total = len(list(cases())) + len(list(simplify_cases())) + 3
+    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 3
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 

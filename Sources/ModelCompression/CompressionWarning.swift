@@ -9,9 +9,6 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
     /// Calibration statistics were given, but not for these candidate layers (of `candidates`):
     /// they are compressed from their weights alone.
     case statisticsMissing(layers: [String], candidates: Int)
-    /// Layers that sit inside subgraphs (`If`, `Loop`, `Scan` bodies) and are not compressed, by
-    /// the path of the node that holds them (`If_0/then_branch`).
-    case layersInSubgraphs(count: Int, owners: [String])
     /// No layer was replaced (and nothing simplified): the output equals the input.
     case nothingReplaced(candidates: Int)
 
@@ -20,8 +17,6 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
         case let .statisticsMissing(layers, candidates):
             return "the statistics name \(candidates - layers.count) of the \(candidates) candidate layers; \(layers.count) are compressed "
                 + "from their weights alone: \(Self.list(layers))"
-        case let .layersInSubgraphs(count, owners):
-            return "\(count) Conv/Gemm/MatMul/recurrent nodes sit inside subgraphs and are not compressed: \(Self.list(owners))"
         case let .nothingReplaced(candidates):
             return "no layer was replaced (\(candidates) candidate layers): the output computes what the input does"
         }

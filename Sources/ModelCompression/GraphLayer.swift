@@ -12,10 +12,13 @@ import TensorModule
 /// for layer in layers where layer.compressible { print(layer.name, layer.op, layer.macs ?? 0) }
 /// ```
 public struct GraphLayer: Sendable, Equatable, Encodable {
-    /// The node's name (`<op>_<index>` when the node has none).
+    /// The node's name (`<op>_<index>` when the node has none), after the label of the subgraph
+    /// that holds it (`If_0/then_branch/conv`) for a node inside an `If`, `Loop` or `Scan` body.
     public var name: String
-    /// The node's index in the graph.
+    /// The node's index in its graph.
     public var nodeIndex: Int
+    /// The path from the main graph to the subgraph that holds the node (empty for the main graph).
+    public var subgraph: [ONNXSubgraphStep] = []
     /// The operator.
     public var op: String
     /// The weight's value name (`Conv`'s W, `Gemm`'s and `MatMul`'s B, `Gather`'s data).
@@ -117,6 +120,26 @@ extension ModelCompressor {
         let graph = model.graph
         let shapes = try ONNXShapeInference(graph: graph, inputShapes: options.inputShapes, opset: model.opsetVersion)
         let constants = graph.constants()
+        var result = try layers(in: graph, shapes: shapes, constants: constants, label: "", path: [], estimateRanks: estimateRanks)
+        // Subgraphs, parents first: each body sees the values of the graphs around it (outer-scope
+        // weights included) and its own, which shadow them.
+        var scopes: [[ONNXSubgraphStep]: (shapes: ONNXShapeInference, constants: [String: ONNXConstant])] = [[]: (shapes, constants)]
+        for (path, label, body) in graph.subgraphs() {
+            let outer = scopes[Array(path.dropLast())]!
+            let inner = ONNXShapeInference(subgraph: body, outer: outer.shapes, opset: model.opsetVersion)
+            var visible = outer.constants
+            for input in body.inputs { visible[input.name] = nil }
+            visible.merge(body.constants()) { $1 }
+            scopes[path] = (inner, visible)
+            result += try layers(in: body, shapes: inner, constants: visible, label: label + "/", path: path, estimateRanks: estimateRanks)
+        }
+        return result
+    }
+
+    /// The layers of one graph (the main graph, or a subgraph with the constants and shapes visible
+    /// in it), their names after `label`.
+    func layers(in graph: ONNXGraph, shapes: ONNXShapeInference, constants: [String: ONNXConstant], label: String,
+                path: [ONNXSubgraphStep], estimateRanks: Bool) throws -> [GraphLayer] {
         let consumers = graph.consumers()
         let nodes = graph.nodes
         var result: [GraphLayer] = []
@@ -134,8 +157,8 @@ extension ModelCompressor {
             return found
         }
         for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
-            let name = node.name.isEmpty ? "\(node.opType)_\(index)" : node.name
-            var layer = GraphLayer(name: name, nodeIndex: index, op: node.opType, compressible: false)
+            let name = label + (node.name.isEmpty ? "\(node.opType)_\(index)" : node.name)
+            var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType, compressible: false)
             func refuse(_ reason: String) { layer.reason = reason }
             let weightName = node.inputs.count > 1 ? node.inputs[node.opType == "Gather" ? 0 : 1] : ""
             layer.weight = weightName.isEmpty ? nil : weightName

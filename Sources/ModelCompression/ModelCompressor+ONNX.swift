@@ -17,8 +17,8 @@ public struct CompressedONNXModel: Sendable {
     public var totals: CompressionTotals
     /// What ``CompressionOptions/simplify`` rewrote, when set.
     public var simplification: ONNXSimplification?
-    /// What the run did that a user may not expect (statistics missing for some layers, layers
-    /// inside subgraphs, nothing replaced).
+    /// What the run did that a user may not expect (statistics missing for some layers, nothing
+    /// replaced).
     public var warnings: [CompressionWarning] = []
 }
 
@@ -53,11 +53,9 @@ extension ModelCompressor {
         let analysed = try layers(in: model)
         let candidates = analysed.filter(\.compressible)
         var warnings = try statisticsWarnings(candidates: candidates.map(\.name))
-        let nested = model.graph.subgraphLayers()
-        if !nested.isEmpty { warnings.append(.layersInSubgraphs(count: nested.count, owners: Array(Set(nested.map { $0.owner })).sorted())) }
         let allocated = try budgetRanks(candidates)
         var reports: [LayerReport] = []
-        var replacements: [(index: Int, nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
+        var replacements: [(index: Int, subgraph: [ONNXSubgraphStep], nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
         var entries: [[String: Any]] = []
         // Decomposed concurrently (each in Double whatever the weight's type: the factors are
         // rounded once, when written in it, so a full-rank stack reproduces the node to that
@@ -96,7 +94,8 @@ extension ModelCompressor {
             report.op = layer.op
             reports.append(report)
             guard let emitted = outcome.emitted, report.status.isReplaced else { continue }
-            replacements.append((layer.nodeIndex, emitted.nodes, emitted.initializers, [site.weightName] + (site.biasName.map { [$0] } ?? [])))
+            replacements.append((layer.nodeIndex, layer.subgraph, emitted.nodes, emitted.initializers,
+                                 [site.weightName] + (site.biasName.map { [$0] } ?? [])))
             entries.append([
                 "node": layer.name, "op": layer.op, "method": report.method?.rawValue ?? "", "ranks": report.ranks,
                 "kernelError": report.relativeError, "parametersBefore": report.parametersBefore, "parametersAfter": report.parametersAfter,
@@ -106,7 +105,20 @@ extension ModelCompressor {
         progress?(candidates.count, candidates.count, "writing")
         var graph = model.graph
         try checkNames(replacements.flatMap { $0.nodes }, replacements.flatMap { $0.initializers }, in: graph)
-        for replacement in replacements.sorted(by: { $0.index > $1.index }) {
+        // Subgraphs first, the deepest first: a replacement changes the node indices of its own
+        // graph only, which the paths of deeper subgraphs and of this graph's nodes go through.
+        // A subgraph's new weights are its own initializers; what it no longer reads from the
+        // graphs around it is removed at the end, when nothing else reads it.
+        let bySubgraph = Dictionary(grouping: replacements, by: \.subgraph)
+        for path in bySubgraph.keys.sorted(by: { $0.count > $1.count }) where !path.isEmpty {
+            guard var body = graph.subgraph(at: path) else { continue }
+            for replacement in bySubgraph[path]!.sorted(by: { $0.index > $1.index }) {
+                body.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
+            }
+            body.removeUnused(Set(bySubgraph[path]!.flatMap(\.released)))
+            graph.setSubgraph(body, at: path)
+        }
+        for replacement in (bySubgraph[[]] ?? []).sorted(by: { $0.index > $1.index }) {
             graph.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
         }
         graph.removeUnused(Set(replacements.flatMap(\.released)))
@@ -186,12 +198,16 @@ extension ModelCompressor {
     }
 
     /// Throws when a new node or value name is already used in the graph.
-    func checkNames(_ nodes: [ONNXNode], _ initializers: [ONNXTensor], in graph: ONNXGraph) throws {
-        var used = Set(graph.nodes.map(\.name))
-        for node in graph.nodes { used.formUnion(node.outputs) }
-        used.formUnion(graph.initializers.map(\.name))
-        used.formUnion(graph.inputs.map(\.name))
-        let replacedOutputs = Set(graph.nodes.flatMap(\.outputs))
+    func checkNames(_ nodes: [ONNXNode], _ initializers: [ONNXTensor], in main: ONNXGraph) throws {
+        // Subgraphs share the main graph's namespace (they read outer values by name).
+        var used = Set<String>(), replacedOutputs = Set<String>()
+        for graph in [main] + main.subgraphs().map(\.graph) {
+            used.formUnion(graph.nodes.map(\.name))
+            for node in graph.nodes { used.formUnion(node.outputs) }
+            used.formUnion(graph.initializers.map(\.name))
+            used.formUnion(graph.inputs.map(\.name))
+            replacedOutputs.formUnion(graph.nodes.flatMap(\.outputs))
+        }
         for node in nodes {
             guard used.insert(node.name).inserted else { throw ModelCompressionError.nameCollision(name: node.name) }
             for output in node.outputs where !replacedOutputs.contains(output) {

@@ -136,31 +136,6 @@ public struct ONNXGraph: Sendable, Equatable {
     /// and recurrent layers.
     public static let layerOperators: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"]
 
-    /// The nodes of ``layerOperators`` inside subgraphs (the bodies of `If`, `Loop`, `Scan`, at
-    /// any depth), each with the path of the node that holds it (`If_0/then_branch`) and its own
-    /// name. The compressor reads the main graph only; this says what it leaves out.
-    public func subgraphLayers() -> [(owner: String, node: String, opType: String)] {
-        var result: [(owner: String, node: String, opType: String)] = []
-        func visit(_ graph: Onnx_GraphProto, _ path: String) {
-            for (k, node) in graph.node.enumerated() {
-                let name = node.name.isEmpty ? "\(node.opType)_\(k)" : node.name
-                for attribute in node.attribute {
-                    let bodies = (attribute.hasG ? [attribute.g] : []) + attribute.graphs
-                    for body in bodies {
-                        let owner = (path.isEmpty ? "" : path + "/") + name + "/" + attribute.name
-                        for (j, inner) in body.node.enumerated() where Self.layerOperators.contains(inner.opType)
-                            && (inner.domain.isEmpty || inner.domain == "ai.onnx") {
-                            result.append((owner, inner.name.isEmpty ? "\(inner.opType)_\(j)" : inner.name, inner.opType))
-                        }
-                        visit(body, owner)
-                    }
-                }
-            }
-        }
-        visit(proto, "")
-        return result
-    }
-
     /// The initializers that a run may replace by feeding the input of the same name (see
     /// ``initializersCanBeOverridden``).
     public var overridableInitializerNames: Set<String> {

@@ -60,8 +60,38 @@ public struct ONNXShapeInference: Sendable {
                 throw ONNXError.dynamicInput(name: input.name, shape: "(unknown rank)")
             }
         }
+        propagate(graph, opset: opset)
+    }
+
+    /// Propagates the shapes of `subgraph` (an `If` branch, a `Loop` or `Scan` body) from those of
+    /// the graph around it: outer values are visible inside, the body's own inputs take their
+    /// declared shape when it is static and are unknown otherwise (a `Loop`'s carried values, a
+    /// `Scan`'s slices). Never throws: what cannot be derived stays unknown.
+    ///
+    /// ```swift
+    /// let outer = try ONNXShapeInference(graph: model.graph, inputShapes: ["x": [1, 16, 512]])
+    /// for (_, label, body) in model.graph.subgraphs() {
+    ///     let inner = ONNXShapeInference(subgraph: body, outer: outer, opset: model.opsetVersion)
+    /// }
+    /// ```
+    public init(subgraph: ONNXGraph, outer: ONNXShapeInference, opset: Int = 13) {
+        (shapes, values) = (outer.shapes, outer.values)
+        for input in subgraph.inputs {
+            // A formal input shadows any outer value of the same name.
+            shapes[input.name] = nil
+            values[input.name] = nil
+            let fixed = input.shape?.compactMap { d -> Int? in if case let .value(v) = d { return v } else { return nil } }
+            if let fixed, fixed.count == input.shape?.count, fixed.allSatisfy({ $0 >= 0 }), (try? Self.product(fixed)) != nil {
+                shapes[input.name] = fixed
+            }
+        }
+        propagate(subgraph, opset: opset)
+    }
+
+    /// Records the initializers, then infers every node in order.
+    mutating func propagate(_ graph: ONNXGraph, opset: Int) {
         let overridable = graph.overridableInitializerNames
-        for tensor in graph.initializers where shapes[tensor.name] == nil {
+        for tensor in graph.initializers {
             record(tensor.name, tensor)
             // A value fed at run time may replace it: its shape stays, its contents are not known.
             if overridable.contains(tensor.name) { values[tensor.name] = nil }

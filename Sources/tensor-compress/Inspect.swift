@@ -29,24 +29,21 @@ struct Inspect: ParsableCommand {
         options.inputShapes = try InputShape.dictionary(inputShape)
         options.minimumParameters = 0
         let layers = try ModelCompressor(options: options).layers(in: model, estimateRanks: !noVbmf)
-        let nested = model.graph.subgraphLayers()
         let compressible = layers.filter(\.compressible)
         let parameters = ModelCompressor.parameterCount(of: model.graph)
         let compressibleParameters = compressible.reduce(0) { $0 + ($1.shape?.reduce(1, *) ?? 0) }
         let total = layers.compactMap(\.macs).reduce(0, +), share = compressible.compactMap(\.macs).reduce(0, +)
         let unknown = layers.filter { $0.macs == nil }.count
-        let warning = nested.isEmpty ? nil : CompressionWarning.layersInSubgraphs(count: nested.count, owners: Array(Set(nested.map { $0.owner })).sorted())
         if json {
             struct Totals: Encodable {
                 var nodes: Int, compressibleNodes: Int, macs: Int, compressibleMACs: Int, nodesWithUnknownMACs: Int
                 var parameters: Int, compressibleParameters: Int, nodesInSubgraphs: Int
             }
-            struct Document: Encodable { var file: String; var nodes: [GraphLayer]; var totals: Totals; var warnings: [CompressionWarning] }
+            struct Document: Encodable { var file: String; var nodes: [GraphLayer]; var totals: Totals }
             let totals = Totals(nodes: layers.count, compressibleNodes: compressible.count, macs: total, compressibleMACs: share,
                                 nodesWithUnknownMACs: unknown, parameters: parameters, compressibleParameters: compressibleParameters,
-                                nodesInSubgraphs: nested.count)
-            print(try jsonString(Document(file: file, nodes: layers, totals: totals, warnings: warning.map { [$0] } ?? [])))
-            if let warning { printError("tensor-compress: warning: \(warning)") }
+                                nodesInSubgraphs: layers.filter { !$0.subgraph.isEmpty }.count)
+            print(try jsonString(Document(file: file, nodes: layers, totals: totals)))
             return
         }
         func list(_ values: [Int]?) -> String { values.map { $0.map(String.init).joined(separator: ",") } ?? "" }
@@ -59,7 +56,6 @@ struct Inspect: ParsableCommand {
         print("\(layers.count) nodes, \(compressible.count) compressible; MACs \(compact(total)) in all of them\(unknown > 0 ? " (\(unknown) with unknown MACs)" : ""), "
               + "\(compact(share)) in the compressible ones; parameters \(compact(parameters)) in the model, \(compact(compressibleParameters)) in the "
               + "compressible nodes; opset \(model.opsetVersion), IR \(model.irVersion)")
-        if let warning { printError("tensor-compress: warning: \(warning)") }
     }
 
     struct Row: Encodable {
