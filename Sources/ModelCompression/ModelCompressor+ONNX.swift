@@ -140,10 +140,13 @@ extension ModelCompressor {
         return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification, warnings: warnings)
     }
 
-    /// Elements of every floating-point constant of the main graph (initializers and `Constant` nodes).
+    /// Elements of every floating-point constant (initializers and `Constant` nodes) of the graph
+    /// and of its subgraphs.
     public static func parameterCount(of graph: ONNXGraph) -> Int {
-        graph.constants().values.filter { $0.identities.isEmpty && $0.tensor.dataType.isFloatingPoint }
-            .reduce(0) { $0 + ((try? $1.tensor.elementCount()) ?? 0) }
+        ([graph] + graph.subgraphs().map(\.graph)).reduce(0) { total, g in
+            total + g.constants().values.filter { $0.identities.isEmpty && $0.tensor.dataType.isFloatingPoint }
+                .reduce(0) { $0 + ((try? $1.tensor.elementCount()) ?? 0) }
+        }
     }
 
     /// One node decomposed in `Scalar` and, when replaced, its new nodes.
@@ -152,7 +155,11 @@ extension ModelCompressor {
         switch built {
         case let .conv2d(conv):
             if let x = site.inputShape, x.count == 4 { return (Array(x.dropFirst()), x[0]) }
-            return ([conv.inChannels, options.inputSize.height, options.inputSize.width], 1)
+            // Unknown shapes (a dynamic dimension inside a subgraph): the default input size,
+            // at least the dilated kernel; a 1-D convolution's height is 1.
+            let extent = { (k: Int, d: Int) in d * (k - 1) + 1 }
+            let height = site.spatialRank == 1 ? 1 : max(options.inputSize.height, extent(conv.kernelSize.height, conv.dilation.height))
+            return ([conv.inChannels, height, max(options.inputSize.width, extent(conv.kernelSize.width, conv.dilation.width))], 1)
         case let .linear(linear):
             return (site.inputShape ?? [linear.inFeatures], 1)
         default: preconditionFailure("graph sites are convolutions or linear layers")
