@@ -186,6 +186,49 @@ def input_plan(model, args):
     return feeds, [f"{n}={','.join(str(d) for d in shape(n))}" for n in inputs], samples
 
 
+def inline_branches(model, feeds_of):
+    """Replaces each main-graph If whose condition is the same in every feed by the branch taken
+    (a sample-rate switch, for example), so that onnxruntime can expose its nodes' inputs. Returns
+    the branch nodes by the names inspect gives them (IF/then_branch/NODE)."""
+    ifs = [(k, n) for k, n in enumerate(model.graph.node) if n.op_type == "If" and n.domain in ("", "ai.onnx")]
+    if not ifs:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for _, n in ifs:
+        if n.input[0] not in existing:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(n.input[0], onnx.TensorProto.BOOL, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    taken = {}
+    for feeds, _ in feeds_of():
+        values = dict(zip(names, session.run(None, feeds)))
+        for k, n in ifs:
+            taken.setdefault(k, set()).add(bool(np.asarray(values[n.input[0]]).reshape(-1)[0]))
+    inlined, nodes = {}, []
+    for k, n in enumerate(model.graph.node):
+        branches = taken.get(k)
+        if branches is None or len(branches) != 1:
+            if branches:
+                print(f"calibrate: {n.name or f'If_{k}'} takes both branches on these inputs; its nodes get no statistics", file=sys.stderr)
+            nodes.append(n)
+            continue
+        attribute = "then_branch" if branches.pop() else "else_branch"
+        body = next(a.g for a in n.attribute if a.name == attribute)
+        label = (n.name or f"If_{k}") + "/" + attribute + "/"
+        for j, inner in enumerate(body.node):
+            inlined[label + (inner.name or f"{inner.op_type}_{j}")] = inner
+        nodes.extend(body.node)
+        model.graph.initializer.extend(body.initializer)
+        nodes.extend(onnx.helper.make_node("Identity", [b.name], [o]) for b, o in zip(body.output, n.output))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return inlined
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tool")
@@ -205,8 +248,12 @@ def main():
         sys.exit(f"calibrate: inspect failed: {listed.stderr.strip()}")
     nodes = [n for n in json.loads(listed.stdout)["nodes"] if n["compressible"]]
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
-    # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too, but onnxruntime cannot
-    # expose a subgraph's values as model outputs: they get no statistics (compress names them).
+    # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
+    # expose a subgraph's values as model outputs, but an If that takes the same branch on every
+    # feed is the branch itself: it is inlined for the calibration runs. The rest (Loop and Scan
+    # bodies, Ifs that switch) get no statistics, and compress names them.
+    if any(n["name"] not in by_name for n in nodes):
+        by_name.update(inline_branches(model, feeds_of))
     nested = [n["name"] for n in nodes if n["name"] not in by_name]
     if nested:
         print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"

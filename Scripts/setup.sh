@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (OpenBLAS, LAPACKE, zlib, pkg-config) when they are missing;
-# with --data also the evaluation data of the main job (Debian's fortunes and fonts-dejavu-core).
+# with --data also the evaluation data of the main job (Debian's fortunes and fonts-dejavu-core), with --speech
+# fortunes and espeak-ng (the Silero VAD job's speech).
 # Runs apt-get as root, or through sudo; exits non-zero with a clear message when it cannot.
 set -euo pipefail
 
@@ -12,10 +13,16 @@ if [ ! -f /usr/include/lapacke.h ] && [ ! -f /usr/include/x86_64-linux-gnu/lapac
 fi
 # zlib's headers, for ZIPFoundation (.npz reading) on Linux.
 if ! pkg-config --exists zlib 2>/dev/null; then missing+=(zlib1g-dev); fi
-if [ "${1:-}" = "--data" ]; then
-    [ -f /usr/share/games/fortunes/literature ] || missing+=(fortunes)
-    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf ] || missing+=(fonts-dejavu-core)
-fi
+for option in "$@"; do
+    case "$option" in
+    --data)
+        [ -f /usr/share/games/fortunes/literature ] || missing+=(fortunes)
+        [ -f /usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf ] || missing+=(fonts-dejavu-core) ;;
+    --speech)
+        [ -f /usr/share/games/fortunes/literature ] || missing+=(fortunes)
+        command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng) ;;
+    esac
+done
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

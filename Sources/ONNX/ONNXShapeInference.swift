@@ -169,6 +169,31 @@ public struct ONNXShapeInference: Sendable {
         if let value, value.count <= Self.valueLimit { values[name] = value }
     }
 
+    /// The values of a small tensor of `shape` rearranged into `target`: output element at
+    /// multi-index `o` is input element `source(o)` (row-major both). `nil` beyond ``valueLimit``.
+    static func remapped(_ values: [Double], shape: [Int], to target: [Int], source: ([Int]) -> [Int]) -> [Double]? {
+        guard values.count == shape.reduce(1, *), let count = try? product(target), count <= valueLimit else { return nil }
+        var result: [Double] = []
+        var o = [Int](repeating: 0, count: target.count)
+        for _ in 0..<count {
+            let i = source(o)
+            var flat = 0
+            for (axis, k) in i.enumerated() {
+                guard k >= 0, k < shape[axis] else { return nil }
+                flat = flat * shape[axis] + k
+            }
+            result.append(values[flat])
+            var axis = target.count - 1
+            while axis >= 0 {
+                o[axis] += 1
+                if o[axis] < target[axis] { break }
+                o[axis] = 0
+                axis -= 1
+            }
+        }
+        return result
+    }
+
     /// NumPy broadcasting of `shapes`.
     public static func broadcast(_ shapes: [[Int]]) throws -> [Int] {
         let rank = shapes.map(\.count).max() ?? 0
@@ -357,7 +382,14 @@ public struct ONNXShapeInference: Sendable {
             let x = try shape(ins[0])
             let perm = node.ints("perm") ?? Array((0..<x.count).reversed())
             guard perm.sorted() == Array(0..<x.count) else { throw InferenceFailure(reason: "perm \(perm) does not fit \(x)") }
-            try set(out, perm.map { x[$0] }, value: x.count <= 1 ? values[ins[0]] : nil)
+            let permuted = perm.map { x[$0] }
+            // Small constant tensors are permuted too (PyTorch's pad arguments pass through a Transpose).
+            let value = values[ins[0]].flatMap { v in Self.remapped(v, shape: x, to: permuted) { o in
+                var i = [Int](repeating: 0, count: x.count)
+                for (k, axis) in perm.enumerated() { i[axis] = o[k] }
+                return i
+            } }
+            try set(out, permuted, value: value)
         case "Squeeze", "Unsqueeze":
             let x = try shape(ins[0])
             let axes: [Int]? = opset >= 13 ? (ins.count > 1 && !ins[1].isEmpty ? try integers(ins[1], "axes") : nil) : node.ints("axes")
@@ -431,11 +463,9 @@ public struct ONNXShapeInference: Sendable {
                 s[axis] = count
                 ranges[axis] = (start, step, count)
             }
-            var value: [Double]?
-            if x.count == 1, let v = values[ins[0]] {
-                let r = ranges[0] ?? (0, 1, x[0])
-                value = (0..<r.count).map { v[r.start + $0 * r.step] }
-            }
+            let value = values[ins[0]].flatMap { v in Self.remapped(v, shape: x, to: s) { o in
+                o.enumerated().map { axis, k in ranges[axis].map { $0.start + k * $0.step } ?? k }
+            } }
             try set(out, s, value: value)
         case "Split":
             let x = try shape(ins[0])

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Silero VAD end to end (bash Scripts/main.sh silero): silero_vad.onnx as the PyPI wheel silero-vad
+# 6.2.3 ships it (MIT; every layer inside an If on the sample rate, 1-D convolutions and an LSTM),
+# speech that espeak-ng reads from Debian's fortunes (calibration: "literature" and "wisdom" in the
+# en-us voice; evaluation: "science" and "computers" in the en-gb voice, so other words and another
+# voice), input statistics of the branch that 16 kHz input takes (calibrate.sh inlines an If whose
+# condition is the same on every input), compressed at --budget macs:0.67 with the statistics and,
+# beside, --data-free; onnxruntime's dynamic INT8 quantization of the original and of the
+# compressed model beside; each scored by its speech/non-speech decisions on 32 ms chunks against
+# the original's, with onnxruntime latency per chunk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget="${BUDGET:-0.67}"
+bash Scripts/setup.sh --speech
+swift build -c release --product tensor-compress >&2
+tool=.build/release/tensor-compress
+python=$(bash Scripts/onnx-venv.sh)
+models=.cache/models/silero
+out=out/silero
+mkdir -p "$models" "$out"
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+if [ ! -f "$models/silero_vad.onnx" ]; then
+    python3 -m pip download --no-deps --quiet --disable-pip-version-check --dest "$models/wheel" "silero-vad==6.2.3" >&2
+    python3 - "$models" <<'PY'
+import glob, os, sys, zipfile
+target = sys.argv[1]
+with zipfile.ZipFile(sorted(glob.glob(os.path.join(target, "wheel", "silero_vad-6.2.3-*.whl")))[-1]) as archive:
+    with archive.open("silero_vad/data/silero_vad.onnx") as source, open(os.path.join(target, "silero_vad.onnx.part"), "wb") as f:
+        f.write(source.read())
+os.replace(os.path.join(target, "silero_vad.onnx.part"), os.path.join(target, "silero_vad.onnx"))
+PY
+fi
+model="$models/silero_vad.onnx"
+shapes=(--input-shape input=1,576 --input-shape state=2,1,128 --input-shape sr=)
+echo "main: speech from espeak-ng (calibration and evaluation: other texts, other voices)" >&2
+"$python" Scripts/silero.py audio --split calibration --seconds 120 --out "$out/calibration.npy"
+"$python" Scripts/silero.py audio --split evaluation --seconds 120 --out "$out/evaluation.npy"
+"$python" Scripts/silero.py inputs --model "$model" --audio "$out/calibration.npy" --out "$out/calibration.npz"
+TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$model" "$out/calibration.npz" "$out/stats.safetensors" --batch 64 >&2
+echo "main: $tool compress $model ${shapes[*]} --statistics $out/stats.safetensors --budget macs:$budget" >&2
+"$tool" compress "$model" --output "$out/silero_vad.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
+    --budget "macs:$budget" --quiet --report "$out/report.json" | tail -1 >&2
+"$tool" compress "$model" --output "$out/silero_vad.data-free.onnx" "${shapes[@]}" --budget "macs:$budget" --data-free \
+    --quiet --report "$out/data-free.report.json" | tail -1 >&2
+"$python" - "$model" "$out" <<'PY'
+import sys
+from onnxruntime.quantization import QuantType, quantize_dynamic
+model, out = sys.argv[1:]
+for source, target in ((model, "silero_vad.int8.onnx"), (out + "/silero_vad.compressed.onnx", "silero_vad.compressed.int8.onnx")):
+    quantize_dynamic(source, out + "/" + target, weight_type=QuantType.QInt8, per_channel=True)
+PY
+"$python" Scripts/silero.py evaluate --audio "$out/evaluation.npy" "$model" "$out/silero_vad.compressed.onnx" "$out/silero_vad.data-free.onnx" \
+    "$out/silero_vad.int8.onnx" "$out/silero_vad.compressed.int8.onnx" --json "$out/evaluation.json"
+rm -f "$out/calibration.npz"
