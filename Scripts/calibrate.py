@@ -279,7 +279,7 @@ def main():
         for value, consumers in exposed.items():
             x = values[value]
             for n in consumers:
-                if n["op"] == "Conv":
+                if n["op"] in ("Conv", "ConvTranspose"):   # a stride-1 ConvTranspose: its equivalent convolution's patches
                     if x.ndim == 3:   # a 1-D convolution, analysed as 2-D of height 1 (inspect lists kernel [1, k])
                         x = x[:, :, None, :]
                     groups = n["groups"]

@@ -72,6 +72,16 @@ def conv_graph(name, x_shape, weight, bias=None, storage="initializer", **attrs)
     return finished(graph)
 
 
+def convt_graph(x_shape, weight, bias=None, **attrs):
+    """One ConvTranspose (then Relu) on input x."""
+    inits = [numpy_helper.from_array(weight, "W")] + ([numpy_helper.from_array(bias, "B")] if bias is not None else [])
+    nodes = [helper.make_node("ConvTranspose", ["x", "W"] + (["B"] if bias is not None else []), ["t"], name="convt", **attrs),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "convt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return finished(graph)
+
+
 def linear_graph(name, op, x_shape, weight, c=None, **attrs):
     inits = [numpy_helper.from_array(weight, "B")]
     inputs = ["x", "B"]
@@ -134,6 +144,12 @@ def cases():
     yield "conv1d-cp", conv_graph("c", [1, 6, 19], np.einsum("tr,sr,qr->tsq", k(8, 3), k(6, 3), k(3, 3)).astype(np.float32), b(8),
                                   pads=[1, 1], strides=[2]), cp, 1
     yield "conv1d-svd-pointwise", conv_graph("c", [2, 16, 9], k(24, 16, 1), b(24)), t2, 1
+    # Stride-1 ConvTranspose: compressed as the equivalent convolution (kernel flipped, channels transposed).
+    yield "convtranspose-pads-1", convt_graph([1, 6, 9, 9], k(6, 8, 3, 3), b(8), pads=[1, 1, 1, 1]), t2, 1
+    yield "convtranspose-no-pads-dilation-2", convt_graph([2, 6, 7, 8], k(6, 8, 3, 3), None, dilations=[2, 2], pads=[0, 1, 2, 0]), t2, 1
+    yield "convtranspose-groups-2", convt_graph([1, 8, 9, 9], k(8, 6, 3, 3), b(12), pads=[1, 1, 1, 1], group=2), t2, 1
+    yield "convtranspose-pointwise-svd", convt_graph([1, 16, 7, 7], k(16, 24, 1, 1), b(24)), t2, 1
+    yield "convtranspose-stride-2-kept", convt_graph([1, 6, 5, 5], k(6, 8, 3, 3), b(8), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), t2, 0
     yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
     yield "shared-weight-kept", shared_weight_graph(), t2, 0
     lin = ["--linear", "svd"] + full

@@ -98,6 +98,9 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// The convolution's spatial axes in the graph: 2, or 1 for a 1-D convolution that is
         /// decomposed as a 2-D one of height 1 and written back as 1-D nodes.
         var spatialRank = 2
+        /// A stride-1 `ConvTranspose`, decomposed and written as its equivalent convolution (the
+        /// kernel flipped in space, its channel axes transposed per group).
+        var transposed = false
     }
 }
 
@@ -109,7 +112,9 @@ extension ModelCompressor {
     /// Not compressible, with the reason: convolutions that are not 2-D, depthwise convolutions,
     /// weights or biases that are computed rather than constant, weights read by several nodes,
     /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
-    /// or data that does not fit their shape, `ConvTranspose`, recurrent layers, `Gather` (an embedding table), layers below
+    /// or data that does not fit their shape, `ConvTranspose` with a stride, output padding or
+    /// `SAME` padding (a stride-1 one is compressed as its equivalent convolution), 3-D
+    /// convolutions, recurrent layers, `Gather` (an embedding table), layers below
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
     /// methods set to `none`.
     ///
@@ -172,8 +177,16 @@ extension ModelCompressor {
                     layer.macs = Self.macs([x[0], x[1], w[1], w[2], w[3], x[2], x[3]])
                     (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), node.ints("strides") ?? [1, 1], node.int("group") ?? 1)
                 }
-                refuse("ConvTranspose (a transposed convolution) is not compressed")
-                continue
+                // With stride 1 a transposed convolution is the convolution by the kernel flipped in
+                // space and transposed in its channels, padded by d·(k − 1) − p: compressed as that one.
+                let strides = node.ints("strides") ?? [1, 1], outputPadding = node.ints("output_padding") ?? [0, 0]
+                let autoPad = node.string("auto_pad") ?? "NOTSET"
+                guard layer.shape?.count == 4, strides == [1, 1], outputPadding.allSatisfy({ $0 == 0 }), node.ints("output_shape") == nil,
+                      autoPad == "NOTSET" || autoPad == "VALID" else {
+                    refuse("a ConvTranspose with strides \(strides), output_padding \(outputPadding), auto_pad \(autoPad)"
+                           + "\(node.ints("output_shape") == nil ? "" : " or output_shape"): only 2-D ones of stride 1 without them are compressed")
+                    continue
+                }
             case "Gather":
                 refuse(weight != nil && layer.shape?.count == 2
                        ? "an embedding table (Gather): indexed, not multiplied" : "Gather is not a layer")
@@ -205,6 +218,42 @@ extension ModelCompressor {
             var site = GraphLayer.Site(kind: .matmul, weight: weight, weightName: weightName, input: node.inputs[0],
                                        output: node.outputs.first ?? "", inputShape: inputShape)
             switch node.opType {
+            case "ConvTranspose":
+                let groups = node.int("group") ?? 1
+                let kernel = node.ints("kernel_shape") ?? Array(shape[2...])
+                let dilations = node.ints("dilations") ?? [1, 1]
+                let pads = (node.string("auto_pad") ?? "NOTSET") == "VALID" ? [0, 0, 0, 0] : (node.ints("pads") ?? [0, 0, 0, 0])
+                guard kernel == Array(shape[2...]), dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }), pads.count == 4, groups >= 1,
+                      shape[0] % groups == 0 else {
+                    refuse("kernel_shape \(kernel), dilations \(dilations), pads \(pads) or group \(groups) do not fit the weight \(shape)")
+                    continue
+                }
+                // The equivalent convolution pads each side by d·(k − 1) − p (negative: not a convolution).
+                let extents = [dilations[0] * (kernel[0] - 1), dilations[1] * (kernel[1] - 1)]
+                let padding = Padding(top: extents[0] - pads[0], bottom: extents[0] - pads[2], left: extents[1] - pads[1], right: extents[1] - pads[3])
+                guard padding.array.allSatisfy({ $0 >= 0 }) else {
+                    refuse("a ConvTranspose with pads \(pads) beyond its dilated kernel: no equivalent convolution")
+                    continue
+                }
+                (layer.kernel, layer.stride, layer.groups, layer.dilation, layer.padding) = (kernel, [1, 1], groups, dilations, padding.array)
+                site.transposed = true
+                site.kind = .conv(stride: Size2D(1), padding: padding, dilation: Size2D(dilations[0], dilations[1]), groups: groups, autoPad: "NOTSET")
+                if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                    site.biasName = node.inputs[2]
+                    site.bias = constants[node.inputs[2]]
+                    if site.bias == nil {
+                        refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
+                        continue
+                    }
+                }
+                if shape[1] == 1 && groups > 1 {
+                    refuse("a depthwise ConvTranspose (groups = \(groups), one output channel per group): no channel modes to factor")
+                    continue
+                }
+                if options.conv == .none {
+                    refuse("convolutions are not compressed (--conv none)")
+                    continue
+                }
             case "Conv":
                 if shape.count >= 3, let x = inputShape, x.count == shape.count, let y = shapes.shapes[site.output], y.count == shape.count {
                     layer.macs = Self.macs([x[0], shape[0], shape[1]] + Array(shape[2...]) + Array(y[2...]))
@@ -338,6 +387,31 @@ extension ModelCompressor {
         return result
     }
 
+    /// The kernel of the convolution that a stride-1 `ConvTranspose` with kernel `w`
+    /// (`[C_in, C_out/g, kh, kw]`) computes: `[C_out, C_in/g, kh, kw]`, flipped in both spatial
+    /// axes, channels transposed within each group.
+    static func equivalentConvolutionKernel<Scalar: BLASScalar>(_ w: Tensor<Scalar>, groups: Int) -> Tensor<Scalar> {
+        let (inChannels, outPerGroup, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let inPerGroup = inChannels / groups
+        var scalars = ContiguousArray<Scalar>(repeating: 0, count: w.scalarCount)
+        w.withUnsafeBufferPointer { source in
+            for g in 0..<groups {
+                for i in 0..<inPerGroup {
+                    for o in 0..<outPerGroup {
+                        for a in 0..<kh {
+                            for b in 0..<kw {
+                                let from = (((g * inPerGroup + i) * outPerGroup + o) * kh + a) * kw + b
+                                let to = (((g * outPerGroup + o) * inPerGroup + i) * kh + (kh - 1 - a)) * kw + (kw - 1 - b)
+                                scalars[to] = source[from]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(uncheckedShape: [outPerGroup * groups, inPerGroup, kh, kw], scalars: scalars)
+    }
+
     /// The product of `factors` (a MAC count), `nil` when a factor is negative or twice the
     /// product (the FLOPs) overflows `Int`.
     static func macs(_ factors: [Int]) -> Int? {
@@ -397,6 +471,7 @@ extension ModelCompressor {
     func layer<Scalar: BLASScalar>(_ site: GraphLayer.Site, as _: Scalar.Type) throws -> Layer<Scalar> {
         var w = try site.weight.tensor.tensor(as: Scalar.self)
         if site.spatialRank == 1 { w = try w.reshaped(to: [w.shape[0], w.shape[1], 1, w.shape[2]]) }
+        if site.transposed, case let .conv(_, _, _, groups, _) = site.kind { w = Self.equivalentConvolutionKernel(w, groups: groups) }
         switch site.kind {
         case let .conv(stride, padding, dilation, groups, _):
             let bias = try site.bias.map { Array(try $0.tensor.tensor(as: Scalar.self).scalars) }

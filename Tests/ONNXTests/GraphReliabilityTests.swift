@@ -1,7 +1,7 @@
 import Foundation
-import ModelCompression
 import NNLayers
 import Testing
+@testable import ModelCompression
 @testable import ONNX
 import TensorIO
 import TensorModule
@@ -289,6 +289,36 @@ struct GraphReliabilityTests {
         var old = Self.graph(constants + [Self.node("Sum", ["g", "b", "m", "v"], ["y"])])
         old.initializersCanBeOverridden = false
         #expect(try old.simplify(opset: 13).constantsToInitializers == 0 && old.nodes.count == 5)
+    }
+
+    /// A stride-1 ConvTranspose equals the convolution by its equivalent kernel, padded by
+    /// d·(k − 1) − p, against a naive transposed-convolution loop (groups 2, dilation 2).
+    @Test(arguments: [Float.self, Double.self] as [any BLASScalar.Type])
+    func transposedConvolutionsAreTheirEquivalentConvolution(_ type: any BLASScalar.Type) throws {
+        func check<Scalar: BLASScalar>(_: Scalar.Type) throws {
+            let (cIn, cOutPerGroup, groups, k, d, h, w) = (4, 3, 2, 3, 2, 6, 5)
+            let pads = [1, 0, 2, 1]   // top, left, bottom, right
+            let weight = Tensor<Scalar>.randomNormal(shape: [cIn, cOutPerGroup, k, k], seed: 11)
+            let x = Tensor<Scalar>.randomNormal(shape: [1, cIn, h, w], seed: 12)
+            let outH = h + d * (k - 1) - pads[0] - pads[2], outW = w + d * (k - 1) - pads[1] - pads[3]
+            var naive = [Double](repeating: 0, count: groups * cOutPerGroup * outH * outW)
+            let inPerGroup = cIn / groups
+            for c in 0..<cIn { for o in 0..<cOutPerGroup { for i in 0..<h { for j in 0..<w { for a in 0..<k { for b in 0..<k {
+                let (r, q) = (i + a * d - pads[0], j + b * d - pads[1])
+                guard r >= 0, r < outH, q >= 0, q < outW else { continue }
+                let channel = (c / inPerGroup) * cOutPerGroup + o
+                naive[(channel * outH + r) * outW + q] += Double(x.scalars[(c * h + i) * w + j]) * Double(weight.scalars[((c * cOutPerGroup + o) * k + a) * k + b])
+            } } } } } }
+            let kernel = ModelCompressor.equivalentConvolutionKernel(weight, groups: groups)
+            let conv = try Conv2D(weight: kernel, bias: nil, stride: Size2D(1),
+                                  padding: Padding(top: d * (k - 1) - pads[0], bottom: d * (k - 1) - pads[2], left: d * (k - 1) - pads[1], right: d * (k - 1) - pads[3]),
+                                  dilation: Size2D(d), groups: groups)
+            let y = try conv(x)
+            #expect(y.shape == [1, groups * cOutPerGroup, outH, outW])
+            let scale = naive.map(abs).max()!
+            for (a, b) in zip(y.scalars, naive) { #expect(abs(Double(a) - b) <= 64 * Double(Scalar.ulpOfOne) * scale) }
+        }
+        if type == Float.self { try check(Float.self) } else { try check(Double.self) }
     }
 
     // MARK: - External data
