@@ -9,7 +9,7 @@ from tensorly.tenalg.svd import svd_interface
 rng = np.random.default_rng(1)
 m, n, k, r = 4096, 11008, 512, 1024
 left = rng.standard_normal((m, r), dtype=np.float32) * (np.arange(1, r + 1) ** -0.6).astype(np.float32)
-a = left @ rng.standard_normal((r, n), dtype=np.float32) + 0.5 * np.sqrt(r / n) * rng.standard_normal((m, n), dtype=np.float32)
+a = left @ rng.standard_normal((r, n), dtype=np.float32) + np.float32(0.5 * np.sqrt(r / n)) * rng.standard_normal((m, n), dtype=np.float32)
 times = []
 for _ in range(3):
     t = time.perf_counter(); u, s, v = svd_interface(a, n_eigenvecs=k, method="randomized_svd"); times.append(time.perf_counter() - t)
