@@ -238,14 +238,6 @@ extension ModelCompressor {
                 (layer.kernel, layer.stride, layer.groups, layer.dilation, layer.padding) = (kernel, [1, 1], groups, dilations, padding.array)
                 site.transposed = true
                 site.kind = .conv(stride: Size2D(1), padding: padding, dilation: Size2D(dilations[0], dilations[1]), groups: groups, autoPad: "NOTSET")
-                if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                    site.biasName = node.inputs[2]
-                    site.bias = constants[node.inputs[2]]
-                    if site.bias == nil {
-                        refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
-                        continue
-                    }
-                }
                 if shape[1] == 1 && groups > 1 {
                     refuse("a depthwise ConvTranspose (groups = \(groups), one output channel per group): no channel modes to factor")
                     continue
@@ -303,14 +295,6 @@ extension ModelCompressor {
                 layer.padding = padding.array
                 site.kind = .conv(stride: Size2D(strides[0], strides[1]), padding: padding, dilation: Size2D(dilations[0], dilations[1]),
                                   groups: groups, autoPad: autoPad)
-                if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                    site.biasName = node.inputs[2]
-                    site.bias = constants[node.inputs[2]]
-                    if site.bias == nil {
-                        refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
-                        continue
-                    }
-                }
                 if groups > 1 && shape[1] == 1 {
                     refuse("a depthwise convolution (groups = \(groups), one input channel per group): no channel modes to factor")
                     continue
@@ -345,6 +329,15 @@ extension ModelCompressor {
                 if let a = inputShape, a.count >= 1 { layer.macs = Self.macs(a + [shape[1]]) }
                 if options.linear == .none {
                     refuse("linear layers are not compressed (--linear none)")
+                    continue
+                }
+            }
+            // A convolution's bias (Conv's and ConvTranspose's third input) must be constant too.
+            if case .conv = site.kind, node.inputs.count > 2, !node.inputs[2].isEmpty {
+                site.biasName = node.inputs[2]
+                site.bias = constants[node.inputs[2]]
+                guard site.bias != nil else {
+                    refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
                     continue
                 }
             }
