@@ -224,7 +224,8 @@ extension ModelCompressor {
                 let dilations = node.ints("dilations") ?? [1, 1]
                 let pads = (node.string("auto_pad") ?? "NOTSET") == "VALID" ? [0, 0, 0, 0] : (node.ints("pads") ?? [0, 0, 0, 0])
                 guard kernel == Array(shape[2...]), dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }), pads.count == 4, groups >= 1,
-                      shape[0] % groups == 0 else {
+                      shape[0] % groups == 0, kernel.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }),
+                      zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow }) else {
                     refuse("kernel_shape \(kernel), dilations \(dilations), pads \(pads) or group \(groups) do not fit the weight \(shape)")
                     continue
                 }
@@ -270,6 +271,12 @@ extension ModelCompressor {
                 let autoPad = node.string("auto_pad") ?? "NOTSET"
                 guard kernel == lift(Array(shape[2...])), strides.count == 2, dilations.count == 2 else {
                     refuse("kernel_shape \(kernel), strides \(strides) or dilations \(dilations) do not fit the weight \(shape)")
+                    continue
+                }
+                // Positive settings whose dilated kernel fits in Int (the padding is resolved from it).
+                guard (kernel + strides + dilations).allSatisfy({ $0 >= 1 }),
+                      zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow && d * (k - 1) < Int.max / 4 }) else {
+                    refuse("kernel \(kernel), strides \(strides) or dilations \(dilations) are not positive or overflow")
                     continue
                 }
                 if lifted {

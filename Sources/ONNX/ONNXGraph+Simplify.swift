@@ -147,11 +147,13 @@ extension ONNXGraph {
                 // rank gives its channels, one of rank − 1 its axis 0 (not tracked), a shorter one 1.
                 func channel(_ l: Layout) -> Int? {
                     if l.rank == rank { return l.channels }
-                    if let s = l.shape { return l.rank >= rank - 1 ? s[l.rank - rank + 1] : 1 }
+                    let index = l.rank - rank + 1
+                    if let s = l.shape { return index >= 0 ? (index < s.count ? s[index] : nil) : 1 }
                     return l.rank == rank - 1 ? nil : 1
                 }
+                if rank < 2 { derived = Layout(rank: rank, channels: nil); break }
                 let (ca, cb) = (channel(a), channel(b))
-                if rank < 2 { derived = Layout(rank: rank, channels: nil) } else if let ca, let cb, ca == cb || ca == 1 || cb == 1 {
+                if let ca, let cb, ca == cb || ca == 1 || cb == 1 {
                     derived = Layout(rank: rank, channels: max(ca, cb))
                 } else {
                     derived = Layout(rank: rank, channels: nil)
@@ -276,13 +278,14 @@ extension ONNXGraph {
         let node = ONNXNode(proto: proto.node[k])
         guard node.isStandard, node.opType == "Conv", node.inputs.count >= 2, node.outputs.count == 1,
               let w = constants[node.inputs[1]], w.tensor.dataType.isFloatingPoint, w.tensor.shape.count >= 3,
-              let count = try? w.tensor.elementCount(), count > 0 else { return nil }
+              let count = try? w.tensor.elementCount(), count > 0, (try? w.tensor.checkData()) != nil else { return nil }
         // A malformed group count is left to the runtime to report, not folded.
         let groups = node.int("group") ?? 1
         guard groups >= 1, w.tensor.shape[0] % groups == 0 else { return nil }
         var bias: ONNXTensor?
         if node.inputs.count > 2, !node.inputs[2].isEmpty {
-            guard let b = constants[node.inputs[2]], b.tensor.dataType == w.tensor.dataType, b.tensor.shape == [w.tensor.shape[0]] else { return nil }
+            guard let b = constants[node.inputs[2]], b.tensor.dataType == w.tensor.dataType, b.tensor.shape == [w.tensor.shape[0]],
+                  (try? b.tensor.checkData()) != nil else { return nil }
             bias = b.tensor
         }
         return ConvolutionSite(node: node, weight: w.tensor, bias: bias)
@@ -355,10 +358,11 @@ extension ONNXGraph {
             guard let a = affine(at: k, constants: constants), a.constant.dataType != .double else { continue }
             let x = a.input
             // The constants may not have a higher rank than x: the rewrite's output has x's shape.
-            let maxRank = max(layouts[x]?.rank ?? 1, 0)
+            let maxRank = layouts[x]?.rank ?? 0   // x's rank unknown: only scalars of rank 0
             func scalar(_ name: String, _ constants: [String: ONNXConstant]) -> Double? { self.scalar(name, constants, maxRank: maxRank) }
             guard scalar(p.input[0] == a.input ? p.input[1] : p.input[0], constants) == 3 else { continue }
-            guard let c = soleReader(p.output[0], readers), proto.node[c].opType == "Clip", proto.node[c].input.first == p.output[0] else { continue }
+            guard let c = soleReader(p.output[0], readers), proto.node[c].opType == "Clip", proto.node[c].input.first == p.output[0],
+                  proto.node[c].output.count == 1 else { continue }
             let clip = ONNXNode(proto: proto.node[c])
             let low = clip.inputs.count > 1 && !clip.inputs[1].isEmpty ? scalar(clip.inputs[1], constants) : clip.float("min").map(Double.init)
             let high = clip.inputs.count > 2 && !clip.inputs[2].isEmpty ? scalar(clip.inputs[2], constants) : clip.float("max").map(Double.init)
@@ -366,14 +370,14 @@ extension ONNXGraph {
             // Either Mul(x, clip) then ÷6, or ÷6 then Mul(x, ·).
             func isSixth(_ j: Int) -> Bool {
                 let n = proto.node[j]
-                guard n.input.count == 2 else { return false }
+                guard n.input.count == 2, n.output.count == 1 else { return false }
                 if n.opType == "Div", let v = scalar(n.input[1], constants) { return v == 6 }
                 if n.opType == "Mul", let v = scalar(n.input[1], constants) ?? scalar(n.input[0], constants) { return abs(v - 1.0 / 6) <= 1e-7 }
                 return false
             }
             func isTimesX(_ j: Int, _ v: String) -> Bool {
                 let n = proto.node[j]
-                return n.opType == "Mul" && n.input.count == 2 && Set(n.input) == Set([x, v]) && x != v
+                return n.opType == "Mul" && n.input.count == 2 && n.output.count == 1 && Set(n.input) == Set([x, v]) && x != v
             }
             let last: Int
             if isTimesX(m, clip.outputs[0]), let d = soleReader(proto.node[m].output[0], readers), isSixth(d) {
@@ -405,7 +409,7 @@ extension ONNXGraph {
             let channels = site.weight.shape[0], rank = site.weight.shape.count
             var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
             var value = site.node.outputs[0], chain: [Int] = []
-            while let r = soleReader(value, readers), elementwiseInput(at: r, constants: constants) == value,
+            while let r = soleReader(value, readers), r != k, !chain.contains(r), elementwiseInput(at: r, constants: constants) == value,
                   let step = try channelStep(at: r, constants: constants, channels: channels, rank: rank) {
                 Self.compose(step, scale: &s, shift: &t)
                 chain.append(r)
@@ -440,7 +444,7 @@ extension ONNXGraph {
             guard let firstInput = elementwiseInput(at: k, constants: constants) else { continue }
             // The longest chain from here through values read by one node only.
             var chain = [k], value = proto.node[k].output[0]
-            while let r = soleReader(value, readers), !visited.contains(r), elementwiseInput(at: r, constants: constants) == value {
+            while let r = soleReader(value, readers), !visited.contains(r), !chain.contains(r), elementwiseInput(at: r, constants: constants) == value {
                 chain.append(r)
                 value = proto.node[r].output[0]
             }

@@ -211,7 +211,7 @@ public struct ONNXShapeInference: Sendable {
 
     static func normalized(_ axis: Int, rank: Int) throws -> Int {
         let a = axis < 0 ? axis + rank : axis
-        guard a >= 0, a < max(rank, 1) else { throw InferenceFailure(reason: "axis \(axis) is outside a rank-\(rank) tensor") }
+        guard a >= 0, a < rank else { throw InferenceFailure(reason: "axis \(axis) is outside a rank-\(rank) tensor") }
         return a
     }
 
@@ -309,11 +309,14 @@ public struct ONNXShapeInference: Sendable {
             guard kernel.count == n, strides.count == n, dilations.count == n, pads.count == 2 * n, outputPadding.count == n else {
                 throw InferenceFailure(reason: "kernel_shape \(kernel), strides \(strides), dilations \(dilations), pads \(pads) or output_padding \(outputPadding) do not fit a \(n)-D input")
             }
+            guard (kernel + strides + dilations).allSatisfy({ $0 >= 1 }), (pads + outputPadding).allSatisfy({ $0 >= 0 }) else {
+                throw InferenceFailure(reason: "kernel_shape \(kernel), strides \(strides) and dilations \(dilations) must be positive, pads \(pads) and output_padding \(outputPadding) non-negative")
+            }
             let spatial = try (0..<n).map { k -> Int in
                 if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" { return try Self.mul(x[k + 2], strides[k]) }
                 var size = try Self.add(try Self.mul(strides[k], x[k + 2] - 1), outputPadding[k])
                 size = try Self.add(size, try Self.add(try Self.mul(kernel[k] - 1, dilations[k]), 1))
-                return autoPad == "VALID" ? size : size - (try Self.add(pads[k], pads[k + n]))
+                return autoPad == "VALID" ? size : size - (try Self.add(pads[k], pads[k + n]))   // pads ≥ 0, size ≥ 0: no overflow
             }
             try set(out, [x[0], channels] + spatial)
         case "MaxPool", "AveragePool", "LpPool":
@@ -473,7 +476,9 @@ public struct ONNXShapeInference: Sendable {
             var sizes: [Int]
             if opset >= 13, ins.count > 1, !ins[1].isEmpty { sizes = try integers(ins[1], "split") } else if let split = node.ints("split") { sizes = split } else {
                 let n = node.int("num_outputs") ?? node.outputs.count
-                guard n > 0 else { throw InferenceFailure(reason: "no outputs to split into") }
+                guard n > 0, n <= node.outputs.count else {
+                    throw InferenceFailure(reason: "num_outputs \(n) with \(node.outputs.count) outputs")
+                }
                 let chunk = (x[axis] - 1) / n + 1
                 sizes = try (0..<n).map { min(chunk, max(0, x[axis] - (try Self.mul($0, chunk)))) }
             }
