@@ -371,7 +371,15 @@ extension ModelCompressor {
         stack.beginArray()
         for (k, layer) in compressed.stack.layers.enumerated() {
             let layerPrefix = "\(prefix).\(k)"
-            for (tensorName, tensor) in layer.tensors(prefix: layerPrefix) { try tensors.add(tensorName, tensor, dtype: options.outputDType ?? entry.dtype) }
+            let dtype = options.outputDType ?? entry.dtype
+            for (tensorName, tensor) in layer.tensors(prefix: layerPrefix) {
+                // Finite in the type they are written in (a bias corrected by a huge mean, a factor past float16's 65504).
+                let limit = dtype.largestFinite
+                if let bad = tensor.scalars.first(where: { !$0.isFinite || abs(Double($0)) > limit }) {
+                    throw ModelCompressionError.unrepresentableFactors(layer: prefix, tensor: tensorName, dataType: dtype.rawValue, largest: Double(bad))
+                }
+                try tensors.add(tensorName, tensor, dtype: dtype)
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             encoder.userInfo[Layer<Scalar>.tensorNamePrefix] = layerPrefix

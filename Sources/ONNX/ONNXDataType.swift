@@ -86,14 +86,7 @@ public struct ONNXDataType: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// FLOAT16), `Double.greatestFiniteMagnitude` for DOUBLE and the non-floating-point types.
     /// A value computed in `Double` and written in this type must not exceed it, or it would be
     /// written as infinity.
-    public var largestFinite: Double {
-        switch self {
-        case .float16: return 65504
-        case .bfloat16: return Double(Float(bitPattern: 0x7F7F_0000))
-        case .float: return Double(Float.greatestFiniteMagnitude)
-        default: return .greatestFiniteMagnitude
-        }
-    }
+    public var largestFinite: Double { dtype?.largestFinite ?? .greatestFiniteMagnitude }
 
     /// `FLOAT`, `INT64`, … as `onnx.proto` spells them, or `type N`.
     public var description: String {

@@ -5,6 +5,18 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     case float16, bfloat16, float32, float64
     case int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool
 
+    /// The largest finite magnitude this type holds (65504 for float16), `Double.greatestFiniteMagnitude`
+    /// for float64 and the integer types. A value computed in `Double` and written in this type must
+    /// not exceed it, or it is written as infinity.
+    public var largestFinite: Double {
+        switch self {
+        case .float16: return 65504
+        case .bfloat16: return Double(Float(bitPattern: 0x7F7F_0000))
+        case .float32: return Double(Float.greatestFiniteMagnitude)
+        default: return .greatestFiniteMagnitude
+        }
+    }
+
     /// Bytes per element.
     public var size: Int {
         switch self {

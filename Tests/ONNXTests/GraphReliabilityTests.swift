@@ -467,6 +467,27 @@ struct GraphReliabilityTests {
         #expect(throws: NNLayersError.self) { try InputStatistics(count: 1, means: [[2, 0]], grams: [g]) }   // E[x²] = 1 < μ² = 4
     }
 
+    /// The same for a state dict: a statistics mean of 1e150 would make the corrected Float bias infinite.
+    @Test func unrepresentableStateDictFactorsAreRefused() throws {
+        let folder = directory
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var writer = SafetensorsWriter()
+        try writer.add("fc.weight", Tensor<Float>.randomNormal(shape: [16, 32], seed: 8))
+        let url = folder.appendingPathComponent("m.safetensors")
+        try writer.write(to: url)
+        var options = CompressionOptions()
+        (options.minimumParameters, options.rank) = (0, 4)
+        var gram = Matrix<Double>.zeros(rows: 32, columns: 32)
+        for i in 0..<32 { for j in 0..<32 { gram[i, j] = 1e300 }; gram[i, i] = 2e300 }
+        options.statistics = CalibrationStatistics(layers: ["fc": try InputStatistics(count: 8, means: [[Double](repeating: 1e150, count: 32)], grams: [gram])])
+        // Decomposed in Float, the corrected bias overflows while the stack is built (a thrown
+        // NNLayersError), or at the latest when it is written: never an infinite tensor in the file.
+        #expect { try ModelCompressor(options: options).compress(try SafetensorsFile(contentsOf: url)) } throws: { error in
+            if case ModelCompressionError.unrepresentableFactors(layer: "fc", _, _, _) = error { return true }
+            return error is NNLayersError && "\(error)".contains("non-finite")
+        }
+    }
+
     /// Data-aware factors that float16 cannot hold are an error naming the layer, not an inf weight.
     @Test func unrepresentableFactorsAreRefused() throws {
         let weight = try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [16, 32], seed: 5) * 100, dataType: .float16)
