@@ -167,7 +167,7 @@ extension ModelCompressor {
             func refuse(_ reason: String) { layer.reason = reason }
             let weightName = node.inputs.count > 1 ? node.inputs[node.opType == "Gather" ? 0 : 1] : ""
             layer.weight = weightName.isEmpty ? nil : weightName
-            let weight = constants[weightName]
+            let weight = weightName.isEmpty ? nil : constants[weightName]   // an initializer may be named "" in a malformed file
             layer.shape = weight?.tensor.shape ?? shapes.shapes[weightName]
             let inputShape = node.inputs.first.flatMap { shapes.shapes[$0] }
             defer { result.append(layer) }

@@ -125,6 +125,8 @@ struct GraphReliabilityTests {
             ("a node that reads its own output", Self.graph([Self.node("Div", ["x", "s"], ["v"]), Self.node("Mul", ["v", "s"], ["v"]),
                                                              Self.node("Conv", ["v", "w"], ["y"])],
                                                             [scalar, try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [4, 4, 1, 1]))])),
+            ("a Conv without inputs beside an initializer named \"\"", Self.graph([Self.node("Conv", [], ["y"])],
+                                                                                [try ONNXTensor(name: "", Tensor<Float>.zeros(shape: [4, 4, 1, 1]))])),
             ("SAME padding with a dilation near 2⁶²", Self.graph([Self.node("Conv", ["x", "w"], ["y"], [("dilations", .ints([2, big + 1])), ("auto_pad", .string("SAME_LOWER"))])],
                                                                 [try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [4, 4, 3, 3]))])),
         ]

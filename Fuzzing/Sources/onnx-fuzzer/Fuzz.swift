@@ -38,6 +38,20 @@ enum Env {
     static let dump = ProcessInfo.processInfo.environment["ONNX_FUZZ_DUMP"]
 }
 
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    guard count > 0 else { return 0 }
+    let bytes = UnsafeRawBufferPointer(start: start, count: count)
+    let mode = Env.mode ?? Int(bytes[0] % 3)
+    let rest = Array(bytes[1...])
+    switch mode {
+    case 0: fuzzReader(Data(rest))
+    case 1: fuzzShapeInference(rest)
+    default: fuzzSimplify(rest)
+    }
+    return 0
+}
+
 // MARK: - Expected errors
 
 func isExpected(_ error: any Error) -> Bool {
