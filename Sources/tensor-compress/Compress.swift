@@ -204,7 +204,7 @@ struct Compress: ParsableCommand {
         // the input back looks like success.
         if !allowNoChange, let unchanged = warnings.first(where: { if case .nothingReplaced = $0 { return true } else { return false } }) {
             let reasons = Dictionary(grouping: layers.filter { !$0.status.isReplaced }, by: \.status.description)
-                .sorted { $0.value.count > $1.value.count }.prefix(3).map { "\($0.value.count)× \($0.key)" }.joined(separator: "; ")
+                .sorted { ($0.value.count, $1.key) > ($1.value.count, $0.key) }.prefix(3).map { "\($0.value.count)× \($0.key)" }.joined(separator: "; ")
             throw ValidationError("\(unchanged); nothing written (pass --allow-no-change to write it anyway)\(reasons.isEmpty ? "" : ". Why: " + reasons)")
         }
         var outputs = outputs
