@@ -215,7 +215,7 @@ public struct ONNXModel: Sendable {
         var files: [(OutputFile, Data)] = []
         if let data = encoding.externalData, let name = encoding.externalDataFileName {
             let path = output.target.deletingLastPathComponent().appendingPathComponent(name).path
-            let existing = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            let existing = try? InputFile.contents(of: URL(fileURLWithPath: path))   // never waits on a FIFO
             if existing != data { files.append((try OutputFile(path: path), data)) }
         }
         files.append((output, encoding.model))
@@ -225,10 +225,9 @@ public struct ONNXModel: Sendable {
     /// The external data files that the model file at `url` refers to and that are named as this
     /// writer names them beside it (`NAME.data`, `NAME.HASH.data`), resolved; empty when there is
     /// no such file or it cannot be decoded. Read before a model is replaced, so that its data can
-    /// be removed after (``removeReplacedData(_:keeping:)``).
+    /// be removed after (``removeReplacedData(_:of:keeping:)``).
     public static func ownDataFiles(ofModelAt url: URL) -> [String] {
-        guard (try? InputFile.checkRegular(url.path)) != nil,
-              let data = try? Data(contentsOf: url, options: .alwaysMapped),
+        guard let data = try? InputFile.contents(of: url),
               let proto = try? Onnx_ModelProto(serializedBytes: data) else { return [] }
         let name = url.lastPathComponent
         func own(_ location: String) -> Bool {

@@ -13,7 +13,7 @@ import Darwin
 /// opens it, and ``contents(of:)`` opens without blocking and checks the open file again.
 ///
 /// ```swift
-/// try InputFile.checkRegular("model.onnx")               // throws for a FIFO: "is not a regular file …"
+/// try InputFile.checkRegular("model.onnx")               // a FIFO: "is a FIFO; only regular files are read"
 /// let bytes = try InputFile.contents(of: URL(fileURLWithPath: "layers.json"))
 /// ```
 public enum InputFile {
@@ -67,16 +67,13 @@ public enum InputFile {
         return descriptor
     }
 
-    /// The bytes of the regular file at `url`, memory-mapped when `mapped` (the map stays valid
-    /// while the `Data` lives).
+    /// The bytes of the regular file at `url`, memory-mapped from the descriptor that was checked
+    /// (so a file swapped for a FIFO after the check cannot stall the read); the map stays valid
+    /// while the `Data` lives.
     ///
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a missing or irregular file or
     ///   one that cannot be read.
-    public static func contents(of url: URL, mapped: Bool = true) throws -> Data {
-        let descriptor = try openRegular(url.path)
-        close(descriptor)
-        do { return try Data(contentsOf: url, options: mapped ? .alwaysMapped : []) } catch {
-            throw TensorIOError.fileSystem(path: url.path, reason: "cannot read")
-        }
+    public static func contents(of url: URL) throws -> Data {
+        try mapFile(url).0
     }
 }

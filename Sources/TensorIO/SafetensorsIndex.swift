@@ -131,7 +131,7 @@ public struct ShardedSafetensors: Sendable {
             }
             indexURL = url.appendingPathComponent(names[0])
         }
-        let data = try InputFile.contents(of: indexURL, mapped: false)
+        let data = try InputFile.contents(of: indexURL)
         index = try SafetensorsIndex(data: data, path: indexURL.path)
         directory = indexURL.deletingLastPathComponent()
         indexName = indexURL.lastPathComponent

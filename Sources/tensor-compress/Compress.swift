@@ -113,14 +113,14 @@ struct Compress: ParsableCommand {
             options.statistics = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: statistics))
         }
         if let layerWeights {
-            let data = try InputFile.contents(of: URL(fileURLWithPath: layerWeights), mapped: false)
+            let data = try InputFile.contents(of: URL(fileURLWithPath: layerWeights))
             guard let weights = try? JSONDecoder().decode([String: Double].self, from: data), weights.values.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
                 throw ValidationError("--layer-weights \(layerWeights): expected a JSON object of non-negative numbers by layer name")
             }
             options.layerWeights = weights
         }
         if let layerConfig {
-            let data = try InputFile.contents(of: URL(fileURLWithPath: layerConfig), mapped: false)
+            let data = try InputFile.contents(of: URL(fileURLWithPath: layerConfig))
             options.layerSettings = try Conv2DSettings.configuration(json: data)
         }
         return options

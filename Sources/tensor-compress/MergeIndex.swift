@@ -22,7 +22,7 @@ struct MergeIndex: ParsableCommand {
         var indexes: [SafetensorsIndex] = []
         var inputs = parts
         for path in parts {
-            let data = try InputFile.contents(of: URL(fileURLWithPath: path), mapped: false)
+            let data = try InputFile.contents(of: URL(fileURLWithPath: path))
             let index = try SafetensorsIndex(data: data, path: path)
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
             // Each shard must exist and hold what the part says: its tensors, and bytes adding up
