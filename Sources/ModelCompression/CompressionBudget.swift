@@ -40,9 +40,10 @@ public enum BudgetAllocation: String, Sendable, Equatable, CaseIterable {
 /// One rank choice of a layer: its ranks, cost and squared relative output (or kernel) error.
 struct RankOption: Sendable, Equatable {
     var ranks: [Int]
-    var macs: Double
-    var parameters: Double
+    var cost: FormCost
     var error: Double
+    var macs: Double { cost.macs }
+    var parameters: Double { cost.parameters }
 }
 
 /// A compressible layer's choices for budgeting.
@@ -66,16 +67,11 @@ extension ModelCompressor {
     /// The rank options of one layer at `input` (one sample) × `batch`, with their errors: the
     /// output error on the statistics when given, else the kernel error.
     func rankOptions<Scalar: BLASScalar>(_ layer: Layer<Scalar>, input: [Int], batch: Int, statistics: InputStatistics?) throws -> [RankOption] {
-        func cost(_ stack: LayerStack<Scalar>) throws -> (Double, Double) {
-            let c = try stack.cost(input: input)
-            return (Double(c.flops) / 2 * Double(batch), Double(c.parameters))
-        }
         var result: [RankOption] = []
         switch layer {
         case let .linear(linear):
             guard options.linear == .svd else { throw ModelCompressionError.invalidOption(name: "budget", value: "with --linear tt", requirement: "used with svd for linear layers") }
-            let rows = Double(input.dropLast().reduce(1, *) * batch)
-            let (m, n) = (Double(linear.outFeatures), Double(linear.inFeatures))
+            let rows = input.dropLast().reduce(1, *)
             let spectrum: [Double]
             if let statistics {
                 let metric = try statistics.group(0, dimension: linear.inFeatures, kernelArea: 1, corrected: options.dataAware.biasCorrection,
@@ -90,7 +86,7 @@ extension ModelCompressor {
             for k in 1...spectrum.count {
                 tail -= spectrum[k - 1] * spectrum[k - 1]
                 guard grid.contains(k) else { continue }
-                result.append(RankOption(ranks: [k], macs: rows * Double(k) * (m + n), parameters: Double(k) * (m + n) + (linear.bias == nil ? 0 : m),
+                result.append(RankOption(ranks: [k], cost: linear.svdCost(rank: k, rows: rows).times(batch),
                                          error: total > 0 ? Swift.max(tail, 0) / total : 0))
             }
         case let .conv2d(conv):
@@ -110,6 +106,7 @@ extension ModelCompressor {
                 return quadraticError(w, metrics[g])
             }
             let energy = energies.reduce(0, +)
+            let size = Size2D(input[1], input[2])
             switch decomposition {
             case .svd:
                 // Per group spectra; the error of rank k is the sum of the groups' tails.
@@ -118,14 +115,9 @@ extension ModelCompressor {
                     if let metrics { return try WhitenedSVD(w, metric: metrics[g], damping: options.dataAware.decomposition.damping).singularValues }
                     return try w.singularValues().map { Double($0) }
                 }
-                let out = try conv.outputSize(height: input[1], width: input[2])
-                let pixels = Double(out.height * out.width * batch)
-                let (inC, outC) = (Double(conv.inChannels), Double(conv.outChannels))
                 for k in rankGrid(Swift.min(tg, sg), multiple: options.rankMultiple, count: Int.max) {
                     let tail = spectra.reduce(0.0) { $0 + $1.dropFirst(k).reduce(0) { $0 + $1 * $1 } }
-                    // Pointwise S → g·k (groups g), then g·k → T (groups g), both at the output's pixels.
-                    result.append(RankOption(ranks: [k], macs: pixels * Double(k) * (inC + outC),
-                                             parameters: Double(k) * (inC + outC) + (conv.bias == nil ? 0 : outC), error: energy > 0 ? tail / energy : 0))
+                    result.append(RankOption(ranks: [k], cost: try conv.svdCost(rank: k, input: size).times(batch), error: energy > 0 ? tail / energy : 0))
                 }
             case .tucker2:
                 let outputRanks = rankGrid(Swift.min(tg, sg * area), multiple: options.rankMultiple, count: 16)
@@ -136,19 +128,9 @@ extension ModelCompressor {
                                                        damping: options.dataAware.decomposition.damping)
                     for i in inputRanks.indices { for j in outputRanks.indices { errors[i][j] += grid[i][j] * energies[g] } }
                 }
-                let out = try conv.outputSize(height: input[1], width: input[2])
-                let (pIn, pOut) = (Double(input[1] * input[2] * batch), Double(out.height * out.width * batch))
-                let (inC, outC, groups) = (Double(conv.inChannels), Double(conv.outChannels), Double(conv.groups))
                 for (i, rIn) in inputRanks.enumerated() {
                     for (j, rOut) in outputRanks.enumerated() where errors[i][j].isFinite {
-                        // The Tucker-2 stack's layers, a full rank folded into the core (see LayerStack(tucker2:replacing:)).
-                        let foldOutput = rOut == tg, foldInput = rIn == sg && !foldOutput
-                        let first = foldInput ? 0 : Double(rIn) * inC
-                        let coreIn = foldInput ? Double(sg) : Double(rIn)
-                        let core = groups * Double(rOut) * coreIn * Double(area)
-                        let last = foldOutput ? 0 : outC * Double(rOut)
-                        result.append(RankOption(ranks: [rOut, rIn], macs: pIn * first + pOut * (core + last),
-                                                 parameters: first + core + last + (conv.bias == nil ? 0 : outC),
+                        result.append(RankOption(ranks: [rOut, rIn], cost: try conv.tucker2Cost(ranks: [rOut, rIn], input: size).times(batch),
                                                  error: energy > 0 ? errors[i][j] / energy : 0))
                     }
                 }
@@ -156,7 +138,6 @@ extension ModelCompressor {
                 let bound = maximumCPRank(shape: [tg, sg, conv.kernelSize.height, conv.kernelSize.width])
                 for rank in rankGrid(Swift.min(bound, Swift.max(tg, sg) * 2), multiple: options.rankMultiple) {
                     var error = 0.0
-                    var factors: [CPTensor<Scalar>] = []
                     for g in 0..<conv.groups {
                         let start = CPOptions<Scalar>(maxIterations: 25)
                         if let metrics {
@@ -164,15 +145,12 @@ extension ModelCompressor {
                             o.maxIterations = 0
                             let run = try cpDecompose(kernels[g], rank: rank, metric: metrics[g], options: o, start: start)
                             error += pow2(run.outputRelativeError) * energies[g]
-                            factors.append(run.result)
                         } else {
                             let cp = try cpDecompose(kernels[g], rank: rank, options: start).cp
                             error += pow2(Double(try cp.relativeError(to: kernels[g]))) * energies[g]
-                            factors.append(cp)
                         }
                     }
-                    let (macs, parameters) = try cost(try LayerStack(cp: factors, replacing: conv))
-                    result.append(RankOption(ranks: [rank], macs: macs, parameters: parameters, error: energy > 0 ? error / energy : 0))
+                    result.append(RankOption(ranks: [rank], cost: try conv.cpCost(rank: rank, input: size).times(batch), error: energy > 0 ? error / energy : 0))
                 }
             case .tensorTrain:
                 throw ModelCompressionError.invalidOption(name: "budget", value: "with --conv tt", requirement: "used with cp or tucker2 for convolutions")

@@ -109,23 +109,6 @@ extension Conv2D {
         }
     }
 
-    /// The largest SVD rank t (per group) whose two pointwise layers need at most `fraction` of
-    /// this 1×1 convolution's FLOPs: `g·t·(S/g)·P_out + T·t·P_out ≤ f · T·(S/g)·P_out`, with the
-    /// output pixel count `P_out` at the reference input (both layers run at the output's size).
-    func pointwiseSVDRank(flopBudget fraction: Double) throws -> (Int, String) {
-        guard fraction > 0, fraction <= 1 else { throw NNLayersError.invalidBudget(fraction) }
-        let input = referenceInput
-        let out = try outputSize(height: input.height, width: input.width)
-        let outPixels = Double(out.height * out.width)
-        let sg = Double(weight.shape[1])
-        let original = 2 * Double(outChannels) * sg * outPixels
-        // Stride and padding are on the first layer, so both layers run at the output's pixels.
-        let perRank = 2 * (Double(groups) * sg * outPixels + Double(outChannels) * outPixels)
-        let bound = Swift.min(outChannels / groups, weight.shape[1])
-        let rank = Swift.max(1, Swift.min(bound, Int(fraction * original / perRank)))
-        return (rank, "SVD rank \(rank): \(Double(rank) * perRank) of \(original) FLOPs (budget \(fraction))")
-    }
-
     /// `‖W − Ŵ‖ / ‖W‖` over all groups.
     func groupedError<F: FactorizedTensor>(_ kernels: [Tensor<Scalar>], _ factors: [F]) throws -> Double where F.Scalar == Scalar {
         // One power of two for all groups keeps the sums of squares in range for any finite kernel.
