@@ -151,34 +151,29 @@ extension ModelCompressor {
         // Every shard's header is read first: layer settings and a budget need all of them.
         let allShards = checkpoint.index.shards
         let files = try allShards.map { try checkpoint.shard($0) }
-        var shapes: [String: [Int]] = [:]
-        for file in files { for (name, entry) in file.entries { shapes[name] = entry.shape } }
-        try validateLayerSettings(shapes: shapes)
-        let names = files.map { candidates(in: $0) }
-        var warnings = try statisticsWarnings(candidates: names.flatMap { $0 }.map(Self.layerName(of:)))
-        let allocated = try stateDictBudget(Array(zip(files, names)))
+        var plan = try plan(stateDict: files)
+        var warnings = try statisticsWarnings(plan)
+        try allocate(&plan)
+        // Each shard's planned layers, in file order (the plan holds the shards' layers in shard order).
+        var layersOf = [[PlannedLayer]](repeating: [], count: files.count)
+        for layer in plan.layers { layersOf[layer.fileIndex].append(layer) }
         let mine = Set(assignment?.shards(of: allShards) ?? allShards)
-        let work = allShards.indices.filter { mine.contains(allShards[$0]) }.map { (allShards[$0], files[$0], names[$0]) }
+        let work = allShards.indices.filter { mine.contains(allShards[$0]) }.map { (allShards[$0], files[$0], layersOf[$0]) }
         let outputs = try work.map { try OutputFile(path: directory.appendingPathComponent($0.0).path) }
-        let parametersTotal = work.reduce(0) { total, shard in
-            total + shard.2.reduce(0) { sum, name in
-                if case .decompose = plan(name, in: shard.1, allocated: allocated) { return sum + shard.1.entries[name]!.shape.reduce(1, *) }
-                return sum
-            }
-        }
+        let parametersTotal = work.reduce(0) { total, shard in total + shard.2.filter(\.isCandidate).reduce(0) { $0 + $1.parameters } }
         let parametersDone = Mutex(0)
         var staged: [StagedFile] = []
         var layers: [LayerReport] = [], shards: [ShardReport] = []
         var weightMap: [String: String] = [:]
         var totalSize = 0, totalParameters = 0
         do {
-            for (k, (name, file, _)) in work.enumerated() {
+            for (k, (name, file, planned)) in work.enumerated() {
                 let started = clock.now
                 let writing: () -> Void = {
                     progress?(CheckpointProgress(shard: k + 1, shardCount: work.count, shardName: name, layersDone: 0, layerCount: 0,
                                                  layerName: "writing", parametersDone: parametersDone.withLock { $0 }, parametersTotal: parametersTotal))
                 }
-                let outcome = try compressFile(file, allocated: allocated, to: outputs[k], writing: writing) { done, count, layer, parameters in
+                let outcome = try compressFile(file, layers: planned, to: outputs[k], writing: writing) { done, count, layer, parameters in
                     let total = parametersDone.withLock { $0 += parameters; return $0 }
                     progress?(CheckpointProgress(shard: k + 1, shardCount: work.count, shardName: name, layersDone: done, layerCount: count,
                                                  layerName: layer, parametersDone: total, parametersTotal: parametersTotal))
@@ -202,7 +197,7 @@ extension ModelCompressor {
                 index.metadata[ShardAssignment.runKey] = contentHash(identity)
             }
             staged.append(try indexOutput.stage(try index.encoded()))
-            let modelBefore = work.reduce(0) { $0 + $1.1.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+            let modelBefore = work.reduce(0) { $0 + Self.parameterCount(of: $1.1) }
             let candidateCount = work.reduce(0) { $0 + $1.2.count }
             let totals = Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore)
             if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: candidateCount)) }

@@ -50,20 +50,19 @@ extension ModelCompressor {
     /// - Throws: the errors of ``layers(in:estimateRanks:)``, of the decompositions, and
     ///   ``ModelCompressionError/nameCollision(name:)`` when a new name is already taken.
     public func compress(onnx model: ONNXModel, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
-        let analysed = try layers(in: model)
-        let candidates = analysed.filter(\.compressible)
-        var warnings = try statisticsWarnings(candidates: candidates.map(\.name))
-        let allocated = try budgetRanks(candidates)
+        var plan = try plan(onnx: model)
+        var warnings = try statisticsWarnings(plan)
+        try allocate(&plan)
         var reports: [LayerReport] = []
         var replacements: [(index: Int, subgraph: [ONNXSubgraphStep], nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
         var entries: [[String: Any]] = []
         // Decomposed concurrently (each in Double whatever the weight's type: the factors are
         // rounded once, when written in it, so a full-rank stack reproduces the node to that
         // type's precision); the graph is rewritten afterwards, in graph order.
-        let jobs = analysed.filter { $0.site != nil && (allocated == nil || allocated?[$0.name] != nil) }
+        let jobs = plan.layers.filter(\.isCandidate)
         let done = Mutex(0)
         let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
-            let outcome = try compressNode(jobs[j], jobs[j].site!, ranks: allocated?[jobs[j].name] ?? nil, as: Double.self)
+            let outcome = try compressNode(jobs[j])
             done.withLock { count in
                 count += 1
                 progress?(count, jobs.count, jobs[j].name)
@@ -71,27 +70,14 @@ extension ModelCompressor {
             return outcome
         }
         var next = 0
-        for layer in analysed {
-            guard let site = layer.site else {
-                reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil,
-                                           status: .notCompressible(reason: layer.reason ?? "not compressible"), ranks: [],
-                                           parametersBefore: layer.parameters, parametersAfter: layer.parameters,
-                                           flopsBefore: 2 * (layer.macs ?? 0), flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0,
-                                           converged: true, iterations: 0, seconds: 0, reasons: [], op: layer.op))
-                continue
-            }
-            if let allocated, allocated[layer.name] == nil {
-                let count = layer.parameters
-                reports.append(LayerReport(name: layer.name, shape: layer.shape ?? [], method: nil, status: .keptByBudget, ranks: [],
-                                           parametersBefore: count, parametersAfter: count, flopsBefore: 2 * (layer.macs ?? 0),
-                                           flopsAfter: 2 * (layer.macs ?? 0), relativeError: 0, converged: true, iterations: 0, seconds: 0,
-                                           reasons: [], op: layer.op))
+        for planned in plan.layers {
+            guard case let .graph(layer) = planned.source, case .decompose = planned.decision, let site = layer.site else {
+                if case let .settled(status) = planned.decision { reports.append(planned.settledReport(status)) }
                 continue
             }
             let outcome = outcomes[next]
             next += 1
-            var report = outcome.report
-            report.op = layer.op
+            let report = outcome.report
             reports.append(report)
             guard let emitted = outcome.emitted, report.status.isReplaced else { continue }
             replacements.append((layer.nodeIndex, layer.subgraph, emitted.nodes, emitted.initializers,
@@ -102,7 +88,7 @@ extension ModelCompressor {
                 "macsBefore": report.flopsBefore / 2, "macsAfter": report.flopsAfter / 2, "nodes": emitted.nodes.map(\.name),
             ])
         }
-        progress?(candidates.count, candidates.count, "writing")
+        progress?(plan.candidateCount, plan.candidateCount, "writing")
         var graph = model.graph
         try checkNames(replacements.flatMap { $0.nodes }, replacements.flatMap { $0.initializers }, in: graph)
         // Subgraphs first, the deepest first: a replacement changes the node indices of its own
@@ -135,8 +121,8 @@ extension ModelCompressor {
             let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
             result.setMetadata(String(decoding: json, as: UTF8.self), forKey: Self.onnxMetadataKey)
         }
-        let totals = Self.totals(reports, candidates: candidates.count, modelParameters: Self.parameterCount(of: model.graph))
-        if totals.replacedLayers == 0 && (simplification?.isEmpty ?? true) { warnings.append(.nothingReplaced(candidates: candidates.count)) }
+        let totals = Self.totals(reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: model.graph))
+        if totals.replacedLayers == 0 && (simplification?.isEmpty ?? true) { warnings.append(.nothingReplaced(candidates: plan.candidateCount)) }
         return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification, warnings: warnings)
     }
 
@@ -149,7 +135,6 @@ extension ModelCompressor {
         }
     }
 
-    /// One node decomposed in `Scalar` and, when replaced, its new nodes.
     /// One sample's input shape and the sample count of a site, for costs.
     func costInput<Scalar: BLASScalar>(_ site: GraphLayer.Site, _ built: Layer<Scalar>) -> (input: [Int], batch: Int) {
         switch built {
@@ -166,30 +151,10 @@ extension ModelCompressor {
         }
     }
 
-    /// With a budget: the ranks allocated to each compressible layer by name (a missing name is
-    /// kept as it is); without one, `nil`.
-    func budgetRanks(_ candidates: [GraphLayer]) throws -> [String: [Int]]? {
-        guard let budget = options.budget else { return nil }
-        let entries = try LayerWorkers.map(candidates.count, workers: LayerWorkers.count(layers: candidates.count, jobs: options.jobs)) { k in
-            let layer = candidates[k], site = layer.site!
-            let built = try self.layer(site, as: Float.self)
-            let (input, batch) = costInput(site, built)
-            let cost = try built.cost(input: input)
-            return BudgetCandidate(name: layer.name, macs: Double(cost.flops) / 2 * Double(batch), parameters: Double(cost.parameters),
-                                   options: try rankOptions(built, input: input, batch: batch, statistics: options.statistics?.layers[layer.name]))
-        }
-        let chosen = allocate(entries, budget: budget, allocation: options.allocation)
-        var result: [String: [Int]] = [:]
-        for (entry, option) in zip(entries, chosen) { if let option { result[entry.name] = option.ranks } }
-        return result
-    }
-
-    func compressNode<Scalar: BLASScalar>(
-        _ layer: GraphLayer, _ site: GraphLayer.Site, ranks: [Int]?, as _: Scalar.Type
-    ) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
-        let built = try self.layer(site, as: Scalar.self)
-        let (input, batch) = costInput(site, built)
-        let (compressed, report) = try compress(built, name: layer.name, shape: layer.shape ?? [], input: input, batch: batch, ranks: ranks)
+    /// One planned node decomposed in `Double` and, when replaced, its new nodes.
+    func compressNode(_ planned: PlannedLayer) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
+        guard case let .graph(layer) = planned.source, let site = layer.site else { preconditionFailure("graph candidates have a site") }
+        let (compressed, report) = try decompose(planned, as: Double.self)
         guard let compressed, report.status.isReplaced else { return (report, nil) }
         var emitter = ONNXStackEmitter(base: layer.name, method: compressed.method, dataType: site.weight.tensor.dataType, site: site)
         try emitter.emit(compressed.stack, rank: site.inputShape?.count)

@@ -14,6 +14,8 @@ public struct CompressedStateDict: Sendable {
     public var layers: [LayerReport]
     /// Sums over the replaced layers and the whole model.
     public var totals: CompressionTotals
+    /// What the run did that a user may not expect (statistics missing for some layers, nothing replaced).
+    public var warnings: [CompressionWarning] = []
 }
 
 extension ModelCompressor {
@@ -65,14 +67,14 @@ extension ModelCompressor {
     /// - Throws: the errors of ``validateLayerSettings(for:)``, of reading the tensors, and of the
     ///   decompositions (an impossible fixed rank, for example).
     public func compress(_ file: SafetensorsFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
-        try validateLayerSettings(for: file)
-        let names = candidates(in: file)
-        let allocated = try stateDictBudget([(file, names)])
-        let outcome = try compressFile(file, allocated: allocated) { done, total, name, _ in progress?(done, total, name) }
-        progress?(names.count, names.count, "writing")
-        let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        return CompressedStateDict(writer: outcome.writer, layers: outcome.reports,
-                                   totals: Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore))
+        var plan = try plan(stateDict: [file])
+        var warnings = try statisticsWarnings(plan)
+        try allocate(&plan)
+        let outcome = try compressFile(file, layers: plan.layers) { done, total, name, _ in progress?(done, total, name) }
+        progress?(plan.candidateCount, plan.candidateCount, "writing")
+        let totals = Self.totals(outcome.reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: file))
+        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: plan.candidateCount)) }
+        return CompressedStateDict(writer: outcome.writer, layers: outcome.reports, totals: totals, warnings: warnings)
     }
 
     /// Compresses every candidate layer of `file` into `output`, written while the layers are
@@ -94,31 +96,27 @@ extension ModelCompressor {
     public func compress(
         _ file: SafetensorsFile, to output: OutputFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil
     ) throws -> (file: StagedFile, layers: [LayerReport], totals: CompressionTotals, warnings: [CompressionWarning]) {
-        try validateLayerSettings(for: file)
-        let names = candidates(in: file)
-        var warnings = try statisticsWarnings(candidates: names.map(Self.layerName(of:)))
-        let allocated = try stateDictBudget([(file, names)])
-        let outcome = try compressFile(file, allocated: allocated, to: output, writing: { progress?(names.count, names.count, "writing") }) {
+        var plan = try plan(stateDict: [file])
+        var warnings = try statisticsWarnings(plan)
+        try allocate(&plan)
+        let count = plan.candidateCount
+        let outcome = try compressFile(file, layers: plan.layers, to: output, writing: { progress?(count, count, "writing") }) {
             done, total, name, _ in progress?(done, total, name)
         }
-        let modelBefore = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let totals = Self.totals(outcome.reports, candidates: names.count, modelParameters: modelBefore)
-        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: names.count)) }
+        let totals = Self.totals(outcome.reports, candidates: count, modelParameters: Self.parameterCount(of: file))
+        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: count)) }
         return (outcome.file, outcome.reports, totals, warnings)
     }
 
-    /// ``compressFile(_:allocated:emit:finished:)`` written into `output` as it goes, by a
+    /// ``compressFile(_:layers:emit:finished:)`` written into `output` as it goes, by a
     /// ``TensorIO/SafetensorsStagedWriter``: the staged file, the names, bytes and elements of its
     /// tensors, and the reports. A layer's factors leave memory once they are written. `writing`
     /// is called after the last layer, before the header is written and the file flushed.
     func compressFile(
-        _ file: SafetensorsFile, allocated: [String: [Int]]?, to output: OutputFile, writing: () -> Void = {},
+        _ file: SafetensorsFile, layers: [PlannedLayer], to output: OutputFile, writing: () -> Void = {},
         finished: @escaping @Sendable (Int, Int, String, Int) -> Void
     ) throws -> (file: StagedFile, names: [String], tensorBytes: Int, tensorElements: Int, reports: [LayerReport]) {
-        var decompositions = 0
-        for name in candidates(in: file) {
-            if case .decompose = plan(name, in: file, allocated: allocated) { decompositions += 1 }
-        }
+        let decompositions = layers.filter(\.isCandidate).count
         var all = SafetensorsWriter()
         all.metadata = file.metadata
         for name in file.names { try all.addRaw(name, from: file) }
@@ -128,7 +126,7 @@ extension ModelCompressor {
         let reserve = try all.headerByteCount + 2048 * decompositions + 1024
         let staging = try SafetensorsStagedWriter(output: output, reservedHeaderBytes: reserve)
         do {
-            let outcome = try compressFile(file, allocated: allocated, emit: { try staging.append($0) }, finished: finished)
+            let outcome = try compressFile(file, layers: layers, emit: { try staging.append($0) }, finished: finished)
             writing()
             let staged = try staging.finish(metadata: outcome.writer.metadata)
             return (staged, staging.names, staging.tensorByteCount, staging.tensorElementCount, outcome.reports)
@@ -138,15 +136,12 @@ extension ModelCompressor {
         }
     }
 
+    /// Elements of every tensor of a state dict.
+    static func parameterCount(of file: SafetensorsFile) -> Int { file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+
     /// Sums of reports.
     static func totals(_ reports: [LayerReport], candidates: Int, modelParameters: Int) -> CompressionTotals {
         CompressionTotals(reports, candidates: candidates, modelParameters: modelParameters)
-    }
-
-    /// What one candidate weight of a file needs: a report already settled, or a decomposition.
-    enum LayerPlan: Sendable {
-        case settled(LayerReport)
-        case decompose(name: String, bias: String?, prefix: String, ranks: [Int]?)
     }
 
     /// The layer's name of weight `name`: `P` for `P.weight`, the name itself otherwise.
@@ -167,30 +162,8 @@ extension ModelCompressor {
         return CompressionOptions.isEmbeddingName(name)
     }
 
-    func plan(_ name: String, in file: SafetensorsFile, allocated: [String: [Int]]?) -> LayerPlan {
-        let entry = file.entries[name]!
-        let prefix = Self.layerName(of: name)
-        let count = entry.shape.reduce(1, *)
-        var report = LayerReport(name: prefix, shape: entry.shape, method: nil, status: .replaced, ranks: [],
-                                 parametersBefore: count, parametersAfter: count, flopsBefore: 0, flopsAfter: 0,
-                                 relativeError: 0, converged: true, iterations: 0, seconds: 0, reasons: [])
-        if isSkippedEmbedding(name, shape: entry.shape) {
-            report.status = .skippedEmbedding
-            return .settled(report)
-        }
-        let bias = biasEntry(of: name, in: file)
-        if let bias, !bias.entry.dtype.isFloatingPoint {
-            report.status = .keptNonFloatBias(bias: bias.name, dtype: bias.entry.dtype.rawValue)
-            return .settled(report)
-        }
-        if let allocated, allocated[prefix] == nil {
-            report.status = .keptByBudget
-            return .settled(report)
-        }
-        return .decompose(name: name, bias: bias?.name, prefix: prefix, ranks: allocated?[prefix] ?? nil)
-    }
-
-    /// One file's candidates decomposed (concurrently) and its new tensors laid out in file order.
+    /// One file's planned layers (those of `file`, in file order) decomposed concurrently, and its
+    /// new tensors laid out in file order.
     ///
     /// - Parameters:
     ///   - finished: Called as each layer finishes, one call at a time: layers done, layers to do,
@@ -200,30 +173,25 @@ extension ModelCompressor {
     ///     the tensors ahead of the first one a decomposition may replace, then as layers finish.
     ///     The runs are not kept: with `emit`, the returned writer holds only the metadata.
     func compressFile(
-        _ file: SafetensorsFile, allocated: [String: [Int]]?,
+        _ file: SafetensorsFile, layers plans: [PlannedLayer],
         emit: (@Sendable (SafetensorsWriter) throws -> Void)? = nil,
         finished: @escaping @Sendable (Int, Int, String, Int) -> Void
     ) throws -> (writer: SafetensorsWriter, reports: [LayerReport]) {
-        let plans = candidates(in: file).map { plan($0, in: file, allocated: allocated) }
         // Largest layers first, so that no worker is left with a large one while the other idles
         // at the end; the results are laid out in file order as they come.
-        let sizes = plans.map { plan -> Int? in
-            guard case let .decompose(name, _, _, _) = plan else { return nil }
-            return file.entries[name]!.shape.reduce(1, *)
-        }
+        let sizes = plans.map { $0.isCandidate ? $0.parameters : nil }
         let jobs = plans.indices.filter { sizes[$0] != nil }.sorted { sizes[$0]! != sizes[$1]! ? sizes[$0]! > sizes[$1]! : $0 < $1 }
         let layout = Mutex(FileLayout(file: file, plans: plans, keepsTensors: emit == nil))
         let first = try layout.withLock { try $0.advance() }
         try emit?(first)
         let outcomes = try LayerWorkers.map(jobs.count, workers: LayerWorkers.count(layers: jobs.count, jobs: options.jobs)) { j in
-            guard case let .decompose(name, bias, prefix, ranks) = plans[jobs[j]] else { preconditionFailure("jobs are decompositions") }
-            let outcome = file.entries[name]!.dtype == .float64
-                ? try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Double.self)
-                : try compressLayer(file, name: name, bias: bias, prefix: prefix, ranks: ranks, as: Float.self)
+            let planned = plans[jobs[j]]
+            guard case let .stateDict(_, name, _) = planned.source else { preconditionFailure("a state dict's layers") }
+            let outcome = file.entries[name]!.dtype == .float64 ? try compressLayer(planned, as: Double.self) : try compressLayer(planned, as: Float.self)
             try layout.withLock { layout in
                 layout.outcomes[jobs[j]] = outcome
                 layout.finishedCount += 1
-                finished(layout.finishedCount, jobs.count, prefix, file.entries[name]!.shape.reduce(1, *))
+                finished(layout.finishedCount, jobs.count, planned.name, planned.parameters)
                 let run = try layout.advance()   // not inside `emit?(…)`, which skips its argument when `emit` is nil
                 try emit?(run)
             }
@@ -236,8 +204,8 @@ extension ModelCompressor {
         var stacks = JSONText()
         stacks.beginArray()
         for (k, plan) in plans.enumerated() {
-            switch plan {
-            case let .settled(report): reports.append(report)
+            switch plan.decision {
+            case let .settled(status): reports.append(plan.settledReport(status))
             case .decompose:
                 let outcome = outcomeOf[k]!
                 reports.append(outcome.report)
@@ -260,7 +228,7 @@ extension ModelCompressor {
         let decidedBy: [String: Int]
         /// Per decomposition, its tensors (weight, bias) not laid out yet.
         var unplaced: [Int: Int]
-        let plans: [LayerPlan]
+        let plans: [PlannedLayer]
         /// Finished layers whose tensors are not all laid out yet.
         var outcomes: [Int: LayerOutcome] = [:]
         /// The layers finished so far.
@@ -272,13 +240,13 @@ extension ModelCompressor {
         /// Every tensor laid out so far, when ``keepsTensors``.
         var writer = SafetensorsWriter()
 
-        init(file: SafetensorsFile, plans: [LayerPlan], keepsTensors: Bool) {
+        init(file: SafetensorsFile, plans: [PlannedLayer], keepsTensors: Bool) {
             self.file = file
             self.plans = plans
             self.keepsTensors = keepsTensors
             var decidedBy: [String: Int] = [:], unplaced: [Int: Int] = [:]
             for (k, plan) in plans.enumerated() {
-                guard case let .decompose(name, bias, _, _) = plan else { continue }
+                guard plan.isCandidate, case let .stateDict(_, name, bias) = plan.source else { continue }
                 decidedBy[name] = k
                 if let bias { decidedBy[bias] = k }
                 unplaced[k] = bias == nil ? 1 : 2
@@ -296,7 +264,7 @@ extension ModelCompressor {
                 let name = names[position]
                 if let k = decidedBy[name] {
                     guard let outcome = outcomes[k] else { break }
-                    guard case let .decompose(weight, _, _, _) = plans[k] else { preconditionFailure("decided by a decomposition") }
+                    guard case let .stateDict(_, weight, _) = plans[k].source else { preconditionFailure("decided by a decomposition") }
                     if !outcome.report.status.isReplaced {
                         try run.addRaw(name, from: file)
                     } else if name == weight {
@@ -327,40 +295,12 @@ extension ModelCompressor {
         return (.linear(linear), [linear.inFeatures])
     }
 
-    /// With a budget: the ranks allocated to each eligible layer by layer name (a missing name is
-    /// kept), over the candidates of every file given (all shards of a checkpoint). The layers'
-    /// rank options are computed concurrently.
-    func stateDictBudget(_ files: [(file: SafetensorsFile, names: [String])]) throws -> [String: [Int]]? {
-        guard let budget = options.budget else { return nil }
-        let layers = files.flatMap { file, names in
-            names.compactMap { name -> (file: SafetensorsFile, name: String, bias: String?)? in
-                guard case let .decompose(_, bias, _, _) = plan(name, in: file, allocated: nil) else { return nil }
-                return (file, name, bias)
-            }
-        }
-        let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
-            let (file, name, bias) = layers[k]
-            let prefix = Self.layerName(of: name)
-            let (layer, input) = try stateDictLayer(file, name: name, bias: bias, as: Float.self)
-            let cost = try layer.cost(input: input)
-            return BudgetCandidate(name: prefix, macs: Double(cost.flops) / 2, parameters: Double(cost.parameters),
-                                   options: try rankOptions(layer, input: input, batch: 1, statistics: options.statistics?.layers[prefix]))
-        }
-        var result: [String: [Int]] = [:]
-        for (entry, option) in zip(entries, allocate(entries, budget: budget, allocation: options.allocation)) {
-            if let option { result[entry.name] = option.ranks }
-        }
-        return result
-    }
-
     /// One layer decomposed in `Scalar`: its report, its stack's tensors (encoded here, in the
     /// worker, in ``CompressionOptions/outputDType`` or the weight's own type) and its metadata entry.
-    func compressLayer<Scalar: BLASScalar>(
-        _ file: SafetensorsFile, name: String, bias biasName: String?, prefix: String, ranks: [Int]?, as _: Scalar.Type
-    ) throws -> LayerOutcome {
-        let entry = file.entries[name]!
-        let (layer, input) = try stateDictLayer(file, name: name, bias: biasName, as: Scalar.self)
-        let (compressed, report) = try compress(layer, name: prefix, shape: entry.shape, input: input, ranks: ranks)
+    func compressLayer<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> LayerOutcome {
+        guard case let .stateDict(file, name, _) = planned.source else { preconditionFailure("a state dict's layer") }
+        let (entry, prefix) = (file.entries[name]!, planned.name)
+        let (compressed, report) = try decompose(planned, as: Scalar.self)
         guard let compressed, report.status.isReplaced else { return LayerOutcome(report: report, tensors: SafetensorsWriter(), stack: []) }
         var tensors = SafetensorsWriter()
         // The stack's `stacks` entry, keys in alphabetical order; each layer's object as

@@ -54,19 +54,6 @@ public struct ModelCompressor: Sendable {
         self.options = options
     }
 
-    /// What the statistics say about the candidate layers `names`: an error when they name none
-    /// of them, a warning listing those they leave out.
-    ///
-    /// - Throws: ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)``.
-    func statisticsWarnings(candidates names: [String]) throws -> [CompressionWarning] {
-        guard let statistics = options.statistics, !names.isEmpty else { return [] }
-        let missing = names.filter { statistics.layers[$0] == nil }
-        if missing.count == names.count {
-            throw ModelCompressionError.statisticsMatchNoLayer(statistics: statistics.layers.keys.sorted(), candidates: names)
-        }
-        return missing.isEmpty ? [] : [.statisticsMissing(layers: missing, candidates: names.count)]
-    }
-
     /// Whether `name` passes ``CompressionOptions/include`` and ``CompressionOptions/exclude``.
     func passesFilters(_ name: String) -> Bool {
         if let include = options.include.flatMap({ try? Regex($0) }), name.firstMatch(of: include) == nil { return false }

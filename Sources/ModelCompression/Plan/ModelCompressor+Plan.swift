@@ -1,0 +1,113 @@
+import NNLayers
+import ONNX
+import TensorIO
+import TensorModule
+
+// The one pipeline: a reader builds the plan (`plan(onnx:)`, `plan(stateDict:)`), `allocate`
+// spends a budget over it, `decompose` runs each candidate, and the writers of
+// `ModelCompressor+ONNX.swift` and `ModelCompressor+StateDict.swift` emit the result.
+
+extension ModelCompressor {
+    /// The plan of an ONNX model: every `Conv`, `Gemm`, `MatMul`, `ConvTranspose`, recurrent and
+    /// `Gather` node of its graph and subgraphs (``layers(in:estimateRanks:)``), the compressible
+    /// ones to decompose, the others settled with the reason.
+    ///
+    /// - Throws: the errors of ``layers(in:estimateRanks:)``.
+    public func plan(onnx model: ONNXModel) throws -> CompressionPlan {
+        let layers = try self.layers(in: model).map { layer in
+            PlannedLayer(name: layer.name, op: layer.op, shape: layer.shape ?? [], parameters: layer.parameters, macs: layer.macs,
+                         decision: layer.site == nil ? .settled(.notCompressible(reason: layer.reason ?? "not compressible")) : .decompose(ranks: nil),
+                         source: .graph(layer))
+        }
+        return CompressionPlan(layers, candidateCount: layers.filter(\.isCandidate).count)
+    }
+
+    /// The plan of one or more safetensors files (a state dict, or the shards of a checkpoint,
+    /// in order): their candidate weights (``candidates(in:)``), file by file in file order,
+    /// embedding tables and layers with an integer bias settled.
+    ///
+    /// - Throws: the errors of ``validateLayerSettings(for:)``, over the tensors of all files.
+    public func plan(stateDict files: [SafetensorsFile]) throws -> CompressionPlan {
+        var shapes: [String: [Int]] = [:]
+        for file in files { for (name, entry) in file.entries { shapes[name] = entry.shape } }
+        try validateLayerSettings(shapes: shapes)
+        var layers: [PlannedLayer] = []
+        for (index, file) in files.enumerated() {
+            for name in candidates(in: file) {
+                let entry = file.entries[name]!
+                let bias = biasEntry(of: name, in: file)
+                let decision: PlannedLayer.Decision
+                if isSkippedEmbedding(name, shape: entry.shape) {
+                    decision = .settled(.skippedEmbedding)
+                } else if let bias, !bias.entry.dtype.isFloatingPoint {
+                    decision = .settled(.keptNonFloatBias(bias: bias.name, dtype: bias.entry.dtype.rawValue))
+                } else {
+                    decision = .decompose(ranks: nil)
+                }
+                layers.append(PlannedLayer(name: Self.layerName(of: name), op: nil, shape: entry.shape, parameters: entry.shape.reduce(1, *),
+                                           macs: nil, decision: decision, source: .stateDict(file: file, weight: name, bias: bias?.name),
+                                           fileIndex: index))
+            }
+        }
+        return CompressionPlan(layers, candidateCount: layers.count)
+    }
+
+    /// Spends ``CompressionOptions/budget`` over the plan's candidates: each gets the ranks the
+    /// allocation chose, or is settled as ``LayerStatus/keptByBudget``. Without a budget the plan
+    /// is unchanged. The candidates' rank options are computed concurrently.
+    ///
+    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for a budget
+    ///   with tensor-train layers, and the errors of building the layers and of the statistics.
+    public func allocate(_ plan: inout CompressionPlan) throws {
+        guard let budget = options.budget else { return }
+        let candidates = plan.layers.indices.filter { plan.layers[$0].isCandidate }
+        let layers = candidates.map { plan.layers[$0] }
+        let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
+            let layer = layers[k]
+            let (built, input, batch) = try self.built(layer, as: Float.self)
+            let cost = try built.cost(input: input)
+            return BudgetCandidate(name: layer.name, macs: Double(cost.flops) / 2 * Double(batch), parameters: Double(cost.parameters),
+                                   options: try rankOptions(built, input: input, batch: batch, statistics: options.statistics?.layers[layer.name]))
+        }
+        for (k, option) in zip(candidates, allocate(entries, budget: budget, allocation: options.allocation)) {
+            plan.layers[k].decision = option.map { .decompose(ranks: $0.ranks) } ?? .settled(.keptByBudget)
+        }
+    }
+
+    /// What the statistics say about the plan's layers to decompose: an error when they name none
+    /// of them, a warning listing those they leave out.
+    ///
+    /// - Throws: ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)``.
+    func statisticsWarnings(_ plan: CompressionPlan) throws -> [CompressionWarning] {
+        let names = plan.decompositionNames
+        guard let statistics = options.statistics, !names.isEmpty else { return [] }
+        let missing = names.filter { statistics.layers[$0] == nil }
+        if missing.count == names.count {
+            throw ModelCompressionError.statisticsMatchNoLayer(statistics: statistics.layers.keys.sorted(), candidates: names)
+        }
+        return missing.isEmpty ? [] : [.statisticsMissing(layers: missing, candidates: names.count)]
+    }
+
+    /// The `NNLayers` layer of a planned layer in `Scalar`, with one sample's input shape and the
+    /// sample count for its costs.
+    func built<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> (layer: Layer<Scalar>, input: [Int], batch: Int) {
+        switch planned.source {
+        case let .graph(node):
+            let layer = try self.layer(node.site!, as: Scalar.self)
+            let (input, batch) = costInput(node.site!, layer)
+            return (layer, input, batch)
+        case let .stateDict(file, weight, bias):
+            let (layer, input) = try stateDictLayer(file, name: weight, bias: bias, as: Scalar.self)
+            return (layer, input, 1)
+        }
+    }
+
+    /// One planned layer decomposed in `Scalar` (at its allocated ranks, else by the options' rule):
+    /// the compressed layer and its report (see ``compress(_:name:shape:input:batch:ranks:)``).
+    func decompose<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> (CompressedLayer<Scalar>?, LayerReport) {
+        let (layer, input, batch) = try built(planned, as: Scalar.self)
+        var (compressed, report) = try compress(layer, name: planned.name, shape: planned.shape, input: input, batch: batch, ranks: planned.ranks)
+        report.op = planned.op
+        return (compressed, report)
+    }
+}
