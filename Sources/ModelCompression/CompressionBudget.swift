@@ -70,7 +70,7 @@ extension ModelCompressor {
         var result: [RankOption] = []
         switch layer {
         case let .linear(linear):
-            guard options.linear == .svd else { throw ModelCompressionError.invalidOption(name: "budget", value: "with --linear tt", requirement: "used with svd for linear layers") }
+            guard options.linear == .svd else { throw ModelCompressionError.budgetWithTensorTrain(.linear) }
             let rows = input.dropLast().reduce(1, *)
             let spectrum: [Double]
             if let statistics {
@@ -153,7 +153,7 @@ extension ModelCompressor {
                     result.append(RankOption(ranks: [rank], cost: try conv.cpCost(rank: rank, input: size).times(batch), error: energy > 0 ? error / energy : 0))
                 }
             case .tensorTrain:
-                throw ModelCompressionError.invalidOption(name: "budget", value: "with --conv tt", requirement: "used with cp or tucker2 for convolutions")
+                throw ModelCompressionError.budgetWithTensorTrain(.convolution)
             }
         case .ttLinear, .ttConv2d:
             preconditionFailure("TT layers are not compressed again")

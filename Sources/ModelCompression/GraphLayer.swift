@@ -42,7 +42,9 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
     /// Whether the node can be replaced.
     public var compressible: Bool
     /// Why not, when it cannot.
-    public var reason: String?
+    public var refusal: LayerRefusal?
+    /// ``refusal`` in words.
+    public var reason: String? { refusal?.description }
 
     /// The weight's element count, 0 when its shape is unknown or invalid.
     var parameters: Int { shape.flatMap { ModelCompressor.macs($0) } ?? 0 }
@@ -164,7 +166,7 @@ extension ModelCompressor {
         for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
             let name = label + (node.name.isEmpty ? "\(node.opType)_\(index)" : node.name)
             var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType, compressible: false)
-            func refuse(_ reason: String) { layer.reason = reason }
+            func refuse(_ refusal: LayerRefusal) { layer.refusal = refusal }
             let weightName = node.inputs.count > 1 ? node.inputs[node.opType == "Gather" ? 0 : 1] : ""
             layer.weight = weightName.isEmpty ? nil : weightName
             let weight = weightName.isEmpty ? nil : constants[weightName]   // an initializer may be named "" in a malformed file
@@ -183,13 +185,11 @@ extension ModelCompressor {
                 let autoPad = node.string("auto_pad") ?? "NOTSET"
                 guard layer.shape?.count == 4, strides == [1, 1], outputPadding.allSatisfy({ $0 == 0 }), node.ints("output_shape") == nil,
                       autoPad == "NOTSET" || autoPad == "VALID" else {
-                    refuse("a ConvTranspose with strides \(strides), output_padding \(outputPadding), auto_pad \(autoPad)"
-                           + "\(node.ints("output_shape") == nil ? "" : " or output_shape"): only 2-D ones of stride 1 without them are compressed")
+                    refuse(.transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: autoPad, outputShape: node.ints("output_shape") != nil))
                     continue
                 }
             case "Gather":
-                refuse(weight != nil && layer.shape?.count == 2
-                       ? "an embedding table (Gather): indexed, not multiplied" : "Gather is not a layer")
+                refuse(weight != nil && layer.shape?.count == 2 ? .embeddingTable : .gather)
                 continue
             case "LSTM", "GRU", "RNN":
                 // W [directions, gates·H, I] and R [directions, gates·H, H]; X [seq, batch, I] (layout 1: [batch, seq, I]).
@@ -197,7 +197,7 @@ extension ModelCompressor {
                 if let x = inputShape, x.count == 3, let w = layer.shape, w.count == 3, let r, r.count == 3 {
                     layer.macs = Self.macs([x[0], x[1], w[0], w[1], w[2] + r[2]])
                 }
-                refuse("a recurrent layer (\(node.opType)): its input weights W \(layer.shape ?? []) and recurrent weights R \(r ?? []) are not compressed")
+                refuse(.recurrent(op: node.opType, inputWeights: layer.shape ?? [], recurrentWeights: r ?? []))
                 continue
             default: break
             }
@@ -206,13 +206,12 @@ extension ModelCompressor {
                     let batch = (try? ONNXShapeInference.broadcast([Array(a.dropLast(2)), Array(b.dropLast(2))])).flatMap(Self.macs) ?? 1
                     layer.macs = Self.macs([batch, a.count >= 2 ? a[a.count - 2] : 1, a[a.count - 1], b[b.count - 1]])
                 }
-                refuse(node.opType == "MatMul" ? "the right operand \(weightName) is computed in the graph (a product of activations), not a constant weight"
-                       : "the weight \(weightName) is computed in the graph, not a constant")
+                refuse(node.opType == "MatMul" ? .computedOperand(name: weightName) : .computedWeight(name: weightName))
                 continue
             }
             let shape = weight.tensor.shape
             do { try weight.tensor.checkData() } catch {
-                refuse("the weight \(weightName) is unusable: \(error)")
+                refuse(.unusable(role: "weight", name: weightName, problem: "\(error)"))
                 continue
             }
             var site = GraphLayer.Site(kind: .matmul, weight: weight, weightName: weightName, input: node.inputs[0],
@@ -226,25 +225,25 @@ extension ModelCompressor {
                 guard kernel == Array(shape[2...]), dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }), pads.count == 4, groups >= 1,
                       shape[0] % groups == 0, kernel.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }),
                       zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow }) else {
-                    refuse("kernel_shape \(kernel), dilations \(dilations), pads \(pads) or group \(groups) do not fit the weight \(shape)")
+                    refuse(.convolutionSettings(kernel: kernel, strides: [1, 1], dilations: dilations, pads: pads, groups: groups, weight: shape))
                     continue
                 }
                 // The equivalent convolution pads each side by d·(k − 1) − p (negative: not a convolution).
                 let extents = [dilations[0] * (kernel[0] - 1), dilations[1] * (kernel[1] - 1)]
                 let padding = Padding(top: extents[0] - pads[0], bottom: extents[0] - pads[2], left: extents[1] - pads[1], right: extents[1] - pads[3])
                 guard padding.array.allSatisfy({ $0 >= 0 }) else {
-                    refuse("a ConvTranspose with pads \(pads) beyond its dilated kernel: no equivalent convolution")
+                    refuse(.transposedPaddingBeyondKernel(pads: pads))
                     continue
                 }
                 (layer.kernel, layer.stride, layer.groups, layer.dilation, layer.padding) = (kernel, [1, 1], groups, dilations, padding.array)
                 site.transposed = true
                 site.kind = .conv(stride: Size2D(1), padding: padding, dilation: Size2D(dilations[0], dilations[1]), groups: groups, autoPad: "NOTSET")
                 if shape[1] == 1 && groups > 1 {
-                    refuse("a depthwise ConvTranspose (groups = \(groups), one output channel per group): no channel modes to factor")
+                    refuse(.depthwise(groups: groups, transposed: true))
                     continue
                 }
                 if options.conv == .none {
-                    refuse("convolutions are not compressed (--conv none)")
+                    refuse(.methodNone(.convolution))
                     continue
                 }
             case "Conv":
@@ -252,7 +251,7 @@ extension ModelCompressor {
                     layer.macs = Self.macs([x[0], shape[0], shape[1]] + Array(shape[2...]) + Array(y[2...]))
                 }
                 guard shape.count == 4 || shape.count == 3 else {
-                    refuse("a \(max(shape.count - 2, 0))-D convolution; 1-D and 2-D convolutions are compressed")
+                    refuse(.spatialRank(max(shape.count - 2, 0)))
                     continue
                 }
                 // A 1-D convolution is analysed and decomposed as a 2-D one of height 1 (kernel
@@ -261,7 +260,7 @@ extension ModelCompressor {
                 let lifted = shape.count == 3
                 func lift(_ values: [Int]) -> [Int] { lifted ? [1] + values : values }
                 if lifted && options.conv == .tt {
-                    refuse("a 1-D convolution: tensor-train convolutions are 2-D only (Tucker-2, CP and SVD apply)")
+                    refuse(.oneDimensionalTensorTrain)
                     continue
                 }
                 let groups = node.int("group") ?? 1
@@ -270,13 +269,13 @@ extension ModelCompressor {
                 let dilations = lift(node.ints("dilations") ?? [Int](repeating: 1, count: shape.count - 2))
                 let autoPad = node.string("auto_pad") ?? "NOTSET"
                 guard kernel == lift(Array(shape[2...])), strides.count == 2, dilations.count == 2 else {
-                    refuse("kernel_shape \(kernel), strides \(strides) or dilations \(dilations) do not fit the weight \(shape)")
+                    refuse(.convolutionSettings(kernel: kernel, strides: strides, dilations: dilations, pads: nil, groups: nil, weight: shape))
                     continue
                 }
                 // Positive settings whose dilated kernel fits in Int (the padding is resolved from it).
                 guard (kernel + strides + dilations).allSatisfy({ $0 >= 1 }),
                       zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow && d * (k - 1) < Int.max / 4 }) else {
-                    refuse("kernel \(kernel), strides \(strides) or dilations \(dilations) are not positive or overflow")
+                    refuse(.convolutionOverflow(kernel: kernel, strides: strides, dilations: dilations))
                     continue
                 }
                 if lifted {
@@ -287,7 +286,7 @@ extension ModelCompressor {
                 if lifted && !["VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) {
                     let pads = node.ints("pads") ?? [0, 0]
                     guard pads.count == 2, pads.allSatisfy({ $0 >= 0 }) else {
-                        refuse("pads \(pads) do not fit a 1-D convolution")
+                        refuse(.oneDimensionalPads(pads))
                         continue
                     }
                     padding = Padding(top: 0, bottom: 0, left: pads[0], right: pads[1])
@@ -303,11 +302,11 @@ extension ModelCompressor {
                 site.kind = .conv(stride: Size2D(strides[0], strides[1]), padding: padding, dilation: Size2D(dilations[0], dilations[1]),
                                   groups: groups, autoPad: autoPad)
                 if groups > 1 && shape[1] == 1 {
-                    refuse("a depthwise convolution (groups = \(groups), one input channel per group): no channel modes to factor")
+                    refuse(.depthwise(groups: groups, transposed: false))
                     continue
                 }
                 if options.conv == .none {
-                    refuse("convolutions are not compressed (--conv none)")
+                    refuse(.methodNone(.convolution))
                     continue
                 }
             case "Gemm":
@@ -317,25 +316,25 @@ extension ModelCompressor {
                 site.kind = .gemm(transB: transB, alpha: alpha, beta: beta, c: c)
                 if let a = inputShape, a.count == 2, shape.count == 2 { layer.macs = Self.macs([a[0], a[1], transB ? shape[0] : shape[1]]) }
                 guard transA == 0 else {
-                    refuse("Gemm with transA = 1")
+                    refuse(.transposedGemmInput)
                     continue
                 }
                 guard shape.count == 2 else {
-                    refuse("B of shape \(shape) is not a matrix")
+                    refuse(.notMatrix(shape: shape, op: "Gemm"))
                     continue
                 }
                 if options.linear == .none {
-                    refuse("linear layers are not compressed (--linear none)")
+                    refuse(.methodNone(.linear))
                     continue
                 }
             default:   // MatMul
                 guard shape.count == 2 else {
-                    refuse("the right operand of shape \(shape) is not a constant matrix")
+                    refuse(.notMatrix(shape: shape, op: "MatMul"))
                     continue
                 }
                 if let a = inputShape, a.count >= 1 { layer.macs = Self.macs(a + [shape[1]]) }
                 if options.linear == .none {
-                    refuse("linear layers are not compressed (--linear none)")
+                    refuse(.methodNone(.linear))
                     continue
                 }
             }
@@ -344,42 +343,42 @@ extension ModelCompressor {
                 site.biasName = node.inputs[2]
                 site.bias = constants[node.inputs[2]]
                 guard site.bias != nil else {
-                    refuse("the bias \(node.inputs[2]) is computed in the graph, not a constant")
+                    refuse(.computedBias(name: node.inputs[2]))
                     continue
                 }
             }
             guard weight.tensor.dataType.isFloatingPoint else {
-                refuse("the weight is \(weight.tensor.dataType), not floating point")
+                refuse(.notFloatingPoint(role: "weight", dataType: "\(weight.tensor.dataType)"))
                 continue
             }
             if let bias = site.bias, !bias.tensor.dataType.isFloatingPoint {
-                refuse("the bias is \(bias.tensor.dataType), not floating point")
+                refuse(.notFloatingPoint(role: "bias", dataType: "\(bias.tensor.dataType)"))
                 continue
             }
             if let bias = site.bias {
                 do { try bias.tensor.checkData() } catch {
-                    refuse("the bias \(site.biasName ?? "") is unusable: \(error)")
+                    refuse(.unusable(role: "bias", name: site.biasName ?? "", problem: "\(error)"))
                     continue
                 }
             }
             let readers = readers(of: weight)
             guard readers.count <= 1 else {
                 let others = readers.subtracting([index]).sorted().prefix(3).map { nodes[$0].name.isEmpty ? "\(nodes[$0].opType)_\($0)" : nodes[$0].name }
-                refuse("the weight \(weightName) is shared with \(readers.count - 1) other node(s) (\(others.joined(separator: ", ")))")
+                refuse(.sharedWeight(name: weightName, others: Array(others), count: readers.count - 1))
                 continue
             }
             let parameters = (try? weight.tensor.elementCount()) ?? 0
             guard parameters >= options.minimumParameters else {
-                refuse("\(parameters) weights, fewer than the minimum of \(options.minimumParameters)")
+                refuse(.belowMinimum(parameters: parameters, minimum: options.minimumParameters))
                 continue
             }
             guard passesFilters(name) else {
-                refuse("excluded by the include/exclude filters")
+                refuse(.filtered)
                 continue
             }
             layer.site = site
             layer.compressible = true
-            layer.reason = nil
+            layer.refusal = nil
             if estimateRanks {
                 layer.vbmfRanks = try? estimatedRanks(site)
             }

@@ -10,8 +10,8 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
     case keptByBudget
     /// The bias is not floating point, so no factorized stack can carry it unchanged.
     case keptNonFloatBias(bias: String, dtype: String)
-    /// An ONNX node that cannot be replaced (see ``GraphLayer/reason``).
-    case notCompressible(reason: String)
+    /// An ONNX node that cannot be replaced, and why.
+    case notCompressible(LayerRefusal)
     /// The name is an embedding table's (``CompressionOptions/embeddingPattern``) and
     /// ``CompressionOptions/include`` does not name it.
     case skippedEmbedding
@@ -38,8 +38,8 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
                 : "kept: the stack would need \(flops) FLOPs, more than \(originalFLOPs)"
         case .keptByBudget: return "kept: the budget is better spent on other layers"
         case let .keptNonFloatBias(bias, dtype): return "kept: its bias \(bias) is \(dtype), not floating point"
-        case let .notCompressible(reason): return "skipped: \(reason)"
-        case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
+        case let .notCompressible(refusal): return "skipped: \(refusal)"
+        case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in the include pattern to compress it"
         }
     }
 }

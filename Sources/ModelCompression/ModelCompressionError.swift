@@ -1,9 +1,26 @@
 import Foundation
 
+/// The options of ``CompressionOptions`` that ``ModelCompressor/init(options:)`` checks, by the
+/// name a message gives them.
+public enum CompressionOptionName: String, Sendable, Equatable {
+    case rank, maxRank = "max rank", tolerance, maxIterations = "max iterations", minimumParameters = "minimum parameters", jobs
+    case outputDType = "output dtype", inputSize = "input size", include = "include pattern", exclude = "exclude pattern", budget
+    case rankMultiple = "rank multiple", minimumBudgetShare = "minimum budget share", layerWeights = "layer weight"
+}
+
 /// Errors of whole-model compression: options and layer settings that do not fit the model.
 public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Sendable {
     /// An option outside its range.
-    case invalidOption(name: String, value: String, requirement: String)
+    case invalidOption(CompressionOptionName, value: String, requirement: String)
+    /// A budget with the tensor-train method for this kind of layer (budgets allocate the ranks of
+    /// SVD, Tucker-2 and CP).
+    case budgetWithTensorTrain(LayerRefusal.LayerKind)
+    /// A ``ShardAssignment`` outside `0 ≤ index < count`.
+    case invalidShardAssignment(index: Int, count: Int)
+    /// A sharded output directory that is the input checkpoint's.
+    case outputDirectoryIsInput(path: String)
+    /// Partial indexes that do not make one run's index: what was found, and what is required.
+    case partialIndexes(found: String, requirement: String)
     /// A layer setting names a tensor that the model does not hold.
     case unknownLayer(name: String)
     /// A layer setting does not fit its kernel.
@@ -22,11 +39,17 @@ public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Se
 
     public var description: String {
         switch self {
-        case let .invalidOption(name, value, requirement): return "\(name) \(value) must be \(requirement)"
+        case let .invalidOption(name, value, requirement): return "\(name.rawValue) \(value) must be \(requirement)"
+        case let .budgetWithTensorTrain(kind):
+            return "a budget allocates the ranks of SVD, Tucker-2 and CP; it cannot be used with tensor-train \(kind == .linear ? "linear layers" : "convolutions")"
+        case let .invalidShardAssignment(index, count): return "shard assignment \(index)/\(count) must be INDEX/COUNT with 0 ≤ INDEX < COUNT"
+        case let .outputDirectoryIsInput(path):
+            return "output directory \(path) must be another directory than the input checkpoint's (its shards keep their names)"
+        case let .partialIndexes(found, requirement): return "partial indexes \(found) must be \(requirement)"
         case let .unknownLayer(name): return "the layer configuration names \(name), which the model does not hold"
         case let .invalidLayerSettings(name, reason): return "layer configuration for \(name): \(reason)"
         case let .unknownInputRank(node):
-            return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; pass --input-shape"
+            return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; give the graph inputs' shapes"
         case let .nameCollision(name): return "the name \(name) for a new node or value is already used in the graph"
         case .budgetWithoutStatistics:
             return "a budget without calibration statistics allocates ranks and factors from the weights alone, which can break a network "

@@ -13,10 +13,10 @@ public struct ShardAssignment: Sendable, Equatable, CustomStringConvertible {
 
     /// Worker `index` of `count`.
     ///
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` unless `0 ≤ index < count`.
+    /// - Throws: ``ModelCompressionError/invalidShardAssignment(index:count:)`` unless `0 ≤ index < count`.
     public init(index: Int, count: Int) throws {
         guard count >= 1, index >= 0, index < count else {
-            throw ModelCompressionError.invalidOption(name: "shard assignment", value: "\(index)/\(count)", requirement: "INDEX/COUNT with 0 ≤ INDEX < COUNT")
+            throw ModelCompressionError.invalidShardAssignment(index: index, count: count)
         }
         (self.index, self.count) = (index, count)
     }
@@ -129,7 +129,7 @@ extension ModelCompressor {
     ///   - directory: The output directory (created when missing); not the input's.
     ///   - assignment: This worker's share of the shards, or `nil` for all of them.
     ///   - progress: Called after each layer and before each shard is written, one call at a time.
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for an output
+    /// - Throws: ``ModelCompressionError/outputDirectoryIsInput(path:)`` for an output
     ///   directory that is the input's, `TensorIOError` for unreadable or inconsistent shards and
     ///   unwritable outputs, and the errors of the decompositions. Nothing is left in `directory`
     ///   when it throws.
@@ -145,8 +145,7 @@ extension ModelCompressor {
         }
         let indexOutput = try OutputFile(path: directory.appendingPathComponent(assignment?.partialIndexName(for: checkpoint.indexName) ?? checkpoint.indexName).path)
         if OutputFile.canonicalPath(directory.path) == OutputFile.canonicalPath(checkpoint.directory.path) {
-            throw ModelCompressionError.invalidOption(name: "output directory", value: directory.path,
-                                                      requirement: "another directory than the input checkpoint's (its shards keep their names)")
+            throw ModelCompressionError.outputDirectoryIsInput(path: directory.path)
         }
         // Every shard's header is read first: layer settings and a budget need all of them.
         let allShards = checkpoint.index.shards
@@ -214,18 +213,18 @@ extension SafetensorsIndex {
     /// Joins the partial indexes that the workers of a ``ShardAssignment`` wrote into the index
     /// one run over all shards writes (byte for byte once encoded).
     ///
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` when the parts
+    /// - Throws: ``ModelCompressionError/partialIndexes(found:requirement:)`` when the parts
     ///   are not workers `0..<N` of one `N`, each once, when their other metadata differ, or when
     ///   two parts place the same tensor.
     public static func merged(_ parts: [SafetensorsIndex]) throws -> SafetensorsIndex {
         func fail(_ value: String, _ requirement: String) -> ModelCompressionError {
-            ModelCompressionError.invalidOption(name: "partial indexes", value: value, requirement: requirement)
+            ModelCompressionError.partialIndexes(found: value, requirement: requirement)
         }
         var workers: [Int: Int] = [:]
         var count: Int?
         for part in parts {
             let marks = part.metadata[ShardAssignment.metadataKey]?.split(separator: "/").compactMap { Int($0) } ?? []
-            guard marks.count == 2 else { throw fail("an index without \(ShardAssignment.metadataKey)", "partial indexes written by compress --shard") }
+            guard marks.count == 2 else { throw fail("an index without \(ShardAssignment.metadataKey)", "partial indexes written by the workers of a shard assignment") }
             guard count == nil || count == marks[1] else { throw fail("workers of \(count!) and of \(marks[1])", "parts of one run") }
             count = marks[1]
             guard workers.updateValue(marks[0], forKey: marks[0]) == nil else { throw fail("worker \(marks[0]) twice", "each worker once") }

@@ -10,7 +10,7 @@ public struct CompressedONNXModel: Sendable {
     /// The model with every replaced node rewritten; everything else as it was read (unless
     /// ``CompressionOptions/simplify`` is set: see ``simplification``).
     public var model: ONNXModel
-    /// One report per analysed node in graph order (``LayerStatus/notCompressible(reason:)`` for
+    /// One report per analysed node in graph order (``LayerStatus/notCompressible(_:)`` for
     /// those that cannot be replaced).
     public var layers: [LayerReport]
     /// Sums over the replaced layers and the whole model (FLOPs at the analysed input shapes).

@@ -23,33 +23,40 @@ public struct ModelCompressor: Sendable {
     /// The options, checked by ``init(options:)``.
     public let options: CompressionOptions
 
-    /// A compressor with checked options.
+    /// A compressor with checked options: every range is checked here, once, whoever built the
+    /// options (the command line only parses them).
     ///
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for a rank below 1,
-    ///   a negative iteration limit or size, or a regular expression that does not compile.
+    /// - Throws: ``ModelCompressionError/invalidOption(_:value:requirement:)`` for a rank below 1,
+    ///   a negative iteration limit or size, a budget fraction outside `(0, 1]`, a regular
+    ///   expression that does not compile, and the like;
+    ///   ``ModelCompressionError/budgetWithoutStatistics`` for a budget without statistics that is
+    ///   not ``CompressionOptions/dataFree``.
     public init(options: CompressionOptions) throws {
-        if let rank = options.rank, rank < 1 { throw ModelCompressionError.invalidOption(name: "rank", value: "\(rank)", requirement: "at least 1") }
-        if let maxRank = options.maxRank, maxRank < 1 {
-            throw ModelCompressionError.invalidOption(name: "max rank", value: "\(maxRank)", requirement: "at least 1")
+        func fail(_ name: CompressionOptionName, _ value: Any, _ requirement: String) -> ModelCompressionError {
+            .invalidOption(name, value: "\(value)", requirement: requirement)
         }
-        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) {
-            throw ModelCompressionError.invalidOption(name: "tolerance", value: "\(tolerance)", requirement: "finite and non-negative")
-        }
-        for (name, value) in [("max iterations", options.maxIterations), ("minimum parameters", options.minimumParameters)] where value < 0 {
-            throw ModelCompressionError.invalidOption(name: name, value: "\(value)", requirement: "non-negative")
-        }
-        if let jobs = options.jobs, jobs < 1 { throw ModelCompressionError.invalidOption(name: "jobs", value: "\(jobs)", requirement: "at least 1") }
+        if let rank = options.rank, rank < 1 { throw fail(.rank, rank, "at least 1") }
+        if let maxRank = options.maxRank, maxRank < 1 { throw fail(.maxRank, maxRank, "at least 1") }
+        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) { throw fail(.tolerance, tolerance, "finite and non-negative") }
+        if options.maxIterations < 0 { throw fail(.maxIterations, options.maxIterations, "non-negative") }
+        if options.minimumParameters < 0 { throw fail(.minimumParameters, options.minimumParameters, "non-negative") }
+        if let jobs = options.jobs, jobs < 1 { throw fail(.jobs, jobs, "at least 1") }
         if let dtype = options.outputDType, !dtype.isFloatingPoint {
-            throw ModelCompressionError.invalidOption(name: "output dtype", value: dtype.rawValue, requirement: "a floating-point type (float16, bfloat16, float32, float64)")
+            throw fail(.outputDType, dtype.rawValue, "a floating-point type (float16, bfloat16, float32, float64)")
         }
-        if options.inputSize.height < 1 || options.inputSize.width < 1 {
-            throw ModelCompressionError.invalidOption(name: "input size", value: "\(options.inputSize)", requirement: "positive")
+        if options.inputSize.height < 1 || options.inputSize.width < 1 { throw fail(.inputSize, options.inputSize, "positive") }
+        if let budget = options.budget, !(budget.fraction > 0 && budget.fraction <= 1) { throw fail(.budget, budget, "a fraction F with 0 < F ≤ 1") }
+        if options.rankMultiple < 1 { throw fail(.rankMultiple, options.rankMultiple, "at least 1") }
+        if !(options.minimumBudgetShare >= 0 && options.minimumBudgetShare < 1) {
+            throw fail(.minimumBudgetShare, options.minimumBudgetShare, "at least 0 and below 1")
+        }
+        if let (name, weight) = options.layerWeights.sorted(by: { $0.key < $1.key }).first(where: { !($0.value >= 0 && $0.value.isFinite) }) {
+            throw fail(.layerWeights, "\(weight) for \(name)", "finite and non-negative")
         }
         if options.budget != nil && options.statistics == nil && !options.dataFree { throw ModelCompressionError.budgetWithoutStatistics }
-        for pattern in [options.include, options.exclude].compactMap({ $0 }) {
-            do { _ = try Regex(pattern) } catch {
-                throw ModelCompressionError.invalidOption(name: "regular expression", value: pattern, requirement: "valid (\(error))")
-            }
+        for (name, pattern) in [(CompressionOptionName.include, options.include), (.exclude, options.exclude)] {
+            guard let pattern else { continue }
+            do { _ = try Regex(pattern) } catch { throw fail(name, pattern, "a valid regular expression (\(error))") }
         }
         self.options = options
     }

@@ -44,7 +44,7 @@ public enum ONNXError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .tooLargeForOneFile(bytes):
             return "onnx: the model needs \(bytes) bytes, more than protobuf's 2 GiB limit for one file; write it with external data"
         case let .dynamicInput(name, shape):
-            return "onnx: input \(name) has shape \(shape) with dynamic dimensions; give its shape with --input-shape \(name)=d0,d1,…"
+            return "onnx: input \(name) has shape \(shape) with dynamic dimensions; give its shape (\(name)=d0,d1,…)"
         case let .inputShape(name, declared, given): return "onnx: the shape \(given) given for input \(name) does not fit its declared shape \(declared)"
         case let .unknownInput(name, inputs): return "onnx: \(name) is not a graph input (inputs: \(inputs.joined(separator: ", ")))"
         case let .unknownValue(name): return "onnx: no node, initializer or input produces \(name)"

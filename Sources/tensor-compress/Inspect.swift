@@ -51,7 +51,7 @@ struct Inspect: ParsableCommand {
                           layers.map { l in
             [l.name, l.op, l.shape.map { $0.map(String.init).joined(separator: "×") } ?? "", l.kernel.map { "\($0[0])×\($0[1])" } ?? "",
              list(l.stride), list(l.padding), list(l.dilation), l.groups.map(String.init) ?? "", l.macs.map(compact) ?? "?",
-             l.vbmfRanks.map { "\($0)" } ?? "", l.compressible ? "yes" : "no: \(l.reason ?? "")"]
+             l.vbmfRanks.map { "\($0)" } ?? "", l.compressible ? "yes" : "no: \(l.refusal?.commandLineDescription ?? "")"]
         }))
         print("\(layers.count) nodes, \(compressible.count) compressible; MACs \(compact(total)) in all of them\(unknown > 0 ? " (\(unknown) with unknown MACs)" : ""), "
               + "\(compact(share)) in the compressible ones; parameters \(compact(parameters)) in the model, \(compact(compressibleParameters)) in the "

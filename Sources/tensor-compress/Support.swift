@@ -270,3 +270,78 @@ func compact(_ n: Int) -> String {
 
 /// Monotonic seconds.
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+// MARK: The library's errors and reasons in the command line's words
+//
+// The library names options as `CompressionOptions` does; only here are they spelled as flags.
+
+extension CompressionOptionName {
+    /// The flag that sets the option, `nil` for options the command line does not expose.
+    var flag: String? {
+        switch self {
+        case .rank: return "--rank"
+        case .maxRank: return "--max-rank"
+        case .tolerance: return "--tolerance"
+        case .maxIterations: return "--max-iterations"
+        case .minimumParameters: return "--min-parameters"
+        case .jobs: return "--jobs"
+        case .outputDType: return "--dtype"
+        case .inputSize: return "--input-size"
+        case .include: return "--include"
+        case .exclude: return "--exclude"
+        case .budget: return "--budget"
+        case .layerWeights: return "--layer-weights"
+        case .rankMultiple, .minimumBudgetShare: return nil
+        }
+    }
+}
+
+extension LayerRefusal {
+    /// The reason, options named by their flags.
+    var commandLineDescription: String {
+        switch self {
+        case .methodNone(.convolution): return "convolutions are not compressed (--conv none)"
+        case .methodNone(.linear): return "linear layers are not compressed (--linear none)"
+        case .filtered: return "excluded by --include/--exclude"
+        default: return description
+        }
+    }
+}
+
+extension LayerStatus {
+    /// What happened, options named by their flags.
+    var commandLineDescription: String {
+        switch self {
+        case let .notCompressible(refusal): return "skipped: \(refusal.commandLineDescription)"
+        case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
+        default: return description
+        }
+    }
+}
+
+/// A library error's one-line message with the options named by their flags, `nil` for errors
+/// whose own description already says it all.
+func commandLineMessage(for error: any Error) -> String? {
+    if let error = error as? ModelCompressionError {
+        switch error {
+        case let .invalidOption(name, value, requirement):
+            guard let flag = name.flag else { return nil }
+            return "\(flag) \(value) must be \(requirement)"
+        case let .budgetWithTensorTrain(kind):
+            return kind == .linear ? "--budget allocates SVD ranks of linear layers: use --linear svd, not tt"
+                : "--budget allocates Tucker-2 and CP ranks of convolutions: use --conv tucker2 or cp, not tt"
+        case let .unknownInputRank(node):
+            return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; pass --input-shape"
+        case .budgetWithoutStatistics:
+            return "--budget without --statistics allocates ranks and factors from the weights alone, which can break a network "
+                + "(measured: a text-orientation CNN fell from 98% to 79% accuracy, PP-OCR's recogniser to 100% CER); collect statistics "
+                + "with Scripts/calibrate.sh MODEL INPUTS.npz STATS.safetensors and pass --statistics STATS.safetensors, or pass --data-free"
+        case let .invalidShardAssignment(index, count): return "--shard \(index)/\(count) must be INDEX/COUNT with 0 ≤ INDEX < COUNT"
+        default: return nil
+        }
+    }
+    if let error = error as? ONNXError, case let .dynamicInput(name, shape) = error {
+        return "onnx: input \(name) has shape \(shape) with dynamic dimensions; give its shape with --input-shape \(name)=d0,d1,…"
+    }
+    return nil
+}

@@ -36,7 +36,7 @@ enum Main {
             if code == .success {
                 TensorCompress.exit(withError: error)   // --help, --version: argument-parser prints them
             }
-            let message = TensorCompress.message(for: error)
+            let message = (commandLineMessage(for: error) ?? TensorCompress.message(for: error))
                 .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                 .joined(separator: " ")
             printError("tensor-compress: error: \(message)")

@@ -16,7 +16,7 @@ extension ModelCompressor {
     public func plan(onnx model: ONNXModel) throws -> CompressionPlan {
         let layers = try self.layers(in: model).map { layer in
             PlannedLayer(name: layer.name, op: layer.op, shape: layer.shape ?? [], parameters: layer.parameters, macs: layer.macs,
-                         decision: layer.site == nil ? .settled(.notCompressible(reason: layer.reason ?? "not compressible")) : .decompose(ranks: nil),
+                         decision: layer.refusal.map { .settled(.notCompressible($0)) } ?? .decompose(ranks: nil),
                          source: .graph(layer))
         }
         return CompressionPlan(layers, candidateCount: layers.filter(\.isCandidate).count)
@@ -56,7 +56,7 @@ extension ModelCompressor {
     /// allocation chose, or is settled as ``LayerStatus/keptByBudget``. Without a budget the plan
     /// is unchanged. The candidates' rank options are computed concurrently.
     ///
-    /// - Throws: ``ModelCompressionError/invalidOption(name:value:requirement:)`` for a budget
+    /// - Throws: ``ModelCompressionError/budgetWithTensorTrain(_:)`` for a budget
     ///   with tensor-train layers, and the errors of building the layers and of the statistics.
     public func allocate(_ plan: inout CompressionPlan) throws {
         guard let budget = options.budget else { return }
