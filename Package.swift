@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "DecompositionsTests", dependencies: ["Decompositions", "TestSupport"]),
         .testTarget(name: "NNLayersTests", dependencies: ["NNLayers", "TestSupport"]),
+        .testTarget(name: "ModelCompressionTests", dependencies: ["ModelCompression", "ONNX", "NNLayers", "TensorIO", "TensorModule"]),
         .testTarget(name: "CommandLineTests", dependencies: ["TensorDecompositions"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "ModelCompression", "NNLayers", "TensorModule", "TensorIO"]),
         .testTarget(
