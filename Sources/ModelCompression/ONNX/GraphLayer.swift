@@ -1,0 +1,107 @@
+import Decompositions
+import NNLayers
+import ONNX
+import TensorModule
+
+/// A `Conv`, `Gemm`, `MatMul`, `ConvTranspose`, recurrent (`LSTM`, `GRU`, `RNN`) or `Gather` node of an ONNX graph, with its layer
+/// settings as the graph states them, its cost at the analysed input shape, and whether it can be
+/// compressed (and why not).
+///
+/// ```swift
+/// let layers = try ModelCompressor(options: options).layers(in: model)
+/// for layer in layers where layer.compressible { print(layer.name, layer.op, layer.macs ?? 0) }
+/// ```
+public struct GraphLayer: Sendable, Equatable, Encodable {
+    /// The node's name (`<op>_<index>` when the node has none), after the label of the subgraph
+    /// that holds it (`If_0/then_branch/conv`) for a node inside an `If`, `Loop` or `Scan` body.
+    public var name: String
+    /// The node's index in its graph.
+    public var nodeIndex: Int
+    /// The path from the main graph to the subgraph that holds the node (empty for the main graph).
+    public var subgraph: [ONNXSubgraphStep] = []
+    /// The operator.
+    public var op: String
+    /// The weight's value name (`Conv`'s W, `Gemm`'s and `MatMul`'s B, `Gather`'s data).
+    public var weight: String?
+    /// The weight's shape as stored.
+    public var shape: [Int]?
+    /// `[kh, kw]` of a convolution.
+    public var kernel: [Int]?
+    /// `[sh, sw]` of a convolution.
+    public var stride: [Int]?
+    /// `[top, bottom, left, right]` of a convolution, `auto_pad` resolved at the input shape.
+    public var padding: [Int]?
+    /// `[dh, dw]` of a convolution.
+    public var dilation: [Int]?
+    /// Groups of a convolution.
+    public var groups: Int?
+    /// Multiply-adds at the analysed input shape (all samples), `nil` when the shapes are unknown.
+    public var macs: Int?
+    /// EVBMF ranks (`[R_out, R_in]` for a k×k convolution, one rank for a matrix), when estimated.
+    public var vbmfRanks: [Int]?
+    /// Whether the node can be replaced.
+    public var compressible: Bool
+    /// Why not, when it cannot.
+    public var refusal: LayerRefusal?
+    /// ``refusal`` in words.
+    public var reason: String? { refusal?.description }
+
+    /// The weight's element count, 0 when its shape is unknown or invalid.
+    var parameters: Int { shape.flatMap { ModelCompressor.macs($0) } ?? 0 }
+
+    /// What the compressor needs to rebuild the node; not part of the JSON form.
+    var site: Site?
+
+    enum CodingKeys: String, CodingKey {
+        case name, op, weight, shape, kernel, stride, padding, dilation, groups, macs, vbmfRanks, compressible, reason
+    }
+
+    /// Every key is written, `null` where a value does not apply.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(op, forKey: .op)
+        try c.encode(weight, forKey: .weight)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(kernel, forKey: .kernel)
+        try c.encode(stride, forKey: .stride)
+        try c.encode(padding, forKey: .padding)
+        try c.encode(dilation, forKey: .dilation)
+        try c.encode(groups, forKey: .groups)
+        try c.encode(macs, forKey: .macs)
+        try c.encode(vbmfRanks, forKey: .vbmfRanks)
+        try c.encode(compressible, forKey: .compressible)
+        try c.encode(reason, forKey: .reason)
+    }
+
+    /// The compressible node's operands and settings.
+    struct Site: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            /// `Conv`: `auto_pad` as written, `pads` resolved for the decomposition.
+            case conv(stride: Size2D, padding: Padding, dilation: Size2D, groups: Int, autoPad: String)
+            /// `Gemm` with constant B: `W = alpha · (transB ? B : Bᵀ)`; C (any value) and beta stay on the last node.
+            case gemm(transB: Bool, alpha: Float, beta: Float, c: String?)
+            /// `MatMul` with a constant 2-D B: `W = Bᵀ`.
+            case matmul
+        }
+        var kind: Kind
+        /// The weight input's value name and where its constant comes from.
+        var weight: ONNXConstant
+        var weightName: String
+        /// The bias input's value name (`Conv`'s third input), when it has one.
+        var biasName: String?
+        var bias: ONNXConstant?
+        /// The data input and the output.
+        var input: String
+        var output: String
+        /// The data input's shape when shape inference derived it (a 1-D convolution's as
+        /// `[N, C, 1, L]`).
+        var inputShape: [Int]?
+        /// The convolution's spatial axes in the graph: 2, or 1 for a 1-D convolution that is
+        /// decomposed as a 2-D one of height 1 and written back as 1-D nodes.
+        var spatialRank = 2
+        /// A stride-1 `ConvTranspose`, decomposed and written as its equivalent convolution (the
+        /// kernel flipped in space, its channel axes transposed per group).
+        var transposed = false
+    }
+}
