@@ -4,7 +4,29 @@ import RealModule
 extension Double: BLASScalar {
     public static var typeName: String { "Double" }
 
-    public static func gemm(
+    public static let blasKernels = BLASKernels<Double>(
+        maximumMagnitude: scanMaximumMagnitude,
+        firstNonFiniteIndex: scanFirstNonFiniteIndex,
+        gemm: nativeGemm,
+        gemv: nativeGemv,
+        dot: nativeDot,
+        nrm2: nativeNrm2,
+        axpy: nativeAxpy,
+        scal: nativeScal,
+        syrk: nativeSyrk,
+        gesdd: nativeGesdd,
+        gesvd: nativeGesvd,
+        syevd: nativeSyevd,
+        geqrf: nativeGeqrf,
+        orgqr: nativeOrgqr,
+        potrf: nativePotrf,
+        potrs: nativePotrs,
+        gesv: nativeGesv)
+}
+
+// The calls into OpenBLAS and LAPACKE that fill the table.
+extension Double {
+    static func nativeGemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Double, a: UnsafePointer<Double>, lda: Int,
         b: UnsafePointer<Double>, ldb: Int,
@@ -15,7 +37,7 @@ extension Double: BLASScalar {
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    public static func gemv(
+    static func nativeGemv(
         transpose: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int
     ) {
@@ -24,23 +46,23 @@ extension Double: BLASScalar {
             alpha, a, blasint(lda), x, blasint(incx), beta, y, blasint(incy))
     }
 
-    public static func dot(n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int) -> Double {
+    static func nativeDot(n: Int, x: UnsafePointer<Double>, incx: Int, y: UnsafePointer<Double>, incy: Int) -> Double {
         cblas_ddot(blasint(n), x, blasint(incx), y, blasint(incy))
     }
 
-    public static func nrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {
+    static func nativeNrm2(n: Int, x: UnsafePointer<Double>, incx: Int) -> Double {
         cblas_dnrm2(blasint(n), x, blasint(incx))
     }
 
-    public static func axpy(n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int) {
+    static func nativeAxpy(n: Int, alpha: Double, x: UnsafePointer<Double>, incx: Int, y: UnsafeMutablePointer<Double>, incy: Int) {
         cblas_daxpy(blasint(n), alpha, x, blasint(incx), y, blasint(incy))
     }
 
-    public static func scal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
+    static func nativeScal(n: Int, alpha: Double, x: UnsafeMutablePointer<Double>, incx: Int) {
         cblas_dscal(blasint(n), alpha, x, blasint(incx))
     }
 
-    public static func syrk(
+    static func nativeSyrk(
         transpose: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
     ) {
@@ -49,7 +71,7 @@ extension Double: BLASScalar {
             blasint(n), blasint(k), alpha, a, blasint(lda), beta, c, blasint(ldc))
     }
 
-    public static func gesdd(
+    static func nativeGesdd(
         jobz: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
         s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
         vt: UnsafeMutablePointer<Double>?, ldvt: Int
@@ -59,7 +81,7 @@ extension Double: BLASScalar {
             s, u, Int32(ldu), vt, Int32(ldvt))
     }
 
-    public static func gesvd(
+    static func nativeGesvd(
         jobu: UInt8, jobvt: UInt8, m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int,
         s: UnsafeMutablePointer<Double>, u: UnsafeMutablePointer<Double>?, ldu: Int,
         vt: UnsafeMutablePointer<Double>?, ldvt: Int, superb: UnsafeMutablePointer<Double>
@@ -69,27 +91,27 @@ extension Double: BLASScalar {
             a, Int32(lda), s, u, Int32(ldu), vt, Int32(ldvt), superb)
     }
 
-    public static func syevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, w: UnsafeMutablePointer<Double>) -> Int32 {
+    static func nativeSyevd(jobz: UInt8, uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, w: UnsafeMutablePointer<Double>) -> Int32 {
         LAPACKE_dsyevd(LAPACK_COL_MAJOR, CChar(bitPattern: jobz), CChar(bitPattern: uplo), Int32(n), a, Int32(lda), w)
     }
 
-    public static func geqrf(m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafeMutablePointer<Double>) -> Int32 {
+    static func nativeGeqrf(m: Int, n: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafeMutablePointer<Double>) -> Int32 {
         LAPACKE_dgeqrf(LAPACK_COL_MAJOR, Int32(m), Int32(n), a, Int32(lda), tau)
     }
 
-    public static func orgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafePointer<Double>) -> Int32 {
+    static func nativeOrgqr(m: Int, n: Int, k: Int, a: UnsafeMutablePointer<Double>, lda: Int, tau: UnsafePointer<Double>) -> Int32 {
         LAPACKE_dorgqr(LAPACK_COL_MAJOR, Int32(m), Int32(n), Int32(k), a, Int32(lda), tau)
     }
 
-    public static func potrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int) -> Int32 {
+    static func nativePotrf(uplo: UInt8, n: Int, a: UnsafeMutablePointer<Double>, lda: Int) -> Int32 {
         LAPACKE_dpotrf(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), a, Int32(lda))
     }
 
-    public static func potrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
+    static func nativePotrs(uplo: UInt8, n: Int, nrhs: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
         LAPACKE_dpotrs(LAPACK_COL_MAJOR, CChar(bitPattern: uplo), Int32(n), Int32(nrhs), a, Int32(lda), b, Int32(ldb))
     }
 
-    public static func gesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Double>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
+    static func nativeGesv(n: Int, nrhs: Int, a: UnsafeMutablePointer<Double>, lda: Int, ipiv: UnsafeMutablePointer<Int32>, b: UnsafeMutablePointer<Double>, ldb: Int) -> Int32 {
         LAPACKE_dgesv(LAPACK_COL_MAJOR, Int32(n), Int32(nrhs), a, Int32(lda), ipiv, b, Int32(ldb))
     }
 }
