@@ -71,20 +71,21 @@ extension ModelCompressor {
             let weight = weightName.isEmpty ? nil : constants[weightName]   // an initializer may be named "" in a malformed file
             layer.shape = weight?.tensor.shape ?? shapes.shapes[weightName]
             let inputShape = node.inputs.first.flatMap { shapes.shapes[$0] }
+            // The window attributes of a convolution, read once (their spatial axes from the weight).
+            let window = ONNXConvAttributes(node, spatialAxes: (layer.shape?.count ?? 4) - 2)
             defer { result.append(layer) }
             switch node.opType {
             case "ConvTranspose":
                 if let x = inputShape, x.count == 4, let w = layer.shape, w.count == 4 {
                     layer.macs = Self.macs([x[0], x[1], w[1], w[2], w[3], x[2], x[3]])
-                    (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), node.ints("strides") ?? [1, 1], node.int("group") ?? 1)
+                    (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), window.strides, window.group)
                 }
                 // With stride 1 a transposed convolution is the convolution by the kernel flipped in
                 // space and transposed in its channels, padded by d·(k − 1) − p: compressed as that one.
-                let strides = node.ints("strides") ?? [1, 1], outputPadding = node.ints("output_padding") ?? [0, 0]
-                let autoPad = node.string("auto_pad") ?? "NOTSET"
-                guard layer.shape?.count == 4, strides == [1, 1], outputPadding.allSatisfy({ $0 == 0 }), node.ints("output_shape") == nil,
+                let (strides, outputPadding, autoPad) = (window.strides, window.outputPadding, window.autoPad)
+                guard layer.shape?.count == 4, strides == [1, 1], outputPadding.allSatisfy({ $0 == 0 }), window.outputShape == nil,
                       autoPad == "NOTSET" || autoPad == "VALID" else {
-                    refuse(.transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: autoPad, outputShape: node.ints("output_shape") != nil))
+                    refuse(.transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: autoPad, outputShape: window.outputShape != nil))
                     continue
                 }
             case "Gather":
@@ -117,10 +118,10 @@ extension ModelCompressor {
                                        output: node.outputs.first ?? "", inputShape: inputShape)
             switch node.opType {
             case "ConvTranspose":
-                let groups = node.int("group") ?? 1
-                let kernel = node.ints("kernel_shape") ?? Array(shape[2...])
-                let dilations = node.ints("dilations") ?? [1, 1]
-                let pads = (node.string("auto_pad") ?? "NOTSET") == "VALID" ? [0, 0, 0, 0] : (node.ints("pads") ?? [0, 0, 0, 0])
+                let groups = window.group
+                let kernel = window.kernelShape ?? Array(shape[2...])
+                let dilations = window.dilations
+                let pads = window.autoPad == "VALID" ? [0, 0, 0, 0] : window.pads
                 guard kernel == Array(shape[2...]), dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }), pads.count == 4, groups >= 1,
                       shape[0] % groups == 0, kernel.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }),
                       zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow }) else {
@@ -162,11 +163,11 @@ extension ModelCompressor {
                     refuse(.oneDimensionalTensorTrain)
                     continue
                 }
-                let groups = node.int("group") ?? 1
-                let kernel = lift(node.ints("kernel_shape") ?? Array(shape[2...]))
-                let strides = lift(node.ints("strides") ?? [Int](repeating: 1, count: shape.count - 2))
-                let dilations = lift(node.ints("dilations") ?? [Int](repeating: 1, count: shape.count - 2))
-                let autoPad = node.string("auto_pad") ?? "NOTSET"
+                let groups = window.group
+                let kernel = lift(window.kernelShape ?? Array(shape[2...]))
+                let strides = lift(window.strides)
+                let dilations = lift(window.dilations)
+                let autoPad = window.autoPad
                 guard kernel == lift(Array(shape[2...])), strides.count == 2, dilations.count == 2 else {
                     refuse(.convolutionSettings(kernel: kernel, strides: strides, dilations: dilations, pads: nil, groups: nil, weight: shape))
                     continue
@@ -183,14 +184,14 @@ extension ModelCompressor {
                 }
                 let padding: Padding
                 if lifted && !["VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) {
-                    let pads = node.ints("pads") ?? [0, 0]
+                    let pads = window.pads
                     guard pads.count == 2, pads.allSatisfy({ $0 >= 0 }) else {
                         refuse(.oneDimensionalPads(pads))
                         continue
                     }
                     padding = Padding(top: 0, bottom: 0, left: pads[0], right: pads[1])
                 } else {
-                    padding = Self.resolvedPadding(node: node, kernel: kernel, strides: strides, dilations: dilations,
+                    padding = Self.resolvedPadding(window, kernel: kernel, strides: strides, dilations: dilations,
                                                    input: site.inputShape.map { Array($0.dropFirst(2)) })
                 }
                 layer.kernel = kernel

@@ -48,8 +48,8 @@ extension ModelCompressor {
     /// `[top, bottom, left, right]` of a `Conv` node: explicit `pads` (ONNX order
     /// `[top, left, bottom, right]`), or `auto_pad` resolved at the input's spatial size (for
     /// stride 1 the size does not matter; without a size, the stride-1 split is used).
-    static func resolvedPadding(node: ONNXNode, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding {
-        let autoPad = node.string("auto_pad") ?? "NOTSET"
+    static func resolvedPadding(_ window: ONNXConvAttributes, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding {
+        let autoPad = window.autoPad
         switch autoPad {
         case "VALID": return .zero
         case "SAME_UPPER", "SAME_LOWER":
@@ -63,7 +63,7 @@ extension ModelCompressor {
             let begin = totals.map { upper ? $0 / 2 : $0 - $0 / 2 }
             return Padding(top: begin[0], bottom: totals[0] - begin[0], left: begin[1], right: totals[1] - begin[1])
         default:
-            let pads = node.ints("pads") ?? [0, 0, 0, 0]
+            let pads = window.pads
             guard pads.count == 4 else { return .zero }
             return Padding(top: pads[0], bottom: pads[2], left: pads[1], right: pads[3])
         }

@@ -270,6 +270,8 @@ extension ONNXGraph {
     /// A convolution whose weight (and bias, when given) are constant, with its node.
     private struct ConvolutionSite {
         var node: ONNXNode
+        /// The node's window attributes, read once.
+        var window: ONNXConvAttributes
         var weight: ONNXTensor
         var bias: ONNXTensor?
     }
@@ -280,7 +282,8 @@ extension ONNXGraph {
               let w = constants[node.inputs[1]], w.tensor.dataType.isFloatingPoint, w.tensor.shape.count >= 3,
               let count = try? w.tensor.elementCount(), count > 0, (try? w.tensor.checkData()) != nil else { return nil }
         // A malformed group count is left to the runtime to report, not folded.
-        let groups = node.int("group") ?? 1
+        let window = ONNXConvAttributes(node, spatialAxes: w.tensor.shape.count - 2)
+        let groups = window.group
         guard groups >= 1, w.tensor.shape[0] % groups == 0 else { return nil }
         var bias: ONNXTensor?
         if node.inputs.count > 2, !node.inputs[2].isEmpty {
@@ -288,7 +291,7 @@ extension ONNXGraph {
                   (try? b.tensor.checkData()) != nil else { return nil }
             bias = b.tensor
         }
-        return ConvolutionSite(node: node, weight: w.tensor, bias: bias)
+        return ConvolutionSite(node: node, window: window, weight: w.tensor, bias: bias)
     }
 
     private static func fresh(_ base: String, _ names: inout Set<String>) -> String {
@@ -453,8 +456,8 @@ extension ONNXGraph {
             let sites = convs.compactMap { convolution(at: $0, constants: constants) }
             guard sites.count == convs.count, sites.allSatisfy({ $0.node.inputs[0] == value && !$0.node.inputs.dropFirst().contains(value) }) else { continue }
             let rank = sites[0].weight.shape.count
-            let channels = sites[0].weight.shape[1] * (sites[0].node.int("group") ?? 1)
-            guard sites.allSatisfy({ $0.weight.shape.count == rank && $0.weight.shape[1] * ($0.node.int("group") ?? 1) == channels }) else { continue }
+            let channels = sites[0].weight.shape[1] * sites[0].window.group
+            guard sites.allSatisfy({ $0.weight.shape.count == rank && $0.weight.shape[1] * $0.window.group == channels }) else { continue }
             // The chain's input must already have the convolutions' rank and channels: a constant
             // that broadcasts a narrower input (x [1, 1, H, W] · s [1, C, 1, 1], or an unbatched
             // x [C, H, W]) widens it, and the convolutions could not read x itself.
@@ -467,9 +470,7 @@ extension ONNXGraph {
             }
             guard ok else { continue }
             let padded = sites.contains { site in
-                let pads = site.node.ints("pads") ?? []
-                let auto = site.node.string("auto_pad") ?? "NOTSET"
-                return pads.contains { $0 != 0 } || !(auto == "NOTSET" || auto == "VALID")
+                site.window.pads.contains { $0 != 0 } || !(site.window.autoPad == "NOTSET" || site.window.autoPad == "VALID")
             }
             let shifted = t.contains { $0 != 0 }
             if padded {
@@ -481,7 +482,7 @@ extension ONNXGraph {
             for (site, index) in zip(sites, convs) {
                 let w = try site.weight.tensor(as: Double.self).scalars
                 let outChannels = site.weight.shape[0], inPer = site.weight.shape[1], area = w.count / (outChannels * inPer)
-                let groups = site.node.int("group") ?? 1, outPer = outChannels / groups
+                let groups = site.window.group, outPer = outChannels / groups
                 let b = try site.bias?.tensor(as: Double.self).scalars ?? ContiguousArray(repeating: 0, count: outChannels)
                 var weight = Array(w), bias = Array(b)
                 for o in 0..<outChannels {

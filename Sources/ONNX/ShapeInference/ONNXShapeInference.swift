@@ -218,10 +218,8 @@ public struct ONNXShapeInference: Sendable {
     /// Output sizes of a convolution or pooling window on each spatial axis.
     static func windowed(input: [Int], kernel: [Int], node: ONNXNode, ceilMode: Bool = false) throws -> [Int] {
         let n = kernel.count
-        let strides = node.ints("strides") ?? [Int](repeating: 1, count: n)
-        let dilations = node.ints("dilations") ?? [Int](repeating: 1, count: n)
-        let pads = node.ints("pads") ?? [Int](repeating: 0, count: 2 * n)
-        let autoPad = node.string("auto_pad") ?? "NOTSET"
+        let window = ONNXConvAttributes(node, spatialAxes: n)
+        let (strides, dilations, pads, autoPad) = (window.strides, window.dilations, window.pads, window.autoPad)
         guard strides.count == n, dilations.count == n, pads.count == 2 * n, input.count == n else {
             throw InferenceFailure(reason: "strides \(strides), dilations \(dilations), pads \(pads) do not fit a \(n)-D kernel on \(input)")
         }
@@ -288,24 +286,21 @@ public struct ONNXShapeInference: Sendable {
         case "Conv", "ConvInteger":
             let x = try shape(ins[0]), w = try shape(ins[1])
             guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
-            let kernel = node.ints("kernel_shape") ?? Array(w.dropFirst(2))
+            let kernel = ONNXConvAttributes(node, spatialAxes: x.count - 2).kernelShape ?? Array(w.dropFirst(2))
             try set(out, [x[0], w[0]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, node: node)))
         case "ConvTranspose":
             let x = try shape(ins[0]), w = try shape(ins[1])
             guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
-            let n = x.count - 2, group = node.int("group") ?? 1
-            let kernel = node.ints("kernel_shape") ?? Array(w.dropFirst(2))
-            let channels = try Self.mul(w[1], group)
-            if let outputShape = node.ints("output_shape") {
+            let n = x.count - 2, window = ONNXConvAttributes(node, spatialAxes: n)
+            let kernel = window.kernelShape ?? Array(w.dropFirst(2))
+            let channels = try Self.mul(w[1], window.group)
+            if let outputShape = window.outputShape {
                 guard outputShape.count >= n else { throw InferenceFailure(reason: "output_shape \(outputShape) does not fit a \(n)-D input") }
                 try set(out, [x[0], channels] + outputShape.suffix(n))
                 return
             }
-            let strides = node.ints("strides") ?? [Int](repeating: 1, count: n)
-            let dilations = node.ints("dilations") ?? [Int](repeating: 1, count: n)
-            let pads = node.ints("pads") ?? [Int](repeating: 0, count: 2 * n)
-            let outputPadding = node.ints("output_padding") ?? [Int](repeating: 0, count: n)
-            let autoPad = node.string("auto_pad") ?? "NOTSET"
+            let (strides, dilations, pads) = (window.strides, window.dilations, window.pads)
+            let (outputPadding, autoPad) = (window.outputPadding, window.autoPad)
             guard kernel.count == n, strides.count == n, dilations.count == n, pads.count == 2 * n, outputPadding.count == n else {
                 throw InferenceFailure(reason: "kernel_shape \(kernel), strides \(strides), dilations \(dilations), pads \(pads) or output_padding \(outputPadding) do not fit a \(n)-D input")
             }
@@ -321,7 +316,7 @@ public struct ONNXShapeInference: Sendable {
             try set(out, [x[0], channels] + spatial)
         case "MaxPool", "AveragePool", "LpPool":
             let x = try shape(ins[0])
-            guard let kernel = node.ints("kernel_shape"), x.count == kernel.count + 2 else {
+            guard let kernel = ONNXConvAttributes(node, spatialAxes: x.count - 2).kernelShape, x.count == kernel.count + 2 else {
                 throw InferenceFailure(reason: "kernel_shape does not fit input \(x)")
             }
             let s = [x[0], x[1]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, node: node, ceilMode: node.int("ceil_mode") == 1))
