@@ -1,0 +1,48 @@
+import Foundation
+
+// Shape inference of constants, elementwise operators and broadcasting arithmetic.
+
+extension ONNXShapeInference {
+    /// The outputs of `node` when it is one of constants, elementwise operators and broadcasting arithmetic; `false` when it is not.
+    // swiftlint:disable:next cyclomatic_complexity function_body_length
+    mutating func inferElementwise(_ node: ONNXNode, _ op: String, _ ins: [String], _ out: String, _ opset: Int) throws -> Bool {
+        switch op {
+        case "Constant":
+            guard let tensor = ONNXGraph.constantValue(node) else { throw InferenceFailure(reason: "no value attribute") }
+            record(out, tensor)
+        case "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Exp", "Log", "Sqrt", "Neg", "Abs",
+             "Erf", "Reciprocal", "Clip", "Identity", "Dropout", "Softmax", "LogSoftmax", "Not", "Floor", "Ceil", "Round", "Sign",
+             "Gelu", "Mish", "Softplus", "Softsign", "BatchNormalization", "InstanceNormalization", "LayerNormalization",
+             "LpNormalization", "Cast", "CastLike", "Trilu", "Sin", "Cos", "IsNaN", "IsInf", "PRelu", "ThresholdedRelu", "Celu",
+             "Hardmax", "Shrink":
+            let s = try shape(ins[0])
+            var value = values[ins[0]]
+            if op == "Neg" { value = value?.map { -$0 } }
+            if op == "Cast", let to = node.int("to"), ![1, 10, 11, 16].contains(to) { value = value?.map { $0.rounded(.towardZero) } }
+            if !["Cast", "CastLike", "Identity", "Neg", "Dropout"].contains(op) { value = nil }
+            if op == "PRelu" { try set(out, try Self.broadcast([s, try shape(ins[1])])) } else { try set(out, s, value: value) }
+        case "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less", "Greater", "And", "Or",
+             "Xor", "Mod", "GreaterOrEqual", "LessOrEqual", "BitShift":
+            let s = try Self.broadcast(try ins.filter { !$0.isEmpty }.map(shape))
+            var value: [Double]?
+            if ["Add", "Sub", "Mul", "Div"].contains(op), node.inputs.count == 2, let a = values[ins[0]], let b = values[ins[1]] {
+                let count = try Self.product(s)
+                if count <= Self.valueLimit, a.count == 1 || a.count == count, b.count == 1 || b.count == count {
+                    value = (0..<count).map { k in
+                        let (x, y) = (a[a.count == 1 ? 0 : k], b[b.count == 1 ? 0 : k])
+                        switch op {
+                        case "Add": return x + y
+                        case "Sub": return x - y
+                        case "Mul": return x * y
+                        default: return y == 0 ? .nan : (x / y).rounded(.down)
+                        }
+                    }
+                }
+            }
+            try set(out, s, value: value)
+        default:
+            return false
+        }
+        return true
+    }
+}
