@@ -11,8 +11,9 @@ import Glibc
 /// `tensor-compress: error:` line, nothing written and every input byte-identical, or in a
 /// correct result; never in a signal, a hang or a changed input.
 @Suite("Reliability: tensor-compress on ONNX", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct ONNXCommandLineReliabilityTests {
+final class ONNXCommandLineReliabilityTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-onnx-reliability")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

@@ -5,8 +5,9 @@ import TensorDecompositions
 /// Sharded checkpoints (issue 12): index reading and checks, streamed writing, dtypes, concurrent
 /// layers, and array-job shards merged into the single run's output byte for byte.
 @Suite("Sharded checkpoints")
-struct ShardedCheckpointTests {
+final class ShardedCheckpointTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-sharded")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
 
@@ -234,8 +235,9 @@ struct ShardedCheckpointTests {
 
 /// The command line over sharded checkpoints.
 @Suite("Sharded checkpoints: tensor-compress", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct ShardedCommandLineTests {
+final class ShardedCommandLineTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-sharded-cli")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
