@@ -87,7 +87,7 @@ final class ShardedCheckpointTests: Sendable {
         let file = try output.shard(output.index.shards[0]), original = try source.shard(source.index.shards[0])
         let w = try original.tensor(named: "layers.0.attn.weight", as: Float.self)
         let a = try file.tensor(named: "layers.0.attn.0.weight", as: Float.self), b = try file.tensor(named: "layers.0.attn.1.weight", as: Float.self)
-        let product = Tensor(try Matrix(b).matmul(try Matrix(a)))
+        let product = Tensor(Matrix(b).matmul(Matrix(a)))
         let error = Double(try product.relativeError(to: w))
         let stated = result.layers.first { $0.name == "layers.0.attn" }!.relativeError
         #expect(abs(error - stated) < 0.02, "bfloat16 factors: \(error) against \(stated)")
