@@ -72,8 +72,7 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     ///
     /// - Parameter reference: The `m × n` matrix `A`.
     /// - Returns: `‖A − U Σ Vᵀ‖_F / ‖A‖_F`; `0` when both are zero and `+∞` when only `A` is.
-    /// - Throws: ``TensorModule/TensorError/shapeMismatch(operation:expected:actual:)`` when `A` is
-    ///   not `m × n`.
+    /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) when `A` is not `m × n`.
     /// - Complexity: O(m·n·k) for the reconstruction.
     @inlinable
     public func relativeError(to reference: Matrix<Scalar>) throws -> Scalar {
