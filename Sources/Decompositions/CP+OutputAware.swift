@@ -19,9 +19,10 @@ import TensorModule
 ///   - kernel: `(T, S, kh, kw)`.
 ///   - rank: The CP rank.
 ///   - metric: `E[x xᵀ]` (or the covariance) of the im2col patches.
+///   - options: The metric's damping and the alternations' iterations, tolerance and size limit.
 ///   - start: CP-ALS options of the data-free start.
 /// - Throws: the errors of ``cpDecompose(_:rank:options:)``, ``DecompositionError`` for a metric
-///   that does not fit, ``TensorModule/LinearAlgebraError`` if LAPACK fails.
+///   that does not fit, `LinearAlgebraError` (from `TensorModule`) if LAPACK fails.
 public func cpDecompose<Scalar: BLASScalar>(
     _ kernel: Tensor<Scalar>, rank: Int, metric: Matrix<Double>, options: OutputAwareOptions = OutputAwareOptions(),
     start: CPOptions<Scalar> = CPOptions()

@@ -32,7 +32,7 @@ extension FactorizedTensor {
 
     /// The relative error `‖X − X̂‖_F / ‖X‖_F` of the reconstruction against `reference`.
     ///
-    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the shapes differ.
+    /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) when the shapes differ.
     @inlinable
     public func relativeError(to reference: Tensor<Scalar>) throws -> Scalar {
         guard reference.shape == shape else {

@@ -1,7 +1,7 @@
 import TensorModule
 
 /// Options of the output-aware decompositions (``WhitenedSVD``, ``tucker2Decompose(_:ranks:metric:options:)``,
-/// ``cpDecompose(_:rank:metric:options:)``).
+/// ``cpDecompose(_:rank:metric:options:start:)``).
 public struct OutputAwareOptions: Sendable, Equatable {
     /// The damping `δ`, relative to the mean eigenvalue of the metric: `C + δ·tr(C)/d·I` is used
     /// in its place, so that a singular or ill-conditioned metric (dead inputs, constant patches)
@@ -89,7 +89,7 @@ public struct WhitenedSVD<Scalar: BLASScalar>: Sendable {
     /// Whitens and decomposes `w` (`m × d`) for the metric `C` (`d × d`).
     ///
     /// - Throws: ``DecompositionError`` for non-finite values or a metric of the wrong size,
-    ///   ``TensorModule/LinearAlgebraError`` if LAPACK fails.
+    ///   `LinearAlgebraError` (from `TensorModule`) if LAPACK fails.
     public init(_ w: Matrix<Scalar>, metric: Matrix<Double>, damping: Double = OutputAwareOptions().damping) throws {
         try Tensor(w).validateForDecomposition("WhitenedSVD")
         let d = w.columns

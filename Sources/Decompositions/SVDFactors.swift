@@ -55,4 +55,27 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public func reconstructed() -> Tensor<Scalar> {
         Tensor(u.scalingColumns(by: singularValues).matmul(vt))
     }
+
+    /// The relative error of `U Σ Vᵀ` against the matrix that was decomposed.
+    ///
+    /// ```
+    /// ‖A − U Σ Vᵀ‖_F / ‖A‖_F
+    /// ```
+    ///
+    /// The same value as ``FactorizedTensor/relativeError(to:)`` with `Tensor(reference)`, for the
+    /// `Matrix` that ``svd(_:rank:method:)`` took:
+    ///
+    /// ```swift
+    /// let f = try svd(weight, rank: 64)
+    /// let error = try f.relativeError(to: weight)
+    /// ```
+    ///
+    /// - Parameter reference: The `m × n` matrix `A`.
+    /// - Returns: `‖A − U Σ Vᵀ‖_F / ‖A‖_F`; `0` when both are zero and `+∞` when only `A` is.
+    /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) when `A` is not `m × n`.
+    /// - Complexity: O(m·n·k) for the reconstruction.
+    @inlinable
+    public func relativeError(to reference: Matrix<Scalar>) throws -> Scalar {
+        try relativeError(to: Tensor(reference))
+    }
 }

@@ -48,7 +48,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// `X · Wᵀ` for a batch `X` of shape `B × N` (one input per row): a linear layer's forward
     /// pass, core by core. It transposes `X`, runs ``applied(toColumns:)`` and transposes back.
     ///
-    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` unless `X` has `N` columns.
+    /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) unless `X` has `N` columns.
     /// - Complexity: ``flops(batch:)`` flops.
     @inlinable
     public func applied(to x: Matrix<Scalar>) throws -> Matrix<Scalar> {
@@ -73,7 +73,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// let y = try tt.applied(toColumns: x)    // x: N × B → y: M × B
     /// ```
     ///
-    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` unless `X` has `N` rows.
+    /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) unless `X` has `N` rows.
     /// - Complexity: ``flops(batch:)`` flops with `batch = B`.
     @inlinable
     public func applied(toColumns x: Matrix<Scalar>) throws -> Matrix<Scalar> {

@@ -23,8 +23,8 @@ import TensorModule
 ///   - ranks: One rank per entry of `modes`, `1 ≤ R_n ≤ min(I_n, ∏_{m≠n} I_m)`.
 ///   - modes: The modes to factor (default all), in any order; they are sorted.
 ///   - sequential: Truncate sequentially (ST-HOSVD).
-///   - svd: How each unfolding's leading left singular vectors are computed (TensorLy's `svd`
-///     argument): ``SVDMethod/automatic`` takes the route of
+///   - method: The `svd:` argument: how each unfolding's leading left singular vectors are computed
+///     (TensorLy's `svd` argument): ``SVDMethod/automatic`` takes the route of
 ///     ``SVDMethod/resolvedForLeadingVectors(rows:columns:rank:scalar:)`` (block Krylov only for
 ///     unfoldings of 2048 or more rows at ranks up to 1/16 of them, the Gram matrix for other wide
 ///     Float ones, LAPACK otherwise); ``SVDMethod/exact`` forces LAPACK. The bound above is that of

@@ -19,8 +19,9 @@ import TensorModule
 ///   - kernel: `(T, S, kh, kw)`.
 ///   - ranks: `[R_out, R_in]`.
 ///   - metric: `E[x xᵀ]` (or the covariance) of the im2col patches, `(S·kh·kw)²`.
-/// - Throws: the errors of ``hosvd(_:ranks:modes:sequential:)`` for impossible ranks, ``DecompositionError``
-///   for a metric that does not fit, ``TensorModule/LinearAlgebraError`` if LAPACK fails.
+///   - options: The metric's damping and the alternations' iterations, tolerance and size limit.
+/// - Throws: the errors of ``hosvd(_:ranks:modes:sequential:svd:)`` for impossible ranks, ``DecompositionError``
+///   for a metric that does not fit, `LinearAlgebraError` (from `TensorModule`) if LAPACK fails.
 public func tucker2Decompose<Scalar: BLASScalar>(
     _ kernel: Tensor<Scalar>, ranks: [Int], metric: Matrix<Double>, options: OutputAwareOptions = OutputAwareOptions()
 ) throws -> OutputAwareDecomposition<TuckerTensor<Scalar>> {

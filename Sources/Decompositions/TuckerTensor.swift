@@ -5,7 +5,7 @@ import TensorModule
 ///
 /// `factors[k]` is the `I_{modes[k]} × R_k` factor of mode `modes[k]`; modes not listed keep
 /// their full size in the core (partial Tucker). Tucker-2 of an OIHW conv kernel has
-/// `modes == [0, 1]`. Factors from ``hosvd(_:ranks:modes:sequential:)`` and
+/// `modes == [0, 1]`. Factors from ``hosvd(_:ranks:modes:sequential:svd:)`` and
 /// ``tuckerDecompose(_:ranks:modes:options:)`` have orthonormal columns.
 public struct TuckerTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// The core tensor `G`.

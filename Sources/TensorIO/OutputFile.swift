@@ -122,14 +122,14 @@ public struct OutputFile: Sendable, Equatable {
 
     static let temporaryMarker = ".tensor-compress-"
 
-    /// Writes `data` to a new temporary file beside the target; ``StagedFile/commit(_:)`` moves it into place.
+    /// Writes `data` to a new temporary file beside the target; ``StagedFile/commit(_:removingFirst:)`` moves it into place.
     public func stage(_ data: Data) throws -> StagedFile {
         try stage { sink in try sink.write(data) }
     }
 
     /// Writes a new temporary file beside the target through `produce`, which may write any
     /// number of pieces (a file larger than memory is written piece by piece); the temporary is
-    /// flushed to disk, and ``StagedFile/commit(_:)`` moves it into place. When `produce` throws,
+    /// flushed to disk, and ``StagedFile/commit(_:removingFirst:)`` moves it into place. When `produce` throws,
     /// the temporary is removed.
     public func stage(_ produce: (inout OutputSink) throws -> Void) throws -> StagedFile {
         let (descriptor, temporary) = try createTemporary()

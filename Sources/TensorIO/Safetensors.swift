@@ -377,7 +377,7 @@ public struct SafetensorsWriter: Sendable {
     }
 
     /// Writes the file to a temporary beside `output`, streaming, to be committed with others
-    /// (``StagedFile/commit(_:)``).
+    /// (``StagedFile/commit(_:removingFirst:)``).
     public func stage(to output: OutputFile) throws -> StagedFile {
         try output.stage { sink in try write(to: &sink) }
     }

@@ -40,7 +40,9 @@ public struct SafetensorsIndex: Sendable, Equatable {
 
     /// Parses and checks an index.
     ///
-    /// - Parameter path: The index's path, for messages.
+    /// - Parameters:
+    ///   - data: The index file's bytes (`model.safetensors.index.json`).
+    ///   - path: The index's path, for messages.
     /// - Throws: ``TensorIOError/invalidIndex(path:reason:)`` when the JSON is not an object with
     ///   a `weight_map` object of strings, when a shard name is not a plain `*.safetensors` file
     ///   name (no directories, no `..`), or when `total_size` is not a non-negative integer.

@@ -52,7 +52,7 @@ public final class SafetensorsStagedWriter: Sendable {
     /// ``append(_:)``.
     ///
     /// - Parameters:
-    ///   - output: The file this one will become (``StagedFile/commit(_:)``).
+    ///   - output: The file this one will become (``StagedFile/commit(_:removingFirst:)``).
     ///   - reservedHeaderBytes: Room for the header's JSON, rounded up to a multiple of 8.
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the temporary cannot be created.
     public init(output: OutputFile, reservedHeaderBytes: Int) throws {
@@ -70,7 +70,7 @@ public final class SafetensorsStagedWriter: Sendable {
     /// Creates the temporary beside `output` and starts copying `prefix`'s tensors into it.
     ///
     /// - Parameters:
-    ///   - output: The file this one will become (``StagedFile/commit(_:)``).
+    ///   - output: The file this one will become (``StagedFile/commit(_:removingFirst:)``).
     ///   - prefix: The leading tensors (their metadata is not used).
     ///   - reservedHeaderBytes: Room for the header's JSON, rounded up to a multiple of 8.
     /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the temporary cannot be created.

@@ -33,9 +33,9 @@
 ///     gives `R` when `N == 1`).
 ///   - mode: The mode `n` left out.
 /// - Returns: The `I_n × R` matrix.
-/// - Throws: ``TensorError/countMismatch(operation:expected:actual:)``,
-///   ``TensorError/modeOutOfRange(mode:order:)`` or
-///   ``TensorError/shapeMismatch(operation:expected:actual:)`` for factors that do not fit.
+/// - Throws: ``TensorError/countMismatch(operation:expected:actual:)`` or
+///   ``TensorError/shapeMismatch(operation:expected:actual:)`` for factors that do not fit. A
+///   `mode` outside `0..<N` is a precondition failure.
 /// - Complexity: `2·S·R` flops in the GEMM plus `2·(S/P)·R` in the contraction, `S` the scalar count.
 @inlinable
 public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matrix<Scalar>], mode: Int) throws -> Matrix<Scalar> {

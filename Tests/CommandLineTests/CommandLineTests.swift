@@ -32,8 +32,9 @@ struct Tool {
 }
 
 @Suite("tensor-compress end to end", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct CommandLineTests {
+final class CommandLineTests: Sendable {
     let directory = Tool.temporaryDirectory("tensor-compress")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

@@ -11,8 +11,9 @@ import Glibc
 /// `tensor-compress: error:` line, nothing written and every input byte-identical, or in a
 /// correct result; never in a signal, a hang or a changed input.
 @Suite("Reliability: tensor-compress on ONNX", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct ONNXCommandLineReliabilityTests {
+final class ONNXCommandLineReliabilityTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-onnx-reliability")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
@@ -160,12 +161,12 @@ struct ONNXCommandLineReliabilityTests {
         for k in 0..<2 { #expect(try run(["compress", path("ck"), "--output", path("parts"), "--shard", "\(k)/2"] + base).status == 0) }
         let parts = (0..<2).map { path("parts/model.safetensors.index.part-\($0)-of-2.json") }
         let shard = path("parts/model-00001-of-00002.safetensors")
-        let bytes = try (parts + [shard]).map { FileManager.default.contents(atPath: $0) }
+        let bytes = (parts + [shard]).map { FileManager.default.contents(atPath: $0) }
         // The output may be neither a shard nor a part (with --remove-parts, part 0 would leave no index).
         for output in [shard, parts[1], parts[0]] {
             try expectFailure(["merge-index"] + parts + ["--output", output, "--remove-parts"], mentioning: "which this run reads")
         }
-        #expect(try (parts + [shard]).map { FileManager.default.contents(atPath: $0) } == bytes)
+        #expect((parts + [shard]).map { FileManager.default.contents(atPath: $0) } == bytes)
         // A part of another run (other options) is refused.
         #expect(try run(["compress", path("ck"), "--output", path("other"), "--shard", "1/2", "--rank-selection", "params:0.25", "--min-parameters", "0", "--quiet"]).status == 0)
         try expectFailure(["merge-index", parts[0], path("other/model.safetensors.index.part-1-of-2.json"), "--output", path("parts/index.json")],
@@ -210,7 +211,6 @@ struct ONNXCommandLineReliabilityTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let first = try model("a.onnx", seed: 1, dataFile: "a.bin"), second = try model("b.onnx", seed: 7, dataFile: "b.bin")
         let out = path("out.onnx")
-        let full = ["--rank-selection", "energy:1", "--allow-growth", "--min-parameters", "0", "--quiet"]
         #expect(try run(["simplify", first, "--output", out]).status == 0)
         let old = try weights(out)
         #expect(try run(["simplify", second, "--output", path("reference.onnx")]).status == 0)

@@ -38,8 +38,8 @@ struct ReadmeSnippetTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let previous = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(directory.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        _ = FileManager.default.changeCurrentDirectoryPath(directory.path)
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         let graph = ONNXGraph(name: "det", nodes: [
             ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "w"], outputs: ["y"], attributes: [("pads", .ints([1, 1, 1, 1]))]),
         ], initializers: [try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [32, 3, 3, 3], seed: 5))],
@@ -83,8 +83,8 @@ struct LandingPageSnippetTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let previous = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(directory.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        _ = FileManager.default.changeCurrentDirectoryPath(directory.path)
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         try Tensor<Float>.randomNormal(shape: [3, 4], seed: 1).writeNPY(to: URL(fileURLWithPath: "x.npy"))
         var writer = SafetensorsWriter()
         try writer.add("w", Tensor<Float>.randomNormal(shape: [2, 2], seed: 2))

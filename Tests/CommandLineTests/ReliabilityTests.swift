@@ -5,8 +5,9 @@ import TensorDecompositions
 /// Issue 9 against the binary: every adversarial case ends in exit status 1 with one line on
 /// standard error and nothing written (or in the right result), never in a signal.
 @Suite("Reliability: tensor-compress", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct CommandLineReliabilityTests {
+final class CommandLineReliabilityTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-reliability")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

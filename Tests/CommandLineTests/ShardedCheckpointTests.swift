@@ -5,8 +5,9 @@ import TensorDecompositions
 /// Sharded checkpoints (issue 12): index reading and checks, streamed writing, dtypes, concurrent
 /// layers, and array-job shards merged into the single run's output byte for byte.
 @Suite("Sharded checkpoints")
-struct ShardedCheckpointTests {
+final class ShardedCheckpointTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-sharded")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
 
@@ -86,7 +87,7 @@ struct ShardedCheckpointTests {
         let file = try output.shard(output.index.shards[0]), original = try source.shard(source.index.shards[0])
         let w = try original.tensor(named: "layers.0.attn.weight", as: Float.self)
         let a = try file.tensor(named: "layers.0.attn.0.weight", as: Float.self), b = try file.tensor(named: "layers.0.attn.1.weight", as: Float.self)
-        let product = Tensor(try Matrix(b).matmul(try Matrix(a)))
+        let product = Tensor(Matrix(b).matmul(Matrix(a)))
         let error = Double(try product.relativeError(to: w))
         let stated = result.layers.first { $0.name == "layers.0.attn" }!.relativeError
         #expect(abs(error - stated) < 0.02, "bfloat16 factors: \(error) against \(stated)")
@@ -234,8 +235,9 @@ struct ShardedCheckpointTests {
 
 /// The command line over sharded checkpoints.
 @Suite("Sharded checkpoints: tensor-compress", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct ShardedCommandLineTests {
+final class ShardedCommandLineTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-sharded-cli")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

@@ -7,8 +7,9 @@ import TensorDecompositions
 /// for another model, a run that changes nothing and compute the tool cannot reach are errors or
 /// warnings that say so; totals show the whole model beside the replaced layers.
 @Suite("No silent fallbacks: tensor-compress", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct SilentFallbackTests {
+final class SilentFallbackTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-fallbacks")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

@@ -4,8 +4,9 @@ import TensorDecompositions
 
 /// Issue 10's newcomer friction, against the binary and the library compressor behind it.
 @Suite("Command-line surface", .enabled(if: FileManager.default.isExecutableFile(atPath: Tool.binary.path)))
-struct SurfaceTests {
+final class SurfaceTests: Sendable {
     let directory = Tool.temporaryDirectory("tc-surface")
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 

@@ -84,6 +84,31 @@ struct SVDTests {
             #expect(f.singularValues.allSatisfy { $0.isFinite })
         }
     }
+
+    /// `relativeError(to:)` takes the `Matrix` that was decomposed and agrees with loops over its entries.
+    func checkRelativeErrorToMatrix<S: BLASScalar>(_: S.Type) throws {
+        let a = Matrix<S>.randomNormal(rows: 9, columns: 6, seed: 21)
+        let f = try svd(a, rank: 3, method: .exact)
+        var difference = 0.0, norm = 0.0
+        for i in 0..<a.rows {
+            for j in 0..<a.columns {
+                var approximation = 0.0
+                for r in 0..<f.rank { approximation += Double(f.u[i, r]) * Double(f.singularValues[r]) * Double(f.vt[r, j]) }
+                difference += (Double(a[i, j]) - approximation) * (Double(a[i, j]) - approximation)
+                norm += Double(a[i, j]) * Double(a[i, j])
+            }
+        }
+        let naive = (difference / norm).squareRoot()
+        let error = try f.relativeError(to: a)
+        #expect(abs(Double(error) - naive) <= 64 * Double(S.ulpOfOne) * naive, "\(error) against \(naive)")
+        #expect(try error == f.relativeError(to: Tensor(a)))
+        #expect(throws: TensorError.self) { try f.relativeError(to: Matrix<S>.randomNormal(rows: 6, columns: 9, seed: 1)) }
+    }
+
+    @Test func relativeErrorAgainstTheDecomposedMatrix() throws {
+        try checkRelativeErrorToMatrix(Float.self)
+        try checkRelativeErrorToMatrix(Double.self)
+    }
 }
 
 @Suite("Block Krylov SVD")

@@ -150,8 +150,8 @@ struct ModelCompressionLandingPageTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let previous = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(directory.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        _ = FileManager.default.changeCurrentDirectoryPath(directory.path)
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         let weight = Tensor<Float>.randomNormal(shape: [16, 3, 3, 3], seed: 1)
         let graph = ONNXGraph(name: "det", nodes: [
             ONNXNode(opType: "Conv", name: "conv", inputs: ["x", "w"], outputs: ["y"],

@@ -108,12 +108,13 @@ struct ONNXModelTests {
 }
 
 @Suite("ONNX external data")
-struct ONNXExternalDataTests {
+final class ONNXExternalDataTests: Sendable {
     let directory: URL = {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-external-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }()
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     @Test func writtenAndReadBack() throws {
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -8,7 +8,7 @@ import ZIPFoundation
 /// Adversarial files and paths (issue 9): each case is built here, in the test run, and must end
 /// in a `TensorIOError` or in the right result, never in a crash, a wrong number or a stray file.
 @Suite("Reliability: files")
-struct FileReliabilityTests {
+final class FileReliabilityTests: Sendable {
     // MARK: Helpers
 
     /// A `.npy` file of little-endian float32 values.
@@ -254,6 +254,7 @@ struct FileReliabilityTests {
         try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }()
+    deinit { try? FileManager.default.removeItem(at: directory) }   // one instance per test: its folder goes, used or not
 
     @Test func outputFilesRefuseWhatIsNotARegularFile() throws {
         defer { try? FileManager.default.removeItem(at: directory) }

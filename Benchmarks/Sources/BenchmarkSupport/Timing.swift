@@ -74,17 +74,43 @@ public func interleavedMedians(
 }
 
 /// Command-line flags shared by the benchmark executables.
-public struct BenchmarkArguments {
+///
+/// A class because ``includes(_:shape:)`` records every measurement it is asked about, so that
+/// ``exitIfNothingMatched()`` can list them when `--filter` selects none.
+public final class BenchmarkArguments {
     public var json = false
     /// A folder to write the inputs, the CP starts and the results to (for the TensorLy comparison).
     public var inputDirectory: String?
     /// Only measurements whose name and shape contain every one of these strings (all when empty).
+    /// `x` and `×` are the same letter here, so `128x128` selects `128×128`.
     public var filters: [String] = []
+    /// Every measurement label offered to `includes`, in order, and whether one passed the filters.
+    private var labels: [String] = []
+    private var matched = false
 
     /// Whether a measurement named `name` on `shape` passes `--filter`.
     public func includes(_ name: String, shape: [Int]) -> Bool {
-        let label = name + " " + shape.map(String.init).joined(separator: "×")
-        return filters.allSatisfy { label.contains($0) }
+        let shapeText = shape.map(String.init).joined(separator: "×")
+        let label = name + " " + shapeText
+        let shown = name.contains(shapeText) ? name : label
+        if !labels.contains(shown) { labels.append(shown) }
+        let passes = filters.allSatisfy { Self.folded(label).contains(Self.folded($0)) }
+        if passes { matched = true }
+        return passes
+    }
+
+    /// `text` with `×` written `x`, so that filters typed without the Unicode sign match.
+    static func folded(_ text: String) -> String { text.replacingOccurrences(of: "×", with: "x") }
+
+    /// Exits with status 1, naming every measurement, when `--filter` was given and none of the
+    /// measurements offered to ``includes(_:shape:)`` so far passed it.
+    public func exitIfNothingMatched() {
+        guard !filters.isEmpty, !matched else { return }
+        let given = filters.map { "--filter '\($0)'" }.joined(separator: " ")
+        let message = "no measurement matches \(given); a measurement runs when its name and shape contain every filter's text. The measurements:\n"
+            + labels.map { "  \($0)\n" }.joined()
+        FileHandle.standardError.write(Data(message.utf8))
+        exit(1)
     }
 
     public init(_ arguments: [String] = CommandLine.arguments) {
@@ -100,12 +126,17 @@ public struct BenchmarkArguments {
                 inputDirectory = value
             case "--filter":
                 guard let value = iterator.next() else {
-                    FileHandle.standardError.write(Data("--filter needs a text, e.g. 'mttkrp' or '128×128×128'\n".utf8))
+                    FileHandle.standardError.write(Data("--filter needs a text, e.g. 'mttkrp' or '128x128x128'\n".utf8))
                     exit(2)
                 }
                 filters.append(value)
             case "--help", "-h":
-                print("usage: \(arguments[0]) [--json] [--write-inputs DIR] [--filter TEXT]...\n  OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).\n  --filter keeps the measurements whose name or shape (e.g. 128×128×128) contains TEXT (repeatable: all must match).")
+                print("""
+                    usage: \(arguments[0]) [--json] [--write-inputs DIR] [--filter TEXT]...
+                      OPENBLAS_NUM_THREADS sets the BLAS thread count (quote 1 first).
+                      --filter keeps the measurements whose name or shape (e.g. 128×128×128, or 128x128x128) contains TEXT
+                      (repeatable: all must match); a filter that matches nothing lists the measurements and exits 1.
+                    """)
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument); try --help\n".utf8))

@@ -99,6 +99,7 @@ for (m, n) in [(384, 1536), (1536, 384), (1024, 4096)] {
                       ranks: [estimate.rank], iterations: 0, seconds: evbmfSeconds, relativeError: 0, baselineSeconds: valuesSeconds))
 }
 
+arguments.exitIfNothingMatched()
 if let directory {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -92,6 +92,7 @@ if !quick && options.includes(linearName, shape: [384, 1536]) {
     }
 }
 
+options.exitIfNothingMatched()
 if options.json {
     struct Document: Codable { var machine: String; var blasThreads: Int; var rows: [Row] }
     let encoder = JSONEncoder()

@@ -61,4 +61,5 @@ func againstGEMM<S: BLASScalar>(_: S.Type, name: String, shape: [Int], flops: Do
 }
 
 let measurements = try run(Float.self) + run(Double.self)
+arguments.exitIfNothingMatched()
 report(measurements, title: "TensorModule operations vs same-run GEMM / copy", json: arguments.json)

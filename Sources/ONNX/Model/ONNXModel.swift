@@ -67,7 +67,7 @@ public struct ONNXModel: Sendable {
     ///
     /// - Throws: ``ONNXError/invalidProtobuf(reason:)``, ``ONNXError/missingGraph``,
     ///   ``ONNXError/externalData(tensor:location:reason:)``, and
-    ///   ``TensorIO/TensorIOError/fileSystem(path:reason:)`` for a file that cannot be read.
+    ///   `TensorIOError.fileSystem` (from `TensorIO`) for a file that cannot be read.
     public init(contentsOf url: URL) throws {
         let data = try InputFile.contents(of: url)
         try self.init(serializedData: data, externalDataDirectory: url.deletingLastPathComponent())
@@ -209,7 +209,7 @@ public struct ONNXModel: Sendable {
     /// A data file that already exists with the same bytes is not written again.
     ///
     /// - Throws: as ``encoded(fileName:externalData:)``, and
-    ///   ``TensorIO/TensorIOError/fileSystem(path:reason:)`` for a data path that cannot be written.
+    ///   `TensorIOError.fileSystem` (from `TensorIO`) for a data path that cannot be written.
     public func outputFiles(for output: OutputFile, externalData: ONNXExternalData = .automatic) throws -> [(OutputFile, Data)] {
         let encoding = try encoded(fileName: output.target.lastPathComponent, externalData: externalData)
         var files: [(OutputFile, Data)] = []
@@ -257,7 +257,7 @@ public struct ONNXModel: Sendable {
     /// under a new name first, then the model file, then the replaced model's own data file is
     /// removed.
     ///
-    /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)``, ``TensorIO/TensorIOError/fileSystem(path:reason:)``.
+    /// - Throws: ``ONNXError/tooLargeForOneFile(bytes:)``, `TensorIOError.fileSystem` (from `TensorIO`).
     public func write(to url: URL, externalData: ONNXExternalData = .automatic) throws {
         let output = try OutputFile(path: url.path)
         let previous = Self.ownDataFiles(ofModelAt: output.target)

@@ -28,6 +28,9 @@ public struct ONNXShapeInference: Sendable {
     ///   - graph: The graph.
     ///   - inputShapes: Shapes of graph inputs; an input that is not given takes its declared
     ///     shape, which must then be fully static.
+    ///   - opset: The model's default-domain opset (``ONNXModel/opsetVersion``): operators whose
+    ///     inputs changed between opsets (`Squeeze`, `Split`, `Pad`, `Resize`, …) are read as that
+    ///     version defines them.
     /// - Throws: ``ONNXError/dynamicInput(name:shape:)`` for an input with symbolic dimensions and no
     ///   shape given, ``ONNXError/inputShape(name:declared:given:)`` for a given shape that
     ///   contradicts the declared one, ``ONNXError/unknownInput(name:inputs:)``.
