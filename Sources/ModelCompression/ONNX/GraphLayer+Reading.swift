@@ -19,8 +19,10 @@ extension ModelCompressor {
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
     /// methods set to `none`.
     ///
-    /// - Parameter estimateRanks: Whether to estimate EVBMF ranks of every compressible weight.
-    /// - Throws: the errors of ``ONNX/ONNXShapeInference/init(graph:inputShapes:opset:)`` (a dynamic input
+    /// - Parameters:
+    ///   - model: The model, read with its subgraphs.
+    ///   - estimateRanks: Whether to estimate EVBMF ranks of every compressible weight.
+    /// - Throws: the errors of `ONNXShapeInference.init(graph:inputShapes:opset:)` (a dynamic input
     ///   dimension without a given shape, for example).
     public func layers(in model: ONNXModel, estimateRanks: Bool = false) throws -> [GraphLayer] {
         let graph = model.graph

@@ -44,9 +44,11 @@ extension ModelCompressor {
     /// try result.model.write(to: URL(fileURLWithPath: "det.compressed.onnx"))
     /// ```
     ///
-    /// - Parameter progress: Called as compressible nodes finish (they are decomposed
-    ///   concurrently, see ``CompressionOptions/jobs``) with the number done, the number to do and
-    ///   the node's name, one call at a time, and once more at the end with `"writing"`.
+    /// - Parameters:
+    ///   - model: The model.
+    ///   - progress: Called as compressible nodes finish (they are decomposed
+    ///     concurrently, see ``CompressionOptions/jobs``) with the number done, the number to do and
+    ///     the node's name, one call at a time, and once more at the end with `"writing"`.
     /// - Throws: the errors of ``layers(in:estimateRanks:)``, of the decompositions, and
     ///   ``ModelCompressionError/nameCollision(name:)`` when a new name is already taken.
     public func compress(onnx model: ONNXModel, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {

@@ -32,7 +32,7 @@ public struct CalibrationStatistics: Sendable, Equatable {
 
     /// Reads a statistics file.
     ///
-    /// - Throws: ``TensorIO/TensorIOError`` for a malformed file, ``NNLayers/NNLayersError/statistics(reason:)``
+    /// - Throws: `TensorIOError` for a malformed file, `NNLayersError.statistics(reason:)`
     ///   for missing or inconsistent tensors of a layer.
     public init(contentsOf url: URL) throws {
         let file = try SafetensorsFile(contentsOf: url)

@@ -34,10 +34,10 @@ public struct ShardAssignment: Sendable, Equatable, CustomStringConvertible {
         return "\(stem).part-\(index)-of-\(count).json"
     }
 
-    /// The metadata key that marks a partial index with its worker (`"0/3"`); ``SafetensorsIndex/merged(_:)`` removes it.
+    /// The metadata key that marks a partial index with its worker (`"0/3"`); `SafetensorsIndex.merged(_:)` removes it.
     public static let metadataKey = "tensor_compress_part"
     /// The metadata key that marks a partial index with its run: a hash of the input index and
-    /// of the options, equal in every worker of one run; ``SafetensorsIndex/merged(_:)`` refuses
+    /// of the options, equal in every worker of one run; `SafetensorsIndex.merged(_:)` refuses
     /// parts whose runs differ, and removes it.
     public static let runKey = "tensor_compress_run"
 }
@@ -112,7 +112,7 @@ extension ModelCompressor {
     /// waiting for the layers before them.
     ///
     /// With an `assignment`, only that worker's shards are compressed and a partial index is
-    /// written (``ShardAssignment/partialIndexName(for:)``); ``SafetensorsIndex/merged(_:)``
+    /// written (``ShardAssignment/partialIndexName(for:)``); `SafetensorsIndex.merged(_:)`
     /// joins the partial indexes of all workers into the index a single run writes, byte for byte.
     /// A ``CompressionOptions/budget`` is allocated over all shards' layers in every worker alike.
     ///

@@ -81,7 +81,7 @@ extension ModelCompressor {
     /// decomposed: the new file's tensors are written and flushed in the background in file order
     /// as soon as their place is settled (the tensors before the first replaced layer at once,
     /// then each layer's stack once the layers before it are done), by a
-    /// ``TensorIO/SafetensorsStagedWriter``, and the header last into room reserved for it. The
+    /// `SafetensorsStagedWriter`, and the header last into room reserved for it. The
     /// content equals ``compress(_:progress:)``'s writer; the header is padded with spaces to the
     /// reserved length.
     ///
@@ -109,7 +109,7 @@ extension ModelCompressor {
     }
 
     /// ``compressFile(_:layers:emit:finished:)`` written into `output` as it goes, by a
-    /// ``TensorIO/SafetensorsStagedWriter``: the staged file, the names, bytes and elements of its
+    /// `SafetensorsStagedWriter`: the staged file, the names, bytes and elements of its
     /// tensors, and the reports. A layer's factors leave memory once they are written. `writing`
     /// is called after the last layer, before the header is written and the file flushed.
     func compressFile(

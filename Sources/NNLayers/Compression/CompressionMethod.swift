@@ -15,7 +15,7 @@ public enum CompressionMethod: String, Sendable, Equatable, Hashable, Codable, C
 }
 
 /// How to choose the ranks of a layer's decomposition: a rule on the kernel alone
-/// (``Decompositions/RankSelection``) or a FLOP budget, which needs the layer's settings.
+/// (`RankSelection`) or a FLOP budget, which needs the layer's settings.
 ///
 /// The rules of `RankSelection` read the same here: `.fixed([16])`, `.vbmf`, `.energy(0.9)`,
 /// `.relativeError(0.1)`, `.parameterBudget(0.5)`; `.flopBudget(0.25)` is the layer's own.

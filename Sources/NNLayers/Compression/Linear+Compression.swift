@@ -9,8 +9,10 @@ extension Linear {
     /// let y = try svd.stack(x)          // ≈ fc(x)
     /// ```
     ///
-    /// - Parameter svdMethod: The route of the truncated SVD (default automatic: block Krylov for
-    ///   large matrices at small ranks, else LAPACK's exact `gesdd`).
+    /// - Parameters:
+    ///   - method: The decomposition and its rank rule.
+    ///   - svdMethod: The route of the truncated SVD (default automatic: block Krylov for
+    ///     large matrices at small ranks, else LAPACK's exact `gesdd`).
     /// - Throws: the decompositions' errors for impossible ranks or modes.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)

@@ -4,8 +4,8 @@ import TensorModule
 extension Conv2D {
     /// This convolution replaced by a stack whose factors minimise the output error on
     /// calibration patches (``InputStatistics`` of its im2col patches, per group): the whitened
-    /// SVD of 1×1 kernels, output-aware Tucker-2 (``Decompositions/tucker2Decompose(_:ranks:metric:options:)``)
-    /// or CP (``Decompositions/cpDecompose(_:rank:metric:options:start:)``), with the mean shift
+    /// SVD of 1×1 kernels, output-aware Tucker-2 (`tucker2Decompose(_:ranks:metric:options:)`)
+    /// or CP (`cpDecompose(_:rank:metric:options:start:)`), with the mean shift
     /// corrected in the bias. Tensor-train ignores the statistics (data-free TT-SVD).
     ///
     /// Rank rules read the output side: `.energy`, `.relativeError` and `.vbmf` on the whitened
@@ -13,7 +13,7 @@ extension Conv2D {
     /// Tucker-2's input rank; budgets as without data.
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group
-    ///   count, and the errors of ``compressed(by:)``.
+    ///   count, and the errors of ``compressed(by:svdMethod:)``.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: ConvDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {

@@ -3,7 +3,7 @@ import TensorModule
 
 extension Linear {
     /// This layer replaced by a stack whose factors minimise the output error on calibration
-    /// inputs: the whitened SVD (``Decompositions/WhitenedSVD``) or a TT-matrix of the weight whitened
+    /// inputs: the whitened SVD (`WhitenedSVD`) or a TT-matrix of the weight whitened
     /// per input mode, with the mean shift corrected in the bias.
     ///
     /// The TT-matrix route approximates the input metric by a Kronecker product of per-mode
