@@ -49,6 +49,7 @@ extension ModelCompressor {
     func layers(in graph: ONNXGraph, shapes: ONNXShapeInference, constants: [String: ONNXConstant], label: String,
                 path: [ONNXSubgraphStep], estimateRanks: Bool) throws -> [GraphLayer] {
         let consumers = graph.consumers()
+        let passesFilters = nameFilter()
         let nodes = graph.nodes
         var result: [GraphLayer] = []
         /// Nodes other than `Identity` that read `source` or an `Identity` alias of it.

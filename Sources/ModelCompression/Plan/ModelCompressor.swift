@@ -61,11 +61,16 @@ public struct ModelCompressor: Sendable {
         self.options = options
     }
 
-    /// Whether `name` passes ``CompressionOptions/include`` and ``CompressionOptions/exclude``.
-    func passesFilters(_ name: String) -> Bool {
-        if let include = options.include.flatMap({ try? Regex($0) }), name.firstMatch(of: include) == nil { return false }
-        if let exclude = options.exclude.flatMap({ try? Regex($0) }), name.firstMatch(of: exclude) != nil { return false }
-        return true
+    /// The test of ``CompressionOptions/include`` and ``CompressionOptions/exclude``, their
+    /// expressions compiled once for all the names a reader passes it (the one filter of every
+    /// format; `Regex` is not `Sendable`, so each reader makes its own).
+    func nameFilter() -> (String) -> Bool {
+        let include = options.include.flatMap { try? Regex($0) }, exclude = options.exclude.flatMap { try? Regex($0) }
+        return { name in
+            if let include, name.firstMatch(of: include) == nil { return false }
+            if let exclude, name.firstMatch(of: exclude) != nil { return false }
+            return true
+        }
     }
 
     /// The decomposition the options choose for a convolution: SVD for 1×1 kernels when the conv

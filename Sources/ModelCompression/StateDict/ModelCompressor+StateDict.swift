@@ -23,17 +23,14 @@ extension ModelCompressor {
     /// 4-D weights with at least ``CompressionOptions/minimumParameters`` scalars, of a kind
     /// whose method is not `none`, matching `include` and not `exclude`.
     public func candidates(in file: SafetensorsFile) -> [String] {
-        let include = options.include.flatMap { try? Regex($0) }
-        let exclude = options.exclude.flatMap { try? Regex($0) }
+        let passesFilters = nameFilter()
         return file.names.filter { name in
             let entry = file.entries[name]!
             guard entry.dtype.isFloatingPoint, entry.shape.count == 2 || entry.shape.count == 4 else { return false }
             if entry.shape.count == 2 && options.linear == .none { return false }
             if entry.shape.count == 4 && options.conv == .none { return false }
             if entry.shape.reduce(1, *) < options.minimumParameters { return false }
-            if let include, name.firstMatch(of: include) == nil { return false }
-            if let exclude, name.firstMatch(of: exclude) != nil { return false }
-            return true
+            return passesFilters(name)
         }
     }
 
