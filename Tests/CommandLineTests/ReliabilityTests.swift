@@ -183,6 +183,13 @@ final class CommandLineReliabilityTests: Sendable {
         try expectFailure(["simplify", model, "--output", path("s.onnx")], unwritten: [path("s.onnx")], mentioning: "simplify reads and writes .onnx models")
         try expectFailure(["compress", model, "--output", path("c.safetensors"), "--simplify"], unwritten: [path("c.safetensors")],
                           mentioning: "--simplify applies to ONNX models")
+        // The library checks its options and names them as CompressionOptions does; the command
+        // line renders them with its flags.
+        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--max-rank", "0"], mentioning: "--max-rank 0 must be at least 1")
+        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--include", "("], mentioning: "--include ( must be a valid regular expression")
+        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--budget", "macs:0.5", "--data-free", "--linear", "tt"],
+                          unwritten: [path("o.safetensors")], mentioning: "--budget allocates SVD ranks of linear layers: use --linear svd, not tt")
+        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--budget", "macs:0.5"], mentioning: "--budget without --statistics")
         let broken = try write("not a protobuf", to: "broken.onnx")
         try expectFailure(["simplify", broken, "--output", path("s.onnx")], unwritten: [path("s.onnx")], mentioning: "onnx:")
         let bare = try Tool.run([])
