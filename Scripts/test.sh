@@ -13,4 +13,4 @@ bash Scripts/smoke-examples.sh
 # compression running concurrently in the same process (Swift Testing runs suites in parallel)
 # limits OpenBLAS to one thread process-wide while it runs, which changes rounding.
 OPENBLAS_NUM_THREADS=1 swift test --skip-build
-bash Scripts/test-onnx.sh .build/debug/tensor-compress
+bash Tests/ONNXConformance/test-onnx.sh .build/debug/tensor-compress

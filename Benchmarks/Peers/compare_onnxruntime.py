@@ -1,5 +1,6 @@
 """Times the original convolutions of layers-benchmark in onnxruntime (CPU, one intra-op thread by
-default) and prints a Markdown table beside the Swift figures. Called by Scripts/compare-onnxruntime.sh."""
+default) and prints a Markdown table beside the Swift figures. Called by
+Benchmarks/Peers/compare-onnxruntime.sh."""
 import json
 import os
 import statistics

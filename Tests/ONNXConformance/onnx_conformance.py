@@ -2,7 +2,7 @@
 Conv attribute combination, Gemm and MatMul, each compressed at full rank and run beside the
 original in onnxruntime.
 
-    python onnx_conformance.py TOOL WORKDIR
+    python Tests/ONNXConformance/onnx_conformance.py TOOL WORKDIR
 
 For every case: the graph is written (weights as initializers, as Constant nodes, behind
 Identity, or in external data), compressed with the case's options, checked with
@@ -391,7 +391,7 @@ def run_calibration(tool, work):
         np.savez(os.path.join(feeds, f"{i:03d}.npz"), x=rng.standard_normal((2, 4, 16)).astype(np.float32),
                  sr=np.array(8000.0, dtype=np.float32), state=rng.standard_normal((2, 2, 8)).astype(np.float32))
     failures = []
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibrate.py")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Scripts", "calibrate.py")
     for name, model, inputs, nodes, shapes in [
             ("npz, batch axis 1 and a constant", paths["audio"], audio_inputs, {"conv", "recurrent"}, ["x=1,4,16", "sr=", "state=2,1,8"]),
             ("fixed batch 1", paths["fixed"], fixed_inputs, {"conv"}, ["x=1,3,8,10"]),

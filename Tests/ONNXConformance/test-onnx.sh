@@ -2,16 +2,16 @@
 # ONNX conformance: small graphs made with the onnx helper, compressed at full rank by the
 # command line, checked with onnx.checker (full_check) and run beside the originals in onnxruntime;
 # then the property test: 500 random seeded graphs through simplify and compress (about a minute).
-#   bash Scripts/test-onnx.sh [TOOL]      # TOOL defaults to the debug build of tensor-compress
+#   bash Tests/ONNXConformance/test-onnx.sh [TOOL]      # TOOL defaults to the debug build of tensor-compress
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tool="${1:-.build/debug/tensor-compress}"
 python=$(bash Scripts/onnx-venv.sh)
 work=$(mktemp -d "${TMPDIR:-/tmp}/onnx-conformance.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"$python" Scripts/onnx_conformance.py "$tool" "$work"
+"$python" Tests/ONNXConformance/onnx_conformance.py "$tool" "$work"
 # The comparison script on one pair: outputs within 1e-4, both models pass the full checker, latency printed.
 bash Scripts/compare-onnx.sh "$work/tucker2-explicit-pads.onnx" "$work/tucker2-explicit-pads.compressed.onnx" --check --tolerance 1e-4
 # Random graphs (Conv/Gemm/MatMul, scale/shift chains before and after convolutions) through simplify,
 # compress and compress --simplify: every output passes the full checker and matches within 1e-4.
-"$python" Scripts/onnx_property.py "$tool" --count 500 --seed 1
+"$python" Tests/ONNXConformance/onnx_property.py "$tool" --count 500 --seed 1

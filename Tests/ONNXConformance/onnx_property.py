@@ -1,6 +1,6 @@
 """End-to-end property test of `tensor-compress simplify` and `compress`: random small ONNX graphs.
 
-    python onnx_property.py TOOL [--count N] [--seed S] [--keep DIR] [--only I ...] [--verbose]
+    python Tests/ONNXConformance/onnx_property.py TOOL [--count N] [--seed S] [--keep DIR] [--only I ...] [--verbose]
 
 Every graph is drawn from its own generator seeded by (S, index), so a run is deterministic and
 one graph can be rerun alone with --only. The graphs combine:

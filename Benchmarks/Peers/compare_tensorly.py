@@ -1,5 +1,5 @@
 """Runs TensorLy 0.10 (and SciPy) on the cases written by decompositions-benchmark --write-inputs DIR
-and prints a Markdown table beside the Swift results. Called by Scripts/compare-tensorly.sh."""
+and prints a Markdown table beside the Swift results. Called by Benchmarks/Peers/compare-tensorly.sh."""
 import json
 import os
 import platform
