@@ -22,6 +22,7 @@ bash Scripts/setup.sh --data
 swift build -c release --product tensor-compress >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 bash Scripts/fetch-ppocr.sh
 models=.cache/models/ppocr-v4
 out=out/ppocr
@@ -30,7 +31,7 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 for m in det rec; do
     if [ "$m" = det ]; then shape=x=1,3,640,640; count=16; batch=4; else shape=x=1,3,48,320; count=256; batch=32; fi
     echo "main: calibrating the $m model on $count rendered samples of the calibration text" >&2
-    "$python" Scripts/ocr_eval.py inputs --split calibration --model "$m" --out "$out/$m.calibration.npz" --count "$count" >&2
+    "$python" -m tdtools.evaluate.ocr inputs --split calibration --model "$m" --out "$out/$m.calibration.npz" --count "$count" >&2
     TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$models/$m.onnx" "$out/$m.calibration.npz" "$out/$m.stats.safetensors" --batch "$batch" >&2
     echo "main: $tool compress $models/$m.onnx --input-shape $shape --statistics $out/$m.stats.safetensors --budget macs:$budget" >&2
     "$tool" compress "$models/$m.onnx" --output "$out/$m.compressed.onnx" --input-shape "$shape" \
@@ -41,7 +42,7 @@ for m in det rec; do
     rm -f "$out/$m.calibration.npz"
 done
 echo "main: evaluating in onnxruntime" >&2
-"$python" Scripts/ocr_eval.py evaluate --profile --simplified --json "$out/evaluation.json" \
+"$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \
     --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" \
     --det-reports "$out/det.report.json" "$out/det.data-free.report.json" \
     --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" \

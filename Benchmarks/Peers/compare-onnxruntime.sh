@@ -14,4 +14,4 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OPEN
 swift build --package-path Benchmarks -c release --product layers-benchmark >&2
 mkdir -p .cache
 Benchmarks/.build/release/layers-benchmark --json > .cache/layers.json
-"$venv/bin/python" Benchmarks/Peers/compare_onnxruntime.py .cache/layers.json
+PYTHONPATH=Python "$venv/bin/python" Benchmarks/Peers/compare_onnxruntime.py .cache/layers.json

@@ -16,7 +16,7 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OPEN
 swift build --package-path Benchmarks -c release --product decompositions-benchmark >&2
 inputs=.cache/tensorly-inputs
 Benchmarks/.build/release/decompositions-benchmark --write-inputs "$inputs" >&2
-"$venv/bin/python" Benchmarks/Peers/compare_tensorly.py "$inputs"
+PYTHONPATH=Python "$venv/bin/python" Benchmarks/Peers/compare_tensorly.py "$inputs"
 # The LLM-size row: a 4096×11008 matrix at rank 512, our routes against TensorLy's randomized_svd
 # in the same run (Benchmarks/Peers/compare-svd-route.sh; a few minutes, most of it LAPACK's exact SVD).
 bash Benchmarks/Peers/compare-svd-route.sh

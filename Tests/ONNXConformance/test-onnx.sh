@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tool="${1:-.build/debug/tensor-compress}"
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/onnx-conformance.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$python" Tests/ONNXConformance/onnx_conformance.py "$tool" "$work"
-# The comparison script on one pair: outputs within 1e-4, both models pass the full checker, latency printed.
+# The comparison tool on one pair: outputs within 1e-4, both models pass the full checker, latency printed.
 bash Scripts/compare-onnx.sh "$work/tucker2-explicit-pads.onnx" "$work/tucker2-explicit-pads.compressed.onnx" --check --tolerance 1e-4
 # Random graphs (Conv/Gemm/MatMul, scale/shift chains before and after convolutions) through simplify,
 # compress and compress --simplify: every output passes the full checker and matches within 1e-4.
