@@ -30,7 +30,7 @@ their mean and their second moment E[x xᵀ]:
 
 Only running sums of one batch are held at a time, never all activations. The output has the
 tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME
-(tdtools.statistics).
+(tdtools.statistics; Documentation/StatisticsFormat.md).
 
 The model runs with onnxruntime's default intra-op threads (one per core): calibration is not
 timed, and the values do not depend on the thread count (PP-OCRv4's recognizer gives the same
