@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${BUDGET:-0.67}"
 bash Scripts/setup.sh --data
-swift build -c release --product tensor-compress >&2
+echo "main: building tensor-compress (release; a few minutes the first time)" >&2
+swift build -c release --product tensor-compress -q >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
 export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"

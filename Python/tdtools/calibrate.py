@@ -296,8 +296,10 @@ def main():
                         rows = x.reshape(-1, d)
                     acc.add(0, rows)
                     acc.count += rows.shape[0]
+        # Progress at each quarter of the samples, not each batch (hundreds of batches for a stream).
+        if 4 * (done + count) // samples > 4 * done // samples and done + count < samples:
+            print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
         done += count
-        print(f"calibrate: {done}/{samples} samples", file=sys.stderr)
     statistics.write(args.output, {name: acc.statistics() for name, acc in accumulators.items()})
     print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples")
 
