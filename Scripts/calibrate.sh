@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Input statistics of every compressible node of an ONNX model, from onnxruntime runs on real inputs:
+# Input statistics of every compressible node of an ONNX model, from onnxruntime runs (the file of
+# compress --statistics; Documentation/StatisticsFormat.md):
 #   bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch 8] [--batch-axis NAME=AXIS] [--patch-limit 4096]
 # INPUTS: an .npz with one array per graph input (first axis the samples; constants/NAME for inputs fed as they are),
-# or a directory of .npz feeds, one complete feed each. See Scripts/calibrate.py.
+# or a directory of .npz feeds, one complete feed each. See Python/tdtools/calibrate.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tool="${TENSOR_COMPRESS:-$here/../.build/release/tensor-compress}"
@@ -10,4 +11,4 @@ if [ ! -x "$tool" ]; then
     swift build -c release --product tensor-compress --package-path "$here/.." >&2
 fi
 python=$(bash "$here/onnx-venv.sh")
-exec "$python" "$here/calibrate.py" "$tool" "$@"
+PYTHONPATH="$here/../Python${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m tdtools.calibrate "$tool" "$@"

@@ -10,6 +10,7 @@ budgets=("${@:-0.9 0.8 0.67 0.5 0.4 0.3}")
 read -r -a budgets <<< "${budgets[*]}"
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 models=.cache/models/ppocr-v4
 out=out/curves
 mkdir -p "$out"
@@ -34,7 +35,7 @@ for m in det rec; do
             done
         done
     done
-    "$python" Scripts/ocr_eval.py evaluate --simplified "--$m" "${paths[@]}" "--$m-reports" "${reports[@]}" --json "$out/$m.json" > "$out/$m.txt"
+    "$python" -m tdtools.evaluate.ocr evaluate --simplified "--$m" "${paths[@]}" "--$m-reports" "${reports[@]}" --json "$out/$m.json" > "$out/$m.txt"
     cat "$out/$m.txt"
 done
 paths=(out/minilm/model.onnx); reports=()
@@ -48,4 +49,4 @@ for b in "${budgets[@]}"; do
     paths+=("$out/minilm.free.$b.onnx" "$out/minilm.uniform.$b.onnx" "$out/minilm.aware.$b.onnx")
     reports+=("$out/minilm.free.$b.json" "$out/minilm.uniform.$b.json" "$out/minilm.aware.$b.json")
 done
-"$python" Scripts/minilm.py evaluate out/minilm/tokenizer.json "${paths[@]}" --reports "${reports[@]}" --json "$out/minilm.json" | tee "$out/minilm.txt"
+"$python" -m tdtools.evaluate.minilm evaluate out/minilm/tokenizer.json "${paths[@]}" --reports "${reports[@]}" --json "$out/minilm.json" | tee "$out/minilm.txt"

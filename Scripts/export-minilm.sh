@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 python=$(bash Scripts/onnx-venv.sh)
 weights=$(bash Scripts/fetch-minilm.sh)
 mkdir -p "$out"
-"$python" Scripts/minilm.py export "$weights" "$out"
+PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}" "$python" -m tdtools.evaluate.minilm export "$weights" "$out"

@@ -8,15 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${BUDGET:-0.67}"
 bash Scripts/setup.sh --data
-swift build -c release --product tensor-compress >&2
+echo "main: building tensor-compress (release; a few minutes the first time)" >&2
+swift build -c release --product tensor-compress -q >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 out=out/minilm
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
 bash Scripts/export-minilm.sh "$out" >&2
-"$python" Scripts/minilm.py inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
+"$python" -m tdtools.evaluate.minilm inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
 echo "main: measuring each linear layer's end-to-end sensitivity on the calibration text" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/sensitivity.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" "$out/sensitivity.json" "${shapes[@]}" >&2 2>/dev/null
@@ -28,6 +30,6 @@ echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors -
 "$tool" compress "$out/model.onnx" --output "$out/model.data-free.onnx" "${shapes[@]}" \
     --budget "macs:$budget" --data-free --quiet --report "$out/data-free.report.json" | tail -2 >&2
 rm -f "$out/calibration.npz"
-"$python" Scripts/minilm.py evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
+"$python" -m tdtools.evaluate.minilm evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
     "$out/model.data-free.onnx" --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"
 echo "wrote $out: model.compressed.onnx (data-aware, sensitivity-weighted greedy), model.uniform.onnx, model.data-free.onnx, reports, evaluation.json"

@@ -12,9 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${BUDGET:-0.67}"
 bash Scripts/setup.sh --speech
-swift build -c release --product tensor-compress >&2
+echo "main: building tensor-compress (release; a few minutes the first time)" >&2
+swift build -c release --product tensor-compress -q >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 models=.cache/models/silero
 out=out/silero
 mkdir -p "$models" "$out"
@@ -33,9 +35,9 @@ fi
 model="$models/silero_vad.onnx"
 shapes=(--input-shape input=1,576 --input-shape state=2,1,128 --input-shape sr=)
 echo "main: speech from espeak-ng (calibration and evaluation: other texts, other voices)" >&2
-"$python" Scripts/silero.py audio --split calibration --seconds 120 --out "$out/calibration.npy"
-"$python" Scripts/silero.py audio --split evaluation --seconds 120 --out "$out/evaluation.npy"
-"$python" Scripts/silero.py inputs --model "$model" --audio "$out/calibration.npy" --out "$out/calibration.npz"
+"$python" -m tdtools.evaluate.silero audio --split calibration --seconds 120 --out "$out/calibration.npy"
+"$python" -m tdtools.evaluate.silero audio --split evaluation --seconds 120 --out "$out/evaluation.npy"
+"$python" -m tdtools.evaluate.silero inputs --model "$model" --audio "$out/calibration.npy" --out "$out/calibration.npz"
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$model" "$out/calibration.npz" "$out/stats.safetensors" --batch 64 >&2
 echo "main: $tool compress $model ${shapes[*]} --statistics $out/stats.safetensors --budget macs:$budget" >&2
 "$tool" compress "$model" --output "$out/silero_vad.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
@@ -49,6 +51,6 @@ model, out = sys.argv[1:]
 for source, target in ((model, "silero_vad.int8.onnx"), (out + "/silero_vad.compressed.onnx", "silero_vad.compressed.int8.onnx")):
     quantize_dynamic(source, out + "/" + target, weight_type=QuantType.QInt8, per_channel=True)
 PY
-"$python" Scripts/silero.py evaluate --audio "$out/evaluation.npy" "$model" "$out/silero_vad.compressed.onnx" "$out/silero_vad.data-free.onnx" \
+"$python" -m tdtools.evaluate.silero evaluate --audio "$out/evaluation.npy" "$model" "$out/silero_vad.compressed.onnx" "$out/silero_vad.data-free.onnx" \
     "$out/silero_vad.int8.onnx" "$out/silero_vad.compressed.int8.onnx" --json "$out/evaluation.json"
 rm -f "$out/calibration.npz"

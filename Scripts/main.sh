@@ -13,37 +13,48 @@
 # The compressed models are also simplified (compress --simplify: exact folds of elementwise
 # scales and shifts into convolutions); the original simplified alone (tensor-compress simplify)
 # is evaluated beside them, so that the speed-up of the compression itself is printed too.
+# Progress is one line a step on standard error; the per-layer tables of each compression are in
+# out/ppocr/*.layers.txt (and every figure in the --report JSON beside them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "minilm" ]; then exec bash Scripts/main-minilm.sh "${@:2}"; fi
 if [ "${1:-}" = "silero" ]; then exec bash Scripts/main-silero.sh "${@:2}"; fi
 budget="${BUDGET:-0.67}"
 bash Scripts/setup.sh --data
-swift build -c release --product tensor-compress >&2
+echo "main: building tensor-compress (release; a few minutes the first time)" >&2
+swift build -c release --product tensor-compress -q >&2
 tool=.build/release/tensor-compress
 python=$(bash Scripts/onnx-venv.sh)
+export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
 bash Scripts/fetch-ppocr.sh
 models=.cache/models/ppocr-v4
 out=out/ppocr
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# compress LOG ARGS…: tensor-compress with ARGS, its per-layer table kept in LOG, its summary on standard error.
+compress() {
+    local log=$1; shift
+    "$tool" "$@" > "$log"
+    grep '^model:' "$log" | sed 's/^/main:   /' >&2 || true
+}
 for m in det rec; do
     if [ "$m" = det ]; then shape=x=1,3,640,640; count=16; batch=4; else shape=x=1,3,48,320; count=256; batch=32; fi
     echo "main: calibrating the $m model on $count rendered samples of the calibration text" >&2
-    "$python" Scripts/ocr_eval.py inputs --split calibration --model "$m" --out "$out/$m.calibration.npz" --count "$count" >&2
+    "$python" -m tdtools.evaluate.ocr inputs --split calibration --model "$m" --out "$out/$m.calibration.npz" --count "$count" >&2
     TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$models/$m.onnx" "$out/$m.calibration.npz" "$out/$m.stats.safetensors" --batch "$batch" >&2
-    echo "main: $tool compress $models/$m.onnx --input-shape $shape --statistics $out/$m.stats.safetensors --budget macs:$budget" >&2
-    "$tool" compress "$models/$m.onnx" --output "$out/$m.compressed.onnx" --input-shape "$shape" \
-        --statistics "$out/$m.stats.safetensors" --budget "macs:$budget" --simplify --quiet --report "$out/$m.report.json" >&2
-    "$tool" compress "$models/$m.onnx" --output "$out/$m.data-free.onnx" --input-shape "$shape" \
-        --budget "macs:$budget" --data-free --simplify --quiet --report "$out/$m.data-free.report.json" >&2
-    "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" >&2
+    echo "main: $tool compress $models/$m.onnx --input-shape $shape --statistics $out/$m.stats.safetensors --budget macs:$budget --simplify" >&2
+    compress "$out/$m.layers.txt" compress "$models/$m.onnx" --output "$out/$m.compressed.onnx" --input-shape "$shape" \
+        --statistics "$out/$m.stats.safetensors" --budget "macs:$budget" --simplify --quiet --report "$out/$m.report.json"
+    echo "main: the same --data-free" >&2
+    compress "$out/$m.data-free.layers.txt" compress "$models/$m.onnx" --output "$out/$m.data-free.onnx" --input-shape "$shape" \
+        --budget "macs:$budget" --data-free --simplify --quiet --report "$out/$m.data-free.report.json"
+    "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" > /dev/null
     rm -f "$out/$m.calibration.npz"
 done
 echo "main: evaluating in onnxruntime" >&2
-"$python" Scripts/ocr_eval.py evaluate --profile --simplified --json "$out/evaluation.json" \
+"$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \
     --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" \
     --det-reports "$out/det.report.json" "$out/det.data-free.report.json" \
     --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" \
     --rec-reports "$out/rec.report.json" "$out/rec.data-free.report.json"
-echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), reports and evaluation.json"
+echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), reports, per-layer tables (*.layers.txt) and evaluation.json"

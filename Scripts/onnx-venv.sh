@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints the Python of the ONNX scripts' virtual environment, creating it on first use in
-# .cache/venv-onnx from Scripts/requirements-onnx.txt (onnx, onnxruntime, numpy, pillow from PyPI).
+# .cache/venv-onnx from Scripts/requirements-onnx.txt (onnx, onnxruntime, numpy, pillow, scipy, tokenizers,
+# safetensors from PyPI), for Python/tdtools and the tests in Tests/ONNXConformance.
 # A change to the requirements file recreates it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,5 +13,5 @@ bash Scripts/smoke-examples.sh
 # compression running concurrently in the same process (Swift Testing runs suites in parallel)
 # limits OpenBLAS to one thread process-wide while it runs, which changes rounding.
 OPENBLAS_NUM_THREADS=1 swift test --skip-build --disable-xctest
-bash Scripts/test-onnx.sh .build/debug/tensor-compress
-echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance and property graphs in onnxruntime)"
+bash Tests/ONNXConformance/test-onnx.sh .build/debug/tensor-compress
+echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance, statistics format and property graphs in onnxruntime)"

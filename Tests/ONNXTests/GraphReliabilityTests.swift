@@ -284,7 +284,7 @@ struct GraphReliabilityTests {
     }
 
     /// A 1-D convolution is analysed as a 2-D one of height 1 and written back as 1-D nodes
-    /// (onnxruntime conformance: `Scripts/onnx_conformance.py`, the `conv1d-*` cases).
+    /// (onnxruntime conformance: `Tests/ONNXConformance/onnx_conformance.py`, the `conv1d-*` cases).
     @Test func oneDimensionalConvolutionsAreAnalysedAsHeightOne() throws {
         let weight = try ONNXTensor(name: "w", Tensor<Float>.randomNormal(shape: [8, 6, 3], seed: 6))
         let conv = ONNXNode(opType: "Conv", name: "conv1d", inputs: ["x", "w"], outputs: ["y"],

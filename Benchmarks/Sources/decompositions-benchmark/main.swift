@@ -1,6 +1,6 @@
 // Times the decompositions on conv kernels (3×3, 64–512 channels, ranks 16–128) and weight
 // matrices (384×1536 and larger). With --write-inputs DIR it also writes every input, the CP
-// starting points and its own results there, for Scripts/compare-tensorly.sh.
+// starting points and its own results there, for Benchmarks/Peers/compare-tensorly.sh.
 import BenchmarkSupport
 import Foundation
 import TensorDecompositions

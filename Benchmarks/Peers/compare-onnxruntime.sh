@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Our full convolutions beside onnxruntime's on the same shapes and thread count:
-#   bash Scripts/compare-onnxruntime.sh           # OPENBLAS_NUM_THREADS=1 by default
+#   bash Benchmarks/Peers/compare-onnxruntime.sh           # OPENBLAS_NUM_THREADS=1 by default
 # Makes its own virtual environment in .cache/venv-onnxruntime (onnxruntime, onnx, numpy from PyPI).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bash Scripts/setup.sh
 venv=.cache/venv-onnxruntime
 if [ ! -x "$venv/bin/python" ]; then
@@ -14,4 +14,4 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OPEN
 swift build --package-path Benchmarks -c release --product layers-benchmark >&2
 mkdir -p .cache
 Benchmarks/.build/release/layers-benchmark --json > .cache/layers.json
-"$venv/bin/python" Scripts/compare_onnxruntime.py .cache/layers.json
+PYTHONPATH=Python "$venv/bin/python" Benchmarks/Peers/compare_onnxruntime.py .cache/layers.json

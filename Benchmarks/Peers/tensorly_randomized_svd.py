@@ -1,5 +1,5 @@
 """TensorLy 0.10's randomized SVD (its defaults) on a 4096×11008 matrix built like svd-route-benchmark's power-law case,
-one thread; called by Scripts/compare-svd-route.sh."""
+one thread; called by Benchmarks/Peers/compare-svd-route.sh."""
 import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import time

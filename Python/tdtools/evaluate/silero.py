@@ -1,9 +1,9 @@
 """Silero VAD end to end: speech that espeak-ng reads from Debian's fortunes (written by others),
 with silences between the quotations, run chunk by chunk as the model is meant to be run.
 
-    python silero.py audio --split calibration|evaluation --out AUDIO.npy [--seconds 120]
-    python silero.py inputs --model silero_vad.onnx --audio AUDIO.npy --out INPUTS.npz
-    python silero.py evaluate --audio AUDIO.npy ORIGINAL.onnx OTHER.onnx ... [--json OUT.json]
+    python -m tdtools.evaluate.silero audio --split calibration|evaluation --out AUDIO.npy [--seconds 120]
+    python -m tdtools.evaluate.silero inputs --model silero_vad.onnx --audio AUDIO.npy --out INPUTS.npz
+    python -m tdtools.evaluate.silero evaluate --audio AUDIO.npy ORIGINAL.onnx OTHER.onnx ... [--json OUT.json]
 
 - audio: calibration speech is the "literature" and "wisdom" quotations read by the en-us voice at 160 words
   per minute; evaluation speech is other text ("science", "computers") read by the en-gb voice at
@@ -18,6 +18,8 @@ with silences between the quotations, run chunk by chunk as the model is meant t
   probability of every chunk, the agreement of its speech/non-speech decision (threshold 0.5)
   with the original's, the mean absolute probability difference, and the latency per chunk
   (median per chunk over 20 s of the audio, median of --rounds rounds with the models alternating).
+  This latency is timed inside the stream (each chunk needs the state of the one before), so
+  it has its own loop rather than tdtools.timing's.
 """
 import argparse
 import io
@@ -28,10 +30,11 @@ import time
 import wave
 
 import numpy as np
-import onnxruntime as ort
 from scipy.signal import resample_poly
 
-from fortunes import quotations
+from ..session import session
+from ..tables import print_table
+from .fortunes import quotations
 
 RATE, CHUNK, CONTEXT = 16000, 512, 64
 SPLITS = {"calibration": (["literature", "wisdom"], "en-us", 160, 1), "evaluation": (["science", "computers"], "en-gb", 180, 2)}
@@ -63,15 +66,6 @@ def audio(split, seconds):
         if total >= seconds * RATE:
             break
     return np.concatenate(pieces)
-
-
-def session(path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def run(model, samples, record=False):
@@ -140,9 +134,7 @@ def main():
         header = ["model", "decisions equal to the original's (0.5)", "mean |Δp|", "speech", "latency ms", "speed-up"]
         table = [[r["model"], f"{100 * r['agreement']:.2f}%", f"{r['meanAbsoluteDifference']:.4f}", f"{100 * r['speechFraction']:.1f}%",
                   f"{r['latencyMs']:.3f}", f"{r['speedUp']:.2f}×"] for r in rows]
-        widths = [max(len(str(x)) for x in column) for column in zip(header, *table)]
-        for line in [header, ["-" * w for w in widths]] + table:
-            print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+        print_table(header, table)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=2)

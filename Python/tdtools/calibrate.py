@@ -1,6 +1,8 @@
-"""Input statistics of every compressible node of an ONNX model, from onnxruntime runs.
+"""Input statistics of every compressible node of an ONNX model, from onnxruntime runs: the
+statistics file of `tensor-compress compress --statistics`.
 
-    python calibrate.py TOOL MODEL.onnx INPUTS STATS.safetensors [--batch N] [--batch-axis NAME=AXIS ...] [--patch-limit 4096]
+    bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch N] [--batch-axis NAME=AXIS ...] [--patch-limit 4096]
+    python -m tdtools.calibrate TOOL MODEL.onnx INPUTS STATS.safetensors [...]     (with Python/ on PYTHONPATH)
 
 INPUTS is one of:
 - an .npz with one array per graph input, the first axis the samples (each sample without the
@@ -27,37 +29,23 @@ their mean and their second moment E[x xᵀ]:
   per-channel second moment of the input pixels is kept instead (documented fallback).
 
 Only running sums of one batch are held at a time, never all activations. The output has the
-tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME.
+tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME
+(tdtools.statistics; Documentation/StatisticsFormat.md).
+
+The model runs with onnxruntime's default intra-op threads (one per core): calibration is not
+timed, and the values do not depend on the thread count (PP-OCRv4's recognizer gives the same
+statistics bit for bit with one thread and with two).
 """
 import argparse
-import json
 import os
-import struct
-import subprocess
 import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = np.ascontiguousarray(tensors[name], dtype="<f8")
-        raw = data.tobytes()
-        header[name] = {"dtype": "F64", "shape": list(data.shape), "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * ((8 - len(encoded) % 8) % 8)
-    temporary = path + ".part"
-    with open(temporary, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(temporary, path)
+from . import statistics
+from .session import session
+from .tool import ToolError, compressible_nodes
 
 
 class Accumulator:
@@ -75,9 +63,9 @@ class Accumulator:
         self.sums[g] += rows.sum(axis=0)
         self.outer[g] += rows.T @ rows
 
-    def tensors(self, name):
+    def statistics(self):
         n = max(self.count, 1)
-        return {name + ".count": np.array([float(self.count)]), name + ".mean": self.sums / n, name + ".gram": self.outer / n}
+        return statistics.LayerStatistics(float(self.count), self.sums / n, self.outer / n)
 
 
 def patches(x, kernel, stride, pads, dilation, rows_per_chunk):
@@ -199,13 +187,11 @@ def inline_branches(model, feeds_of):
     for _, n in ifs:
         if n.input[0] not in existing:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(n.input[0], onnx.TensorProto.BOOL, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    probed = session(probe, threads=0)
+    names = [o.name for o in probed.get_outputs()]
     taken = {}
     for feeds, _ in feeds_of():
-        values = dict(zip(names, session.run(None, feeds)))
+        values = dict(zip(names, probed.run(None, feeds)))
         for k, n in ifs:
             taken.setdefault(k, set()).add(bool(np.asarray(values[n.input[0]]).reshape(-1)[0]))
     inlined, nodes = {}, []
@@ -242,11 +228,10 @@ def main():
     args = parser.parse_args()
     model = onnx.load(args.model)
     feeds_of, shapes, samples = input_plan(model, args)
-    listed = subprocess.run([args.tool, "inspect", args.model, "--json", "--no-vbmf"] + [a for s in shapes for a in ("--input-shape", s)],
-                            capture_output=True, text=True)
-    if listed.returncode != 0:
-        sys.exit(f"calibrate: inspect failed: {listed.stderr.strip()}")
-    nodes = [n for n in json.loads(listed.stdout)["nodes"] if n["compressible"]]
+    try:
+        nodes = compressible_nodes(args.tool, args.model, shapes)
+    except ToolError as error:
+        sys.exit(f"calibrate: {error}")
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
     # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
     # expose a subgraph's values as model outputs, but an If that takes the same branch on every
@@ -267,14 +252,12 @@ def main():
     for value in exposed:
         if value not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    exposing = session(model, threads=0)
+    names = [o.name for o in exposing.get_outputs()]
     accumulators = {}
     done = 0
     for feeds, count in feeds_of():
-        values = dict(zip(names, session.run(None, feeds)))
+        values = dict(zip(names, exposing.run(None, feeds)))
         mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
         for value, consumers in exposed.items():
             x = values[value]
@@ -313,12 +296,11 @@ def main():
                         rows = x.reshape(-1, d)
                     acc.add(0, rows)
                     acc.count += rows.shape[0]
+        # Progress at each quarter of the samples, not each batch (hundreds of batches for a stream).
+        if 4 * (done + count) // samples > 4 * done // samples and done + count < samples:
+            print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
         done += count
-        print(f"calibrate: {done}/{samples} samples", file=sys.stderr)
-    tensors = {}
-    for name, acc in accumulators.items():
-        tensors.update(acc.tensors(name))
-    write_safetensors(args.output, tensors)
+    statistics.write(args.output, {name: acc.statistics() for name, acc in accumulators.items()})
     print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples")
 
 

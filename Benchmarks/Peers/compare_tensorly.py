@@ -1,11 +1,10 @@
 """Runs TensorLy 0.10 (and SciPy) on the cases written by decompositions-benchmark --write-inputs DIR
-and prints a Markdown table beside the Swift results. Called by Scripts/compare-tensorly.sh."""
+and prints a Markdown table beside the Swift results. Called by Benchmarks/Peers/compare-tensorly.sh
+(with Python/ on PYTHONPATH, for tdtools.timing)."""
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 import scipy
@@ -14,24 +13,18 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac, partial_tucker, tensor_train
 
+from tdtools.timing import median_seconds as medians
+
 directory = sys.argv[1]
 ours = json.load(open(os.path.join(directory, "ours.json")))
 
 
-def median_seconds(body, samples=5, minimum=0.1):
-    """The same protocol as the Swift side's medianSeconds: one warm-up call, then the median of
-    `samples` timings, each repeating the call enough times to last `minimum` seconds."""
-    result = body()
-    start = time.perf_counter()
-    result = body()
-    repeats = max(1, int(minimum / max(time.perf_counter() - start, 1e-9)))
-    times = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            result = body()
-        times.append((time.perf_counter() - start) / repeats)
-    return statistics.median(times), result
+def median_seconds(body):
+    """The Swift side's medianSeconds protocol (tdtools.timing): one warm-up call, then the median
+    of 5 timings, each repeating the call enough times to last 0.1 s; with the last result."""
+    results = []
+    seconds, = medians([lambda: results.append(body())], runs=5, minimum=0.1)
+    return seconds, results[-1]
 
 
 def relative_error(x, approximation):

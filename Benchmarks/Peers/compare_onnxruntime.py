@@ -1,16 +1,18 @@
 """Times the original convolutions of layers-benchmark in onnxruntime (CPU, one intra-op thread by
-default) and prints a Markdown table beside the Swift figures. Called by Scripts/compare-onnxruntime.sh."""
+default) and prints a Markdown table beside the Swift figures. Called by
+Benchmarks/Peers/compare-onnxruntime.sh (with Python/ on PYTHONPATH, for tdtools)."""
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import onnx
 import onnx.numpy_helper
 import onnxruntime as ort
 from onnx import TensorProto, helper
+
+from tdtools.session import session
+from tdtools.timing import median_seconds
 
 ours = json.load(open(sys.argv[1]))
 threads = int(os.environ.get("OPENBLAS_NUM_THREADS", "1"))
@@ -29,24 +31,6 @@ def conv_model(channels, size, batch):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def median_ms(session, x, minimum=0.1, samples=5):
-    session.run(None, {"x": x})
-    start = time.perf_counter()
-    session.run(None, {"x": x})
-    once = max(time.perf_counter() - start, 1e-9)
-    repeats = max(1, int(minimum / once))
-    times = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            session.run(None, {"x": x})
-        times.append((time.perf_counter() - start) / repeats)
-    return statistics.median(times) * 1e3
-
-
-options = ort.SessionOptions()
-options.intra_op_num_threads = threads
-options.inter_op_num_threads = 1
 print(f"# onnxruntime {ort.__version__} (CPUExecutionProvider, {threads} intra-op thread(s)) vs our Conv2D; {ours['machine']}")
 print("| layer | batch | ours ms | onnxruntime ms | ours / onnxruntime |")
 print("|---|---:|---:|---:|---:|")
@@ -56,7 +40,7 @@ for row in ours["rows"]:
     size = int(row["layer"].split("×")[0])
     channels = int(row["layer"].split(" ")[1].split("→")[0])
     model = conv_model(channels, size, row["batch"])
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    s = session(model, threads=threads)
     x = np.random.default_rng(1).standard_normal((row["batch"], channels, size, size)).astype(np.float32)
-    theirs = median_ms(session, x)
+    theirs = median_seconds([lambda: s.run(None, {"x": x})], runs=5, minimum=0.1)[0] * 1e3
     print(f"| {row['layer']} | {row['batch']} | {row['milliseconds']:.2f} | {theirs:.2f} | {row['milliseconds'] / theirs:.2f} |")

@@ -1,7 +1,8 @@
 """Runs two ONNX models on the same inputs in onnxruntime and compares outputs and latency.
 
-    python compare_onnx.py ORIGINAL.onnx OTHER.onnx [--input-shape NAME=d0,d1,...] [--inputs X.npz]
-                           [--runs 20] [--threads 1] [--check] [--json] [--tolerance T]
+    bash Scripts/compare-onnx.sh ORIGINAL.onnx OTHER.onnx [--input-shape NAME=d0,d1,...] [--inputs X.npz]
+                                 [--runs 20] [--threads 1] [--check] [--json] [--tolerance T]
+    python -m tdtools.compare ORIGINAL.onnx OTHER.onnx [...]     (with Python/ on PYTHONPATH)
 
 Inputs: arrays from --inputs (one per graph input), else generated with a fixed seed: floating
 point inputs standard normal, integer inputs 1 for names containing "mask", 0 for "type" ids, and
@@ -12,27 +13,18 @@ With --tolerance the exit status is 1 when a relative difference exceeds it.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from .session import session
+from .timing import median_seconds
 
 TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8,
 }
-
-
-def session(path, threads):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def make_inputs(sess, shapes, seed=0):
@@ -54,18 +46,6 @@ def make_inputs(sess, shapes, seed=0):
         else:
             feeds[arg.name] = rng.integers(0, 100, size=shape).astype(dtype)
     return feeds
-
-
-def latency(sessions, feeds, runs):
-    for s in sessions:
-        s.run(None, feeds)
-    times = [[] for _ in sessions]
-    for _ in range(runs):
-        for k, s in enumerate(sessions):
-            start = time.perf_counter()
-            s.run(None, feeds)
-            times[k].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def main():
@@ -113,7 +93,7 @@ def main():
                         "relativeDifference": relative, "maxRelativeDifference": max_relative,
                         "bitIdentical": bool(np.array_equal(np.asarray(x), np.asarray(y)))})
     result["outputs"] = outputs
-    ta, tb = latency([a, b], feeds, args.runs)
+    ta, tb = median_seconds([lambda: a.run(None, feeds), lambda: b.run(None, feeds)], args.runs)
     result["latencyOriginal"], result["latencyOther"], result["speedup"] = ta, tb, ta / tb
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -122,7 +102,8 @@ def main():
             print(f"{o['name']} {o['shape']}: max |a−b| {o['maxAbsDifference']:.3g}, ‖a−b‖/‖a‖ {o['relativeDifference']:.3g}, "
                   f"max|a−b|/max|a| {o['maxRelativeDifference']:.3g}{', bit-identical' if o['bitIdentical'] else ''}")
         print(f"latency (median of {args.runs}, {args.threads} intra-op thread): {ta * 1e3:.2f} ms → {tb * 1e3:.2f} ms "
-              f"({ta / tb:.2f}× {'faster' if ta >= tb else 'slower'})" + (", checker passed" if args.check else ""))
+              f"(the second model {ta / tb:.2f}× as fast as the first: "
+              f"{f'{ta / tb:.2f}× faster' if ta >= tb else f'{tb / ta:.2f}× slower'})" + (", checker passed" if args.check else ""))
     if args.tolerance is not None and worst > args.tolerance:
         print(f"compare: relative difference {worst:.3g} exceeds {args.tolerance}", file=sys.stderr)
         sys.exit(1)

@@ -1,6 +1,6 @@
 """End-to-end property test of `tensor-compress simplify` and `compress`: random small ONNX graphs.
 
-    python onnx_property.py TOOL [--count N] [--seed S] [--keep DIR] [--only I ...] [--verbose]
+    PYTHONPATH=Python python Tests/ONNXConformance/onnx_property.py TOOL [--count N] [--seed S] [--keep DIR] [--only I ...] [--verbose]
 
 Every graph is drawn from its own generator seeded by (S, index), so a run is deterministic and
 one graph can be rerun alone with --only. The graphs combine:
@@ -43,8 +43,9 @@ from collections import Counter
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from tdtools.session import session as tdtools_session
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from onnx_conformance import finished  # noqa: E402  (shape inference fills the output shapes)
@@ -429,12 +430,7 @@ def generate(rng):
 
 
 def session(model_or_path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 4   # the failures are reported here, not logged
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    source = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) else model_or_path
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return tdtools_session(model_or_path, log_level=4)   # the failures are reported here, not logged
 
 
 def feeds_for(shapes, rng):

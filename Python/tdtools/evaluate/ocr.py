@@ -5,9 +5,9 @@ others; the calibration set and the evaluation set come from different files of 
 rendered in the DejaVu fonts of Debian's fonts-dejavu-core at several sizes, with the text as the
 label; detector pages hold several such lines.
 
-    python ocr_eval.py inputs  --split calibration|evaluation --model det|rec --out X.npz [--count N]
-    python ocr_eval.py evaluate --det ORIG.onnx [COMPRESSED.onnx ...] --rec ORIG.onnx [COMPRESSED.onnx ...]
-                                [--lines 200] [--pages 20] [--runs 20] [--json OUT.json] [--profile]
+    python -m tdtools.evaluate.ocr inputs  --split calibration|evaluation --model det|rec --out X.npz [--count N]
+    python -m tdtools.evaluate.ocr evaluate --det ORIG.onnx [COMPRESSED.onnx ...] --rec ORIG.onnx [COMPRESSED.onnx ...]
+                                            [--lines 200] [--pages 20] [--runs 20] [--json OUT.json] [--profile]
 
 `inputs` writes graph inputs for Scripts/calibrate.sh (x: (N, 3, H, W) float32). `evaluate`
 scores the recognizer by the character error rate against the rendered text (CTC greedy decoding
@@ -19,22 +19,22 @@ also times the replaced nodes alone (onnxruntime's profiler), for the speed-up o
 layers against their MAC ratio.
 """
 import argparse
-import glob
 import json
 import math
 import os
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from fortunes import quotations
+from ..session import session
+from ..tables import print_table
+from ..timing import median_seconds
+from .fortunes import quotations
 
 SPLITS = {"calibration": ["art", "computers", "science", "food"], "evaluation": ["literature", "people", "wisdom", "education"]}
 FONT_DIR = "/usr/share/fonts/truetype/dejavu"
@@ -185,7 +185,7 @@ def characters(path):
     model = onnx.load(path, load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     if "character" not in meta:
-        sys.exit(f"ocr_eval: {path} has no metadata_props['character'] (the recognizer's character set)")
+        sys.exit(f"ocr: {path} has no metadata_props['character'] (the recognizer's character set)")
     return ["blank"] + meta["character"].splitlines() + [" "]
 
 
@@ -199,30 +199,10 @@ def ctc_decode(logits, charset):
     return "".join(out)
 
 
-def session(path, threads=1, profile=None):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    if profile:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def latencies(paths, x, runs):
     sessions = [session(p) for p in paths]
     name = sessions[0].get_inputs()[0].name
-    for s in sessions:
-        s.run(None, {name: x})
-    times = [[] for _ in sessions]
-    for _ in range(runs):
-        for k, s in enumerate(sessions):
-            start = time.perf_counter()
-            s.run(None, {name: x})
-            times[k].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return median_seconds([lambda s=s: s.run(None, {name: x}) for s in sessions], runs)
 
 
 def node_times(path, x, runs):
@@ -370,7 +350,7 @@ def main():
         print(f"wrote {args.out}: x {list(x.shape)} from the {args.split} split")
         return
     if args.runs < 20:
-        sys.exit("ocr_eval: --runs must be at least 20")
+        sys.exit("ocr: --runs must be at least 20")
     report = {}
     if args.rec:
         report["recognizer"] = evaluate_rec(args.rec, args.lines, args.runs, args.profile, int(args.simplified))
@@ -419,9 +399,7 @@ def print_tables(report):
             if "profile" in m and m["profile"]:
                 p = m["profile"]
                 rows[-1][6 if simplified else 5] += f" (replaced layers {p['layerSpeedup']:.2f}× at {p['layerMACRatio']:.2f}× fewer MACs, {100 * p['replacedShareOfTime']:.0f}% of the time)"
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        for r in [header, ["-" * w for w in widths]] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 Conv attribute combination, Gemm and MatMul, each compressed at full rank and run beside the
 original in onnxruntime.
 
-    python onnx_conformance.py TOOL WORKDIR
+    PYTHONPATH=Python python Tests/ONNXConformance/onnx_conformance.py TOOL WORKDIR
 
 For every case: the graph is written (weights as initializers, as Constant nodes, behind
 Identity, or in external data), compressed with the case's options, checked with
@@ -21,8 +21,10 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from tdtools import statistics
+from tdtools.session import session
 
 OPSET = 17
 rng = np.random.default_rng(7)
@@ -256,10 +258,7 @@ def run_simplify(tool, work, name, model, command, expected, exact):
     # Every Constant node becomes an initializer (onnxruntime's quantizer reads weights from initializers only).
     if any(node.op_type == "Constant" for node in onnx.load(out).graph.node):
         return "Constant nodes left in the simplified graph"
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    a = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+    a, b = session(path), session(out)
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = rng.standard_normal(shape).astype(np.float32)
     worst = 0.0
@@ -289,10 +288,7 @@ def run(tool, work, name, model, options):
         return f"compress failed: {done.stderr.strip()}", None
     report = json.loads(done.stdout)
     onnx.checker.check_model(out, full_check=True)
-    options_ = ort.SessionOptions()
-    options_.log_severity_level = 3
-    a = ort.InferenceSession(path, options_, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(out, options_, providers=["CPUExecutionProvider"])
+    a, b = session(path), session(out)
     x = rng.standard_normal(x_shape).astype(np.float32)
     ya, yb = a.run(None, {"x": x})[0], b.run(None, {"x": x})[0]
     if ya.shape != yb.shape:
@@ -339,10 +335,7 @@ def run_subgraph(tool, work, name, model, feeds, replaced):
     if count != replaced:
         return f"{count} layers replaced, expected {replaced}"
     onnx.checker.check_model(out, full_check=True)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    a = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
+    a, b = session(path), session(out)
     worst = 0.0
     for feed in feeds:
         ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
@@ -354,7 +347,7 @@ def run_subgraph(tool, work, name, model, feeds, replaced):
 
 def calibration_models():
     """A 1-D convolution model with a scalar input and a state whose batch axis is 1, and a 2-D one
-    whose batch is fixed at 1: inputs that calibrate.py must follow as the model declares them."""
+    whose batch is fixed at 1: inputs that tdtools.calibrate must follow as the model declares them."""
     k = lambda *s: rng.standard_normal(s).astype(np.float32)
     n = helper.make_node
     audio = helper.make_graph(
@@ -372,7 +365,7 @@ def calibration_models():
 
 
 def run_calibration(tool, work):
-    """calibrate.py on the models of calibration_models(): an .npz with a batch axis that is not the
+    """tdtools.calibrate on the models of calibration_models(): an .npz with a batch axis that is not the
     first and a constant, a fixed batch of 1, and a directory of feeds; each must give statistics
     of every compressible node that compress then uses. Returns the failures."""
     audio, fixed = calibration_models()
@@ -391,20 +384,16 @@ def run_calibration(tool, work):
         np.savez(os.path.join(feeds, f"{i:03d}.npz"), x=rng.standard_normal((2, 4, 16)).astype(np.float32),
                  sr=np.array(8000.0, dtype=np.float32), state=rng.standard_normal((2, 2, 8)).astype(np.float32))
     failures = []
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibrate.py")
     for name, model, inputs, nodes, shapes in [
             ("npz, batch axis 1 and a constant", paths["audio"], audio_inputs, {"conv", "recurrent"}, ["x=1,4,16", "sr=", "state=2,1,8"]),
             ("fixed batch 1", paths["fixed"], fixed_inputs, {"conv"}, ["x=1,3,8,10"]),
             ("directory of feeds", paths["audio"], feeds, {"conv", "recurrent"}, ["x=2,4,16", "sr=", "state=2,2,8"])]:
         stats = os.path.join(work, "calibration.stats.safetensors")
-        done = subprocess.run([sys.executable, script, tool, model, inputs, stats, "--batch", "4"], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model, inputs, stats, "--batch", "4"], capture_output=True, text=True)
         if done.returncode != 0:
             failures.append(f"{name}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
             continue
-        with open(stats, "rb") as f:
-            length = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(length))
-        found = {key[:-len(".count")] for key in header if key.endswith(".count")}
+        found = set(statistics.read(stats))
         if found != nodes:
             failures.append(f"{name}: statistics of {sorted(found)}, expected {sorted(nodes)}")
             continue

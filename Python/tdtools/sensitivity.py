@@ -1,8 +1,9 @@
 """End-to-end sensitivity of each compressible node of an ONNX model, as weights for the greedy
 budget allocation (`tensor-compress compress --layer-weights`).
 
-    python sensitivity.py TOOL MODEL.onnx INPUTS.npz STATS.safetensors WEIGHTS.json [--flops 0.5] [--samples 128]
-                          [--input-shape NAME=d0,d1,... ...]
+    bash Scripts/sensitivity.sh MODEL.onnx INPUTS.npz STATS.safetensors WEIGHTS.json [--flops 0.5] [--samples 128]
+                                [--input-shape NAME=d0,d1,... ...]
+    python -m tdtools.sensitivity TOOL MODEL.onnx INPUTS.npz STATS.safetensors WEIGHTS.json [...]   (Python/ on PYTHONPATH)
 
 For every compressible node alone: compress it data-aware (with the statistics) at a FLOP
 budget of --flops of its own cost, read the normalised output error e² that the compressor
@@ -20,14 +21,9 @@ import sys
 import tempfile
 
 import numpy as np
-import onnxruntime as ort
 
-
-def session(path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+from .session import session
+from .tool import ToolError, compressible_nodes
 
 
 def outputs(s, feeds, batch=32):
@@ -49,10 +45,10 @@ def main():
     feeds = {i.name: archive[i.name][:args.samples] for i in base.get_inputs()}
     reference = outputs(base, feeds)
     shapes = [a for s in args.input_shape for a in ("--input-shape", s)]
-    listed = subprocess.run([args.tool, "inspect", args.model, "--json", "--no-vbmf"] + shapes, capture_output=True, text=True)
-    if listed.returncode != 0:
-        sys.exit(f"sensitivity: inspect failed: {listed.stderr.strip()}")
-    nodes = [n["name"] for n in json.loads(listed.stdout)["nodes"] if n["compressible"]]
+    try:
+        nodes = [n["name"] for n in compressible_nodes(args.tool, args.model, args.input_shape)]
+    except ToolError as error:
+        sys.exit(f"sensitivity: {error}")
     weights = {}
     with tempfile.TemporaryDirectory() as work:
         for k, name in enumerate(nodes):

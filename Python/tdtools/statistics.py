@@ -1,0 +1,107 @@
+"""The calibration statistics file that `tensor-compress compress --statistics` reads: its layout,
+written and read through the `safetensors` package. Documentation/StatisticsFormat.md describes the
+same layout; the Swift reader is Sources/ModelCompression/CalibrationStatistics.swift.
+
+A safetensors file with, for every layer NAME (an ONNX node's name as `tensor-compress inspect`
+lists it, or a state dict layer's name without `.weight`), three float64 tensors:
+
+    NAME.count  [1]        input vectors accumulated (rows, or im2col patches per group)
+    NAME.mean   [g, d]     the mean input vector of each of the g groups
+    NAME.gram   [g, d, d]  the second moment E[x xᵀ] of each group
+
+and `__metadata__` {"format": "input-statistics", "version": "1"} (optional for readers: files
+written before it, or by other writers, have none).
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+COUNT, MEAN, GRAM = ".count", ".mean", ".gram"
+SUFFIXES = (COUNT, MEAN, GRAM)
+DTYPE = np.float64
+METADATA = {"format": "input-statistics", "version": "1"}
+
+
+class StatisticsError(ValueError):
+    """A file that does not follow the layout, with the names and shapes."""
+
+
+@dataclass
+class LayerStatistics:
+    """One layer's statistics: the count of input vectors, the means [g, d] and the second moments [g, d, d]."""
+
+    count: float
+    mean: np.ndarray
+    gram: np.ndarray
+
+    @property
+    def groups(self):
+        return self.mean.shape[0]
+
+    @property
+    def dimension(self):
+        return self.mean.shape[1]
+
+
+def tensors(layers):
+    """The file's tensors of `layers` ({name: LayerStatistics}), float64 and contiguous."""
+    result = {}
+    for name, s in layers.items():
+        mean, gram = np.asarray(s.mean, dtype=DTYPE), np.asarray(s.gram, dtype=DTYPE)
+        if mean.ndim != 2 or gram.shape != mean.shape + mean.shape[1:]:
+            raise StatisticsError(f"{name}: mean {list(mean.shape)} and gram {list(gram.shape)} must be [g, d] and [g, d, d]")
+        result[name + COUNT] = np.array([s.count], dtype=DTYPE)
+        result[name + MEAN] = np.ascontiguousarray(mean)
+        result[name + GRAM] = np.ascontiguousarray(gram)
+    return result
+
+
+def write(path, layers):
+    """Writes the statistics of `layers` ({name: LayerStatistics}) to `path` atomically (a `.part`
+    file beside it, renamed when complete)."""
+    temporary = path + ".part"
+    try:
+        save_file(tensors(layers), temporary, metadata=METADATA)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def metadata(path):
+    """The file's `__metadata__` ({} when it has none)."""
+    with safe_open(path, framework="numpy") as f:
+        return f.metadata() or {}
+
+
+def read(path):
+    """The statistics in `path` by layer name ({name: LayerStatistics}), checked as the Swift reader
+    checks them: each NAME.count has its NAME.mean and NAME.gram, of shapes [g, d] and [g, d, d],
+    every tensor float64; a file whose metadata names another format is refused.
+
+    Raises StatisticsError.
+    """
+    with safe_open(path, framework="numpy") as f:
+        found = f.metadata() or {}
+        if "format" in found and found["format"] != METADATA["format"]:
+            raise StatisticsError(f"{path}: __metadata__ format {found['format']!r}, not {METADATA['format']!r}")
+        names = set(f.keys())
+        layers = {}
+        for key in sorted(names):
+            if not key.endswith(COUNT):
+                continue
+            name = key[: -len(COUNT)]
+            if name + MEAN not in names or name + GRAM not in names:
+                raise StatisticsError(f"{name}: {name}{COUNT} without {name}{MEAN} and {name}{GRAM}")
+            count, mean, gram = (f.get_tensor(name + suffix) for suffix in SUFFIXES)
+            for suffix, array in zip(SUFFIXES, (count, mean, gram)):
+                if array.dtype != DTYPE:
+                    raise StatisticsError(f"{name}{suffix} is {array.dtype}, not float64")
+            if count.shape != (1,) or mean.ndim != 2 or gram.shape != mean.shape + mean.shape[1:]:
+                raise StatisticsError(f"{name}: count {list(count.shape)}, mean {list(mean.shape)} and gram {list(gram.shape)} "
+                                      "must be [1], [g, d] and [g, d, d]")
+            layers[name] = LayerStatistics(float(count[0]), mean, gram)
+    return layers

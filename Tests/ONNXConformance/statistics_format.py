@@ -1,0 +1,255 @@
+"""The calibration statistics file from both sides: written by tdtools (Python), read by
+`tensor-compress compress --statistics` (Swift). Documentation/StatisticsFormat.md is the layout.
+
+    PYTHONPATH=Python python Tests/ONNXConformance/statistics_format.py TOOL WORKDIR
+
+A small model (a 3×3 Conv with stride 2, a grouped and dilated 3×3 Conv, a 1×1 Conv, a Gemm and
+a MatMul on a (batch, sequence, features) input with an attention mask) is calibrated with
+`python -m tdtools.calibrate` on 6 samples in batches of 4, once with im2col statistics and once
+with the per-channel fallback (--patch-limit 20). For each file:
+- Python: the file has exactly the documented tensors (NAME.count [1], NAME.mean [g, d],
+  NAME.gram [g, d, d], all F64, for every compressible node that `inspect` lists) and metadata;
+  tdtools.statistics.read gives the count, means and second moments of a NumPy reference computed
+  here from the layers' inputs (an explicit loop over output positions for the convolutions,
+  masked rows for the MatMul), within 1e-12 relative; writing what it read and reading it again
+  gives the same arrays bit for bit.
+- Swift: `compress --statistics` exits 0 with no warning, and every compressible node is replaced
+  with an output error on the calibration inputs (the report's `outputError`), which the
+  compressor computes only from the node's statistics.
+Then a file whose Gemm statistics have the wrong length must be refused by `compress` with a
+one-line error. Prints one line per check; exit status 1 when one fails.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from safetensors import safe_open
+
+from tdtools import statistics
+from tdtools.session import session
+from tdtools.tool import compressible_nodes
+
+rng = np.random.default_rng(23)
+SAMPLES, BATCH = 6, 4
+LAYERS = {"conv_stride", "conv_grouped", "conv_pointwise", "gemm", "matmul"}
+SHAPES = ["x=1,4,9,9", "tokens=1,5,6", "attention_mask=1,5"]
+
+
+def model():
+    """x [batch, 4, 9, 9] → Conv 3×3 stride 2 pads 1 → Relu → Conv 3×3 groups 2 dilation 2 pads 2 →
+    Conv 1×1 → GlobalAveragePool → Flatten → Gemm (transB) → y; tokens [batch, 5, 6] → MatMul → z."""
+    w = lambda name, *s: numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.5, name)
+    inits = [w("W_stride", 8, 4, 3, 3), w("W_grouped", 8, 4, 3, 3), w("W_pointwise", 10, 8, 1, 1), w("W_gemm", 7, 10), w("W_matmul", 6, 12)]
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", inits[0].name], ["a"], name="conv_stride", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["a"], ["a_relu"], name="relu"),
+        n("Conv", ["a_relu", inits[1].name], ["b"], name="conv_grouped", kernel_shape=[3, 3], group=2, dilations=[2, 2], pads=[2, 2, 2, 2]),
+        n("Conv", ["b", inits[2].name], ["c"], name="conv_pointwise", kernel_shape=[1, 1]),
+        n("GlobalAveragePool", ["c"], ["pooled"], name="pool"),
+        n("Flatten", ["pooled"], ["flat"], name="flatten"),
+        n("Gemm", ["flat", inits[3].name], ["y"], name="gemm", transB=1),
+        n("MatMul", ["tokens", inits[4].name], ["z"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "statistics-format",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 9, 9]),
+         helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", 5, 6]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 7]), helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 5, 12])],
+        initializer=inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="statistics_format")
+    m.ir_version = 8
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def inputs():
+    mask = np.ones((SAMPLES, 5), dtype=np.int64)
+    for k in range(SAMPLES):
+        mask[k, 5 - k % 3:] = 0          # 0, 2 or 1 padded positions
+    return {"x": rng.standard_normal((SAMPLES, 4, 9, 9)).astype(np.float32),
+            "tokens": rng.standard_normal((SAMPLES, 5, 6)).astype(np.float32), "attention_mask": mask}
+
+
+def layer_inputs(m, feeds):
+    """Each node's first input on every sample, from onnxruntime with those values exposed."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(m)
+    wanted = {node.name: node.input[0] for node in m.graph.node}
+    outputs = {o.name for o in exposed.graph.output}
+    for value in set(wanted.values()) - outputs:
+        exposed.graph.output.append(helper.make_tensor_value_info(value, TensorProto.FLOAT, None))
+    s = session(exposed)
+    names = [o.name for o in s.get_outputs()]
+    values = dict(zip(names, s.run(None, feeds)))
+    values.update(feeds)
+    return {node: values[value] for node, value in wanted.items()}
+
+
+def reference(m, feeds, per_channel):
+    """count, mean [g, d], gram [g, d, d] of each compressible node, computed directly."""
+    attributes = {node.name: {a.name: helper.get_attribute_value(a) for a in node.attribute} for node in m.graph.node}
+    x = layer_inputs(m, feeds)
+    result = {}
+    for name in ("conv_stride", "conv_grouped", "conv_pointwise"):
+        a = attributes[name]
+        groups, (kh, kw) = a.get("group", 1), a["kernel_shape"]
+        (sh, sw), (dh, dw) = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
+        top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
+        data = x[name].astype(np.float64)
+        n, c, h, w = data.shape
+        cg = c // groups
+        padded = np.pad(data, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        oh, ow = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1, (w + left + right - dw * (kw - 1) - 1) // sw + 1
+        long = cg * kh * kw > 20
+        rows = [[] for _ in range(groups)]
+        for g in range(groups):
+            if per_channel and long:
+                rows[g] = data[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1).reshape(-1, cg)
+                continue
+            for sample in range(n):
+                for i in range(oh):
+                    for j in range(ow):
+                        patch = [padded[sample, g * cg + ch, i * sh + p * dh, j * sw + q * dw]
+                                 for ch in range(cg) for p in range(kh) for q in range(kw)]
+                        rows[g].append(patch)
+        rows = [np.array(r, dtype=np.float64) for r in rows]
+        result[name] = (float(rows[0].shape[0]), np.stack([r.mean(axis=0) for r in rows]),
+                        np.stack([r.T @ r / r.shape[0] for r in rows]))
+    for name in ("gemm", "matmul"):
+        data = x[name].astype(np.float64)
+        rows = data[feeds["attention_mask"].astype(bool)] if name == "matmul" else data.reshape(-1, data.shape[-1])
+        result[name] = (float(rows.shape[0]), rows.mean(axis=0)[None], (rows.T @ rows / rows.shape[0])[None])
+    return result
+
+
+def check_layout(path, expected_names):
+    """The raw file: exactly the documented tensors, all F64, and the metadata. Returns failures."""
+    failures = []
+    with safe_open(path, framework="numpy") as f:
+        keys = set(f.keys())
+        want = {name + suffix for name in expected_names for suffix in statistics.SUFFIXES}
+        if keys != want:
+            failures.append(f"tensors {sorted(keys ^ want)} differ from the layout")
+        for key in sorted(keys & want):
+            t = f.get_tensor(key)
+            if t.dtype != np.float64:
+                failures.append(f"{key} is {t.dtype}, not F64")
+            if key.endswith(statistics.COUNT) and t.shape != (1,):
+                failures.append(f"{key} has shape {list(t.shape)}, not [1]")
+        if f.metadata() != statistics.METADATA:
+            failures.append(f"__metadata__ {f.metadata()}, expected {statistics.METADATA}")
+    return failures
+
+
+def check_values(stats, expected):
+    failures = []
+    for name, (count, mean, gram) in expected.items():
+        s = stats.get(name)
+        if s is None:
+            failures.append(f"{name}: no statistics")
+            continue
+        if s.count != count or s.mean.shape != mean.shape or s.gram.shape != gram.shape:
+            failures.append(f"{name}: count {s.count}, mean {list(s.mean.shape)}, gram {list(s.gram.shape)}; "
+                            f"expected {count}, {list(mean.shape)}, {list(gram.shape)}")
+            continue
+        error = max(np.abs(s.mean - mean).max() / max(np.abs(mean).max(), 1e-300), np.abs(s.gram - gram).max() / np.abs(gram).max())
+        if error > 1e-12:
+            failures.append(f"{name}: mean and gram differ from the NumPy reference by {error:.2e} (relative)")
+    return failures
+
+
+def check_round_trip(path, stats, work):
+    again = os.path.join(work, "round-trip.stats.safetensors")
+    statistics.write(again, stats)
+    back = statistics.read(again)
+    if set(back) != set(stats) or any(back[n].count != stats[n].count or not np.array_equal(back[n].mean, stats[n].mean)
+                                      or not np.array_equal(back[n].gram, stats[n].gram) for n in stats):
+        return ["write(read(file)) does not read back bit for bit"]
+    return []
+
+
+def compress(tool, model_path, stats, out):
+    return subprocess.run([tool, "compress", model_path, "--output", out, "--statistics", stats, "--rank", "2", "--min-parameters", "0",
+                           "--allow-growth", "--json", "--quiet"] + [a for s in SHAPES for a in ("--input-shape", s)], capture_output=True, text=True)
+
+
+def check_swift(tool, model_path, stats, nodes, work):
+    """compress --statistics uses every layer's statistics. Returns failures."""
+    done = compress(tool, model_path, stats, os.path.join(work, "compressed.onnx"))
+    if done.returncode != 0:
+        return [f"compress --statistics failed: {done.stderr.strip()}"]
+    if "warning" in done.stderr:
+        return [f"compress --statistics warned: {done.stderr.strip()}"]
+    document = json.loads(done.stdout)
+    failures = [f"warning in the report: {w}" for w in document.get("warnings", [])]
+    layers = {layer["name"]: layer for layer in document["layers"]}
+    for name in nodes:
+        layer = layers.get(name)
+        if layer is None or layer["status"] != "replaced":
+            failures.append(f"{name}: not replaced ({layer['reason'] if layer else 'not in the report'})")
+        elif layer.get("outputError") is None:
+            failures.append(f"{name}: replaced without its statistics (no outputError)")
+    return failures
+
+
+def check_refusal(tool, model_path, stats, work):
+    """A file whose gemm statistics are one feature short: the Swift reader must refuse it."""
+    broken = dict(stats)
+    s = stats["gemm"]
+    broken["gemm"] = statistics.LayerStatistics(s.count, s.mean[:, :-1], s.gram[:, :-1, :-1])
+    path = os.path.join(work, "broken.stats.safetensors")
+    statistics.write(path, broken)
+    done = compress(tool, model_path, path, os.path.join(work, "broken.onnx"))
+    lines = done.stderr.strip().splitlines()
+    if done.returncode == 0 or len(lines) != 1 or not lines[0].startswith("tensor-compress: error:") or "statistics" not in lines[0]:
+        return [f"compress accepted statistics of the wrong length for gemm, or did not say so in one line "
+                f"(exit {done.returncode}: {done.stderr.strip()})"]
+    if os.path.exists(os.path.join(work, "broken.onnx")):
+        return ["compress left an output file after refusing the statistics"]
+    return []
+
+
+def main():
+    tool, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    m = model()
+    model_path = os.path.join(work, "statistics-format.onnx")
+    onnx.save_model(m, model_path)
+    feeds = inputs()
+    inputs_path = os.path.join(work, "inputs.npz")
+    np.savez(inputs_path, **feeds)
+    nodes = sorted(n["name"] for n in compressible_nodes(tool, model_path, SHAPES))
+    failed = 0
+    if set(nodes) != LAYERS:
+        print(f"FAIL statistics: inspect lists the compressible nodes {nodes}, expected {sorted(LAYERS)}")
+        sys.exit(1)
+    for label, extra, per_channel in (("im2col patches", [], False), ("per-channel fallback", ["--patch-limit", "20"], True)):
+        stats_path = os.path.join(work, "model.stats.safetensors")
+        done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, stats_path,
+                               "--batch", str(BATCH)] + extra, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"FAIL statistics ({label}): calibrate failed: {done.stderr.strip()}")
+            failed += 1
+            continue
+        stats = statistics.read(stats_path)
+        checks = [("layout (names, F64, shapes, metadata)", check_layout(stats_path, nodes)),
+                  ("values against NumPy", check_values(stats, reference(m, feeds, per_channel))),
+                  ("Python round trip", check_round_trip(stats_path, stats, work)),
+                  ("read by compress --statistics, every layer", check_swift(tool, model_path, stats_path, nodes, work))]
+        if not per_channel:
+            checks.append(("wrong length refused by compress", check_refusal(tool, model_path, stats, work)))
+        for check, failures in checks:
+            failed += bool(failures)
+            print(f"{'FAIL' if failures else 'ok  '} statistics ({label}): {check}" + "".join(f"\n    {f}" for f in failures))
+    print("statistics format: " + (f"{failed} checks failed" if failed else "every check passed"))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
