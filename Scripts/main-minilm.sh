@@ -30,6 +30,14 @@ echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors -
 "$tool" compress "$out/model.onnx" --output "$out/model.data-free.onnx" "${shapes[@]}" \
     --budget "macs:$budget" --data-free --quiet --report "$out/data-free.report.json" | tail -2 >&2
 rm -f "$out/calibration.npz"
+# INT8 (onnxruntime.quantization: its pre-processing, then dynamic per-channel weights), alone on the
+# original and after the low-rank compression.
+echo "main: INT8 of the original and of the compressed model (onnxruntime.quantization, dynamic per channel)" >&2
+rm -f "$out/quantize.log"
+for m in model model.compressed; do
+    "$python" -m tdtools.quantize dynamic "$out/$m.onnx" "$out/$m.int8.onnx" 2>> "$out/quantize.log" || { tail -5 "$out/quantize.log" >&2; exit 1; }
+done
 "$python" -m tdtools.evaluate.minilm evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
-    "$out/model.data-free.onnx" --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"
-echo "wrote $out: model.compressed.onnx (data-aware, sensitivity-weighted greedy), model.uniform.onnx, model.data-free.onnx, reports, evaluation.json"
+    "$out/model.data-free.onnx" "$out/model.int8.onnx" "$out/model.compressed.int8.onnx" \
+    --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"
+echo "wrote $out: model.compressed.onnx (data-aware, sensitivity-weighted greedy), model.uniform.onnx, model.data-free.onnx, model.int8.onnx (INT8 alone), model.compressed.int8.onnx (low-rank, then INT8), reports, evaluation.json"

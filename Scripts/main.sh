@@ -37,6 +37,7 @@ compress() {
     "$tool" "$@" > "$log"
     grep '^model:' "$log" | sed 's/^/main:   /' >&2 || true
 }
+rm -f "$out/quantize.log"
 for m in det rec; do
     if [ "$m" = det ]; then shape=x=1,3,640,640; count=16; batch=4; else shape=x=1,3,48,320; count=256; batch=32; fi
     echo "main: calibrating the $m model on $count rendered samples of the calibration text" >&2
@@ -49,12 +50,19 @@ for m in det rec; do
     compress "$out/$m.data-free.layers.txt" compress "$models/$m.onnx" --output "$out/$m.data-free.onnx" --input-shape "$shape" \
         --budget "macs:$budget" --data-free --simplify --quiet --report "$out/$m.data-free.report.json"
     "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" > /dev/null
+    # INT8 (onnxruntime.quantization: its pre-processing, then static QDQ per channel calibrated on
+    # the same calibration inputs), alone on the original and after the low-rank compression.
+    echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ)" >&2
+    "$python" -m tdtools.quantize static "$models/$m.onnx" "$out/$m.int8.onnx" --calibration "$out/$m.calibration.npz" 2>> "$out/quantize.log" \
+        || { tail -5 "$out/quantize.log" >&2; exit 1; }
+    "$python" -m tdtools.quantize static "$out/$m.compressed.onnx" "$out/$m.compressed.int8.onnx" --calibration "$out/$m.calibration.npz" 2>> "$out/quantize.log" \
+        || { tail -5 "$out/quantize.log" >&2; exit 1; }
     rm -f "$out/$m.calibration.npz"
 done
 echo "main: evaluating in onnxruntime" >&2
 "$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \
-    --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" \
+    --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" "$out/det.int8.onnx" "$out/det.compressed.int8.onnx" \
     --det-reports "$out/det.report.json" "$out/det.data-free.report.json" \
-    --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" \
+    --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" "$out/rec.int8.onnx" "$out/rec.compressed.int8.onnx" \
     --rec-reports "$out/rec.report.json" "$out/rec.data-free.report.json"
-echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), reports, per-layer tables (*.layers.txt) and evaluation.json"
+echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), *.int8.onnx (INT8 alone) and *.compressed.int8.onnx (low-rank, then INT8), reports, per-layer tables (*.layers.txt) and evaluation.json"

@@ -4,6 +4,7 @@
   (`compress --statistics`); `statistics`: that file's layout, read and written;
 - `sensitivity`: end-to-end sensitivities of the nodes (`compress --layer-weights`);
 - `compare`: two ONNX models' outputs and latency in onnxruntime;
+- `quantize`: INT8 after (or instead of) low-rank compression, by onnxruntime.quantization;
 - `session`, `timing`, `tables`, `tool`: the one onnxruntime session, the one timing loop, tables,
   and the `tensor-compress` calls that the others share;
 - `evaluate`: the main jobs' evaluations (PP-OCRv4, all-MiniLM-L6-v2, Silero VAD).

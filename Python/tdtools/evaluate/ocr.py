@@ -257,9 +257,13 @@ def replaced_nodes(path):
             sum(e["macsBefore"] for e in entries), sum(e["macsAfter"] for e in entries))
 
 
+QUANTIZED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
+
+
 def layer_speedup(original, compressed, x, runs):
     old, new, macs_before, macs_after = replaced_nodes(compressed)
-    if not old:
+    # A quantized model's nodes are not the factorized ones any more: no per-layer figure.
+    if not old or any(n.op_type in QUANTIZED for n in onnx.load(compressed, load_external_data=False).graph.node):
         return None
     a, b = node_times(original, x, runs), node_times(compressed, x, runs)
     t_old = time_of(original, a, set(old))

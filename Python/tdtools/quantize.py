@@ -1,0 +1,100 @@
+"""INT8 quantization of an ONNX model by onnxruntime.quantization, after (or instead of) low-rank
+compression: no quantizer of our own.
+
+The model is first prepared by onnxruntime's own `quant_pre_process` (shape inference and its graph
+optimisations: constants folded into initializers, batch normalisations fused), which the
+quantizer asks for; then one of two recipes:
+- ``dynamic``: weights INT8 per channel, activations quantized at run time
+  (``quantize_dynamic``); for MatMul-heavy models (transformers such as MiniLM).
+- ``static``: QDQ format, weights INT8 per channel, activations UINT8 with ranges calibrated on
+  the model's calibration inputs (``quantize_static``, MinMax); for convolutional models. Per-channel
+  QDQ needs opset 13, so a model of an older opset is converted first (``onnx.version_converter``).
+
+Only the operators named by ``--ops`` are quantized (default Conv and MatMul); the others stay in
+float.
+
+    python -m tdtools.quantize dynamic model.onnx model.int8.onnx
+    python -m tdtools.quantize static det.onnx det.int8.onnx --calibration det.calibration.npz --count 16
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
+                                      quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+
+class NpzReader(CalibrationDataReader):
+    """Feeds from an .npz whose arrays are named by the model's inputs, one sample at a time along
+    each array's first axis."""
+
+    def __init__(self, path, input_names, count=None):
+        data = np.load(path)
+        missing = [name for name in input_names if name not in data.files]
+        if missing:
+            raise SystemExit(f"quantize: {path} has no array for input(s) {', '.join(missing)} (it holds {', '.join(data.files)})")
+        self.arrays = {name: data[name] for name in input_names}
+        total = min(len(a) for a in self.arrays.values())
+        self.count = total if count is None else min(count, total)
+        self.position = 0
+
+    def get_next(self):
+        if self.position >= self.count:
+            return None
+        feed = {name: a[self.position:self.position + 1] for name, a in self.arrays.items()}
+        self.position += 1
+        return feed
+
+    def rewind(self):
+        self.position = 0
+
+
+def opset_of(model):
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True):
+    """Writes ``target``: ``source`` quantized by the recipe ``mode`` (``dynamic`` or ``static``)."""
+    if mode == "static" and calibration is None:
+        raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz (the model's calibration inputs)")
+    with tempfile.TemporaryDirectory() as work:
+        model = onnx.load(source)
+        if mode == "static" and opset_of(model) < 13:
+            # Per-channel QDQ (an axis on QuantizeLinear/DequantizeLinear) needs opset 13.
+            model = onnx.version_converter.convert_version(model, 13)
+            source = os.path.join(work, "opset13.onnx")
+            onnx.save(model, source)
+        if preprocess:
+            prepared = os.path.join(work, "prepared.onnx")
+            quant_pre_process(source, prepared, skip_symbolic_shape=True)
+            source = prepared
+        if mode == "dynamic":
+            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops))
+            return
+        reader = NpzReader(calibration, [i.name for i in onnx.load(source, load_external_data=False).graph.input], count)
+        quantize_static(source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops), calibrate_method=CalibrationMethod.MinMax)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["dynamic", "static"])
+    parser.add_argument("source")
+    parser.add_argument("target")
+    parser.add_argument("--calibration", help="an .npz of the model's inputs (static): one array per input, samples on the first axis")
+    parser.add_argument("--count", type=int, help="calibration samples to use (default all)")
+    parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul)")
+    parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
+    args = parser.parse_args(argv)
+    if os.path.abspath(args.source) == os.path.abspath(args.target):
+        raise SystemExit("quantize: the output is the input model; give another path")
+    quantize(args.mode, args.source, args.target, args.calibration, args.count, tuple(args.ops.split(",")), not args.no_preprocess)
+    print(f"quantize: wrote {args.target} ({args.mode}, {args.ops})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
