@@ -14,4 +14,4 @@ bash Scripts/smoke-examples.sh
 # limits OpenBLAS to one thread process-wide while it runs, which changes rounding.
 OPENBLAS_NUM_THREADS=1 swift test --skip-build --disable-xctest
 bash Tests/ONNXConformance/test-onnx.sh .build/debug/tensor-compress
-echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance, statistics format and property graphs in onnxruntime)"
+echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance, statistics format, INT8 step and property graphs in onnxruntime)"

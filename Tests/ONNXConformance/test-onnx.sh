@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ONNX conformance: small graphs made with the onnx helper, compressed at full rank by the
 # command line, checked with onnx.checker (full_check) and run beside the originals in onnxruntime;
-# the statistics file written by tdtools (Python) and read by the command line (Swift); then the
+# the statistics file written by tdtools (Python) and read by the command line (Swift); the INT8
+# step by onnxruntime's quantizer; then the
 # property test: 500 random seeded graphs through simplify and compress (about a minute).
 #   bash Tests/ONNXConformance/test-onnx.sh [TOOL]      # TOOL defaults to the debug build of tensor-compress
 set -euo pipefail
@@ -17,6 +18,8 @@ bash Scripts/compare-onnx.sh "$work/tucker2-explicit-pads.onnx" "$work/tucker2-e
 # The statistics file layout from both sides: written by tdtools.calibrate, read back in Python
 # against a NumPy reference, and consumed by `compress --statistics` for every layer.
 "$python" Tests/ONNXConformance/statistics_format.py "$tool" "$work/statistics"
+# The INT8 step (tdtools.quantize, onnxruntime's quantizer) on small models before and after compress.
+"$python" Tests/ONNXConformance/quantize_check.py "$tool" "$work/quantize"
 # Random graphs (Conv/Gemm/MatMul, scale/shift chains before and after convolutions) through simplify,
 # compress and compress --simplify: every output passes the full checker and matches within 1e-4.
 "$python" Tests/ONNXConformance/onnx_property.py "$tool" --count 500 --seed 1

@@ -1,0 +1,117 @@
+"""The INT8 step (tdtools.quantize, onnxruntime's quantizer) on a small opset-12 convolutional
+model and a small MatMul model, each before and after `tensor-compress compress`:
+
+    PYTHONPATH=Python python Tests/ONNXConformance/quantize_check.py TOOL WORKDIR
+
+- static: the opset is raised to 13, the output holds QuantizeLinear/DequantizeLinear pairs with
+  per-channel (axis) weight scales, onnxruntime runs it, and its outputs stay within 8% (relative
+  Frobenius norm) of the float model's on held-out inputs;
+- dynamic: the output holds DynamicQuantizeLinear or MatMulInteger nodes and stays within 5%
+  (a factorized stack quantizes more layers in a row than the original, hence the static margin);
+- a static run without calibration inputs, or onto its own input, is refused with one line.
+Prints one line per check; exit status 1 when one fails.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tdtools.session import session
+
+rng = np.random.default_rng(31)
+failures = []
+
+
+def check(ok, label, detail=""):
+    print(("ok   " if ok else "FAIL ") + label + (f": {detail}" if detail else ""))
+    if not ok:
+        failures.append(label)
+
+
+def conv_model(path):
+    w1 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((8, 16, 1, 1)).astype(np.float32) * 0.2
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(16, np.float32) + 0.1, "b1"),
+                               numpy_helper.from_array(w2, "w2")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)]), path)
+
+
+def matmul_model(path):
+    w1 = rng.standard_normal((64, 96)).astype(np.float32) * 0.1
+    w2 = rng.standard_normal((96, 32)).astype(np.float32) * 0.1
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"], name="fc1"), helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 32])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def quantize(*args):
+    return subprocess.run([sys.executable, "-m", "tdtools.quantize", *args], capture_output=True, text=True)
+
+
+def relative_error(a_path, b_path, x):
+    a = session(a_path).run(None, {"x": x})[0]
+    b = session(b_path).run(None, {"x": x})[0]
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+def main():
+    tool, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    conv, mm = os.path.join(work, "conv.onnx"), os.path.join(work, "mm.onnx")
+    conv_model(conv)
+    matmul_model(mm)
+    calibration = os.path.join(work, "conv.calibration.npz")
+    np.savez(calibration, x=rng.standard_normal((16, 8, 12, 12)).astype(np.float32))
+    held_out = rng.standard_normal((1, 8, 12, 12)).astype(np.float32)
+    # The low-rank model first: the INT8 step runs on compress's output as on the original.
+    compressed = os.path.join(work, "conv.compressed.onnx")
+    run = subprocess.run([tool, "compress", conv, "--output", compressed, "--rank", "4", "--min-parameters", "0", "--quiet"],
+                         capture_output=True, text=True)
+    check(run.returncode == 0, "compress the convolutional model", run.stderr.strip())
+    for source in (conv, compressed):
+        name = os.path.basename(source)
+        target = source.replace(".onnx", ".int8.onnx")
+        run = quantize("static", source, target, "--calibration", calibration)
+        check(run.returncode == 0, f"static {name}", run.stderr.strip().splitlines()[-1] if run.returncode else "")
+        if run.returncode:
+            continue
+        model = onnx.load(target)
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        ops = {n.op_type for n in model.graph.node}
+        per_channel = any(n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute) for n in model.graph.node)
+        check(opset >= 13 and {"QuantizeLinear", "DequantizeLinear"} <= ops and per_channel,
+              f"static {name}: opset {opset}, QDQ nodes, per-channel weights")
+        error = relative_error(source, target, held_out)
+        check(error < 0.08, f"static {name}: output within 8% on held-out inputs", f"{error:.4f}")
+    target = os.path.join(work, "mm.int8.onnx")
+    run = quantize("dynamic", mm, target)
+    check(run.returncode == 0, "dynamic mm.onnx", run.stderr.strip().splitlines()[-1] if run.returncode else "")
+    if run.returncode == 0:
+        ops = {n.op_type for n in onnx.load(target).graph.node}
+        check(bool(ops & {"DynamicQuantizeLinear", "MatMulInteger"}), "dynamic mm.onnx: quantized MatMuls", ", ".join(sorted(ops)))
+        error = relative_error(mm, target, rng.standard_normal((1, 10, 64)).astype(np.float32))
+        check(error < 0.05, "dynamic mm.onnx: output within 5%", f"{error:.4f}")
+    run = quantize("static", conv, os.path.join(work, "nocal.onnx"))
+    check(run.returncode != 0 and "needs --calibration" in run.stderr and not os.path.exists(os.path.join(work, "nocal.onnx")),
+          "static without calibration inputs is refused", run.stderr.strip())
+    run = quantize("dynamic", mm, mm)
+    check(run.returncode != 0 and "is the input model" in run.stderr, "the input is never the output", run.stderr.strip())
+    if failures:
+        print(f"quantize: {len(failures)} check(s) failed: {', '.join(failures)}")
+        sys.exit(1)
+    print("quantize: every check passed")
+
+
+if __name__ == "__main__":
+    main()
