@@ -43,7 +43,9 @@ struct Simplify: ParsableCommand {
 
     static func summary(_ r: ONNXSimplification) -> String {
         "simplified: \(r.foldedIntoPrecedingConvolution) elementwise nodes folded into the convolution before them, "
-            + "\(r.foldedIntoFollowingConvolutions) into the convolutions after them (\(r.batchNormalizations) of them BatchNormalization), "
+            + "\(r.foldedIntoFollowingConvolutions) into the convolutions after them"
+            + (r.foldedIntoPrecedingGemm > 0 ? ", \(r.foldedIntoPrecedingGemm) into the Gemm before them" : "")
+            + " (\(r.batchNormalizations) of them BatchNormalization), "
             + "\(r.hardSwishes) hard-swishes shortened, \(r.constantsToInitializers) Constant nodes made initializers; nodes \(r.nodesBefore) → \(r.nodesAfter)"
     }
 }

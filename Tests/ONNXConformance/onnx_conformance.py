@@ -231,13 +231,33 @@ def batchnorm_graph():
     return finished(graph)
 
 
+def gemm_batchnorm_graph(trans_b):
+    """Flatten → Gemm (α 0.5, β 2, a per-column C) → BatchNormalization → Mul by a [1, M] constant
+    → Relu → Gemm without C → BatchNormalization: four nodes fold into the two Gemms."""
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    n = helper.make_node
+    inits = [numpy_helper.from_array(k(16, 48) if trans_b else k(48, 16), "B1"), numpy_helper.from_array(k(16), "C1"),
+             numpy_helper.from_array(k(1, 16), "s"), numpy_helper.from_array(k(16, 8), "B2")]
+    for i, c in ((1, 16), (2, 8)):
+        inits += [numpy_helper.from_array(k(c), f"g{i}"), numpy_helper.from_array(k(c), f"b{i}"), numpy_helper.from_array(k(c), f"m{i}"),
+                  numpy_helper.from_array(np.abs(k(c)) + 0.5, f"v{i}")]
+    bn = lambda i, x, y: n("BatchNormalization", [x, f"g{i}", f"b{i}", f"m{i}", f"v{i}"], [y], epsilon=1e-3)
+    nodes = [n("Flatten", ["x"], ["f"]), n("Gemm", ["f", "B1", "C1"], ["a"], alpha=0.5, beta=2.0, transB=int(trans_b)), bn(1, "a", "a1"),
+             n("Mul", ["a1", "s"], ["a2"]), n("Relu", ["a2"], ["a3"]), n("Gemm", ["a3", "B2"], ["c"]), bn(2, "c", "y")]
+    graph = helper.make_graph(nodes, "gemm_batchnorm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return finished(graph)
+
+
 def simplify_cases():
-    """(name, model, command, expected counts, exact): expected = (after conv, before convs, hard-swishes)."""
-    everything = (4, 3, 1)
+    """(name, model, command, expected counts, exact): expected = (after conv, before convs, hard-swishes, after Gemm)."""
+    everything = (4, 3, 1, 0)
     yield "simplify-opset-17", simplify_graph(), ["simplify"], everything, False
     yield "simplify-opset-10-clip-attributes", simplify_graph(opset=10), ["simplify"], everything, False
-    yield "simplify-blocked", blocked_graph(), ["simplify"], (0, 0, 0), True
-    yield "simplify-batchnorm", batchnorm_graph(), ["simplify"], (2, 1, 0), False
+    yield "simplify-blocked", blocked_graph(), ["simplify"], (0, 0, 0, 0), True
+    yield "simplify-batchnorm", batchnorm_graph(), ["simplify"], (2, 1, 0, 0), False
+    yield "simplify-gemm-batchnorm", gemm_batchnorm_graph(False), ["simplify"], (0, 0, 0, 3), False
+    yield "simplify-gemm-transb-batchnorm", gemm_batchnorm_graph(True), ["simplify"], (0, 0, 0, 3), False
     full = ["compress", "--simplify", "--conv", "tucker2", "--rank-selection", "energy:1", "--allow-growth", "--min-parameters", "0"]
     yield "compress-simplify-full-rank", simplify_graph(), full, None, False
 
@@ -251,7 +271,7 @@ def run_simplify(tool, work, name, model, command, expected, exact):
         return f"{command[0]} failed: {done.stderr.strip()}"
     document = json.loads(done.stdout)
     r = document if command[0] == "simplify" else document["simplification"]
-    counts = (r["foldedIntoPrecedingConvolution"], r["foldedIntoFollowingConvolutions"], r["hardSwishes"])
+    counts = (r["foldedIntoPrecedingConvolution"], r["foldedIntoFollowingConvolutions"], r["hardSwishes"], r["foldedIntoPrecedingGemm"])
     if expected is not None and counts != expected:
         return f"rewrites {counts}, expected {expected}"
     onnx.checker.check_model(out, full_check=True)

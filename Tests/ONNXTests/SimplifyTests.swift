@@ -183,6 +183,83 @@ struct SimplifyTests {
         #expect(graph.initializers.count == 2)
     }
 
+    /// `Gemm → BatchNormalization → Mul` by a per-column constant, every combination of `transB`,
+    /// a `C` or none, and `α, β ≠ 1`: one `Gemm` is left whose outputs equal the chain's in Double
+    /// (a direct evaluation of both graphs); a `C` that varies along rows, or a Gemm output with two
+    /// readers, stops the fold.
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func batchNormalizationFoldsIntoTheGemmBefore(transB: Bool, withC: Bool) throws {
+        let (n, k, m) = (3, 5, 4)
+        let a = Tensor<Double>.randomNormal(shape: [n, k], seed: 1)
+        let b = Tensor<Double>.randomNormal(shape: transB ? [m, k] : [k, m], seed: 2)
+        let c = Tensor<Double>.randomNormal(shape: [m], seed: 3)
+        let (gamma, beta, mean) = (Tensor<Double>.randomNormal(shape: [m], seed: 4), Tensor<Double>.randomNormal(shape: [m], seed: 5),
+                                   Tensor<Double>.randomNormal(shape: [m], seed: 6))
+        let variance = Tensor<Double>.randomNormal(shape: [m], seed: 7).scalars.map { abs($0) + 0.5 }
+        let scale = Tensor<Double>.randomNormal(shape: [1, m], seed: 8)
+        func evaluate(_ graph: ONNXGraph) throws -> [Double] {
+            var values: [String: Tensor<Double>] = ["A": a]
+            for (name, constant) in graph.constants() { values[name] = try constant.tensor.tensor(as: Double.self) }
+            for node in graph.nodes {
+                let x = values[node.inputs[0]]!
+                var y = [Double](repeating: 0, count: n * m)
+                switch node.opType {
+                case "Gemm":
+                    let w = values[node.inputs[1]]!, (alpha, beta) = (Double(node.float("alpha") ?? 1), Double(node.float("beta") ?? 1))
+                    let trans = node.int("transB") == 1
+                    for i in 0..<n {
+                        for j in 0..<m {
+                            var sum = 0.0
+                            for p in 0..<k { sum += x.scalars[i * k + p] * (trans ? w.scalars[j * k + p] : w.scalars[p * m + j]) }
+                            y[i * m + j] = alpha * sum + (node.inputs.count > 2 ? beta * values[node.inputs[2]]!.scalars[j] : 0)
+                        }
+                    }
+                case "BatchNormalization":
+                    let p = node.inputs.dropFirst().map { values[$0]!.scalars }
+                    let epsilon = Double(node.float("epsilon")!)
+                    for i in 0..<(n * m) { y[i] = p[0][i % m] * (x.scalars[i] - p[2][i % m]) / (p[3][i % m] + epsilon).squareRoot() + p[1][i % m] }
+                default:   // Mul by a [1, M] constant
+                    for i in 0..<(n * m) { y[i] = x.scalars[i] * values[node.inputs[1]]!.scalars[i % m] }
+                }
+                values[node.outputs[0]] = Tensor(uncheckedShape: [n, m], scalars: ContiguousArray(y))
+            }
+            return Array(values["y"]!.scalars)
+        }
+        var attributes: [(String, ONNXAttribute)] = [("alpha", .float(0.5)), ("beta", .float(2))]
+        if transB { attributes.append(("transB", .int(1))) }
+        var graph = ONNXGraph(name: "g", nodes: [
+            ONNXNode(opType: "Gemm", name: "fc", inputs: ["A", "B"] + (withC ? ["C"] : []), outputs: ["g"], attributes: attributes),
+            ONNXNode(opType: "BatchNormalization", name: "bn", inputs: ["g", "gamma", "beta", "mean", "var"], outputs: ["h"],
+                     attributes: [("epsilon", .float(0.001))]),
+            ONNXNode(opType: "Mul", name: "m", inputs: ["h", "s"], outputs: ["y"]),
+        ], initializers: [try ONNXTensor(name: "B", b), try ONNXTensor(name: "C", c), try ONNXTensor(name: "gamma", gamma),
+                          try ONNXTensor(name: "beta", beta), try ONNXTensor(name: "mean", mean),
+                          try ONNXTensor(name: "var", Tensor(shape: [m], scalars: variance)), try ONNXTensor(name: "s", scale)],
+           inputs: [ONNXValueInfo(name: "A", elementType: .double, shape: [.value(n), .value(k)])],
+           outputs: [ONNXValueInfo(name: "y", elementType: .double, shape: nil)])
+        let before = try evaluate(graph)
+        let result = try graph.simplify(opset: 13)
+        #expect(result.foldedIntoPrecedingGemm == 2 && result.batchNormalizations == 1)
+        #expect(graph.nodes.map(\.opType) == ["Gemm"] && graph.nodes[0].outputs == ["y"] && graph.nodes[0].float("beta") == 1)
+        let after = try evaluate(graph)
+        let worst = zip(before, after).map { abs($0 - $1) }.max()! / before.map(abs).max()!
+        #expect(worst < 1e-12, "relative difference \(worst)")
+
+        // A C of shape [N, M] varies along rows: not folded. Two readers of the Gemm's output: not folded.
+        var rows = ONNXGraph(name: "g", nodes: [
+            ONNXNode(opType: "Gemm", name: "fc", inputs: ["A", "B", "C2"], outputs: ["g"], attributes: attributes),
+            ONNXNode(opType: "Mul", name: "m", inputs: ["g", "s"], outputs: ["y"]),
+            ONNXNode(opType: "Gemm", name: "fc2", inputs: ["A", "B"], outputs: ["g2"], attributes: attributes),
+            ONNXNode(opType: "Mul", name: "m2", inputs: ["g2", "s"], outputs: ["y2"]),
+            ONNXNode(opType: "Relu", name: "r", inputs: ["g2"], outputs: ["y3"]),
+        ], initializers: [try ONNXTensor(name: "B", b), try ONNXTensor(name: "C2", Tensor<Double>.randomNormal(shape: [n, m], seed: 9)),
+                          try ONNXTensor(name: "s", scale)],
+           inputs: [ONNXValueInfo(name: "A", elementType: .double, shape: [.value(n), .value(k)])],
+           outputs: ["y", "y2", "y3"].map { ONNXValueInfo(name: $0, elementType: .double, shape: nil) })
+        #expect(try rows.simplify(opset: 13).foldedIntoPrecedingGemm == 0)
+        #expect(rows.nodes.count == 5)
+    }
+
     @Test func blockedPatternsAreLeftAlone() throws {
         // The conv output has two readers; an affine chain feeds a Relu; a Mul's output is a graph output;
         // a convolution with an impossible group count is followed by a scalar Mul;

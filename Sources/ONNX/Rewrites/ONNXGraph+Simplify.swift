@@ -8,9 +8,12 @@ public struct ONNXSimplification: Sendable, Equatable, Encodable {
     /// `Mul`/`Add`/`Sub`/`Div` nodes by a per-channel constant before convolutions, folded into
     /// their weights and biases (or, before a padded convolution, reduced to one `Add`).
     public var foldedIntoFollowingConvolutions = 0
+    /// `Mul`/`Add`/`Sub`/`Div` nodes by a per-column constant, and inference `BatchNormalization`
+    /// nodes, after a `Gemm` with constant `B` (and `C`), folded into `B` and `C`.
+    public var foldedIntoPrecedingGemm = 0
     /// Hard-swish patterns (`x · clip(x + 3, 0, 6) / 6`, four nodes) rewritten as `x · HardSigmoid(x)`.
     public var hardSwishes = 0
-    /// Inference `BatchNormalization` nodes among the folded nodes (counted in the two folds above).
+    /// Inference `BatchNormalization` nodes among the folded nodes (counted in the folds above).
     public var batchNormalizations = 0
     /// `Constant` nodes of the main graph written as initializers (IR version 4 and later), which
     /// onnxruntime's quantizer needs for the weights it quantizes.
@@ -24,7 +27,9 @@ public struct ONNXSimplification: Sendable, Equatable, Encodable {
     public init() {}
 
     /// Whether anything changed.
-    public var isEmpty: Bool { foldedIntoPrecedingConvolution + foldedIntoFollowingConvolutions + hardSwishes + constantsToInitializers == 0 }
+    public var isEmpty: Bool {
+        foldedIntoPrecedingConvolution + foldedIntoFollowingConvolutions + foldedIntoPrecedingGemm + hardSwishes + constantsToInitializers == 0
+    }
 }
 
 extension ONNXModel {
@@ -53,6 +58,10 @@ extension ONNXGraph {
     ///   constant parameters (`s = γ/√(σ² + ε)`, `t = β − μ s`), when the convolution's output has
     ///   no other reader: `W'[o] = s_o W[o]`, `b'[o] = s_o b[o] + t_o`. The convolution takes over
     ///   the last folded node's output name.
+    /// - **After a `Gemm`**: the same chains (per output column: a scalar, `[M]` or `[1, M]`
+    ///   constant, or an inference `BatchNormalization`) after a `Gemm` whose `B` is constant and
+    ///   whose `C`, when it has one, is a constant per column: `op(B)' = op(B) diag(s)`,
+    ///   `C' = s ⊙ (β C) + t`, `β' = 1`.
     /// - **Hard-swish**: `Add(x, 3) → Clip(0, 6) → Mul(x, ·) → Div(6)` (or `Mul(1/6)`, in either
     ///   order of the last two) becomes `Mul(x, HardSigmoid(x; α = 1/6, β = ½))`, two nodes; not in
     ///   DOUBLE graphs, where α, a FLOAT attribute, would be coarser than the data.
@@ -83,6 +92,7 @@ extension ONNXGraph {
         result.hardSwishes = try rewriteHardSwishes(names: &names)
         result.foldedIntoPrecedingConvolution = try foldIntoPrecedingConvolutions(names: &names, released: &released)
         result.foldedIntoFollowingConvolutions = try foldIntoFollowingConvolutions(names: &names, released: &released)
+        result.foldedIntoPrecedingGemm = try foldIntoPrecedingGemms(names: &names, released: &released)
         result.batchNormalizations = normalizationsBefore - proto.node.filter { $0.opType == "BatchNormalization" }.count
         removeUnused(released)
         result.constantsToInitializers = constantsToInitializers()
@@ -429,6 +439,64 @@ extension ONNXGraph {
             let limit = site.weight.dataType.largestFinite
             guard weight.allSatisfy({ abs($0) <= limit }), bias.allSatisfy({ abs($0) <= limit }) else { continue }
             try setWeights(k, site, weight: weight, bias: bias, suffix: "folded", names: &names, released: &released)
+            proto.node[k].output[0] = value
+            for r in chain { released.formUnion(proto.node[r].input) }
+            removed.formUnion(chain)
+            count += chain.count
+        }
+        proto.node = proto.node.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        return count
+    }
+
+    /// Per-column chains after a `Gemm` (`Y = α A op(B) + β C`, output `[N, M]`) folded into its
+    /// constant `B` and `C`.
+    private mutating func foldIntoPrecedingGemms(names: inout Set<String>, released: inout Set<String>) throws -> Int {
+        let constants = self.constants(), readers = consumers()
+        var count = 0
+        var removed = Set<Int>()
+        for k in proto.node.indices {
+            let node = ONNXNode(proto: proto.node[k])
+            guard node.isStandard, node.opType == "Gemm", node.inputs.count >= 2, node.outputs.count == 1,
+                  let b = constants[node.inputs[1]]?.tensor, b.dataType.isFloatingPoint, b.shape.count == 2,
+                  let elements = try? b.elementCount(), elements > 0, (try? b.checkData()) != nil else { continue }
+            let transB = (node.int("transB") ?? 0) == 1
+            let columns = transB ? b.shape[0] : b.shape[1]
+            let beta = Double(node.float("beta") ?? 1)
+            // C: absent, or a constant of B's type that is one value per column (or one value).
+            var c = [Double](repeating: 0, count: columns)
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                guard let constant = constants[node.inputs[2]]?.tensor, constant.dataType == b.dataType, (try? constant.checkData()) != nil,
+                      let values = try Self.channelVector(constant, channels: columns, rank: 2), values.count == columns else { continue }
+                c = values.map { beta * $0 }
+            }
+            var s = [Double](repeating: 1, count: columns), t = [Double](repeating: 0, count: columns)
+            var value = node.outputs[0], chain: [Int] = []
+            while let r = soleReader(value, readers), r != k, !chain.contains(r), elementwiseInput(at: r, constants: constants) == value,
+                  let step = try channelStep(at: r, constants: constants, channels: columns, rank: 2) {
+                Self.compose(step, scale: &s, shift: &t)
+                chain.append(r)
+                value = proto.node[r].output[0]
+            }
+            guard !chain.isEmpty else { continue }
+            let w = try b.tensor(as: Double.self).scalars
+            var weight = [Double](repeating: 0, count: w.count)
+            for i in 0..<b.shape[0] {
+                for j in 0..<b.shape[1] { weight[i * b.shape[1] + j] = w[i * b.shape[1] + j] * s[transB ? i : j] }
+            }
+            let bias = (0..<columns).map { s[$0] * c[$0] + t[$0] }
+            let limit = b.dataType.largestFinite
+            guard weight.allSatisfy({ $0.isFinite && abs($0) <= limit }), bias.allSatisfy({ $0.isFinite && abs($0) <= limit }) else { continue }
+            let base = Self.label(node) + "/folded"
+            let newB = try ONNXTensor(name: Self.fresh(base + ".B", &names), Tensor<Double>(shape: b.shape, scalars: weight), dataType: b.dataType)
+            let newC = try ONNXTensor(name: Self.fresh(base + ".C", &names), Tensor<Double>(shape: [columns], scalars: bias), dataType: b.dataType)
+            released.insert(node.inputs[1])
+            if node.inputs.count > 2, !node.inputs[2].isEmpty { released.insert(node.inputs[2]) }
+            proto.node[k].input[1] = newB.name
+            if proto.node[k].input.count > 2 { proto.node[k].input[2] = newC.name } else { proto.node[k].input.append(newC.name) }
+            proto.node[k].attribute.removeAll { $0.name == "beta" }
+            proto.node[k].attribute.append(ONNXNode.encode("beta", .float(1)))
+            proto.initializer.append(newB.proto)
+            proto.initializer.append(newC.proto)
             proto.node[k].output[0] = value
             for r in chain { released.formUnion(proto.node[r].input) }
             removed.formUnion(chain)
