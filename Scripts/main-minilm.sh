@@ -35,7 +35,7 @@ rm -f "$out/calibration.npz"
 echo "main: INT8 of the original and of the compressed model (onnxruntime.quantization, dynamic per channel)" >&2
 rm -f "$out/quantize.log"
 for m in model model.compressed; do
-    "$python" -m tdtools.quantize dynamic "$out/$m.onnx" "$out/$m.int8.onnx" 2>> "$out/quantize.log" || { tail -5 "$out/quantize.log" >&2; exit 1; }
+    "$python" -m tdtools.quantize dynamic "$out/$m.onnx" "$out/$m.int8.onnx" >> "$out/quantize.log" 2>&1 || { tail -5 "$out/quantize.log" >&2; exit 1; }
 done
 "$python" -m tdtools.evaluate.minilm evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
     "$out/model.data-free.onnx" "$out/model.int8.onnx" "$out/model.compressed.int8.onnx" \

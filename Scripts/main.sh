@@ -53,9 +53,9 @@ for m in det rec; do
     # INT8 (onnxruntime.quantization: its pre-processing, then static QDQ per channel calibrated on
     # the same calibration inputs), alone on the original and after the low-rank compression.
     echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ)" >&2
-    "$python" -m tdtools.quantize static "$models/$m.onnx" "$out/$m.int8.onnx" --calibration "$out/$m.calibration.npz" 2>> "$out/quantize.log" \
+    "$python" -m tdtools.quantize static "$models/$m.onnx" "$out/$m.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
         || { tail -5 "$out/quantize.log" >&2; exit 1; }
-    "$python" -m tdtools.quantize static "$out/$m.compressed.onnx" "$out/$m.compressed.int8.onnx" --calibration "$out/$m.calibration.npz" 2>> "$out/quantize.log" \
+    "$python" -m tdtools.quantize static "$out/$m.compressed.onnx" "$out/$m.compressed.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
         || { tail -5 "$out/quantize.log" >&2; exit 1; }
     rm -f "$out/$m.calibration.npz"
 done

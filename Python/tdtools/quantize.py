@@ -7,7 +7,10 @@ quantizer asks for; then one of two recipes:
 - ``dynamic``: weights INT8 per channel, activations quantized at run time
   (``quantize_dynamic``); for MatMul-heavy models (transformers such as MiniLM).
 - ``static``: QDQ format, weights INT8 per channel, activations UINT8 with ranges calibrated on
-  the model's calibration inputs (``quantize_static``, MinMax); for convolutional models. Per-channel
+  the model's calibration inputs (``quantize_static``; Percentile ranges by default, which kept
+  PP-OCR closer to the original than MinMax: recogniser CER 1.21% against 1.48%, detector
+  text-map Dice 0.872 against 0.832 alone, 0.927 against 0.878 after low-rank); for
+  convolutional models. Per-channel
   QDQ needs opset 13, so a model of an older opset is converted first (``onnx.version_converter``).
 
 Only the operators named by ``--ops`` are quantized (default Conv and MatMul); the others stay in
@@ -57,7 +60,10 @@ def opset_of(model):
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True):
+METHODS = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
+
+
+def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True, method="percentile"):
     """Writes ``target``: ``source`` quantized by the recipe ``mode`` (``dynamic`` or ``static``)."""
     if mode == "static" and calibration is None:
         raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz (the model's calibration inputs)")
@@ -77,7 +83,7 @@ def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "M
             return
         reader = NpzReader(calibration, [i.name for i in onnx.load(source, load_external_data=False).graph.input], count)
         quantize_static(source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops), calibrate_method=CalibrationMethod.MinMax)
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops), calibrate_method=METHODS[method])
 
 
 def main(argv=None):
@@ -89,10 +95,11 @@ def main(argv=None):
     parser.add_argument("--count", type=int, help="calibration samples to use (default all)")
     parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
+    parser.add_argument("--method", choices=sorted(METHODS), default="percentile", help="static: how activation ranges are calibrated")
     args = parser.parse_args(argv)
     if os.path.abspath(args.source) == os.path.abspath(args.target):
         raise SystemExit("quantize: the output is the input model; give another path")
-    quantize(args.mode, args.source, args.target, args.calibration, args.count, tuple(args.ops.split(",")), not args.no_preprocess)
+    quantize(args.mode, args.source, args.target, args.calibration, args.count, tuple(args.ops.split(",")), not args.no_preprocess, args.method)
     print(f"quantize: wrote {args.target} ({args.mode}, {args.ops})", file=sys.stderr)
 
 
