@@ -129,6 +129,8 @@ struct GraphReliabilityTests {
                                                                                 [try ONNXTensor(name: "", Tensor<Float>.zeros(shape: [4, 4, 1, 1]))])),
             ("SAME padding with a dilation near 2⁶²", Self.graph([Self.node("Conv", ["x", "w"], ["y"], [("dilations", .ints([2, big + 1])), ("auto_pad", .string("SAME_LOWER"))])],
                                                                 [try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [4, 4, 3, 3]))])),
+            ("SAME padding with a stride near 2⁶³", Self.graph([Self.node("Conv", ["x", "w"], ["y"], [("strides", .ints([1, Int.max - 1])), ("auto_pad", .string("SAME_UPPER"))])],
+                                                              [try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [4, 4, 3, 3]))], inputShape: [1, 4, 1, 1 << 58])),
         ]
         var options = CompressionOptions()
         options.minimumParameters = 0

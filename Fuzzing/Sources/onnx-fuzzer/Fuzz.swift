@@ -663,6 +663,16 @@ extension GraphBuilder {
         return floats(shape, type: t)
     }
 
+    /// An inference BatchNormalization with constant parameters (mostly of shape [channels], a
+    /// variance that may be negative or zero, a training mode now and then).
+    mutating func batchNormalization(_ x: String, channels: Int, type: ONNXDataType) -> String {
+        let ins = [x] + (0..<4).map { _ in affineConstant(src.chance(230) ? [channels] : [src.int(0...3, wildness: 0)], type: type) }
+        var attributes: [(String, ONNXAttribute)] = []
+        if src.chance(128) { attributes.append(("epsilon", .float(src.chance(200) ? 1e-5 : src.float()))) }
+        if src.chance(10) { attributes.append(("training_mode", .int(1))) }
+        return add("BatchNormalization", ins, attributes).first ?? x
+    }
+
     mutating func affine(_ x: String, channels: Int, rank: Int, type: ONNXDataType) -> String {
         let op = src.pick(["Mul", "Add", "Sub", "Div"])
         let c = affineConstant(channelShape(channels, rank: rank), type: type)
@@ -786,7 +796,15 @@ func fuzzSimplify(_ bytes: [UInt8]) {
         if b.src.chance(128) {
             x = b.add("MatMul", [x, b.floats([channels, k], type: type)]).first ?? x
         } else {
-            x = b.add("Gemm", [x, b.floats([k, channels], type: type)], [("transB", .int(1))]).first ?? x
+            var attributes: [(String, ONNXAttribute)] = [("transB", .int(1))]
+            if b.src.chance(60) { attributes.append(("beta", .float(b.src.float()))) }
+            var ins = [x, b.floats([k, channels], type: type)]
+            if b.src.chance(100) { ins.append(b.affineConstant(b.src.pick([[k], [1, k], [], [1], [2, k]]), type: type)) }
+            x = b.add("Gemm", ins, attributes).first ?? x
+            // Per-column chains after it, which simplify folds into B and C.
+            for _ in 0..<b.src.int(0...2, wildness: 0) {
+                x = b.src.chance(128) ? b.affine(x, channels: k, rank: 2, type: type) : b.batchNormalization(x, channels: k, type: type)
+            }
         }
     }
     b.outputs.append(x)

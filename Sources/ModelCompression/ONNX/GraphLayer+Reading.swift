@@ -194,8 +194,12 @@ extension ModelCompressor {
                     }
                     padding = Padding(top: 0, bottom: 0, left: pads[0], right: pads[1])
                 } else {
-                    padding = Self.resolvedPadding(window, kernel: kernel, strides: strides, dilations: dilations,
-                                                   input: site.inputShape.map { Array($0.dropFirst(2)) })
+                    guard let resolved = Self.resolvedPadding(window, kernel: kernel, strides: strides, dilations: dilations,
+                                                              input: site.inputShape.map { Array($0.dropFirst(2)) }) else {
+                        refuse(.convolutionOverflow(kernel: kernel, strides: strides, dilations: dilations))
+                        continue
+                    }
+                    padding = resolved
                 }
                 layer.kernel = kernel
                 layer.stride = strides

@@ -47,18 +47,26 @@ extension ModelCompressor {
 
     /// `[top, bottom, left, right]` of a `Conv` node: explicit `pads` (ONNX order
     /// `[top, left, bottom, right]`), or `auto_pad` resolved at the input's spatial size (for
-    /// stride 1 the size does not matter; without a size, the stride-1 split is used).
-    static func resolvedPadding(_ window: ONNXConvAttributes, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding {
+    /// stride 1 the size does not matter; without a size, the stride-1 split is used); `nil` when
+    /// a count of the `SAME` padding overflows (a fuzzing finding: a size or stride near `Int.max`).
+    static func resolvedPadding(_ window: ONNXConvAttributes, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding? {
         let autoPad = window.autoPad
         switch autoPad {
         case "VALID": return .zero
         case "SAME_UPPER", "SAME_LOWER":
-            let totals = (0..<2).map { k -> Int in
-                let extent = dilations[k] * (kernel[k] - 1) + 1
+            // Counts with overflow checks: a size or stride near Int.max has no padding (nil).
+            func total(_ k: Int) -> Int? {
+                let extent = dilations[k] * (kernel[k] - 1) + 1   // the caller checked that d·(k − 1) fits
                 guard let input, input.count == 2 else { return extent - 1 }
-                let out = (input[k] + strides[k] - 1) / strides[k]
-                return max(0, (out - 1) * strides[k] + extent - input[k])
+                let (sum, o1) = input[k].addingReportingOverflow(strides[k] - 1)
+                guard !o1, strides[k] >= 1 else { return nil }
+                let (span, o2) = (sum / strides[k] - 1).multipliedReportingOverflow(by: strides[k])
+                let (reach, o3) = span.addingReportingOverflow(extent)
+                guard !o2, !o3 else { return nil }
+                return max(0, reach - input[k])
             }
+            guard let top = total(0), let left = total(1) else { return nil }
+            let totals = [top, left]
             let upper = autoPad == "SAME_UPPER"
             let begin = totals.map { upper ? $0 / 2 : $0 - $0 / 2 }
             return Padding(top: begin[0], bottom: totals[0] - begin[0], left: begin[1], right: totals[1] - begin[1])
