@@ -32,16 +32,18 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 
 class NpzReader(CalibrationDataReader):
-    """Feeds from an .npz whose arrays are named by the model's inputs, one sample at a time along
-    each array's first axis."""
+    """Feeds from an .npz in the calibration inputs' format (`tdtools.calibrate`): an array per
+    model input, one sample at a time along its first axis, and `constants/NAME` arrays fed as
+    they are in every feed."""
 
     def __init__(self, path, input_names, count=None):
         data = np.load(path)
-        missing = [name for name in input_names if name not in data.files]
+        missing = [name for name in input_names if name not in data.files and f"constants/{name}" not in data.files]
         if missing:
             raise SystemExit(f"quantize: {path} has no array for input(s) {', '.join(missing)} (it holds {', '.join(data.files)})")
-        self.arrays = {name: data[name] for name in input_names}
-        total = min(len(a) for a in self.arrays.values())
+        self.arrays = {name: data[name] for name in input_names if name in data.files}
+        self.constants = {name: data[f"constants/{name}"] for name in input_names if name not in data.files}
+        total = min((len(a) for a in self.arrays.values()), default=1)
         self.count = total if count is None else min(count, total)
         self.position = 0
 
@@ -49,6 +51,7 @@ class NpzReader(CalibrationDataReader):
         if self.position >= self.count:
             return None
         feed = {name: a[self.position:self.position + 1] for name, a in self.arrays.items()}
+        feed.update(self.constants)
         self.position += 1
         return feed
 
@@ -81,7 +84,10 @@ def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "M
         if mode == "dynamic":
             quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops))
             return
-        reader = NpzReader(calibration, [i.name for i in onnx.load(source, load_external_data=False).graph.input], count)
+        prepared = onnx.load(source, load_external_data=False)
+        # Inputs that are initializers (IR < 4 lists them among the inputs) are weights, not feeds.
+        weights = {t.name for t in prepared.graph.initializer}
+        reader = NpzReader(calibration, [i.name for i in prepared.graph.input if i.name not in weights], count)
         quantize_static(source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
                         activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops), calibrate_method=METHODS[method])
 

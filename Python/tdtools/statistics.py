@@ -1,6 +1,6 @@
 """The calibration statistics file that `tensor-compress compress --statistics` reads: its layout,
 written and read through the `safetensors` package. Documentation/StatisticsFormat.md describes the
-same layout; the Swift reader is Sources/ModelCompression/CalibrationStatistics.swift.
+same layout; the Swift reader is Sources/ModelCompression/Options/CalibrationStatistics.swift.
 
 A safetensors file with, for every layer NAME (an ONNX node's name as `tensor-compress inspect`
 lists it, or a state dict layer's name without `.weight`), three float64 tensors:

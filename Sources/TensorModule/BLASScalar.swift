@@ -27,9 +27,6 @@ where Self.RawSignificand: FixedWidthInteger {
     static var blasKernels: BLASKernels<Self> { get }
 }
 
-/// The BLAS and LAPACK kernels behind ``BLASScalar``: an implementation detail that generic code
-/// of this package calls, not API. Pointers passed here come from `withUnsafe…BufferPointer`
-/// closures of the caller.
 /// The BLAS and LAPACK kernels of one scalar type, behind ``BLASScalar/blasKernels``: a table of
 /// functions over raw pointers that the package's generic algorithms call. It has no public
 /// members: the pointer calls are not API, and only `Float` and `Double` make one.

@@ -50,7 +50,7 @@ struct Compress: ParsableCommand {
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
-    @Flag(help: "ONNX: also fold elementwise scales and shifts into convolutions and shorten hard-swish (see simplify).") var simplify = false
+    @Flag(help: "ONNX: also fold elementwise scales, shifts and BatchNormalization into convolutions and Gemm and shorten hard-swish (see simplify).") var simplify = false
     @Flag(help: "Allow --output to be the input model itself (it is replaced only when everything succeeded).") var inPlace = false
     @Option(help: "The element type of a state dict's factors: float32, float16, bfloat16 or float64 (default: each weight's own).") var dtype: DType?
     @Option(help: "Layers decomposed at once, one BLAS thread each (default: the number of cores).") var jobs: Int?

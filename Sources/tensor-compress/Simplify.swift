@@ -4,12 +4,13 @@ import TensorDecompositions
 
 struct Simplify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fold elementwise scales, shifts and BatchNormalization into convolutions, shorten hard-swish, make Constant nodes initializers (exact rewrites of an ONNX graph).",
+        abstract: "Fold elementwise scales, shifts and BatchNormalization into convolutions and Gemm, shorten hard-swish, make Constant nodes initializers (exact rewrites of an ONNX graph).",
         discussion: """
             The rewrites of compress --simplify, alone: a Mul/Add/Sub/Div by a per-channel constant or an inference \
             BatchNormalization right after a Conv \
             goes into its weight and bias; a chain of them read only by convolutions goes into theirs (before a padded \
-            convolution only the scale does, and the chain becomes one Add); x·clip(x+3, 0, 6)/6 becomes x·HardSigmoid(x); \
+            convolution only the scale does, and the chain becomes one Add); per-column ones (and BatchNormalization) after \
+            a Gemm with constant B and C go into B and C; x·clip(x+3, 0, 6)/6 becomes x·HardSigmoid(x); \
             Constant nodes become initializers (IR 4 and later), which onnxruntime's quantizer needs. \
             Outputs change only by floating-point rounding. Useful as the baseline of a compressed model simplified the same way.
             """)

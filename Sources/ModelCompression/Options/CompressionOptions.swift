@@ -75,7 +75,7 @@ public struct CompressionOptions: Sendable, Equatable {
     /// Replace a layer even when its stack has more parameters or FLOPs than the layer.
     public var allowGrowth = false
     /// After compressing an ONNX graph, fold elementwise scales and shifts into the convolutions
-    /// around them and shorten hard-swish patterns (`ONNXGraph.simplify(opset:)`: exact
+    /// around them and into a `Gemm` before them, and shorten hard-swish patterns (`ONNXGraph.simplify(opset:)`: exact
     /// rewrites that remove elementwise passes the replaced and unchanged layers both pay for).
     public var simplify = false
     /// Force LAPACK's exact SVD (`gesdd`) for data-free SVD layers instead of the automatic route

@@ -54,7 +54,8 @@ extension ModelCompressor {
 
     /// Spends ``CompressionOptions/budget`` over the plan's candidates: each gets the ranks the
     /// allocation chose, or is settled as ``LayerStatus/keptByBudget``. Without a budget the plan
-    /// is unchanged. The candidates' rank options are computed concurrently.
+    /// is unchanged. The candidates' rank options are computed concurrently. Call it once, on a
+    /// plan fresh from its reader: a second call allocates over the layers the first one kept.
     ///
     /// - Throws: ``ModelCompressionError/budgetWithTensorTrain(_:)`` for a budget
     ///   with tensor-train layers, and the errors of building the layers and of the statistics.

@@ -62,7 +62,9 @@ extension ModelCompressor {
     ///     the finished layer's name (from the workers' threads, one call at a time), and once
     ///     more at the end with `"writing"`.
     /// - Throws: the errors of ``validateLayerSettings(for:)``, of reading the tensors, and of the
-    ///   decompositions (an impossible fixed rank, for example).
+    ///   decompositions (an impossible fixed rank, for example);
+    ///   ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)`` and
+    ///   ``ModelCompressionError/budgetWithTensorTrain(_:)``.
     public func compress(_ file: SafetensorsFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
         var plan = try plan(stateDict: [file])
         var warnings = try statisticsWarnings(plan)

@@ -40,7 +40,4 @@ public struct ONNXConvAttributes: Sendable, Equatable {
         outputPadding = node.ints("output_padding") ?? [Int](repeating: 0, count: n)
         outputShape = node.ints("output_shape")
     }
-
-    /// Whether the padding depends on the input's size (`SAME_UPPER` or `SAME_LOWER`).
-    public var padsSame: Bool { autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" }
 }

@@ -44,14 +44,14 @@ extension ONNXModel {
 }
 
 extension ONNXGraph {
-    /// Exact rewrites that remove elementwise work around convolutions, with standard operators
-    /// of the given opset only.
+    /// Exact rewrites that remove elementwise work around convolutions and after `Gemm`, with
+    /// standard operators of the given opset only.
     ///
     /// Exporters often leave a convolution's affine epilogue and the pieces of an activation as
     /// separate nodes (paddle2onnx writes PP-LCNet's "learnable affine blocks" as a `Mul` and an
     /// `Add` by scalars around every hard-swish, itself four nodes). Each is one pass over a full
     /// activation tensor, and onnxruntime does not fold them when the constant comes first or
-    /// the block sits before the convolution. Four rewrites, each exact in real arithmetic:
+    /// the block sits before the convolution. Five rewrites, each exact in real arithmetic:
     ///
     /// - **After a convolution**: `Conv → Mul/Add/Sub/Div` by a constant that is per output channel
     ///   (a scalar, `[C, 1, 1]`, `[1, C, 1, 1]`, …), or an inference `BatchNormalization` with
@@ -61,7 +61,7 @@ extension ONNXGraph {
     /// - **After a `Gemm`**: the same chains (per output column: a scalar, `[M]` or `[1, M]`
     ///   constant, or an inference `BatchNormalization`) after a `Gemm` whose `B` is constant and
     ///   whose `C`, when it has one, is a constant per column: `op(B)' = op(B) diag(s)`,
-    ///   `C' = s ⊙ (β C) + t`, `β' = 1`.
+    ///   `C' = s ⊙ (β C) + t`, `β' = 1` (opset 7 and later, where `C` broadcasts).
     /// - **Hard-swish**: `Add(x, 3) → Clip(0, 6) → Mul(x, ·) → Div(6)` (or `Mul(1/6)`, in either
     ///   order of the last two) becomes `Mul(x, HardSigmoid(x; α = 1/6, β = ½))`, two nodes; not in
     ///   DOUBLE graphs, where α, a FLOAT attribute, would be coarser than the data.
@@ -92,7 +92,7 @@ extension ONNXGraph {
         result.hardSwishes = try rewriteHardSwishes(names: &names)
         result.foldedIntoPrecedingConvolution = try foldIntoPrecedingConvolutions(names: &names, released: &released)
         result.foldedIntoFollowingConvolutions = try foldIntoFollowingConvolutions(names: &names, released: &released)
-        result.foldedIntoPrecedingGemm = try foldIntoPrecedingGemms(names: &names, released: &released)
+        if opset >= 7 { result.foldedIntoPrecedingGemm = try foldIntoPrecedingGemms(names: &names, released: &released) }
         result.batchNormalizations = normalizationsBefore - proto.node.filter { $0.opType == "BatchNormalization" }.count
         removeUnused(released)
         result.constantsToInitializers = constantsToInitializers()
