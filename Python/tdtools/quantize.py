@@ -13,8 +13,8 @@ quantizer asks for; then one of two recipes:
   convolutional models. Per-channel
   QDQ needs opset 13, so a model of an older opset is converted first (``onnx.version_converter``).
 
-Only the operators named by ``--ops`` are quantized (default Conv and MatMul); the others stay in
-float.
+Only the operators named by ``--ops`` are quantized (default Conv and MatMul; ``all`` leaves the
+choice to the quantizer); the others stay in float.
 
     python -m tdtools.quantize dynamic model.onnx model.int8.onnx
     python -m tdtools.quantize static det.onnx det.int8.onnx --calibration det.calibration.npz --count 16
@@ -82,14 +82,15 @@ def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "M
             quant_pre_process(source, prepared, skip_symbolic_shape=True)
             source = prepared
         if mode == "dynamic":
-            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops))
+            # ops None: every operator type the quantizer knows (its own default).
+            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops) if ops else None)
             return
         prepared = onnx.load(source, load_external_data=False)
         # Inputs that are initializers (IR < 4 lists them among the inputs) are weights, not feeds.
         weights = {t.name for t in prepared.graph.initializer}
         reader = NpzReader(calibration, [i.name for i in prepared.graph.input if i.name not in weights], count)
         quantize_static(source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops), calibrate_method=METHODS[method])
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops) if ops else None, calibrate_method=METHODS[method])
 
 
 def main(argv=None):
@@ -99,13 +100,14 @@ def main(argv=None):
     parser.add_argument("target")
     parser.add_argument("--calibration", help="an .npz of the model's inputs (static): one array per input, samples on the first axis")
     parser.add_argument("--count", type=int, help="calibration samples to use (default all)")
-    parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul)")
+    parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul; all: every type the quantizer knows)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
     parser.add_argument("--method", choices=sorted(METHODS), default="percentile", help="static: how activation ranges are calibrated")
     args = parser.parse_args(argv)
     if os.path.abspath(args.source) == os.path.abspath(args.target):
         raise SystemExit("quantize: the output is the input model; give another path")
-    quantize(args.mode, args.source, args.target, args.calibration, args.count, tuple(args.ops.split(",")), not args.no_preprocess, args.method)
+    ops = None if args.ops == "all" else tuple(args.ops.split(","))
+    quantize(args.mode, args.source, args.target, args.calibration, args.count, ops, not args.no_preprocess, args.method)
     print(f"quantize: wrote {args.target} ({args.mode}, {args.ops})", file=sys.stderr)
 
 

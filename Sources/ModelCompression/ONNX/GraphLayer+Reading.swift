@@ -67,7 +67,7 @@ extension ModelCompressor {
         }
         for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
             let name = label + (node.name.isEmpty ? "\(node.opType)_\(index)" : node.name)
-            var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType, compressible: false)
+            var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType)
             func refuse(_ refusal: LayerRefusal) { layer.refusal = refusal }
             let weightName = node.inputs.count > 1 ? node.inputs[node.opType == "Gather" ? 0 : 1] : ""
             layer.weight = weightName.isEmpty ? nil : weightName
@@ -284,7 +284,6 @@ extension ModelCompressor {
                 continue
             }
             layer.site = site
-            layer.compressible = true
             layer.refusal = nil
             if estimateRanks {
                 layer.vbmfRanks = try? estimatedRanks(site)

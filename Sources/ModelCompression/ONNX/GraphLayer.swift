@@ -39,8 +39,8 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
     public var macs: Int?
     /// EVBMF ranks (`[R_out, R_in]` for a k×k convolution, one rank for a matrix), when estimated.
     public var vbmfRanks: [Int]?
-    /// Whether the node can be replaced.
-    public var compressible: Bool
+    /// Whether the node can be replaced (it has a site; otherwise ``refusal`` says why).
+    public var compressible: Bool { site != nil }
     /// Why not, when it cannot.
     public var refusal: LayerRefusal?
     /// ``refusal`` in words.

@@ -52,9 +52,7 @@ extension ModelCompressor {
     /// - Throws: the errors of ``layers(in:estimateRanks:)``, of the decompositions, and
     ///   ``ModelCompressionError/nameCollision(name:)`` when a new name is already taken.
     public func compress(onnx model: ONNXModel, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedONNXModel {
-        var plan = try plan(onnx: model)
-        var warnings = try statisticsWarnings(plan)
-        try allocate(&plan)
+        var (plan, warnings) = try allocated(try self.plan(onnx: model))
         var reports: [LayerReport] = []
         var replacements: [(index: Int, subgraph: [ONNXSubgraphStep], nodes: [ONNXNode], initializers: [ONNXTensor], released: [String])] = []
         var entries: [[String: Any]] = []
@@ -123,8 +121,8 @@ extension ModelCompressor {
             let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
             result.setMetadata(String(decoding: json, as: UTF8.self), forKey: Self.onnxMetadataKey)
         }
-        let totals = Self.totals(reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: model.graph))
-        if totals.replacedLayers == 0 && (simplification?.isEmpty ?? true) { warnings.append(.nothingReplaced(candidates: plan.candidateCount)) }
+        let totals = Self.finished(reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: model.graph),
+                                   changedOtherwise: !(simplification?.isEmpty ?? true), warnings: &warnings)
         return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification, warnings: warnings)
     }
 

@@ -75,6 +75,25 @@ extension ModelCompressor {
         }
     }
 
+    /// The pipeline's first steps for every format: the statistics' warnings on a reader's plan,
+    /// then the budget spent over it (``allocate(_:)``).
+    func allocated(_ plan: CompressionPlan) throws -> (plan: CompressionPlan, warnings: [CompressionWarning]) {
+        var plan = plan
+        let warnings = try statisticsWarnings(plan)
+        try allocate(&plan)
+        return (plan, warnings)
+    }
+
+    /// The pipeline's last step for every format: the sums of a run's reports (`candidates` of
+    /// them could be replaced), and a ``CompressionWarning/nothingReplaced(candidates:)`` warning
+    /// when no layer was replaced and nothing else changed.
+    static func finished(_ reports: [LayerReport], candidates: Int, modelParameters: Int, changedOtherwise: Bool = false,
+                         warnings: inout [CompressionWarning]) -> CompressionTotals {
+        let totals = CompressionTotals(reports, candidates: candidates, modelParameters: modelParameters)
+        if totals.replacedLayers == 0 && !changedOtherwise { warnings.append(.nothingReplaced(candidates: candidates)) }
+        return totals
+    }
+
     /// What the statistics say about the plan's layers to decompose: an error when they name none
     /// of them, a warning listing those they leave out.
     ///

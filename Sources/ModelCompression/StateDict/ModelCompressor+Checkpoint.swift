@@ -150,9 +150,7 @@ extension ModelCompressor {
         // Every shard's header is read first: layer settings and a budget need all of them.
         let allShards = checkpoint.index.shards
         let files = try allShards.map { try checkpoint.shard($0) }
-        var plan = try plan(stateDict: files)
-        var warnings = try statisticsWarnings(plan)
-        try allocate(&plan)
+        var (plan, warnings) = try allocated(try self.plan(stateDict: files))
         // Each shard's planned layers, in file order (the plan holds the shards' layers in shard order).
         var layersOf = [[PlannedLayer]](repeating: [], count: files.count)
         for layer in plan.layers { layersOf[layer.fileIndex].append(layer) }
@@ -198,8 +196,7 @@ extension ModelCompressor {
             staged.append(try indexOutput.stage(try index.encoded()))
             let modelBefore = work.reduce(0) { $0 + Self.parameterCount(of: $1.1) }
             let candidateCount = work.reduce(0) { $0 + $1.2.count }
-            let totals = Self.totals(layers, candidates: candidateCount, modelParameters: modelBefore)
-            if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: candidateCount)) }
+            let totals = Self.finished(layers, candidates: candidateCount, modelParameters: modelBefore, warnings: &warnings)
             return CompressedCheckpoint(files: staged, index: index, layers: layers, shards: shards, totals: totals,
                                         warnings: warnings, replacedIndex: indexOutput.target.path)
         } catch {

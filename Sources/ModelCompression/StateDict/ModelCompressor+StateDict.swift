@@ -66,13 +66,10 @@ extension ModelCompressor {
     ///   ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)`` and
     ///   ``ModelCompressionError/budgetWithTensorTrain(_:)``.
     public func compress(_ file: SafetensorsFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil) throws -> CompressedStateDict {
-        var plan = try plan(stateDict: [file])
-        var warnings = try statisticsWarnings(plan)
-        try allocate(&plan)
+        var (plan, warnings) = try allocated(try self.plan(stateDict: [file]))
         let outcome = try compressFile(file, layers: plan.layers) { done, total, name, _ in progress?(done, total, name) }
         progress?(plan.candidateCount, plan.candidateCount, "writing")
-        let totals = Self.totals(outcome.reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: file))
-        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: plan.candidateCount)) }
+        let totals = Self.finished(outcome.reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: file), warnings: &warnings)
         return CompressedStateDict(writer: outcome.writer, layers: outcome.reports, totals: totals, warnings: warnings)
     }
 
@@ -95,15 +92,12 @@ extension ModelCompressor {
     public func compress(
         _ file: SafetensorsFile, to output: OutputFile, progress: (@Sendable (Int, Int, String) -> Void)? = nil
     ) throws -> (file: StagedFile, layers: [LayerReport], totals: CompressionTotals, warnings: [CompressionWarning]) {
-        var plan = try plan(stateDict: [file])
-        var warnings = try statisticsWarnings(plan)
-        try allocate(&plan)
+        var (plan, warnings) = try allocated(try self.plan(stateDict: [file]))
         let count = plan.candidateCount
         let outcome = try compressFile(file, layers: plan.layers, to: output, writing: { progress?(count, count, "writing") }) {
             done, total, name, _ in progress?(done, total, name)
         }
-        let totals = Self.totals(outcome.reports, candidates: count, modelParameters: Self.parameterCount(of: file))
-        if totals.replacedLayers == 0 { warnings.append(.nothingReplaced(candidates: count)) }
+        let totals = Self.finished(outcome.reports, candidates: count, modelParameters: Self.parameterCount(of: file), warnings: &warnings)
         return (outcome.file, outcome.reports, totals, warnings)
     }
 
@@ -137,11 +131,6 @@ extension ModelCompressor {
 
     /// Elements of every tensor of a state dict.
     static func parameterCount(of file: SafetensorsFile) -> Int { file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) } }
-
-    /// Sums of reports.
-    static func totals(_ reports: [LayerReport], candidates: Int, modelParameters: Int) -> CompressionTotals {
-        CompressionTotals(reports, candidates: candidates, modelParameters: modelParameters)
-    }
 
     /// The layer's name of weight `name`: `P` for `P.weight`, the name itself otherwise.
     static func layerName(of name: String) -> String {
