@@ -413,6 +413,22 @@ extension ONNXGraph {
         return count
     }
 
+    /// The per-channel steps that follow node `k` through values read by one node only (a
+    /// convolution's or a `Gemm`'s epilogue): their nodes, the last one's output, and the composed
+    /// `y = s ⊙ x + t` over `channels` channels of a value of rank `rank`.
+    private func perChannelChain(after k: Int, constants: [String: ONNXConstant], readers: [String: [Int]], channels: Int, rank: Int) throws
+        -> (chain: [Int], output: String, scale: [Double], shift: [Double]) {
+        var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
+        var value = proto.node[k].output[0], chain: [Int] = []
+        while let r = soleReader(value, readers), r != k, !chain.contains(r), elementwiseInput(at: r, constants: constants) == value,
+              let step = try channelStep(at: r, constants: constants, channels: channels, rank: rank) {
+            Self.compose(step, scale: &s, shift: &t)
+            chain.append(r)
+            value = proto.node[r].output[0]
+        }
+        return (chain, value, s, t)
+    }
+
     private mutating func foldIntoPrecedingConvolutions(names: inout Set<String>, released: inout Set<String>) throws -> Int {
         let constants = self.constants(), readers = consumers()
         var count = 0
@@ -420,14 +436,7 @@ extension ONNXGraph {
         for k in proto.node.indices {
             guard let site = convolution(at: k, constants: constants) else { continue }
             let channels = site.weight.shape[0], rank = site.weight.shape.count
-            var s = [Double](repeating: 1, count: channels), t = [Double](repeating: 0, count: channels)
-            var value = site.node.outputs[0], chain: [Int] = []
-            while let r = soleReader(value, readers), r != k, !chain.contains(r), elementwiseInput(at: r, constants: constants) == value,
-                  let step = try channelStep(at: r, constants: constants, channels: channels, rank: rank) {
-                Self.compose(step, scale: &s, shift: &t)
-                chain.append(r)
-                value = proto.node[r].output[0]
-            }
+            let (chain, value, s, t) = try perChannelChain(after: k, constants: constants, readers: readers, channels: channels, rank: rank)
             guard !chain.isEmpty else { continue }
             let w = try site.weight.tensor(as: Double.self).scalars, per = w.count / channels
             let b = try site.bias?.tensor(as: Double.self).scalars ?? ContiguousArray(repeating: 0, count: channels)
@@ -469,14 +478,7 @@ extension ONNXGraph {
                       let values = try Self.channelVector(constant, channels: columns, rank: 2), values.count == columns else { continue }
                 c = values.map { beta * $0 }
             }
-            var s = [Double](repeating: 1, count: columns), t = [Double](repeating: 0, count: columns)
-            var value = node.outputs[0], chain: [Int] = []
-            while let r = soleReader(value, readers), r != k, !chain.contains(r), elementwiseInput(at: r, constants: constants) == value,
-                  let step = try channelStep(at: r, constants: constants, channels: columns, rank: 2) {
-                Self.compose(step, scale: &s, shift: &t)
-                chain.append(r)
-                value = proto.node[r].output[0]
-            }
+            let (chain, value, s, t) = try perChannelChain(after: k, constants: constants, readers: readers, channels: columns, rank: 2)
             guard !chain.isEmpty else { continue }
             let w = try b.tensor(as: Double.self).scalars
             var weight = [Double](repeating: 0, count: w.count)

@@ -10,8 +10,9 @@ extension ONNXShapeInference {
         case "Conv", "ConvInteger":
             let x = try shape(ins[0]), w = try shape(ins[1])
             guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
-            let kernel = ONNXConvAttributes(node, spatialAxes: x.count - 2).kernelShape ?? Array(w.dropFirst(2))
-            try set(out, [x[0], w[0]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, node: node)))
+            let window = ONNXConvAttributes(node, spatialAxes: x.count - 2)
+            let kernel = window.kernelShape ?? Array(w.dropFirst(2))
+            try set(out, [x[0], w[0]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, window: window)))
         case "ConvTranspose":
             let x = try shape(ins[0]), w = try shape(ins[1])
             guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
@@ -40,10 +41,11 @@ extension ONNXShapeInference {
             try set(out, [x[0], channels] + spatial)
         case "MaxPool", "AveragePool", "LpPool":
             let x = try shape(ins[0])
-            guard let kernel = ONNXConvAttributes(node, spatialAxes: x.count - 2).kernelShape, x.count == kernel.count + 2 else {
+            let window = ONNXConvAttributes(node, spatialAxes: x.count - 2)
+            guard let kernel = window.kernelShape, x.count == kernel.count + 2 else {
                 throw InferenceFailure(reason: "kernel_shape does not fit input \(x)")
             }
-            let s = [x[0], x[1]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, node: node, ceilMode: node.int("ceil_mode") == 1))
+            let s = [x[0], x[1]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, window: window, ceilMode: node.int("ceil_mode") == 1))
             for o in node.outputs { try set(o, s) }
         case "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool":
             let x = try shape(ins[0])

@@ -219,9 +219,8 @@ public struct ONNXShapeInference: Sendable {
     }
 
     /// Output sizes of a convolution or pooling window on each spatial axis.
-    static func windowed(input: [Int], kernel: [Int], node: ONNXNode, ceilMode: Bool = false) throws -> [Int] {
+    static func windowed(input: [Int], kernel: [Int], window: ONNXConvAttributes, ceilMode: Bool = false) throws -> [Int] {
         let n = kernel.count
-        let window = ONNXConvAttributes(node, spatialAxes: n)
         let (strides, dilations, pads, autoPad) = (window.strides, window.dilations, window.pads, window.autoPad)
         guard strides.count == n, dilations.count == n, pads.count == 2 * n, input.count == n else {
             throw InferenceFailure(reason: "strides \(strides), dilations \(dilations), pads \(pads) do not fit a \(n)-D kernel on \(input)")
