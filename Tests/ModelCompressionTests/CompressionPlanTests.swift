@@ -1,5 +1,5 @@
 import Foundation
-import ModelCompression
+@testable import ModelCompression
 import NNLayers
 import ONNX
 import TensorIO
@@ -89,6 +89,48 @@ struct CompressionPlanTests {
         // The graph's linear layer runs on one row, as the state dict's does; the 3×3 conv and the
         // 1×1 conv see 12×12 inputs in both, so the allocations agree.
         #expect(graph.layers.map(\.decision) == dict.layers.map(\.decision))
+    }
+
+    /// Per-channel statistics of the three layers' inputs (the 3×3 conv's expanded to patches).
+    static func statistics() throws -> CalibrationStatistics {
+        var layers: [String: InputStatistics] = [:]
+        for (name, dimension, seed) in [("conv1", 8, 11), ("conv2", 16, 12), ("fc", 64, 13)] {
+            var s = InputStatistics(dimension: dimension)
+            let rows = Tensor<Double>.randomNormal(shape: [4 * dimension, dimension], seed: UInt64(seed))
+            try s.accumulate(rows: rows + Tensor(repeating: 0.5, shape: rows.shape))
+            layers[name] = s
+        }
+        return CalibrationStatistics(layers: layers)
+    }
+
+    @Test("a budget prepares each layer once: the decomposition reads the layer and expanded statistics it kept", arguments: [true, false])
+    func budgetKeepsPreparedLayers(graphReader: Bool) throws {
+        let compressor = try ModelCompressor(options: options {
+            $0.budget = .macs(0.6)
+            $0.statistics = try? Self.statistics()
+            $0.minimumBudgetShare = 0
+        })
+        var plan = graphReader ? try compressor.plan(onnx: try Self.model()) : try compressor.plan(stateDict: [try Self.stateDict()])
+        try compressor.allocate(&plan)
+        let candidates = plan.layers.filter(\.isCandidate)
+        #expect(!candidates.isEmpty)
+        for planned in candidates {
+            // An ONNX node is prepared in Double, a float32 state dict's weight in Float.
+            let kept = try #require(planned.prepared)
+            let statistics = graphReader ? kept.prepared(as: Double.self)?.statistics : kept.prepared(as: Float.self)?.statistics
+            #expect(statistics?.corrected == true, "\(planned.name): statistics expanded once, with bias correction")
+            var fresh = planned
+            fresh.prepared = nil
+            if graphReader {
+                let (a, ra) = try compressor.decompose(planned, as: Double.self)
+                let (b, rb) = try compressor.decompose(fresh, as: Double.self)
+                #expect(a?.stack == b?.stack && ra.ranks == rb.ranks && ra.outputError == rb.outputError, "\(planned.name)")
+            } else {
+                let (a, ra) = try compressor.decompose(planned, as: Float.self)
+                let (b, rb) = try compressor.decompose(fresh, as: Float.self)
+                #expect(a?.stack == b?.stack && ra.ranks == rb.ranks && ra.outputError == rb.outputError, "\(planned.name)")
+            }
+        }
     }
 
     @Test("refusals carry their values and render the reason")

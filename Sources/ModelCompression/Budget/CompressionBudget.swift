@@ -64,19 +64,18 @@ func rankGrid(_ limit: Int, multiple: Int, count: Int = 24) -> [Int] {
 }
 
 extension ModelCompressor {
-    /// The rank options of one layer at `input` (one sample) × `batch`, with their errors: the
-    /// output error on the statistics when given, else the kernel error.
-    func rankOptions<Scalar: BLASScalar>(_ layer: Layer<Scalar>, input: [Int], batch: Int, statistics: InputStatistics?) throws -> [RankOption] {
+    /// The rank options of a prepared layer at its input (one sample) × its batch, with their
+    /// errors: the output error on its expanded statistics when it has them, else the kernel error.
+    func rankOptions<Scalar: BLASScalar>(_ prepared: PreparedLayer<Scalar>) throws -> [RankOption] {
         var result: [RankOption] = []
-        switch layer {
+        let (input, batch) = (prepared.input, prepared.batch)
+        switch prepared.layer {
         case let .linear(linear):
             guard options.linear == .svd else { throw ModelCompressionError.budgetWithTensorTrain(.linear) }
             let rows = input.dropLast().reduce(1, *)
             let spectrum: [Double]
-            if let statistics {
-                let metric = try statistics.group(0, dimension: linear.inFeatures, kernelArea: 1, corrected: options.dataAware.biasCorrection,
-                                                  layer: linear.summary).metric
-                spectrum = try WhitenedSVD(linear.weight, metric: metric, damping: options.dataAware.decomposition.damping).singularValues
+            if let statistics = prepared.statistics {
+                spectrum = try WhitenedSVD(linear.weight, metric: statistics.groups[0].metric, damping: options.dataAware.decomposition.damping).singularValues
             } else {
                 spectrum = try linear.weight.singularValues().map { Double($0) }
             }
@@ -93,12 +92,8 @@ extension ModelCompressor {
             let decomposition = convDecomposition(for: conv)
             let (tg, sg, area) = (conv.outChannels / conv.groups, conv.weight.shape[1], conv.kernelSize.height * conv.kernelSize.width)
             let kernels = try (0..<conv.groups).map { try conv.groupKernel($0) }
-            // The metrics that the data-aware layer compression uses (per-channel statistics expanded).
-            let metrics: [Matrix<Double>]? = try statistics.map { s in
-                try (0..<conv.groups).map { g in
-                    try s.group(g, dimension: sg * area, kernelArea: area, corrected: options.dataAware.biasCorrection, layer: conv.summary).metric
-                }
-            }
+            // The metrics that the data-aware layer compression uses.
+            let metrics = prepared.statistics?.groups.map(\.metric)
             /// Σ_g tr(W_g C_g W_gᵀ) for normalising.
             let energies = (0..<conv.groups).map { g -> Double in
                 let w = doubleMatrix(Matrix<Scalar>(uncheckedRows: tg, columns: sg * area, scalars: kernels[g].scalars))

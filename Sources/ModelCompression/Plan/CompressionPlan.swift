@@ -72,6 +72,9 @@ public struct PlannedLayer: Sendable {
     var source: Source
     /// The position of a state dict's file among those the plan was read from (0 for a graph).
     var fileIndex = 0
+    /// The layer as a budget prepared it, kept for the decomposition (see
+    /// ``ModelCompressor/allocate(_:)``); `nil` without a budget or past the memory bound.
+    var prepared: AnyPreparedLayer?
 
     /// Whether the layer is to be decomposed.
     public var isCandidate: Bool {

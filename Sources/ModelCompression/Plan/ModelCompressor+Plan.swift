@@ -1,5 +1,6 @@
 import NNLayers
 import ONNX
+import Synchronization
 import TensorIO
 import TensorModule
 
@@ -63,16 +64,28 @@ extension ModelCompressor {
         guard let budget = options.budget else { return }
         let candidates = plan.layers.indices.filter { plan.layers[$0].isCandidate }
         let layers = candidates.map { plan.layers[$0] }
+        // Each layer is prepared in the type it is decomposed in, and kept for the decomposition
+        // while the prepared layers fit in `preparedByteLimit`.
+        let kept = Mutex(0)
         let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
-            let layer = layers[k]
-            let (built, input, batch) = try self.built(layer, as: Float.self)
-            let cost = try built.cost(input: input)
-            return BudgetCandidate(name: layer.name, macs: Double(cost.flops) / 2 * Double(batch), parameters: Double(cost.parameters),
-                                   options: try rankOptions(built, input: input, batch: batch, statistics: options.statistics?.layers[layer.name]))
+            func entry<Scalar: BLASScalar>(_: Scalar.Type) throws -> (BudgetCandidate, AnyPreparedLayer?) {
+                let prepared = try self.prepared(layers[k], as: Scalar.self)
+                let cost = try prepared.layer.cost(input: prepared.input)
+                let candidate = BudgetCandidate(name: layers[k].name, macs: Double(cost.flops) / 2 * Double(prepared.batch),
+                                                parameters: Double(cost.parameters), options: try rankOptions(prepared))
+                let keep = kept.withLock { total in
+                    guard total + prepared.byteCount <= Self.preparedByteLimit else { return false }
+                    total += prepared.byteCount
+                    return true
+                }
+                return (candidate, keep ? AnyPreparedLayer(prepared) : nil)
+            }
+            return Self.decomposedInDouble(layers[k]) ? try entry(Double.self) : try entry(Float.self)
         }
-        for (k, option) in zip(candidates, allocate(entries, budget: budget, allocation: options.allocation)) {
+        for (k, option) in zip(candidates, allocate(entries.map(\.0), budget: budget, allocation: options.allocation)) {
             plan.layers[k].decision = option.map { .decompose(ranks: $0.ranks) } ?? .settled(.keptByBudget)
         }
+        for (k, entry) in zip(candidates, entries) where plan.layers[k].isCandidate { plan.layers[k].prepared = entry.1 }
     }
 
     /// The pipeline's first steps for every format: the statistics' warnings on a reader's plan,
@@ -108,25 +121,12 @@ extension ModelCompressor {
         return missing.isEmpty ? [] : [.statisticsMissing(layers: missing, candidates: names.count)]
     }
 
-    /// The `NNLayers` layer of a planned layer in `Scalar`, with one sample's input shape and the
-    /// sample count for its costs.
-    func built<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> (layer: Layer<Scalar>, input: [Int], batch: Int) {
-        switch planned.source {
-        case let .graph(node):
-            let layer = try self.layer(node.site!, as: Scalar.self)
-            let (input, batch) = costInput(node.site!, layer)
-            return (layer, input, batch)
-        case let .stateDict(file, weight, bias):
-            let (layer, input) = try stateDictLayer(file, name: weight, bias: bias, as: Scalar.self)
-            return (layer, input, 1)
-        }
-    }
-
-    /// One planned layer decomposed in `Scalar` (at its allocated ranks, else by the options' rule):
-    /// the compressed layer and its report (see ``compress(_:name:shape:input:batch:ranks:)``).
+    /// One planned layer decomposed in `Scalar` (at its allocated ranks, else by the options' rule),
+    /// from the layer the budget prepared when the plan kept it: the compressed layer and its
+    /// report (see ``compress(_:name:shape:ranks:)``).
     func decompose<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> (CompressedLayer<Scalar>?, LayerReport) {
-        let (layer, input, batch) = try built(planned, as: Scalar.self)
-        var (compressed, report) = try compress(layer, name: planned.name, shape: planned.shape, input: input, batch: batch, ranks: planned.ranks)
+        let prepared = try planned.prepared?.prepared(as: Scalar.self) ?? self.prepared(planned, as: Scalar.self)
+        var (compressed, report) = try compress(prepared, name: planned.name, shape: planned.shape, ranks: planned.ranks)
         report.op = planned.op
         return (compressed, report)
     }

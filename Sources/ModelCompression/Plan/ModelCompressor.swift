@@ -99,20 +99,20 @@ public struct ModelCompressor: Sendable {
     /// whether the stack replaces the layer (it is kept when it would grow, unless allowed).
     ///
     /// - Parameters:
-    ///   - layer: The layer (a convolution or a linear layer).
+    ///   - prepared: The layer (a convolution or a linear layer) with one sample's input shape for
+    ///     the cost (`[C, H, W]` or `[…, features]`), the samples per input (multiplied into the
+    ///     FLOP counts) and its expanded statistics, if any.
     ///   - name: The layer's name in reports.
     ///   - shape: The weight's shape as stored.
-    ///   - input: One sample's input shape for the cost (`[C, H, W]` or `[…, features]`).
-    ///   - batch: Samples per input, multiplied into the FLOP counts.
     ///   - ranks: Ranks chosen by a budget allocation, in place of the options' rule.
     func compress<Scalar: BLASScalar>(
-        _ layer: Layer<Scalar>, name: String, shape: [Int], input: [Int], batch: Int = 1, ranks: [Int]? = nil
+        _ prepared: PreparedLayer<Scalar>, name: String, shape: [Int], ranks: [Int]? = nil
     ) throws -> (CompressedLayer<Scalar>?, LayerReport) {
         let clock = ContinuousClock()
         let start = clock.now
         let compressed: CompressedLayer<Scalar>
-        let statistics = options.statistics?.layers[name]
-        switch layer {
+        let (statistics, input, batch) = (prepared.statistics, prepared.input, prepared.batch)
+        switch prepared.layer {
         case let .conv2d(conv):
             var method = convDecomposition(for: conv)
             if let ranks {
@@ -123,12 +123,12 @@ public struct ModelCompressor: Sendable {
                 case .tensorTrain: break
                 }
             }
-            compressed = try statistics.map { try conv.compressed(by: method, statistics: $0, options: options.dataAware) }
+            compressed = try statistics.map { try conv.compressed(by: method, expanded: $0, options: options.dataAware) }
                 ?? conv.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
         case let .linear(linear):
             var method = linearDecomposition()
             if let ranks, case .svd = method { method = .svd(.fixed(ranks)) }
-            compressed = try statistics.map { try linear.compressed(by: method, statistics: $0, options: options.dataAware) }
+            compressed = try statistics.map { try linear.compressed(by: method, expanded: $0, options: options.dataAware) }
                 ?? linear.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
         case .ttLinear, .ttConv2d: preconditionFailure("TT layers are not compressed again")
         }

@@ -14,18 +14,38 @@ extension Conv2D {
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group
     ///   count, and the errors of ``compressed(by:svdMethod:)``.
-    @_specialize(exported: true, where Scalar == Float)
-    @_specialize(exported: true, where Scalar == Double)
     public func compressed(by method: ConvDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         if case .tensorTrain = method { return try compressed(by: method) }
         if weight.shape[1] == 1 && groups > 1 { throw NNLayersError.depthwiseNotFactorable(groups: groups) }
+        return try compressed(by: method, expanded: try expanded(statistics, corrected: options.biasCorrection), options: options)
+    }
+
+    /// The statistics of this convolution's inputs expanded to its im2col patches, per group
+    /// (per-channel statistics as `C_channels ⊗ I_{kh·kw}`): covariances when `corrected`.
+    ///
+    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group count.
+    package func expanded(_ statistics: InputStatistics, corrected: Bool) throws -> ExpandedStatistics {
         guard statistics.groups == groups else {
             throw NNLayersError.statistics(reason: "\(summary) has \(groups) groups, the statistics \(statistics.groups)")
         }
         let area = kernelSize.height * kernelSize.width
+        let d = weight.shape[1] * area
+        return ExpandedStatistics(groups: try (0..<groups).map { try statistics.group($0, dimension: d, kernelArea: area, corrected: corrected, layer: summary) },
+                                  corrected: corrected, countDescription: statistics.countDescription)
+    }
+
+    /// ``compressed(by:statistics:options:)`` on statistics already expanded with
+    /// `options.biasCorrection` (``expanded(_:corrected:)``).
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
+    package func compressed(by method: ConvDecomposition, expanded statistics: ExpandedStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
+        if case .tensorTrain = method { return try compressed(by: method) }
+        if weight.shape[1] == 1 && groups > 1 { throw NNLayersError.depthwiseNotFactorable(groups: groups) }
+        precondition(statistics.corrected == options.biasCorrection && statistics.groups.count == groups, "statistics expanded for another setting")
+        let area = kernelSize.height * kernelSize.width
         let (tg, sg) = (outChannels / groups, weight.shape[1])
         let d = sg * area
-        let stats = try (0..<groups).map { try statistics.group($0, dimension: d, kernelArea: area, corrected: options.biasCorrection, layer: summary) }
+        let stats = statistics.groups
         let kernels = try (0..<groups).map { try groupKernel($0) }
         let originals = kernels.map { doubleMatrix(Matrix(uncheckedRows: tg, columns: d, scalars: $0.scalars)) }
         var accumulator = OutputErrorAccumulator()

@@ -20,13 +20,32 @@ public struct DataAwareOptions: Sendable, Equatable {
 }
 
 /// The metric and mean of one group's inputs, in a convolution's patch order.
-package struct GroupStatistics {
+package struct GroupStatistics: Sendable {
     /// The covariance with bias correction, else the second moment.
     package var metric: Matrix<Double>
     /// The second moment.
     package var gram: Matrix<Double>
     /// The mean input vector.
     package var mean: [Double]
+}
+
+/// A layer's calibration statistics expanded to its input vectors, group by group: what its
+/// data-aware compressions read. Expanded once (``Linear/expanded(_:corrected:)``,
+/// ``Conv2D/expanded(_:corrected:)``), they serve every compression of the layer (a budget's rank
+/// options, then the decomposition).
+package struct ExpandedStatistics: Sendable {
+    /// Each group's metric, second moment and mean.
+    package var groups: [GroupStatistics]
+    /// Whether the metrics are covariances (bias correction on), not second moments.
+    package var corrected: Bool
+    /// The calibration count, as reasons print it (``InputStatistics/countDescription``).
+    package var countDescription: String
+
+    /// The storage the expanded matrices hold, in bytes (a metric without correction shares the
+    /// second moment's).
+    package var byteCount: Int {
+        groups.reduce(0) { $0 + ($1.gram.rows * $1.gram.columns * (corrected ? 2 : 1) + $1.mean.count) * MemoryLayout<Double>.size }
+    }
 }
 
 extension InputStatistics {

@@ -20,10 +20,26 @@ extension Linear {
     ///
     /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size, and the
     ///   decompositions' errors.
+    public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
+        try compressed(by: method, expanded: try expanded(statistics, corrected: options.biasCorrection), options: options)
+    }
+
+    /// The statistics of this layer's input vectors with their metric: the covariance when
+    /// `corrected`, else the second moment.
+    ///
+    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size.
+    package func expanded(_ statistics: InputStatistics, corrected: Bool) throws -> ExpandedStatistics {
+        ExpandedStatistics(groups: [try statistics.group(0, dimension: inFeatures, kernelArea: 1, corrected: corrected, layer: summary)],
+                           corrected: corrected, countDescription: statistics.countDescription)
+    }
+
+    /// ``compressed(by:statistics:options:)`` on statistics already expanded with
+    /// `options.biasCorrection` (``expanded(_:corrected:)``).
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
-    public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
-        let stats = try statistics.group(0, dimension: inFeatures, kernelArea: 1, corrected: options.biasCorrection, layer: summary)
+    package func compressed(by method: LinearDecomposition, expanded statistics: ExpandedStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
+        precondition(statistics.corrected == options.biasCorrection && statistics.groups.count == 1, "statistics expanded for another setting")
+        let stats = statistics.groups[0]
         let w = doubleMatrix(weight)
         var accumulator = OutputErrorAccumulator()
         switch method {

@@ -1,0 +1,87 @@
+import NNLayers
+import TensorModule
+
+/// A planned layer built once for the pipeline: its `NNLayers` layer in the scalar type it is
+/// decomposed in, one sample's input shape, the sample count for its costs, and its calibration
+/// statistics expanded to its input vectors. A budget's rank options and the decomposition both
+/// read it (``ModelCompressor/prepared(_:as:)``).
+struct PreparedLayer<Scalar: BLASScalar>: Sendable {
+    var layer: Layer<Scalar>
+    var input: [Int]
+    var batch: Int
+    /// The expanded statistics, when the options hold statistics for the layer and its
+    /// decomposition reads them (not a tensor-train convolution, not a depthwise one).
+    var statistics: ExpandedStatistics?
+
+    /// The memory the weight and the expanded statistics hold, in bytes.
+    var byteCount: Int { layer.parameterCount * MemoryLayout<Scalar>.size + (statistics?.byteCount ?? 0) }
+}
+
+/// A ``PreparedLayer`` in either scalar type, as a plan keeps it from the budget to the
+/// decomposition.
+enum AnyPreparedLayer: Sendable {
+    case float(PreparedLayer<Float>)
+    case double(PreparedLayer<Double>)
+
+    init<Scalar: BLASScalar>(_ prepared: PreparedLayer<Scalar>) {
+        if let p = prepared as? PreparedLayer<Double> { self = .double(p) } else { self = .float(prepared as! PreparedLayer<Float>) }
+    }
+
+    /// The prepared layer when it is in `Scalar`.
+    func prepared<Scalar: BLASScalar>(as _: Scalar.Type) -> PreparedLayer<Scalar>? {
+        switch self {
+        case let .float(p): return p as? PreparedLayer<Scalar>
+        case let .double(p): return p as? PreparedLayer<Scalar>
+        }
+    }
+}
+
+extension ModelCompressor {
+    /// How many bytes of prepared layers (weights and expanded statistics) a plan keeps from the
+    /// budget to the decomposition; past it, a layer is prepared again when decomposed. Keeping
+    /// them saves rebuilding each layer and expanding its statistics (`O(d²)` per group, against
+    /// the decompositions' `O(d³)`); the bound keeps a large checkpoint's budget (a 4096×11008
+    /// projection's metric alone is about 1 GB) within memory.
+    static let preparedByteLimit = 1 << 30
+
+    /// Whether a planned layer is decomposed in `Double`: an ONNX node always (its factors are
+    /// rounded once, when written), a state dict's weight when the file stores float64.
+    static func decomposedInDouble(_ planned: PlannedLayer) -> Bool {
+        switch planned.source {
+        case .graph: return true
+        case let .stateDict(file, weight, _): return file.entries[weight]?.dtype == .float64
+        }
+    }
+
+    /// A planned layer built in `Scalar` with its statistics expanded (the only place where
+    /// either happens).
+    ///
+    /// - Throws: the errors of reading the weights and of the statistics
+    ///   (``NNLayersError/statistics(reason:)`` for statistics of another size or group count).
+    func prepared<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> PreparedLayer<Scalar> {
+        let layer: Layer<Scalar>, input: [Int], batch: Int
+        switch planned.source {
+        case let .graph(node):
+            layer = try self.layer(node.site!, as: Scalar.self)
+            (input, batch) = costInput(node.site!, layer)
+        case let .stateDict(file, weight, bias):
+            (layer, input) = try stateDictLayer(file, name: weight, bias: bias, as: Scalar.self)
+            batch = 1
+        }
+        var expanded: ExpandedStatistics?
+        if let statistics = options.statistics?.layers[planned.name] {
+            let corrected = options.dataAware.biasCorrection
+            switch layer {
+            case let .conv2d(conv):
+                let readsStatistics: Bool
+                if case .tensorTrain = convDecomposition(for: conv) { readsStatistics = false } else { readsStatistics = true }
+                if readsStatistics && !(conv.weight.shape[1] == 1 && conv.groups > 1) { expanded = try conv.expanded(statistics, corrected: corrected) }
+            case let .linear(linear):
+                expanded = try linear.expanded(statistics, corrected: corrected)
+            case .ttLinear, .ttConv2d:
+                preconditionFailure("TT layers are not compressed again")
+            }
+        }
+        return PreparedLayer(layer: layer, input: input, batch: batch, statistics: expanded)
+    }
+}
