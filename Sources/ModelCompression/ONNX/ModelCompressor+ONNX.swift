@@ -85,7 +85,7 @@ extension ModelCompressor {
             entries.append([
                 "node": layer.name, "op": layer.op, "method": report.method?.rawValue ?? "", "ranks": report.ranks,
                 "kernelError": report.relativeError, "parametersBefore": report.parametersBefore, "parametersAfter": report.parametersAfter,
-                "macsBefore": report.flopsBefore / 2, "macsAfter": report.flopsAfter / 2, "nodes": emitted.nodes.map(\.name),
+                "macsBefore": report.macsBefore, "macsAfter": report.macsAfter, "nodes": emitted.nodes.map(\.name),
             ])
         }
         progress?(plan.candidateCount, plan.candidateCount, "writing")

@@ -90,9 +90,8 @@ public struct PlannedLayer: Sendable {
 
     /// The report of a layer that is not decomposed: its counts unchanged.
     func settledReport(_ status: LayerStatus) -> LayerReport {
-        let flops = 2 * (macs ?? 0)
-        return LayerReport(name: name, shape: shape, method: nil, status: status, ranks: [], parametersBefore: parameters,
-                           parametersAfter: parameters, flopsBefore: flops, flopsAfter: flops, relativeError: 0, converged: true,
+        LayerReport(name: name, shape: shape, method: nil, status: status, ranks: [], parametersBefore: parameters,
+                           parametersAfter: parameters, macsBefore: macs ?? 0, macsAfter: macs ?? 0, relativeError: 0, converged: true,
                            iterations: 0, seconds: 0, reasons: [], op: op)
     }
 }

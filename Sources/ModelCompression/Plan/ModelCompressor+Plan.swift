@@ -71,7 +71,7 @@ extension ModelCompressor {
             func entry<Scalar: BLASScalar>(_: Scalar.Type) throws -> (BudgetCandidate, AnyPreparedLayer?) {
                 let prepared = try self.prepared(layers[k], as: Scalar.self)
                 let cost = try prepared.layer.cost(input: prepared.input)
-                let candidate = BudgetCandidate(name: layers[k].name, macs: Double(cost.flops) / 2 * Double(prepared.batch),
+                let candidate = BudgetCandidate(name: layers[k].name, macs: Double(cost.macs * prepared.batch),
                                                 parameters: Double(cost.parameters), options: try rankOptions(prepared))
                 let keep = kept.withLock { total in
                     guard total + prepared.byteCount <= Self.preparedByteLimit else { return false }

@@ -135,17 +135,17 @@ public struct ModelCompressor: Sendable {
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         let cost = try compressed.report(input: input)
-        let (flopsBefore, flopsAfter) = (cost.originalFLOPs * batch, cost.flops * batch)
+        let (macsBefore, macsAfter) = (cost.originalMACs * batch, cost.macs * batch)
         var report = LayerReport(
             name: name, shape: shape, method: compressed.method, status: .replaced, ranks: compressed.ranks,
-            parametersBefore: cost.originalParameters, parametersAfter: cost.parameters, flopsBefore: flopsBefore, flopsAfter: flopsAfter,
+            parametersBefore: cost.originalParameters, parametersAfter: cost.parameters, macsBefore: macsBefore, macsAfter: macsAfter,
             relativeError: compressed.kernelRelativeError, converged: compressed.converged, iterations: compressed.iterations,
             seconds: seconds, reasons: compressed.reasons)
         report.outputError = compressed.outputRelativeError
         if (cost.parameters >= cost.originalParameters || cost.flops > cost.originalFLOPs) && !options.allowGrowth {
             report.status = .keptGrowth(parameters: cost.parameters, originalParameters: cost.originalParameters,
-                                        flops: flopsAfter, originalFLOPs: flopsBefore)
-            (report.parametersAfter, report.flopsAfter) = (cost.originalParameters, flopsBefore)
+                                        flops: cost.flops * batch, originalFLOPs: cost.originalFLOPs * batch)
+            (report.parametersAfter, report.macsAfter) = (cost.originalParameters, macsBefore)
         }
         return (compressed, report)
     }

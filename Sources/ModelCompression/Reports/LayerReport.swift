@@ -58,8 +58,13 @@ public struct LayerReport: Sendable, Equatable, Encodable {
     public var ranks: [Int]
     /// Parameters of the layer, and of what replaces it (equal when kept).
     public var parametersBefore: Int, parametersAfter: Int
-    /// FLOPs for one sample, before and after (equal when kept).
-    public var flopsBefore: Int, flopsAfter: Int
+    /// Multiply-adds, before and after (equal when kept): for one sample of a state dict's
+    /// layer, at the analysed input shape of an ONNX node.
+    public var macsBefore: Int, macsAfter: Int
+    /// FLOPs, before and after: twice ``macsBefore`` and ``macsAfter``.
+    public var flopsBefore: Int { twice(macsBefore) }
+    /// FLOPs after.
+    public var flopsAfter: Int { twice(macsAfter) }
     /// `‖W − Ŵ‖_F / ‖W‖_F` of the kernel (0 when nothing ran).
     public var relativeError: Double
     /// Whether CP-ALS met its tolerance (`true` for the direct decompositions).
@@ -80,8 +85,8 @@ public struct LayerReport: Sendable, Equatable, Encodable {
         case macsBefore, macsAfter, relativeError, outputError, converged, iterations, seconds, reasons, op
     }
 
-    /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why; `macsBefore` and
-    /// `macsAfter` are half the FLOP counts.
+    /// `status` is `"replaced"`, `"kept"` or `"skipped"`, and `reason` says why; `flopsBefore` and
+    /// `flopsAfter` are twice the multiply-adds.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
@@ -94,8 +99,8 @@ public struct LayerReport: Sendable, Equatable, Encodable {
         try c.encode(parametersAfter, forKey: .parametersAfter)
         try c.encode(flopsBefore, forKey: .flopsBefore)
         try c.encode(flopsAfter, forKey: .flopsAfter)
-        try c.encode(flopsBefore / 2, forKey: .macsBefore)
-        try c.encode(flopsAfter / 2, forKey: .macsAfter)
+        try c.encode(macsBefore, forKey: .macsBefore)
+        try c.encode(macsAfter, forKey: .macsAfter)
         try c.encodeIfPresent(op, forKey: .op)
         try c.encode(relativeError, forKey: .relativeError)
         try c.encode(outputError, forKey: .outputError)
@@ -115,17 +120,17 @@ public struct CompressionTotals: Sendable, Equatable, Encodable {
     public var replacedLayers: Int
     /// Parameters of the replaced layers, before and after.
     public var parametersBefore: Int, parametersAfter: Int
-    /// FLOPs of the replaced layers, before and after (per sample for a state dict; at the
-    /// analysed input shapes for an ONNX graph).
-    public var flopsBefore: Int, flopsAfter: Int
+    /// Multiply-adds of the replaced layers, before and after (per sample for a state dict; at
+    /// the analysed input shapes for an ONNX graph).
+    public var macsBefore: Int, macsAfter: Int
     /// Parameters of the whole model, before and after.
     public var modelParametersBefore: Int, modelParametersAfter: Int
-    /// FLOPs of every analysed layer, before and after: the compressible ones and those that
-    /// cannot be compressed (an ONNX graph's Conv, ConvTranspose, Gemm, MatMul and recurrent
+    /// Multiply-adds of every analysed layer, before and after: the compressible ones and those
+    /// that cannot be compressed (an ONNX graph's Conv, ConvTranspose, Gemm, MatMul and recurrent
     /// nodes, refused ones included; a state dict's 2-D and 4-D weights).
-    public var modelFlopsBefore: Int, modelFlopsAfter: Int
-    /// Parameters and FLOPs of the candidate layers (those that could be replaced), before.
-    public var compressibleParameters: Int, compressibleFlops: Int
+    public var modelMACsBefore: Int, modelMACsAfter: Int
+    /// Parameters and multiply-adds of the candidate layers (those that could be replaced), before.
+    public var compressibleParameters: Int, compressibleMACs: Int
     /// Seconds spent decomposing.
     public var seconds: Double
 
@@ -146,14 +151,54 @@ public struct CompressionTotals: Sendable, Equatable, Encodable {
         replacedLayers = replaced.count
         parametersBefore = sum(replaced, \.parametersBefore)
         parametersAfter = sum(replaced, \.parametersAfter)
-        flopsBefore = sum(replaced, \.flopsBefore)
-        flopsAfter = sum(replaced, \.flopsAfter)
+        macsBefore = sum(replaced, \.macsBefore)
+        macsAfter = sum(replaced, \.macsAfter)
         modelParametersBefore = modelParameters
         modelParametersAfter = modelParameters - parametersBefore + parametersAfter
-        modelFlopsBefore = sum(reports, \.flopsBefore)
-        modelFlopsAfter = sum(reports, \.flopsAfter)
+        modelMACsBefore = sum(reports, \.macsBefore)
+        modelMACsAfter = sum(reports, \.macsAfter)
         compressibleParameters = sum(compressible, \.parametersBefore)
-        compressibleFlops = sum(compressible, \.flopsBefore)
+        compressibleMACs = sum(compressible, \.macsBefore)
         seconds = reports.reduce(0) { $0 + $1.seconds }
     }
+
+    /// FLOPs of the replaced layers, before: twice ``macsBefore``.
+    public var flopsBefore: Int { twice(macsBefore) }
+    /// FLOPs of the replaced layers, after.
+    public var flopsAfter: Int { twice(macsAfter) }
+    /// FLOPs of every analysed layer, before: twice ``modelMACsBefore``.
+    public var modelFlopsBefore: Int { twice(modelMACsBefore) }
+    /// FLOPs of every analysed layer, after.
+    public var modelFlopsAfter: Int { twice(modelMACsAfter) }
+    /// FLOPs of the candidate layers, before: twice ``compressibleMACs``.
+    public var compressibleFlops: Int { twice(compressibleMACs) }
+
+    enum CodingKeys: String, CodingKey {
+        case candidateLayers, replacedLayers, parametersBefore, parametersAfter, flopsBefore, flopsAfter, modelParametersBefore,
+             modelParametersAfter, modelFlopsBefore, modelFlopsAfter, compressibleParameters, compressibleFlops, seconds
+    }
+
+    /// The counts with FLOPs (twice the multiply-adds), as earlier versions wrote them.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(candidateLayers, forKey: .candidateLayers)
+        try c.encode(replacedLayers, forKey: .replacedLayers)
+        try c.encode(parametersBefore, forKey: .parametersBefore)
+        try c.encode(parametersAfter, forKey: .parametersAfter)
+        try c.encode(flopsBefore, forKey: .flopsBefore)
+        try c.encode(flopsAfter, forKey: .flopsAfter)
+        try c.encode(modelParametersBefore, forKey: .modelParametersBefore)
+        try c.encode(modelParametersAfter, forKey: .modelParametersAfter)
+        try c.encode(modelFlopsBefore, forKey: .modelFlopsBefore)
+        try c.encode(modelFlopsAfter, forKey: .modelFlopsAfter)
+        try c.encode(compressibleParameters, forKey: .compressibleParameters)
+        try c.encode(compressibleFlops, forKey: .compressibleFlops)
+        try c.encode(seconds, forKey: .seconds)
+    }
+}
+
+/// `2 × macs`, saturating: the FLOPs of a count of multiply-adds.
+private func twice(_ macs: Int) -> Int {
+    let (flops, overflow) = macs.multipliedReportingOverflow(by: 2)
+    return overflow ? Int.max : flops
 }

@@ -17,6 +17,11 @@ public struct CompressionReport: Sendable, Equatable, Codable {
         (self.originalParameters, self.parameters, self.originalFLOPs, self.flops) = (originalParameters, parameters, originalFLOPs, flops)
     }
 
+    /// Multiply-adds of the original layer for one sample: half of ``originalFLOPs``.
+    public var originalMACs: Int { originalFLOPs / 2 }
+    /// Multiply-adds of the replacement stack for one sample: half of ``flops``.
+    public var macs: Int { flops / 2 }
+
     /// `originalParameters / parameters`.
     public var compression: Double { Double(originalParameters) / Double(Swift.max(parameters, 1)) }
     /// `originalFLOPs / flops`: the speed-up the FLOP counts predict.

@@ -6,6 +6,8 @@ public struct LayerCost: Sendable, Equatable, Codable {
     public var parameters: Int
     /// Floating-point operations for one sample: 2 × multiply-adds (bias additions not counted).
     public var flops: Int
+    /// Multiply-adds for one sample: half of ``flops``.
+    public var macs: Int { flops / 2 }
     /// The output shape of one sample, e.g. `[C, H, W]` or `[features]`.
     public var outputShape: [Int]
 
