@@ -29,7 +29,7 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A count (an output size, parameters, FLOPs) does not fit in a 64-bit integer.
     case countOverflow(quantity: String, factors: [Int])
     /// Calibration statistics that do not fit the layer, or that cannot be merged or read.
-    case statistics(reason: String)
+    case statistics(StatisticsProblem)
     /// SVD of a convolution needs a 1×1 kernel.
     case svdNeedsPointwise(kernel: [Int])
 
@@ -51,7 +51,7 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
             return "TT decomposition of grouped convolutions (groups = \(groups)) is not supported; use CP or Tucker-2"
         case let .layerConfiguration(location, problem):
             return "layer configuration\(location.isEmpty ? "" : " at " + location): \(problem)"
-        case let .statistics(reason): return "calibration statistics: \(reason)"
+        case let .statistics(problem): return "calibration statistics: \(problem)"
         case let .svdNeedsPointwise(kernel):
             return "SVD of a convolution needs a 1×1 kernel, not \(kernel.map(String.init).joined(separator: "×")); use CP or Tucker-2"
         case let .countOverflow(quantity, factors):

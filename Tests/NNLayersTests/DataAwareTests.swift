@@ -42,8 +42,15 @@ struct DataAwareTests {
         let merged = try first.merged(with: second)
         #expect(merged.count == 37)
         #expect(zip(merged.grams[0].scalars, stats.grams[0].scalars).allSatisfy { abs($0 - $1) <= 1e-9 * max(1, abs($1)) })
-        #expect(throws: NNLayersError.self) { try first.merged(with: InputStatistics(dimension: 4)) }
+        #expect(throws: NNLayersError.statistics(.unmergeable(groups: 1, dimension: 5, otherGroups: 1, otherDimension: 4))) {
+            try first.merged(with: InputStatistics(dimension: 4))
+        }
         #expect(throws: NNLayersError.self) { try stats.accumulate(rows: Tensor<S>.zeros(shape: [3, 4])) }
+        // Parts that cannot be a second moment name the entry and its values.
+        #expect(throws: NNLayersError.statistics(.negativeVariance(group: 0, input: 1, secondMoment: 1, mean: 2))) {
+            try InputStatistics(count: 4, means: [[0, 2]], grams: [Matrix<Double>.identity(2)])
+        }
+        #expect(throws: NNLayersError.statistics(.parts(count: 4, means: 1, grams: 0))) { try InputStatistics(count: 4, means: [[0, 2]], grams: []) }
     }
 
     @Test func rowStatisticsMatchADirectComputation() throws {
@@ -124,7 +131,9 @@ struct DataAwareTests {
         let ttFree = try fc.compressed(by: .tensorTrain(outputModes: [3, 4], inputModes: [2, 5], maxRank: 3))
         #expect(abs(relative(y, try tt.stack(x), over: unbiased) - (tt.outputRelativeError ?? -1)) <= 1e-4)
         #expect(relative(y, try tt.stack(x), over: unbiased) <= relative(y, try ttFree.stack(x), over: unbiased) * 1.05)
-        #expect(throws: NNLayersError.self) { try fc.compressed(by: .svd(.fixed([2])), statistics: InputStatistics(dimension: 9)) }
+        #expect(throws: NNLayersError.statistics(.dimension(layer: fc.summary, needed: 10, perChannel: 10, found: 9))) {
+            try fc.compressed(by: .svd(.fixed([2])), statistics: InputStatistics(dimension: 9))
+        }
     }
 
     @Test func dataAwareLinearLayersMinimiseTheOutputError() throws {

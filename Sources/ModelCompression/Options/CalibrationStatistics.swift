@@ -32,7 +32,7 @@ public struct CalibrationStatistics: Sendable, Equatable {
 
     /// Reads a statistics file.
     ///
-    /// - Throws: `TensorIOError` for a malformed file, `NNLayersError.statistics(reason:)`
+    /// - Throws: `TensorIOError` for a malformed file, `NNLayersError.statistics(_:)`
     ///   for missing or inconsistent tensors of a layer.
     public init(contentsOf url: URL) throws {
         let file = try SafetensorsFile(contentsOf: url)
@@ -40,11 +40,11 @@ public struct CalibrationStatistics: Sendable, Equatable {
         for name in file.names where name.hasSuffix(".count") {
             let layer = String(name.dropLast(".count".count))
             guard let meanEntry = file.entries[layer + ".mean"], let gramEntry = file.entries[layer + ".gram"] else {
-                throw NNLayersError.statistics(reason: "\(layer): \(layer).count without \(layer).mean and \(layer).gram")
+                throw NNLayersError.statistics(.missingTensors(layer: layer))
             }
             guard meanEntry.shape.count == 2, gramEntry.shape.count == 3, gramEntry.shape[0] == meanEntry.shape[0],
                   gramEntry.shape[1] == meanEntry.shape[1], gramEntry.shape[2] == meanEntry.shape[1] else {
-                throw NNLayersError.statistics(reason: "\(layer): mean \(meanEntry.shape) and gram \(gramEntry.shape) must be [g, d] and [g, d, d]")
+                throw NNLayersError.statistics(.tensorShapes(layer: layer, mean: meanEntry.shape, gram: gramEntry.shape))
             }
             let count = try file.tensor(named: name, as: Double.self).scalars.first ?? -1
             let (g, d) = (meanEntry.shape[0], meanEntry.shape[1])
@@ -52,8 +52,8 @@ public struct CalibrationStatistics: Sendable, Equatable {
             let gram = try file.tensor(named: layer + ".gram", as: Double.self).scalars
             let means = (0..<g).map { Array(mean[($0 * d)..<(($0 + 1) * d)]) }
             let grams = try (0..<g).map { try Matrix(rows: d, columns: d, scalars: gram[($0 * d * d)..<(($0 + 1) * d * d)]) }
-            do { layers[layer] = try InputStatistics(count: count, means: means, grams: grams) } catch let error as NNLayersError {
-                throw NNLayersError.statistics(reason: "\(layer): \(error)")
+            do { layers[layer] = try InputStatistics(count: count, means: means, grams: grams) } catch let NNLayersError.statistics(problem) {
+                throw NNLayersError.statistics(.inLayer(layer, problem))
             }
         }
         self.layers = layers

@@ -57,7 +57,7 @@ extension ModelCompressor {
     /// either happens).
     ///
     /// - Throws: the errors of reading the weights and of the statistics
-    ///   (``NNLayersError/statistics(reason:)`` for statistics of another size or group count).
+    ///   (``NNLayersError/statistics(_:)`` for statistics of another size or group count).
     func prepared<Scalar: BLASScalar>(_ planned: PlannedLayer, as _: Scalar.Type) throws -> PreparedLayer<Scalar> {
         let layer: Layer<Scalar>, input: [Int], batch: Int
         switch planned.source {

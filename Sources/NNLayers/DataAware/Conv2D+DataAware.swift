@@ -12,7 +12,7 @@ extension Conv2D {
     /// mode-0 spectrum for the output rank (and the SVD rank), the kernel's mode-1 unfolding for
     /// Tucker-2's input rank; budgets as without data.
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group
+    /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size or group
     ///   count, and the errors of ``compressed(by:svdMethod:)``.
     public func compressed(by method: ConvDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         if case .tensorTrain = method { return try compressed(by: method) }
@@ -23,10 +23,10 @@ extension Conv2D {
     /// The statistics of this convolution's inputs expanded to its im2col patches, per group
     /// (per-channel statistics as `C_channels ⊗ I_{kh·kw}`): covariances when `corrected`.
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size or group count.
+    /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size or group count.
     package func expanded(_ statistics: InputStatistics, corrected: Bool) throws -> ExpandedStatistics {
         guard statistics.groups == groups else {
-            throw NNLayersError.statistics(reason: "\(summary) has \(groups) groups, the statistics \(statistics.groups)")
+            throw NNLayersError.statistics(.groupCount(layer: summary, layerGroups: groups, statisticsGroups: statistics.groups))
         }
         let area = kernelSize.height * kernelSize.width
         let d = weight.shape[1] * area

@@ -62,8 +62,7 @@ extension InputStatistics {
             for s in 0..<c { for s2 in 0..<c { for k in 0..<kernelArea { expanded[s * kernelArea + k, s2 * kernelArea + k] = grams[g][s, s2] } } }
             (gram, mean) = (expanded, means[g].flatMap { [Double](repeating: $0, count: kernelArea) })
         } else {
-            throw NNLayersError.statistics(reason: "\(layer) needs \(dimension) entries per input vector (or \(dimension / Swift.max(kernelArea, 1)) per channel), "
-                                           + "the statistics have \(self.dimension)")
+            throw NNLayersError.statistics(.dimension(layer: layer, needed: dimension, perChannel: dimension / Swift.max(kernelArea, 1), found: self.dimension))
         }
         guard corrected else { return GroupStatistics(metric: gram, gram: gram, mean: mean) }
         var covariance = gram

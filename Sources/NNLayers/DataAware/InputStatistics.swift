@@ -51,19 +51,19 @@ public struct InputStatistics: Sendable, Equatable {
 
     /// Statistics from their parts (as read from a file).
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` when the shapes disagree, the count is
+    /// - Throws: ``NNLayersError/statistics(_:)`` when the shapes disagree, the count is
     ///   negative, a value is not finite, or a Gram matrix cannot be a second moment (a negative
     ///   variance, an entry beyond Cauchy–Schwarz).
     public init(count: Double, means: [[Double]], grams: [Matrix<Double>]) throws {
         guard count >= 0, count.isFinite, !means.isEmpty, means.count == grams.count else {
-            throw NNLayersError.statistics(reason: "count \(count) with \(means.count) means and \(grams.count) Gram matrices")
+            throw NNLayersError.statistics(.parts(count: count, means: means.count, grams: grams.count))
         }
         let d = means[0].count
         guard d >= 1, means.allSatisfy({ $0.count == d }), grams.allSatisfy({ $0.rows == d && $0.columns == d }) else {
-            throw NNLayersError.statistics(reason: "means of lengths \(means.map(\.count)) and Gram matrices \(grams.map(\.shape)) do not agree")
+            throw NNLayersError.statistics(.partShapes(meanLengths: means.map(\.count), gramShapes: grams.map(\.shape)))
         }
         guard means.allSatisfy({ $0.allSatisfy(\.isFinite) }), grams.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else {
-            throw NNLayersError.statistics(reason: "a mean or Gram entry is not finite")
+            throw NNLayersError.statistics(.nonFiniteEntry)
         }
         // A second moment E[x xᵀ] is positive semidefinite and dominates μμᵀ: every variance
         // G_ii − μ_i² is non-negative and every |G_ij| ≤ √(G_ii G_jj) (Cauchy–Schwarz). A file
@@ -73,10 +73,10 @@ public struct InputStatistics: Sendable, Equatable {
             for i in 0..<d {
                 let variance = gram[i, i] - mean[i] * mean[i]
                 guard gram[i, i] >= 0, variance >= -1e-9 * Swift.max(gram[i, i], mean[i] * mean[i]) else {
-                    throw NNLayersError.statistics(reason: "group \(g): E[x²] of input \(i) is \(gram[i, i]) with mean \(mean[i]); a second moment is at least the squared mean")
+                    throw NNLayersError.statistics(.negativeVariance(group: g, input: i, secondMoment: gram[i, i], mean: mean[i]))
                 }
                 for j in 0..<i where abs(gram[i, j]) > (gram[i, i] * gram[j, j]).squareRoot() * (1 + 1e-9) + 1e-300 {
-                    throw NNLayersError.statistics(reason: "group \(g): Gram entry (\(i), \(j)) = \(gram[i, j]) exceeds √(G_ii·G_jj) = \((gram[i, i] * gram[j, j]).squareRoot()); the matrix is not positive semidefinite")
+                    throw NNLayersError.statistics(.notSemidefinite(group: g, row: i, column: j, entry: gram[i, j], bound: (gram[i, i] * gram[j, j]).squareRoot()))
                 }
             }
         }
@@ -96,10 +96,10 @@ public struct InputStatistics: Sendable, Equatable {
 
     /// These statistics and `other` as one: counts add, means and moments average by count.
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` when the dimensions or group counts differ.
+    /// - Throws: ``NNLayersError/statistics(_:)`` when the dimensions or group counts differ.
     public func merged(with other: InputStatistics) throws -> InputStatistics {
         guard other.dimension == dimension, other.groups == groups else {
-            throw NNLayersError.statistics(reason: "cannot merge \(groups) groups of dimension \(dimension) with \(other.groups) of \(other.dimension)")
+            throw NNLayersError.statistics(.unmergeable(groups: groups, dimension: dimension, otherGroups: other.groups, otherDimension: other.dimension))
         }
         let total = count + other.count
         guard total > 0 else { return self }
@@ -125,12 +125,12 @@ public struct InputStatistics: Sendable, Equatable {
     /// Accumulates the rows of `x` (shape `(…, d)`): every row is one input vector of group 0.
     ///
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the last axis is not `d`,
-    ///   ``NNLayersError/statistics(reason:)`` for non-finite activations.
+    ///   ``NNLayersError/statistics(_:)`` for non-finite activations.
     public mutating func accumulate<Scalar: BLASScalar>(rows x: Tensor<Scalar>) throws {
         guard groups == 1, x.order >= 1, x.shape.last == dimension else {
             throw NNLayersError.inputShape(layer: "InputStatistics (d = \(dimension))", expected: "(…, \(dimension))", actual: x.shape)
         }
-        if let index = x.firstNonFiniteIndex { throw NNLayersError.statistics(reason: "activation \(index) is not finite") }
+        if let index = x.firstNonFiniteIndex { throw NNLayersError.statistics(.nonFiniteActivation(index: index)) }
         let rows = x.scalarCount / dimension
         guard rows > 0 else { return }
         let m = Matrix<Double>(uncheckedRows: rows, columns: dimension, scalars: ContiguousArray(x.scalars.lazy.map { Double($0) }))
@@ -147,7 +147,7 @@ public struct InputStatistics: Sendable, Equatable {
     /// convolution) and dilation.
     ///
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when `x` does not fit the
-    ///   convolution or `d ≠ (C/g)·kh·kw`, ``NNLayersError/statistics(reason:)`` for non-finite activations.
+    ///   convolution or `d ≠ (C/g)·kh·kw`, ``NNLayersError/statistics(_:)`` for non-finite activations.
     public mutating func accumulate<Scalar: BLASScalar>(patchesOf x: Tensor<Scalar>, for conv: Conv2D<Scalar>) throws {
         let groupIn = conv.inChannels / conv.groups
         let patch = groupIn * conv.kernelSize.height * conv.kernelSize.width
@@ -155,7 +155,7 @@ public struct InputStatistics: Sendable, Equatable {
             throw NNLayersError.inputShape(layer: "InputStatistics (\(groups) groups, d = \(dimension)) for \(conv.summary)",
                                            expected: "(N, \(conv.inChannels), H, W) with d = \(patch)", actual: x.shape)
         }
-        if let index = x.firstNonFiniteIndex { throw NNLayersError.statistics(reason: "activation \(index) is not finite") }
+        if let index = x.firstNonFiniteIndex { throw NNLayersError.statistics(.nonFiniteActivation(index: index)) }
         let (batch, height, width) = (x.shape[0], x.shape[2], x.shape[3])
         let out = try conv.outputSize(height: height, width: width)
         let pixels = out.height * out.width

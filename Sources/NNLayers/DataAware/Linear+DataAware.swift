@@ -18,7 +18,7 @@ extension Linear {
     /// svd.outputRelativeError          // on the calibration inputs
     /// ```
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size, and the
+    /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size, and the
     ///   decompositions' errors.
     public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
         try compressed(by: method, expanded: try expanded(statistics, corrected: options.biasCorrection), options: options)
@@ -27,7 +27,7 @@ extension Linear {
     /// The statistics of this layer's input vectors with their metric: the covariance when
     /// `corrected`, else the second moment.
     ///
-    /// - Throws: ``NNLayersError/statistics(reason:)`` for statistics of another size.
+    /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size.
     package func expanded(_ statistics: InputStatistics, corrected: Bool) throws -> ExpandedStatistics {
         ExpandedStatistics(groups: [try statistics.group(0, dimension: inFeatures, kernelArea: 1, corrected: corrected, layer: summary)],
                            corrected: corrected, countDescription: statistics.countDescription)
