@@ -251,12 +251,10 @@ public func cpDecompose<Scalar: BLASScalar>(
 }
 
 /// `x^y` for positive `x`.
-@inlinable
 func power(_ x: Double, _ y: Double) -> Double { Double.exp(y * Double.log(x)) }
 
 /// Solves `A · V = M` for symmetric positive semi-definite `V`: Cholesky when it succeeds with a
 /// finite answer, otherwise the pseudo-inverse.
-@inlinable
 func solveNormalEquations<Scalar: BLASScalar>(_ m: Matrix<Scalar>, _ v: Matrix<Scalar>) -> Matrix<Scalar> {
     if let solution = try? v.choleskySolve(m, side: .right), solution.scalars.allSatisfy({ $0.isFinite }) {
         // Reject solutions that amplify the right-hand side absurdly (an ill-conditioned V).
@@ -272,7 +270,6 @@ func solveNormalEquations<Scalar: BLASScalar>(_ m: Matrix<Scalar>, _ v: Matrix<S
 }
 
 /// The starting CP tensor.
-@inlinable
 func initialCP<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, rank: Int, initialization: CPInitialization<Scalar>
 ) throws -> CPTensor<Scalar> {

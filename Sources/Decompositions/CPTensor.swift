@@ -31,7 +31,6 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// A CP tensor whose shapes the caller has checked.
-    @inlinable
     init(checkedWeights weights: [Scalar], factors: [Matrix<Scalar>]) {
         (self.weights, self.factors) = (weights, factors)
     }
@@ -51,7 +50,8 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var parameterCount: Int { rank * (shape.reduce(0, +) + 1) }
 
     /// The full tensor, from `unfold(X̂, 0) = A_0 diag(λ) khatriRao(A, skipping: 0)ᵀ`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reconstructed() throws -> Tensor<Scalar> {
         let first = factors[0].scalingColumns(by: weights)
         if factors.count == 1 {
@@ -66,7 +66,8 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// The norms of the columns move into the weights; a component whose weight is zero keeps
     /// zero columns. In every mode but the last, each column's largest-magnitude entry is made
     /// positive, and the last mode's column absorbs the sign, so the tensor is unchanged.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func normalized() -> CPTensor {
         var weights = self.weights
         var factors = self.factors
@@ -96,7 +97,6 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 }
 
 /// `‖X̂‖² = λᵀ (∗_n G_n) λ` from the Gram matrices `G_n = A_nᵀA_n`.
-@inlinable
 func cpSquaredNorm<Scalar: BLASScalar>(weights: [Scalar], grams: [Matrix<Scalar>]) -> Scalar {
     let r = weights.count
     var product = Matrix<Scalar>(repeating: 1, rows: r, columns: r)

@@ -58,7 +58,6 @@ public enum DecompositionError: Error, Equatable, CustomStringConvertible, Senda
 
 extension Tensor {
     /// Throws when the tensor is empty or has a non-finite scalar.
-    @inlinable
     func validateForDecomposition(_ operation: String) throws {
         if scalarCount == 0 || order == 0 { throw DecompositionError.emptyInput(operation: operation, shape: shape) }
         if let index = firstNonFiniteIndex { throw DecompositionError.nonFinite(operation: operation, index: index) }
@@ -66,7 +65,6 @@ extension Tensor {
 }
 
 /// Checks `1 <= rank <= min(rows, columns)` for a matrix (or an unfolding).
-@inlinable
 func validateMatrixRank(_ rank: Int, rows: Int, columns: Int, context: String = "") throws {
     let limit = Swift.min(rows, columns)
     let suffix = context.isEmpty ? "" : " " + context
@@ -80,7 +78,6 @@ func validateMatrixRank(_ rank: Int, rows: Int, columns: Int, context: String = 
 ///
 /// Decompositions of a tensor whose magnitudes are far from 1 run on `X·2⁻ᵉ` (exact, see
 /// `Tensor.rangeExponent`) and scale the one factor that carries the magnitude back.
-@inlinable
 func scaledBack<Scalar: BLASScalar>(_ values: [Scalar], byPowerOfTwo exponent: Int, operation: String) throws -> [Scalar] {
     let scaled = values.map { Scalar(sign: .plus, exponent: Scalar.Exponent(exponent), significand: $0) }
     if let index = scaled.firstIndex(where: { !$0.isFinite }) {
@@ -93,7 +90,6 @@ func scaledBack<Scalar: BLASScalar>(_ values: [Scalar], byPowerOfTwo exponent: I
 
 extension Tensor {
     /// The tensor scaled by `2ᵉ`, checked to stay finite.
-    @inlinable
     func scaledBack(byPowerOfTwo exponent: Int, operation: String) throws -> Tensor {
         try Tensor(shape: shape, scalars: Decompositions.scaledBack(Array(scalars), byPowerOfTwo: exponent, operation: operation))
     }

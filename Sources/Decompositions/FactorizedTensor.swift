@@ -25,7 +25,6 @@ public protocol FactorizedTensor<Scalar>: Sendable {
 
 extension FactorizedTensor {
     /// `∏ shape / parameterCount`: how many times smaller the factors are than the full tensor.
-    @inlinable
     public var compressionRatio: Double {
         Double(shape.reduce(1, *)) / Double(Swift.max(parameterCount, 1))
     }
@@ -33,7 +32,6 @@ extension FactorizedTensor {
     /// The relative error `‖X − X̂‖_F / ‖X‖_F` of the reconstruction against `reference`.
     ///
     /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) when the shapes differ.
-    @inlinable
     public func relativeError(to reference: Tensor<Scalar>) throws -> Scalar {
         guard reference.shape == shape else {
             throw TensorError.shapeMismatch(operation: "relativeError", expected: shape, actual: reference.shape)
@@ -44,7 +42,6 @@ extension FactorizedTensor {
 
 extension Tensor {
     /// The full tensor of a factorized value: `Tensor(cp)`, `Tensor(tucker)`, `Tensor(tt)`.
-    @inlinable
     public init<F: FactorizedTensor>(_ factorized: F) throws where F.Scalar == Scalar {
         self = try factorized.reconstructed()
     }

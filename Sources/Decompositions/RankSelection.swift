@@ -199,7 +199,6 @@ public func maximumCPRank(shape: [Int]) -> Int {
 ///
 /// A CP rank above that bound is legitimate in theory but never useful: the decomposition is exact
 /// at the bound, and a larger rank only costs memory (rank × Σ I_n factors and rank² Gram matrices).
-@inlinable
 func validateCPRank(_ rank: Int, shape: [Int]) throws {
     if rank < 1 { throw DecompositionError.invalidRank(rank: rank, reason: "must be at least 1") }
     let bound = maximumCPRank(shape: shape)

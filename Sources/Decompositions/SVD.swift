@@ -300,7 +300,6 @@ public func gramSVD<Scalar: BLASScalar>(_ a: Matrix<Scalar>, rank: Int) throws -
 /// ``SVDMethod/resolvedForLeadingVectors(rows:columns:rank:scalar:)``): what HOSVD, HOOI, TT-SVD at
 /// fixed ranks and the CP start need. The Gram and LAPACK routes return all singular values, the
 /// others `count`.
-@inlinable
 func leadingLeftSingularVectors<Scalar: BLASScalar>(
     _ a: Matrix<Scalar>, count: Int, method: SVDMethod = .automatic
 ) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
@@ -344,7 +343,6 @@ extension SVDMethod {
 
 /// The leading left singular vectors (signs fixed), as many as `rank` picks from the singular
 /// values (descending), and all singular values: what TT-SVD needs, whose ranks may depend on them.
-@inlinable
 func leadingLeftSingularVectors<Scalar: BLASScalar>(
     _ a: Matrix<Scalar>, rank: ([Scalar]) -> Int
 ) throws -> (u: Matrix<Scalar>, s: [Scalar]) {
@@ -353,21 +351,18 @@ func leadingLeftSingularVectors<Scalar: BLASScalar>(
 }
 
 /// The leading `rank` singular triplets.
-@inlinable
 func truncated<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>, to rank: Int) -> SVDFactors<Scalar> {
     if rank >= f.rank { return f }
     return SVDFactors(checkedU: f.u.leadingColumns(rank), singularValues: Array(f.singularValues.prefix(rank)), vt: f.vt.leadingRows(rank))
 }
 
 /// Makes the largest-magnitude entry of every column of `U` positive, flipping the row of `Vᵀ`.
-@inlinable
 func fixingSigns<Scalar: BLASScalar>(_ f: SVDFactors<Scalar>) -> SVDFactors<Scalar> {
     let signs = columnSigns(of: f.u)
     return SVDFactors(checkedU: f.u.scalingColumns(by: signs), singularValues: f.singularValues, vt: f.vt.scalingRows(by: signs))
 }
 
 /// `−1` for each column whose largest-magnitude entry is negative, `+1` otherwise.
-@inlinable
 func columnSigns<Scalar: BLASScalar>(of u: Matrix<Scalar>) -> [Scalar] {
     u.withUnsafeBufferPointer { up in
         (0..<u.columns).map { column in

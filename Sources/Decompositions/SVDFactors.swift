@@ -23,7 +23,8 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     ///
     /// - Throws: ``DecompositionError/inconsistentParts(type:shapes:requirement:)`` unless `U` has one
     ///   column and `Vᵀ` one row per singular value.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public init(u: Matrix<Scalar>, singularValues: [Scalar], vt: Matrix<Scalar>) throws {
         guard u.columns == singularValues.count && vt.rows == singularValues.count else {
             throw DecompositionError.inconsistentParts(
@@ -36,7 +37,6 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// Factors whose shapes the caller has checked.
-    @inlinable
     init(checkedU u: Matrix<Scalar>, singularValues: [Scalar], vt: Matrix<Scalar>) {
         (self.u, self.singularValues, self.vt) = (u, singularValues, vt)
     }
@@ -51,7 +51,8 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var parameterCount: Int { rank * (u.rows + vt.columns + 1) }
 
     /// `U Σ Vᵀ` as an order-2 tensor.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reconstructed() -> Tensor<Scalar> {
         Tensor(u.scalingColumns(by: singularValues).matmul(vt))
     }
@@ -74,7 +75,8 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     /// - Returns: `‖A − U Σ Vᵀ‖_F / ‖A‖_F`; `0` when both are zero and `+∞` when only `A` is.
     /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) when `A` is not `m × n`.
     /// - Complexity: O(m·n·k) for the reconstruction.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func relativeError(to reference: Matrix<Scalar>) throws -> Scalar {
         try relativeError(to: Tensor(reference))
     }

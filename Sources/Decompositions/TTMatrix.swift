@@ -39,7 +39,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var parameterCount: Int { cores.reduce(0) { $0 + $1.scalarCount } }
 
     /// The full `M × N` matrix as an order-2 tensor.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reconstructed() throws -> Tensor<Scalar> {
         let n = shape[1]
         return try Tensor(applied(to: Matrix<Scalar>.identity(n))).transposed()
@@ -50,7 +51,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     ///
     /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) unless `X` has `N` columns.
     /// - Complexity: ``flops(batch:)`` flops.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func applied(to x: Matrix<Scalar>) throws -> Matrix<Scalar> {
         guard x.columns == shape[1] else {
             throw TensorError.shapeMismatch(operation: "TTMatrix.applied(to:)", expected: [x.rows, shape[1]], actual: x.shape)
@@ -75,7 +77,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     ///
     /// - Throws: `TensorError.shapeMismatch` (from `TensorModule`) unless `X` has `N` rows.
     /// - Complexity: ``flops(batch:)`` flops with `batch = B`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func applied(toColumns x: Matrix<Scalar>) throws -> Matrix<Scalar> {
         let (m, n) = (shape[0], shape[1])
         guard x.rows == n else {
@@ -131,7 +134,8 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// `W · x` for a vector of length `N`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func matvec(_ x: [Scalar]) throws -> [Scalar] {
         Array(try applied(to: Matrix(rows: 1, columns: x.count, scalars: x)).scalars)
     }

@@ -41,7 +41,8 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var parameterCount: Int { cores.reduce(0) { $0 + $1.scalarCount } }
 
     /// The full tensor, contracting the cores left to right with one GEMM each.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reconstructed() throws -> Tensor<Scalar> {
         var left = cores[0].leftUnfolding
         for core in cores.dropFirst() {
@@ -51,7 +52,6 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     }
 
     /// The Frobenius norm, without forming the tensor.
-    @inlinable
     public var norm: Scalar {
         // Left-to-right Gram contraction: W_k = Σ_i G_k[:, i, :]ᵀ W_{k−1} G_k[:, i, :].
         var w = Matrix<Scalar>.identity(1)
@@ -66,21 +66,18 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
 
 extension Tensor {
     /// The left unfolding `(r₀·n) × r₁` of an order-3 TT core (no copy).
-    @inlinable
     var leftUnfolding: Matrix<Scalar> {
         precondition(order == 3, "a TT core has order 3, got shape \(shape)")
         return Matrix(uncheckedRows: shape[0] * shape[1], columns: shape[2], scalars: scalars)
     }
 
     /// The right unfolding `r₀ × (n·r₁)` of an order-3 TT core (no copy).
-    @inlinable
     var rightUnfolding: Matrix<Scalar> {
         precondition(order == 3, "a TT core has order 3, got shape \(shape)")
         return Matrix(uncheckedRows: shape[0], columns: shape[1] * shape[2], scalars: scalars)
     }
 
     /// An order-2 tensor with the scalars of `core`'s left unfolding, regrouped the same way.
-    @inlinable
     func leftUnfolding(like core: Tensor) -> Matrix<Scalar> {
         precondition(scalarCount == core.scalarCount, "\(shape) and the core \(core.shape) have different sizes")
         return Matrix(uncheckedRows: core.shape[0] * core.shape[1], columns: core.shape[2], scalars: scalars)

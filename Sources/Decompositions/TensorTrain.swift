@@ -66,7 +66,6 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, tolerance:
 }
 
 /// The smallest rank `r` with `Σ_{i>r} σ_i² ≤ δ²` (at least 1).
-@inlinable
 func rankForTolerance<Scalar: BLASScalar>(_ singularValues: [Scalar], delta: Double) -> Int {
     var tail = 0.0
     var rank = singularValues.count
@@ -79,7 +78,6 @@ func rankForTolerance<Scalar: BLASScalar>(_ singularValues: [Scalar], delta: Dou
     return rank
 }
 
-@inlinable
 func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncation) throws -> TTTensor<Scalar> {
     try tensor.validateForDecomposition("ttDecompose")
     if let exponent = tensor.rangeExponent {
@@ -147,7 +145,8 @@ extension TTTensor {
     /// - Throws: ``DecompositionError/invalidParameter(operation:name:value:requirement:)`` for a negative
     ///   tolerance, ``DecompositionError/invalidRank(rank:reason:)`` for `maxRank < 1`.
     /// - Complexity: `O(d·n·r³)`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func rounded(tolerance: Double, maxRank: Int? = nil) throws -> TTTensor {
         guard tolerance >= 0, tolerance.isFinite else {
             throw DecompositionError.invalidParameter(operation: "TTTensor.rounded", name: "tolerance", value: tolerance, requirement: "finite and non-negative")

@@ -56,7 +56,6 @@ public func hosvd<Scalar: BLASScalar>(
 }
 
 /// Checks Tucker ranks and modes; returns them sorted by mode.
-@inlinable
 func validatedTuckerRanks<Scalar: BLASScalar>(
     _ tensor: Tensor<Scalar>, ranks: [Int], modes: [Int]?, operation: String
 ) throws -> (ranks: [Int], modes: [Int]) {

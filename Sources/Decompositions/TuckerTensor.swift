@@ -51,7 +51,8 @@ public struct TuckerTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public var parameterCount: Int { core.scalarCount + factors.reduce(0) { $0 + $1.rows * $1.columns } }
 
     /// `G ×_{m} U_m` for every factored mode.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reconstructed() throws -> Tensor<Scalar> {
         try core.multiModeProduct(factors, modes: modes)
     }

@@ -74,7 +74,6 @@ public func vbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double,
     return try vbmfSolution(y, noiseVariance: noiseVariance, forceAtLeastOne: forceAtLeastOne)
 }
 
-@inlinable
 func vbmfSolution<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double?, forceAtLeastOne: Bool) throws -> VBMFResult<Scalar> {
     try Tensor(y).validateForDecomposition("evbmf")
     let transposed = y.rows > y.columns
@@ -119,7 +118,6 @@ func vbmfSolution<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double
 }
 
 /// The EVBMF free energy as a function of `σ²`, up to a constant (Nakajima et al. 2013).
-@inlinable
 func evbmfFreeEnergy(sigma2: Double, l: Double, m: Double, s: [Double], xBar: Double) -> Double {
     let alpha = l / m
     let logScale = Double.log(m * sigma2)
@@ -141,7 +139,6 @@ func evbmfFreeEnergy(sigma2: Double, l: Double, m: Double, s: [Double], xBar: Do
 
 /// Brent's bounded minimization (golden section with parabolic steps) of `f` on `[lower, upper]`
 /// (R. P. Brent, Algorithms for Minimization without Derivatives, 1973, ch. 5).
-@inlinable
 func boundedMinimum(lower: Double, upper: Double, _ f: (Double) -> Double) -> Double {
     let golden = 0.5 * (3 - 5.0.squareRoot())
     let absoluteTolerance = 1e-12 * Swift.max(upper - lower, .leastNormalMagnitude)

@@ -53,7 +53,8 @@ package func validatedByteCount(shape: [Int], dtype: DType, format: String) thro
 }
 
 /// Decodes `count` elements of `dtype` from `bytes` into `Scalar`, honouring the byte order.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 package func decodeElements<Scalar: BLASScalar>(
     _ bytes: UnsafeRawBufferPointer, dtype: DType, bigEndian: Bool, count: Int, as _: Scalar.Type
 ) -> ContiguousArray<Scalar> {
@@ -94,7 +95,8 @@ package func decodeElements<Scalar: BLASScalar>(
 }
 
 /// Encodes scalars as little-endian `dtype` bytes (floating-point dtypes only).
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 package func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scalar>, dtype: DType) throws -> [UInt8] {
     guard dtype.isFloatingPoint else {
         throw TensorIOError.unwritableDType(format: "safetensors", dtype: dtype.rawValue, writable: ["float16", "bfloat16", "float32", "float64"])
@@ -116,7 +118,6 @@ package func encodeElements<Scalar: BLASScalar>(_ scalars: ContiguousArray<Scala
 }
 
 /// IEEE 754 binary16 → binary32.
-@inlinable
 package func halfToFloat(_ h: UInt16) -> Float {
     let sign = UInt32(h >> 15) << 31
     let exponent = Int((h >> 10) & 0x1F)
@@ -131,7 +132,6 @@ package func halfToFloat(_ h: UInt16) -> Float {
 }
 
 /// binary32 → binary16 with round-to-nearest-even, overflow to infinity.
-@inlinable
 package func floatToHalf(_ f: Float) -> UInt16 {
     let bits = f.bitPattern
     let sign = UInt16((bits >> 16) & 0x8000)
@@ -153,7 +153,6 @@ package func floatToHalf(_ f: Float) -> UInt16 {
 }
 
 /// binary32 → bfloat16 with round-to-nearest-even.
-@inlinable
 package func floatToBFloat16(_ f: Float) -> UInt16 {
     if f.isNaN { return UInt16(f.bitPattern >> 16) | 0x0040 }
     let bits = f.bitPattern

@@ -20,7 +20,8 @@
 ///   differ.
 /// - Precondition: at least one matrix is left after `skipping`.
 /// - Complexity: `R · ∏ rows` multiplications (plus the smaller intermediate products).
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func khatriRao<Scalar: BLASScalar>(_ matrices: [Matrix<Scalar>], skipping: Int? = nil) throws -> Matrix<Scalar> {
     let used = matrices.indices.filter { $0 != skipping }.map { matrices[$0] }
     guard let first = used.first else {
@@ -38,7 +39,6 @@ public func khatriRao<Scalar: BLASScalar>(_ matrices: [Matrix<Scalar>], skipping
 }
 
 /// `A ⊙ B` for matrices with equal column counts.
-@inlinable
 func khatriRaoPair<Scalar: BLASScalar>(_ a: Matrix<Scalar>, _ b: Matrix<Scalar>) -> Matrix<Scalar> {
     let r = a.columns
     let count = a.rows * b.rows * r
@@ -69,7 +69,8 @@ func khatriRaoPair<Scalar: BLASScalar>(_ a: Matrix<Scalar>, _ b: Matrix<Scalar>)
 /// ```
 ///
 /// - Complexity: one multiplication per element of the result.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func kronecker<Scalar: BLASScalar>(_ a: Matrix<Scalar>, _ b: Matrix<Scalar>) -> Matrix<Scalar> {
     let rows = a.rows * b.rows, columns = a.columns * b.columns
     var result = Matrix<Scalar>.zeros(rows: rows, columns: columns)

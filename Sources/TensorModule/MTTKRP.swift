@@ -37,7 +37,8 @@
 ///   ``TensorError/shapeMismatch(operation:expected:actual:)`` for factors that do not fit. A
 ///   `mode` outside `0..<N` is a precondition failure.
 /// - Complexity: `2·S·R` flops in the GEMM plus `2·(S/P)·R` in the contraction, `S` the scalar count.
-@inlinable
+@_specialize(exported: true, where Scalar == Float)
+@_specialize(exported: true, where Scalar == Double)
 public func mttkrp<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, factors: [Matrix<Scalar>], mode: Int) throws -> Matrix<Scalar> {
     let shape = tensor.shape
     let order = shape.count
@@ -142,7 +143,6 @@ struct MTTKRPPlan {
     /// The other modes except `mode`, contracted in the second step.
     @usableFromInline var remaining: [Int]
 
-    @inlinable
     init(shape: [Int], mode: Int, rank: Int) {
         let order = shape.count
         let size = Double(shape.reduce(1, *))

@@ -12,7 +12,8 @@ extension Matrix {
     ///   - transposeOther: Use `otherᵀ` instead of `other`.
     /// - Precondition: The inner dimensions agree.
     /// - Complexity: `2·m·n·k` flops.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func matmul(_ other: Matrix, transposeSelf: Bool = false, transposeOther: Bool = false) -> Matrix {
         let (m, k) = transposeSelf ? (columns, rows) : (rows, columns)
         let (k2, n) = transposeOther ? (other.columns, other.rows) : (other.rows, other.columns)

@@ -14,7 +14,8 @@ extension Matrix {
     ///
     /// - Throws: ``LinearAlgebraError/notPositiveDefinite(order:pivot:)`` when the factorization fails.
     /// - Complexity: `n³/3 + 2·n²·k` flops for `k` right-hand sides.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func choleskySolve(_ rhs: Matrix, side: SolveSide = .left) throws -> Matrix {
         precondition(rows == columns, "choleskySolve needs a square matrix, got \(rows) × \(columns)")
         let n = rows
@@ -43,7 +44,8 @@ extension Matrix {
     /// Solves `self · X = rhs` (or `X · self = rhs`) for a square `self` by LU with partial pivoting.
     ///
     /// - Throws: ``LinearAlgebraError/singular(order:pivot:)`` for an exactly singular matrix.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func luSolve(_ rhs: Matrix, side: SolveSide = .left) throws -> Matrix {
         precondition(rows == columns, "luSolve needs a square matrix, got \(rows) × \(columns)")
         let n = rows
@@ -77,7 +79,8 @@ extension Matrix {
     /// `gesvd` if that does not converge. Factors not asked for are returned empty (`0 × 0`).
     ///
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     package func lapackThinSVD(computeU: Bool = true, computeVT: Bool = true) throws -> (u: Matrix, s: [Scalar], vt: Matrix) {
         if rows > columns && (computeU || computeVT) {
             // Aᵀ = V Σ Uᵀ: the SVD of the (wide) transpose, whose buffer LAPACK reads as tall.
@@ -142,7 +145,8 @@ extension Matrix {
     ///   result is clamped to `0...min(rows, columns)`. All by default.
     /// - Returns: `U` with the chosen number of columns, and all `min(rows, columns)` singular values.
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     package func lapackLeftSingularVectors(rank: ([Scalar]) -> Int = { $0.count }) throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
         if m > 0 && m <= n && Scalar.gramRouteIsAccurate {
@@ -153,7 +157,6 @@ extension Matrix {
     }
 
     /// All left singular vectors by QR and SVD (wide) or the thin SVD (other shapes).
-    @inlinable
     func allLeftSingularVectors() throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
         guard m > 0, 2 * m <= n else {
@@ -193,7 +196,8 @@ extension Matrix {
     /// - Parameter rank: Picks the number of vectors from the singular values (descending).
     /// - Returns: `U` (`rows × k`, orthonormal columns) and all singular values, descending.
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` when LAPACK fails.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     package func gramLeftSingularVectors(rank: ([Scalar]) -> Int = { $0.count }) throws -> (u: Matrix, s: [Scalar]) {
         let (m, n) = (rows, columns)
         precondition(m <= n, "gramLeftSingularVectors needs rows ≤ columns, got \(m) × \(n)")
@@ -229,7 +233,8 @@ extension Matrix {
     /// The singular values, descending (LAPACK `gesdd` without vectors).
     ///
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if LAPACK does not converge.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func singularValues() throws -> [Scalar] {
         try lapackThinSVD(computeU: false, computeVT: false).s
     }
@@ -241,7 +246,8 @@ extension Matrix {
     /// - Parameter relativeTolerance: Cut-off relative to the largest singular value;
     ///   `max(rows, columns) · ε` by default (as LAPACK and NumPy).
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` if the SVD does not converge.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func pseudoInverse(relativeTolerance: Scalar? = nil) throws -> Matrix {
         let (u, s, vt) = try lapackThinSVD()
         let tolerance = (relativeTolerance ?? Scalar(Swift.max(rows, columns)) * Scalar.ulpOfOne) * (s.first ?? 0)
@@ -255,7 +261,8 @@ extension Matrix {
     /// with orthonormal columns and `R` is `k × columns` upper triangular.
     ///
     /// - Throws: ``LinearAlgebraError/lapack(routine:info:)`` on an illegal argument.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func qr() throws -> (q: Matrix, r: Matrix) {
         let (m, n) = (rows, columns)
         let k = Swift.min(m, n)

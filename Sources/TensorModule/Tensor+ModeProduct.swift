@@ -18,7 +18,8 @@ extension Tensor {
     ///   `I_n` columns (rows, when transposed).
     /// - Precondition: `0 <= mode < order`.
     /// - Complexity: `2 · J · scalarCount` flops.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func modeProduct(_ matrix: Matrix<Scalar>, mode: Int, transposed: Bool = false) throws -> Tensor {
         precondition(mode >= 0 && mode < order, "mode \(mode) is out of range 0..<\(order) for shape \(shape)")
         let inner = transposed ? matrix.rows : matrix.columns
@@ -89,7 +90,8 @@ extension Tensor {
     /// - Precondition: every mode in `0..<order`, none given twice.
     /// - Throws: ``TensorError/countMismatch(operation:expected:actual:)`` when the counts differ,
     ///   and the errors of ``modeProduct(_:mode:transposed:)``.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func multiModeProduct(_ matrices: [Matrix<Scalar>], modes: [Int], transposed: Bool = false) throws -> Tensor {
         guard matrices.count == modes.count else {
             throw TensorError.countMismatch(operation: "multiModeProduct: matrices for modes \(modes)", expected: modes.count, actual: matrices.count)

@@ -14,7 +14,8 @@ extension Tensor {
     /// - Throws: ``TensorError/invalidPermutation(_:order:)`` if `permutation` is not a
     ///   permutation of `0..<order`.
     /// - Complexity: O(scalarCount), one read and one write of every scalar.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func transposed(permutation: [Int]) throws -> Tensor {
         guard permutation.count == order, Set(permutation) == Set(0..<order) else {
             throw TensorError.invalidPermutation(permutation, order: order)
@@ -25,14 +26,16 @@ extension Tensor {
     /// For a matrix-shaped (order-2) tensor, the transpose.
     ///
     /// - Precondition: `order == 2`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func transposed() -> Tensor {
         precondition(order == 2, "transposed() needs an order-2 tensor, got shape \(shape); use transposed(permutation:)")
         return permutedUnchecked([1, 0])
     }
 
     /// Permutes axes; `permutation` must be valid.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     package func permutedUnchecked(_ permutation: [Int]) -> Tensor {
         let newShape = permutation.map { shape[$0] }
         if permutation == Array(0..<order) || scalarCount <= 1 {
@@ -56,7 +59,6 @@ extension Tensor {
 /// `outputShape[i]` is the size of output axis `i` and `inputStrides[i]` the stride (in scalars) of
 /// that axis in the source. Axes of size one are dropped and axes that are contiguous in both
 /// layouts are merged before copying.
-@inlinable
 func permuteCopy<Scalar>(
     source: UnsafePointer<Scalar>, destination: UnsafeMutablePointer<Scalar>,
     outputShape: [Int], inputStrides: [Int]

@@ -16,7 +16,8 @@ extension Tensor {
     ///
     /// - Precondition: `0 <= mode < order`.
     /// - Complexity: O(scalarCount).
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func unfolded(mode: Int) -> Matrix<Scalar> {
         precondition(mode >= 0 && mode < order, "mode \(mode) is out of range 0..<\(order) for shape \(shape)")
         let rest = shape.enumerated().filter { $0.offset != mode }.reduce(1) { $0 * $1.element }
@@ -36,7 +37,8 @@ extension Tensor {
     /// - Precondition: `0 <= mode < shape.count`.
     /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the matrix does not have
     ///   `shape[mode]` rows and `∏_{m≠mode} shape[m]` columns.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public init(folding matrix: Matrix<Scalar>, mode: Int, shape: [Int]) throws {
         precondition(mode >= 0 && mode < shape.count, "mode \(mode) is out of range 0..<\(shape.count) for shape \(shape)")
         _ = try Self.validatedCount(of: shape)

@@ -166,7 +166,8 @@ extension Tensor {
     ///
     /// - Throws: ``TensorError/scalarCountMismatch(shape:count:)`` when the counts differ, or
     ///   ``TensorError/ambiguousReshape(shape:)`` for more than one `-1`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func reshaped(to newShape: [Int]) throws -> Tensor {
         var shape = newShape
         let inferred = shape.indices.filter { shape[$0] == -1 }

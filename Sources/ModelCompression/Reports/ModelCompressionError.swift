@@ -1,4 +1,5 @@
 import Foundation
+import NNLayers
 
 /// The options of ``CompressionOptions`` that ``ModelCompressor/init(options:)`` checks, by the
 /// name a message gives them.
@@ -20,11 +21,11 @@ public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Se
     /// A sharded output directory that is the input checkpoint's.
     case outputDirectoryIsInput(path: String)
     /// Partial indexes that do not make one run's index: what was found, and what is required.
-    case partialIndexes(found: String, requirement: String)
+    case partialIndexes(PartialIndexProblem)
     /// A layer setting names a tensor that the model does not hold.
     case unknownLayer(name: String)
     /// A layer setting does not fit its kernel.
-    case invalidLayerSettings(name: String, reason: String)
+    case invalidLayerSettings(name: String, NNLayersError)
     /// A TT replacement needs the rank of the node's input, which shape inference could not derive.
     case unknownInputRank(node: String)
     /// A new node or value name that the graph already uses.
@@ -45,9 +46,9 @@ public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Se
         case let .invalidShardAssignment(index, count): return "shard assignment \(index)/\(count) must be INDEX/COUNT with 0 ≤ INDEX < COUNT"
         case let .outputDirectoryIsInput(path):
             return "output directory \(path) must be another directory than the input checkpoint's (its shards keep their names)"
-        case let .partialIndexes(found, requirement): return "partial indexes \(found) must be \(requirement)"
+        case let .partialIndexes(problem): return "partial indexes: \(problem)"
         case let .unknownLayer(name): return "the layer configuration names \(name), which the model does not hold"
-        case let .invalidLayerSettings(name, reason): return "layer configuration for \(name): \(reason)"
+        case let .invalidLayerSettings(name, error): return "layer configuration for \(name): \(error)"
         case let .unknownInputRank(node):
             return "node \(node): a tensor-train replacement needs the rank of its input, which the graph's shapes do not give; give the graph inputs' shapes"
         case let .nameCollision(name): return "the name \(name) for a new node or value is already used in the graph"

@@ -210,30 +210,24 @@ extension SafetensorsIndex {
     /// Joins the partial indexes that the workers of a ``ShardAssignment`` wrote into the index
     /// one run over all shards writes (byte for byte once encoded).
     ///
-    /// - Throws: ``ModelCompressionError/partialIndexes(found:requirement:)`` when the parts
+    /// - Throws: ``ModelCompressionError/partialIndexes(_:)`` when the parts
     ///   are not workers `0..<N` of one `N`, each once, when their other metadata differ, or when
     ///   two parts place the same tensor.
     public static func merged(_ parts: [SafetensorsIndex]) throws -> SafetensorsIndex {
-        func fail(_ value: String, _ requirement: String) -> ModelCompressionError {
-            ModelCompressionError.partialIndexes(found: value, requirement: requirement)
-        }
+        func fail(_ problem: PartialIndexProblem) -> ModelCompressionError { .partialIndexes(problem) }
         var workers: [Int: Int] = [:]
         var count: Int?
         for part in parts {
             let marks = part.metadata[ShardAssignment.metadataKey]?.split(separator: "/").compactMap { Int($0) } ?? []
-            guard marks.count == 2 else { throw fail("an index without \(ShardAssignment.metadataKey)", "partial indexes written by the workers of a shard assignment") }
-            guard count == nil || count == marks[1] else { throw fail("workers of \(count!) and of \(marks[1])", "parts of one run") }
+            guard marks.count == 2 else { throw fail(.notAPart) }
+            guard count == nil || count == marks[1] else { throw fail(.workerCounts(count!, marks[1])) }
             count = marks[1]
-            guard workers.updateValue(marks[0], forKey: marks[0]) == nil else { throw fail("worker \(marks[0]) twice", "each worker once") }
+            guard workers.updateValue(marks[0], forKey: marks[0]) == nil else { throw fail(.workerTwice(marks[0])) }
         }
         let runs = Set(parts.map { $0.metadata[ShardAssignment.runKey] ?? "none" })
-        guard runs.count <= 1 else {
-            throw fail("parts of \(runs.count) different runs (\(ShardAssignment.runKey) \(runs.sorted().joined(separator: ", ")))",
-                       "the parts of one run: the same checkpoint and the same options")
-        }
+        guard runs.count <= 1 else { throw fail(.differentRuns(runs.sorted())) }
         guard let count, workers.count == count else {
-            let missing = (0..<(count ?? 0)).filter { workers[$0] == nil }.map(String.init).joined(separator: ", ")
-            throw fail("\(workers.count) of \(count ?? 0) parts", "every worker's part (missing: \(missing.isEmpty ? "all" : missing))")
+            throw fail(.missingWorkers(found: workers.count, of: count ?? 0, missing: (0..<(count ?? 0)).filter { workers[$0] == nil }))
         }
         var result = SafetensorsIndex(weightMap: [:], metadata: parts[0].metadata, totalSize: 0,
                                       totalParameters: parts[0].totalParameters == nil ? nil : 0)
@@ -243,13 +237,48 @@ extension SafetensorsIndex {
             var metadata = part.metadata
             metadata[ShardAssignment.metadataKey] = nil
             metadata[ShardAssignment.runKey] = nil
-            guard metadata == result.metadata else { throw fail("metadata \(metadata) and \(result.metadata)", "the same in every part") }
+            guard metadata == result.metadata else { throw fail(.differentMetadata(metadata, result.metadata)) }
             for (tensor, shard) in part.weightMap {
-                guard result.weightMap.updateValue(shard, forKey: tensor) == nil else { throw fail("\(tensor) in two parts", "each tensor in one part") }
+                guard result.weightMap.updateValue(shard, forKey: tensor) == nil else { throw fail(.tensorTwice(tensor)) }
             }
             result.totalSize = (result.totalSize ?? 0) + (part.totalSize ?? 0)
             if let parameters = part.totalParameters { result.totalParameters = (result.totalParameters ?? 0) + parameters }
         }
         return result
+    }
+}
+
+/// Why partial indexes do not join (``ModelCompressionError/partialIndexes(_:)``).
+public enum PartialIndexProblem: Sendable, Equatable, CustomStringConvertible {
+    /// An index that no worker of a shard assignment wrote (no `ShardAssignment.metadataKey` entry).
+    case notAPart
+    /// Parts of runs split among different worker counts.
+    case workerCounts(Int, Int)
+    /// The same worker's part twice.
+    case workerTwice(Int)
+    /// Parts of different runs (their run marks).
+    case differentRuns([String])
+    /// `found` of `of` parts; the workers whose parts are missing.
+    case missingWorkers(found: Int, of: Int, missing: [Int])
+    /// Parts whose other metadata differ.
+    case differentMetadata([String: String], [String: String])
+    /// A tensor placed by two parts.
+    case tensorTwice(String)
+
+    /// The problem in one line.
+    public var description: String {
+        switch self {
+        case .notAPart:
+            return "an index without \(ShardAssignment.metadataKey): only the partial indexes that the workers of a shard assignment write can be merged"
+        case let .workerCounts(a, b): return "parts of a run split among \(a) workers and of one split among \(b)"
+        case let .workerTwice(worker): return "worker \(worker)'s part is given twice"
+        case let .differentRuns(runs):
+            return "parts of \(runs.count) different runs (\(ShardAssignment.runKey) \(runs.joined(separator: ", "))); merge the parts of one run "
+                + "(the same checkpoint and the same options)"
+        case let .missingWorkers(found, count, missing):
+            return "\(found) of \(count) parts; missing: \(missing.isEmpty ? "all" : "worker " + missing.map(String.init).joined(separator: ", "))"
+        case let .differentMetadata(a, b): return "metadata \(a) and \(b) differ; the parts of one run have the same"
+        case let .tensorTwice(tensor): return "\(tensor) is placed by two parts"
+        }
     }
 }

@@ -36,7 +36,7 @@ extension ModelCompressor {
 
     /// Checks the layer settings against the model's kernels before any work.
     ///
-    /// - Throws: ``ModelCompressionError/unknownLayer(name:)`` or ``ModelCompressionError/invalidLayerSettings(name:reason:)``.
+    /// - Throws: ``ModelCompressionError/unknownLayer(name:)`` or ``ModelCompressionError/invalidLayerSettings(name:_:)``.
     public func validateLayerSettings(for file: SafetensorsFile) throws {
         try validateLayerSettings(shapes: file.entries.mapValues(\.shape))
     }
@@ -44,8 +44,8 @@ extension ModelCompressor {
     func validateLayerSettings(shapes: [String: [Int]]) throws {
         for name in options.layerSettings.keys.sorted() {
             guard let shape = shapes[name] else { throw ModelCompressionError.unknownLayer(name: name) }
-            do { try options.layerSettings[name]!.validate(kernelShape: shape) } catch {
-                throw ModelCompressionError.invalidLayerSettings(name: name, reason: "\(error)")
+            do { try options.layerSettings[name]!.validate(kernelShape: shape) } catch let error as NNLayersError {
+                throw ModelCompressionError.invalidLayerSettings(name: name, error)
             }
         }
     }

@@ -10,7 +10,8 @@ extension Conv2D {
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` for an input that is not 4-D,
     ///   has the wrong channel count, or is smaller than the dilated kernel.
     /// - Complexity: the FLOPs of ``Layer/cost(input:)`` per batch item.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         guard x.order == 4, x.shape[1] == inChannels else {
             throw NNLayersError.inputShape(layer: "Conv2D \(summary)", expected: "(N, \(inChannels), H, W)", actual: x.shape)
@@ -51,7 +52,6 @@ extension Conv2D {
     /// pointwise. The im2col matrix is built for a block of output rows at a time (about 256 KiB,
     /// but at least ~512 output pixels), so that it stays in cache for its GEMM, which writes that
     /// block of the output in place.
-    @inlinable
     func gemmForward(
         x: UnsafePointer<Scalar>, w: UnsafePointer<Scalar>, y: UnsafeMutablePointer<Scalar>,
         batch: Int, height: Int, width: Int, out: Size2D
@@ -96,7 +96,6 @@ extension Conv2D {
 
     /// Fills the `(channels·kh·kw) × (rows·W_out)` patch matrix of output rows `rows` of one batch
     /// item and group.
-    @inlinable
     func im2col(
         input: UnsafePointer<Scalar>, channels: Int, height: Int, width: Int, out: Size2D, rows: Range<Int>,
         columns: UnsafeMutablePointer<Scalar>
@@ -135,7 +134,6 @@ extension Conv2D {
     }
 
     /// Depthwise convolution (one input channel per group) by direct loops.
-    @inlinable
     func depthwiseForward(
         x: UnsafePointer<Scalar>, w: UnsafePointer<Scalar>, y: UnsafeMutablePointer<Scalar>,
         batch: Int, height: Int, width: Int, out: Size2D

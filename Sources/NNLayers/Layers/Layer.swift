@@ -12,7 +12,8 @@ public enum Layer<Scalar: BLASScalar>: Sendable, Equatable {
     case ttConv2d(TTConv2D<Scalar>)
 
     /// The layer applied to a batch (NCHW for convolutions, `(…, features)` for linear layers).
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         switch self {
         case let .conv2d(layer): return try layer(x)

@@ -18,7 +18,8 @@ public struct LayerStack<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     ///
     /// A batch of several NCHW samples through convolutions runs sample by sample, so that the
     /// intermediate activations of one sample stay in cache between layers.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         let convolutional = layers.allSatisfy { if case .conv2d = $0 { return true } else { return false } }
         if convolutional && x.order == 4 && x.shape[0] > 1 {

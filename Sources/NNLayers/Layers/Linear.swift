@@ -41,7 +41,8 @@ public struct Linear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     /// `x Wᵀ + b` for `x` of shape `(…, in)`: one GEMM over all leading indices.
     ///
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` unless the last axis has `in` features.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         guard x.order >= 1, x.shape.last == inFeatures else {
             throw NNLayersError.inputShape(layer: "Linear \(inFeatures)→\(outFeatures)", expected: "(…, \(inFeatures))", actual: x.shape)
@@ -74,7 +75,6 @@ public struct Linear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
 
 extension Tensor {
     /// The tensor with `bias[c]` added to every scalar whose index along `axis` is `c`.
-    @inlinable
     func addingBias(_ bias: [Scalar], axis: Int) -> Tensor {
         let inner = shape[(axis + 1)...].reduce(1, *)
         let count = shape[axis]

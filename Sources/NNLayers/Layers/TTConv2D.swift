@@ -94,7 +94,8 @@ public struct TTConv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     public var outChannels: Int { outputModes.reduce(1, *) }
 
     /// The convolution of an NCHW batch, without forming the kernel.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         guard x.order == 4, x.shape[1] == inChannels else {
             throw NNLayersError.inputShape(layer: "TTConv2D", expected: "(N, \(inChannels), H, W)", actual: x.shape)

@@ -26,7 +26,8 @@ public struct TTLinear<Scalar: BLASScalar>: Sendable, Equatable, Codable {
     public var outFeatures: Int { weight.shape[0] }
 
     /// `x Wᵀ + b` for `x` of shape `(…, in)`.
-    @inlinable
+    @_specialize(exported: true, where Scalar == Float)
+    @_specialize(exported: true, where Scalar == Double)
     public func callAsFunction(_ x: Tensor<Scalar>) throws -> Tensor<Scalar> {
         guard x.order >= 1, x.shape.last == inFeatures else {
             throw NNLayersError.inputShape(layer: "TTLinear \(inFeatures)→\(outFeatures)", expected: "(…, \(inFeatures))", actual: x.shape)

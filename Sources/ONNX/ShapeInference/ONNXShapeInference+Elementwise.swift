@@ -8,7 +8,7 @@ extension ONNXShapeInference {
     mutating func inferElementwise(_ node: ONNXNode, _ op: String, _ ins: [String], _ out: String, _ opset: Int) throws -> Bool {
         switch op {
         case "Constant":
-            guard let tensor = ONNXGraph.constantValue(node) else { throw InferenceFailure(reason: "no value attribute") }
+            guard let tensor = ONNXGraph.constantValue(node) else { throw ShapeInferenceProblem.missingValue }
             record(out, tensor)
         case "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Exp", "Log", "Sqrt", "Neg", "Abs",
              "Erf", "Reciprocal", "Clip", "Identity", "Dropout", "Softmax", "LogSoftmax", "Not", "Floor", "Ceil", "Round", "Sign",

@@ -15,7 +15,7 @@ extension ONNXShapeInference {
             if data.count == 1, let d = values[ins[0]], let i = values[ins[1]] {
                 value = try i.map { index in
                     let k = try Self.integer(index, "the index")
-                    guard k >= -d.count, k < d.count else { throw InferenceFailure(reason: "index \(k) is outside \(d.count) values") }
+                    guard k >= -d.count, k < d.count else { throw ShapeInferenceProblem.indexOutside(index: k, count: d.count) }
                     return d[k < 0 ? k + d.count : k]
                 }
             }
@@ -35,14 +35,14 @@ extension ONNXShapeInference {
                 steps = [Int](repeating: 1, count: starts.count)
             }
             guard starts.count == axes.count, ends.count == axes.count, steps.count == axes.count else {
-                throw InferenceFailure(reason: "starts \(starts), ends \(ends), axes \(axes) and steps \(steps) differ in length")
+                throw ShapeInferenceProblem.sliceLengths(starts: starts, ends: ends, axes: axes, steps: steps)
             }
             var s = x
             var ranges: [Int: (start: Int, step: Int, count: Int)] = [:]
             for (k, a) in axes.enumerated() {
                 let axis = try Self.normalized(a, rank: x.count)
                 let d = x[axis], step = steps[k]
-                guard step != 0, step != Int.min else { throw InferenceFailure(reason: "step \(step)") }
+                guard step != 0, step != Int.min else { throw ShapeInferenceProblem.sliceStep(step) }
                 func clamp(_ v: Int, _ low: Int, _ high: Int) -> Int { min(max(v, low), high) }
                 // Starts and ends near ±2⁶³ are clamped before the dimension is added.
                 var start = clamp(starts[k], -d, d), end = clamp(ends[k], -d - 1, d)
@@ -65,7 +65,7 @@ extension ONNXShapeInference {
             if opset >= 13, ins.count > 1, !ins[1].isEmpty { sizes = try integers(ins[1], "split") } else if let split = node.ints("split") { sizes = split } else {
                 let n = node.int("num_outputs") ?? node.outputs.count
                 guard n > 0, n <= node.outputs.count else {
-                    throw InferenceFailure(reason: "num_outputs \(n) with \(node.outputs.count) outputs")
+                    throw ShapeInferenceProblem.splitOutputs(numOutputs: n, outputs: node.outputs.count)
                 }
                 let chunk = (x[axis] - 1) / n + 1
                 sizes = try (0..<n).map { min(chunk, max(0, x[axis] - (try Self.mul($0, chunk)))) }

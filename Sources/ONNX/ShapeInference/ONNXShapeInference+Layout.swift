@@ -23,19 +23,19 @@ extension ONNXShapeInference {
             var target = try integers(ins[1], "the target shape")
             let allowZero = node.int("allowzero") == 1
             for k in target.indices where target[k] == 0 && !allowZero {
-                guard k < x.count else { throw InferenceFailure(reason: "target \(target) copies a dimension \(x) lacks") }
+                guard k < x.count else { throw ShapeInferenceProblem.reshapeCopy(target: target, input: x) }
                 target[k] = x[k]
             }
             let total = try Self.product(x)
             guard target.allSatisfy({ $0 >= -1 }), target.filter({ $0 == -1 }).count <= 1 else {
-                throw InferenceFailure(reason: "cannot reshape \(x) to \(target)")
+                throw ShapeInferenceProblem.reshape(input: x, target: target)
             }
             if let k = target.firstIndex(of: -1) {
                 let known = try Self.product(target.enumerated().filter { $0.offset != k }.map(\.element))
-                guard known > 0, total % known == 0 else { throw InferenceFailure(reason: "cannot reshape \(x) to \(target)") }
+                guard known > 0, total % known == 0 else { throw ShapeInferenceProblem.reshape(input: x, target: target) }
                 target[k] = total / known
             }
-            guard try Self.product(target) == total else { throw InferenceFailure(reason: "cannot reshape \(x) to \(target)") }
+            guard try Self.product(target) == total else { throw ShapeInferenceProblem.reshape(input: x, target: target) }
             try set(out, target, value: values[ins[0]])
         case "Flatten":
             let x = try shape(ins[0])
@@ -44,7 +44,7 @@ extension ONNXShapeInference {
         case "Transpose":
             let x = try shape(ins[0])
             let perm = node.ints("perm") ?? Array((0..<x.count).reversed())
-            guard perm.sorted() == Array(0..<x.count) else { throw InferenceFailure(reason: "perm \(perm) does not fit \(x)") }
+            guard perm.sorted() == Array(0..<x.count) else { throw ShapeInferenceProblem.permutation(perm, input: x) }
             let permuted = perm.map { x[$0] }
             // Small constant tensors are permuted too (PyTorch's pad arguments pass through a Transpose).
             let value = values[ins[0]].flatMap { v in Self.remapped(v, shape: x, to: permuted) { o in
@@ -61,7 +61,7 @@ extension ONNXShapeInference {
                 let drop = try axes.map { try Set($0.map { try Self.normalized($0, rank: rank) }) } ?? Set(x.indices.filter { x[$0] == 1 })
                 try set(out, x.indices.filter { !drop.contains($0) }.map { x[$0] }, value: values[ins[0]])
             } else {
-                guard let axes else { throw InferenceFailure(reason: "no axes") }
+                guard let axes else { throw ShapeInferenceProblem.missingAxes }
                 let rank = x.count + axes.count
                 let inserted = try Set(axes.map { try Self.normalized($0, rank: rank) })
                 var rest = x.makeIterator()
@@ -69,10 +69,10 @@ extension ONNXShapeInference {
             }
         case "Concat":
             let parts = try ins.filter { !$0.isEmpty }.map(shape)
-            guard let first = parts.first else { throw InferenceFailure(reason: "no inputs") }
+            guard let first = parts.first else { throw ShapeInferenceProblem.missingInputs }
             let axis = try Self.normalized(node.int("axis") ?? 0, rank: first.count)
             guard parts.allSatisfy({ part in part.count == first.count && part.indices.allSatisfy { k in k == axis || part[k] == first[k] } }) else {
-                throw InferenceFailure(reason: "inputs of shapes \(parts) do not concatenate on axis \(axis)")
+                throw ShapeInferenceProblem.notConcatenable(shapes: parts, axis: axis)
             }
             var s = first
             s[axis] = try parts.reduce(0) { try Self.add($0, $1[axis]) }

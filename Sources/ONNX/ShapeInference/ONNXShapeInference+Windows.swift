@@ -9,28 +9,28 @@ extension ONNXShapeInference {
         switch op {
         case "Conv", "ConvInteger":
             let x = try shape(ins[0]), w = try shape(ins[1])
-            guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
+            guard x.count >= 3, w.count == x.count else { throw ShapeInferenceProblem.inputAndWeight(input: x, weight: w) }
             let window = ONNXConvAttributes(node, spatialAxes: x.count - 2)
             let kernel = window.kernelShape ?? Array(w.dropFirst(2))
             try set(out, [x[0], w[0]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, window: window)))
         case "ConvTranspose":
             let x = try shape(ins[0]), w = try shape(ins[1])
-            guard x.count >= 3, w.count == x.count else { throw InferenceFailure(reason: "input \(x) and weight \(w) do not fit") }
+            guard x.count >= 3, w.count == x.count else { throw ShapeInferenceProblem.inputAndWeight(input: x, weight: w) }
             let n = x.count - 2, window = ONNXConvAttributes(node, spatialAxes: n)
             let kernel = window.kernelShape ?? Array(w.dropFirst(2))
             let channels = try Self.mul(w[1], window.group)
             if let outputShape = window.outputShape {
-                guard outputShape.count >= n else { throw InferenceFailure(reason: "output_shape \(outputShape) does not fit a \(n)-D input") }
+                guard outputShape.count >= n else { throw ShapeInferenceProblem.outputShapeLength(outputShape: outputShape, spatialAxes: n) }
                 try set(out, [x[0], channels] + outputShape.suffix(n))
                 return true
             }
             let (strides, dilations, pads) = (window.strides, window.dilations, window.pads)
             let (outputPadding, autoPad) = (window.outputPadding, window.autoPad)
             guard kernel.count == n, strides.count == n, dilations.count == n, pads.count == 2 * n, outputPadding.count == n else {
-                throw InferenceFailure(reason: "kernel_shape \(kernel), strides \(strides), dilations \(dilations), pads \(pads) or output_padding \(outputPadding) do not fit a \(n)-D input")
+                throw ShapeInferenceProblem.transposedWindowLengths(kernel: kernel, strides: strides, dilations: dilations, pads: pads, outputPadding: outputPadding, spatialAxes: n)
             }
             guard (kernel + strides + dilations).allSatisfy({ $0 >= 1 }), (pads + outputPadding).allSatisfy({ $0 >= 0 }) else {
-                throw InferenceFailure(reason: "kernel_shape \(kernel), strides \(strides) and dilations \(dilations) must be positive, pads \(pads) and output_padding \(outputPadding) non-negative")
+                throw ShapeInferenceProblem.transposedWindowValues(kernel: kernel, strides: strides, dilations: dilations, pads: pads, outputPadding: outputPadding)
             }
             let spatial = try (0..<n).map { k -> Int in
                 if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" { return try Self.mul(x[k + 2], strides[k]) }
@@ -43,7 +43,7 @@ extension ONNXShapeInference {
             let x = try shape(ins[0])
             let window = ONNXConvAttributes(node, spatialAxes: x.count - 2)
             guard let kernel = window.kernelShape, x.count == kernel.count + 2 else {
-                throw InferenceFailure(reason: "kernel_shape does not fit input \(x)")
+                throw ShapeInferenceProblem.poolingKernel(input: x)
             }
             let s = [x[0], x[1]] + (try Self.windowed(input: Array(x.dropFirst(2)), kernel: kernel, window: window, ceilMode: node.int("ceil_mode") == 1))
             for o in node.outputs { try set(o, s) }
@@ -56,7 +56,7 @@ extension ONNXShapeInference {
             if aVector { a = [1] + a }
             if bVector { b = b + [1] }
             guard a.count >= 2, b.count >= 2, a.last == b[b.count - 2] else {
-                throw InferenceFailure(reason: "shapes \(try shape(ins[0])) and \(try shape(ins[1])) do not multiply")
+                throw ShapeInferenceProblem.notMultipliable(try shape(ins[0]), try shape(ins[1]))
             }
             var s = try Self.broadcast([Array(a.dropLast(2)), Array(b.dropLast(2))]) + [a[a.count - 2], b[b.count - 1]]
             if aVector { s.remove(at: s.count - 2) }
@@ -64,7 +64,7 @@ extension ONNXShapeInference {
             try set(out, s)
         case "Gemm":
             let a = try shape(ins[0]), b = try shape(ins[1])
-            guard a.count == 2, b.count == 2 else { throw InferenceFailure(reason: "Gemm needs 2-D operands, got \(a) and \(b)") }
+            guard a.count == 2, b.count == 2 else { throw ShapeInferenceProblem.gemmOperands(a, b) }
             let m = node.int("transA") == 1 ? a[1] : a[0]
             let n = node.int("transB") == 1 ? b[0] : b[1]
             try set(out, [m, n])

@@ -104,15 +104,13 @@ public struct ONNXShapeInference: Sendable {
             do {
                 guard known || node.opType == "Constant" else { continue }
                 try infer(node, opset: opset)
-            } catch let error as InferenceFailure {
-                failures.append((node.name.isEmpty ? node.outputs.first ?? node.opType : node.name, "\(node.opType): \(error.reason)"))
+            } catch let problem as ShapeInferenceProblem {
+                failures.append((node.name.isEmpty ? node.outputs.first ?? node.opType : node.name, "\(node.opType): \(problem)"))
             } catch {
                 failures.append((node.name, "\(node.opType): \(error)"))
             }
         }
     }
-
-    struct InferenceFailure: Error { let reason: String }
 
     mutating func record(_ name: String, _ tensor: ONNXTensor) {
         guard let count = try? tensor.elementCount() else { return }   // negative or overflowing dims: unknown
@@ -127,33 +125,33 @@ public struct ONNXShapeInference: Sendable {
     }
 
     func shape(_ name: String) throws -> [Int] {
-        guard let s = shapes[name] else { throw InferenceFailure(reason: "the shape of \(name) is unknown") }
+        guard let s = shapes[name] else { throw ShapeInferenceProblem.unknownShape(name: name) }
         return s
     }
 
     func integers(_ name: String, _ what: String) throws -> [Int] {
-        guard let v = values[name] else { throw InferenceFailure(reason: "\(what) (\(name)) is not a constant") }
+        guard let v = values[name] else { throw ShapeInferenceProblem.notConstant(role: what, name: name) }
         return try v.map { try Self.integer($0, what) }
     }
 
     /// `value` as an `Int`, clamped to ±2⁶² (`INT64_MAX` as a slice end stays "to the end", and
     /// any product with it is refused later); NaN and infinities are refused.
     static func integer(_ value: Double, _ what: String) throws -> Int {
-        guard value.isFinite else { throw InferenceFailure(reason: "\(what) holds \(value), not an integer") }
+        guard value.isFinite else { throw ShapeInferenceProblem.notInteger(role: what, value: value) }
         return Int(Swift.min(Swift.max(value, -0x1p62), 0x1p62))
     }
 
     /// `a · b`, refused on overflow.
     static func mul(_ a: Int, _ b: Int) throws -> Int {
         let (p, overflow) = a.multipliedReportingOverflow(by: b)
-        guard !overflow else { throw InferenceFailure(reason: "\(a) × \(b) overflows a 64-bit integer") }
+        guard !overflow else { throw ShapeInferenceProblem.productOverflow(a, b) }
         return p
     }
 
     /// `a + b`, refused on overflow.
     static func add(_ a: Int, _ b: Int) throws -> Int {
         let (s, overflow) = a.addingReportingOverflow(b)
-        guard !overflow else { throw InferenceFailure(reason: "\(a) + \(b) overflows a 64-bit integer") }
+        guard !overflow else { throw ShapeInferenceProblem.sumOverflow(a, b) }
         return s
     }
 
@@ -163,10 +161,10 @@ public struct ONNXShapeInference: Sendable {
     }
 
     /// Records a derived shape: every dimension non-negative and the element count within
-    /// `Int`, or the value stays unknown (an ``InferenceFailure``).
+    /// `Int`, or the value stays unknown (a ``ShapeInferenceProblem``).
     mutating func set(_ name: String, _ shape: [Int], value: [Double]? = nil) throws {
         guard !name.isEmpty else { return }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw InferenceFailure(reason: "the derived shape \(shape) has a negative dimension") }
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw ShapeInferenceProblem.negativeDimension(shape: shape) }
         _ = try Self.product(shape)
         shapes[name] = shape
         if let value, value.count <= Self.valueLimit { values[name] = value }
@@ -198,6 +196,8 @@ public struct ONNXShapeInference: Sendable {
     }
 
     /// NumPy broadcasting of `shapes`.
+    ///
+    /// - Throws: ``ShapeInferenceProblem/notBroadcastable(shapes:)`` when a dimension differs from another that is not 1.
     public static func broadcast(_ shapes: [[Int]]) throws -> [Int] {
         let rank = shapes.map(\.count).max() ?? 0
         var result = [Int](repeating: 1, count: rank)
@@ -205,7 +205,7 @@ public struct ONNXShapeInference: Sendable {
             for (k, d) in s.enumerated() {
                 let r = rank - s.count + k
                 if result[r] == 1 { result[r] = d } else if d != 1 && d != result[r] {
-                    throw InferenceFailure(reason: "shapes \(shapes) do not broadcast")
+                    throw ShapeInferenceProblem.notBroadcastable(shapes: shapes)
                 }
             }
         }
@@ -214,7 +214,7 @@ public struct ONNXShapeInference: Sendable {
 
     static func normalized(_ axis: Int, rank: Int) throws -> Int {
         let a = axis < 0 ? axis + rank : axis
-        guard a >= 0, a < rank else { throw InferenceFailure(reason: "axis \(axis) is outside a rank-\(rank) tensor") }
+        guard a >= 0, a < rank else { throw ShapeInferenceProblem.axisOutside(axis: axis, rank: rank) }
         return a
     }
 
@@ -223,21 +223,21 @@ public struct ONNXShapeInference: Sendable {
         let n = kernel.count
         let (strides, dilations, pads, autoPad) = (window.strides, window.dilations, window.pads, window.autoPad)
         guard strides.count == n, dilations.count == n, pads.count == 2 * n, input.count == n else {
-            throw InferenceFailure(reason: "strides \(strides), dilations \(dilations), pads \(pads) do not fit a \(n)-D kernel on \(input)")
+            throw ShapeInferenceProblem.windowLengths(strides: strides, dilations: dilations, pads: pads, spatialAxes: n, input: input)
         }
         guard strides.allSatisfy({ $0 >= 1 }), dilations.allSatisfy({ $0 >= 1 }), kernel.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }) else {
-            throw InferenceFailure(reason: "strides \(strides), dilations \(dilations) and kernel \(kernel) must be positive, pads \(pads) non-negative")
+            throw ShapeInferenceProblem.windowValues(strides: strides, dilations: dilations, kernel: kernel, pads: pads)
         }
         return try (0..<n).map { k in
             let extent = try add(try mul(dilations[k], kernel[k] - 1), 1)
             switch autoPad {
             case "SAME_UPPER", "SAME_LOWER": return try add(input[k], strides[k] - 1) / strides[k]
             case "VALID":
-                guard input[k] >= extent else { throw InferenceFailure(reason: "input \(input) is smaller than the kernel extent") }
+                guard input[k] >= extent else { throw ShapeInferenceProblem.inputSmallerThanKernel(input: input, padded: false) }
                 return (input[k] - extent) / strides[k] + 1
             default:
                 let padded = try add(try add(input[k], pads[k]), pads[k + n]) - extent
-                guard padded >= 0 else { throw InferenceFailure(reason: "padded input \(input) is smaller than the kernel extent") }
+                guard padded >= 0 else { throw ShapeInferenceProblem.inputSmallerThanKernel(input: input, padded: true) }
                 return (ceilMode ? try add(padded, strides[k] - 1) : padded) / strides[k] + 1
             }
         }
@@ -250,11 +250,11 @@ public struct ONNXShapeInference: Sendable {
         // that a node with too few inputs fails like one with unknown inputs, never by indexing.
         let ins = node.inputs + [String](repeating: "", count: 6)
         let out = node.outputs.first ?? ""
-        guard node.isStandard else { throw InferenceFailure(reason: "operators of domain \(node.domain) are not covered") }
+        guard node.isStandard else { throw ShapeInferenceProblem.unsupportedDomain(node.domain) }
         if try inferElementwise(node, op, ins, out, opset) || inferWindows(node, op, ins, out, opset) || inferLayout(node, op, ins, out, opset)
             || inferIndexing(node, op, ins, out, opset) || inferResampling(node, op, ins, out, opset) {
             return
         }
-        throw InferenceFailure(reason: "operator not covered by shape inference")
+        throw ShapeInferenceProblem.unsupportedOperator
     }
 }
