@@ -75,7 +75,8 @@ def measure(tool, model, stats_path, feeds, names, shapes, flops=FLOPS, log=None
     `stats_path`, the damage measured on `feeds` (a list of onnxruntime feeds); `shapes` are the
     `NAME=d0,…` input shapes for `compress`. `log(k, count, name, e², D, weight or None)` is called
     after each node. Raises ToolError when a compression fails."""
-    reference = outputs(session(model), feeds)
+    # onnxruntime's default intra-op threads (one per core), as calibrate runs: nothing here is timed.
+    reference = outputs(session(model, threads=0), feeds)
     arguments = [a for s in shapes for a in ("--input-shape", s)]
     weights = {}
     with tempfile.TemporaryDirectory() as work:
@@ -93,7 +94,7 @@ def measure(tool, model, stats_path, feeds, names, shapes, flops=FLOPS, log=None
                 if log:
                     log(k, len(names), name, None, None, None, layer["reason"] if layer and layer.get("reason") else "not replaced")
                 continue
-            d = damage(reference, outputs(session(out), feeds))
+            d = damage(reference, outputs(session(out, threads=0), feeds))
             e2 = layer["outputError"] ** 2
             weights[name] = d / e2
             if log:
