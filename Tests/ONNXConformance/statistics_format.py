@@ -24,10 +24,13 @@ with the per-channel fallback (--patch-limit 20) and --no-sensitivity. For each 
   `--layer-weights` it says that those replace the file's.
 Then files whose Gemm statistics have the wrong length, or whose Gemm sensitivity is negative,
 must be refused by `compress` with a one-line error; `calibrate --no-sensitivity` writes no
-sensitivities. Prints one line per check; exit status 1 when one fails.
+sensitivities. (The first file is written with --sensitivity-check 0; a third calibration with
+the default check must store the sensitivities exactly when the check's weighted damage, given
+in the metadata, is the smaller.) Prints one line per check; exit status 1 when one fails.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -253,6 +256,26 @@ def check_swift(tool, model_path, stats, nodes, work):
     return failures
 
 
+def check_sensitivity_verdict(tool, model_path, inputs_path, work):
+    """calibrate with its default --sensitivity-check: the metadata gives both damages, and the file
+    has sensitivities exactly when the weighted one is the smaller."""
+    path = os.path.join(work, "checked.stats.safetensors")
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, path, "--batch", str(BATCH)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return [f"calibrate failed: {done.stderr.strip()}"]
+    described = statistics.metadata(path).get("sensitivity", "")
+    found = re.search(r"by ([-+.\de]+) against ([-+.\de]+) unweighted", described)
+    if not found:
+        return [f"__metadata__ sensitivity {described!r} does not give the check's damages"]
+    kept = float(found.group(1)) < float(found.group(2))
+    stored = any(s.sensitivity is not None for s in statistics.read(path).values())
+    if stored != kept or ("left out" in described) == kept or ("sensitivities kept" in done.stderr) != kept:
+        return [f"damages {found.group(1)} (weighted) and {found.group(2)}: sensitivities {'stored' if stored else 'absent'}, "
+                f"metadata {described!r}, standard error {done.stderr.strip()!r}"]
+    return []
+
+
 def check_refusal(tool, model_path, stats, work):
     """A file whose gemm statistics are one feature short: the Swift reader must refuse it."""
     broken = dict(stats)
@@ -293,7 +316,8 @@ def main():
         print(f"FAIL statistics: inspect lists the compressible nodes {nodes}, expected {sorted(LAYERS)}")
         sys.exit(1)
     # The per-channel run also checks --no-sensitivity (a file without sensitivities).
-    for label, extra, per_channel in (("im2col patches", [], False), ("per-channel fallback, --no-sensitivity", ["--patch-limit", "20", "--no-sensitivity"], True)):
+    for label, extra, per_channel in (("im2col patches", ["--sensitivity-check", "0"], False),
+                                      ("per-channel fallback, --no-sensitivity", ["--patch-limit", "20", "--no-sensitivity"], True)):
         stats_path = os.path.join(work, "model.stats.safetensors")
         done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, stats_path,
                                "--batch", str(BATCH)] + extra, capture_output=True, text=True)
@@ -313,6 +337,9 @@ def main():
         for check, failures in checks:
             failed += bool(failures)
             print(f"{'FAIL' if failures else 'ok  '} statistics ({label}): {check}" + "".join(f"\n    {f}" for f in failures))
+    failures = check_sensitivity_verdict(tool, model_path, inputs_path, work)
+    failed += bool(failures)
+    print(f"{'FAIL' if failures else 'ok  '} statistics (checked sensitivities): kept or left out as the metadata says" + "".join(f"\n    {f}" for f in failures))
     print("statistics format: " + (f"{failed} checks failed" if failed else "every check passed"))
     sys.exit(1 if failed else 0)
 
