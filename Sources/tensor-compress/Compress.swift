@@ -192,7 +192,8 @@ struct Compress: ParsableCommand {
                 + (measured > 0 ? ", not the \(measured) sensitivities in --statistics" : "")
         case .none:
             return "greedy allocation: every layer's normalised error weighs 1 ("
-                + (statistics == nil ? "no --statistics" : "--statistics \(statistics!) has no sensitivities; Scripts/calibrate.sh measures them") + ")"
+                + (statistics == nil ? "no --statistics"
+                   : "--statistics \(statistics!) has no sensitivities: Scripts/calibrate.sh stores them unless they fail its check or --no-sensitivity") + ")"
         }
     }
 

@@ -27,7 +27,7 @@ import TensorModule
 /// ```swift
 /// let stats = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: "det.stats.safetensors"))
 /// stats.layers["p2o.Conv.58"]?.dimension      // 864 = 96·3·3
-/// stats.sensitivities["p2o.Conv.58"]           // 0.8, when measured
+/// stats.sensitivities["p2o.Conv.58"]           // its end-to-end sensitivity, when calibrate.sh stored one
 /// ```
 public struct CalibrationStatistics: Sendable, Equatable {
     /// The statistics by layer name.
