@@ -365,7 +365,7 @@ def measure_sensitivities(args, feeds_of, shapes, layers, names):
         statistics.write(path, layers)
         weights = sensitivity.measure(args.tool, args.model, path, feeds, names, shapes, args.sensitivity_flops, log)
         if skipped:
-            print(f"calibrate: {len(skipped)} nodes get no sensitivity (weight 1 in the allocation): {'; '.join(skipped[:5])}"
+            print(f"calibrate: {len(skipped)} {'node gets' if len(skipped) == 1 else 'nodes get'} no sensitivity (weight 1 in the allocation): {'; '.join(skipped[:5])}"
                   + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""), file=sys.stderr)
         verdict = f"measured on {count} samples"
         if weights and args.sensitivity_check > 0:
