@@ -133,7 +133,6 @@ struct Compress: ParsableCommand {
         }
         let options = try options()
         let compressor = try ModelCompressor(options: options)
-        if let note = weightsNote(options) { printError("tensor-compress: \(note)") }
         let started = now()
         let progress = ProgressBar(quiet: quiet || json)
         let onProgress: @Sendable (Int, Int, String) -> Void = { done, total, label in
@@ -166,7 +165,6 @@ struct Compress: ParsableCommand {
         let reportFile = try report.map { try OutputFile(path: $0) }
         let options = try options()
         let compressor = try ModelCompressor(options: options)
-        if let note = weightsNote(options) { printError("tensor-compress: \(note)") }
         let started = now()
         let progress = ProgressBar(quiet: quiet || json)
         let result = try compressor.compress(checkpoint, to: URL(fileURLWithPath: output), assignment: shard) { p in
@@ -249,6 +247,8 @@ struct Compress: ParsableCommand {
         try StagedFile.commit(all, removingFirst: removingFirst)
         all = []
         for warning in warnings { printError("tensor-compress: warning: \(warning)") }
+        // After the outputs are written, like the warnings: a run that fails says one line.
+        if let weights { printError("tensor-compress: \(weights)") }
         if json { print(try jsonString(document)); return }
         print(rendered.table)
         if let shards {
