@@ -377,8 +377,8 @@ def measure_sensitivities(args, feeds_of, shapes, layers, names):
             verdict = (f"at macs:{b} the allocation weighted by them damages the outputs of the {count} samples by {weighted:.4g} "
                        f"against {unweighted:.4g} unweighted")
             if not weighted < unweighted:
-                print(f"calibrate: sensitivities left out of the file: {verdict}; this network does not follow the additive "
-                      "model Σ w e² (--sensitivity-check 0 keeps them; tdtools.sensitivity writes them as --layer-weights JSON)", file=sys.stderr)
+                print(f"calibrate: sensitivities left out of the file: {verdict}; the allocation's additive model Σ w e² does not "
+                      "hold well enough for this network (--sensitivity-check 0 keeps them; tdtools.sensitivity writes them as --layer-weights JSON)", file=sys.stderr)
                 return count, None, verdict
             print(f"calibrate: sensitivities kept: {verdict}", file=sys.stderr)
     for name, weight in weights.items():
