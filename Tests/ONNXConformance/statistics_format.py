@@ -6,21 +6,31 @@
 A small model (a 3×3 Conv with stride 2, a grouped and dilated 3×3 Conv, a 1×1 Conv, a Gemm and
 a MatMul on a (batch, sequence, features) input with an attention mask) is calibrated with
 `python -m tdtools.calibrate` on 6 samples in batches of 4, once with im2col statistics and once
-with the per-channel fallback (--patch-limit 20). For each file:
+with the per-channel fallback (--patch-limit 20) and --no-sensitivity. For each file:
 - Python: the file has exactly the documented tensors (NAME.count [1], NAME.mean [g, d],
-  NAME.gram [g, d, d], all F64, for every compressible node that `inspect` lists) and metadata;
+  NAME.gram [g, d, d] and NAME.sensitivity [1], all F64, for every compressible node that
+  `inspect` lists) and metadata (with "sensitivity", the description of the measurement);
   tdtools.statistics.read gives the count, means and second moments of a NumPy reference computed
   here from the layers' inputs (an explicit loop over output positions for the convolutions,
   masked rows for the MatMul), within 1e-12 relative; writing what it read and reading it again
-  gives the same arrays bit for bit.
+  gives the same arrays bit for bit. The sensitivities are finite and non-negative, and the same as
+  the JSON that `python -m tdtools.sensitivity` writes from the same statistics (one measurement,
+  two entry points).
 - Swift: `compress --statistics` exits 0 with no warning, and every compressible node is replaced
   with an output error on the calibration inputs (the report's `outputError`), which the
-  compressor computes only from the node's statistics.
-Then a file whose Gemm statistics have the wrong length must be refused by `compress` with a
-one-line error. Prints one line per check; exit status 1 when one fails.
+  compressor computes only from the node's statistics. `compress --statistics --budget` weights
+  the greedy allocation with the file's sensitivities: it says so on standard error and in the
+  report, and writes the same model as `--layer-weights` with the same weights as JSON; with
+  `--layer-weights` it says that those replace the file's.
+Then files whose Gemm statistics have the wrong length, or whose Gemm sensitivity is negative,
+must be refused by `compress` with a one-line error; `calibrate --no-sensitivity` writes no
+sensitivities. (The first file is written with --sensitivity-check 0; a third calibration with
+the default check must store the sensitivities exactly when the check's weighted damage, given
+in the metadata, is the smaller.) Prints one line per check; exit status 1 when one fails.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,6 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from tdtools import statistics
 from tdtools.session import session
@@ -128,22 +139,27 @@ def reference(m, feeds, per_channel):
     return result
 
 
-def check_layout(path, expected_names):
+def check_layout(path, expected_names, sensitivities=True):
     """The raw file: exactly the documented tensors, all F64, and the metadata. Returns failures."""
     failures = []
     with safe_open(path, framework="numpy") as f:
         keys = set(f.keys())
-        want = {name + suffix for name in expected_names for suffix in statistics.SUFFIXES}
+        suffixes = statistics.SUFFIXES + ((statistics.SENSITIVITY,) if sensitivities else ())
+        want = {name + suffix for name in expected_names for suffix in suffixes}
         if keys != want:
             failures.append(f"tensors {sorted(keys ^ want)} differ from the layout")
         for key in sorted(keys & want):
             t = f.get_tensor(key)
             if t.dtype != np.float64:
                 failures.append(f"{key} is {t.dtype}, not F64")
-            if key.endswith(statistics.COUNT) and t.shape != (1,):
+            if key.endswith((statistics.COUNT, statistics.SENSITIVITY)) and t.shape != (1,):
                 failures.append(f"{key} has shape {list(t.shape)}, not [1]")
-        if f.metadata() != statistics.METADATA:
-            failures.append(f"__metadata__ {f.metadata()}, expected {statistics.METADATA}")
+            if key.endswith(statistics.SENSITIVITY) and not (np.isfinite(t[0]) and t[0] >= 0):
+                failures.append(f"{key} is {t[0]}, not finite and non-negative")
+        found = f.metadata() or {}
+        described = "sensitivity" in found and "flops:" in found["sensitivity"]
+        if {k: v for k, v in found.items() if k != "sensitivity"} != statistics.METADATA or described != sensitivities:
+            failures.append(f"__metadata__ {found}, expected {statistics.METADATA}" + (" with the sensitivities' description" if sensitivities else ""))
     return failures
 
 
@@ -169,14 +185,56 @@ def check_round_trip(path, stats, work):
     statistics.write(again, stats)
     back = statistics.read(again)
     if set(back) != set(stats) or any(back[n].count != stats[n].count or not np.array_equal(back[n].mean, stats[n].mean)
-                                      or not np.array_equal(back[n].gram, stats[n].gram) for n in stats):
+                                      or not np.array_equal(back[n].gram, stats[n].gram) or back[n].sensitivity != stats[n].sensitivity
+                                      for n in stats):
         return ["write(read(file)) does not read back bit for bit"]
     return []
 
 
-def compress(tool, model_path, stats, out):
-    return subprocess.run([tool, "compress", model_path, "--output", out, "--statistics", stats, "--rank", "2", "--min-parameters", "0",
-                           "--allow-growth", "--json", "--quiet"] + [a for s in SHAPES for a in ("--input-shape", s)], capture_output=True, text=True)
+def compress(tool, model_path, stats, out, ranks=("--rank", "2"), extra=()):
+    return subprocess.run([tool, "compress", model_path, "--output", out, "--statistics", stats, *ranks, "--min-parameters", "0",
+                           "--allow-growth", "--json", "--quiet", *extra] + [a for s in SHAPES for a in ("--input-shape", s)],
+                          capture_output=True, text=True)
+
+
+def check_sensitivity_command(tool, model_path, inputs_path, stats_path, stats, work):
+    """python -m tdtools.sensitivity on the same statistics writes the file's sensitivities as JSON."""
+    path = os.path.join(work, "weights.json")
+    done = subprocess.run([sys.executable, "-m", "tdtools.sensitivity", tool, model_path, inputs_path, stats_path, path, "--batch", str(BATCH)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return [f"tdtools.sensitivity failed: {done.stderr.strip()}"]
+    with open(path) as f:
+        weights = json.load(f)
+    stored = {n: s.sensitivity for n, s in stats.items() if s.sensitivity is not None}
+    if set(weights) != set(stored) or any(abs(weights[n] - stored[n]) > 1e-9 * max(abs(stored[n]), 1e-300) for n in stored):
+        return [f"tdtools.sensitivity wrote {weights}; the statistics file has {stored}"]
+    return []
+
+
+def check_default_weights(tool, model_path, stats_path, stats, work):
+    """compress --budget uses the file's sensitivities unless --layer-weights is given, and says which."""
+    budget = ("--budget", "macs:0.6")
+    weights = os.path.join(work, "stored-weights.json")
+    with open(weights, "w") as f:
+        json.dump({n: s.sensitivity for n, s in stats.items() if s.sensitivity is not None}, f)
+    runs = {}
+    for label, extra in (("default", ()), ("given", ("--layer-weights", weights))):
+        out = os.path.join(work, f"weighted.{label}.onnx")
+        done = compress(tool, model_path, stats_path, out, budget, extra)
+        if done.returncode != 0:
+            return [f"compress --budget ({label} weights) failed: {done.stderr.strip()}"]
+        with open(out, "rb") as f:
+            runs[label] = (done.stderr, json.loads(done.stdout).get("layerWeights") or "", f.read())
+    failures = []
+    if "end-to-end sensitivity from --statistics" not in runs["default"][0] or "sensitivity from --statistics" not in runs["default"][1]:
+        failures.append(f"without --layer-weights, standard error {runs['default'][0].strip()!r} and the report's layerWeights "
+                        f"{runs['default'][1]!r} do not say that the file's sensitivities weight the allocation")
+    if "--layer-weights" not in runs["given"][1] or "not the" not in runs["given"][0]:
+        failures.append(f"with --layer-weights, standard error {runs['given'][0].strip()!r} does not say that they replace the file's sensitivities")
+    if runs["default"][2] != runs["given"][2]:
+        failures.append("the default run and --layer-weights with the file's sensitivities wrote different models")
+    return failures
 
 
 def check_swift(tool, model_path, stats, nodes, work):
@@ -198,6 +256,26 @@ def check_swift(tool, model_path, stats, nodes, work):
     return failures
 
 
+def check_sensitivity_verdict(tool, model_path, inputs_path, work):
+    """calibrate with its default --sensitivity-check: the metadata gives both damages, and the file
+    has sensitivities exactly when the weighted one is the smaller."""
+    path = os.path.join(work, "checked.stats.safetensors")
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, path, "--batch", str(BATCH)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return [f"calibrate failed: {done.stderr.strip()}"]
+    described = statistics.metadata(path).get("sensitivity", "")
+    found = re.search(r"by ([-+.\de]+) against ([-+.\de]+) unweighted", described)
+    if not found:
+        return [f"__metadata__ sensitivity {described!r} does not give the check's damages"]
+    kept = float(found.group(1)) < float(found.group(2))
+    stored = any(s.sensitivity is not None for s in statistics.read(path).values())
+    if stored != kept or ("left out" in described) == kept or ("sensitivities kept" in done.stderr) != kept:
+        return [f"damages {found.group(1)} (weighted) and {found.group(2)}: sensitivities {'stored' if stored else 'absent'}, "
+                f"metadata {described!r}, standard error {done.stderr.strip()!r}"]
+    return []
+
+
 def check_refusal(tool, model_path, stats, work):
     """A file whose gemm statistics are one feature short: the Swift reader must refuse it."""
     broken = dict(stats)
@@ -212,6 +290,14 @@ def check_refusal(tool, model_path, stats, work):
                 f"(exit {done.returncode}: {done.stderr.strip()})"]
     if os.path.exists(os.path.join(work, "broken.onnx")):
         return ["compress left an output file after refusing the statistics"]
+    # A negative sensitivity: tdtools.statistics refuses to write one, so the tensors are written raw.
+    raw = statistics.tensors({n: statistics.LayerStatistics(s.count, s.mean, s.gram) for n, s in stats.items()})
+    raw["gemm" + statistics.SENSITIVITY] = np.array([-1.0])
+    save_file(raw, path)
+    done = compress(tool, model_path, path, os.path.join(work, "broken.onnx"))
+    lines = done.stderr.strip().splitlines()
+    if done.returncode == 0 or len(lines) != 1 or "gemm.sensitivity" not in lines[0]:
+        return [f"compress accepted a negative sensitivity of gemm, or did not say so in one line (exit {done.returncode}: {done.stderr.strip()})"]
     return []
 
 
@@ -229,7 +315,9 @@ def main():
     if set(nodes) != LAYERS:
         print(f"FAIL statistics: inspect lists the compressible nodes {nodes}, expected {sorted(LAYERS)}")
         sys.exit(1)
-    for label, extra, per_channel in (("im2col patches", [], False), ("per-channel fallback", ["--patch-limit", "20"], True)):
+    # The per-channel run also checks --no-sensitivity (a file without sensitivities).
+    for label, extra, per_channel in (("im2col patches", ["--sensitivity-check", "0"], False),
+                                      ("per-channel fallback, --no-sensitivity", ["--patch-limit", "20", "--no-sensitivity"], True)):
         stats_path = os.path.join(work, "model.stats.safetensors")
         done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, stats_path,
                                "--batch", str(BATCH)] + extra, capture_output=True, text=True)
@@ -238,15 +326,20 @@ def main():
             failed += 1
             continue
         stats = statistics.read(stats_path)
-        checks = [("layout (names, F64, shapes, metadata)", check_layout(stats_path, nodes)),
+        checks = [("layout (names, F64, shapes, metadata)", check_layout(stats_path, nodes, sensitivities=not per_channel)),
                   ("values against NumPy", check_values(stats, reference(m, feeds, per_channel))),
                   ("Python round trip", check_round_trip(stats_path, stats, work)),
                   ("read by compress --statistics, every layer", check_swift(tool, model_path, stats_path, nodes, work))]
         if not per_channel:
-            checks.append(("wrong length refused by compress", check_refusal(tool, model_path, stats, work)))
+            checks += [("sensitivities the same as tdtools.sensitivity's", check_sensitivity_command(tool, model_path, inputs_path, stats_path, stats, work)),
+                       ("sensitivities weight compress --budget unless --layer-weights, said", check_default_weights(tool, model_path, stats_path, stats, work)),
+                       ("wrong length and negative sensitivity refused by compress", check_refusal(tool, model_path, stats, work))]
         for check, failures in checks:
             failed += bool(failures)
             print(f"{'FAIL' if failures else 'ok  '} statistics ({label}): {check}" + "".join(f"\n    {f}" for f in failures))
+    failures = check_sensitivity_verdict(tool, model_path, inputs_path, work)
+    failed += bool(failures)
+    print(f"{'FAIL' if failures else 'ok  '} statistics (checked sensitivities): kept or left out as the metadata says" + "".join(f"\n    {f}" for f in failures))
     print("statistics format: " + (f"{failed} checks failed" if failed else "every check passed"))
     sys.exit(1 if failed else 0)
 

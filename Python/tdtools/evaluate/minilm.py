@@ -14,10 +14,16 @@ encoder.layer.0.attention.self.query) followed by an Add of its bias. The export
 against a NumPy forward pass (cosine ≥ 0.9999) and on a known pair ("A man is eating food." /
 "A man is eating a piece of bread.", about 0.75); tokenizer.json is copied beside the model.
 
-Text: sentences of Debian's fortunes package, the calibration and evaluation splits from
-different files (as for the OCR job). `evaluate` reports the cosine between each model's sentence
-embeddings and the original's on held-out sentences, and latency (one intra-op thread, batch 1,
-median of runs) on one 64-token input.
+Text, two corpora of two domains, both written by others (never the same corpus for calibration
+and evaluation):
+- calibration: quotations of Debian's fortunes package (files art, computers, science, food,
+  humorists, kids; tdtools.evaluate.fortunes), whole quotations of 20–300 characters, their
+  attributions cut;
+- evaluation: sentences of the Python standard library's docstrings (technical prose about files,
+  sockets, dates, parsers; tdtools.evaluate.docstrings), 20–300 characters.
+`evaluate` reports the cosine between each model's sentence embeddings and the original's on
+--count evaluation sentences (a seeded choice), and latency (one intra-op thread, batch 1, median
+of runs) on one 64-token input.
 """
 import argparse
 import json
@@ -34,17 +40,22 @@ from safetensors.numpy import load_file
 from ..session import session
 from ..tables import print_table
 from ..timing import median_seconds
+from . import docstrings
 from .fortunes import quotations
 
-SPLITS = {"calibration": ["art", "computers", "science", "food", "humorists", "kids"],
-          "evaluation": ["literature", "people", "wisdom", "education", "love", "politics"]}
+FORTUNES = ["art", "computers", "science", "food", "humorists", "kids"]
+SPLITS = {"calibration": "quotations of Debian's fortunes (" + ", ".join(FORTUNES) + ")",
+          "evaluation": "sentences of the Python standard library's docstrings"}
 HIDDEN, HEADS, LAYERS, FFN = 384, 12, 6, 1536
 LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"]
 
 
 def sentences(split):
-    """Whole quotations of 20–300 characters, attributions cut."""
-    texts = (re.sub(r"\s*--\s*[A-Z][^.]*$", "", t) for t in quotations(SPLITS[split]))
+    """The texts of a split: for calibration, whole quotations of 20–300 characters, attributions
+    cut; for evaluation, the docstring sentences (tdtools.evaluate.docstrings)."""
+    if split == "evaluation":
+        return docstrings.sentences()
+    texts = (re.sub(r"\s*--\s*[A-Z][^.]*$", "", t) for t in quotations(FORTUNES))
     return [t for t in texts if 20 <= len(t) <= 300]
 
 
@@ -246,8 +257,10 @@ def evaluate(args):
         r["macsAfter"] = sum(l["macsAfter"] for l in linear)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"sentences": len(picks), "models": results}, f, indent=2, sort_keys=True)
-    print(f"\nall-MiniLM-L6-v2 on {len(picks)} held-out sentences (cosine to the original's embeddings); onnxruntime, 1 intra-op thread, batch 1 × {args.max_length} tokens")
+            json.dump({"sentences": len(picks), "text": SPLITS["evaluation"], "calibrationText": SPLITS["calibration"],
+                       "python": sys.version.split()[0], "models": results}, f, indent=2, sort_keys=True)
+    print(f"\nall-MiniLM-L6-v2 on {len(picks)} {SPLITS['evaluation']} (Python {sys.version.split()[0]}; calibrated on {SPLITS['calibration']}); "
+          f"cosine to the original's embeddings; onnxruntime, 1 intra-op thread, batch 1 × {args.max_length} tokens")
     header = ["model", "linear MACs", "latency ms", "speed-up", "mean cosine", "min cosine"]
     rows = []
     for r in results:

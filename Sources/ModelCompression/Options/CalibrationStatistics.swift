@@ -19,21 +19,33 @@ import TensorModule
 /// data-aware methods expand as `C_channels ⊗ I`. `Scripts/calibrate.sh` writes such a file from
 /// onnxruntime runs.
 ///
+/// A layer may also have `NAME.sensitivity` (`[1]`, float64): its end-to-end sensitivity, the
+/// damage at the network's outputs per unit of its normalised output error, which
+/// `Scripts/calibrate.sh` measures after the statistics. They are the default
+/// ``CompressionOptions/layerWeights`` of the greedy budget allocation.
+///
 /// ```swift
 /// let stats = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: "det.stats.safetensors"))
 /// stats.layers["p2o.Conv.58"]?.dimension      // 864 = 96·3·3
+/// stats.sensitivities["p2o.Conv.58"]           // its end-to-end sensitivity, when calibrate.sh stored one
 /// ```
 public struct CalibrationStatistics: Sendable, Equatable {
     /// The statistics by layer name.
     public var layers: [String: InputStatistics]
+    /// End-to-end sensitivities by layer name (finite, non-negative; each of a layer in
+    /// ``layers``); empty when the file has none.
+    public var sensitivities: [String: Double]
 
-    /// Statistics from a dictionary.
-    public init(layers: [String: InputStatistics] = [:]) { self.layers = layers }
+    /// Statistics from dictionaries.
+    public init(layers: [String: InputStatistics] = [:], sensitivities: [String: Double] = [:]) {
+        (self.layers, self.sensitivities) = (layers, sensitivities)
+    }
 
     /// Reads a statistics file.
     ///
     /// - Throws: `TensorIOError` for a malformed file, `NNLayersError.statistics(_:)`
-    ///   for missing or inconsistent tensors of a layer.
+    ///   for missing or inconsistent tensors of a layer, and for a sensitivity that is not one
+    ///   finite, non-negative number of a layer with statistics.
     public init(contentsOf url: URL) throws {
         let file = try SafetensorsFile(contentsOf: url)
         var layers: [String: InputStatistics] = [:]
@@ -56,17 +68,38 @@ public struct CalibrationStatistics: Sendable, Equatable {
                 throw NNLayersError.statistics(.inLayer(layer, problem))
             }
         }
-        self.layers = layers
+        var sensitivities: [String: Double] = [:]
+        for name in file.names where name.hasSuffix(".sensitivity") {
+            let layer = String(name.dropLast(".sensitivity".count))
+            guard layers[layer] != nil else {
+                throw NNLayersError.statistics(.sensitivityWithoutStatistics(layer: layer))
+            }
+            let values = try file.tensor(named: name, as: Double.self)
+            guard values.shape == [1], let value = values.scalars.first, value.isFinite, value >= 0 else {
+                throw NNLayersError.statistics(.sensitivity(layer: layer, shape: values.shape, values: Array(values.scalars.prefix(3))))
+            }
+            sensitivities[layer] = value
+        }
+        (self.layers, self.sensitivities) = (layers, sensitivities)
     }
 
-    /// The file's tensors, names sorted.
+    /// The file's tensors, names sorted: each layer's count, mean, Gram matrix and sensitivity.
+    ///
+    /// - Throws: `NNLayersError.statistics(_:)` for a sensitivity of a layer without
+    ///   statistics, or one that is negative or not finite.
     public func writer() throws -> SafetensorsWriter {
+        if let (name, value) = sensitivities.sorted(by: { $0.key < $1.key }).first(where: { layers[$0.key] == nil || !($0.value.isFinite && $0.value >= 0) }) {
+            throw NNLayersError.statistics(layers[name] == nil ? .sensitivityWithoutStatistics(layer: name) : .sensitivity(layer: name, shape: [1], values: [value]))
+        }
         var writer = SafetensorsWriter()
         for name in layers.keys.sorted() {
             let s = layers[name]!
             try writer.add(name + ".count", Tensor<Double>(shape: [1], scalars: [s.count]))
             try writer.add(name + ".mean", Tensor<Double>(shape: [s.groups, s.dimension], scalars: s.means.flatMap { $0 }))
             try writer.add(name + ".gram", Tensor<Double>(shape: [s.groups, s.dimension, s.dimension], scalars: s.grams.flatMap(\.scalars)))
+            if let sensitivity = sensitivities[name] {
+                try writer.add(name + ".sensitivity", Tensor<Double>(shape: [1], scalars: [sensitivity]))
+            }
         }
         return writer
     }

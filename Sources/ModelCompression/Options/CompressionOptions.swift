@@ -104,7 +104,39 @@ public struct CompressionOptions: Sendable, Equatable {
     public var minimumBudgetShare = 0.005
     /// Multipliers of each layer's normalised error in the greedy allocation, by layer name
     /// (e.g. sensitivities measured end to end); a layer not named has weight 1.
-    public var layerWeights: [String: Double] = [:]
+    ///
+    /// Unless set, the ``statistics``' end-to-end sensitivities
+    /// (``CalibrationStatistics/sensitivities``, which `Scripts/calibrate.sh` measures). Weights
+    /// that are set win over them, an empty dictionary too (every weight 1);
+    /// ``layerWeightSource`` says which are used.
+    ///
+    /// ```swift
+    /// options.statistics = try CalibrationStatistics(contentsOf: url)   // with NAME.sensitivity tensors
+    /// options.layerWeightSource                                         // .statistics
+    /// options.layerWeights = ["fc": 2]                                  // given: the sensitivities are not used
+    /// ```
+    public var layerWeights: [String: Double] {
+        get { givenLayerWeights ?? statistics?.sensitivities ?? [:] }
+        set { givenLayerWeights = newValue }
+    }
+    /// The weights set through ``layerWeights``; `nil` when never set.
+    var givenLayerWeights: [String: Double]? = nil
+
+    /// Where ``layerWeights`` come from.
+    public enum LayerWeightSource: String, Sendable, Equatable {
+        /// No weights: every layer's normalised error weighs 1.
+        case none
+        /// Set through ``CompressionOptions/layerWeights``.
+        case given
+        /// The sensitivities of ``CompressionOptions/statistics``.
+        case statistics
+    }
+
+    /// Where ``layerWeights`` come from: set, the statistics' sensitivities, or none.
+    public var layerWeightSource: LayerWeightSource {
+        if givenLayerWeights != nil { return .given }
+        return statistics?.sensitivities.isEmpty == false ? .statistics : .none
+    }
 
     /// Layers decomposed at once, each with one BLAS thread; `nil` (the default) takes the active
     /// cores. `1` decomposes one layer at a time with OpenBLAS's own thread count. OpenBLAS's

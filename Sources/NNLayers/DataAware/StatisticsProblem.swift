@@ -25,6 +25,10 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
     case missingTensors(layer: String)
     /// A statistics file's `LAYER.mean` and `LAYER.gram` are not `[g, d]` and `[g, d, d]`.
     case tensorShapes(layer: String, mean: [Int], gram: [Int])
+    /// A sensitivity for `layer`, which has no statistics.
+    case sensitivityWithoutStatistics(layer: String)
+    /// A sensitivity of `layer` that is not one finite, non-negative number (its shape and first values).
+    case sensitivity(layer: String, shape: [Int], values: [Double])
     /// A problem of the statistics a file holds for `layer`.
     case inLayer(String, StatisticsProblem)
 
@@ -53,6 +57,10 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
             return "\(layer): \(layer).count without \(layer).mean and \(layer).gram"
         case let .tensorShapes(layer, mean, gram):
             return "\(layer): mean \(mean) and gram \(gram) must be [g, d] and [g, d, d]"
+        case let .sensitivityWithoutStatistics(layer):
+            return "\(layer).sensitivity without \(layer).count: a sensitivity belongs to a layer with statistics"
+        case let .sensitivity(layer, shape, values):
+            return "\(layer).sensitivity: shape \(shape), values \(values); must be [1], finite and non-negative"
         case let .inLayer(layer, problem):
             return "\(layer): \(problem)"
         }
