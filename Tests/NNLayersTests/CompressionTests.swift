@@ -160,6 +160,18 @@ struct CompressionTests {
         #expect(try Layer.conv2d(strided).cost(input: [4, 56, 56]) == LayerCost(parameters: 288, flops: 2 * 8 * 4 * 9 * 28 * 28, outputShape: [8, 28, 28]))
     }
 
+    /// Channel counts far apart on a small kernel: the proportional ranks are cut to what a Tucker-2
+    /// core holds (R_in ≤ R_out·kh·kw), as PP-OCRv4's 1×3 convolutions need.
+    @Test(arguments: [0.25, 0.5, 0.9])
+    func flopBudgetRanksFitTheCore(fraction: Double) throws {
+        let conv = try Conv2D(weight: Tensor<Double>.randomNormal(shape: [16, 256, 1, 3], seed: 3), padding: Padding(top: 0, bottom: 0, left: 1, right: 1))
+        let compressed = try conv.compressed(by: .tucker2(.flopBudget(fraction)))
+        let (rOut, rIn) = (compressed.ranks[0], compressed.ranks[1])
+        #expect(rIn <= rOut * 3 && rOut <= rIn * 3, "ranks \(compressed.ranks)")
+        let report = try compressed.report(input: [256, 8, 64])
+        #expect(Double(report.flops) <= fraction * Double(report.originalFLOPs))
+    }
+
     @Test(arguments: [0.1, 0.25, 0.5])
     func flopBudgetsBoundTheStackCost(fraction: Double) throws {
         for (stride, groups) in [(Size2D(1), 1), (Size2D(2), 1), (Size2D(1), 2)] {

@@ -37,8 +37,15 @@ extension Conv2D {
         let input = referenceInput
         let (tg, sg, area) = (outChannels / groups, weight.shape[1], kernelSize.height * kernelSize.width)
         let original = try formCost(input: input).macs
+        // Proportional to the channel counts, then within what a Tucker-2 core can hold: each
+        // mode's rank at most the other's times the kernel area (a 1×3 kernel of 16 outputs and
+        // 256 inputs cannot keep 8 times as many input ranks as output ranks).
         func ranks(_ c: Double) -> [Int] {
-            [Swift.max(1, Swift.min(Swift.min(tg, sg * area), Int(c * Double(tg)))), Swift.max(1, Swift.min(Swift.min(sg, tg * area), Int(c * Double(sg))))]
+            var rOut = Swift.max(1, Swift.min(Swift.min(tg, sg * area), Int(c * Double(tg))))
+            var rIn = Swift.max(1, Swift.min(Swift.min(sg, tg * area), Int(c * Double(sg))))
+            rIn = Swift.min(rIn, rOut * area)
+            rOut = Swift.min(rOut, rIn * area)
+            return [rOut, rIn]
         }
         var (low, high) = (0.0, 1.0)
         for _ in 0..<60 {
