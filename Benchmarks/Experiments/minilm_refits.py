@@ -1,0 +1,143 @@
+"""Refits of a compressed all-MiniLM-L6-v2 at the ranks `tensor-compress` chose (an experiment, not a
+product path): does an error-compensating or attention-aware objective move the cosine on text of
+another domain? Each mode rewrites the factors of every replaced MatMul (its `/svd/0`, `/svd/1`
+weights and `/svd/2` bias, as `compress` emits them) and keeps the ranks:
+
+- `whitened`: the factors `compress` itself computes (whitened SVD on the original's inputs, mean
+  shift in the bias): a check that this script reproduces the tool (same cosine).
+- `asymmetric`: Zhang et al. 2015's asymmetric reconstruction, min E‖W(x − μ) − Ŵ(x̂ − μ̂)‖² with x̂
+  the compressed network's input to the layer, blended with the whitened objective by --alpha
+  (1 = fully asymmetric): Ŵ = L⁻ᵀ[L⁻¹ K W]_r with L Lᵀ = αΣ_x̂x̂ + (1−α)Σ_xx, K = αΣ_x̂x + (1−α)Σ_xx;
+  --sequential refits the layers in graph order, each from the inputs that the layers refitted
+  before it give (one onnxruntime pass per group of layers reading the same input), else all
+  from one pass over the compressed model.
+- `attention`: the query (key) projection's output error weighted by the per-head second moment
+  of the keys (queries) that the attention logits q·k multiply it with, keys centred per sentence
+  (softmax ignores a shift shared by a sentence's keys): Ŵ = L⁻ᵀ[Lᵀ W R]_r R⁻¹ with R Rᵀ that
+  metric; --heads q, k or qk.
+
+    python Benchmarks/Experiments/minilm_refits.py DIR MODE OUT.onnx [--alpha 1] [--sequential] [--samples 512] [--heads qk]
+
+DIR holds model.onnx, model.compressed.onnx and calibration.npz (the files of `bash Scripts/main.sh
+minilm`; calibration.npz from `python -m tdtools.evaluate.minilm inputs DIR/tokenizer.json --split
+calibration --count 512 --out DIR/calibration.npz`). Score with `python -m tdtools.evaluate.minilm
+evaluate DIR/tokenizer.json DIR/model.onnx OUT.onnx …` (Python/ on PYTHONPATH).
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+HEADS, HEAD = 12, 32
+
+
+def activations(model, names, feeds, with_sentences=False):
+    """The masked rows of each named value on the feeds (and each row's sentence)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for n in names:
+        m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rows, sentences = {n: [] for n in names}, []
+    for i in range(0, len(feeds["input_ids"]), 32):
+        outputs = s.run(names, {k: v[i:i + 32] for k, v in feeds.items()})
+        mask = feeds["attention_mask"][i:i + 32].astype(bool)
+        sentences.append(np.repeat(np.arange(len(mask)) + i, mask.sum(1)))
+        for n, a in zip(names, outputs):
+            rows[n].append(a[mask].astype(np.float64))
+    rows = {n: np.concatenate(v) for n, v in rows.items()}
+    return (rows, np.concatenate(sentences)) if with_sentences else rows
+
+
+def damped(c):
+    return c + 1e-6 * np.trace(c) / len(c) * np.eye(len(c))
+
+
+def head_metric(y, sentences, centred):
+    """Block-diagonal (per head) second moment of y, centred per sentence when asked."""
+    if centred:
+        means = np.zeros((sentences.max() + 1, y.shape[1]))
+        np.add.at(means, sentences, y)
+        y = y - (means / np.maximum(np.bincount(sentences, minlength=len(means)), 1)[:, None])[sentences]
+    c = np.zeros((y.shape[1], y.shape[1]))
+    for h in range(HEADS):
+        block = slice(h * HEAD, (h + 1) * HEAD)
+        c[block, block] = y[:, block].T @ y[:, block] / len(y)
+    return c
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory")
+    parser.add_argument("mode", choices=["whitened", "asymmetric", "attention"])
+    parser.add_argument("output")
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--heads", default="qk")
+    args = parser.parse_args()
+    original = onnx.load(os.path.join(args.directory, "model.onnx"))
+    compressed = onnx.load(os.path.join(args.directory, "model.compressed.onnx"))
+    entries = json.loads({p.key: p.value for p in compressed.metadata_props}["tensor_decompositions"])["nodes"]
+    nodes = {n.name: n for n in original.graph.node}
+    weights = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in original.graph.initializer}
+    factors = {i.name: i for i in compressed.graph.initializer}
+    archive = np.load(os.path.join(args.directory, "calibration.npz"))
+    feeds = {k: archive[k][:args.samples] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    producer = {o: k for k, n in enumerate(compressed.graph.node) for o in n.output}
+    groups = {}
+    for e in entries:
+        groups.setdefault(nodes[e["node"]].input[0], []).append(e)
+    order = sorted(groups, key=lambda name: producer.get(name, -1))
+    x_all, sentences = activations(original, order, feeds, with_sentences=True)
+    x_hat_all = activations(compressed, order, feeds) if args.mode == "asymmetric" and not args.sequential else None
+    for name in order:
+        x = x_all[name]
+        mx = x.mean(0)
+        xc = x - mx
+        sxx = xc.T @ xc / len(x)
+        metric, cross, mean_hat = sxx, sxx, mx
+        if args.mode == "asymmetric":
+            x_hat = activations(compressed, [name], feeds)[name] if args.sequential else x_hat_all[name]
+            mh = x_hat.mean(0)
+            hc = x_hat - mh
+            a = args.alpha
+            metric = a * (hc.T @ hc / len(x)) + (1 - a) * sxx
+            cross = a * (hc.T @ xc / len(x)) + (1 - a) * sxx
+            mean_hat = a * mh + (1 - a) * mx
+        lower = np.linalg.cholesky(damped(metric))
+        for e in groups[name]:
+            w, rank = weights[nodes[e["node"]].input[1]], e["ranks"][0]
+            right = None
+            if args.mode == "attention":
+                partner = None
+                if e["node"].endswith("attention.self.query") and "q" in args.heads:
+                    partner, centred = e["node"].replace("query", "key"), True
+                if e["node"].endswith("attention.self.key") and "k" in args.heads:
+                    partner, centred = e["node"].replace("key", "query"), False
+                if partner:
+                    add = next(n for n in original.graph.node if n.op_type == "Add" and n.input[0] == nodes[partner].output[0])
+                    y = x @ weights[nodes[partner].input[1]] + weights[add.input[1]]
+                    right = np.linalg.cholesky(damped(head_metric(y, sentences, centred)))
+            target = np.linalg.solve(lower, cross @ w) if args.mode == "asymmetric" else lower.T @ w
+            if right is not None:
+                target = target @ right
+            u, s, vt = np.linalg.svd(target, full_matrices=False)
+            first = np.linalg.solve(lower.T, u[:, :rank] * s[:rank])
+            second = vt[:rank] if right is None else np.linalg.solve(right.T, vt[:rank].T).T
+            bias = mx @ w - mean_hat @ (first @ second)
+            stack = e["nodes"]
+            for tensor, value in ((stack[0] + ".weight", first), (stack[1] + ".weight", second), (stack[2] + ".bias", bias)):
+                factors[tensor].CopyFrom(numpy_helper.from_array(value.astype(np.float32), tensor))
+    onnx.save(compressed, args.output)
+    print(f"minilm_refits: wrote {args.output} ({args.mode}, {len(entries)} layers)")
+
+
+if __name__ == "__main__":
+    main()
