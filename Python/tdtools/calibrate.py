@@ -335,12 +335,20 @@ def main():
         print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples ({seconds:.0f} s); "
               "no sensitivities (--no-sensitivity)")
         return
-    measured, stored, verdict = measure_sensitivities(args, feeds_of, shapes, layers, [n["name"] for n in nodes if n["name"] in layers])
+    try:
+        measured, stored, verdict = measure_sensitivities(args, feeds_of, shapes, layers, [n["name"] for n in nodes if n["name"] in layers])
+        left_out = "they failed the check"
+    except Exception as error:   # the statistics are computed: keep them, say why the sensitivities are not there
+        for s in layers.values():
+            s.sensitivity = None
+        measured, stored, verdict = args.sensitivity_samples, None, f"measuring or checking them failed: {str(error).strip() or type(error).__name__}"
+        left_out = "measuring or checking them failed"
+        print(f"calibrate: warning: the statistics are written without sensitivities: {verdict}", file=sys.stderr)
     statistics.write(args.output, layers, sensitivity.description(args.sensitivity_flops, measured) + "; " + verdict
                      + ("" if stored is not None else "; left out"))
     weights = sorted(s.sensitivity for s in layers.values() if s.sensitivity is not None)
     print(f"calibrate: wrote {args.output}: statistics of {len(accumulators)} nodes from {samples} samples ({seconds:.0f} s), "
-          + (f"end-to-end sensitivities of {len(weights)}" if stored is not None else "no sensitivities (they failed the check)")
+          + (f"end-to-end sensitivities of {len(weights)}" if stored is not None else f"no sensitivities ({left_out})")
           + f" ({time.monotonic() - started - seconds:.0f} s measuring and checking them"
           + (f"; from {weights[0]:.3g} to {weights[-1]:.3g}, median {weights[len(weights) // 2]:.3g})" if weights else ")"))
 
@@ -370,10 +378,7 @@ def measure_sensitivities(args, feeds_of, shapes, layers, names):
         verdict = f"measured on {count} samples"
         if weights and args.sensitivity_check > 0:
             b = args.sensitivity_check
-            try:
-                weighted, unweighted = sensitivity.check(args.tool, args.model, path, weights, feeds, shapes, b)
-            except ToolError as error:
-                sys.exit(f"calibrate: checking the sensitivities: {error}")
+            weighted, unweighted = sensitivity.check(args.tool, args.model, path, weights, feeds, shapes, b)
             verdict = (f"at macs:{b} the allocation weighted by them damages the outputs of the {count} samples by {weighted:.4g} "
                        f"against {unweighted:.4g} unweighted")
             if not weighted < unweighted:

@@ -76,7 +76,10 @@ def measure(tool, model, stats_path, feeds, names, shapes, flops=FLOPS, log=None
     `stats_path`, the damage measured on `feeds` (a list of onnxruntime feeds); `shapes` are the
     `NAME=d0,…` input shapes for `compress`. `log(k, count, name, e², D, weight, why)` is called
     after each node (weight None and `why` the reason when the node gets none: not replaced alone,
-    or the single-layer `compress` failed)."""
+    the single-layer `compress` failed, or its compression left the outputs on `feeds` exactly as
+    they were: a weight of 0 would make the node free for the greedy allocation, which then cuts it
+    to its smallest rank although data that reaches it, such as an `If` branch these samples never
+    take, would show the damage)."""
     # onnxruntime's default intra-op threads (one per core), as calibrate runs: nothing here is timed.
     reference = outputs(session(model, threads=0), feeds)
     arguments = [a for s in shapes for a in ("--input-shape", s)]
@@ -102,6 +105,10 @@ def measure(tool, model, stats_path, feeds, names, shapes, flops=FLOPS, log=None
                 continue
             d = damage(reference, outputs(session(out, threads=0), feeds))
             e2 = layer["outputError"] ** 2
+            if not d > 0:
+                if log:
+                    log(k, len(names), name, e2, d, None, "no damage measurable on these samples")
+                continue
             weights[name] = d / e2
             if log:
                 log(k, len(names), name, e2, d, weights[name], None)
