@@ -26,7 +26,9 @@ Then files whose Gemm statistics have the wrong length, or whose Gemm sensitivit
 must be refused by `compress` with a one-line error; `calibrate --no-sensitivity` writes no
 sensitivities. (The first file is written with --sensitivity-check 0; a third calibration with
 the default check must store the sensitivities exactly when the check's weighted damage, given
-in the metadata, is the smaller.) Prints one line per check; exit status 1 when one fails.
+in the metadata, is the smaller; a fourth, with a tool that refuses every --budget run, must still
+write the statistics, without sensitivities, with a warning and the reason in the metadata.)
+Prints one line per check; exit status 1 when one fails.
 """
 import json
 import os
@@ -276,6 +278,33 @@ def check_sensitivity_verdict(tool, model_path, inputs_path, work):
     return []
 
 
+def check_failed_check(tool, model_path, inputs_path, nodes, work):
+    """A check whose budget compression fails (a tool that refuses every --budget run): calibrate
+    still writes the statistics, without sensitivities, warns, and says why in the metadata."""
+    wrapper = os.path.join(work, "refusing-budgets.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --budget ] && { echo 'tensor-compress: error: refused for the test' >&2; exit 1; }; done\n"
+                f"exec '{tool}' \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    path = os.path.join(work, "failed-check.stats.safetensors")
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", wrapper, model_path, inputs_path, path, "--batch", str(BATCH)],
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not os.path.exists(path):
+        return [f"calibrate exited {done.returncode} (file written: {os.path.exists(path)}): {done.stderr.strip()}"]
+    read = statistics.read(path)
+    described = statistics.metadata(path).get("sensitivity", "")
+    failures = []
+    if sorted(read) != nodes:
+        failures.append(f"statistics of {sorted(read)}, expected {nodes}")
+    if any(s.sensitivity is not None for s in read.values()):
+        failures.append("sensitivities stored although their check failed")
+    if "failed" not in described or "refused for the test" not in described:
+        failures.append(f"__metadata__ sensitivity {described!r} does not say why they are missing")
+    if "warning" not in done.stderr:
+        failures.append(f"no warning on standard error: {done.stderr.strip()!r}")
+    return failures
+
+
 def check_refusal(tool, model_path, stats, work):
     """A file whose gemm statistics are one feature short: the Swift reader must refuse it."""
     broken = dict(stats)
@@ -340,6 +369,9 @@ def main():
     failures = check_sensitivity_verdict(tool, model_path, inputs_path, work)
     failed += bool(failures)
     print(f"{'FAIL' if failures else 'ok  '} statistics (checked sensitivities): kept or left out as the metadata says" + "".join(f"\n    {f}" for f in failures))
+    failures = check_failed_check(tool, model_path, inputs_path, nodes, work)
+    failed += bool(failures)
+    print(f"{'FAIL' if failures else 'ok  '} statistics (a check that fails): statistics written without sensitivities, said" + "".join(f"\n    {f}" for f in failures))
     print("statistics format: " + (f"{failed} checks failed" if failed else "every check passed"))
     sys.exit(1 if failed else 0)
 
