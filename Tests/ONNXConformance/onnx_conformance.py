@@ -96,6 +96,35 @@ def linear_graph(name, op, x_shape, weight, c=None, **attrs):
     return finished(graph)
 
 
+def recurrent_graph(op, x_shape, hidden, direction="forward", bias=True, layout=0, **attrs):
+    """One LSTM, GRU or RNN node on input x (all its outputs are the graph's), with a constant
+    initial state; its input projection W·x is what compress factors."""
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    directions = 2 if direction == "bidirectional" else 1
+    features = x_shape[-1]
+    batch = x_shape[1 - layout]
+    inits = [numpy_helper.from_array(rng.standard_normal((directions, gates * hidden, features)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((directions, gates * hidden, hidden)).astype(np.float32) * 0.5, "R")]
+    inputs = ["x", "W", "R", "", "", ""]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal((directions, 2 * gates * hidden)).astype(np.float32), "B"))
+        inputs[3] = "B"
+    state = (batch, directions, hidden) if layout else (directions, batch, hidden)
+    inits.append(numpy_helper.from_array(rng.standard_normal(state).astype(np.float32), "h0"))
+    inputs[5] = "h0"
+    outputs = ["y", "y_h"]
+    if op == "LSTM":
+        inits.append(numpy_helper.from_array(rng.standard_normal(state).astype(np.float32), "c0"))
+        inputs.append("c0")
+        outputs.append("y_c")
+    if layout:
+        attrs["layout"] = layout
+    node = helper.make_node(op, inputs, outputs, name=op.lower(), hidden_size=hidden, direction=direction, **attrs)
+    graph = helper.make_graph([node], op.lower(), [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], initializer=inits)
+    return finished(graph)
+
+
 def shared_weight_graph():
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "W"], ["a"], name="first", pads=[1, 1, 1, 1]),
@@ -135,6 +164,13 @@ def cases():
     yield "svd-pointwise", conv_graph("c", [2, 16, 7, 7], k(24, 16, 1, 1), b(24)), t2, 1
     yield "svd-pointwise-stride-2-pads", conv_graph("c", [1, 16, 7, 8], k(24, 16, 1, 1), b(24), strides=[2, 1], pads=[1, 0, 0, 1]), t2, 1
     yield "svd-pointwise-groups-4", conv_graph("c", [1, 16, 7, 7], k(24, 4, 1, 1), None, group=4), ["--conv", "cp"] + full, 1
+    # Recurrent layers: the input projection W·x of every step as a MatMul before the node, which
+    # reads the rank-k projection with W = V; R, B, the states and the attributes stay.
+    yield "lstm-bidirectional", recurrent_graph("LSTM", [5, 2, 6], 4, direction="bidirectional"), full, 1
+    yield "lstm-no-bias", recurrent_graph("LSTM", [5, 2, 6], 3, bias=False), full, 1   # (onnxruntime runs layout 0 only)
+    yield "lstm-reverse-input-forget", recurrent_graph("LSTM", [4, 1, 5], 3, direction="reverse", input_forget=1), full, 1
+    yield "gru-linear-before-reset", recurrent_graph("GRU", [5, 2, 7], 4, direction="bidirectional", linear_before_reset=1), full, 1
+    yield "rnn-relu", recurrent_graph("RNN", [6, 3, 5], 4, activations=["Relu"]), full, 1
     tt = ["--conv", "tt", "--linear", "tt", "--allow-growth", "--min-parameters", "0"]
     yield "tt-conv", conv_graph("c", [1, 8, 7, 7], k(12, 8, 3, 3), b(12), pads=[1, 1, 1, 1], strides=[2, 1]), tt, 1
     yield "tt-conv-no-bias", conv_graph("c", [2, 8, 6, 6], k(8, 8, 3, 3), None, pads=[0, 1, 1, 0]), tt, 1
@@ -310,10 +346,11 @@ def run(tool, work, name, model, options):
     onnx.checker.check_model(out, full_check=True)
     a, b = session(path), session(out)
     x = rng.standard_normal(x_shape).astype(np.float32)
-    ya, yb = a.run(None, {"x": x})[0], b.run(None, {"x": x})[0]
-    if ya.shape != yb.shape:
-        return f"output shapes {ya.shape} and {yb.shape} differ", report
-    error = float(np.abs(ya - yb).max() / max(np.abs(ya).max(), 1e-30))
+    error = 0.0
+    for ya, yb in zip(a.run(None, {"x": x}), b.run(None, {"x": x})):   # every output (a recurrent node's states too)
+        if ya.shape != yb.shape:
+            return f"output shapes {ya.shape} and {yb.shape} differ", report
+        error = max(error, float(np.abs(ya - yb).max() / max(np.abs(ya).max(), 1e-30)))
     return error, report
 
 

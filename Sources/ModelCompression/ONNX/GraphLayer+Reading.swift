@@ -15,7 +15,9 @@ extension ModelCompressor {
     /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
     /// or data that does not fit their shape, `ConvTranspose` with a stride, output padding or
     /// `SAME` padding (a stride-1 one is compressed as its equivalent convolution), 3-D
-    /// convolutions, recurrent layers, `Gather` (an embedding table), layers below
+    /// convolutions, recurrent layers whose weights do not fit their gates and hidden size or with
+    /// the tensor-train method (the others' input projections W·x are compressed; R stays),
+    /// `Gather` (an embedding table), layers below
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
     /// methods set to `none`.
     ///
@@ -100,8 +102,25 @@ extension ModelCompressor {
                 if let x = inputShape, x.count == 3, let w = layer.shape, w.count == 3, let r, r.count == 3 {
                     layer.macs = Self.macs([x[0], x[1], w[0], w[1], w[2] + r[2]])
                 }
-                refuse(.recurrent(op: node.opType, inputWeights: layer.shape ?? [], recurrentWeights: r ?? []))
-                continue
+                // The input projection W·x of every step is what can be factored (a MatMul before the
+                // node); the recurrence R·h stays inside the operator.
+                let gates = ["LSTM": 4, "GRU": 3, "RNN": 1][node.opType]!
+                let directions = node.string("direction") == "bidirectional" ? 2 : 1
+                let b = node.inputs.count > 3 && !node.inputs[3].isEmpty ? (constants[node.inputs[3]]?.tensor.shape ?? shapes.shapes[node.inputs[3]]) : nil
+                guard let w = layer.shape, w.count == 3, let hidden = node.int("hidden_size"), hidden >= 1, w[0] == directions,
+                      w[1] == gates * hidden, r == nil || r == [directions, gates * hidden, hidden],
+                      b == nil || b == [directions, 2 * gates * hidden], inputShape.map({ $0.count == 3 && $0[2] == w[2] }) ?? true else {
+                    refuse(.recurrent(op: node.opType, inputWeights: layer.shape ?? [], recurrentWeights: r ?? []))
+                    continue
+                }
+                if options.linear == .none {
+                    refuse(.methodNone(.linear))
+                    continue
+                }
+                if options.linear == .tt {
+                    refuse(.recurrentTensorTrain(op: node.opType))
+                    continue
+                }
             default: break
             }
             guard let weight else {
@@ -234,6 +253,8 @@ extension ModelCompressor {
                     refuse(.methodNone(.linear))
                     continue
                 }
+            case "LSTM", "GRU", "RNN":
+                site.kind = .recurrent(node: node, directions: shape[0])
             default:   // MatMul
                 guard shape.count == 2 else {
                     refuse(.notMatrix(shape: shape, op: "MatMul"))
@@ -245,12 +266,19 @@ extension ModelCompressor {
                     continue
                 }
             }
-            // A convolution's bias (Conv's and ConvTranspose's third input) must be constant too.
-            if case .conv = site.kind, node.inputs.count > 2, !node.inputs[2].isEmpty {
-                site.biasName = node.inputs[2]
-                site.bias = constants[node.inputs[2]]
+            // A convolution's bias (Conv's and ConvTranspose's third input) must be constant too, and
+            // a recurrent node's B (its fourth), which takes the mean-shift correction.
+            let biasIndex: Int?
+            switch site.kind {
+            case .conv: biasIndex = 2
+            case .recurrent: biasIndex = 3
+            default: biasIndex = nil
+            }
+            if let biasIndex, node.inputs.count > biasIndex, !node.inputs[biasIndex].isEmpty {
+                site.biasName = node.inputs[biasIndex]
+                site.bias = constants[node.inputs[biasIndex]]
                 guard site.bias != nil else {
-                    refuse(.computedBias(name: node.inputs[2]))
+                    refuse(.computedBias(name: node.inputs[biasIndex]))
                     continue
                 }
             }

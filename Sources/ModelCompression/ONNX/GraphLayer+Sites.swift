@@ -110,6 +110,9 @@ extension ModelCompressor {
             return .linear(try Linear(weight: alpha == 1 ? weight : Scalar(Double(alpha)) * weight))
         case .matmul:
             return .linear(try Linear(weight: Matrix(uncheckedRows: w.shape[0], columns: w.shape[1], scalars: w.scalars).transposed()))
+        case .recurrent:
+            // W [directions, gates·H, I]: the rows of every direction's gates, one matrix (its bias stays in B).
+            return .linear(try Linear(weight: Matrix(uncheckedRows: w.shape[0] * w.shape[1], columns: w.shape[2], scalars: w.scalars)))
         }
     }
 }

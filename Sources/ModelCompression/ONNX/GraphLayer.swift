@@ -21,7 +21,7 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
     public var subgraph: [ONNXSubgraphStep] = []
     /// The operator.
     public var op: String
-    /// The weight's value name (`Conv`'s W, `Gemm`'s and `MatMul`'s B, `Gather`'s data).
+    /// The weight's value name (`Conv`'s W, `Gemm`'s and `MatMul`'s B, a recurrent node's W, `Gather`'s data).
     public var weight: String?
     /// The weight's shape as stored.
     public var shape: [Int]?
@@ -83,6 +83,13 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
             case gemm(transB: Bool, alpha: Float, beta: Float, c: String?)
             /// `MatMul` with a constant 2-D B: `W = Bᵀ`.
             case matmul
+            /// The input projection of an `LSTM`, `GRU` or `RNN` node (the node as read, for its
+            /// attributes and other inputs): `W` `[directions, gates·H, I]` as one
+            /// `[directions·gates·H, I]` matrix, applied to every step's input. Its low-rank form
+            /// is a `MatMul` by the first factor before the node, which then reads the rank-`k`
+            /// projection with `W = V` `[directions, gates·H, k]`; a mean-shift correction goes
+            /// into the input half of `B`. R, the recurrence, stays as it is.
+            case recurrent(node: ONNXNode, directions: Int)
         }
         var kind: Kind
         /// The weight input's value name and where its constant comes from.

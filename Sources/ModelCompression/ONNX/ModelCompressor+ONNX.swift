@@ -154,7 +154,14 @@ extension ModelCompressor {
     /// One planned node decomposed in `Double` and, when replaced, its new nodes.
     func compressNode(_ planned: PlannedLayer) throws -> (report: LayerReport, emitted: ONNXStackEmitter?) {
         guard case let .graph(layer) = planned.source, let site = layer.site else { preconditionFailure("graph candidates have a site") }
-        let (compressed, report) = try decompose(planned, as: Double.self)
+        var (compressed, report) = try decompose(planned, as: Double.self)
+        // A recurrent node's report counts its whole cost: the recurrence R·h, which stays, beside
+        // the input projection that the decomposition costed.
+        if case .recurrent = site.kind, let whole = layer.macs, whole > report.macsBefore {
+            let kept = whole - report.macsBefore
+            report.macsBefore = whole
+            report.macsAfter = report.macsAfter > Int.max - kept ? Int.max : report.macsAfter + kept
+        }
         guard let compressed, report.status.isReplaced else { return (report, nil) }
         var emitter = ONNXStackEmitter(base: layer.name, method: compressed.method, dataType: site.weight.tensor.dataType, site: site)
         try emitter.emit(compressed.stack, rank: site.inputShape?.count)

@@ -12,6 +12,8 @@ import TensorModule
 ///   each layer gets exactly its share.
 /// - Linear stacks (SVD) become `MatMul` → `MatMul` (from a `MatMul`) or `MatMul` → `Gemm` (from
 ///   a `Gemm`, which keeps its C and beta on the last node).
+/// - A recurrent node's input projection (SVD) becomes `MatMul` by the first factor, then the
+///   node itself with the second as its W.
 /// - A TT-linear layer becomes a chain of `Reshape`, `MatMul` and `Transpose` over the features
 ///   axis, core by core, never forming the weight; a TT-conv layer a depthwise `Conv` (the
 ///   spatial core) and that chain over the channels at each pixel.
@@ -60,6 +62,10 @@ struct ONNXStackEmitter {
 
     /// The nodes and initializers that compute `stack` from the site's input into its output.
     mutating func emit<Scalar: BLASScalar>(_ stack: LayerStack<Scalar>, rank inputRank: Int?) throws {
+        if case let .recurrent(node, directions) = site.kind {
+            try emitRecurrent(stack, node: node, directions: directions)
+            return
+        }
         var value = site.input
         for (k, layer) in stack.layers.enumerated() {
             let last = k == stack.layers.count - 1
@@ -134,6 +140,45 @@ struct ONNXStackEmitter {
         let y = node("MatMul", [input, try constant(name + ".weight", Tensor(linear.weight.transposed()))],
                      output: linear.bias == nil ? output : nil)
         return try emitLinearTail(bias: linear.bias, value: y, output: output)
+    }
+
+    /// A recurrent node's input projection: the stack's layers but the last as `MatMul`s on the
+    /// steps' features (the first factor, `I → k`), then the node itself reading that projection,
+    /// its W the last layer's weight `[directions·gates·H, k]` as `[directions, gates·H, k]` and a
+    /// bias of the last layer (the mean-shift correction) added to the input half of B
+    /// (`[directions, 2·gates·H]`, `Wb` then `Rb`). Every other input, attribute and output is
+    /// the node's own.
+    mutating func emitRecurrent<Scalar: BLASScalar>(_ stack: LayerStack<Scalar>, node original: ONNXNode, directions: Int) throws {
+        guard case let .linear(last)? = stack.layers.last, last.outFeatures % directions == 0 else {
+            preconditionFailure("a recurrent site's stack is linear layers (the options refuse tensor-train ones)")
+        }
+        var value = site.input
+        for layer in stack.layers.dropLast() {
+            guard case let .linear(linear) = layer else { preconditionFailure("a recurrent site's stack is linear layers") }
+            value = try emitLinear(linear, input: value, output: nil, isLast: false)
+        }
+        let name = nextName()
+        var inputs = original.inputs
+        inputs[0] = value
+        inputs[1] = try constant(name + ".W", Tensor(uncheckedShape: [directions, last.outFeatures / directions, last.inFeatures],
+                                                    scalars: last.weight.scalars))
+        if let shift = last.bias {
+            let rows = last.outFeatures / directions
+            var b = ContiguousArray<Scalar>(repeating: 0, count: directions * 2 * rows)
+            if let old = site.bias { b = try old.tensor.tensor(as: Scalar.self).scalars }
+            for d in 0..<directions {
+                for j in 0..<rows {
+                    let at = d * 2 * rows + j
+                    b[at] += shift[d * rows + j]
+                }
+            }
+            while inputs.count < 4 { inputs.append("") }
+            inputs[3] = try constant(name + ".B", Tensor(uncheckedShape: [directions, 2 * rows], scalars: b))
+        }
+        var node = original
+        node.name = name
+        node.inputs = inputs
+        nodes.append(node)
     }
 
     /// `Add(value, bias)` when there is a bias (on the last axis), and, after a TT chain that

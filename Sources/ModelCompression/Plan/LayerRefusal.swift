@@ -21,8 +21,13 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     case embeddingTable
     /// A `Gather` of anything else.
     case gather
-    /// An `LSTM`, `GRU` or `RNN` node, with the shapes of its input and recurrent weights.
+    /// An `LSTM`, `GRU` or `RNN` node whose input weights W and recurrent weights R (their
+    /// shapes) do not fit its gates and `hidden_size` (`[directions, gates·H, I]` and
+    /// `[directions, gates·H, H]`).
     case recurrent(op: String, inputWeights: [Int], recurrentWeights: [Int])
+    /// An `LSTM`, `GRU` or `RNN` node with the tensor-train method: its input projection is
+    /// rewritten only as a low-rank `MatMul` (SVD).
+    case recurrentTensorTrain(op: String)
     /// A `MatMul` whose right operand is an activation, not a constant.
     case computedOperand(name: String)
     /// A weight computed in the graph rather than a constant.
@@ -69,7 +74,9 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case .embeddingTable: return "an embedding table (Gather): indexed, not multiplied"
         case .gather: return "Gather is not a layer"
         case let .recurrent(op, w, r):
-            return "a recurrent layer (\(op)): its input weights W \(w) and recurrent weights R \(r) are not compressed"
+            return "a recurrent layer (\(op)) whose input weights W \(w) and recurrent weights R \(r) do not fit its gates and hidden_size"
+        case let .recurrentTensorTrain(op):
+            return "a recurrent layer (\(op)) with the tensor-train method: its input projection is rewritten only by SVD"
         case let .computedOperand(name): return "the right operand \(name) is computed in the graph (a product of activations), not a constant weight"
         case let .computedWeight(name): return "the weight \(name) is computed in the graph, not a constant"
         case let .computedBias(name): return "the bias \(name) is computed in the graph, not a constant"
