@@ -26,8 +26,11 @@ their mean and their second moment E[x xᵀ]:
   attention_mask and the node's input is (batch, sequence, features), masked positions (mask 0)
   are left out.
 - Conv: each im2col patch of a group, ordered (channel, kernel row, kernel column) with the
-  node's stride, padding, dilation and groups; above --patch-limit entries per patch the
-  per-channel second moment of the input pixels is kept instead (documented fallback).
+  node's stride, padding, dilation and groups (a 3-D one's (channel, depth, row, column)); above
+  --patch-limit entries per patch the per-channel second moment of the input pixels is kept
+  instead (documented fallback).
+- ConvTranspose: the patches of its equivalent convolution: stride 1 on the input upsampled by
+  its strides (zeros between samples), padded as inspect lists.
 
 Only running sums of one batch are held at a time, never all activations. The output has the
 tensors NAME.count [1], NAME.mean [g, d] and NAME.gram [g, d, d] (float64) for every node NAME
@@ -51,6 +54,8 @@ timed, and the values do not depend on the thread count (PP-OCRv4's recognizer g
 statistics bit for bit with one thread and with two).
 """
 import argparse
+import itertools
+import math
 import os
 import sys
 import tempfile
@@ -85,23 +90,32 @@ class Accumulator:
 
 
 def patches(x, kernel, stride, pads, dilation, rows_per_chunk):
-    """im2col patches of x (C, H, W) as chunks of (pixels, C·kh·kw), index (c, p, q)."""
-    c, h, w = x.shape
-    top, bottom, left, right = pads
-    padded = np.pad(x, ((0, 0), (top, bottom), (left, right)))
-    kh, kw = kernel
-    dh, dw = dilation
-    sh, sw = stride
-    out_h = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + left + right - dw * (kw - 1) - 1) // sw + 1
-    for r0 in range(0, out_h, rows_per_chunk):
-        r1 = min(out_h, r0 + rows_per_chunk)
-        block = np.empty((c, kh, kw, r1 - r0, out_w), dtype=x.dtype)
-        for p in range(kh):
-            for q in range(kw):
-                rows = padded[:, r0 * sh + p * dh:(r1 - 1) * sh + p * dh + 1:sh, q * dw:(out_w - 1) * sw + q * dw + 1:sw]
-                block[:, p, q] = rows
-        yield block.reshape(c * kh * kw, -1).T
+    """im2col patches of x (C, *spatial: 2 or 3 axes) as chunks of (positions, C·∏kernel), index
+    (c, kernel offsets), chunked over the output's first spatial axis; pads: each axis's beginning
+    and end, (top, bottom, left, right) in 2-D."""
+    c, *size = x.shape
+    n = len(size)
+    padded = np.pad(x, [(0, 0)] + [(pads[2 * a], pads[2 * a + 1]) for a in range(n)])
+    out = [(size[a] + pads[2 * a] + pads[2 * a + 1] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in range(n)]
+    for r0 in range(0, out[0], rows_per_chunk):
+        r1 = min(out[0], r0 + rows_per_chunk)
+        block = np.empty((c, *kernel, r1 - r0, *out[1:]), dtype=x.dtype)
+        for offsets in itertools.product(*(range(k) for k in kernel)):
+            first = offsets[0] * dilation[0]
+            index = [slice(None), slice(r0 * stride[0] + first, (r1 - 1) * stride[0] + first + 1, stride[0])]
+            index += [slice(offsets[a] * dilation[a], (out[a] - 1) * stride[a] + offsets[a] * dilation[a] + 1, stride[a]) for a in range(1, n)]
+            block[(slice(None), *offsets)] = padded[tuple(index)]
+        yield block.reshape(c * math.prod(kernel), -1).T
+
+
+def upsampled(x, strides):
+    """x (N, C, *spatial) with strides − 1 zeros between its samples along each spatial axis: the input
+    that a ConvTranspose's equivalent convolution reads."""
+    if all(s == 1 for s in strides):
+        return x
+    result = np.zeros(x.shape[:2] + tuple((d - 1) * s + 1 for d, s in zip(x.shape[2:], strides)), dtype=x.dtype)
+    result[(slice(None), slice(None), *(slice(None, None, s) for s in strides))] = x
+    return result
 
 
 def declared(model):
@@ -290,31 +304,32 @@ def main():
         for value, consumers in exposed.items():
             x = values[value]
             for n in consumers:
-                if n["op"] in ("Conv", "ConvTranspose"):   # a stride-1 ConvTranspose: its equivalent convolution's patches
-                    if x.ndim == 3:   # a 1-D convolution, analysed as 2-D of height 1 (inspect lists kernel [1, k])
-                        x = x[:, :, None, :]
+                if n["op"] in ("Conv", "ConvTranspose"):
+                    # A 1-D convolution is analysed as 2-D of height 1 (inspect lists kernel [1, k]); a
+                    # ConvTranspose as its equivalent convolution: stride 1 on the input upsampled by
+                    # its strides, with the padding inspect lists.
+                    xs = x[:, :, None, :] if x.ndim == 3 else x
+                    stride = n["stride"]
+                    if n["op"] == "ConvTranspose":
+                        xs, stride = upsampled(xs, stride), [1] * len(stride)
                     groups = n["groups"]
-                    cin = x.shape[1]
+                    cin = xs.shape[1]
                     cg = cin // groups
-                    kh, kw = n["kernel"]
-                    d = cg * kh * kw
+                    kernel, dilation, padding = n["kernel"], n["dilation"], n["padding"]
+                    d = cg * math.prod(kernel)
                     per_channel = d > args.patch_limit
                     acc = accumulators.setdefault(n["name"], Accumulator(groups, cg if per_channel else d))
-                    t, b, l, r = n["padding"]
-                    for sample in x:
+                    positions = math.prod((xs.shape[2 + a] + padding[2 * a] + padding[2 * a + 1] - dilation[a] * (kernel[a] - 1) - 1)
+                                          // stride[a] + 1 for a in range(len(kernel)))
+                    for sample in xs:
                         for g in range(groups):
                             part = sample[g * cg:(g + 1) * cg]
                             if per_channel:
                                 acc.add(g, part.reshape(cg, -1).T)
                                 continue
-                            for chunk in patches(part, (kh, kw), n["stride"], (t, b, l, r), n["dilation"], max(1, 16384 // max(1, x.shape[3]))):
+                            for chunk in patches(part, kernel, stride, padding, dilation, max(1, 16384 // max(1, math.prod(xs.shape[3:])))):
                                 acc.add(g, chunk)
-                        if per_channel:
-                            acc.count += sample.shape[1] * sample.shape[2]
-                        else:
-                            oh = (x.shape[2] + t + b - n["dilation"][0] * (kh - 1) - 1) // n["stride"][0] + 1
-                            ow = (x.shape[3] + l + r - n["dilation"][1] * (kw - 1) - 1) // n["stride"][1] + 1
-                            acc.count += oh * ow
+                        acc.count += math.prod(sample.shape[1:]) if per_channel else positions
                 else:
                     d = x.shape[-1]
                     acc = accumulators.setdefault(n["name"], Accumulator(1, d))

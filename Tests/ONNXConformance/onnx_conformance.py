@@ -187,7 +187,21 @@ def cases():
     yield "convtranspose-no-pads-dilation-2", convt_graph([2, 6, 7, 8], k(6, 8, 3, 3), None, dilations=[2, 2], pads=[0, 1, 2, 0]), t2, 1
     yield "convtranspose-groups-2", convt_graph([1, 8, 9, 9], k(8, 6, 3, 3), b(12), pads=[1, 1, 1, 1], group=2), t2, 1
     yield "convtranspose-pointwise-svd", convt_graph([1, 16, 7, 7], k(16, 24, 1, 1), b(24)), t2, 1
-    yield "convtranspose-stride-2-kept", convt_graph([1, 6, 5, 5], k(6, 8, 3, 3), b(8), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), t2, 0
+    # Strided ConvTranspose: a ConvTranspose core (every attribute kept) between pointwise convolutions.
+    yield "convtranspose-stride-2-output-padding", convt_graph([1, 6, 5, 5], k(6, 8, 3, 3), b(8), strides=[2, 2], pads=[1, 1, 1, 1],
+                                                               output_padding=[1, 1]), t2, 1
+    yield "convtranspose-stride-2-1-dilation-groups", convt_graph([2, 8, 5, 6], k(8, 6, 3, 2), b(12), strides=[2, 1], dilations=[1, 2],
+                                                                  pads=[0, 1, 2, 0], group=2), t2, 1
+    yield "convtranspose-stride-4-kernel-4-valid", convt_graph([1, 6, 4, 4], k(6, 8, 4, 4), None, strides=[4, 4], auto_pad="VALID"), t2, 1
+    yield "convtranspose-stride-2-pointwise-svd", convt_graph([1, 16, 5, 5], k(16, 24, 1, 1), b(24), strides=[2, 2]), t2, 1
+    yield "convtranspose-same-upper-kept", convt_graph([1, 6, 5, 5], k(6, 8, 3, 3), b(8), strides=[2, 2], auto_pad="SAME_UPPER"), t2, 0
+    # 3-D convolutions: Tucker-2 through a 2-D stand-in, written back as 3-D nodes.
+    yield "conv3d-tucker2-pads-stride-dilation", conv_graph("c", [2, 6, 7, 8, 9], k(8, 6, 3, 3, 3), b(8), pads=[1, 0, 1, 1, 2, 0],
+                                                             strides=[2, 1, 2], dilations=[1, 2, 1]), t2, 1
+    yield "conv3d-tucker2-groups-2-same-upper", conv_graph("c", [1, 8, 6, 7, 6], k(12, 4, 3, 1, 3), None, auto_pad="SAME_UPPER",
+                                                           strides=[2, 2, 1], group=2), t2, 1
+    yield "conv3d-svd-pointwise-stride-2", conv_graph("c", [1, 16, 5, 6, 7], k(24, 16, 1, 1, 1), b(24), strides=[2, 2, 2]), t2, 1
+    yield "conv3d-cp-kept", conv_graph("c", [1, 6, 5, 5, 5], k(8, 6, 3, 3, 3), b(8), pads=[1, 1, 1, 1, 1, 1]), cp, 0
     yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
     yield "shared-weight-kept", shared_weight_graph(), t2, 0
     lin = ["--linear", "svd"] + full
@@ -464,6 +478,54 @@ def run_calibration(tool, work):
     return failures
 
 
+def run_patches(tool, work):
+    """The calibration patches of a 3-D convolution and of strided ConvTransposes, as inspect lists
+    their windows (tdtools.calibrate.patches, on the input upsampled by the strides for a
+    ConvTranspose), times the (equivalent) kernel: each must give the node's output in
+    onnxruntime, so that the statistics describe what the node multiplies. Returns the failures."""
+    from tdtools.calibrate import patches, upsampled
+    from tdtools.tool import compressible_nodes
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    cases = [("conv3d", "Conv", [2, 4, 6, 7, 8], k(6, 4, 3, 2, 3), dict(pads=[1, 0, 1, 1, 2, 0], strides=[2, 1, 2], dilations=[1, 2, 1])),
+             ("convtranspose-stride-2", "ConvTranspose", [2, 4, 5, 6], k(4, 6, 3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 1], output_padding=[1, 0])),
+             ("convtranspose-groups-dilation", "ConvTranspose", [1, 4, 5, 4], k(4, 3, 3, 2),
+              dict(strides=[3, 1], dilations=[1, 2], pads=[0, 1, 2, 0], group=2))]
+    failures = []
+    for name, op, x_shape, weight, attrs in cases:
+        graph = helper.make_graph([helper.make_node(op, ["x", "W"], ["y"], name="node", **attrs)], name,
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[numpy_helper.from_array(weight, "W")])
+        path = os.path.join(work, f"patches-{name}.onnx")
+        onnx.save_model(finished(graph), path)
+        node = compressible_nodes(tool, path)[0]
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        expected = session(path).run(None, {"x": x})[0]
+        groups = node["groups"]
+        if op == "ConvTranspose":
+            # The equivalent convolution: kernel flipped in space, channels transposed per group.
+            cin, out_per = weight.shape[:2]
+            in_per = cin // groups
+            kernel = np.concatenate([weight[g * in_per:(g + 1) * in_per].transpose(1, 0, 2, 3)[:, :, ::-1, ::-1] for g in range(groups)])
+            xs, stride = upsampled(x, node["stride"]), [1, 1]
+        else:
+            kernel, xs, stride = weight, x, node["stride"]
+        cg, tg = xs.shape[1] // groups, kernel.shape[0] // groups
+        worst = 0.0
+        for n in range(xs.shape[0]):
+            for g in range(groups):
+                rows = np.concatenate(list(patches(xs[n, g * cg:(g + 1) * cg].astype(np.float64), node["kernel"], stride, node["padding"],
+                                                   node["dilation"], 1 << 20)))
+                y = rows @ kernel[g * tg:(g + 1) * tg].reshape(tg, -1).T.astype(np.float64)
+                want = expected[n, g * tg:(g + 1) * tg].reshape(tg, -1).T
+                if y.shape != want.shape:
+                    failures.append(f"{name}: patches give {y.shape}, the node {want.shape}")
+                    break
+                worst = max(worst, float(np.abs(y - want).max() / np.abs(want).max()))
+        if worst > 1e-5:
+            failures.append(f"{name}: patches × kernel differ from the node by {worst:.2e}")
+    return failures
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -497,7 +559,13 @@ def main():
     print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds"
           if not calibration else "")
     failures += len(calibration)
-    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 3
+    windows = run_patches(tool, work)
+    for failure in windows:
+        print(f"FAIL patches {failure}")
+    print("ok   patches: a 3-D convolution's and strided ConvTransposes' calibration patches times their kernels give their outputs"
+          if not windows else "")
+    failures += len(windows)
+    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 4
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 

@@ -102,6 +102,7 @@ extension ModelCompressor {
             }
             let energy = energies.reduce(0, +)
             let size = Size2D(input[1], input[2])
+            let positions = try prepared.positions(conv)
             switch decomposition {
             case .svd:
                 // Per group spectra; the error of rank k is the sum of the groups' tails.
@@ -112,7 +113,7 @@ extension ModelCompressor {
                 }
                 for k in rankGrid(Swift.min(tg, sg), multiple: options.rankMultiple, count: Int.max) {
                     let tail = spectra.reduce(0.0) { $0 + $1.dropFirst(k).reduce(0) { $0 + $1 * $1 } }
-                    result.append(RankOption(ranks: [k], cost: try conv.svdCost(rank: k, input: size).times(batch), error: energy > 0 ? tail / energy : 0))
+                    result.append(RankOption(ranks: [k], cost: conv.svdCost(rank: k, positions: positions).times(batch), error: energy > 0 ? tail / energy : 0))
                 }
             case .tucker2:
                 let outputRanks = rankGrid(Swift.min(tg, sg * area), multiple: options.rankMultiple, count: 16)
@@ -125,7 +126,7 @@ extension ModelCompressor {
                 }
                 for (i, rIn) in inputRanks.enumerated() {
                     for (j, rOut) in outputRanks.enumerated() where errors[i][j].isFinite {
-                        result.append(RankOption(ranks: [rOut, rIn], cost: try conv.tucker2Cost(ranks: [rOut, rIn], input: size).times(batch),
+                        result.append(RankOption(ranks: [rOut, rIn], cost: conv.tucker2Cost(ranks: [rOut, rIn], positions: positions).times(batch),
                                                  error: energy > 0 ? errors[i][j] / energy : 0))
                     }
                 }

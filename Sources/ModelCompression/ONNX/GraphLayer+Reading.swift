@@ -14,8 +14,9 @@ extension ModelCompressor {
     /// weights or biases that are computed rather than constant, weights read by several nodes,
     /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
     /// or data that does not fit their shape, `ConvTranspose` with a stride, output padding or
-    /// `SAME` padding (a stride-1 one is compressed as its equivalent convolution), 3-D
-    /// convolutions, recurrent layers whose weights do not fit their gates and hidden size or with
+    /// `SAME` padding or an output shape (others are compressed through their equivalent
+    /// convolution), 3-D convolutions and strided `ConvTranspose`s with CP or tensor-train or
+    /// whose shapes are unknown, recurrent layers whose weights do not fit their gates and hidden size or with
     /// the tensor-train method (the others' input projections W·x are compressed; R stays),
     /// `Gather` (an embedding table), layers below
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
@@ -85,11 +86,16 @@ extension ModelCompressor {
                     layer.macs = Self.macs([x[0], x[1], w[1], w[2], w[3], x[2], x[3]])
                     (layer.kernel, layer.stride, layer.groups) = (Array(w[2...]), window.strides, window.group)
                 }
-                // With stride 1 a transposed convolution is the convolution by the kernel flipped in
-                // space and transposed in its channels, padded by d·(k − 1) − p: compressed as that one.
+                // A transposed convolution is the convolution by the kernel flipped in space and
+                // transposed in its channels, on the input upsampled by the strides (zeros between
+                // samples) and padded by d·(k − 1) − p (plus the output padding at the end): its
+                // channel factors are that convolution's. Stride 1 is written as that convolution;
+                // a strided one as a ConvTranspose core between pointwise convolutions.
                 let (strides, outputPadding, autoPad) = (window.strides, window.outputPadding, window.autoPad)
-                guard layer.shape?.count == 4, strides == [1, 1], outputPadding.allSatisfy({ $0 == 0 }), window.outputShape == nil,
-                      autoPad == "NOTSET" || autoPad == "VALID" else {
+                let dilations = window.dilations
+                guard layer.shape?.count == 4, strides.count == 2, strides.allSatisfy({ $0 >= 1 }), outputPadding.count == 2,
+                      dilations.count == 2, (0..<2).allSatisfy({ outputPadding[$0] >= 0 && outputPadding[$0] < max(strides[$0], dilations[$0]) }),
+                      window.outputShape == nil, autoPad == "NOTSET" || autoPad == "VALID" else {
                     refuse(.transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: autoPad, outputShape: window.outputShape != nil))
                     continue
                 }
@@ -150,14 +156,17 @@ extension ModelCompressor {
                     refuse(.convolutionSettings(kernel: kernel, strides: [1, 1], dilations: dilations, pads: pads, groups: groups, weight: shape))
                     continue
                 }
-                // The equivalent convolution pads each side by d·(k − 1) − p (negative: not a convolution).
+                // The equivalent convolution pads each side by d·(k − 1) − p, the end by the output
+                // padding more (negative: not a convolution).
+                let (strides, outputPadding) = (window.strides, window.outputPadding)
                 let extents = [dilations[0] * (kernel[0] - 1), dilations[1] * (kernel[1] - 1)]
-                let padding = Padding(top: extents[0] - pads[0], bottom: extents[0] - pads[2], left: extents[1] - pads[1], right: extents[1] - pads[3])
+                let padding = Padding(top: extents[0] - pads[0], bottom: extents[0] - pads[2] + outputPadding[0],
+                                      left: extents[1] - pads[1], right: extents[1] - pads[3] + outputPadding[1])
                 guard padding.array.allSatisfy({ $0 >= 0 }) else {
                     refuse(.transposedPaddingBeyondKernel(pads: pads))
                     continue
                 }
-                (layer.kernel, layer.stride, layer.groups, layer.dilation, layer.padding) = (kernel, [1, 1], groups, dilations, padding.array)
+                (layer.kernel, layer.stride, layer.groups, layer.dilation, layer.padding) = (kernel, strides, groups, dilations, padding.array)
                 site.transposed = true
                 site.kind = .conv(stride: Size2D(1), padding: padding, dilation: Size2D(dilations[0], dilations[1]), groups: groups, autoPad: "NOTSET")
                 if shape[1] == 1 && groups > 1 {
@@ -168,13 +177,73 @@ extension ModelCompressor {
                     refuse(.methodNone(.convolution))
                     continue
                 }
+                if strides != [1, 1] {
+                    // Costed at the positions it runs at: the pointwise input layer and the scattering
+                    // core at the input's pixels, the pointwise output layer at the output's.
+                    guard let x = inputShape, x.count == 4 else {
+                        refuse(.unknownShapes(op: "ConvTranspose", spatialRank: 2))
+                        continue
+                    }
+                    let pointwise = kernel == [1, 1]
+                    guard options.conv == .tucker2 || (options.conv == .cp && pointwise) else {
+                        refuse(.tucker2Only(op: "ConvTranspose", spatialRank: 2, method: options.conv.rawValue))
+                        continue
+                    }
+                    let upsampled = [(x[2] - 1) * strides[0] + 1, (x[3] - 1) * strides[1] + 1]
+                    let output = [upsampled[0] + padding.top + padding.bottom - extents[0], upsampled[1] + padding.left + padding.right - extents[1]]
+                    let pixels = Double(x[2]) * Double(x[3])
+                    site.proxy = .init(node: node, kernel: Size2D(kernel[0], kernel[1]),
+                                       positions: ConvPositions(input: pixels, core: pixels, output: Double(output[0]) * Double(output[1])), transposed: true)
+                }
             case "Conv":
                 if shape.count >= 3, let x = inputShape, x.count == shape.count, let y = shapes.shapes[site.output], y.count == shape.count {
                     layer.macs = Self.macs([x[0], shape[0], shape[1]] + Array(shape[2...]) + Array(y[2...]))
                 }
-                guard shape.count == 4 || shape.count == 3 else {
+                guard shape.count == 4 || shape.count == 3 || shape.count == 5 else {
                     refuse(.spatialRank(max(shape.count - 2, 0)))
                     continue
+                }
+                if shape.count == 5 {
+                    // A 3-D convolution: decomposed through a 2-D stand-in whose kernel is
+                    // [kd·kh, kw] (the same channel modes and patch order), written back in 3-D.
+                    let groups = window.group
+                    let kernel = window.kernelShape ?? Array(shape[2...])
+                    let (strides, dilations) = (window.strides, window.dilations)
+                    guard kernel == Array(shape[2...]), strides.count == 3, dilations.count == 3 else {
+                        refuse(.convolutionSettings(kernel: kernel, strides: strides, dilations: dilations, pads: nil, groups: nil, weight: shape))
+                        continue
+                    }
+                    guard (kernel + strides + dilations).allSatisfy({ $0 >= 1 }),
+                          zip(kernel, dilations).allSatisfy({ k, d in !d.multipliedReportingOverflow(by: k - 1).overflow && d * (k - 1) < Int.max / 4 }),
+                          let pads = Self.resolvedPads(window, kernel: kernel, strides: strides, dilations: dilations,
+                                                       input: inputShape.flatMap { $0.count == 5 ? Array($0.dropFirst(2)) : nil }),
+                          pads.allSatisfy({ $0 >= 0 }) else {
+                        refuse(.convolutionOverflow(kernel: kernel, strides: strides, dilations: dilations))
+                        continue
+                    }
+                    (layer.kernel, layer.stride, layer.dilation, layer.groups, layer.padding) = (kernel, strides, dilations, groups, pads)
+                    if groups > 1 && shape[1] == 1 {
+                        refuse(.depthwise(groups: groups, transposed: false))
+                        continue
+                    }
+                    if options.conv == .none {
+                        refuse(.methodNone(.convolution))
+                        continue
+                    }
+                    guard let x = inputShape, x.count == 5, let y = shapes.shapes[site.output], y.count == 5 else {
+                        refuse(.unknownShapes(op: "Conv", spatialRank: 3))
+                        continue
+                    }
+                    guard options.conv == .tucker2 || (options.conv == .cp && kernel == [1, 1, 1]) else {
+                        refuse(.tucker2Only(op: "Conv", spatialRank: 3, method: options.conv.rawValue))
+                        continue
+                    }
+                    site.spatialRank = 3
+                    site.kind = .conv(stride: Size2D(1), padding: .zero, dilation: Size2D(1), groups: groups, autoPad: "NOTSET")
+                    let (input, output) = (Double(x[2]) * Double(x[3]) * Double(x[4]), Double(y[2]) * Double(y[3]) * Double(y[4]))
+                    site.proxy = .init(node: node, kernel: Size2D(kernel[0] * kernel[1], kernel[2]),
+                                       positions: ConvPositions(input: input, core: output, output: output), transposed: false)
+                    break
                 }
                 // A 1-D convolution is analysed and decomposed as a 2-D one of height 1 (kernel
                 // [1, k], stride [1, s], padding [0, 0, left, right], input [N, C, 1, L]) and written

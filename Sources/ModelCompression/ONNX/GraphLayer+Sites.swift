@@ -7,9 +7,10 @@ import TensorModule
 // equivalent convolution of a transposed one.
 
 extension ModelCompressor {
-    /// The kernel of the convolution that a stride-1 `ConvTranspose` with kernel `w`
-    /// (`[C_in, C_out/g, kh, kw]`) computes: `[C_out, C_in/g, kh, kw]`, flipped in both spatial
-    /// axes, channels transposed within each group.
+    /// The kernel of the convolution that a `ConvTranspose` with kernel `w` (`[C_in, C_out/g, kh,
+    /// kw]`) computes on its input upsampled by its strides: `[C_out, C_in/g, kh, kw]`, flipped in
+    /// both spatial axes, channels transposed within each group. The map is its own inverse: a
+    /// convolution kernel gives the `ConvTranspose` kernel of the same channels and groups.
     static func equivalentConvolutionKernel<Scalar: BLASScalar>(_ w: Tensor<Scalar>, groups: Int) -> Tensor<Scalar> {
         let (inChannels, outPerGroup, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
         let inPerGroup = inChannels / groups
@@ -45,19 +46,26 @@ extension ModelCompressor {
         return product <= Int.max / 2 ? product : nil
     }
 
-    /// `[top, bottom, left, right]` of a `Conv` node: explicit `pads` (ONNX order
-    /// `[top, left, bottom, right]`), or `auto_pad` resolved at the input's spatial size (for
-    /// stride 1 the size does not matter; without a size, the stride-1 split is used); `nil` when
-    /// a count of the `SAME` padding overflows (a fuzzing finding: a size or stride near `Int.max`).
+    /// `[top, bottom, left, right]` of a 2-D `Conv` node (see ``resolvedPads(_:kernel:strides:dilations:input:)``).
     static func resolvedPadding(_ window: ONNXConvAttributes, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> Padding? {
-        let autoPad = window.autoPad
-        switch autoPad {
-        case "VALID": return .zero
+        guard let p = resolvedPads(window, kernel: kernel, strides: strides, dilations: dilations, input: input) else { return nil }
+        return Padding(top: p[0], bottom: p[1], left: p[2], right: p[3])
+    }
+
+    /// Each spatial axis's padding at its beginning and end (`[top, bottom, left, right]` in 2-D)
+    /// of a `Conv` node: explicit `pads` (ONNX order: the beginnings, then the ends), or
+    /// `auto_pad` resolved at the input's spatial size (for stride 1 the size does not matter;
+    /// without a size, the stride-1 split is used); `nil` when a count of the `SAME` padding
+    /// overflows (a fuzzing finding: a size or stride near `Int.max`).
+    static func resolvedPads(_ window: ONNXConvAttributes, kernel: [Int], strides: [Int], dilations: [Int], input: [Int]?) -> [Int]? {
+        let n = kernel.count
+        switch window.autoPad {
+        case "VALID": return [Int](repeating: 0, count: 2 * n)
         case "SAME_UPPER", "SAME_LOWER":
             // Counts with overflow checks: a size or stride near Int.max has no padding (nil).
             func total(_ k: Int) -> Int? {
                 let extent = dilations[k] * (kernel[k] - 1) + 1   // the caller checked that d·(k − 1) fits
-                guard let input, input.count == 2 else { return extent - 1 }
+                guard let input, input.count == n else { return extent - 1 }
                 let (sum, o1) = input[k].addingReportingOverflow(strides[k] - 1)
                 guard !o1, strides[k] >= 1 else { return nil }
                 let (span, o2) = (sum / strides[k] - 1).multipliedReportingOverflow(by: strides[k])
@@ -65,15 +73,17 @@ extension ModelCompressor {
                 guard !o2, !o3 else { return nil }
                 return max(0, reach - input[k])
             }
-            guard let top = total(0), let left = total(1) else { return nil }
-            let totals = [top, left]
-            let upper = autoPad == "SAME_UPPER"
-            let begin = totals.map { upper ? $0 / 2 : $0 - $0 / 2 }
-            return Padding(top: begin[0], bottom: totals[0] - begin[0], left: begin[1], right: totals[1] - begin[1])
+            var result: [Int] = []
+            for k in 0..<n {
+                guard let t = total(k) else { return nil }
+                let begin = window.autoPad == "SAME_UPPER" ? t / 2 : t - t / 2
+                result += [begin, t - begin]
+            }
+            return result
         default:
             let pads = window.pads
-            guard pads.count == 4 else { return .zero }
-            return Padding(top: pads[0], bottom: pads[2], left: pads[1], right: pads[3])
+            guard pads.count == 2 * n else { return [Int](repeating: 0, count: 2 * n) }
+            return (0..<n).flatMap { [pads[$0], pads[n + $0]] }
         }
     }
 
@@ -99,6 +109,7 @@ extension ModelCompressor {
     func layer<Scalar: BLASScalar>(_ site: GraphLayer.Site, as _: Scalar.Type) throws -> Layer<Scalar> {
         var w = try site.weight.tensor.tensor(as: Scalar.self)
         if site.spatialRank == 1 { w = try w.reshaped(to: [w.shape[0], w.shape[1], 1, w.shape[2]]) }
+        if site.spatialRank == 3 { w = try w.reshaped(to: [w.shape[0], w.shape[1], w.shape[2] * w.shape[3], w.shape[4]]) }
         if site.transposed, case let .conv(_, _, _, groups, _) = site.kind { w = Self.equivalentConvolutionKernel(w, groups: groups) }
         switch site.kind {
         case let .conv(stride, padding, dilation, groups, _):

@@ -25,11 +25,13 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
     public var weight: String?
     /// The weight's shape as stored.
     public var shape: [Int]?
-    /// `[kh, kw]` of a convolution.
+    /// `[kh, kw]` of a convolution (`[kd, kh, kw]` of a 3-D one).
     public var kernel: [Int]?
-    /// `[sh, sw]` of a convolution.
+    /// `[sh, sw]` of a convolution (a `ConvTranspose`'s own strides).
     public var stride: [Int]?
-    /// `[top, bottom, left, right]` of a convolution, `auto_pad` resolved at the input shape.
+    /// `[top, bottom, left, right]` of a convolution, `auto_pad` resolved at the input shape: each
+    /// axis's beginning and end (`[front, back, top, bottom, left, right]` of a 3-D one). A
+    /// `ConvTranspose`'s is its equivalent convolution's, on the input upsampled by its strides.
     public var padding: [Int]?
     /// `[dh, dw]` of a convolution.
     public var dilation: [Int]?
@@ -104,11 +106,66 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// The data input's shape when shape inference derived it (a 1-D convolution's as
         /// `[N, C, 1, L]`).
         var inputShape: [Int]?
-        /// The convolution's spatial axes in the graph: 2, or 1 for a 1-D convolution that is
-        /// decomposed as a 2-D one of height 1 and written back as 1-D nodes.
+        /// The convolution's spatial axes in the graph: 2, 1 for a 1-D convolution that is
+        /// decomposed as a 2-D one of height 1 and written back as 1-D nodes, or 3 (see ``proxy``).
         var spatialRank = 2
-        /// A stride-1 `ConvTranspose`, decomposed and written as its equivalent convolution (the
-        /// kernel flipped in space, its channel axes transposed per group).
+        /// A `ConvTranspose`, decomposed as its equivalent convolution (the kernel flipped in
+        /// space, its channel axes transposed per group); one of stride 1 is written as that
+        /// convolution, a strided one through ``proxy``.
         var transposed = false
+        /// A 3-D convolution or a strided `ConvTranspose`: decomposed through a 2-D stand-in of the
+        /// same channel factors, costed at ``Proxy/positions`` and written back as nodes of the
+        /// original's kind.
+        var proxy: Proxy?
+
+        /// What a layer decomposed through a 2-D stand-in needs beside it.
+        ///
+        /// The stand-in is a stride-1 `Conv2D` of the same channels and groups whose kernel holds
+        /// the original's taps: a 3-D kernel `[T, S/g, kd, kh, kw]` as `[T, S/g, kd·kh, kw]` (the
+        /// patch vectors' order, `(c, kd, kh, kw)`, is unchanged), a transposed convolution's
+        /// equivalent kernel. Tucker-2 and SVD factor its channel modes only, so their factors
+        /// are the original's; the stack's spatial layer is written as the original node (every
+        /// attribute kept) with its kernel laid out back, the pointwise layers as 1×1(×1) `Conv`s.
+        struct Proxy: Sendable, Equatable {
+            /// The node as read, for its attributes.
+            var node: ONNXNode
+            /// The stand-in's kernel size.
+            var kernel: Size2D
+            /// Where the stack's layers run (per sample).
+            var positions: ConvPositions
+            /// Whether the original is a `ConvTranspose` (its stack's spatial layer is the last
+            /// with the stand-in's kernel size, a transposed one scattering at the input's
+            /// positions; a convolution's is the first, which carries its stride).
+            var transposed: Bool
+
+            /// The index of the stack's spatial layer: the first layer with the stand-in's kernel
+            /// size (the last for a transposed convolution).
+            func spatialIndex<Scalar: BLASScalar>(_ layers: [Conv2D<Scalar>]) -> Int {
+                let matching = layers.indices.filter { layers[$0].kernelSize == kernel }
+                precondition(!matching.isEmpty, "a stand-in's stack has a layer with its kernel size")
+                return transposed ? matching.last! : matching.first!
+            }
+
+            /// Parameters and FLOPs of the stand-in and of its stack for one sample: each layer's
+            /// weights times the positions it runs at (the input's before the spatial layer, the
+            /// core's for it, the output's after).
+            func report<Scalar: BLASScalar>(_ compressed: CompressedLayer<Scalar>) -> CompressionReport {
+                guard case let .conv2d(original) = compressed.original else { preconditionFailure("a stand-in is a convolution") }
+                let layers = compressed.stack.layers.map { layer -> Conv2D<Scalar> in
+                    guard case let .conv2d(conv) = layer else { preconditionFailure("a stand-in's stack is convolutions") }
+                    return conv
+                }
+                let spatial = spatialIndex(layers)
+                var macs = 0.0
+                for (k, conv) in layers.enumerated() {
+                    let at = k < spatial ? positions.input : k == spatial ? positions.core : positions.output
+                    macs += Double(conv.weight.scalarCount) * at
+                }
+                let before = original.formCost(positions: positions)
+                func flops(_ macs: Double) -> Int { 2 * macs < Double(Int.max) ? Int(2 * macs) : Int.max }
+                return CompressionReport(originalParameters: original.parameterCount, parameters: compressed.stack.parameterCount,
+                                         originalFLOPs: flops(before.macs), flops: flops(macs))
+            }
+        }
     }
 }

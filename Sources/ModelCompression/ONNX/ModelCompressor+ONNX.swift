@@ -139,6 +139,11 @@ extension ModelCompressor {
     func costInput<Scalar: BLASScalar>(_ site: GraphLayer.Site, _ built: Layer<Scalar>) -> (input: [Int], batch: Int) {
         switch built {
         case let .conv2d(conv):
+            // A stand-in is costed at its positions; its input here only has to fit its kernel.
+            if site.proxy != nil {
+                return ([conv.inChannels, conv.dilation.height * (conv.kernelSize.height - 1) + 1, conv.dilation.width * (conv.kernelSize.width - 1) + 1],
+                        site.inputShape?.first ?? 1)
+            }
             if let x = site.inputShape, x.count == 4 { return (Array(x.dropFirst()), x[0]) }
             // Unknown shapes (a dynamic dimension inside a subgraph): the default input size,
             // at least the dilated kernel; a 1-D convolution's height is 1.

@@ -14,6 +14,8 @@ import TensorModule
 ///   a `Gemm`, which keeps its C and beta on the last node).
 /// - A recurrent node's input projection (SVD) becomes `MatMul` by the first factor, then the
 ///   node itself with the second as its W.
+/// - A 3-D convolution's or strided `ConvTranspose`'s stack (Tucker-2, SVD) keeps the original
+///   node for its spatial layer and writes the others as pointwise `Conv`s.
 /// - A TT-linear layer becomes a chain of `Reshape`, `MatMul` and `Transpose` over the features
 ///   axis, core by core, never forming the weight; a TT-conv layer a depthwise `Conv` (the
 ///   spatial core) and that chain over the channels at each pixel.
@@ -64,6 +66,10 @@ struct ONNXStackEmitter {
     mutating func emit<Scalar: BLASScalar>(_ stack: LayerStack<Scalar>, rank inputRank: Int?) throws {
         if case let .recurrent(node, directions) = site.kind {
             try emitRecurrent(stack, node: node, directions: directions)
+            return
+        }
+        if let proxy = site.proxy {
+            try emitThroughStandIn(stack, proxy)
             return
         }
         var value = site.input
@@ -140,6 +146,45 @@ struct ONNXStackEmitter {
         let y = node("MatMul", [input, try constant(name + ".weight", Tensor(linear.weight.transposed()))],
                      output: linear.bias == nil ? output : nil)
         return try emitLinearTail(bias: linear.bias, value: y, output: output)
+    }
+
+    /// The stack of a 3-D convolution's or strided `ConvTranspose`'s 2-D stand-in: its spatial
+    /// layer as the original node, every attribute kept, with the kernel laid back out (3-D:
+    /// `[T, S/g, kd, kh, kw]`; transposed: the `ConvTranspose` kernel of the stand-in's), the
+    /// other layers as pointwise `Conv`s of the original's rank; the bias stays on the last layer.
+    mutating func emitThroughStandIn<Scalar: BLASScalar>(_ stack: LayerStack<Scalar>, _ proxy: GraphLayer.Site.Proxy) throws {
+        let layers = stack.layers.map { layer -> Conv2D<Scalar> in
+            guard case let .conv2d(conv) = layer else { preconditionFailure("a stand-in's stack is convolutions") }
+            return conv
+        }
+        let spatial = proxy.spatialIndex(layers)
+        let kernel = Array(site.weight.tensor.shape.dropFirst(2))
+        var value = site.input
+        for (k, conv) in layers.enumerated() {
+            let name = "\(prefix)/\(counter)"
+            let output = k == layers.count - 1 ? site.output : nil
+            var weight = conv.weight
+            if k == spatial {
+                weight = proxy.transposed ? ModelCompressor.equivalentConvolutionKernel(weight, groups: conv.groups)
+                    : try weight.reshaped(to: Array(weight.shape.prefix(2)) + kernel)
+            } else {
+                weight = try weight.reshaped(to: Array(weight.shape.prefix(2)) + [Int](repeating: 1, count: kernel.count))
+            }
+            var inputs = [value, try constant(name + ".weight", weight)]
+            if let bias = conv.bias {
+                inputs.append(try constant(name + ".bias", Tensor(uncheckedShape: [bias.count], scalars: ContiguousArray(bias))))
+            }
+            if k == spatial {
+                var node = proxy.node
+                node.name = nextName()
+                node.inputs = inputs
+                node.outputs = [output ?? node.name + ".out"]
+                nodes.append(node)
+                value = node.outputs[0]
+            } else {
+                value = node("Conv", inputs, output: output, attributes: conv.groups > 1 ? [("group", .int(conv.groups))] : [])
+            }
+        }
     }
 
     /// A recurrent node's input projection: the stack's layers but the last as `MatMul`s on the

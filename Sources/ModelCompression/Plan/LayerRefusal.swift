@@ -12,9 +12,15 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case convolution, linear
     }
 
-    /// A `ConvTranspose` with a stride, output padding, `SAME` padding or an output shape: only
-    /// stride-1 ones without them are rewritten (as their equivalent convolution).
+    /// A `ConvTranspose` with `SAME` padding, an output shape, output padding not below its
+    /// stride, or not 2-D: 2-D ones with explicit (or `VALID`) padding are compressed.
     case transposedSettings(strides: [Int], outputPadding: [Int], autoPad: String, outputShape: Bool)
+    /// A 3-D convolution or a strided `ConvTranspose` whose input or output shape is unknown:
+    /// their costs need both.
+    case unknownShapes(op: String, spatialRank: Int)
+    /// A 3-D convolution or a strided `ConvTranspose` with a method other than Tucker-2 (SVD for
+    /// pointwise kernels): CP and tensor-train stacks are written for 2-D convolutions only.
+    case tucker2Only(op: String, spatialRank: Int, method: String)
     /// A `ConvTranspose` padded beyond its dilated kernel: no equivalent convolution.
     case transposedPaddingBeyondKernel(pads: [Int])
     /// A `Gather` of a constant matrix: an embedding table, indexed rather than multiplied.
@@ -42,7 +48,7 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     case convolutionOverflow(kernel: [Int], strides: [Int], dilations: [Int])
     /// `pads` that do not fit a 1-D convolution.
     case oneDimensionalPads([Int])
-    /// A convolution over this many spatial axes (1-D and 2-D ones are compressed).
+    /// A convolution over this many spatial axes (1-D, 2-D and 3-D ones are compressed).
     case spatialRank(Int)
     /// A 1-D convolution with the tensor-train method (TT convolutions are 2-D).
     case oneDimensionalTensorTrain
@@ -69,7 +75,14 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case let .transposedSettings(strides, outputPadding, autoPad, outputShape):
             return "a ConvTranspose with strides \(strides), output_padding \(outputPadding), auto_pad \(autoPad)"
-                + "\(outputShape ? " or output_shape" : ""): only 2-D ones of stride 1 without them are compressed"
+                + "\(outputShape ? " and output_shape" : ""): only 2-D ones with explicit or VALID padding, no output_shape "
+                + "and output_padding below the stride are compressed"
+        case let .unknownShapes(op, rank):
+            return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") whose input or output shape is unknown "
+                + "(its costs need both)"
+        case let .tucker2Only(op, rank, method):
+            return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") with the \(method) method: "
+                + "only Tucker-2 (SVD for 1×1 kernels) is written for it"
         case let .transposedPaddingBeyondKernel(pads): return "a ConvTranspose with pads \(pads) beyond its dilated kernel: no equivalent convolution"
         case .embeddingTable: return "an embedding table (Gather): indexed, not multiplied"
         case .gather: return "Gather is not a layer"
@@ -89,7 +102,7 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case let .convolutionOverflow(kernel, strides, dilations):
             return "kernel \(kernel), strides \(strides) or dilations \(dilations) are not positive or overflow"
         case let .oneDimensionalPads(pads): return "pads \(pads) do not fit a 1-D convolution"
-        case let .spatialRank(rank): return "a \(rank)-D convolution; 1-D and 2-D convolutions are compressed"
+        case let .spatialRank(rank): return "a \(rank)-D convolution; 1-D, 2-D and 3-D convolutions are compressed"
         case .oneDimensionalTensorTrain: return "a 1-D convolution: tensor-train convolutions are 2-D only (Tucker-2, CP and SVD apply)"
         case let .depthwise(groups, transposed):
             return transposed

@@ -70,7 +70,7 @@ extension ModelCompressor {
         let entries = try LayerWorkers.map(layers.count, workers: LayerWorkers.count(layers: layers.count, jobs: options.jobs)) { k in
             func entry<Scalar: BLASScalar>(_: Scalar.Type) throws -> (BudgetCandidate, AnyPreparedLayer?) {
                 let prepared = try self.prepared(layers[k], as: Scalar.self)
-                let cost = try prepared.layer.cost(input: prepared.input)
+                let cost = try prepared.cost()
                 let candidate = BudgetCandidate(name: layers[k].name, macs: Double(cost.macs * prepared.batch),
                                                 parameters: Double(cost.parameters), options: try rankOptions(prepared))
                 let keep = kept.withLock { total in

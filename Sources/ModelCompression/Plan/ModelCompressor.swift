@@ -134,7 +134,7 @@ public struct ModelCompressor: Sendable {
         }
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let cost = try compressed.report(input: input)
+        let cost = try prepared.proxy.map { $0.report(compressed) } ?? compressed.report(input: input)
         let (macsBefore, macsAfter) = (cost.originalMACs * batch, cost.macs * batch)
         var report = LayerReport(
             name: name, shape: shape, method: compressed.method, status: .replaced, ranks: compressed.ranks,

@@ -12,6 +12,24 @@ struct PreparedLayer<Scalar: BLASScalar>: Sendable {
     /// The expanded statistics, when the options hold statistics for the layer and its
     /// decomposition reads them (not a tensor-train convolution, not a depthwise one).
     var statistics: ExpandedStatistics?
+    /// A 3-D convolution's or strided `ConvTranspose`'s stand-in: where its stacks run, for costs.
+    var proxy: GraphLayer.Site.Proxy?
+
+    /// The layer's own MACs (one sample) and parameters.
+    func cost() throws -> (macs: Int, parameters: Int) {
+        if let proxy, case let .conv2d(conv) = layer {
+            let macs = conv.formCost(positions: proxy.positions).macs
+            return (macs < Double(Int.max / 2) ? Int(macs) : Int.max / 2, conv.parameterCount)
+        }
+        let cost = try layer.cost(input: input)
+        return (cost.macs, cost.parameters)
+    }
+
+    /// Where a convolution's stacks run for one sample: the stand-in's positions, else the
+    /// convolution's at ``input``.
+    func positions<S>(_ conv: Conv2D<S>) throws -> ConvPositions {
+        try proxy?.positions ?? conv.positions(input: Size2D(input[1], input[2]))
+    }
 
     /// The memory the weight and the expanded statistics hold, in bytes.
     var byteCount: Int { layer.parameterCount * MemoryLayout<Scalar>.size + (statistics?.byteCount ?? 0) }
@@ -82,6 +100,8 @@ extension ModelCompressor {
                 preconditionFailure("TT layers are not compressed again")
             }
         }
-        return PreparedLayer(layer: layer, input: input, batch: batch, statistics: expanded)
+        var proxy: GraphLayer.Site.Proxy?
+        if case let .graph(node) = planned.source { proxy = node.site?.proxy }
+        return PreparedLayer(layer: layer, input: input, batch: batch, statistics: expanded, proxy: proxy)
     }
 }

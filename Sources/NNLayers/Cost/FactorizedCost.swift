@@ -44,6 +44,27 @@ extension Linear {
     }
 }
 
+/// Where the layers of a convolution's factorized stacks run, in positions per sample (pixels of
+/// a 2-D convolution, voxels of a 3-D one): the first pointwise layer at ``input``, the spatial
+/// layer's kernel taps at ``core``, the last pointwise layer at ``output``.
+///
+/// A convolution's spatial layer runs at its output's positions (`Conv2D.positions(input:)`); a
+/// transposed convolution's scatters its kernel from each of its input's positions, so its
+/// `core` is its input's count.
+public struct ConvPositions: Sendable, Equatable, Hashable {
+    /// Positions of the input, where the first pointwise layer runs.
+    public var input: Double
+    /// Positions at which each output channel's kernel taps are counted.
+    public var core: Double
+    /// Positions of the output, where the last pointwise layer runs.
+    public var output: Double
+
+    /// Positions from their counts.
+    public init(input: Double, core: Double, output: Double) {
+        (self.input, self.core, self.output) = (input, core, output)
+    }
+}
+
 extension Conv2D {
     /// The output's pixel count at an input of `input` pixels (height × width).
     func outputPixels(_ input: Size2D) throws -> Double {
@@ -51,28 +72,48 @@ extension Conv2D {
         return Double(out.height) * Double(out.width)
     }
 
+    /// The positions of this convolution's stacks at an input of `input` pixels: the input's
+    /// pixels, then the output's for the spatial and the last layer.
+    ///
+    /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the padded input does not cover the dilated kernel.
+    public func positions(input: Size2D) throws -> ConvPositions {
+        let out = try outputPixels(input)
+        return ConvPositions(input: Double(input.height) * Double(input.width), core: out, output: out)
+    }
+
     /// The convolution's own cost at an input of `input` pixels: `T · (S/g) · kh · kw` MACs per output pixel.
     ///
     /// - Throws: ``NNLayersError/inputShape(layer:expected:actual:)`` when the padded input does not cover the dilated kernel.
-    public func formCost(input: Size2D) throws -> FormCost {
-        let perPixel = Double(outChannels) * Double(weight.shape[1]) * Double(kernelSize.height * kernelSize.width)
-        return FormCost(macs: perPixel * (try outputPixels(input)), parameters: Double(parameterCount))
+    public func formCost(input: Size2D) throws -> FormCost { formCost(positions: try positions(input: input)) }
+
+    /// The convolution's own cost at `positions`: `T · (S/g) · kh · kw` MACs per core position.
+    public func formCost(positions: ConvPositions) -> FormCost {
+        let perPosition = Double(outChannels) * Double(weight.shape[1]) * Double(kernelSize.height * kernelSize.width)
+        return FormCost(macs: perPosition * positions.core, parameters: Double(parameterCount))
     }
 
     /// The SVD stack's cost of a 1×1 convolution at rank `k` per group
     /// (`LayerStack(svd:replacing:)`): pointwise `S → g·k` (groups g, the
     /// stride and padding on it) and `g·k → T` (groups g), both at the output's pixels.
-    public func svdCost(rank k: Int, input: Size2D) throws -> FormCost {
+    public func svdCost(rank k: Int, input: Size2D) throws -> FormCost { svdCost(rank: k, positions: try positions(input: input)) }
+
+    /// The SVD stack's cost of a 1×1 convolution at rank `k` per group at `positions`: both
+    /// layers at the core positions (a convolution's stride is on the first layer; a transposed
+    /// one's on the second, which scatters from the input's positions).
+    public func svdCost(rank k: Int, positions: ConvPositions) -> FormCost {
         let width = Double(inChannels + outChannels)
-        return FormCost(macs: (try outputPixels(input)) * Double(k) * width,
-                        parameters: Double(k) * width + Double(bias?.count ?? 0))
+        return FormCost(macs: positions.core * Double(k) * width, parameters: Double(k) * width + Double(bias?.count ?? 0))
     }
 
     /// The Tucker-2 stack's cost at ranks `[R_out, R_in]` per group
     /// (`LayerStack(tucker2:replacing:)`): pointwise `S → g·R_in` at the input's pixels, the
     /// `kh×kw` core `g·R_in → g·R_out` and pointwise `g·R_out → T` at the output's; a full output
     /// rank folds the last layer into the core, else a full input rank folds the first.
-    public func tucker2Cost(ranks: [Int], input: Size2D) throws -> FormCost {
+    public func tucker2Cost(ranks: [Int], input: Size2D) throws -> FormCost { tucker2Cost(ranks: ranks, positions: try positions(input: input)) }
+
+    /// The Tucker-2 stack's cost at ranks `[R_out, R_in]` per group at `positions`: the first
+    /// pointwise layer at the input's, the core at the core's, the last at the output's.
+    public func tucker2Cost(ranks: [Int], positions: ConvPositions) -> FormCost {
         precondition(ranks.count == 2, "Tucker-2 has two ranks, [R_out, R_in]")
         let (tg, sg, area) = (outChannels / groups, weight.shape[1], Double(kernelSize.height * kernelSize.width))
         let (rOut, rIn) = (ranks[0], ranks[1])
@@ -80,8 +121,8 @@ extension Conv2D {
         let first = foldInput ? 0 : Double(rIn) * Double(inChannels)
         let core = Double(groups) * Double(rOut) * Double(foldInput ? sg : rIn) * area
         let last = foldOutput ? 0 : Double(outChannels) * Double(rOut)
-        let (pIn, pOut) = (Double(input.height) * Double(input.width), try outputPixels(input))
-        return FormCost(macs: pIn * first + pOut * (core + last), parameters: first + core + last + Double(bias?.count ?? 0))
+        return FormCost(macs: positions.input * first + positions.core * core + positions.output * last,
+                        parameters: first + core + last + Double(bias?.count ?? 0))
     }
 
     /// The CP stack's cost at rank `R` per group (`LayerStack(cp:replacing:)`): pointwise

@@ -1,0 +1,86 @@
+import Foundation
+@testable import ModelCompression
+import NNLayers
+import ONNX
+import TensorModule
+import Testing
+
+/// 3-D convolutions and strided `ConvTranspose`s, decomposed through a 2-D stand-in: costed at the
+/// positions where their stacks run, written back as nodes of their own kind. (onnxruntime runs
+/// the rewritten nodes at full rank in the conformance test; this checks costs and layout.)
+@Suite("3-D and transposed convolutions through a stand-in")
+struct StandInTests {
+    /// A 3-D convolution 6 → 8, kernel 3×3×3, pads 1, strides [1, 2, 2] on x [1, 6, 5, 6, 7]
+    /// (output 5×3×4 = 60 voxels of 210), and a ConvTranspose 6 → 8, kernel 3×3, strides 2, pads 1,
+    /// output padding 1 on t [1, 6, 5, 5] (output 10×10).
+    static func model(_ dataType: ONNXDataType) throws -> ONNXModel {
+        let nodes = [
+            ONNXNode(opType: "Conv", name: "conv3d", inputs: ["x", "w3"], outputs: ["y"],
+                     attributes: [("pads", .ints([1, 1, 1, 1, 1, 1])), ("strides", .ints([1, 2, 2]))]),
+            ONNXNode(opType: "ConvTranspose", name: "up", inputs: ["t", "wt", "bt"], outputs: ["u"],
+                     attributes: [("strides", .ints([2, 2])), ("pads", .ints([1, 1, 1, 1])), ("output_padding", .ints([1, 1]))]),
+        ]
+        let initializers = [
+            try ONNXTensor(name: "w3", Tensor<Double>.randomNormal(shape: [8, 6, 3, 3, 3], seed: 31), dataType: dataType),
+            try ONNXTensor(name: "wt", Tensor<Double>.randomNormal(shape: [6, 8, 3, 3], seed: 32), dataType: dataType),
+            try ONNXTensor(name: "bt", Tensor<Double>.randomNormal(shape: [8], seed: 33), dataType: dataType),
+        ]
+        let graph = ONNXGraph(name: "g", nodes: nodes, initializers: initializers,
+                              inputs: [ONNXValueInfo(name: "x", elementType: dataType, shape: [1, 6, 5, 6, 7].map { .value($0) }),
+                                       ONNXValueInfo(name: "t", elementType: dataType, shape: [1, 6, 5, 5].map { .value($0) })],
+                              outputs: [ONNXValueInfo(name: "y", elementType: dataType, shape: nil), ONNXValueInfo(name: "u", elementType: dataType, shape: nil)])
+        return ONNXModel(graph: graph, opset: 13)
+    }
+
+    @Test("Tucker-2 at ranks [2, 2]: exact MACs at the stacks' positions, the original node kept for the spatial layer",
+          arguments: [ONNXDataType.float, .double])
+    func costsAndLayout(dataType: ONNXDataType) throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.rank = 2
+        let model = try Self.model(dataType)
+        let listed = try ModelCompressor(options: options).layers(in: model)
+        #expect(listed.map(\.compressible) == [true, true], "\(listed.map(\.reason))")
+        #expect(listed[0].padding == [1, 1, 1, 1, 1, 1] && listed[0].stride == [1, 2, 2])
+        // The ConvTranspose's equivalent convolution pads d·(k − 1) − p = 1, and 1 more at the ends (output padding).
+        #expect(listed[1].padding == [1, 2, 1, 2] && listed[1].stride == [2, 2])
+        let result = try ModelCompressor(options: options).compress(onnx: model)
+        // 3-D: 8·6·27 MACs at 60 output voxels; after, 2·6 at the 210 input voxels, 2·2·27 and 8·2 at the 60 output ones.
+        #expect(listed[0].macs == 8 * 6 * 27 * 60 && result.layers[0].macsBefore == listed[0].macs)
+        #expect(result.layers[0].macsAfter == 2 * 6 * 210 + 2 * 2 * 27 * 60 + 8 * 2 * 60)
+        // Transposed: 6·8·9 MACs at each of the 25 input pixels; after, 2·6 and 2·2·9 there, 8·2 at the 100 output pixels.
+        #expect(listed[1].macs == 6 * 8 * 9 * 25 && result.layers[1].macsBefore == listed[1].macs)
+        #expect(result.layers[1].macsAfter == 2 * 6 * 25 + 2 * 2 * 9 * 25 + 8 * 2 * 100)
+
+        let graph = result.model.graph
+        #expect(graph.nodes.map(\.opType) == ["Conv", "Conv", "Conv", "Conv", "ConvTranspose", "Conv"])
+        func shape(_ name: String) -> [Int]? { graph.initializers.first { $0.name == name }?.shape }
+        #expect(graph.nodes[0..<3].map { shape($0.inputs[1]) } == [[2, 6, 1, 1, 1], [2, 2, 3, 3, 3], [8, 2, 1, 1, 1]])
+        #expect(graph.nodes[1].ints("strides") == [1, 2, 2] && graph.nodes[1].ints("pads") == [1, 1, 1, 1, 1, 1])
+        #expect(graph.nodes[0].attributeNames.isEmpty && graph.nodes[2].attributeNames.isEmpty)
+        // The ConvTranspose core: [R_in, R_out, kh, kw], its strides, pads and output padding kept; the bias on the last layer.
+        #expect(graph.nodes[3..<6].map { shape($0.inputs[1]) } == [[2, 6, 1, 1], [2, 2, 3, 3], [8, 2, 1, 1]])
+        #expect(graph.nodes[4].ints("strides") == [2, 2] && graph.nodes[4].ints("output_padding") == [1, 1] && graph.nodes[4].ints("pads") == [1, 1, 1, 1])
+        #expect(graph.nodes[4].inputs.count == 2 && graph.nodes[5].inputs.count == 3 && graph.nodes[5].outputs == ["u"])
+        #expect(graph.initializers.allSatisfy { $0.dataType == dataType }, "new weights keep the model's type")
+    }
+
+    @Test("with statistics and a budget: patch statistics of S/g·∏k entries, allocated over the stand-ins' MACs")
+    func dataAwareBudget() throws {
+        var layers: [String: InputStatistics] = [:]
+        for (name, dimension, seed) in [("conv3d", 6 * 27, UInt64(34)), ("up", 6 * 9, UInt64(35))] {
+            var s = InputStatistics(dimension: dimension)
+            try s.accumulate(rows: Tensor<Double>.randomNormal(shape: [2 * dimension, dimension], seed: seed))
+            layers[name] = s
+        }
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.statistics = CalibrationStatistics(layers: layers)
+        options.budget = .macs(0.5)
+        options.minimumBudgetShare = 0
+        let result = try ModelCompressor(options: options).compress(onnx: try Self.model(.float))
+        #expect(result.totals.replacedLayers >= 1)
+        #expect(Double(result.totals.macsAfter) <= 0.5 * Double(result.totals.compressibleMACs) + 1)
+        #expect(result.layers.filter(\.status.isReplaced).allSatisfy { ($0.outputError ?? 1) < 1 })
+    }
+}
