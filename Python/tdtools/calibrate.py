@@ -17,6 +17,10 @@ The batch axis of an input is the one given with --batch-axis NAME=AXIS, or by d
 when the model declares it symbolic (`batch`, `N`, …) or a fixed 1 (then every
 run holds one sample), else the first symbolic axis (a recurrent state [layers, batch, hidden]),
 else the first axis declared 1 (one sample per run).
+Nodes inside subgraphs: an If whose condition is the same in every feed is replaced by its branch
+for the calibration runs; the inputs of nodes in a main-graph Loop's or Scan's body become extra
+scan outputs (every iteration's, each iteration counted as a batch of its own). Deeper bodies and
+Ifs that switch get no statistics (said on standard error; compress names them).
 --batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
@@ -245,6 +249,39 @@ def inline_branches(model, feeds_of):
     return inlined
 
 
+def expose_loop_bodies(model, wanted):
+    """Makes the data inputs of the nodes in `wanted` (names as inspect gives them, LOOP/body/NODE)
+    inside main-graph Loop and Scan bodies visible: each becomes an extra body output, which the
+    operator stacks over the iterations as a scan output, and the node an extra output. Returns
+    {name: (value to expose, stacked)}: stacked values have the iterations as an extra first axis
+    (an input read from outside the body is exposed as it is)."""
+    exposed = {}
+    for k, n in enumerate(model.graph.node):
+        if n.op_type not in ("Loop", "Scan") or n.domain not in ("", "ai.onnx"):
+            continue
+        body = next(a.g for a in n.attribute if a.name == "body")
+        label = (n.name or f"{n.op_type}_{k}") + "/body/"
+        inside = {i.name for i in body.input} | {o for m in body.node for o in m.output}
+        for j, inner in enumerate(list(body.node)):
+            name = label + (inner.name or f"{inner.op_type}_{j}")
+            if name not in wanted:
+                continue
+            value = inner.input[0]
+            if value not in inside:
+                exposed[name] = (value, False)
+                continue
+            # Through an Identity: a body output must be a value the body computes.
+            carried = f"{label}{value}/calibration"
+            body.node.append(onnx.helper.make_node("Identity", [value], [carried]))
+            body.output.append(onnx.helper.make_tensor_value_info(carried, onnx.TensorProto.FLOAT, None))
+            n.output.append(carried + "/stacked")
+            for a in n.attribute:
+                if a.name in ("scan_output_axes", "scan_output_directions"):
+                    a.ints.append(0)
+            exposed[name] = (carried + "/stacked", True)
+    return exposed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tool")
@@ -277,19 +314,25 @@ def main():
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
     # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
     # expose a subgraph's values as model outputs, but an If that takes the same branch on every
-    # feed is the branch itself: it is inlined for the calibration runs. The rest (Loop and Scan
-    # bodies, Ifs that switch) get no statistics, and compress names them.
+    # feed is the branch itself: it is inlined for the calibration runs. A main-graph Loop's or
+    # Scan's body gives its nodes' inputs as extra scan outputs (stacked over the iterations). The
+    # rest (deeper bodies, Ifs that switch) get no statistics, and compress names them.
     if any(n["name"] not in by_name for n in nodes):
         by_name.update(inline_branches(model, feeds_of))
-    nested = [n["name"] for n in nodes if n["name"] not in by_name]
+    value_of = {name: (node.input[0], False) for name, node in by_name.items() if node.input}
+    if any(n["name"] not in by_name for n in nodes):
+        value_of.update(expose_loop_bodies(model, {n["name"] for n in nodes if n["name"] not in by_name}))
+    nested = [n["name"] for n in nodes if n["name"] not in value_of]
     if nested:
         print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
               + (f" and {len(nested) - 5} more" if len(nested) > 5 else ""), file=sys.stderr)
-    nodes = [n for n in nodes if n["name"] in by_name]
-    exposed = {}
+    nodes = [n for n in nodes if n["name"] in value_of]
+    exposed, stacked = {}, set()
     for n in nodes:
-        value = by_name[n["name"]].input[0]
+        value, over_iterations = value_of[n["name"]]
         exposed.setdefault(value, []).append(n)
+        if over_iterations:
+            stacked.add(value)
     existing = {o.name for o in model.graph.output}
     for value in exposed:
         if value not in existing:
@@ -303,6 +346,8 @@ def main():
         mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
         for value, consumers in exposed.items():
             x = values[value]
+            if value in stacked:   # a Loop's or Scan's iterations, each a batch of its own
+                x = x.reshape((-1,) + x.shape[2:])
             for n in consumers:
                 if n["op"] in ("Conv", "ConvTranspose"):
                     # A 1-D convolution is analysed as 2-D of height 1 (inspect lists kernel [1, k]); a

@@ -478,6 +478,81 @@ def run_calibration(tool, work):
     return failures
 
 
+def run_loop_statistics(tool, work):
+    """tdtools.calibrate on nodes inside a Loop body (a Conv applied to the carried value, three
+    iterations) and a Scan body (a MatMul on each step's slice): their statistics must equal the
+    patches or rows of every iteration's input (computed here by running the loop 0, 1, 2 times and
+    by slicing the sequence), and compress must use them without a warning. Returns the failures."""
+    from tdtools.calibrate import patches
+    n, v = helper.make_node, helper.make_tensor_value_info
+    model = lambda g: helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
+    failures = []
+    # Loop: x_{t+1} = tanh(conv(x_t)), M iterations.
+    w = (rng.standard_normal((6, 6, 3, 3)) * 0.3).astype(np.float32)
+    def loop(iterations):
+        body = helper.make_graph([n("Conv", ["xc", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]), n("Tanh", ["c"], ["xo"]),
+                                  n("Identity", ["cond_in"], ["cond_out"])], "body",
+                                 [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), v("xc", TensorProto.FLOAT, [None, 6, 9, 9])],
+                                 [v("cond_out", TensorProto.BOOL, []), v("xo", TensorProto.FLOAT, [None, 6, 9, 9])])
+        graph = helper.make_graph([n("Loop", ["M", "go", "x"], ["y"], name="Loop_0", body=body)], "loop",
+                                  [v("x", TensorProto.FLOAT, ["batch", 6, 9, 9])], [v("y", TensorProto.FLOAT, ["batch", 6, 9, 9])],
+                                  initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(iterations, np.int64), "M"),
+                                               numpy_helper.from_array(np.array(True), "go")])
+        return model(graph)
+    samples = 4
+    x = rng.standard_normal((samples, 6, 9, 9)).astype(np.float32)
+    paths = {}
+    for iterations in range(4):
+        paths[iterations] = os.path.join(work, f"loop-statistics-{iterations}.onnx")
+        onnx.save_model(loop(iterations), paths[iterations])
+    inputs = [session(paths[t]).run(None, {"x": x})[0] for t in range(3)]   # the Conv's input at iterations 0, 1, 2
+    rows = np.concatenate([np.concatenate(list(patches(sample.astype(np.float64), [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1 << 20)))
+                           for t in inputs for sample in t])
+    # Scan: a running sum of each step's slice times W (one MatMul per step).
+    ws = rng.standard_normal((5, 3)).astype(np.float32)
+    body = helper.make_graph([n("MatMul", ["step", "Ws"], ["p"], name="project"), n("Add", ["acc_in", "p"], ["acc_out"]),
+                              n("Identity", ["p"], ["p_out"])], "scan_body",
+                             [v("acc_in", TensorProto.FLOAT, [1, 3]), v("step", TensorProto.FLOAT, [1, 5])],
+                             [v("acc_out", TensorProto.FLOAT, [1, 3]), v("p_out", TensorProto.FLOAT, [1, 3])])
+    graph = helper.make_graph([n("Scan", ["zero", "seq"], ["total", "each"], name="Scan_0", body=body, num_scan_inputs=1,
+                                 scan_output_axes=[0])], "scan",
+                              [v("seq", TensorProto.FLOAT, ["steps", 1, 5])], [v("total", TensorProto.FLOAT, [1, 3]), v("each", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(ws, "Ws"), numpy_helper.from_array(np.zeros((1, 3), np.float32), "zero")])
+    scan_path = os.path.join(work, "scan-statistics.onnx")
+    onnx.save_model(model(graph), scan_path)
+    sequence = rng.standard_normal((3, 7, 1, 5)).astype(np.float32)   # three feeds of 7 steps each
+    for name, path, feeds, node, expected, shapes in [
+            ("Loop", paths[3], {"x": x}, "Loop_0/body/conv", rows, ["x=1,6,9,9"]),
+            ("Scan", scan_path, [{"seq": s} for s in sequence], "Scan_0/body/project", sequence.reshape(-1, 5).astype(np.float64), ["seq=7,1,5"])]:
+        data = os.path.join(work, f"{name}-feeds")
+        os.makedirs(data, exist_ok=True)
+        for i, feed in enumerate(feeds if isinstance(feeds, list) else [feeds]):
+            np.savez(os.path.join(data, f"{i:03d}.npz"), **feed)
+        stats = os.path.join(work, f"{name}.stats.safetensors")
+        arguments = [sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"]
+        done = subprocess.run(arguments, capture_output=True, text=True)
+        if done.returncode != 0:
+            failures.append(f"{name}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        found = statistics.read(stats).get(node)
+        if found is None:
+            failures.append(f"{name}: no statistics of {node}")
+            continue
+        mean, gram = expected.mean(axis=0), expected.T @ expected / len(expected)
+        error = max(float(np.abs(found.mean[0] - mean).max()), float(np.abs(found.gram[0] - gram).max() / np.abs(gram).max()))
+        if found.count != len(expected) or error > 1e-6:
+            failures.append(f"{name}: count {found.count} (expected {len(expected)}), error {error:.2e}")
+            continue
+        out = os.path.join(work, f"{name}.compressed.onnx")
+        arguments = [tool, "compress", path, "--output", out, "--statistics", stats, "--rank", "1", "--min-parameters", "0", "--quiet"]
+        for shape in shapes:
+            arguments += ["--input-shape", shape]
+        done = subprocess.run(arguments, capture_output=True, text=True)
+        if done.returncode != 0 or "warning" in done.stderr:
+            failures.append(f"{name}: compress with the statistics: {done.stderr.strip()}")
+    return failures
+
+
 def run_patches(tool, work):
     """The calibration patches of a 3-D convolution and of strided ConvTransposes, as inspect lists
     their windows (tdtools.calibrate.patches, on the input upsampled by the strides for a
@@ -559,13 +634,19 @@ def main():
     print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds"
           if not calibration else "")
     failures += len(calibration)
+    loops = run_loop_statistics(tool, work)
+    for failure in loops:
+        print(f"FAIL loop statistics {failure}")
+    print("ok   loop statistics: nodes inside a Loop and a Scan body get the statistics of every iteration's input"
+          if not loops else "")
+    failures += len(loops)
     windows = run_patches(tool, work)
     for failure in windows:
         print(f"FAIL patches {failure}")
     print("ok   patches: a 3-D convolution's and strided ConvTransposes' calibration patches times their kernels give their outputs"
           if not windows else "")
     failures += len(windows)
-    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 4
+    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 5
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 
