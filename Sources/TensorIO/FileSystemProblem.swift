@@ -73,16 +73,3 @@ public enum FileSystemProblem: Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
-
-extension FileKind {
-    /// The kind of a `stat` mode that is not a regular file.
-    init(mode: mode_t) {
-        switch mode & S_IFMT {
-        case S_IFDIR: self = .directory
-        case S_IFIFO: self = .fifo
-        case S_IFSOCK: self = .socket
-        case S_IFCHR, S_IFBLK: self = .device
-        default: self = .other
-        }
-    }
-}
