@@ -137,7 +137,7 @@ public func cpDecompose<Scalar: BLASScalar>(
     }
     for (name, value) in [("maxIterations", Double(options.maxIterations)), ("tolerance", Double(options.tolerance)), ("ridge", Double(options.ridge))]
     where !(value >= 0) {
-        throw DecompositionError.invalidParameter(operation: "cpDecompose", name: name, value: value, requirement: "non-negative")
+        throw DecompositionError.invalidParameter(operation: "cpDecompose", name: name, value: value, requirement: .nonNegative)
     }
     if let exponent = tensor.rangeExponent {
         // ‖X‖ itself may overflow (1e37 in Float): first scale by a power of two, which is exact.
@@ -279,7 +279,7 @@ func initialCP<Scalar: BLASScalar>(
         guard cp.shape == shape, cp.rank == rank else {
             throw DecompositionError.inconsistentParts(
                 type: "cpDecompose initialization", shapes: cp.factors.map(\.shape),
-                requirement: "factors of shapes \(shape.map { [$0, rank] }) for a tensor of shape \(shape) at rank \(rank)")
+                requirement: .cpInitialization(shape: shape, rank: rank))
         }
         for (n, factor) in cp.factors.enumerated() {
             if let index = Tensor(factor).firstNonFiniteIndex {

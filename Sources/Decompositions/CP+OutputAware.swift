@@ -28,7 +28,7 @@ public func cpDecompose<Scalar: BLASScalar>(
     start: CPOptions<Scalar> = CPOptions()
 ) throws -> OutputAwareDecomposition<CPTensor<Scalar>> {
     guard kernel.order == 4 else {
-        throw DecompositionError.inconsistentParts(type: "cpDecompose(metric:)", shapes: [kernel.shape], requirement: "an order-4 kernel")
+        throw DecompositionError.inconsistentParts(type: "cpDecompose(metric:)", shapes: [kernel.shape], requirement: .orderFourKernel)
     }
     let initial = try cpDecompose(kernel, rank: rank, options: start).cp
     let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])

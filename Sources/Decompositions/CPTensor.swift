@@ -24,7 +24,7 @@ public struct CPTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
         guard !factors.isEmpty, factors.allSatisfy({ $0.columns == weights.count }) else {
             throw DecompositionError.inconsistentParts(
                 type: "CPTensor", shapes: [[weights.count]] + factors.map(\.shape),
-                requirement: "at least one factor, each with one column per weight (\(weights.count))")
+                requirement: .cpFactors(weights: weights.count))
         }
         self.weights = weights
         self.factors = factors

@@ -5,14 +5,14 @@ import TensorModule
 ///
 /// Messages carry the numbers, e.g. `"rank 70 exceeds min(64, 576) = 64 for mode 0"`.
 public enum DecompositionError: Error, Equatable, CustomStringConvertible, Sendable {
-    /// A rank is below 1 or above what the shape allows; `reason` says which bound and why.
-    case invalidRank(rank: Int, reason: String)
+    /// A rank is below 1 or above what the shape allows; the problem says which bound and why.
+    case invalidRank(rank: Int, problem: RankProblem)
     /// A list of ranks has the wrong length.
     case rankCount(operation: String, expected: Int, actual: Int)
     /// A numeric option (a tolerance, a fraction, a variance, an iteration count) is outside its range.
-    case invalidParameter(operation: String, name: String, value: Double, requirement: String)
+    case invalidParameter(operation: String, name: String, value: Double, requirement: ParameterRequirement)
     /// The parts of a factorized value (cores, factors, weights) have shapes that do not fit together.
-    case inconsistentParts(type: String, shapes: [[Int]], requirement: String)
+    case inconsistentParts(type: String, shapes: [[Int]], requirement: PartsRequirement)
     /// The tensor has too few modes for the decomposition.
     case orderTooLow(operation: String, shape: [Int], minimum: Int)
     /// Mode factorizations of a TT-matrix do not multiply to the matrix's dimensions.
@@ -31,7 +31,7 @@ public enum DecompositionError: Error, Equatable, CustomStringConvertible, Senda
 
     public var description: String {
         switch self {
-        case let .invalidRank(rank, reason): return "rank \(rank) \(reason)"
+        case let .invalidRank(rank, problem): return "rank \(rank) \(problem)"
         case let .rankCount(operation, expected, actual):
             return "\(operation): \(actual) ranks given, expected \(expected)"
         case let .invalidParameter(operation, name, value, requirement):
@@ -64,13 +64,12 @@ extension Tensor {
     }
 }
 
-/// Checks `1 <= rank <= min(rows, columns)` for a matrix (or an unfolding).
-func validateMatrixRank(_ rank: Int, rows: Int, columns: Int, context: String = "") throws {
-    let limit = Swift.min(rows, columns)
-    let suffix = context.isEmpty ? "" : " " + context
-    if rank < 1 { throw DecompositionError.invalidRank(rank: rank, reason: "must be at least 1\(suffix)") }
-    if rank > limit {
-        throw DecompositionError.invalidRank(rank: rank, reason: "exceeds min(\(rows), \(columns)) = \(limit)\(suffix)")
+/// Checks `1 <= rank <= min(rows, columns)` for a matrix (or an unfolding); `context` says
+/// whose rank it is (``RankProblem/forMode(_:_:)``).
+func validateMatrixRank(_ rank: Int, rows: Int, columns: Int, context: (RankProblem) -> RankProblem = { $0 }) throws {
+    if rank < 1 { throw DecompositionError.invalidRank(rank: rank, problem: context(.belowOne)) }
+    if rank > Swift.min(rows, columns) {
+        throw DecompositionError.invalidRank(rank: rank, problem: context(.exceedsMatrix(rows: rows, columns: columns)))
     }
 }
 

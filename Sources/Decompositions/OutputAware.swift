@@ -22,11 +22,11 @@ public struct OutputAwareOptions: Sendable, Equatable {
 /// The metric `C + δ·tr(C)/d·I` of ``OutputAwareOptions/damping``, checked.
 func dampedMetric(_ metric: Matrix<Double>, dimension d: Int, damping: Double, operation: String) throws -> Matrix<Double> {
     guard metric.rows == d, metric.columns == d else {
-        throw DecompositionError.inconsistentParts(type: operation, shapes: [metric.shape], requirement: "a \(d) × \(d) input metric")
+        throw DecompositionError.inconsistentParts(type: operation, shapes: [metric.shape], requirement: .metric(dimension: d))
     }
     guard metric.scalars.allSatisfy(\.isFinite) else { throw DecompositionError.nonFinite(operation: "\(operation): the input metric", index: 0) }
     guard damping >= 0, damping.isFinite else {
-        throw DecompositionError.invalidParameter(operation: operation, name: "damping", value: damping, requirement: "finite and non-negative")
+        throw DecompositionError.invalidParameter(operation: operation, name: "damping", value: damping, requirement: .finiteAndNonNegative)
     }
     let trace = (0..<d).reduce(0.0) { $0 + metric[$1, $1] }
     // An all-zero metric (no signal at all) falls back to the identity: the plain kernel objective.
@@ -50,7 +50,7 @@ package func checkSemidefinite(_ eigenvalues: [Double], operation: String) throw
     let largest = eigenvalues.map(abs).max() ?? 0
     if let smallest = eigenvalues.min(), smallest < -1e-9 * largest {
         throw DecompositionError.invalidParameter(operation: operation, name: "the input metric's smallest eigenvalue", value: smallest,
-                                                  requirement: "a positive semidefinite metric (largest eigenvalue \(largest))")
+                                                  requirement: .semidefinite(largestEigenvalue: largest))
     }
 }
 
@@ -109,11 +109,9 @@ public struct WhitenedSVD<Scalar: BLASScalar>: Sendable {
 
     /// The rank-`k` factors `U_k`, `Σ_k`, `Z_kᵀ L⁻¹` in `Scalar`.
     ///
-    /// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` unless `1 ≤ k ≤ min(m, d)`.
+    /// - Throws: ``DecompositionError/invalidRank(rank:problem:)`` unless `1 ≤ k ≤ min(m, d)`.
     public func factors(rank k: Int) throws -> SVDFactors<Scalar> {
-        guard k >= 1, k <= singularValues.count else {
-            throw DecompositionError.invalidRank(rank: k, reason: "must be between 1 and min(\(u.rows), \(zTLinverse.columns)) = \(singularValues.count)")
-        }
+        try validateMatrixRank(k, rows: u.rows, columns: zTLinverse.columns)
         let uk = u.leadingColumns(k), vk = zTLinverse.leadingRows(k)
         return try SVDFactors(u: Matrix(uncheckedRows: uk.rows, columns: k, scalars: ContiguousArray(uk.scalars.lazy.map { Scalar($0) })),
                               singularValues: singularValues.prefix(k).map { Scalar($0) },

@@ -79,7 +79,7 @@ public func selectRanks<Scalar: BLASScalar>(
             throw DecompositionError.rankCount(operation: "selectRanks for modes \(modes)", expected: modes.count, actual: ranks.count)
         }
         for (rank, mode) in zip(ranks, modes) {
-            try validateMatrixRank(rank, rows: shape[mode], columns: tensor.scalarCount / shape[mode], context: "for mode \(mode)")
+            try validateMatrixRank(rank, rows: shape[mode], columns: tensor.scalarCount / shape[mode], context: { .forMode(mode, $0) })
         }
         return RankChoice(ranks: ranks, reasons: zip(ranks, modes).map { "mode \($1): rank \($0) given" })
     case .vbmf:
@@ -95,7 +95,7 @@ public func selectRanks<Scalar: BLASScalar>(
         return choice
     case let .energy(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "energy fraction", value: fraction, requirement: "in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "energy fraction", value: fraction, requirement: .unitInterval)
         }
         var choice = RankChoice(ranks: [], reasons: [])
         for mode in modes {
@@ -109,7 +109,7 @@ public func selectRanks<Scalar: BLASScalar>(
         return choice
     case let .relativeError(epsilon):
         guard epsilon >= 0, epsilon.isFinite else {
-            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "relative error", value: epsilon, requirement: "finite and non-negative")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "relative error", value: epsilon, requirement: .finiteAndNonNegative)
         }
         let norm = Double(tensor.frobeniusNorm)
         let allowed = epsilon * epsilon * norm * norm / Double(Swift.max(modes.count, 1))
@@ -123,7 +123,7 @@ public func selectRanks<Scalar: BLASScalar>(
         return choice
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "parameter fraction", value: fraction, requirement: "in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectRanks", name: "parameter fraction", value: fraction, requirement: .unitInterval)
         }
         let original = Double(tensor.scalarCount)
         func ranks(_ c: Double) -> [Int] { modes.map { Swift.max(1, Swift.min(limit($0), Int(c * Double(shape[$0])))) } }
@@ -173,7 +173,7 @@ public func selectCPRank<Scalar: BLASScalar>(for tensor: Tensor<Scalar>, selecti
         throw DecompositionError.cpRankForErrorTarget(epsilon)
     case let .parameterBudget(fraction):
         guard fraction > 0, fraction <= 1 else {
-            throw DecompositionError.invalidParameter(operation: "selectCPRank", name: "parameter fraction", value: fraction, requirement: "in (0, 1]")
+            throw DecompositionError.invalidParameter(operation: "selectCPRank", name: "parameter fraction", value: fraction, requirement: .unitInterval)
         }
         let perRank = tensor.shape.reduce(0, +) + 1
         let rank = Swift.max(1, Int(fraction * Double(tensor.scalarCount)) / perRank)
@@ -200,12 +200,7 @@ public func maximumCPRank(shape: [Int]) -> Int {
 /// A CP rank above that bound is legitimate in theory but never useful: the decomposition is exact
 /// at the bound, and a larger rank only costs memory (rank × Σ I_n factors and rank² Gram matrices).
 func validateCPRank(_ rank: Int, shape: [Int]) throws {
-    if rank < 1 { throw DecompositionError.invalidRank(rank: rank, reason: "must be at least 1") }
+    if rank < 1 { throw DecompositionError.invalidRank(rank: rank, problem: .belowOne) }
     let bound = maximumCPRank(shape: shape)
-    if rank > bound {
-        let largest = shape.max() ?? 1
-        throw DecompositionError.invalidRank(
-            rank: rank,
-            reason: "exceeds \(bound), the product of the mode sizes of \(shape) other than the largest (\(largest)); every tensor of this shape has CP rank at most \(bound)")
-    }
+    if rank > bound { throw DecompositionError.invalidRank(rank: rank, problem: .exceedsCP(bound: bound, shape: shape)) }
 }

@@ -68,7 +68,7 @@ public func svd<Scalar: BLASScalar>(_ a: Matrix<Scalar>) throws -> SVDFactors<Sc
 ///   - a: An `m × n` matrix.
 ///   - rank: The rank `k`, `1 ≤ k ≤ min(m, n)`.
 ///   - method: Exact, randomized or automatic (``SVDMethod/automatic``).
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` for a rank out of range, and the
+/// - Throws: ``DecompositionError/invalidRank(rank:problem:)`` for a rank out of range, and the
 ///   errors of ``svd(_:)``.
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)
@@ -114,7 +114,7 @@ extension SVDMethod {
 ///   - oversampling: Extra samples `p` (default 10).
 ///   - powerIterations: Power iterations `q` (default 2).
 ///   - seed: Seed of the Gaussian test matrix.
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``
+/// - Throws: ``DecompositionError/invalidRank(rank:problem:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``
 ///   for negative `p` or `q`, and the errors of ``svd(_:)``.
 /// - Complexity: `O(m·n·(k + p)·(2q + 2))`.
 @_specialize(exported: true, where Scalar == Float)
@@ -127,7 +127,7 @@ public func randomizedSVD<Scalar: BLASScalar>(
     guard oversampling >= 0, powerIterations >= 0 else {
         throw DecompositionError.invalidParameter(
             operation: "randomizedSVD", name: oversampling < 0 ? "oversampling" : "powerIterations",
-            value: Double(oversampling < 0 ? oversampling : powerIterations), requirement: "non-negative")
+            value: Double(oversampling < 0 ? oversampling : powerIterations), requirement: .nonNegative)
     }
     if let exponent = Tensor(a).rangeExponent {
         var f = try randomizedSVD(a.scaled(byPowerOfTwo: -exponent), rank: rank, oversampling: oversampling,
@@ -173,7 +173,7 @@ public func randomizedSVD<Scalar: BLASScalar>(
 ///   - blockSize: `b`, default `max(k/4, 8)`.
 ///   - depth: `d`, default the smallest giving `b·(d + 1) ≥ 2k` (7 for the default block size).
 ///   - seed: Seed of `Ω`.
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``,
+/// - Throws: ``DecompositionError/invalidRank(rank:problem:)``, ``DecompositionError/invalidParameter(operation:name:value:requirement:)``,
 ///   and the errors of ``svd(_:)``.
 /// - Complexity: `(2d + 2)·b` columns' worth of passes over `A`, i.e. `O(m·n·b·(2d + 2))`, plus `O(min(m, n)·k²)` for the orthogonalisations.
 @_specialize(exported: true, where Scalar == Float)
@@ -187,7 +187,7 @@ public func blockKrylovSVD<Scalar: BLASScalar>(
     let b = Swift.min(small, blockSize ?? Swift.max(rank / 4, 8))
     guard b >= 1, (depth ?? 0) >= 0 else {
         throw DecompositionError.invalidParameter(operation: "blockKrylovSVD", name: b < 1 ? "blockSize" : "depth",
-                                                  value: Double(b < 1 ? b : depth ?? 0), requirement: "positive block size, non-negative depth")
+                                                  value: Double(b < 1 ? b : depth ?? 0), requirement: b < 1 ? .positive : .nonNegative)
     }
     if let exponent = Tensor(a).rangeExponent {
         var f = try blockKrylovSVD(a.scaled(byPowerOfTwo: -exponent), rank: rank, blockSize: blockSize, depth: depth, seed: seed)
@@ -270,7 +270,7 @@ public func blockKrylovSVD<Scalar: BLASScalar>(
 /// - Parameters:
 ///   - a: An `m × n` matrix.
 ///   - rank: The rank `k`, `1 ≤ k ≤ min(m, n)`.
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` and the errors of ``svd(_:)``.
+/// - Throws: ``DecompositionError/invalidRank(rank:problem:)`` and the errors of ``svd(_:)``.
 /// - Complexity: `O(m·n·min(m, n))` in `syrk` (half a GEMM), `O(min(m, n)³)` in the eigensolver.
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)

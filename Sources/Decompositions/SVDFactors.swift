@@ -29,7 +29,7 @@ public struct SVDFactors<Scalar: BLASScalar>: FactorizedTensor, Equatable {
         guard u.columns == singularValues.count && vt.rows == singularValues.count else {
             throw DecompositionError.inconsistentParts(
                 type: "SVDFactors", shapes: [u.shape, [singularValues.count], vt.shape],
-                requirement: "U with one column and Vᵀ with one row per singular value")
+                requirement: .svdFactors)
         }
         self.u = u
         self.singularValues = singularValues

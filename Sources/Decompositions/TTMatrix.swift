@@ -21,7 +21,7 @@ public struct TTMatrix<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public init(cores: [Tensor<Scalar>]) throws {
         guard !cores.isEmpty, cores.allSatisfy({ $0.order == 4 }) else {
             throw DecompositionError.inconsistentParts(type: "TTMatrix", shapes: cores.map(\.shape),
-                                                       requirement: "at least one core, each of order 4 (r, m, n, r')")
+                                                       requirement: .ttMatrixCores)
         }
         _ = try TTTensor(cores: cores.map { try $0.reshaped(to: [$0.shape[0], $0.shape[1] * $0.shape[2], $0.shape[3]]) })
         self.cores = cores

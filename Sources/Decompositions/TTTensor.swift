@@ -19,14 +19,15 @@ public struct TTTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
     public init(cores: [Tensor<Scalar>]) throws {
         let shapes = cores.map(\.shape)
         guard !cores.isEmpty, cores.allSatisfy({ $0.order == 3 }) else {
-            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: "at least one core, each of order 3 (r, n, r')")
+            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: .ttCores)
         }
         guard cores.first!.shape[0] == 1, cores.last!.shape[2] == 1 else {
-            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: "boundary ranks 1 and 1")
+            throw DecompositionError.inconsistentParts(type: "TTTensor", shapes: shapes, requirement: .boundaryRanks)
         }
         for k in 1..<cores.count where cores[k].shape[0] != cores[k - 1].shape[2] {
             throw DecompositionError.inconsistentParts(
-                type: "TTTensor", shapes: shapes, requirement: "core \(k - 1) ends with rank \(cores[k - 1].shape[2]) but core \(k) starts with \(cores[k].shape[0])")
+                type: "TTTensor", shapes: shapes,
+                requirement: .neighbouringRanks(core: k - 1, endRank: cores[k - 1].shape[2], nextStartRank: cores[k].shape[0]))
         }
         self.cores = cores
     }

@@ -24,13 +24,13 @@ enum TTTruncation {
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, maxRank: Int) throws -> TTTensor<Scalar> {
-    guard maxRank >= 1 else { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+    guard maxRank >= 1 else { throw DecompositionError.invalidRank(rank: maxRank, problem: .maxRank(.belowOne)) }
     return try ttSVD(tensor, truncation: .maxRank(maxRank))
 }
 
 /// TT-SVD with the internal ranks `[r_1, …, r_{d−1}]` given.
 ///
-/// - Throws: ``DecompositionError/invalidRank(rank:reason:)`` when `r_k` exceeds the size of the
+/// - Throws: ``DecompositionError/invalidRank(rank:problem:)`` when `r_k` exceeds the size of the
 ///   `k`-th unfolding `min(r_{k−1}·n_k, n_{k+1}⋯n_d)`, or is below 1.
 @_specialize(exported: true, where Scalar == Float)
 @_specialize(exported: true, where Scalar == Double)
@@ -59,9 +59,9 @@ public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, ranks: [In
 @_specialize(exported: true, where Scalar == Double)
 public func ttDecompose<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, tolerance: Double, maxRank: Int? = nil) throws -> TTTensor<Scalar> {
     guard tolerance >= 0, tolerance.isFinite else {
-        throw DecompositionError.invalidParameter(operation: "ttDecompose", name: "tolerance", value: tolerance, requirement: "finite and non-negative")
+        throw DecompositionError.invalidParameter(operation: "ttDecompose", name: "tolerance", value: tolerance, requirement: .finiteAndNonNegative)
     }
-    if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+    if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, problem: .maxRank(.belowOne)) }
     return try ttSVD(tensor, truncation: .tolerance(tolerance, maxRank: maxRank))
 }
 
@@ -101,7 +101,7 @@ func ttSVD<Scalar: BLASScalar>(_ tensor: Tensor<Scalar>, truncation: TTTruncatio
         // Only U is factored, and only as many vectors as the rank: the carried matrix Σ_k V_kᵀ
         // equals U_kᵀ·C, one GEMM.
         if case let .ranks(ranks) = truncation {
-            try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: "for TT core \(k + 1) of \(d)")
+            try validateMatrixRank(ranks[k], rows: rest.rows, columns: rest.columns, context: { .forTTCore(k + 1, of: d, $0) })
         }
         // Fixed ranks need no singular values first, so large unfoldings may take block Krylov.
         var fixed: Int?
@@ -143,15 +143,15 @@ extension TTTensor {
     /// ```
     ///
     /// - Throws: ``DecompositionError/invalidParameter(operation:name:value:requirement:)`` for a negative
-    ///   tolerance, ``DecompositionError/invalidRank(rank:reason:)`` for `maxRank < 1`.
+    ///   tolerance, ``DecompositionError/invalidRank(rank:problem:)`` for `maxRank < 1`.
     /// - Complexity: `O(d·n·r³)`.
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
     public func rounded(tolerance: Double, maxRank: Int? = nil) throws -> TTTensor {
         guard tolerance >= 0, tolerance.isFinite else {
-            throw DecompositionError.invalidParameter(operation: "TTTensor.rounded", name: "tolerance", value: tolerance, requirement: "finite and non-negative")
+            throw DecompositionError.invalidParameter(operation: "TTTensor.rounded", name: "tolerance", value: tolerance, requirement: .finiteAndNonNegative)
         }
-        if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, reason: "must be at least 1 (maxRank)") }
+        if let maxRank, maxRank < 1 { throw DecompositionError.invalidRank(rank: maxRank, problem: .maxRank(.belowOne)) }
         var cores = self.cores
         let d = cores.count
         if d == 1 { return self }

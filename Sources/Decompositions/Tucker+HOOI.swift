@@ -69,7 +69,7 @@ public func tuckerDecompose<Scalar: BLASScalar>(
     guard options.maxIterations >= 0, options.tolerance >= 0 else {
         throw DecompositionError.invalidParameter(
             operation: "tuckerDecompose", name: options.maxIterations < 0 ? "maxIterations" : "tolerance",
-            value: options.maxIterations < 0 ? Double(options.maxIterations) : Double(options.tolerance), requirement: "non-negative")
+            value: options.maxIterations < 0 ? Double(options.maxIterations) : Double(options.tolerance), requirement: .nonNegative)
     }
     let (ranks, modes) = try validatedTuckerRanks(tensor, ranks: ranks, modes: modes, operation: "tuckerDecompose")
     if let exponent = tensor.rangeExponent {

@@ -71,7 +71,7 @@ func validatedTuckerRanks<Scalar: BLASScalar>(
     }
     for (rank, mode) in zip(ranks, modes) {
         let rest = tensor.scalarCount / tensor.shape[mode]
-        try validateMatrixRank(rank, rows: tensor.shape[mode], columns: rest, context: "for mode \(mode)")
+        try validateMatrixRank(rank, rows: tensor.shape[mode], columns: rest, context: { .forMode(mode, $0) })
     }
     let order = modes.indices.sorted { modes[$0] < modes[$1] }
     return (order.map { ranks[$0] }, order.map { modes[$0] })

@@ -27,14 +27,14 @@ public func tucker2Decompose<Scalar: BLASScalar>(
 ) throws -> OutputAwareDecomposition<TuckerTensor<Scalar>> {
     guard kernel.order == 4, ranks.count == 2 else {
         throw DecompositionError.inconsistentParts(type: "tucker2Decompose", shapes: [kernel.shape, ranks],
-                                                   requirement: "an order-4 kernel and ranks [R_out, R_in]")
+                                                   requirement: .kernelAndTwoRanks)
     }
     let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
     let (rOut, rIn, pq) = (ranks[0], ranks[1], kh * kw)
     let d = s * pq
     guard rOut <= rIn * pq, rIn <= rOut * pq else {
         throw DecompositionError.invalidRank(rank: rOut <= rIn * pq ? rIn : rOut,
-                                             reason: "Tucker-2 ranks \(ranks) of a \(kh)×\(kw) kernel need R_out ≤ R_in·\(pq) and R_in ≤ R_out·\(pq)")
+                                             problem: .tucker2(ranks: ranks, kernelHeight: kh, kernelWidth: kw))
     }
     let start = try hosvd(kernel, ranks: ranks, modes: [0, 1])
     let c = try dampedMetric(metric, dimension: d, damping: options.damping, operation: "tucker2Decompose")
@@ -162,7 +162,7 @@ public func tucker2OutputErrors<Scalar: BLASScalar>(
     _ kernel: Tensor<Scalar>, metric: Matrix<Double>?, outputRanks: [Int], inputRanks: [Int], damping: Double = OutputAwareOptions().damping
 ) throws -> [[Double]] {
     guard kernel.order == 4 else {
-        throw DecompositionError.inconsistentParts(type: "tucker2OutputErrors", shapes: [kernel.shape], requirement: "an order-4 kernel")
+        throw DecompositionError.inconsistentParts(type: "tucker2OutputErrors", shapes: [kernel.shape], requirement: .orderFourKernel)
     }
     let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
     let pq = kh * kw, d = s * pq

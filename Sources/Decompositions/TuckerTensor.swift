@@ -25,12 +25,12 @@ public struct TuckerTensor<Scalar: BLASScalar>: FactorizedTensor, Equatable {
               modes.allSatisfy({ $0 >= 0 && $0 < core.order }) else {
             throw DecompositionError.inconsistentParts(
                 type: "TuckerTensor", shapes: [core.shape] + factors.map(\.shape),
-                requirement: "one factor for each of the modes \(modes) of the core, distinct and in range")
+                requirement: .tuckerModes(modes))
         }
         for (factor, mode) in zip(factors, modes) where factor.columns != core.shape[mode] {
             throw DecompositionError.inconsistentParts(
                 type: "TuckerTensor", shapes: [core.shape] + factors.map(\.shape),
-                requirement: "the factor of mode \(mode) has \(factor.columns) columns, the core has \(core.shape[mode])")
+                requirement: .factorColumns(mode: mode, columns: factor.columns, coreSize: core.shape[mode]))
         }
         self.core = core
         self.factors = factors

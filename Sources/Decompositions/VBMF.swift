@@ -69,7 +69,7 @@ public func evbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, forceAtLeastOne: Bool
 @_specialize(exported: true, where Scalar == Double)
 public func vbmf<Scalar: BLASScalar>(_ y: Matrix<Scalar>, noiseVariance: Double, forceAtLeastOne: Bool = false) throws -> VBMFResult<Scalar> {
     guard noiseVariance > 0, noiseVariance.isFinite else {
-        throw DecompositionError.invalidParameter(operation: "vbmf", name: "noise variance", value: noiseVariance, requirement: "positive and finite")
+        throw DecompositionError.invalidParameter(operation: "vbmf", name: "noise variance", value: noiseVariance, requirement: .positiveAndFinite)
     }
     return try vbmfSolution(y, noiseVariance: noiseVariance, forceAtLeastOne: forceAtLeastOne)
 }

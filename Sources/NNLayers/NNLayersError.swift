@@ -11,7 +11,7 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A weight or bias with a NaN or an infinity at a flat index.
     case nonFinite(layer: String, tensor: String, index: Int)
     /// A stride, dilation, padding or groups value outside its range.
-    case invalidSetting(layer: String, setting: String, value: [Int], requirement: String)
+    case invalidSetting(layer: String, setting: String, value: [Int], requirement: SettingRequirement)
     /// An input has the wrong shape for the layer.
     case inputShape(layer: String, expected: String, actual: [Int])
     /// A FLOP budget outside `(0, 1]`.
@@ -25,7 +25,7 @@ public enum NNLayersError: Error, Equatable, CustomStringConvertible, Sendable {
     /// Tensor-train decomposition of a grouped convolution is not supported.
     case groupedTensorTrain(groups: Int)
     /// A layer configuration (JSON) that cannot be read: where, and what is wrong there.
-    case layerConfiguration(location: String, problem: String)
+    case layerConfiguration(location: String, problem: LayerConfigurationProblem)
     /// A count (an output size, parameters, FLOPs) does not fit in a 64-bit integer.
     case countOverflow(quantity: String, factors: [Int])
     /// Calibration statistics that do not fit the layer, or that cannot be merged or read.

@@ -19,29 +19,19 @@ import Darwin
 public enum InputFile {
     /// Throws unless `path` names a regular file (through any symlinks).
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``: "no such file", or what the path is
-    ///   instead ("a directory", "a FIFO", …).
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)``: ``FileSystemProblem/noSuchFile``, or
+    ///   ``FileSystemProblem/notRegularInput(_:)`` with what the path is instead (a directory, a FIFO, …).
     public static func checkRegular(_ path: String) throws {
         var status = stat()
         guard stat(path, &status) == 0 else {
-            let reason = errno == ENOENT ? "no such file" : "cannot read (\(String(cString: strerror(errno))))"
-            throw TensorIOError.fileSystem(path: path, reason: reason)
+            throw TensorIOError.fileSystem(path: path, problem: errno == ENOENT ? .noSuchFile : .system(.read, errno: errno))
         }
         try check(status, path)
     }
 
     static func check(_ status: stat, _ path: String) throws {
-        let kind = status.st_mode & S_IFMT
-        guard kind != S_IFREG else { return }
-        let what: String
-        switch kind {
-        case S_IFDIR: what = "a directory"
-        case S_IFIFO: what = "a FIFO"
-        case S_IFSOCK: what = "a socket"
-        case S_IFCHR, S_IFBLK: what = "a device"
-        default: what = "not a regular file"
-        }
-        throw TensorIOError.fileSystem(path: path, reason: "is \(what); only regular files are read")
+        guard status.st_mode & S_IFMT != S_IFREG else { return }
+        throw TensorIOError.fileSystem(path: path, problem: .notRegularInput(FileKind(mode: status.st_mode)))
     }
 
     /// Opens `path` read-only without blocking (a FIFO that appeared after a check cannot stall
@@ -51,13 +41,13 @@ public enum InputFile {
     static func openRegular(_ path: String) throws -> Int32 {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
-            let reason = errno == ENOENT ? "no such file" : "cannot open (\(String(cString: strerror(errno))))"
-            throw TensorIOError.fileSystem(path: path, reason: reason)
+            throw TensorIOError.fileSystem(path: path, problem: errno == ENOENT ? .noSuchFile : .system(.open, errno: errno))
         }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
+            let error = TensorIOError.fileSystem(path: path, problem: .system(.readSize, errno: errno))
             close(descriptor)
-            throw TensorIOError.fileSystem(path: path, reason: "cannot read its size (\(String(cString: strerror(errno))))")
+            throw error
         }
         do { try check(status, path) } catch {
             close(descriptor)
@@ -71,7 +61,7 @@ public enum InputFile {
     /// (so a file swapped for a FIFO after the check cannot stall the read); the map stays valid
     /// while the `Data` lives.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a missing or irregular file or
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` for a missing or irregular file or
     ///   one that cannot be read.
     public static func contents(of url: URL) throws -> Data {
         try mapFile(url).0

@@ -41,8 +41,7 @@ extension NPYHeader {
         for k in 0..<lengthSize { length |= Int(bytes[8 + k]) << (8 * k) }
         let start = 8 + lengthSize
         guard length <= Self.maximumHeaderLength else {
-            throw TensorIOError.malformedHeader(
-                format: format, reason: "a header of \(length) bytes exceeds the limit of \(Self.maximumHeaderLength) bytes (NumPy's own limit)")
+            throw TensorIOError.malformedHeader(format: format, problem: .tooLong(length: UInt64(length), limit: Self.maximumHeaderLength))
         }
         guard length <= bytes.count - start else {
             throw TensorIOError.headerLengthOutOfRange(format: format, length: length, fileSize: bytes.count)
@@ -51,7 +50,7 @@ extension NPYHeader {
         let text: String
         if major == 3 {
             guard let decoded = String(validating: headerBytes, as: UTF8.self) else {
-                throw TensorIOError.malformedHeader(format: format, reason: "the header is not valid UTF-8")
+                throw TensorIOError.malformedHeader(format: format, problem: .notUTF8)
             }
             text = decoded
         } else {
@@ -60,13 +59,13 @@ extension NPYHeader {
         var parser = PythonLiteralParser(text)
         let dictionary = try parser.parseDictionary()
         guard case let .string(descr)? = dictionary["descr"] else {
-            throw TensorIOError.malformedHeader(format: format, reason: "no 'descr' string")
+            throw TensorIOError.malformedHeader(format: format, problem: .missingKey("descr", kind: "string"))
         }
         guard case let .bool(fortran)? = dictionary["fortran_order"] else {
-            throw TensorIOError.malformedHeader(format: format, reason: "no 'fortran_order' boolean")
+            throw TensorIOError.malformedHeader(format: format, problem: .missingKey("fortran_order", kind: "boolean"))
         }
         guard case let .tuple(shape)? = dictionary["shape"] else {
-            throw TensorIOError.malformedHeader(format: format, reason: "no 'shape' tuple")
+            throw TensorIOError.malformedHeader(format: format, problem: .missingKey("shape", kind: "tuple"))
         }
         (self.dtype, self.bigEndian) = try Self.parseDescr(descr)
         _ = try validatedByteCount(shape: shape, dtype: dtype, format: format)
@@ -130,7 +129,7 @@ extension Tensor {
     public init(contentsOfNPY url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw TensorIOError.fileSystem(path: url.path, reason: error.localizedDescription)
+            throw TensorIOError.fileSystem(path: url.path, problem: .foundation(.read, description: error.localizedDescription))
         }
         try self.init(npyData: data)
     }
@@ -182,15 +181,15 @@ struct PythonLiteralParser {
 
     init(_ text: String) { characters = Array(text) }
 
-    mutating func fail(_ reason: String) -> TensorIOError {
-        TensorIOError.malformedHeader(format: "npy", reason: "\(reason) at character \(position)")
+    func fail(_ problem: HeaderSyntaxProblem) -> TensorIOError {
+        TensorIOError.malformedHeader(format: "npy", problem: .dictionarySyntax(problem, character: position))
     }
 
     mutating func skipSpace() { while position < characters.count && characters[position].isWhitespace { position += 1 } }
 
     mutating func expect(_ c: Character) throws {
         skipSpace()
-        guard position < characters.count, characters[position] == c else { throw fail("expected '\(c)'") }
+        guard position < characters.count, characters[position] == c else { throw fail(.expected("'\(c)'")) }
         position += 1
     }
 
@@ -210,14 +209,14 @@ struct PythonLiteralParser {
     }
 
     mutating func parseString() throws -> String {
-        guard let quote = peek(), quote == "'" || quote == "\"" else { throw fail("expected a string") }
+        guard let quote = peek(), quote == "'" || quote == "\"" else { throw fail(.expected("a string")) }
         position += 1
         var value = ""
         while position < characters.count && characters[position] != quote {
             value.append(characters[position])
             position += 1
         }
-        guard position < characters.count else { throw fail("unterminated string") }
+        guard position < characters.count else { throw fail(.unterminatedString) }
         position += 1
         return value
     }
@@ -231,12 +230,12 @@ struct PythonLiteralParser {
             position += 1
         }
         if position < characters.count && characters[position] == "L" { position += 1 }  // Python 2 long
-        guard let value = Int(digits) else { throw fail("expected an integer that fits in 64 bits") }
+        guard let value = Int(digits) else { throw fail(.expectedInteger(bits: 64)) }
         return value
     }
 
     mutating func parseValue() throws -> Value {
-        guard let c = peek() else { throw fail("unexpected end") }
+        guard let c = peek() else { throw fail(.unexpectedEnd) }
         switch c {
         case "'", "\"": return .string(try parseString())
         case "(":
@@ -253,7 +252,7 @@ struct PythonLiteralParser {
                 position += word.count
                 return .bool(word == "True")
             }
-            throw fail("expected True or False")
+            throw fail(.expected("True or False"))
         default:
             return .integer(try parseInteger())
         }

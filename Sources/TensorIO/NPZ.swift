@@ -34,7 +34,7 @@ public struct NPZFile {
         try InputFile.checkRegular(url.path)
         let archive: Archive
         do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw TensorIOError.malformedHeader(format: "npz", reason: "not a readable zip archive (\(error))")
+            throw TensorIOError.malformedHeader(format: "npz", problem: .notZipArchive(underlying: "\(error)"))
         }
         self.init(archive: archive, path: url.path)
     }
@@ -49,7 +49,7 @@ public struct NPZFile {
     public init(data: Data) throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("npz-\(getpid())-\(UUID().uuidString).npz")
         do { try data.write(to: url) } catch {
-            throw TensorIOError.fileSystem(path: url.path, reason: "cannot write a temporary copy (\(error.localizedDescription))")
+            throw TensorIOError.fileSystem(path: url.path, problem: .foundation(.writeTemporaryCopy, description: error.localizedDescription))
         }
         defer { try? FileManager.default.removeItem(at: url) }   // the open archive keeps the inode
         try self.init(contentsOf: url)
@@ -70,7 +70,8 @@ public struct NPZFile {
     ///
     /// - Throws: ``TensorIOError/unknownTensor(name:available:)`` for a missing member, and the
     ///   errors of ``TensorModule/Tensor/init(npyData:)``; a corrupt member (bad CRC, bad deflate
-    ///   stream, sizes that disagree with its header) throws ``TensorIOError/malformedHeader(format:reason:)``.
+    ///   stream, sizes that disagree with its header) throws ``TensorIOError/malformedHeader(format:problem:)``
+    ///   with ``HeaderProblem/npzMember(_:archive:_:)``.
     public func tensor<Scalar: BLASScalar>(named name: String, as _: Scalar.Type = Scalar.self) throws -> Tensor<Scalar> {
         try Tensor(npyData: memberData(named: name))
     }
@@ -86,17 +87,17 @@ public struct NPZFile {
 
     func memberData(named name: String) throws -> Data {
         guard let entry = members[name] else { throw TensorIOError.unknownTensor(name: name, available: names) }
-        func corrupt(_ reason: String) -> TensorIOError {
-            TensorIOError.malformedHeader(format: "npz", reason: "member \(name).npy of \(path) \(reason)")
+        func corrupt(_ problem: NPZMemberProblem) -> TensorIOError {
+            TensorIOError.malformedHeader(format: "npz", problem: .npzMember(name, archive: path, problem))
         }
         let declared = entry.uncompressedSize
         if entry.isCompressed {
             // declared ≤ compressed · 1032 + 1024, without overflow for zip64 sizes near 2⁶⁴.
             guard declared <= 1024 || (declared - 1024) / Self.maximumDeflateRatio <= entry.compressedSize else {
-                throw corrupt("claims \(declared) bytes from \(entry.compressedSize) compressed bytes, more than deflate can produce")
+                throw corrupt(.beyondDeflate(declared: declared, compressed: entry.compressedSize))
             }
         } else if declared != entry.compressedSize {
-            throw corrupt("is stored with \(entry.compressedSize) bytes but claims \(declared)")
+            throw corrupt(.storedSize(stored: entry.compressedSize, declared: declared))
         }
         // Until the header has arrived, the header parser bounds the bytes (it refuses a header
         // above NPYHeader.maximumHeaderLength); from then on, the size it declares does.
@@ -107,30 +108,30 @@ public struct NPZFile {
         do {
             checksum = try archive.extract(entry, skipCRC32: false) { chunk in
                 if headerRead && data.count + chunk.count > limit {
-                    throw corrupt("inflates past the \(limit) bytes its .npy header declares")
+                    throw corrupt(.inflatesPast(limit: limit))
                 }
                 data.append(chunk)
                 if !headerRead, let needed = try Self.declaredSize(of: data) {
                     headerRead = true
                     limit = needed
                     guard declared == UInt64(needed) else {
-                        throw corrupt("claims \(declared) bytes where its .npy header declares \(needed)")
+                        throw corrupt(.headerSize(declared: declared, header: needed))
                     }
                     data.reserveCapacity(needed)
-                    guard data.count <= limit else { throw corrupt("inflates past the \(limit) bytes its .npy header declares") }
+                    guard data.count <= limit else { throw corrupt(.inflatesPast(limit: limit)) }
                 }
             }
         } catch let error as TensorIOError {
             throw error
         } catch {
-            throw corrupt("cannot be read (\(error))")
+            throw corrupt(.unreadable(underlying: "\(error)"))
         }
         guard headerRead else {
             // Too short for its header: let the .npy reader say what is missing.
             return data
         }
         guard checksum == entry.checksum else {
-            throw corrupt(String(format: "has a bad CRC-32 (computed %08x, stored %08x)", checksum, entry.checksum))
+            throw corrupt(.badChecksum(computed: checksum, stored: entry.checksum))
         }
         return data
     }

@@ -30,21 +30,18 @@ public struct OutputFile: Sendable, Equatable {
 
     /// Checks that `path` can be written as a regular file.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a path ending in `/`, an existing
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` for a path ending in `/`, an existing
     ///   path that is not a regular file (or a symlink to one), or a directory that does not exist.
     public init(path: String) throws {
-        func fail(_ reason: String) -> TensorIOError { TensorIOError.fileSystem(path: path, reason: reason) }
-        guard !path.isEmpty else { throw fail("an empty output path") }
-        guard !path.hasSuffix("/") else { throw fail("ends in '/': a file name is needed, not a directory") }
+        func fail(_ problem: FileSystemProblem) -> TensorIOError { TensorIOError.fileSystem(path: path, problem: problem) }
+        guard !path.isEmpty else { throw fail(.emptyOutputPath) }
+        guard !path.hasSuffix("/") else { throw fail(.endsInSlash) }
         var status = stat()
         if stat(path, &status) == 0 {
-            guard (status.st_mode & S_IFMT) == S_IFREG else {
-                let kind = (status.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file (a device, FIFO or socket)"
-                throw fail("is \(kind); refusing to replace it")
-            }
+            guard (status.st_mode & S_IFMT) == S_IFREG else { throw fail(.notRegularOutput(FileKind(mode: status.st_mode))) }
             mode = status.st_mode & 0o7777
         } else if lstat(path, &status) == 0 {
-            throw fail("is a symlink whose target does not exist")
+            throw fail(.danglingSymlink)
         } else {
             mode = nil
         }
@@ -52,9 +49,9 @@ public struct OutputFile: Sendable, Equatable {
         let directory = target.deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw fail("the directory \(directory) does not exist")
+            throw fail(.missingDirectory(directory))
         }
-        guard access(directory, W_OK) == 0 else { throw fail("the directory \(directory) is not writable") }
+        guard access(directory, W_OK) == 0 else { throw fail(.unwritableDirectory(directory)) }
         self.path = path
         self.target = target
     }
@@ -84,7 +81,7 @@ public struct OutputFile: Sendable, Equatable {
     /// Writes every file or, when a write fails, none: each file goes to a temporary beside its
     /// target, and the temporaries are renamed into place only after all of them were written.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``; two outputs that are the same file throw
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)``; two outputs that are the same file throw
     ///   before anything is written.
     public static func write(_ files: [(OutputFile, Data)]) throws {
         try checkDistinct(files.map(\.0))
@@ -102,7 +99,7 @@ public struct OutputFile: Sendable, Equatable {
     public static func checkDistinct(_ files: [OutputFile]) throws {
         for (i, a) in files.enumerated() {
             for b in files[(i + 1)...] where a.isSameFile(as: b.target.path) {
-                throw TensorIOError.fileSystem(path: b.path, reason: "is the same file as \(a.path); each output needs its own file")
+                throw TensorIOError.fileSystem(path: b.path, problem: .sameOutput(as: a.path))
             }
         }
     }
@@ -111,11 +108,11 @@ public struct OutputFile: Sendable, Equatable {
     /// data files, shards, statistics): a run never writes over what it reads, by any spelling,
     /// hard link or symlink.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` naming both files.
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` with ``FileSystemProblem/overwritesInput(_:)``.
     public static func checkNotReading(_ outputs: [OutputFile], inputs: [String]) throws {
         for output in outputs {
             for input in inputs where output.isSameFile(as: input) {
-                throw TensorIOError.fileSystem(path: output.path, reason: "is the same file as \(input), which this run reads; write to another file")
+                throw TensorIOError.fileSystem(path: output.path, problem: .overwritesInput(input))
             }
         }
     }
@@ -140,7 +137,7 @@ public struct OutputFile: Sendable, Equatable {
         }
         var sink = OutputSink(descriptor: descriptor, path: path)
         try produce(&sink)
-        guard fsync(descriptor) == 0 else { throw failure("cannot flush") }
+        guard fsync(descriptor) == 0 else { throw failure(.flush) }
         ok = true
         return StagedFile(file: self, temporary: temporary)
     }
@@ -153,9 +150,9 @@ public struct OutputFile: Sendable, Equatable {
         Self.removeStaleTemporaries(in: directory, for: name)
         let temporary = directory + "/." + name + Self.temporaryMarker + "\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode ?? 0o666)
-        guard descriptor >= 0 else { throw failure("cannot create a temporary file in \(directory)") }
+        guard descriptor >= 0 else { throw failure(.createTemporary(directory: directory)) }
         if let mode, fchmod(descriptor, mode) != 0 {
-            let error = failure("cannot set the file mode")
+            let error = failure(.setMode)
             close(descriptor)
             unlink(temporary)
             throw error
@@ -164,8 +161,8 @@ public struct OutputFile: Sendable, Equatable {
     }
 
     /// An error naming the file and the system's reason (`errno`).
-    func failure(_ what: String) -> TensorIOError {
-        TensorIOError.fileSystem(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
+    func failure(_ operation: FileOperation) -> TensorIOError {
+        TensorIOError.fileSystem(path: path, problem: .system(operation, errno: errno))
     }
 
     /// Removes `.NAME.tensor-compress-PID-*.tmp` files whose process no longer runs.
@@ -194,19 +191,19 @@ public struct StagedFile: Sendable {
     /// Renames every temporary into place, in order, after removing the files `removed`. A
     /// rename that fails removes the temporaries not yet renamed and throws.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)``.
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)``.
     public static func commit(_ files: [StagedFile], removingFirst removed: [String] = []) throws {
         // A file that the new ones replace as a whole (an index over shards) goes before any
         // rename, so that no interrupted commit leaves it describing a mix of old and new files.
         for path in removed where unlink(path) != 0 && errno != ENOENT {
-            let reason = String(cString: strerror(errno))
+            let error = TensorIOError.fileSystem(path: path, problem: .system(.removeReplaced, errno: errno))
             discard(files)
-            throw TensorIOError.fileSystem(path: path, reason: "cannot remove the file it replaces (\(reason))")
+            throw error
         }
         for (k, staged) in files.enumerated() where rename(staged.temporary, staged.file.target.path) != 0 {
-            let reason = String(cString: strerror(errno))
+            let error = TensorIOError.fileSystem(path: staged.file.path, problem: .system(.moveIntoPlace, errno: errno))
             discard(Array(files[k...]))
-            throw TensorIOError.fileSystem(path: staged.file.path, reason: "cannot move the new file into place (\(reason))")
+            throw error
         }
     }
 
@@ -227,7 +224,7 @@ public struct OutputSink {
     /// (`sendfile`, page cache to page cache); `false`, with nothing written, where the system
     /// cannot copy between these files.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the copy fails part-way or the
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` when the copy fails part-way or the
     ///   source ends early.
     mutating func appendCopy(of source: Int32, offset: Int, count total: Int) throws -> Bool {
         var position = offset, remaining = total
@@ -236,10 +233,10 @@ public struct OutputSink {
             if copied < 0 {
                 if errno == EINTR { continue }
                 if remaining == total && [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) { return false }
-                throw TensorIOError.fileSystem(path: path, reason: "cannot copy \(total) bytes into it (\(String(cString: strerror(errno))))")
+                throw TensorIOError.fileSystem(path: path, problem: .system(.copy(bytes: total), errno: errno))
             }
             guard copied > 0 else {
-                throw TensorIOError.fileSystem(path: path, reason: "the source ended \(remaining) bytes before the \(total) to copy")
+                throw TensorIOError.fileSystem(path: path, problem: .sourceEnded(remaining: remaining, total: total))
             }
             remaining -= copied
             count += copied
@@ -250,7 +247,7 @@ public struct OutputSink {
     /// Appends `count` bytes of the open file `source` from `offset`: copied by the kernel where
     /// it can, read and written in pieces otherwise.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when reading or writing fails, or the
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` when reading or writing fails, or the
     ///   source ends early.
     mutating func appendFileRange(of source: Int32, offset: Int, count total: Int) throws {
         if try appendCopy(of: source, offset: offset, count: total) { return }
@@ -260,7 +257,8 @@ public struct OutputSink {
             let read = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress!, Swift.min(remaining, $0.count), off_t(position)) }
             if read < 0 && errno == EINTR { continue }
             guard read > 0 else {
-                throw TensorIOError.fileSystem(path: path, reason: "cannot read the \(total) bytes to copy (\(read < 0 ? String(cString: strerror(errno)) : "end of file"))")
+                throw TensorIOError.fileSystem(path: path, problem: read < 0 ? .system(.readForCopy(bytes: total), errno: errno)
+                                                                          : .sourceEnded(remaining: remaining, total: total))
             }
             try buffer.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[..<read])) }
             position += read
@@ -270,14 +268,14 @@ public struct OutputSink {
 
     /// Appends `bytes`.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the system refuses (a full disk).
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` when the system refuses (a full disk).
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
             let written = posixWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
-                throw TensorIOError.fileSystem(path: path, reason: "cannot write (\(String(cString: strerror(errno))))")
+                throw TensorIOError.fileSystem(path: path, problem: .system(.write, errno: errno))
             }
             offset += written
         }

@@ -72,8 +72,7 @@ public struct SafetensorsFile: Sendable {
         guard data.count >= 8 else { throw TensorIOError.headerLengthOutOfRange(format: format, length: 0, fileSize: data.count) }
         let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard length <= UInt64(Self.maximumHeaderLength) else {
-            throw TensorIOError.malformedHeader(
-                format: format, reason: "a header of \(length) bytes exceeds the limit of \(Self.maximumHeaderLength) bytes (100 MiB, as in the reference implementation)")
+            throw TensorIOError.malformedHeader(format: format, problem: .tooLong(length: length, limit: Self.maximumHeaderLength))
         }
         guard Int(length) <= data.count - 8 else {
             throw TensorIOError.headerLengthOutOfRange(format: format, length: Int(length), fileSize: data.count)
@@ -94,15 +93,15 @@ public struct SafetensorsFile: Sendable {
         for (_, name, range) in byOffset {
             if range.isEmpty { continue }
             if range.lowerBound < expected {
-                throw TensorIOError.invalidOffsets(name: name, reason: "[\(range.lowerBound), \(range.upperBound)] overlaps the previous tensor, which ends at \(expected)")
+                throw TensorIOError.invalidOffsets(name: name, problem: .overlap(start: range.lowerBound, end: range.upperBound, previousEnd: expected))
             }
             if range.lowerBound > expected {
-                throw TensorIOError.invalidOffsets(name: name, reason: "a hole of \(range.lowerBound - expected) bytes precedes it")
+                throw TensorIOError.invalidOffsets(name: name, problem: .hole(bytes: range.lowerBound - expected))
             }
             expected = range.upperBound
         }
         guard expected == dataSize else {
-            throw TensorIOError.invalidOffsets(name: ordered.last ?? "(none)", reason: "the tensors cover \(expected) of \(dataSize) data bytes")
+            throw TensorIOError.invalidOffsets(name: ordered.last ?? "(none)", problem: .coverage(covered: expected, dataSize: dataSize))
         }
         self.metadata = metadata
         self.entries = entries
@@ -185,16 +184,16 @@ final class OpenFile: Sendable {
 /// A read-only private map of the file at `url` (an empty `Data` for an empty file), unmapped
 /// when the last copy of the `Data` goes, and the file, still open.
 func mapFile(_ url: URL) throws -> (Data, OpenFile) {
-    func fail(_ what: String) -> TensorIOError {
-        TensorIOError.fileSystem(path: url.path, reason: "\(what) (\(String(cString: strerror(errno))))")
+    func fail(_ operation: FileOperation) -> TensorIOError {
+        TensorIOError.fileSystem(path: url.path, problem: .system(operation, errno: errno))
     }
     let descriptor = try InputFile.openRegular(url.path)
     let file = OpenFile(descriptor)
     var status = stat()
-    guard fstat(descriptor, &status) == 0 else { throw fail("cannot read its size") }
+    guard fstat(descriptor, &status) == 0 else { throw fail(.readSize) }
     let size = Int(status.st_size)
     if size == 0 { return (Data(), file) }
-    guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else { throw fail("cannot map") }
+    guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else { throw fail(.map) }
     return (Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) }), file)
 }
 

@@ -43,29 +43,29 @@ public struct SafetensorsIndex: Sendable, Equatable {
     /// - Parameters:
     ///   - data: The index file's bytes (`model.safetensors.index.json`).
     ///   - path: The index's path, for messages.
-    /// - Throws: ``TensorIOError/invalidIndex(path:reason:)`` when the JSON is not an object with
+    /// - Throws: ``TensorIOError/invalidIndex(path:problem:)`` when the JSON is not an object with
     ///   a `weight_map` object of strings, when a shard name is not a plain `*.safetensors` file
     ///   name (no directories, no `..`), or when `total_size` is not a non-negative integer.
     public init(data: Data, path: String) throws {
-        func fail(_ reason: String) -> TensorIOError { TensorIOError.invalidIndex(path: path, reason: reason) }
+        func fail(_ problem: IndexProblem) -> TensorIOError { TensorIOError.invalidIndex(path: path, problem: problem) }
         guard let object = try? JSONSerialization.jsonObject(with: data), let root = object as? [String: Any] else {
-            throw fail("not a JSON object")
+            throw fail(.notJSONObject)
         }
-        guard let map = root["weight_map"] as? [String: Any] else { throw fail("no \"weight_map\" object") }
+        guard let map = root["weight_map"] as? [String: Any] else { throw fail(.noWeightMap) }
         var weightMap: [String: String] = [:]
         for (name, value) in map {
-            guard let shard = value as? String else { throw fail("the shard of \(name) is not a string") }
+            guard let shard = value as? String else { throw fail(.shardNotString(tensor: name)) }
             try Self.checkShardName(shard, path: path)
             weightMap[name] = shard
         }
         var metadata: [String: String] = [:]
         var totalSize: Int?, totalParameters: Int?
         if let entries = root["metadata"], !(entries is NSNull) {
-            guard let entries = entries as? [String: Any] else { throw fail("\"metadata\" is not an object") }
+            guard let entries = entries as? [String: Any] else { throw fail(.metadataNotObject) }
             for (key, value) in entries {
                 switch key {
                 case "total_size", "total_parameters":
-                    guard let number = value as? Int, number >= 0 else { throw fail("\(key) \(value) is not a non-negative integer") }
+                    guard let number = value as? Int, number >= 0 else { throw fail(.notNonNegativeInteger(key: key, value: "\(value)")) }
                     if key == "total_size" { totalSize = number } else { totalParameters = number }
                 default:
                     if let string = value as? String { metadata[key] = string }
@@ -79,7 +79,7 @@ public struct SafetensorsIndex: Sendable, Equatable {
     static func checkShardName(_ shard: String, path: String) throws {
         guard !shard.isEmpty, !shard.contains("/"), !shard.contains("\\"), shard != ".", shard != "..", !shard.hasPrefix("."),
               shard.hasSuffix(".safetensors") else {
-            throw TensorIOError.invalidIndex(path: path, reason: "shard \"\(shard)\" is not a plain *.safetensors file name in the index's directory")
+            throw TensorIOError.invalidIndex(path: path, problem: .shardName(shard))
         }
     }
 
@@ -117,19 +117,18 @@ public struct ShardedSafetensors: Sendable {
     /// Opens `url`: an index file, or a directory holding exactly one `*.safetensors.index.json`.
     /// The shards are opened when asked for (``shard(_:)``); each must exist.
     ///
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` for a missing file or a directory with
-    ///   no index or several, a missing shard, ``TensorIOError/invalidIndex(path:reason:)``.
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` for a missing file or a directory with
+    ///   no index or several, a missing shard, ``TensorIOError/invalidIndex(path:problem:)``.
     public init(contentsOf url: URL) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw TensorIOError.fileSystem(path: url.path, reason: "no such file or directory")
+            throw TensorIOError.fileSystem(path: url.path, problem: .noSuchFileOrDirectory)
         }
         var indexURL = url
         if isDirectory.boolValue {
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []).filter { $0.hasSuffix(".safetensors.index.json") }.sorted()
             guard names.count == 1 else {
-                throw TensorIOError.fileSystem(path: url.path, reason: names.isEmpty ? "holds no *.safetensors.index.json"
-                                               : "holds \(names.count) indexes (\(names.joined(separator: ", "))); name one")
+                throw TensorIOError.fileSystem(path: url.path, problem: names.isEmpty ? .noIndex : .severalIndexes(names))
             }
             indexURL = url.appendingPathComponent(names[0])
         }
@@ -139,7 +138,7 @@ public struct ShardedSafetensors: Sendable {
         indexName = indexURL.lastPathComponent
         for shard in index.shards where !FileManager.default.fileExists(atPath: directory.appendingPathComponent(shard).path) {
             throw TensorIOError.fileSystem(path: directory.appendingPathComponent(shard).path,
-                                           reason: "the index lists this shard (\(index.tensors(in: shard).count) tensors), but it does not exist")
+                                           problem: .missingShard(tensors: index.tensors(in: shard).count))
         }
     }
 
@@ -152,7 +151,7 @@ public struct ShardedSafetensors: Sendable {
     /// The shard file `name`, memory-mapped and checked against the index.
     ///
     /// - Throws: the errors of ``SafetensorsFile/init(contentsOf:)``, and
-    ///   ``TensorIOError/invalidIndex(path:reason:)`` when the shard lacks a tensor the index puts
+    ///   ``TensorIOError/invalidIndex(path:problem:)`` when the shard lacks a tensor the index puts
     ///   in it or holds one the index does not put there.
     public func shard(_ name: String) throws -> SafetensorsFile {
         let url = directory.appendingPathComponent(name)
@@ -161,12 +160,11 @@ public struct ShardedSafetensors: Sendable {
         let held = Set(file.names)
         if let missing = listed.subtracting(held).sorted().first {
             throw TensorIOError.invalidIndex(path: directory.appendingPathComponent(indexName).path,
-                                             reason: "it puts \(missing) in \(name), which does not hold it")
+                                             problem: .missingTensor(missing, shard: name))
         }
         if let extra = held.subtracting(listed).sorted().first {
-            let elsewhere = index.weightMap[extra].map { "puts it in \($0)" } ?? "does not list it"
             throw TensorIOError.invalidIndex(path: directory.appendingPathComponent(indexName).path,
-                                             reason: "\(name) holds \(extra), but the index \(elsewhere)")
+                                             problem: .unlistedTensor(extra, shard: name, listedIn: index.weightMap[extra]))
         }
         return file
     }

@@ -54,13 +54,13 @@ public final class SafetensorsStagedWriter: Sendable {
     /// - Parameters:
     ///   - output: The file this one will become (``StagedFile/commit(_:removingFirst:)``).
     ///   - reservedHeaderBytes: Room for the header's JSON, rounded up to a multiple of 8.
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the temporary cannot be created.
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` when the temporary cannot be created.
     public init(output: OutputFile, reservedHeaderBytes: Int) throws {
         self.output = output
         self.reserved = (Swift.max(reservedHeaderBytes, 8) + 7) / 8 * 8
         (descriptor, temporary) = try output.createTemporary()
         guard lseek(descriptor, off_t(8 + reserved), SEEK_SET) >= 0 else {
-            let error = output.failure("cannot seek")
+            let error = output.failure(.seek)
             close(descriptor)
             unlink(temporary)
             throw error
@@ -73,7 +73,7 @@ public final class SafetensorsStagedWriter: Sendable {
     ///   - output: The file this one will become (``StagedFile/commit(_:removingFirst:)``).
     ///   - prefix: The leading tensors (their metadata is not used).
     ///   - reservedHeaderBytes: Room for the header's JSON, rounded up to a multiple of 8.
-    /// - Throws: ``TensorIOError/fileSystem(path:reason:)`` when the temporary cannot be created.
+    /// - Throws: ``TensorIOError/fileSystem(path:problem:)`` when the temporary cannot be created.
     public convenience init(output: OutputFile, prefix: SafetensorsWriter, reservedHeaderBytes: Int) throws {
         try self.init(output: output, reservedHeaderBytes: reservedHeaderBytes)
         try append(prefix)
@@ -116,7 +116,7 @@ public final class SafetensorsStagedWriter: Sendable {
             // Caught up with enough written: flushed now, while the rest is computed, the final
             // flush has less left.
             if flush && fdatasync(descriptor) != 0 {
-                let error = output.failure("cannot flush")
+                let error = output.failure(.flush)
                 state.withLock { if $0.error == nil { $0.error = error } }
             }
         }
@@ -152,21 +152,21 @@ public final class SafetensorsStagedWriter: Sendable {
                 while offset < bytes.count {
                     let written = pwrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset, off_t(offset))
                     if written < 0 && errno == EINTR { continue }
-                    guard written > 0 else { throw output.failure("cannot write the header") }
+                    guard written > 0 else { throw output.failure(.writeHeader) }
                     offset += written
                 }
             }
-            guard lseek(descriptor, off_t(8 + reserved + stagedBytes), SEEK_SET) >= 0 else { throw output.failure("cannot seek") }
+            guard lseek(descriptor, off_t(8 + reserved + stagedBytes), SEEK_SET) >= 0 else { throw output.failure(.seek) }
             var sink = OutputSink(descriptor: descriptor, path: output.path)
             try file.writeTensors(file.items.dropFirst(stagedCount), to: &sink)
-            guard fsync(descriptor) == 0 else { throw output.failure("cannot flush") }
+            guard fsync(descriptor) == 0 else { throw output.failure(.flush) }
             ok = true
             return StagedFile(file: output, temporary: temporary)
         }
         // The header outgrew its room: a second temporary with the ordinary layout, the appended
         // tensors copied from the first.
         let source = open(temporary, O_RDONLY | O_CLOEXEC)
-        guard source >= 0 else { throw output.failure("cannot read back \(temporary)") }
+        guard source >= 0 else { throw output.failure(.readBack(temporary)) }
         defer { close(source) }
         return try output.stage { sink in
             try sink.write(try file.header())
@@ -198,10 +198,10 @@ public final class SafetensorsStagedWriter: Sendable {
             close(descriptor)
             if !ok { unlink(temporary) }
         }
-        guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) >= 0 else { throw output.failure("cannot start over") }
+        guard ftruncate(descriptor, 0) == 0, lseek(descriptor, 0, SEEK_SET) >= 0 else { throw output.failure(.startOver) }
         var sink = OutputSink(descriptor: descriptor, path: output.path)
         try writer.write(to: &sink)
-        guard fsync(descriptor) == 0 else { throw output.failure("cannot flush") }
+        guard fsync(descriptor) == 0 else { throw output.failure(.flush) }
         ok = true
         return StagedFile(file: output, temporary: temporary)
     }

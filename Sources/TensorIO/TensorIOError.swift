@@ -4,8 +4,8 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
     case badMagic(format: String)
     /// A format version this reader does not know.
     case unsupportedVersion(format: String, version: String)
-    /// The header is malformed; the message says how.
-    case malformedHeader(format: String, reason: String)
+    /// The header is malformed; the problem says how.
+    case malformedHeader(format: String, problem: HeaderProblem)
     /// A declared length reaches beyond the file or is absurdly large.
     case headerLengthOutOfRange(format: String, length: Int, fileSize: Int)
     /// A dtype this reader cannot convert.
@@ -17,24 +17,24 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A tensor's byte size does not equal its shape times its dtype size.
     case sizeMismatch(name: String, expectedBytes: Int, actualBytes: Int)
     /// Data offsets lie outside the data section, overlap, or leave gaps.
-    case invalidOffsets(name: String, reason: String)
+    case invalidOffsets(name: String, problem: OffsetProblem)
     /// A tensor name that the file does not hold.
     case unknownTensor(name: String, available: [String])
     /// A dtype that the writer does not write (integers): the floating-point ones it does.
     case unwritableDType(format: String, dtype: String, writable: [String])
     /// A tensor name given twice, or the reserved `__metadata__`.
     case duplicateName(format: String, name: String)
-    /// An error from the file system.
-    case fileSystem(path: String, reason: String)
+    /// A path that cannot be read or written, or an error from the file system.
+    case fileSystem(path: String, problem: FileSystemProblem)
     /// A sharded checkpoint's index (`model.safetensors.index.json`) is malformed or disagrees
-    /// with its shards; the reason says how.
-    case invalidIndex(path: String, reason: String)
+    /// with its shards; the problem says how.
+    case invalidIndex(path: String, problem: IndexProblem)
 
     public var description: String {
         switch self {
         case let .badMagic(format): return "\(format): the file does not start with the \(format) magic bytes"
         case let .unsupportedVersion(format, version): return "\(format): unsupported format version \(version)"
-        case let .malformedHeader(format, reason): return "\(format): malformed header: \(reason)"
+        case let .malformedHeader(format, problem): return "\(format): malformed header: \(problem)"
         case let .headerLengthOutOfRange(format, length, fileSize):
             return "\(format): header length \(length) does not fit in a file of \(fileSize) bytes"
         case let .unsupportedDType(format, dtype): return "\(format): unsupported dtype \(dtype)"
@@ -43,15 +43,15 @@ public enum TensorIOError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(format): data is truncated: \(actual) bytes where the shape and dtype need \(expected)"
         case let .sizeMismatch(name, expected, actual):
             return "tensor \(name): \(actual) bytes of data where its shape and dtype need \(expected)"
-        case let .invalidOffsets(name, reason): return "tensor \(name): invalid data offsets: \(reason)"
+        case let .invalidOffsets(name, problem): return "tensor \(name): invalid data offsets: \(problem)"
         case let .unknownTensor(name, available):
             let list = available.prefix(8).joined(separator: ", ") + (available.count > 8 ? ", …" : "")
             return "no tensor named \(name) (the file has \(available.count): \(list))"
         case let .unwritableDType(format, dtype, writable):
             return "\(format): writing \(dtype) is not supported; write \(writable.joined(separator: ", "))"
         case let .duplicateName(format, name): return "\(format): the tensor name \(name) is repeated or reserved"
-        case let .fileSystem(path, reason): return "\(path): \(reason)"
-        case let .invalidIndex(path, reason): return "\(path): invalid sharded-checkpoint index: \(reason)"
+        case let .fileSystem(path, problem): return "\(path): \(problem)"
+        case let .invalidIndex(path, problem): return "\(path): invalid sharded-checkpoint index: \(problem)"
         }
     }
 }

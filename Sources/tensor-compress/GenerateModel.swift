@@ -90,7 +90,7 @@ struct GenerateModel: ParsableCommand {
         }
         let directory = URL(fileURLWithPath: output)
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            throw TensorIOError.fileSystem(path: output, reason: "cannot create the directory")
+            throw TensorIOError.fileSystem(path: output, problem: .foundation(.createDirectory, description: error.localizedDescription))
         }
         let (h, m) = (hidden, intermediate ?? 4 * hidden)
         var nextSeed = seed

@@ -31,17 +31,17 @@ struct MergeIndex: ParsableCommand {
             for shard in index.shards {
                 let shardPath = directory.appendingPathComponent(shard).path
                 guard FileManager.default.fileExists(atPath: shardPath) else {
-                    throw TensorIOError.fileSystem(path: shardPath, reason: "named by \(path), but it does not exist")
+                    throw TensorIOError.fileSystem(path: shardPath, problem: .missingNamedFile(namedBy: path))
                 }
                 let file = try SafetensorsFile(contentsOf: URL(fileURLWithPath: shardPath))
                 for (tensor, place) in index.weightMap where place == shard && file.entries[tensor] == nil {
-                    throw TensorIOError.invalidIndex(path: path, reason: "\(tensor) is placed in \(shard), which does not hold it")
+                    throw TensorIOError.invalidIndex(path: path, problem: .missingTensor(tensor, shard: shard))
                 }
                 bytes += file.entries.values.reduce(0) { $0 + $1.byteRange.count }
                 inputs.append(shardPath)
             }
             if let total = index.totalSize, total != bytes {
-                throw TensorIOError.invalidIndex(path: path, reason: "total_size \(total) differs from the \(bytes) tensor bytes of its shards")
+                throw TensorIOError.invalidIndex(path: path, problem: .totalSize(declared: total, actual: bytes))
             }
             indexes.append(index)
         }

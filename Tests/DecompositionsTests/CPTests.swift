@@ -105,7 +105,7 @@ struct CPTests {
 
     @Test func badInputThrows() throws {
         let x = Tensor<Float>.randomNormal(shape: [3, 4, 2], seed: 1)
-        #expect(throws: DecompositionError.invalidRank(rank: 0, reason: "must be at least 1")) { try cpDecompose(x, rank: 0) }
+        #expect(throws: DecompositionError.invalidRank(rank: 0, problem: .belowOne)) { try cpDecompose(x, rank: 0) }
         let wrong = try CPTensor<Float>(factors: [.zeros(rows: 3, columns: 2), .zeros(rows: 4, columns: 2), .zeros(rows: 3, columns: 2)])
         #expect(throws: DecompositionError.self) { try cpDecompose(x, rank: 2, options: CPOptions(initialization: .given(wrong))) }
         var y = x

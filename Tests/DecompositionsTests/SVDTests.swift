@@ -66,9 +66,9 @@ struct SVDTests {
 
     @Test func badInputThrows() throws {
         let a = Matrix<Double>.randomNormal(rows: 64, columns: 576, seed: 1)
-        #expect(throws: DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64")) { try svd(a, rank: 70) }
-        #expect("\(DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64"))" == "rank 70 exceeds min(64, 576) = 64")
-        #expect(throws: DecompositionError.invalidRank(rank: 0, reason: "must be at least 1")) { try svd(a, rank: 0) }
+        #expect(throws: DecompositionError.invalidRank(rank: 70, problem: .exceedsMatrix(rows: 64, columns: 576))) { try svd(a, rank: 70) }
+        #expect("\(DecompositionError.invalidRank(rank: 70, problem: .exceedsMatrix(rows: 64, columns: 576)))" == "rank 70 exceeds min(64, 576) = 64")
+        #expect(throws: DecompositionError.invalidRank(rank: 0, problem: .belowOne)) { try svd(a, rank: 0) }
         var b = a
         b[3, 4] = .nan
         #expect(throws: DecompositionError.nonFinite(operation: "svd", index: 3 * 576 + 4)) { try svd(b) }

@@ -128,7 +128,7 @@ struct TensorTrainTests {
 
     @Test func badInputThrows() throws {
         let x = Tensor<Double>.randomNormal(shape: [3, 4, 5], seed: 1)
-        #expect(throws: DecompositionError.invalidRank(rank: 5, reason: "exceeds min(3, 20) = 3 for TT core 1 of 3")) {
+        #expect(throws: DecompositionError.invalidRank(rank: 5, problem: .forTTCore(1, of: 3, .exceedsMatrix(rows: 3, columns: 20)))) {
             try ttDecompose(x, ranks: [5, 2])
         }
         #expect(throws: DecompositionError.self) { try ttDecompose(x, ranks: [2]) }

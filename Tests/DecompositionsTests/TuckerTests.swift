@@ -102,15 +102,15 @@ struct TuckerTests {
 
     @Test func badInputThrows() throws {
         let kernel = Tensor<Double>.randomNormal(shape: [64, 64, 3, 3], seed: 1)
-        #expect(throws: DecompositionError.invalidRank(rank: 70, reason: "exceeds min(64, 576) = 64 for mode 0")) {
+        #expect(throws: DecompositionError.invalidRank(rank: 70, problem: .forMode(0, .exceedsMatrix(rows: 64, columns: 576)))) {
             try tuckerDecompose(kernel, ranks: [70, 8], modes: [0, 1])
         }
-        #expect(throws: DecompositionError.invalidRank(rank: 0, reason: "must be at least 1 for mode 1")) {
+        #expect(throws: DecompositionError.invalidRank(rank: 0, problem: .forMode(1, .belowOne))) {
             try hosvd(kernel, ranks: [8, 0], modes: [0, 1])
         }
         #expect(throws: DecompositionError.self) { try hosvd(kernel, ranks: [8], modes: [0, 1]) }
         // A rank above ∏ of the other modes is impossible: 2 × 3 × 4 has unfolding 4 × 6 in mode 2 but 2 × 12 in mode 0.
-        #expect(throws: DecompositionError.invalidRank(rank: 3, reason: "exceeds min(2, 12) = 2 for mode 0")) {
+        #expect(throws: DecompositionError.invalidRank(rank: 3, problem: .forMode(0, .exceedsMatrix(rows: 2, columns: 12)))) {
             try hosvd(Tensor<Float>.randomNormal(shape: [2, 3, 4], seed: 1), ranks: [3, 3, 4])
         }
         #expect(throws: DecompositionError.self) {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ONNX
 import TensorModule
+import TensorIO
 
 /// A small model: Conv (3×3, pads, bias) → Relu → Flatten → Gemm, weights as initializers.
 func smallModel(convWeight: Tensor<Float> = .randomNormal(shape: [8, 4, 3, 3], seed: 1)) throws -> ONNXModel {
@@ -188,6 +189,53 @@ final class ONNXExternalDataTests: Sendable {
                 #expect("\(error)".contains(message), "\(fields): \(error)")
             }
         }
+    }
+
+    /// Issue 24, item 3: the refusal carries an ``ExternalDataProblem`` with the values.
+    @Test func externalDataProblemsCarryTheirValues() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func problem(_ fields: [(String, String)]) throws -> ExternalDataProblem? {
+            let url = try writeExternal(fields)
+            do {
+                _ = try ONNXModel(contentsOf: url)
+                return nil
+            } catch let ONNXError.externalData(tensor, location, problem) {
+                #expect(tensor == "conv.weight" && location == (fields.first { $0.0 == "location" }?.1 ?? ""))
+                return problem
+            }
+        }
+        #expect(try problem([]) == .noLocation)
+        #expect(try problem([("location", "../w.bin")]) == .outsideDirectory)
+        #expect(try problem([("location", "/etc/passwd")]) == .outsideDirectory)
+        #expect(try problem([("location", "missing.bin")]) == .missingFile(directory: directory.path))
+        #expect(try problem([("location", "w.bin"), ("offset", "2000")]) == .offsetBeyondFile(offset: 2000, fileSize: 1152))
+        #expect(try problem([("location", "w.bin"), ("offset", "8"), ("length", "1152")]) == .rangeBeyondFile(offset: 8, length: 1152, fileSize: 1152))
+        #expect(try problem([("location", "w.bin"), ("offset", "-1")]) == .notNonNegativeInteger(field: "offset", value: "-1"))
+        #expect(try problem([("location", "w.bin"), ("length", "x")]) == .notNonNegativeInteger(field: "length", value: "x"))
+        // A symlink to a file outside the model's directory, and a FIFO inside it.
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-outside-\(UUID().uuidString).bin")
+        try Data(count: 1152).write(to: outside)
+        defer { try? FileManager.default.removeItem(at: outside) }
+        try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent("link.bin").path, withDestinationPath: outside.path)
+        #expect(try problem([("location", "link.bin")])
+                == .symlinkOutside(resolved: OutputFile.canonicalPath(outside.path), root: OutputFile.canonicalPath(directory.path)))
+        let pipe = directory.appendingPathComponent("pipe.bin").path
+        #expect(mkfifo(pipe, 0o600) == 0)
+        #expect(try problem([("location", "pipe.bin")])
+                == .unreadable(.fileSystem(path: OutputFile.canonicalPath(pipe), problem: .notRegularInput(.fifo))))
+        #expect("\(ONNXError.externalData(tensor: "w", location: "w.bin", problem: .offsetBeyondFile(offset: 2000, fileSize: 1152)))"
+                == "onnx: external data of w at w.bin: offset 2000 is beyond the file's 1152 bytes")
+    }
+
+    @Test func protobufAndNodeErrorsCarryTheirValues() {
+        #expect {
+            try ONNXModel(serializedData: Data([0xFF, 0xFF, 0xFF, 0x01, 0x02]))
+        } throws: { error in
+            guard case let .invalidProtobuf(decoderError)? = error as? ONNXError else { return false }
+            return !decoderError.isEmpty && "\(error)" == "onnx: not a valid ONNX model (\(decoderError))"
+        }
+        #expect("\(ONNXError.invalidNode(node: "n", opType: "Foo", problem: .unsupportedOperator))"
+                == "onnx: node n (Foo): operator not covered by shape inference")
     }
 }
 

@@ -33,7 +33,7 @@ struct Evaluator {
                 let low = inputs.count > 1 ? inputs[1]!.data[0] : Double(node.float("min")!)
                 let high = inputs.count > 2 ? inputs[2]!.data[0] : Double(node.float("max")!)
                 out = Value(shape: a.shape, data: a.data.map { min(max($0, low), high) })
-            default: throw ONNXError.invalidNode(node: node.name, opType: node.opType, reason: "not in the test evaluator")
+            default: throw ONNXError.invalidNode(node: node.name, opType: node.opType, problem: .unsupportedOperator)
             }
             values[node.outputs[0]] = out
         }

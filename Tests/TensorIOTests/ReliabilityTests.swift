@@ -70,7 +70,8 @@ final class FileReliabilityTests: Sendable {
         #expect {
             _ = try archive.tensor(named: "w", as: Float.self)
         } throws: { error in
-            "\(error)".contains("bad CRC-32")
+            guard case let .malformedHeader("npz", .npzMember("w", "(memory)", .badChecksum(computed, stored)))? = error as? TensorIOError else { return false }
+            return computed != stored && "\(error)".contains("bad CRC-32")
         }
     }
 
@@ -90,7 +91,8 @@ final class FileReliabilityTests: Sendable {
         #expect {
             _ = try NPZFile(data: bomb).tensor(named: "w", as: Float.self)
         } throws: { error in
-            "\(error)".contains("claims \(member.count) bytes where its .npy header declares 144")
+            error as? TensorIOError == .malformedHeader(format: "npz", problem: .npzMember("w", archive: "(memory)", .headerSize(declared: UInt64(member.count), header: 144)))
+                && "\(error)".contains("claims \(member.count) bytes where its .npy header declares 144")
         }
         // The same stream with its zip sizes rewritten to match the header: inflation stops at 144 bytes.
         var lying = [UInt8](bomb)
@@ -99,7 +101,8 @@ final class FileReliabilityTests: Sendable {
         #expect {
             _ = try NPZFile(data: Data(lying)).tensor(named: "w", as: Float.self)
         } throws: { error in
-            "\(error)".contains("inflates past the 144 bytes")
+            error as? TensorIOError == .malformedHeader(format: "npz", problem: .npzMember("w", archive: "(memory)", .inflatesPast(limit: 144)))
+                && "\(error)".contains("inflates past the 144 bytes")
         }
         // A claimed size beyond what deflate can produce from the compressed bytes.
         let small = try Self.zip([("w.npy", Self.npy([1, 2, 3, 4]), true)])
@@ -108,7 +111,8 @@ final class FileReliabilityTests: Sendable {
         #expect {
             _ = try NPZFile(data: Data(impossible)).tensor(named: "w", as: Float.self)
         } throws: { error in
-            "\(error)".contains("more than deflate can produce")
+            guard case .malformedHeader("npz", .npzMember("w", "(memory)", .beyondDeflate))? = error as? TensorIOError else { return false }
+            return "\(error)".contains("more than deflate can produce")
         }
     }
 

@@ -71,7 +71,7 @@ struct SafetensorsTests {
         var huge = Data(file("{}"))
         huge.replaceSubrange(0..<8, with: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
         #expect(throws: TensorIOError.self) { try open(huge) }
-        #expect(throws: TensorIOError.malformedHeader(format: "safetensors", reason: "expected a string at byte 1 of the header")) { try open(file("{nope")) }
+        #expect(throws: TensorIOError.malformedHeader(format: "safetensors", problem: .jsonSyntax(.expected("a string"), byte: 1))) { try open(file("{nope")) }
         #expect(throws: TensorIOError.unsupportedDType(format: "safetensors", dtype: "C64")) {
             try open(file(#"{"x":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)))
         }

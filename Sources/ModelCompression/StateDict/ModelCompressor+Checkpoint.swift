@@ -140,7 +140,7 @@ extension ModelCompressor {
         let clock = ContinuousClock()
         if !FileManager.default.fileExists(atPath: directory.path) {
             do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-                throw TensorIOError.fileSystem(path: directory.path, reason: "cannot create the output directory")
+                throw TensorIOError.fileSystem(path: directory.path, problem: .foundation(.createDirectory, description: error.localizedDescription))
             }
         }
         let indexOutput = try OutputFile(path: directory.appendingPathComponent(assignment?.partialIndexName(for: checkpoint.indexName) ?? checkpoint.indexName).path)

@@ -67,17 +67,16 @@ public struct Conv2D<Scalar: BLASScalar>: Sendable, Equatable, Codable {
             throw NNLayersError.invalidWeightShape(layer: "Conv2D", shape: weightShape, expected: "(out, in/groups, kh, kw) with positive sizes")
         }
         guard groups >= 1, weightShape[0] % groups == 0 else {
-            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "groups", value: [groups],
-                                               requirement: "at least 1 and divide the \(weightShape[0]) output channels")
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "groups", value: [groups], requirement: .dividesOutputChannels(weightShape[0]))
         }
         if let biasCount, biasCount != weightShape[0] {
             throw NNLayersError.biasCount(layer: "Conv2D", count: biasCount, expected: weightShape[0])
         }
         for (name, value) in [("stride", stride), ("dilation", dilation)] where value.height < 1 || value.width < 1 {
-            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: name, value: value.array, requirement: "at least 1")
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: name, value: value.array, requirement: .atLeastOne)
         }
         guard padding.array.allSatisfy({ $0 >= 0 }) else {
-            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "padding", value: padding.array, requirement: "non-negative")
+            throw NNLayersError.invalidSetting(layer: "Conv2D", setting: "padding", value: padding.array, requirement: .nonNegative)
         }
         // The dilated kernel and the padding must have sizes that an Int holds.
         for (d, k, axis) in [(dilation.height, weightShape[2], "vertical"), (dilation.width, weightShape[3], "horizontal")] {

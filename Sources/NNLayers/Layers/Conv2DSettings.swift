@@ -28,22 +28,26 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
 
     /// A JSON object keyed by weight name, each value a settings object.
     ///
-    /// - Throws: ``NNLayersError/layerConfiguration(location:problem:)`` with one line that says what is wrong
+    /// - Throws: ``NNLayersError/layerConfiguration(location:problem:)`` that says what is wrong
     ///   and where (not JSON, not an object of objects, an unknown key, a value of the wrong type or length).
     public static func configuration(json: Data) throws -> [String: Conv2DSettings] {
         do {
             return try JSONDecoder().decode([String: Conv2DSettings].self, from: json)
         } catch let error as DecodingError {
-            let (path, reason): ([any CodingKey], String)
+            let (path, description): ([any CodingKey], String)
             switch error {
             case let .typeMismatch(_, context), let .valueNotFound(_, context), let .keyNotFound(_, context), let .dataCorrupted(context):
-                (path, reason) = (context.codingPath, context.debugDescription)
+                (path, description) = (context.codingPath, context.debugDescription)
             @unknown default:
-                (path, reason) = ([], "\(error)")
+                (path, description) = ([], "\(error)")
             }
-            let place = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            throw NNLayersError.layerConfiguration(location: place, problem: reason)
+            throw NNLayersError.layerConfiguration(location: location(path), problem: .decoding(description: description))
         }
+    }
+
+    /// A coding path as `name.stride` or `[0]`.
+    static func location(_ path: [any CodingKey]) -> String {
+        path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 
     struct Key: CodingKey {
@@ -57,13 +61,14 @@ public struct Conv2DSettings: Sendable, Equatable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         for key in container.allKeys where !["stride", "padding", "dilation", "groups"].contains(key.stringValue) {
-            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not a setting (stride, padding, dilation, groups)")
+            throw NNLayersError.layerConfiguration(location: Self.location(container.codingPath + [key]), problem: .unknownSetting)
         }
         func integers(_ name: String, count: Int) throws -> [Int]? {
             let key = Key(stringValue: name)
             guard let values = try container.decodeIfPresent([Int].self, forKey: key) else { return nil }
             guard values.count == count else {
-                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "expected \(count) integers, got \(values.count)")
+                throw NNLayersError.layerConfiguration(location: Self.location(container.codingPath + [key]),
+                                                       problem: .count(expected: count, actual: values.count))
             }
             return values
         }

@@ -65,8 +65,8 @@ public struct ONNXModel: Sendable {
 
     /// Reads a model file and the external data it refers to (resolved against the file's directory).
     ///
-    /// - Throws: ``ONNXError/invalidProtobuf(reason:)``, ``ONNXError/missingGraph``,
-    ///   ``ONNXError/externalData(tensor:location:reason:)``, and
+    /// - Throws: ``ONNXError/invalidProtobuf(decoderError:)``, ``ONNXError/missingGraph``,
+    ///   ``ONNXError/externalData(tensor:location:problem:)``, and
     ///   `TensorIOError.fileSystem` (from `TensorIO`) for a file that cannot be read.
     public init(contentsOf url: URL) throws {
         let data = try InputFile.contents(of: url)
@@ -83,7 +83,7 @@ public struct ONNXModel: Sendable {
             options.messageDepthLimit = 64
             proto = try Onnx_ModelProto(serializedBytes: data, options: options)
         } catch {
-            throw ONNXError.invalidProtobuf(reason: "\(error)")
+            throw ONNXError.invalidProtobuf(decoderError: "\(error)")
         }
         guard proto.hasGraph else { throw ONNXError.missingGraph }
         var reader = ExternalDataReader(directory: externalDataDirectory)
@@ -299,38 +299,40 @@ struct ExternalDataReader {
         guard let directory else { throw ONNXError.externalDataWithoutDirectory(tensor: tensor.name) }
         let fields = Dictionary(tensor.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         let location = fields["location"] ?? ""
-        func fail(_ reason: String) -> ONNXError { ONNXError.externalData(tensor: tensor.name, location: location, reason: reason) }
-        guard !location.isEmpty else { throw fail("no location given") }
+        func fail(_ problem: ExternalDataProblem) -> ONNXError { ONNXError.externalData(tensor: tensor.name, location: location, problem: problem) }
+        guard !location.isEmpty else { throw fail(.noLocation) }
         let components = location.split(separator: "/", omittingEmptySubsequences: false)
         guard !location.hasPrefix("/"), !components.contains(".."), !location.contains("\\") else {
-            throw fail("the location must be a relative path inside the model's directory")
+            throw fail(.outsideDirectory)
         }
         if files[location] == nil {
             let url = directory.appendingPathComponent(location)
-            guard FileManager.default.fileExists(atPath: url.path) else { throw fail("no such file in \(directory.path)") }
+            guard FileManager.default.fileExists(atPath: url.path) else { throw fail(.missingFile(directory: directory.path)) }
             // Symlinks are resolved and the file must still lie inside the model's directory, as
             // onnx.load requires: a link must not bring outside bytes into the model (or its output).
             let resolved = OutputFile.canonicalPath(url.path), root = OutputFile.canonicalPath(directory.path)
             guard resolved.hasPrefix(root == "/" ? "/" : root + "/") else {
-                throw fail("resolves to \(resolved), outside the model's directory \(root) (through a symlink)")
+                throw fail(.symlinkOutside(resolved: resolved, root: root))
             }
             do { files[location] = try InputFile.contents(of: URL(fileURLWithPath: resolved)) } catch let error as TensorIOError {
-                throw fail("\(error)")
+                throw fail(.unreadable(error))
             }
             order.append(resolved)
         }
         let file = files[location]!
-        guard let offset = Int(fields["offset"] ?? "0"), offset >= 0 else { throw fail("offset \(fields["offset"]!) is not a non-negative integer") }
-        guard offset <= file.count else { throw fail("offset \(offset) is beyond the file's \(file.count) bytes") }
+        guard let offset = Int(fields["offset"] ?? "0"), offset >= 0 else {
+            throw fail(.notNonNegativeInteger(field: "offset", value: fields["offset"]!))
+        }
+        guard offset <= file.count else { throw fail(.offsetBeyondFile(offset: offset, fileSize: file.count)) }
         let length: Int
         if let text = fields["length"] {
-            guard let value = Int(text), value >= 0 else { throw fail("length \(text) is not a non-negative integer") }
+            guard let value = Int(text), value >= 0 else { throw fail(.notNonNegativeInteger(field: "length", value: text)) }
             length = value
         } else {
             length = file.count - offset
         }
         guard length <= file.count - offset else {
-            throw fail("offset \(offset) + length \(length) reaches beyond the file's \(file.count) bytes")
+            throw fail(.rangeBeyondFile(offset: offset, length: length, fileSize: file.count))
         }
         let view = ONNXTensor(proto: tensor)
         if let dtype = view.dataType.dtype {
