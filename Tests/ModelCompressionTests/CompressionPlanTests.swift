@@ -121,14 +121,38 @@ struct CompressionPlanTests {
             #expect(statistics?.corrected == true, "\(planned.name): statistics expanded once, with bias correction")
             var fresh = planned
             fresh.prepared = nil
+            // The same factors up to the summation order: OpenBLAS runs a call on one thread when
+            // another test holds its threads, so exact equality would depend on the test schedule.
             if graphReader {
                 let (a, ra) = try compressor.decompose(planned, as: Double.self)
                 let (b, rb) = try compressor.decompose(fresh, as: Double.self)
-                #expect(a?.stack == b?.stack && ra.ranks == rb.ranks && ra.outputError == rb.outputError, "\(planned.name)")
+                #expect(ra.ranks == rb.ranks && Self.close(a?.stack, b?.stack, 1e-9), "\(planned.name)")
+                #expect(abs((ra.outputError ?? 0) - (rb.outputError ?? 0)) <= 1e-9, "\(planned.name)")
             } else {
                 let (a, ra) = try compressor.decompose(planned, as: Float.self)
                 let (b, rb) = try compressor.decompose(fresh, as: Float.self)
-                #expect(a?.stack == b?.stack && ra.ranks == rb.ranks && ra.outputError == rb.outputError, "\(planned.name)")
+                #expect(ra.ranks == rb.ranks && Self.close(a?.stack, b?.stack, 1e-4), "\(planned.name)")
+                #expect(abs((ra.outputError ?? 0) - (rb.outputError ?? 0)) <= 1e-4, "\(planned.name)")
+            }
+        }
+    }
+
+    /// Whether two stacks have the same layers with weights and biases equal within `tolerance`
+    /// (relative to the largest magnitude of each).
+    static func close<S: BLASScalar>(_ a: LayerStack<S>?, _ b: LayerStack<S>?, _ tolerance: Double) -> Bool {
+        guard let a, let b, a.layers.count == b.layers.count else { return a == nil && b == nil }
+        func parts(_ layer: Layer<S>) -> [[Double]] {
+            switch layer {
+            case let .conv2d(c): return [c.weight.scalars.map { Double($0) }, (c.bias ?? []).map { Double($0) }]
+            case let .linear(l): return [l.weight.scalars.map { Double($0) }, (l.bias ?? []).map { Double($0) }]
+            default: return []
+            }
+        }
+        return zip(a.layers, b.layers).allSatisfy { x, y in
+            let (p, q) = (parts(x), parts(y))
+            return p.count == q.count && zip(p, q).allSatisfy { u, v in
+                let scale = max(u.map(abs).max() ?? 0, 1e-300)
+                return u.count == v.count && zip(u, v).allSatisfy { abs($0 - $1) <= tolerance * scale }
             }
         }
     }
@@ -171,7 +195,7 @@ struct CompressionPlanTests {
             options.budget = .macs(0.5)
             _ = try ModelCompressor(options: options)
         }
-        #expect(ModelCompressionError.invalidOption(.budget, value: "macs:-1.0", requirement: "a fraction F with 0 < F ≤ 1").description
+        #expect(ModelCompressionError.invalidOption(.budget, value: "macs:-1.0", requirement: .fraction).description
                 == "budget macs:-1.0 must be a fraction F with 0 < F ≤ 1")
     }
 

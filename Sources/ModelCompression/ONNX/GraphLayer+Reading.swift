@@ -138,8 +138,8 @@ extension ModelCompressor {
                 continue
             }
             let shape = weight.tensor.shape
-            do { try weight.tensor.checkData() } catch {
-                refuse(.unusable(role: "weight", name: weightName, problem: "\(error)"))
+            do { try weight.tensor.checkData() } catch let error as ONNXError {
+                refuse(.unusable(role: "weight", name: weightName, error: error))
                 continue
             }
             var site = GraphLayer.Site(kind: .matmul, weight: weight, weightName: weightName, input: node.inputs[0],
@@ -360,8 +360,8 @@ extension ModelCompressor {
                 continue
             }
             if let bias = site.bias {
-                do { try bias.tensor.checkData() } catch {
-                    refuse(.unusable(role: "bias", name: site.biasName ?? "", problem: "\(error)"))
+                do { try bias.tensor.checkData() } catch let error as ONNXError {
+                    refuse(.unusable(role: "bias", name: site.biasName ?? "", error: error))
                     continue
                 }
             }

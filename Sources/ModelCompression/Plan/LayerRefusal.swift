@@ -1,3 +1,5 @@
+import ONNX
+
 /// Why a node of a graph cannot be compressed, with the values that decide it. Its
 /// ``description`` is the one-line reason that reports and `inspect` print.
 ///
@@ -41,7 +43,7 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     /// A bias computed in the graph rather than a constant.
     case computedBias(name: String)
     /// A weight or bias whose data does not fit its shape or type (the reading error).
-    case unusable(role: String, name: String, problem: String)
+    case unusable(role: String, name: String, error: ONNXError)
     /// A convolution whose attributes do not fit its weight, or are not positive.
     case convolutionSettings(kernel: [Int], strides: [Int], dilations: [Int], pads: [Int]?, groups: Int?, weight: [Int])
     /// A convolution whose kernel, strides or dilations are not positive or overflow.
@@ -93,7 +95,7 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case let .computedOperand(name): return "the right operand \(name) is computed in the graph (a product of activations), not a constant weight"
         case let .computedWeight(name): return "the weight \(name) is computed in the graph, not a constant"
         case let .computedBias(name): return "the bias \(name) is computed in the graph, not a constant"
-        case let .unusable(role, name, problem): return "the \(role) \(name) is unusable: \(problem)"
+        case let .unusable(role, name, error): return "the \(role) \(name) is unusable: \(error)"
         case let .convolutionSettings(kernel, strides, dilations, pads, groups, weight):
             if let pads, let groups {
                 return "kernel_shape \(kernel), dilations \(dilations), pads \(pads) or group \(groups) do not fit the weight \(weight)"

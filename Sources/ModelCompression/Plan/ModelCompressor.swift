@@ -32,31 +32,31 @@ public struct ModelCompressor: Sendable {
     ///   ``ModelCompressionError/budgetWithoutStatistics`` for a budget without statistics that is
     ///   not ``CompressionOptions/dataFree``.
     public init(options: CompressionOptions) throws {
-        func fail(_ name: CompressionOptionName, _ value: Any, _ requirement: String) -> ModelCompressionError {
+        func fail(_ name: CompressionOptionName, _ value: Any, _ requirement: OptionRequirement) -> ModelCompressionError {
             .invalidOption(name, value: "\(value)", requirement: requirement)
         }
-        if let rank = options.rank, rank < 1 { throw fail(.rank, rank, "at least 1") }
-        if let maxRank = options.maxRank, maxRank < 1 { throw fail(.maxRank, maxRank, "at least 1") }
-        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) { throw fail(.tolerance, tolerance, "finite and non-negative") }
-        if options.maxIterations < 0 { throw fail(.maxIterations, options.maxIterations, "non-negative") }
-        if options.minimumParameters < 0 { throw fail(.minimumParameters, options.minimumParameters, "non-negative") }
-        if let jobs = options.jobs, jobs < 1 { throw fail(.jobs, jobs, "at least 1") }
+        if let rank = options.rank, rank < 1 { throw fail(.rank, rank, .atLeastOne) }
+        if let maxRank = options.maxRank, maxRank < 1 { throw fail(.maxRank, maxRank, .atLeastOne) }
+        if let tolerance = options.tolerance, !(tolerance >= 0 && tolerance.isFinite) { throw fail(.tolerance, tolerance, .finiteAndNonNegative) }
+        if options.maxIterations < 0 { throw fail(.maxIterations, options.maxIterations, .nonNegative) }
+        if options.minimumParameters < 0 { throw fail(.minimumParameters, options.minimumParameters, .nonNegative) }
+        if let jobs = options.jobs, jobs < 1 { throw fail(.jobs, jobs, .atLeastOne) }
         if let dtype = options.outputDType, !dtype.isFloatingPoint {
-            throw fail(.outputDType, dtype.rawValue, "a floating-point type (float16, bfloat16, float32, float64)")
+            throw fail(.outputDType, dtype.rawValue, .floatingPointType(["float16", "bfloat16", "float32", "float64"]))
         }
-        if options.inputSize.height < 1 || options.inputSize.width < 1 { throw fail(.inputSize, options.inputSize, "positive") }
-        if let budget = options.budget, !(budget.fraction > 0 && budget.fraction <= 1) { throw fail(.budget, budget, "a fraction F with 0 < F ≤ 1") }
-        if options.rankMultiple < 1 { throw fail(.rankMultiple, options.rankMultiple, "at least 1") }
+        if options.inputSize.height < 1 || options.inputSize.width < 1 { throw fail(.inputSize, options.inputSize, .positive) }
+        if let budget = options.budget, !(budget.fraction > 0 && budget.fraction <= 1) { throw fail(.budget, budget, .fraction) }
+        if options.rankMultiple < 1 { throw fail(.rankMultiple, options.rankMultiple, .atLeastOne) }
         if !(options.minimumBudgetShare >= 0 && options.minimumBudgetShare < 1) {
-            throw fail(.minimumBudgetShare, options.minimumBudgetShare, "at least 0 and below 1")
+            throw fail(.minimumBudgetShare, options.minimumBudgetShare, .belowOne)
         }
         if let (name, weight) = options.layerWeights.sorted(by: { $0.key < $1.key }).first(where: { !($0.value >= 0 && $0.value.isFinite) }) {
-            throw fail(.layerWeights, "\(weight) for \(name)", "finite and non-negative")
+            throw fail(.layerWeights, "\(weight) for \(name)", .finiteAndNonNegative)
         }
         if options.budget != nil && options.statistics == nil && !options.dataFree { throw ModelCompressionError.budgetWithoutStatistics }
         for (name, pattern) in [(CompressionOptionName.include, options.include), (.exclude, options.exclude)] {
             guard let pattern else { continue }
-            do { _ = try Regex(pattern) } catch { throw fail(name, pattern, "a valid regular expression (\(error))") }
+            do { _ = try Regex(pattern) } catch { throw fail(name, pattern, .regularExpression(error: "\(error)")) }
         }
         self.options = options
     }

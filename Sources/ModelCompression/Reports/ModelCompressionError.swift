@@ -9,10 +9,45 @@ public enum CompressionOptionName: String, Sendable, Equatable {
     case rankMultiple = "rank multiple", minimumBudgetShare = "minimum budget share", layerWeights = "layer weight"
 }
 
+/// What an option of ``CompressionOptions`` must be: the payload of
+/// ``ModelCompressionError/invalidOption(_:value:requirement:)``.
+public enum OptionRequirement: Sendable, Equatable, CustomStringConvertible {
+    /// 1 or more.
+    case atLeastOne
+    /// 0 or more.
+    case nonNegative
+    /// Finite and 0 or more.
+    case finiteAndNonNegative
+    /// Above 0.
+    case positive
+    /// A fraction `F` with `0 < F ≤ 1`.
+    case fraction
+    /// At least 0 and below 1.
+    case belowOne
+    /// One of these floating-point types.
+    case floatingPointType([String])
+    /// A regular expression that compiles; `error` is the compiler's message.
+    case regularExpression(error: String)
+
+    /// The requirement in words, after "must be".
+    public var description: String {
+        switch self {
+        case .atLeastOne: return "at least 1"
+        case .nonNegative: return "non-negative"
+        case .finiteAndNonNegative: return "finite and non-negative"
+        case .positive: return "positive"
+        case .fraction: return "a fraction F with 0 < F ≤ 1"
+        case .belowOne: return "at least 0 and below 1"
+        case let .floatingPointType(types): return "a floating-point type (\(types.joined(separator: ", ")))"
+        case let .regularExpression(error): return "a valid regular expression (\(error))"
+        }
+    }
+}
+
 /// Errors of whole-model compression: options and layer settings that do not fit the model.
 public enum ModelCompressionError: Error, Equatable, CustomStringConvertible, Sendable {
     /// An option outside its range.
-    case invalidOption(CompressionOptionName, value: String, requirement: String)
+    case invalidOption(CompressionOptionName, value: String, requirement: OptionRequirement)
     /// A budget with the tensor-train method for this kind of layer (budgets allocate the ranks of
     /// SVD, Tucker-2 and CP).
     case budgetWithTensorTrain(LayerRefusal.LayerKind)
