@@ -3,6 +3,7 @@
 #   bash Scripts/main.sh            # PP-OCRv4 detector and recognizer (ONNX), data-aware at --budget macs:0.67
 #   bash Scripts/main.sh minilm     # all-MiniLM-L6-v2 (see Scripts/main-minilm.sh)
 #   bash Scripts/main.sh silero     # Silero VAD as shipped, inside its If (see Scripts/main-silero.sh)
+#   bash Scripts/main.sh ddddocr    # ddddocr's captcha recogniser: CNN, BiLSTM, CTC (see Scripts/main-ddddocr.sh)
 #
 # PP-OCRv4: fetches the models of the PyPI wheel rapidocr-onnxruntime 1.4.4 once, renders
 # calibration and evaluation text (two disjoint parts of Debian's fortunes, DejaVu fonts),
@@ -19,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "minilm" ]; then exec bash Scripts/main-minilm.sh "${@:2}"; fi
 if [ "${1:-}" = "silero" ]; then exec bash Scripts/main-silero.sh "${@:2}"; fi
+if [ "${1:-}" = "ddddocr" ]; then exec bash Scripts/main-ddddocr.sh "${@:2}"; fi
 budget="${BUDGET:-0.67}"
 bash Scripts/setup.sh --data
 echo "main: building tensor-compress (release; a few minutes the first time)" >&2

@@ -18,6 +18,7 @@ choice to the quantizer); the others stay in float.
 
     python -m tdtools.quantize dynamic model.onnx model.int8.onnx
     python -m tdtools.quantize static det.onnx det.int8.onnx --calibration det.calibration.npz --count 16
+    python -m tdtools.quantize static common.onnx common.int8.onnx --calibration feeds/    (a directory of .npz feeds)
 """
 import argparse
 import os
@@ -34,9 +35,24 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 class NpzReader(CalibrationDataReader):
     """Feeds from an .npz in the calibration inputs' format (`tdtools.calibrate`): an array per
     model input, one sample at a time along its first axis, and `constants/NAME` arrays fed as
-    they are in every feed."""
+    they are in every feed; or from a directory of .npz files, each one complete feed (the other
+    format of `tdtools.calibrate`, for inputs whose shapes differ from sample to sample), in
+    file-name order."""
 
     def __init__(self, path, input_names, count=None):
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".npz"))
+            if not files:
+                raise SystemExit(f"quantize: {path} holds no .npz feeds")
+            feeds = [np.load(f) for f in files[:count]]
+            missing = [name for name in input_names if name not in feeds[0].files]
+            if missing:
+                raise SystemExit(f"quantize: {files[0]} has no array for input(s) {', '.join(missing)} (it holds {', '.join(feeds[0].files)})")
+            self.feeds = [{name: feed[name] for name in input_names} for feed in feeds]
+            self.count = len(self.feeds)
+            self.position = 0
+            return
+        self.feeds = None
         data = np.load(path)
         missing = [name for name in input_names if name not in data.files and f"constants/{name}" not in data.files]
         if missing:
@@ -50,6 +66,9 @@ class NpzReader(CalibrationDataReader):
     def get_next(self):
         if self.position >= self.count:
             return None
+        if self.feeds is not None:
+            self.position += 1
+            return self.feeds[self.position - 1]
         feed = {name: a[self.position:self.position + 1] for name, a in self.arrays.items()}
         feed.update(self.constants)
         self.position += 1
@@ -69,7 +88,7 @@ METHODS = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMeth
 def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True, method="percentile"):
     """Writes ``target``: ``source`` quantized by the recipe ``mode`` (``dynamic`` or ``static``)."""
     if mode == "static" and calibration is None:
-        raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz (the model's calibration inputs)")
+        raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz or a directory of .npz feeds (the model's calibration inputs)")
     with tempfile.TemporaryDirectory() as work:
         model = onnx.load(source)
         if mode == "static" and opset_of(model) < 13:
@@ -98,7 +117,8 @@ def main(argv=None):
     parser.add_argument("mode", choices=["dynamic", "static"])
     parser.add_argument("source")
     parser.add_argument("target")
-    parser.add_argument("--calibration", help="an .npz of the model's inputs (static): one array per input, samples on the first axis")
+    parser.add_argument("--calibration", help="the model's inputs (static): an .npz with one array per input, samples on the first axis, "
+                                               "or a directory of .npz feeds, one complete feed each")
     parser.add_argument("--count", type=int, help="calibration samples to use (default all)")
     parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul; all: every type the quantizer knows)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
