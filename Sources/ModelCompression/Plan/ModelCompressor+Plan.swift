@@ -92,7 +92,16 @@ extension ModelCompressor {
     /// then the budget spent over it (``allocate(_:)``).
     func allocated(_ plan: CompressionPlan) throws -> (plan: CompressionPlan, warnings: [CompressionWarning]) {
         var plan = plan
-        let warnings = try statisticsWarnings(plan)
+        var warnings = try statisticsWarnings(plan)
+        // A MAC budget over graph nodes whose input shapes shape inference could not derive
+        // counts them at one row or the default input size: say so, with their names.
+        if case .macs = options.budget {
+            let unknown = plan.layers.filter(\.isCandidate).compactMap { planned -> String? in
+                guard case let .graph(layer) = planned.source, layer.site?.inputShape == nil else { return nil }
+                return planned.name
+            }
+            if !unknown.isEmpty { warnings.append(.unknownShapes(layers: unknown)) }
+        }
         try allocate(&plan)
         return (plan, warnings)
     }

@@ -11,6 +11,9 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
     case statisticsMissing(layers: [String], candidates: Int)
     /// No layer was replaced (and nothing simplified): the output equals the input.
     case nothingReplaced(candidates: Int)
+    /// A MAC budget over candidate layers whose input shapes are unknown: each is costed at one
+    /// row (a linear layer) or the default input size (a convolution), so its MACs are not its own.
+    case unknownShapes(layers: [String])
 
     public var description: String {
         switch self {
@@ -19,6 +22,9 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
                 + "from their weights alone: \(Self.list(layers))"
         case let .nothingReplaced(candidates):
             return "no layer was replaced (\(candidates) candidate layers): the output computes what the input does"
+        case let .unknownShapes(layers):
+            return "the input shapes of \(layers.count) candidate layers are unknown, so the MAC budget costs each at one row or the "
+                + "default input size, not at its own: \(Self.list(layers))"
         }
     }
 

@@ -1,9 +1,9 @@
 import Foundation
 
-// Shape inference of convolutions, pooling and matrix products.
+// Shape inference of convolutions, pooling, matrix products and recurrent layers.
 
 extension ONNXShapeInference {
-    /// The outputs of `node` when it is one of convolutions, pooling and matrix products; `false` when it is not.
+    /// The outputs of `node` when it is one of convolutions, pooling, matrix products and recurrent layers; `false` when it is not.
     // swiftlint:disable:next cyclomatic_complexity function_body_length
     mutating func inferWindows(_ node: ONNXNode, _ op: String, _ ins: [String], _ out: String, _ opset: Int) throws -> Bool {
         switch op {
@@ -62,6 +62,25 @@ extension ONNXShapeInference {
             if aVector { s.remove(at: s.count - 2) }
             if bVector { s.removeLast() }
             try set(out, s)
+        case "LSTM", "GRU", "RNN":
+            // X [seq, batch, I] (layout 1: [batch, seq, I]); Y [seq, directions, batch, H] and the last
+            // state(s) [directions, batch, H] (layout 1: [batch, seq, directions, H], [batch, directions, H]).
+            let x = try shape(ins[0])
+            guard x.count == 3 else { throw ShapeInferenceProblem.recurrentInput(input: x) }
+            let directions = node.string("direction") == "bidirectional" ? 2 : 1
+            let hidden: Int
+            if let h = node.int("hidden_size") {
+                hidden = h
+            } else if ins.count > 2, !ins[2].isEmpty, let r = shapes[ins[2]], r.count == 3 {
+                hidden = r[2]
+            } else {
+                throw ShapeInferenceProblem.missingValue
+            }
+            let batchFirst = node.int("layout") == 1
+            let (steps, batch) = batchFirst ? (x[1], x[0]) : (x[0], x[1])
+            let outputs = node.outputs
+            if let y = outputs.first { try set(y, batchFirst ? [batch, steps, directions, hidden] : [steps, directions, batch, hidden]) }
+            for state in outputs.dropFirst() { try set(state, batchFirst ? [batch, directions, hidden] : [directions, batch, hidden]) }
         case "Gemm":
             let a = try shape(ins[0]), b = try shape(ins[1])
             guard a.count == 2, b.count == 2 else { throw ShapeInferenceProblem.gemmOperands(a, b) }

@@ -44,6 +44,8 @@ public enum ShapeInferenceProblem: Error, Sendable, Equatable, CustomStringConve
     case notMultipliable([Int], [Int])
     /// `Gemm` operands that are not both 2-D.
     case gemmOperands([Int], [Int])
+    /// A recurrent layer's input that is not `[steps, batch, features]`.
+    case recurrentInput(input: [Int])
     /// A `Gather` index outside `count` values.
     case indexOutside(index: Int, count: Int)
     /// `Slice` starts, ends, axes and steps of different lengths.
@@ -109,6 +111,7 @@ public enum ShapeInferenceProblem: Error, Sendable, Equatable, CustomStringConve
         case let .poolingKernel(input): return "kernel_shape does not fit input \(input)"
         case let .notMultipliable(a, b): return "shapes \(a) and \(b) do not multiply"
         case let .gemmOperands(a, b): return "Gemm needs 2-D operands, got \(a) and \(b)"
+        case let .recurrentInput(input): return "the input of shape \(input) is not [steps, batch, features]"
         case let .indexOutside(index, count): return "index \(index) is outside \(count) values"
         case let .sliceLengths(starts, ends, axes, steps): return "starts \(starts), ends \(ends), axes \(axes) and steps \(steps) differ in length"
         case let .sliceStep(step): return "step \(step)"
