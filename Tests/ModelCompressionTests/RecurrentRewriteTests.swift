@@ -85,6 +85,36 @@ struct RecurrentRewriteTests {
         #expect(!graph.initializers.contains { $0.name == "W" || $0.name == "B" }, "the replaced W and B are removed")
     }
 
+    @Test("shape inference gives a recurrent node's outputs, so that the layers after it are costed at their rows")
+    func outputsAreInferred() throws {
+        // LSTM (bidirectional) → Transpose [seq, batch, directions, H] → Reshape [seq·batch, directions·H] → Gemm.
+        var nodes = try Self.model(.float).graph.nodes
+        nodes[0].outputs = ["y", "y_h", "y_c"]
+        nodes += [ONNXNode(opType: "Transpose", name: "t", inputs: ["y"], outputs: ["yt"], attributes: [("perm", .ints([0, 2, 1, 3]))]),
+                  ONNXNode(opType: "Reshape", name: "r", inputs: ["yt", "flat"], outputs: ["z"]),
+                  ONNXNode(opType: "Gemm", name: "head", inputs: ["z", "head.W"], outputs: ["logits"], attributes: [("transB", .int(1))])]
+        let model = try Self.model(.float)
+        let graph = ONNXGraph(name: "g", nodes: nodes,
+                              initializers: model.graph.initializers + [ONNXTensor(name: "flat", int64: [-1, Self.directions * Self.hidden]),
+                                                                        try ONNXTensor(name: "head.W", Tensor<Float>.randomNormal(shape: [40, 6], seed: 25))],
+                              inputs: model.graph.inputs, outputs: [ONNXValueInfo(name: "logits", elementType: .float, shape: nil)])
+        let shapes = try ONNXShapeInference(graph: graph)
+        #expect(shapes.shapes["y"] == [Self.steps, 2, 1, Self.hidden] && shapes.shapes["y_h"] == [2, 1, Self.hidden] && shapes.shapes["y_c"] == [2, 1, Self.hidden])
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        let layers = try ModelCompressor(options: options).layers(in: ONNXModel(graph: graph, opset: 13))
+        #expect(layers.first { $0.name == "head" }?.macs == Self.steps * 6 * 40)
+
+        // Without the Reshape's shape (computed from an operator the inference does not know), a MAC
+        // budget says that it costs the Gemm at one row.
+        var unknown = graph
+        unknown.nodes[2] = ONNXNode(opType: "Custom", name: "r", inputs: ["yt"], outputs: ["z"], domain: "com.example")
+        options.budget = .macs(0.5)
+        options.dataFree = true
+        let result = try ModelCompressor(options: options).compress(onnx: ONNXModel(graph: unknown, opset: 13))
+        #expect(result.warnings.contains(.unknownShapes(layers: ["head"])), "\(result.warnings)")
+    }
+
     @Test("refused with the reason: weights that do not fit the gates, and the tensor-train method")
     func refusals() throws {
         var options = CompressionOptions()
