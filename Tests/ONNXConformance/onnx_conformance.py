@@ -392,6 +392,26 @@ def subgraph_models():
     model = lambda g: helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
     yield "if-branches", model(branches), [{"x": x, "cond": np.array(True)}, {"x": x, "cond": np.array(False)}], 2
     yield "loop-body", model(loop), [{"x": x}], 1
+    # An LSTM inside an If whose W is computed from a main-graph weight by moving data only, as
+    # PyTorch exports reorder the gates (Slice → Concat → Unsqueeze): folded, compressed, and the
+    # source removed once nothing reads it.
+    hidden, features = 4, 6
+    const = lambda name, values: n("Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64), name + "_value"))
+    gates = [const("s0", [0]), const("e0", [hidden]), const("s1", [3 * hidden]), const("e1", [4 * hidden]),
+             const("s2", [hidden]), const("e2", [3 * hidden]), const("ax", [0]), const("unsq", [0])]
+    folded = gates + [n("Slice", ["W_src", "s0", "e0", "ax"], ["g0"]), n("Slice", ["W_src", "s1", "e1", "ax"], ["g1"]),
+                      n("Slice", ["W_src", "s2", "e2", "ax"], ["g2"]), n("Concat", ["g0", "g1", "g2"], ["wc"], axis=0),
+                      n("Unsqueeze", ["wc", "unsq"], ["W"]),
+                      n("LSTM", ["seq", "W", "R"], ["hy"], name="lstm", hidden_size=hidden)]
+    then_lstm = helper.make_graph(folded, "then", [], [v("hy", TensorProto.FLOAT, [5, 1, 1, hidden])])
+    else_lstm = helper.make_graph([n("Identity", ["seq_out"], ["ey"])], "else", [], [v("ey", TensorProto.FLOAT, [5, 1, 1, hidden])])
+    lstm_if = helper.make_graph([n("If", ["cond"], ["y"], name="If_0", then_branch=then_lstm, else_branch=else_lstm)], "if-lstm",
+                                [v("seq", TensorProto.FLOAT, [5, 1, features]), v("cond", TensorProto.BOOL, [])], [v("y", TensorProto.FLOAT, [5, 1, 1, hidden])],
+                                initializer=[numpy_helper.from_array(k(4 * hidden, features), "W_src"),
+                                             numpy_helper.from_array(k(1, 4 * hidden, hidden) * 0.5, "R"),
+                                             numpy_helper.from_array(k(5, 1, 1, hidden), "seq_out")])
+    seq = rng.standard_normal((5, 1, features)).astype(np.float32)
+    yield "if-lstm-folded-weight", model(lstm_if), [{"seq": seq, "cond": np.array(True)}], 1
 
 
 def run_subgraph(tool, work, name, model, feeds, replaced):
@@ -406,6 +426,8 @@ def run_subgraph(tool, work, name, model, feeds, replaced):
     if count != replaced:
         return f"{count} layers replaced, expected {replaced}"
     onnx.checker.check_model(out, full_check=True)
+    if any(t.name == "W_src" for t in onnx.load(out).graph.initializer):
+        return "the folded weight's source is still in the output"
     a, b = session(path), session(out)
     worst = 0.0
     for feed in feeds:

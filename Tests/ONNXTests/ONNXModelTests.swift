@@ -106,6 +106,49 @@ struct ONNXModelTests {
         graph.removeUnused(["conv.weight.alias"])
         #expect(!graph.nodes.contains { $0.opType == "Constant" || $0.opType == "Identity" })
     }
+
+    /// A [2, 3, 4] tensor of 0…23 (or of the given values) in `dataType`.
+    static func counting(_ name: String, _ dataType: ONNXDataType) throws -> ONNXTensor {
+        try ONNXTensor(name: name, Tensor<Double>(shape: [2, 3, 4], scalars: (0..<24).map(Double.init)), dataType: dataType)
+    }
+
+    @Test("constants computed by moving data only are folded, exactly as a loop over the indices gives them",
+          arguments: [ONNXDataType.float, .double])
+    func dataMovesAreFolded(dataType: ONNXDataType) throws {
+        let a = try Self.counting("a", dataType)
+        let nodes = [
+            ONNXNode(opType: "Transpose", name: "t", inputs: ["a"], outputs: ["t"], attributes: [("perm", .ints([2, 0, 1]))]),   // [4, 2, 3]
+            ONNXNode(opType: "Slice", name: "s", inputs: ["t", "starts", "ends", "axes", "steps"], outputs: ["s"]),               // [4, 2, 2]
+            ONNXNode(opType: "Concat", name: "c", inputs: ["s", "s"], outputs: ["c"], attributes: [("axis", .int(-1))]),          // [4, 2, 4]
+            ONNXNode(opType: "Reshape", name: "r", inputs: ["c", "shape"], outputs: ["r"]),                                       // [4, 8]
+            ONNXNode(opType: "Unsqueeze", name: "u", inputs: ["r", "axes0"], outputs: ["u"]),                                     // [1, 4, 8]
+            ONNXNode(opType: "Squeeze", name: "q", inputs: ["u"], outputs: ["q"]),                                                // [4, 8]
+            ONNXNode(opType: "Flatten", name: "f", inputs: ["u"], outputs: ["f"], attributes: [("axis", .int(2))]),               // [4, 8]
+            ONNXNode(opType: "Slice", name: "x", inputs: ["input", "starts", "ends", "axes", "steps"], outputs: ["x"]),
+        ]
+        let graph = ONNXGraph(name: "g", nodes: nodes, initializers: [
+            a, ONNXTensor(name: "starts", int64: [-1, 0]), ONNXTensor(name: "ends", int64: [-100, 2]), ONNXTensor(name: "axes", int64: [2, 1]),
+            ONNXTensor(name: "steps", int64: [-2, 1]), ONNXTensor(name: "shape", int64: [0, -1]), ONNXTensor(name: "axes0", int64: [0]),
+        ], inputs: [ONNXValueInfo(name: "input", elementType: dataType, shape: [.value(4), .value(2), .value(3)])],
+           outputs: [ONNXValueInfo(name: "q", elementType: dataType, shape: nil), ONNXValueInfo(name: "f", elementType: dataType, shape: nil)])
+        #expect(graph.constants()["t"] == nil, "folding is asked for")
+        let folded = graph.constants(folding: true)
+        #expect(folded["x"] == nil, "a graph input is not a constant")
+        // s[i, j, k] = t[i, j, 2 − 2k] = a[j, 2 − 2k, i] (axis 2 from its last index down by 2; axis 1 its first two).
+        var expected: [Double] = []
+        for i in 0..<4 { for j in 0..<2 { for k in [0, 1, 0, 1] { expected.append(Double(j * 12 + (2 - 2 * k) * 4 + i)) } } }
+        for name in ["q", "f"] {
+            let c = try #require(folded[name])
+            #expect(c.tensor.shape == [4, 8] && c.tensor.dataType == dataType && c.foldedNode != nil)
+            #expect(Array(try c.tensor.tensor(as: Double.self).scalars) == expected, "\(name)")
+        }
+        #expect(folded["u"]?.tensor.shape == [1, 4, 8] && folded["s"]?.tensor.shape == [4, 2, 2])
+        // Once the outputs are released, every folded node goes, and the initializers they read.
+        var emptied = ONNXGraph(name: "g", nodes: graph.nodes, initializers: graph.initializers, inputs: graph.inputs, outputs: [])
+        let escaped = emptied.removeUnused(["q", "f", "outside"])
+        #expect(emptied.nodes.map(\.name) == ["x"] && emptied.initializers.map(\.name).sorted() == ["axes", "ends", "starts", "steps"])
+        #expect(escaped == ["outside"], "a name this graph does not define goes up to the graphs around it")
+    }
 }
 
 @Suite("ONNX external data")

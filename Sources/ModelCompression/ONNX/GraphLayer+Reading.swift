@@ -30,7 +30,9 @@ extension ModelCompressor {
     public func layers(in model: ONNXModel, estimateRanks: Bool = false) throws -> [GraphLayer] {
         let graph = model.graph
         let shapes = try ONNXShapeInference(graph: graph, inputShapes: options.inputShapes, opset: model.opsetVersion)
-        let constants = graph.constants()
+        // Weights a graph computes from constants by moving data only (a Slice → Concat → Unsqueeze
+        // of an initializer) are constants too.
+        let constants = graph.constants(folding: true)
         var result = try layers(in: graph, shapes: shapes, constants: constants, label: "", path: [], estimateRanks: estimateRanks)
         // Subgraphs, parents first: each body sees the values of the graphs around it (outer-scope
         // weights included) and its own, which shadow them.
@@ -40,7 +42,7 @@ extension ModelCompressor {
             let inner = ONNXShapeInference(subgraph: body, outer: outer.shapes, opset: model.opsetVersion)
             var visible = outer.constants
             for input in body.inputs { visible[input.name] = nil }
-            visible.merge(body.constants()) { $1 }
+            visible.merge(body.constants(folding: true, outer: visible)) { $1 }
             scopes[path] = (inner, visible)
             result += try layers(in: body, shapes: inner, constants: visible, label: label + "/", path: path, estimateRanks: estimateRanks)
         }

@@ -95,19 +95,23 @@ extension ModelCompressor {
         // graph only, which the paths of deeper subgraphs and of this graph's nodes go through.
         // A subgraph's new weights are its own initializers; what it no longer reads from the
         // graphs around it is removed at the end, when nothing else reads it.
+        // A body's released weights may come from the graphs around it (a folded constant's source):
+        // what it no longer reads from outside goes up, to every enclosing body and the main graph.
         let bySubgraph = Dictionary(grouping: replacements, by: \.subgraph)
-        for path in bySubgraph.keys.sorted(by: { $0.count > $1.count }) where !path.isEmpty {
+        let enclosing = Set(bySubgraph.keys.flatMap { path in (1...max(path.count, 1)).map { Array(path.prefix($0)) } })
+        var escaped = Set<String>()
+        for path in enclosing.sorted(by: { $0.count > $1.count }) where !path.isEmpty {
             guard var body = graph.subgraph(at: path) else { continue }
-            for replacement in bySubgraph[path]!.sorted(by: { $0.index > $1.index }) {
+            for replacement in (bySubgraph[path] ?? []).sorted(by: { $0.index > $1.index }) {
                 body.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
             }
-            body.removeUnused(Set(bySubgraph[path]!.flatMap(\.released)))
+            escaped.formUnion(body.removeUnused(Set((bySubgraph[path] ?? []).flatMap(\.released)).union(escaped)))
             graph.setSubgraph(body, at: path)
         }
         for replacement in (bySubgraph[[]] ?? []).sorted(by: { $0.index > $1.index }) {
             graph.replaceNode(at: replacement.index, with: replacement.nodes, initializers: replacement.initializers)
         }
-        graph.removeUnused(Set(replacements.flatMap(\.released)))
+        graph.removeUnused(Set(replacements.flatMap(\.released)).union(escaped))
         let simplification = options.simplify ? try graph.simplify(opset: model.opsetVersion) : nil
         var result = model
         result.graph = graph
@@ -121,8 +125,11 @@ extension ModelCompressor {
             let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
             result.setMetadata(String(decoding: json, as: UTF8.self), forKey: Self.onnxMetadataKey)
         }
-        let totals = Self.finished(reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: model.graph),
+        var totals = Self.finished(reports, candidates: plan.candidateCount, modelParameters: Self.parameterCount(of: model.graph),
                                    changedOtherwise: !(simplification?.isEmpty ?? true), warnings: &warnings)
+        // Counted in the written graph: a source that several replaced weights were computed from
+        // is removed once, and simplification folds parameters too.
+        totals.modelParametersAfter = Self.parameterCount(of: result.graph)
         return CompressedONNXModel(model: result, layers: reports, totals: totals, simplification: simplification, warnings: warnings)
     }
 

@@ -79,8 +79,12 @@ public struct ONNXConstant: Sendable, Equatable {
     public var constantNode: Int?
     /// Indices of the `Identity` nodes between the source and the value asked for, first first.
     public var identities: [Int]
-    /// The name of the source value (the initializer, or the `Constant` node's output).
+    /// The name of the source value (the initializer, or the `Constant` node's output; a folded
+    /// constant's own name).
     public var sourceName: String
+    /// The index of the node that computes the value from other constants, when
+    /// ``ONNXGraph/constants(folding:outer:)`` folded it (see ``ONNXGraph/foldedOperators``).
+    public var foldedNode: Int? = nil
 }
 
 /// The computation graph of a model: nodes in topological order, initializers, inputs and outputs.
@@ -216,13 +220,18 @@ public struct ONNXGraph: Sendable, Equatable {
     }
 
     /// Removes what produced `names` when nothing reads it any more: initializers, `Constant`
-    /// nodes and `Identity` nodes (and, through them, their own sources), and the `value_info`
-    /// entries of the removed values. Graph outputs, overridable initializers and values still
-    /// read (by a node, or by a node of a subgraph through the outer scope) are kept.
+    /// nodes, `Identity` nodes and the data-moving nodes of a folded constant
+    /// (``foldedOperators``; and, through them, their own sources), and the `value_info` entries
+    /// of the removed values. Graph outputs, overridable initializers and values still read (by a
+    /// node, or by a node of a subgraph through the outer scope) are kept.
     ///
+    /// - Returns: the names, among `names` and the sources reached from them, that nothing here
+    ///   reads any more but that this graph does not define: a subgraph's outer-scope values, for
+    ///   the graphs around it to remove.
     /// - Complexity: O(nodes + initializers + names): one count of the readers, updated as
     ///   producers are removed.
-    public mutating func removeUnused(_ names: Set<String>) {
+    @discardableResult
+    public mutating func removeUnused(_ names: Set<String>) -> Set<String> {
         var readers: [String: Int] = [:]
         func count(_ graph: Onnx_GraphProto) {
             for node in graph.node {
@@ -236,16 +245,20 @@ public struct ONNXGraph: Sendable, Equatable {
         count(proto)
         let outputs = Set(proto.output.map(\.name)), inputs = Set(proto.input.map(\.name))
         var producers: [String: Int] = [:]
-        for (k, node) in proto.node.enumerated() where node.output.count == 1 && (node.opType == "Constant" || node.opType == "Identity") {
+        for (k, node) in proto.node.enumerated()
+        where node.output.count == 1 && (node.opType == "Constant" || node.opType == "Identity" || Self.foldedOperators.contains(node.opType)) {
             producers[node.output[0]] = k
         }
+        let defined = Set(proto.node.flatMap(\.output)).union(inputs)
         var initializers: [String: Int] = [:]
         for (k, tensor) in proto.initializer.enumerated() { initializers[tensor.name] = k }
-        var removedNodes = Set<Int>(), removedInitializers = Set<Int>(), removedValues = Set<String>()
+        var removedNodes = Set<Int>(), removedInitializers = Set<Int>(), removedValues = Set<String>(), escaped = Set<String>()
         var pending = Array(names)
         while let name = pending.popLast() {
             guard !outputs.contains(name), readers[name, default: 0] == 0, !removedValues.contains(name) else { continue }
-            if let k = producers[name] {
+            if initializers[name] == nil && !defined.contains(name) {
+                escaped.insert(name)
+            } else if let k = producers[name] {
                 removedNodes.insert(k)
                 removedValues.insert(name)
                 for input in proto.node[k].input where !input.isEmpty {
@@ -260,12 +273,13 @@ public struct ONNXGraph: Sendable, Equatable {
                 removedValues.insert(name)
             }
         }
-        guard !removedValues.isEmpty else { return }
+        guard !removedValues.isEmpty else { return escaped }
         if !removedNodes.isEmpty { proto.node = proto.node.enumerated().filter { !removedNodes.contains($0.offset) }.map(\.element) }
         if !removedInitializers.isEmpty {
             proto.initializer = proto.initializer.enumerated().filter { !removedInitializers.contains($0.offset) }.map(\.element)
         }
         proto.valueInfo.removeAll { removedValues.contains($0.name) }
+        return escaped
     }
 
     /// Replaces the node at `index` by `replacement` (in that order, at the same place, so that
