@@ -71,32 +71,36 @@ public func tucker2Decompose<Scalar: BLASScalar>(
         guard n <= options.maxUnknowns else { return }
         let v = uT.matmul(w0, transposeSelf: true)                              // R_out × d
         let vc = v.matmul(c)
-        // H[(s, b), (s', b')] = Σ_a Σ_{pq, p'q'} G[a, b, pq] C[(s, pq), (s', p'q')] G[a, b', p'q'].
+        // H[(s, b), (s', b')] = Σ_a Σ_{pq, p'q'} G[a, b, pq] C[(s, pq), (s', p'q')] G[a, b', p'q']
+        //                    = Σ_{pq, p'q'} C[(s, pq), (s', p'q')] K[(b, pq), (b', p'q')],  K = G_(0)ᵀ G_(0):
+        // one GEMM of C and K laid out as ((s, s'), (pq, p'q')) and ((b, b'), (pq, p'q')).
+        let k = core.matmul(core, transposeSelf: true)                          // (R_in·pq)², from R_out × (R_in·pq)
+        let pairs = pq * pq
+        var cPairs = ContiguousArray<Double>(repeating: 0, count: s * s * pairs)
+        c.withUnsafeBufferPointer { cp in
+            for s1 in 0..<s { for k1 in 0..<pq { for s2 in 0..<s { for k2 in 0..<pq {
+                cPairs[(s1 * s + s2) * pairs + k1 * pq + k2] = cp[(s1 * pq + k1) * d + s2 * pq + k2]
+            } } } }
+        }
+        var kPairs = ContiguousArray<Double>(repeating: 0, count: rIn * rIn * pairs)
+        let width = rIn * pq
+        k.withUnsafeBufferPointer { kp in
+            for b1 in 0..<rIn { for k1 in 0..<pq { for b2 in 0..<rIn { for k2 in 0..<pq {
+                kPairs[(b1 * rIn + b2) * pairs + k1 * pq + k2] = kp[(b1 * pq + k1) * width + b2 * pq + k2]
+            } } } }
+        }
+        let m = Matrix(uncheckedRows: s * s, columns: pairs, scalars: cPairs)
+            .matmul(Matrix(uncheckedRows: rIn * rIn, columns: pairs, scalars: kPairs), transposeOther: true)   // ((s, s'), (b, b'))
         var h = Matrix<Double>.zeros(rows: n, columns: n)
+        m.withUnsafeBufferPointer { mp in
+            h.withUnsafeMutableBufferPointer { hp in
+                for s1 in 0..<s { for s2 in 0..<s { for b1 in 0..<rIn { for b2 in 0..<rIn {
+                    hp[(s1 * rIn + b1) * n + s2 * rIn + b2] = mp[(s1 * s + s2) * (rIn * rIn) + b1 * rIn + b2]
+                } } } }
+            }
+        }
         var g = [Double](repeating: 0, count: n)
-        // G as (b, (a, pq)) for the left contraction and ((a, b'), p'q') for the right.
-        let gRight = Matrix<Double>(uncheckedRows: rOut * rIn, columns: pq, scalars: core.scalars)   // ((a, b), pq)
-        var gLeft = Matrix<Double>.zeros(rows: rIn, columns: rOut * pq)
-        for a in 0..<rOut { for b in 0..<rIn { for k in 0..<pq { gLeft[b, a * pq + k] = core[a, b * pq + k] } } }
         for si in 0..<s {
-            // C rows (s, pq) as (pq·S) × pq blocks: Y[(pq, s'), (a, b')] = Σ_{p'q'} C[(s, pq), (s', p'q')] G[a, b', p'q'].
-            let rowsOfS = Matrix<Double>(uncheckedRows: pq * s, columns: pq, scalars: ContiguousArray(c.scalars[(si * pq * d)..<((si + 1) * pq * d)]))
-            let y = rowsOfS.matmul(gRight, transposeOther: true)               // (pq·S) × (R_out·R_in)
-            // Reorder to ((a, pq), (s', b')) and contract with G_left (b × (a, pq)).
-            var yr = Matrix<Double>.zeros(rows: rOut * pq, columns: s * rIn)
-            y.withUnsafeBufferPointer { yp in
-                yr.withUnsafeMutableBufferPointer { rp in
-                    for k in 0..<pq { for s2 in 0..<s { for a in 0..<rOut { for b2 in 0..<rIn {
-                        rp[(a * pq + k) * (s * rIn) + s2 * rIn + b2] = yp[(k * s + s2) * (rOut * rIn) + a * rIn + b2]
-                    } } } }
-                }
-            }
-            let block = gLeft.matmul(yr)                                        // R_in × (S·R_in)
-            block.withUnsafeBufferPointer { bp in
-                h.withUnsafeMutableBufferPointer { hp in
-                    for b in 0..<rIn { for col in 0..<n { hp[(si * rIn + b) * n + col] = bp[b * n + col] } }
-                }
-            }
             for b in 0..<rIn {
                 var sum = 0.0
                 for a in 0..<rOut { for k in 0..<pq { sum += core[a, b * pq + k] * vc[a, si * pq + k] } }
