@@ -208,44 +208,58 @@ def input_plan(model, args):
     return feeds, [f"{n}={','.join(str(d) for d in shape(n))}" for n in inputs], samples
 
 
-def inline_branches(model, feeds_of):
+def inline_branches(model, feeds_of, depth=8):
     """Replaces each main-graph If whose condition is the same in every feed by the branch taken
-    (a sample-rate switch, for example), so that onnxruntime can expose its nodes' inputs. Returns
-    the branch nodes by the names inspect gives them (IF/then_branch/NODE)."""
-    ifs = [(k, n) for k, n in enumerate(model.graph.node) if n.op_type == "If" and n.domain in ("", "ai.onnx")]
-    if not ifs:
-        return {}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    for _, n in ifs:
-        if n.input[0] not in existing:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(n.input[0], onnx.TensorProto.BOOL, None))
-    probed = session(probe, threads=0)
-    names = [o.name for o in probed.get_outputs()]
-    taken = {}
-    for feeds, _ in feeds_of():
-        values = dict(zip(names, probed.run(None, feeds)))
-        for k, n in ifs:
-            taken.setdefault(k, set()).add(bool(np.asarray(values[n.input[0]]).reshape(-1)[0]))
-    inlined, nodes = {}, []
-    for k, n in enumerate(model.graph.node):
-        branches = taken.get(k)
-        if branches is None or len(branches) != 1:
-            if branches:
-                print(f"calibrate: {n.name or f'If_{k}'} takes both branches on these inputs; its nodes get no statistics", file=sys.stderr)
-            nodes.append(n)
-            continue
-        attribute = "then_branch" if branches.pop() else "else_branch"
-        body = next(a.g for a in n.attribute if a.name == attribute)
-        label = (n.name or f"If_{k}") + "/" + attribute + "/"
-        for j, inner in enumerate(body.node):
-            inlined[label + (inner.name or f"{inner.op_type}_{j}")] = inner
-        nodes.extend(body.node)
-        model.graph.initializer.extend(body.initializer)
-        nodes.extend(onnx.helper.make_node("Identity", [b.name], [o]) for b, o in zip(body.output, n.output))
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    (a sample-rate switch, for example), so that onnxruntime can expose its nodes' inputs; an If
+    that a taken branch holds is then a main-graph If too, and is tried in the next pass (up to
+    `depth` levels). Returns the branch nodes by the names inspect gives them
+    (IF/then_branch/NODE, IF/then_branch/INNER_IF/else_branch/NODE, …)."""
+    labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
+    inlined, switching = {}, set()
+    for _ in range(depth):
+        ifs = [k for k, n in enumerate(model.graph.node) if n.op_type == "If" and n.domain in ("", "ai.onnx") and labels[k] not in switching]
+        if not ifs:
+            break
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        existing = {o.name for o in probe.graph.output}
+        for k in ifs:
+            condition = model.graph.node[k].input[0]
+            if condition not in existing:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(condition, onnx.TensorProto.BOOL, None))
+                existing.add(condition)
+        probed = session(probe, threads=0)
+        names = [o.name for o in probed.get_outputs()]
+        taken = {}
+        for feeds, _ in feeds_of():
+            values = dict(zip(names, probed.run(None, feeds)))
+            for k in ifs:
+                taken.setdefault(k, set()).add(bool(np.asarray(values[model.graph.node[k].input[0]]).reshape(-1)[0]))
+        nodes, kept_labels = [], []
+        for k, n in enumerate(model.graph.node):
+            branches = taken.get(k)
+            if branches is None or len(branches) != 1:
+                if branches:
+                    switching.add(labels[k])
+                    print(f"calibrate: {labels[k]} takes both branches on these inputs; its nodes get no statistics", file=sys.stderr)
+                nodes.append(n)
+                kept_labels.append(labels[k])
+                continue
+            attribute = "then_branch" if branches.pop() else "else_branch"
+            body = next(a.g for a in n.attribute if a.name == attribute)
+            prefix = labels[k] + "/" + attribute + "/"
+            for j, inner in enumerate(body.node):
+                label = prefix + (inner.name or f"{inner.op_type}_{j}")
+                inlined[label] = inner
+                nodes.append(inner)
+                kept_labels.append(label)
+            model.graph.initializer.extend(body.initializer)
+            for b, o in zip(body.output, n.output):
+                nodes.append(onnx.helper.make_node("Identity", [b.name], [o]))
+                kept_labels.append("")
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        labels = kept_labels
     return inlined
 
 

@@ -457,6 +457,24 @@ def calibration_models():
     return helper.make_model(audio, opset_imports=[helper.make_opsetid("", OPSET)]), helper.make_model(fixed, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
+def nested_if_model():
+    """A Conv inside an If inside an If, each taking one branch on every input (a graph-input flag,
+    then a constant): calibration inlines both levels."""
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    n, v = helper.make_node, helper.make_tensor_value_info
+    shape = ["batch", 5, 8, 10]
+    inner_then = helper.make_graph([n("Identity", ["x"], ["a"])], "inner_then", [], [v("a", TensorProto.FLOAT, ["batch", 3, 8, 10])])
+    inner_else = helper.make_graph([n("Conv", ["x", "W"], ["b"], name="conv", pads=[1, 1, 1, 1])], "inner_else", [], [v("b", TensorProto.FLOAT, shape)])
+    outer_then = helper.make_graph([n("Constant", [], ["no"], value=numpy_helper.from_array(np.array(False), "no_value")),
+                                    n("If", ["no"], ["t"], name="If_1", then_branch=inner_then, else_branch=inner_else)],
+                                   "outer_then", [], [v("t", TensorProto.FLOAT, shape)])
+    outer_else = helper.make_graph([n("Identity", ["zeros"], ["e"])], "outer_else", [], [v("e", TensorProto.FLOAT, shape)])
+    graph = helper.make_graph([n("If", ["flag"], ["y"], name="If_0", then_branch=outer_then, else_branch=outer_else)], "nested",
+                              [v("x", TensorProto.FLOAT, ["batch", 3, 8, 10]), v("flag", TensorProto.BOOL, [])], [v("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(k(5, 3, 3, 3), "W"), numpy_helper.from_array(np.zeros((1, 5, 8, 10), np.float32), "zeros")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
 def run_calibration(tool, work):
     """tdtools.calibrate on the models of calibration_models(): an .npz with a batch axis that is not the
     first and a constant, a fixed batch of 1, and a directory of feeds; each must give statistics
@@ -476,8 +494,12 @@ def run_calibration(tool, work):
     for i in range(3):
         np.savez(os.path.join(feeds, f"{i:03d}.npz"), x=rng.standard_normal((2, 4, 16)).astype(np.float32),
                  sr=np.array(8000.0, dtype=np.float32), state=rng.standard_normal((2, 2, 8)).astype(np.float32))
+    nested_path, nested_inputs = os.path.join(work, "calibration-nested.onnx"), os.path.join(work, "calibration-nested.npz")
+    onnx.save_model(nested_if_model(), nested_path)
+    np.savez(nested_inputs, x=rng.standard_normal((samples, 3, 8, 10)).astype(np.float32), **{"constants/flag": np.array(True)})
     failures = []
     for name, model, inputs, nodes, shapes in [
+            ("an If inside an If", nested_path, nested_inputs, {"If_0/then_branch/If_1/else_branch/conv"}, ["x=1,3,8,10", "flag="]),
             ("npz, batch axis 1 and a constant", paths["audio"], audio_inputs, {"conv", "recurrent"}, ["x=1,4,16", "sr=", "state=2,1,8"]),
             ("fixed batch 1", paths["fixed"], fixed_inputs, {"conv"}, ["x=1,3,8,10"]),
             ("directory of feeds", paths["audio"], feeds, {"conv", "recurrent"}, ["x=2,4,16", "sr=", "state=2,2,8"])]:
@@ -653,7 +675,8 @@ def main():
     calibration = run_calibration(tool, work)
     for failure in calibration:
         print(f"FAIL calibration {failure}")
-    print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds"
+    print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds, "
+          "an If inside an If"
           if not calibration else "")
     failures += len(calibration)
     loops = run_loop_statistics(tool, work)
