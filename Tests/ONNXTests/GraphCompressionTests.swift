@@ -46,6 +46,47 @@ struct ShapeInferenceTests {
     }
 }
 
+@Suite("ONNX shape inference through If")
+struct IfShapeInferenceTests {
+    /// An If on `condition` whose branches are `thenNode` and `elseNode` (each reading x, writing its branch output).
+    static func graph(condition: [ONNXNode], conditionInput: String, thenNode: ONNXNode, elseNode: ONNXNode) -> ONNXGraph {
+        func body(_ node: ONNXNode, _ name: String) -> Onnx_AttributeProto {
+            var attribute = Onnx_AttributeProto()
+            let g = ONNXGraph(name: name, nodes: [node], initializers: [], inputs: [],
+                              outputs: [ONNXValueInfo(name: node.outputs[0], elementType: .float, shape: nil)])
+            (attribute.name, attribute.type, attribute.g) = (name, .graph, g.proto)
+            return attribute
+        }
+        var ifNode = ONNXNode(opType: "If", name: "if", inputs: [conditionInput], outputs: ["y"]).proto
+        ifNode.attribute = [body(thenNode, "then_branch"), body(elseNode, "else_branch")]
+        return ONNXGraph(name: "g", nodes: condition + [ONNXNode(proto: ifNode)], initializers: [ONNXTensor(name: "axes", int64: [0]), ONNXTensor(name: "two", int64: [2], shape: [])],
+                         inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(2), .value(3)]), ONNXValueInfo(name: "flag", elementType: .bool, shape: [])],
+                         outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+    }
+
+    @Test("a known condition picks its branch; an unknown one needs both branches to agree")
+    func branches() throws {
+        let unsqueeze = ONNXNode(opType: "Unsqueeze", name: "u", inputs: ["x", "axes"], outputs: ["a"])
+        let identity = ONNXNode(opType: "Identity", name: "i", inputs: ["x"], outputs: ["b"])
+        // x.dim() == 2, computed: Shape → Size → Equal → Not → Not → Cast to BOOL.
+        let condition = [ONNXNode(opType: "Shape", name: "s", inputs: ["x"], outputs: ["shape"]),
+                         ONNXNode(opType: "Size", name: "n", inputs: ["shape"], outputs: ["rank"]),
+                         ONNXNode(opType: "Equal", name: "e", inputs: ["rank", "two"], outputs: ["is2"]),
+                         ONNXNode(opType: "Not", name: "not", inputs: ["is2"], outputs: ["not2"]),
+                         ONNXNode(opType: "Not", name: "notnot", inputs: ["not2"], outputs: ["again"]),
+                         ONNXNode(opType: "Cast", name: "c", inputs: ["again"], outputs: ["cond"], attributes: [("to", .int(9))])]
+        let known = try ONNXShapeInference(graph: Self.graph(condition: condition, conditionInput: "cond", thenNode: unsqueeze, elseNode: identity))
+        #expect(known.values["cond"] == [1] && known.shapes["y"] == [1, 2, 3])
+        let disagree = try ONNXShapeInference(graph: Self.graph(condition: [], conditionInput: "flag", thenNode: unsqueeze, elseNode: identity),
+                                              inputShapes: ["flag": []])
+        #expect(disagree.shapes["y"] == nil)
+        let relu = ONNXNode(opType: "Relu", name: "r", inputs: ["x"], outputs: ["a"])
+        let agree = try ONNXShapeInference(graph: Self.graph(condition: [], conditionInput: "flag", thenNode: relu, elseNode: identity),
+                                           inputShapes: ["flag": []])
+        #expect(agree.shapes["y"] == [2, 3])
+    }
+}
+
 @Suite("ONNX graph compression")
 struct GraphCompressionTests {
     func options(_ configure: (inout CompressionOptions) -> Void = { _ in }) -> CompressionOptions {

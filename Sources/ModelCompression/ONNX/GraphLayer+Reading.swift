@@ -78,7 +78,7 @@ extension ModelCompressor {
             layer.weight = weightName.isEmpty ? nil : weightName
             let weight = weightName.isEmpty ? nil : constants[weightName]   // an initializer may be named "" in a malformed file
             layer.shape = weight?.tensor.shape ?? shapes.shapes[weightName]
-            let inputShape = node.inputs.first.flatMap { shapes.shapes[$0] }
+            var inputShape = node.inputs.first.flatMap { shapes.shapes[$0] }
             // The window attributes of a convolution, read once (their spatial axes from the weight).
             let window = ONNXConvAttributes(node, spatialAxes: (layer.shape?.count ?? 4) - 2)
             defer { result.append(layer) }
@@ -117,9 +117,15 @@ extension ModelCompressor {
                 let b = node.inputs.count > 3 && !node.inputs[3].isEmpty ? (constants[node.inputs[3]]?.tensor.shape ?? shapes.shapes[node.inputs[3]]) : nil
                 guard let w = layer.shape, w.count == 3, let hidden = node.int("hidden_size"), hidden >= 1, w[0] == directions,
                       w[1] == gates * hidden, r == nil || r == [directions, gates * hidden, hidden],
-                      b == nil || b == [directions, 2 * gates * hidden], inputShape.map({ $0.count == 3 && $0[2] == w[2] }) ?? true else {
+                      b == nil || b == [directions, 2 * gates * hidden] else {
                     refuse(.recurrent(op: node.opType, inputWeights: layer.shape ?? [], recurrentWeights: r ?? []))
                     continue
+                }
+                // An input that does not fit W is a shape inference could not follow (a branch that
+                // the given input shapes do not take): unknown, not a reason to refuse.
+                if let x = inputShape, x.count != 3 || x[2] != w[2] {
+                    inputShape = nil
+                    layer.macs = nil
                 }
                 if options.linear == .none {
                     refuse(.methodNone(.linear))

@@ -18,23 +18,36 @@ extension ONNXShapeInference {
             let s = try shape(ins[0])
             var value = values[ins[0]]
             if op == "Neg" { value = value?.map { -$0 } }
-            if op == "Cast", let to = node.int("to"), ![1, 10, 11, 16].contains(to) { value = value?.map { $0.rounded(.towardZero) } }
-            if !["Cast", "CastLike", "Identity", "Neg", "Dropout"].contains(op) { value = nil }
+            if op == "Not" { value = value?.map { $0 == 0 ? 1 : 0 } }
+            if op == "Cast", let to = node.int("to"), ![1, 10, 11, 16].contains(to) {
+                value = value?.map { to == 9 ? ($0 != 0 ? 1 : 0) : $0.rounded(.towardZero) }   // 9: BOOL
+            }
+            if !["Cast", "CastLike", "Identity", "Neg", "Not", "Dropout"].contains(op) { value = nil }
             if op == "PRelu" { try set(out, try Self.broadcast([s, try shape(ins[1])])) } else { try set(out, s, value: value) }
         case "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less", "Greater", "And", "Or",
              "Xor", "Mod", "GreaterOrEqual", "LessOrEqual", "BitShift":
             let s = try Self.broadcast(try ins.filter { !$0.isEmpty }.map(shape))
             var value: [Double]?
-            if ["Add", "Sub", "Mul", "Div"].contains(op), node.inputs.count == 2, let a = values[ins[0]], let b = values[ins[1]] {
+            let computed = ["Add", "Sub", "Mul", "Div", "Equal", "Less", "Greater", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor"]
+            if computed.contains(op), node.inputs.count == 2, let a = values[ins[0]], let b = values[ins[1]] {
                 let count = try Self.product(s)
                 if count <= Self.valueLimit, a.count == 1 || a.count == count, b.count == 1 || b.count == count {
                     value = (0..<count).map { k in
                         let (x, y) = (a[a.count == 1 ? 0 : k], b[b.count == 1 ? 0 : k])
+                        func truth(_ v: Bool) -> Double { v ? 1 : 0 }
                         switch op {
                         case "Add": return x + y
                         case "Sub": return x - y
                         case "Mul": return x * y
-                        default: return y == 0 ? .nan : (x / y).rounded(.down)
+                        case "Div": return y == 0 ? .nan : (x / y).rounded(.down)
+                        case "Equal": return truth(x == y)
+                        case "Less": return truth(x < y)
+                        case "Greater": return truth(x > y)
+                        case "GreaterOrEqual": return truth(x >= y)
+                        case "LessOrEqual": return truth(x <= y)
+                        case "And": return truth(x != 0 && y != 0)
+                        case "Or": return truth(x != 0 || y != 0)
+                        default: return truth((x != 0) != (y != 0))   // Xor
                         }
                     }
                 }

@@ -91,6 +91,25 @@ public struct ONNXShapeInference: Sendable {
         propagate(subgraph, opset: opset)
     }
 
+    /// An `If`'s outputs: the branch its condition takes when the condition is known, else what
+    /// both branches agree on (each branch inferred with the values visible here).
+    mutating func inferIf(_ node: ONNXNode, opset: Int) throws {
+        func branch(_ name: String) -> ONNXGraph? {
+            node.proto.attribute.first { $0.name == name && $0.hasG }.map { ONNXGraph(proto: $0.g) }
+        }
+        guard let thenBranch = branch("then_branch"), let elseBranch = branch("else_branch") else { throw ShapeInferenceProblem.missingValue }
+        let condition = node.inputs.first.flatMap { values[$0] }?.first
+        let taken: [ONNXGraph] = condition.map { [$0 != 0 ? thenBranch : elseBranch] } ?? [thenBranch, elseBranch]
+        let inferred = taken.map { ONNXShapeInference(subgraph: $0, outer: self, opset: opset) }
+        for (k, output) in node.outputs.enumerated() where !output.isEmpty {
+            let results = zip(taken, inferred).map { graph, inference in
+                k < graph.outputs.count ? (inference.shapes[graph.outputs[k].name], inference.values[graph.outputs[k].name]) : (nil, nil)
+            }
+            guard let shape = results[0].0, results.allSatisfy({ $0.0 == shape }) else { continue }
+            try set(output, shape, value: results.allSatisfy({ $0.1 != nil && $0.1 == results[0].1 }) ? results[0].1 : nil)
+        }
+    }
+
     /// Records the initializers, then infers every node in order.
     mutating func propagate(_ graph: ONNXGraph, opset: Int) {
         let overridable = graph.overridableInitializerNames
@@ -251,6 +270,7 @@ public struct ONNXShapeInference: Sendable {
         let ins = node.inputs + [String](repeating: "", count: 6)
         let out = node.outputs.first ?? ""
         guard node.isStandard else { throw ShapeInferenceProblem.unsupportedDomain(node.domain) }
+        if op == "If" { return try inferIf(node, opset: opset) }
         if try inferElementwise(node, op, ins, out, opset) || inferWindows(node, op, ins, out, opset) || inferLayout(node, op, ins, out, opset)
             || inferIndexing(node, op, ins, out, opset) || inferResampling(node, op, ins, out, opset) {
             return
