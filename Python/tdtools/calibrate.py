@@ -213,7 +213,8 @@ def inline_branches(model, feeds_of, depth=8):
     (a sample-rate switch, for example), so that onnxruntime can expose its nodes' inputs; an If
     that a taken branch holds is then a main-graph If too, and is tried in the next pass (up to
     `depth` levels). Returns the branch nodes by the names inspect gives them
-    (IF/then_branch/NODE, IF/then_branch/INNER_IF/else_branch/NODE, …)."""
+    (IF/then_branch/NODE, IF/then_branch/INNER_IF/else_branch/NODE, …) and the names of the
+    main graph's nodes afterwards, in order."""
     labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
     inlined, switching = {}, set()
     for _ in range(depth):
@@ -260,13 +261,15 @@ def inline_branches(model, feeds_of, depth=8):
         del model.graph.node[:]
         model.graph.node.extend(nodes)
         labels = kept_labels
-    return inlined
+    return inlined, labels
 
 
-def expose_loop_bodies(model, wanted):
+def expose_loop_bodies(model, wanted, labels):
     """Makes the data inputs of the nodes in `wanted` (names as inspect gives them, LOOP/body/NODE)
     inside main-graph Loop and Scan bodies visible: each becomes an extra body output, which the
-    operator stacks over the iterations as a scan output, and the node an extra output. Returns
+    operator stacks over the iterations as a scan output, and the node an extra output (once per
+    value, whatever number of nodes read it). `labels` are the main graph's node names as inspect
+    gives them (after inline_branches). Returns
     {name: (value to expose, stacked)}: stacked values have the iterations as an extra first axis
     (an input read from outside the body is exposed as it is)."""
     exposed = {}
@@ -274,8 +277,9 @@ def expose_loop_bodies(model, wanted):
         if n.op_type not in ("Loop", "Scan") or n.domain not in ("", "ai.onnx"):
             continue
         body = next(a.g for a in n.attribute if a.name == "body")
-        label = (n.name or f"{n.op_type}_{k}") + "/body/"
+        label = labels[k] + "/body/"
         inside = {i.name for i in body.input} | {o for m in body.node for o in m.output}
+        carried_of = {}
         for j, inner in enumerate(list(body.node)):
             name = label + (inner.name or f"{inner.op_type}_{j}")
             if name not in wanted:
@@ -284,15 +288,17 @@ def expose_loop_bodies(model, wanted):
             if value not in inside:
                 exposed[name] = (value, False)
                 continue
-            # Through an Identity: a body output must be a value the body computes.
-            carried = f"{label}{value}/calibration"
-            body.node.append(onnx.helper.make_node("Identity", [value], [carried]))
-            body.output.append(onnx.helper.make_tensor_value_info(carried, onnx.TensorProto.FLOAT, None))
-            n.output.append(carried + "/stacked")
-            for a in n.attribute:
-                if a.name in ("scan_output_axes", "scan_output_directions"):
-                    a.ints.append(0)
-            exposed[name] = (carried + "/stacked", True)
+            if value not in carried_of:
+                # Through an Identity: a body output must be a value the body computes.
+                carried = f"{label}{value}/calibration"
+                body.node.append(onnx.helper.make_node("Identity", [value], [carried]))
+                body.output.append(onnx.helper.make_tensor_value_info(carried, onnx.TensorProto.FLOAT, None))
+                n.output.append(carried + "/stacked")
+                for a in n.attribute:
+                    if a.name in ("scan_output_axes", "scan_output_directions"):
+                        a.ints.append(0)
+                carried_of[value] = carried + "/stacked"
+            exposed[name] = (carried_of[value], True)
     return exposed
 
 
@@ -331,11 +337,13 @@ def main():
     # feed is the branch itself: it is inlined for the calibration runs. A main-graph Loop's or
     # Scan's body gives its nodes' inputs as extra scan outputs (stacked over the iterations). The
     # rest (deeper bodies, Ifs that switch) get no statistics, and compress names them.
+    labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
     if any(n["name"] not in by_name for n in nodes):
-        by_name.update(inline_branches(model, feeds_of))
+        inlined, labels = inline_branches(model, feeds_of)
+        by_name.update(inlined)
     value_of = {name: (node.input[0], False) for name, node in by_name.items() if node.input}
     if any(n["name"] not in by_name for n in nodes):
-        value_of.update(expose_loop_bodies(model, {n["name"] for n in nodes if n["name"] not in by_name}))
+        value_of.update(expose_loop_bodies(model, {n["name"] for n in nodes if n["name"] not in by_name}, labels))
     nested = [n["name"] for n in nodes if n["name"] not in value_of]
     if nested:
         print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
@@ -360,7 +368,7 @@ def main():
         mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
         for value, consumers in exposed.items():
             x = values[value]
-            if value in stacked:   # a Loop's or Scan's iterations, each a batch of its own
+            if value in stacked and x.ndim > 2:   # a Loop's or Scan's iterations, each a batch of its own
                 x = x.reshape((-1,) + x.shape[2:])
             for n in consumers:
                 if n["op"] in ("Conv", "ConvTranspose"):

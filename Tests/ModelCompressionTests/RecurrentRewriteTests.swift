@@ -129,5 +129,9 @@ struct RecurrentRewriteTests {
                                         attributes: [("hidden_size", .int(4)), ("direction", .string("bidirectional"))])
         let refusal = try ModelCompressor(options: options).layers(in: model).first?.refusal
         #expect(refusal == .recurrent(op: "LSTM", inputWeights: [2, 12, 7], recurrentWeights: [2, 12, 3]))
+        // A hidden size whose gates overflow is a refusal, not a trap.
+        model.graph.nodes[0] = ONNXNode(opType: "LSTM", name: "lstm", inputs: node.inputs, outputs: node.outputs,
+                                        attributes: [("hidden_size", .int(1 << 62)), ("direction", .string("bidirectional"))])
+        #expect(try ModelCompressor(options: options).layers(in: model).first?.refusal == .recurrent(op: "LSTM", inputWeights: [2, 12, 7], recurrentWeights: [2, 12, 3]))
     }
 }

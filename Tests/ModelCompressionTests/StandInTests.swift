@@ -65,6 +65,19 @@ struct StandInTests {
         #expect(graph.initializers.allSatisfy { $0.dataType == dataType }, "new weights keep the model's type")
     }
 
+    @Test("a ConvTranspose with strides past 2³¹ or output padding not below its stride is refused, not trapped")
+    func overflowingTransposedSettings() throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        var model = try Self.model(.float)
+        for (strides, outputPadding) in [([1 << 62, 1], [(1 << 62) - 1, 0]), ([(1 << 31) + 1, 1], [0, 0]), ([2, 2], [2, 0])] {
+            model.graph.nodes[1] = ONNXNode(opType: "ConvTranspose", name: "up", inputs: ["t", "wt", "bt"], outputs: ["u"],
+                                            attributes: [("strides", .ints(strides)), ("output_padding", .ints(outputPadding))])
+            let layer = try #require(try ModelCompressor(options: options).layers(in: model).last)
+            #expect(layer.refusal == .transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: "NOTSET", outputShape: false))
+        }
+    }
+
     @Test("with statistics and a budget: patch statistics of S/g·∏k entries, allocated over the stand-ins' MACs")
     func dataAwareBudget() throws {
         var layers: [String: InputStatistics] = [:]

@@ -554,14 +554,17 @@ def run_loop_statistics(tool, work):
                            for t in inputs for sample in t])
     # Scan: a running sum of each step's slice times W (one MatMul per step).
     ws = rng.standard_normal((5, 3)).astype(np.float32)
-    body = helper.make_graph([n("MatMul", ["step", "Ws"], ["p"], name="project"), n("Add", ["acc_in", "p"], ["acc_out"]),
+    # Two MatMuls read each step's slice: it is exposed once.
+    body = helper.make_graph([n("MatMul", ["step", "Ws"], ["p0"], name="project"), n("MatMul", ["step", "Ws2"], ["p1"], name="project2"),
+                              n("Add", ["p0", "p1"], ["p"]), n("Add", ["acc_in", "p"], ["acc_out"]),
                               n("Identity", ["p"], ["p_out"])], "scan_body",
                              [v("acc_in", TensorProto.FLOAT, [1, 3]), v("step", TensorProto.FLOAT, [1, 5])],
                              [v("acc_out", TensorProto.FLOAT, [1, 3]), v("p_out", TensorProto.FLOAT, [1, 3])])
     graph = helper.make_graph([n("Scan", ["zero", "seq"], ["total", "each"], name="Scan_0", body=body, num_scan_inputs=1,
                                  scan_output_axes=[0])], "scan",
                               [v("seq", TensorProto.FLOAT, ["steps", 1, 5])], [v("total", TensorProto.FLOAT, [1, 3]), v("each", TensorProto.FLOAT, None)],
-                              initializer=[numpy_helper.from_array(ws, "Ws"), numpy_helper.from_array(np.zeros((1, 3), np.float32), "zero")])
+                              initializer=[numpy_helper.from_array(ws, "Ws"), numpy_helper.from_array(np.zeros((1, 3), np.float32), "zero"),
+                                           numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "Ws2")])
     scan_path = os.path.join(work, "scan-statistics.onnx")
     onnx.save_model(model(graph), scan_path)
     sequence = rng.standard_normal((3, 7, 1, 5)).astype(np.float32)   # three feeds of 7 steps each
@@ -578,9 +581,10 @@ def run_loop_statistics(tool, work):
         if done.returncode != 0:
             failures.append(f"{name}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
             continue
-        found = statistics.read(stats).get(node)
-        if found is None:
-            failures.append(f"{name}: no statistics of {node}")
+        read = statistics.read(stats)
+        found = read.get(node)
+        if found is None or (name == "Scan" and "Scan_0/body/project2" not in read):
+            failures.append(f"{name}: no statistics of {node} (or of the second reader of its input): {sorted(read)}")
             continue
         mean, gram = expected.mean(axis=0), expected.T @ expected / len(expected)
         error = max(float(np.abs(found.mean[0] - mean).max()), float(np.abs(found.gram[0] - gram).max() / np.abs(gram).max()))

@@ -149,6 +149,46 @@ struct ONNXModelTests {
         #expect(emptied.nodes.map(\.name) == ["x"] && emptied.initializers.map(\.name).sorted() == ["axes", "ends", "starts", "steps"])
         #expect(escaped == ["outside"], "a name this graph does not define goes up to the graphs around it")
     }
+
+    @Test("folding follows the spec's edge cases and refuses what would overflow, never trapping")
+    func foldingEdgeCases() throws {
+        let row = ONNXTensor(name: "row", int64: [1, 2, 3])
+        func folded(_ node: ONNXNode, _ extra: [ONNXTensor] = [], data: ONNXTensor = row) -> ONNXTensor? {
+            let graph = ONNXGraph(name: "g", nodes: [node], initializers: [data] + extra, inputs: [],
+                                  outputs: [ONNXValueInfo(name: "out", elementType: data.dataType, shape: nil)])
+            return graph.constants(folding: true)["out"]?.tensor
+        }
+        // A negative step's start is clamped to [0, n − 1]: starts −4 on [1, 2, 3] reads element 0.
+        let reverse = folded(ONNXNode(opType: "Slice", name: "s", inputs: ["row", "b", "e", "", "step"], outputs: ["out"]),
+                             [ONNXTensor(name: "b", int64: [-4]), ONNXTensor(name: "e", int64: [Int(Int64.min)]), ONNXTensor(name: "step", int64: [-1])])
+        #expect(try reverse?.integers() == [1])
+        // Flatten's axis −1 is the last axis: [2, 3, 4] → [6, 4].
+        let cube = try ONNXTensor(name: "cube", Tensor<Float>.zeros(shape: [2, 3, 4]))
+        #expect(folded(ONNXNode(opType: "Flatten", name: "f", inputs: ["cube"], outputs: ["out"], attributes: [("axis", .int(-1))]), data: cube)?.shape == [6, 4])
+        // A reshape whose product overflows, and an empty tensor with a huge dimension, are not folded.
+        #expect(folded(ONNXNode(opType: "Reshape", name: "r", inputs: ["row", "shape"], outputs: ["out"]),
+                       [ONNXTensor(name: "shape", int64: [1 << 32, 1 << 32])]) == nil)
+        var empty = Onnx_TensorProto()
+        (empty.name, empty.dataType, empty.dims) = ("row", Int32(ONNXDataType.float.rawValue), [0, 1 << 62, 4])
+        #expect(folded(ONNXNode(opType: "Transpose", name: "t", inputs: ["row"], outputs: ["out"]), data: ONNXTensor(proto: empty)) == nil)
+    }
+
+    @Test("a value that a subgraph lists as its output is read: removeUnused keeps it")
+    func subgraphOutputsAreReaders() throws {
+        var branch = Onnx_AttributeProto()
+        let body = ONNXGraph(name: "else", nodes: [], initializers: [], inputs: [], outputs: [ONNXValueInfo(name: "wt", elementType: .float, shape: nil)])
+        (branch.name, branch.type, branch.g) = ("else_branch", .graph, body.proto)
+        var then = branch
+        then.name = "then_branch"
+        var ifNode = ONNXNode(opType: "If", name: "if", inputs: ["flag"], outputs: ["y"]).proto
+        ifNode.attribute = [then, branch]
+        var graph = ONNXGraph(name: "g", nodes: [ONNXNode(opType: "Transpose", name: "t", inputs: ["w"], outputs: ["wt"]), ONNXNode(proto: ifNode)],
+                              initializers: [try ONNXTensor(name: "w", Tensor<Float>.zeros(shape: [2, 3]))],
+                              inputs: [ONNXValueInfo(name: "flag", elementType: .bool, shape: [])],
+                              outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        graph.removeUnused(["wt"])
+        #expect(graph.nodes.count == 2 && graph.initializers.count == 1)
+    }
 }
 
 @Suite("ONNX external data")

@@ -10,15 +10,16 @@ extension ModelCompressor {
     /// `model`'s main graph with their settings, MACs at ``CompressionOptions/inputShapes`` (for
     /// a recurrent layer, all time steps) and whether each can be compressed.
     ///
-    /// Not compressible, with the reason: convolutions that are not 2-D, depthwise convolutions,
-    /// weights or biases that are computed rather than constant, weights read by several nodes,
-    /// `Gemm` with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights
-    /// or data that does not fit their shape, `ConvTranspose` with a stride, output padding or
-    /// `SAME` padding or an output shape (others are compressed through their equivalent
-    /// convolution), 3-D convolutions and strided `ConvTranspose`s with CP or tensor-train or
-    /// whose shapes are unknown, recurrent layers whose weights do not fit their gates and hidden size or with
-    /// the tensor-train method (the others' input projections W·x are compressed; R stays),
-    /// `Gather` (an embedding table), layers below
+    /// Not compressible, with the reason: convolutions over more than 3 spatial axes, depthwise
+    /// convolutions, weights or biases that are computed rather than constant (constants a graph
+    /// computes by moving data only count as constants), weights read by several nodes, `Gemm`
+    /// with `transA = 1`, `MatMul` whose right operand is not a constant matrix, weights or data
+    /// that does not fit their shape, `ConvTranspose` that is not 2-D or has `SAME` padding or an
+    /// output shape (the others are compressed through their equivalent convolution), 3-D
+    /// convolutions and strided `ConvTranspose`s with CP or tensor-train or whose shapes are
+    /// unknown, recurrent layers whose weights do not fit their gates and hidden size or with the
+    /// tensor-train method (the others' input projections W·x are compressed; R stays), `Gather`
+    /// (an embedding table), layers below
     /// ``CompressionOptions/minimumParameters`` or outside the include/exclude filters, and
     /// methods set to `none`.
     ///
@@ -95,7 +96,7 @@ extension ModelCompressor {
                 // a strided one as a ConvTranspose core between pointwise convolutions.
                 let (strides, outputPadding, autoPad) = (window.strides, window.outputPadding, window.autoPad)
                 let dilations = window.dilations
-                guard layer.shape?.count == 4, strides.count == 2, strides.allSatisfy({ $0 >= 1 }), outputPadding.count == 2,
+                guard layer.shape?.count == 4, strides.count == 2, strides.allSatisfy({ $0 >= 1 && $0 <= 1 << 31 }), outputPadding.count == 2,
                       dilations.count == 2, (0..<2).allSatisfy({ outputPadding[$0] >= 0 && outputPadding[$0] < max(strides[$0], dilations[$0]) }),
                       window.outputShape == nil, autoPad == "NOTSET" || autoPad == "VALID" else {
                     refuse(.transposedSettings(strides: strides, outputPadding: outputPadding, autoPad: autoPad, outputShape: window.outputShape != nil))
@@ -108,14 +109,15 @@ extension ModelCompressor {
                 // W [directions, gates·H, I] and R [directions, gates·H, H]; X [seq, batch, I] (layout 1: [batch, seq, I]).
                 let r = node.inputs.count > 2 ? (constants[node.inputs[2]]?.tensor.shape ?? shapes.shapes[node.inputs[2]]) : nil
                 if let x = inputShape, x.count == 3, let w = layer.shape, w.count == 3, let r, r.count == 3 {
-                    layer.macs = Self.macs([x[0], x[1], w[0], w[1], w[2] + r[2]])
+                    let (features, overflow) = w[2].addingReportingOverflow(r[2])
+                    layer.macs = overflow ? nil : Self.macs([x[0], x[1], w[0], w[1], features])
                 }
                 // The input projection W·x of every step is what can be factored (a MatMul before the
                 // node); the recurrence R·h stays inside the operator.
                 let gates = ["LSTM": 4, "GRU": 3, "RNN": 1][node.opType]!
                 let directions = node.string("direction") == "bidirectional" ? 2 : 1
                 let b = node.inputs.count > 3 && !node.inputs[3].isEmpty ? (constants[node.inputs[3]]?.tensor.shape ?? shapes.shapes[node.inputs[3]]) : nil
-                guard let w = layer.shape, w.count == 3, let hidden = node.int("hidden_size"), hidden >= 1, w[0] == directions,
+                guard let w = layer.shape, w.count == 3, let hidden = node.int("hidden_size"), hidden >= 1, hidden <= w[1], w[0] == directions,
                       w[1] == gates * hidden, r == nil || r == [directions, gates * hidden, hidden],
                       b == nil || b == [directions, 2 * gates * hidden] else {
                     refuse(.recurrent(op: node.opType, inputWeights: layer.shape ?? [], recurrentWeights: r ?? []))
@@ -167,6 +169,10 @@ extension ModelCompressor {
                 // The equivalent convolution pads each side by d·(k − 1) − p, the end by the output
                 // padding more (negative: not a convolution).
                 let (strides, outputPadding) = (window.strides, window.outputPadding)
+                guard zip(kernel, dilations).allSatisfy({ k, d in d * (k - 1) < Int.max / 4 }) else {
+                    refuse(.convolutionOverflow(kernel: kernel, strides: strides, dilations: dilations))
+                    continue
+                }
                 let extents = [dilations[0] * (kernel[0] - 1), dilations[1] * (kernel[1] - 1)]
                 let padding = Padding(top: extents[0] - pads[0], bottom: extents[0] - pads[2] + outputPadding[0],
                                       left: extents[1] - pads[1], right: extents[1] - pads[3] + outputPadding[1])
@@ -197,8 +203,17 @@ extension ModelCompressor {
                         refuse(.tucker2Only(op: "ConvTranspose", spatialRank: 2, method: options.conv.rawValue))
                         continue
                     }
-                    let upsampled = [(x[2] - 1) * strides[0] + 1, (x[3] - 1) * strides[1] + 1]
-                    let output = [upsampled[0] + padding.top + padding.bottom - extents[0], upsampled[1] + padding.left + padding.right - extents[1]]
+                    // Sizes from shape inference and strides up to 2³¹: counted with overflow checks.
+                    func size(_ axis: Int, _ before: Int, _ after: Int) -> Int? {
+                        let (span, o1) = (x[axis + 2] - 1).multipliedReportingOverflow(by: strides[axis])
+                        let (padded, o2) = span.addingReportingOverflow(1 + before + after)
+                        return o1 || o2 || x[axis + 2] < 1 ? nil : padded - extents[axis]
+                    }
+                    guard let height = size(0, padding.top, padding.bottom), let width = size(1, padding.left, padding.right) else {
+                        refuse(.convolutionOverflow(kernel: kernel, strides: strides, dilations: dilations))
+                        continue
+                    }
+                    let output = [height, width]
                     let pixels = Double(x[2]) * Double(x[3])
                     site.proxy = .init(node: node, kernel: Size2D(kernel[0], kernel[1]),
                                        positions: ConvPositions(input: pixels, core: pixels, output: Double(output[0]) * Double(output[1])), transposed: true)

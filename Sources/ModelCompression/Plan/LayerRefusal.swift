@@ -15,7 +15,8 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A `ConvTranspose` with `SAME` padding, an output shape, output padding not below its
-    /// stride, or not 2-D: 2-D ones with explicit (or `VALID`) padding are compressed.
+    /// stride or dilation, a stride above 2³¹, or not 2-D: 2-D ones with explicit (or `VALID`)
+    /// padding are compressed.
     case transposedSettings(strides: [Int], outputPadding: [Int], autoPad: String, outputShape: Bool)
     /// A 3-D convolution or a strided `ConvTranspose` whose input or output shape is unknown:
     /// their costs need both.
@@ -78,7 +79,7 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case let .transposedSettings(strides, outputPadding, autoPad, outputShape):
             return "a ConvTranspose with strides \(strides), output_padding \(outputPadding), auto_pad \(autoPad)"
                 + "\(outputShape ? " and output_shape" : ""): only 2-D ones with explicit or VALID padding, no output_shape "
-                + "and output_padding below the stride are compressed"
+                + "and output_padding below the stride or dilation are compressed"
         case let .unknownShapes(op, rank):
             return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") whose input or output shape is unknown "
                 + "(its costs need both)"

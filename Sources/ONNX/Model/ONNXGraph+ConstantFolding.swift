@@ -69,14 +69,17 @@ extension ONNXGraph {
             var dims = requested.enumerated().map { k, d in d == 0 && !allowZero ? (k < rank ? shape[k] : -2) : d }
             let count = shape.reduce(1, *)
             if let unknown = dims.firstIndex(of: -1) {
-                let known = dims.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
-                guard known > 0, count % known == 0 else { return nil }
+                guard let known = Self.checkedProduct(dims.enumerated().filter { $0.offset != unknown }.map(\.element)),
+                      known > 0, count % known == 0 else { return nil }
                 dims[unknown] = count / known
             }
-            guard dims.allSatisfy({ $0 >= 0 }), dims.reduce(1, *) == count else { return nil }
+            guard dims.allSatisfy({ $0 >= 0 }), Self.checkedProduct(dims) == count else { return nil }
             target = dims
         case "Flatten":
-            guard let a = axis(node.int("axis") ?? 1, rank + 1) else { return nil }
+            // axis in [−rank, rank]; a negative one counts from the end (−1: the last axis).
+            let requested = node.int("axis") ?? 1
+            guard (-rank...rank).contains(requested) else { return nil }
+            let a = requested < 0 ? requested + rank : requested
             target = [shape.prefix(a).reduce(1, *), shape.dropFirst(a).reduce(1, *)]
         case "Transpose":
             let perm = node.ints("perm") ?? Array((0..<rank).reversed())
@@ -95,7 +98,9 @@ extension ONNXGraph {
                 guard let a = axis(a, rank), steps[k] != 0 else { return nil }
                 let n = shape[a], step = steps[k]
                 func clamp(_ v: Int, _ low: Int, _ high: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + n : v, low), high) }
-                let (start, end) = step > 0 ? (clamp(starts[k], 0, n), clamp(ends[k], 0, n)) : (clamp(starts[k], -1, n - 1), clamp(ends[k], -1, n - 1))
+                // The spec's clamps: a positive step's start and end to [0, n]; a negative step's start
+                // to [0, n − 1] and end to [−1, n − 1].
+                let (start, end) = step > 0 ? (clamp(starts[k], 0, n), clamp(ends[k], 0, n)) : (clamp(starts[k], 0, n - 1), clamp(ends[k], -1, n - 1))
                 indices[a] = Array(stride(from: start, to: end, by: step))
             }
             let strides = Self.strides(shape)
@@ -111,6 +116,8 @@ extension ONNXGraph {
                 guard let s = part?.1, s.count == rank else { return false }
                 return s.indices.allSatisfy { $0 == a || s[$0] == shape[$0] }
             }) else { return nil }
+            guard let total = Self.checkedProduct([parts.reduce(0) { $0 + ($1.map { $0.0.count / size } ?? 0) }]),
+                  total <= foldedElementLimit else { return nil }
             let outer = shape.prefix(a).reduce(1, *)
             var out = Data()
             for o in 0..<outer {
@@ -126,6 +133,17 @@ extension ONNXGraph {
             return nil
         }
         return ONNXTensor(name: "", dataType: data.dataType, shape: target, bytes: bytes)
+    }
+
+    /// The product of `values`, `nil` when it overflows `Int`.
+    static func checkedProduct(_ values: [Int]) -> Int? {
+        var product = 1
+        for v in values {
+            let (p, overflow) = product.multipliedReportingOverflow(by: v)
+            guard !overflow else { return nil }
+            product = p
+        }
+        return product
     }
 
     /// Row-major element strides of `shape`.
@@ -191,7 +209,8 @@ extension ONNXTensor {
     /// data or the typed float, double and int64 fields), fits its shape, and is at most
     /// 2²⁴ elements; `nil` otherwise.
     func littleEndianBytes() -> (Data, Int)? {
-        guard let dtype = dataType.dtype, !isExternal, let count = try? elementCount(), count <= ONNXGraph.foldedElementLimit else { return nil }
+        // Empty tensors are not folded: their other dimensions could be anything, up to 2⁶².
+        guard let dtype = dataType.dtype, !isExternal, let count = try? elementCount(), count >= 1, count <= ONNXGraph.foldedElementLimit else { return nil }
         if proto.hasRawData { return proto.rawData.count == count * dtype.size ? (proto.rawData, dtype.size) : nil }
         var bytes = Data(capacity: count * dtype.size)
         switch dtype {
@@ -202,7 +221,7 @@ extension ONNXTensor {
         case .int64 where proto.int64Data.count == count:
             for v in proto.int64Data { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
         default:
-            return count == 0 ? (bytes, dtype.size) : nil
+            return nil
         }
         return (bytes, dtype.size)
     }

@@ -233,16 +233,19 @@ public struct ONNXGraph: Sendable, Equatable {
     @discardableResult
     public mutating func removeUnused(_ names: Set<String>) -> Set<String> {
         var readers: [String: Int] = [:]
-        func count(_ graph: Onnx_GraphProto) {
+        // A subgraph reads a value of the graphs around it through its nodes' inputs, or by listing
+        // it as one of its outputs.
+        func count(_ graph: Onnx_GraphProto, nested: Bool) {
+            if nested { for output in graph.output where !output.name.isEmpty { readers[output.name, default: 0] += 1 } }
             for node in graph.node {
                 for input in node.input where !input.isEmpty { readers[input, default: 0] += 1 }
                 for attribute in node.attribute {
-                    if attribute.hasG { count(attribute.g) }
-                    attribute.graphs.forEach(count)
+                    if attribute.hasG { count(attribute.g, nested: true) }
+                    attribute.graphs.forEach { count($0, nested: true) }
                 }
             }
         }
-        count(proto)
+        count(proto, nested: false)
         let outputs = Set(proto.output.map(\.name)), inputs = Set(proto.input.map(\.name))
         var producers: [String: Int] = [:]
         for (k, node) in proto.node.enumerated()
