@@ -6,7 +6,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the layers of a model: ONNX nodes with their settings and MACs, or a state dict's tensors.",
         discussion: """
-            An .onnx model: every Conv, Gemm, MatMul, ConvTranspose and Gather node with its weight, kernel, stride, \
+            An .onnx model: every Conv, Gemm, MatMul, ConvTranspose, LSTM/GRU/RNN and Gather node with its weight, kernel, stride, \
             padding [top, bottom, left, right], dilation, groups, MACs at the input shapes (dynamic dimensions from \
             --input-shape), EVBMF ranks, and whether it can be compressed (the reason when not). \
             A .safetensors state dict: every tensor with its shape, dtype and kind, and EVBMF rank estimates for the \
@@ -49,7 +49,7 @@ struct Inspect: ParsableCommand {
         func list(_ values: [Int]?) -> String { values.map { $0.map(String.init).joined(separator: ",") } ?? "" }
         print(renderTable(["node", "op", "weight shape", "kernel", "stride", "padding", "dilation", "groups", "MACs", "EVBMF ranks", "compressible"],
                           layers.map { l in
-            [l.name, l.op, l.shape.map { $0.map(String.init).joined(separator: "×") } ?? "", l.kernel.map { "\($0[0])×\($0[1])" } ?? "",
+            [l.name, l.op, l.shape.map { $0.map(String.init).joined(separator: "×") } ?? "", l.kernel.map { $0.map(String.init).joined(separator: "×") } ?? "",
              list(l.stride), list(l.padding), list(l.dilation), l.groups.map(String.init) ?? "", l.macs.map(compact) ?? "?",
              l.vbmfRanks.map { "\($0)" } ?? "", l.compressible ? "yes" : "no: \(l.refusal?.commandLineDescription ?? "")"]
         }))
