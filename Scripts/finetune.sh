@@ -5,7 +5,7 @@
 # onnxruntime-training's on-device API on the CPU, and scores it beside the original and the compressed
 # model. Writes DIR/model.finetuned.onnx (the compressed graph with other values in its factors, so
 # the same latency), DIR/finetune.json (settings, times, held-out cosine) and DIR/finetune.score.json.
-# Benchmarks/Experiments/minilm_finetune.py is the step; Documentation/Performance.md ("Fine-tuning the
+# Python/tdtools/finetune.py is the step; Documentation/Performance.md ("Fine-tuning the
 # factors") has the figures: on 2 cores, 300 steps take 1 to 3 minutes (0.22–0.65 s a step, quiet to
 # shared) for +0.03 mean cosine at macs:0.67 and +0.06 at macs:0.5 on the docstrings.
 #
@@ -33,7 +33,6 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s Scripts/requirements-train.txt "$stam
 fi
 python=$(bash Scripts/onnx-venv.sh)
 export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
-step=Benchmarks/Experiments/minilm_finetune.py
-"$venv/bin/python" "$step" train "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/tokenizer.json" "$dir/model.finetuned.onnx" \
+"$venv/bin/python" -m tdtools.finetune train "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/tokenizer.json" "$dir/model.finetuned.onnx" \
     --json "$dir/finetune.json" "$@"
-"$python" "$step" score "$dir/tokenizer.json" "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/model.finetuned.onnx" --json "$dir/finetune.score.json"
+"$python" -m tdtools.finetune score "$dir/tokenizer.json" "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/model.finetuned.onnx" --json "$dir/finetune.score.json"

@@ -7,7 +7,9 @@
 - `quantize`: INT8 after (or instead of) low-rank compression, by onnxruntime.quantization;
 - `session`, `timing`, `tables`, `tool`: the one onnxruntime session, the one timing loop, tables,
   and the `tensor-compress` calls that the others share;
-- `evaluate`: the main jobs' evaluations (PP-OCRv4, all-MiniLM-L6-v2, Silero VAD).
+- `evaluate`: the main jobs' evaluations (PP-OCRv4, all-MiniLM-L6-v2, Silero VAD, ddddocr);
+- `finetune`: the optional distillation of MiniLM's factors (its `train` subcommand runs in the
+  onnxruntime-training environment of Scripts/finetune.sh, `score` in the project's).
 
 Run a module with Python/ on PYTHONPATH, e.g. `PYTHONPATH=Python python -m tdtools.calibrate …`,
 in the virtual environment of Scripts/onnx-venv.sh (Scripts/requirements-onnx.txt); the shell

@@ -1,14 +1,14 @@
-"""Fine-tuning the factors of a compressed all-MiniLM-L6-v2 by distillation (an experiment, not a
-product path): does a short training of the low-rank factors against the original model, on
-unlabelled calibration text, move the cosine on text of another domain enough to be worth its
-set-up and its time on a 2-core CPU?
+"""Fine-tuning the factors of a compressed all-MiniLM-L6-v2 by distillation (the optional step
+that Scripts/finetune.sh runs; it was measured first as an experiment): does a short training of
+the low-rank factors against the original model, on unlabelled calibration text, move the cosine
+on text of another domain enough to be worth its set-up and its time on a 2-core CPU?
 
     train (onnxruntime-training's on-device API, in its own virtual environment):
-    python Benchmarks/Experiments/minilm_finetune.py train ORIGINAL.onnx COMPRESSED.onnx TOKENIZER.json OUT.onnx
+    python -m tdtools.finetune train ORIGINAL.onnx COMPRESSED.onnx TOKENIZER.json OUT.onnx
            [--steps 300] [--lr 1e-4] [--batch 16] [--hidden-weight 1] [--warmup 0.1] [--threads 2] [--seed 0]
            [--holdout 154] [--log-every 50] [--work DIR] [--json R.json]
     score (the project's onnxruntime):
-    python Benchmarks/Experiments/minilm_finetune.py score TOKENIZER.json ORIGINAL.onnx MODEL.onnx ... [--runs 20] [--json S.json]
+    python -m tdtools.finetune score TOKENIZER.json ORIGINAL.onnx MODEL.onnx ... [--runs 20] [--json S.json]
 
 (Python/ on PYTHONPATH; `bash Scripts/finetune.sh` creates the training venv and runs both on the
 files of `bash Scripts/main.sh minilm`; Documentation/Performance.md has the figures.)
@@ -58,8 +58,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Python"))
-from tdtools.evaluate import minilm  # noqa: E402
+from .evaluate import minilm
 
 MAX_LENGTH = 64
 HIDDEN = "pool.masked"        # last hidden states times the attention mask: zero at padded positions
@@ -208,7 +207,7 @@ def train(args):
 
     log = []
     start = held_out_cosine()[0]
-    print(f"minilm_finetune: {len(trainable)} trainable initializers ({sum(state.parameters[n].data.size for n in trainable):,} values), "
+    print(f"finetune: {len(trainable)} trainable initializers ({sum(state.parameters[n].data.size for n in trainable):,} values), "
           f"{len(training)} training quotations, {len(held_out)} held out (cosine {start:.4f}); artifacts {seconds_artifacts:.1f} s, "
           f"teacher targets {seconds_teacher:.1f} s", flush=True)
     rng = np.random.default_rng(args.seed)
@@ -242,7 +241,7 @@ def train(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    print(f"minilm_finetune: wrote {args.output}: {args.steps} steps in {seconds_training:.0f} s ({seconds_training / args.steps:.2f} s a step, "
+    print(f"finetune: wrote {args.output}: {args.steps} steps in {seconds_training:.0f} s ({seconds_training / args.steps:.2f} s a step, "
           f"{args.threads} threads); held-out quotations {start:.4f} → {cosine:.4f}; the graph is the compressed one's, node for node")
 
 
@@ -254,21 +253,21 @@ def check_same_graph(a, b, trainable):
         del c.graph.initializer[:]
         return c.SerializeToString()
     if stripped(a) != stripped(b):
-        sys.exit("minilm_finetune: the fine-tuned graph differs from the compressed one")
+        sys.exit("finetune: the fine-tuned graph differs from the compressed one")
     left = {i.name: i for i in a.graph.initializer}
     right = {i.name: i for i in b.graph.initializer}
     if list(left) != list(right):
-        sys.exit("minilm_finetune: the initializers differ in names or order")
+        sys.exit("finetune: the initializers differ in names or order")
     for name in left:
         x, y = numpy_helper.to_array(left[name]), numpy_helper.to_array(right[name])
         if x.shape != y.shape or x.dtype != y.dtype or (name not in trainable and not np.array_equal(x, y)):
-            sys.exit(f"minilm_finetune: initializer {name} differs outside the trained values")
+            sys.exit(f"finetune: initializer {name} differs outside the trained values")
 
 
 def score(args):
-    from tdtools.session import session
-    from tdtools.tables import print_table
-    from tdtools.timing import median_seconds
+    from .session import session
+    from .tables import print_table
+    from .timing import median_seconds
     tok = minilm.tokenizer(args.tokenizer, MAX_LENGTH)
     training, held_out = quotations(args.holdout)
     texts = {"docstrings": docstrings(args.count), "training quotations": training, "held-out quotations": held_out}
