@@ -332,6 +332,7 @@ extension ModelCompressor {
                 let alpha = node.float("alpha") ?? 1, beta = node.float("beta") ?? 1
                 let c = node.inputs.count > 2 && !node.inputs[2].isEmpty ? node.inputs[2] : nil
                 site.kind = .gemm(transB: transB, alpha: alpha, beta: beta, c: c)
+                site.gemmC = c.flatMap { constants[$0] }
                 if let a = inputShape, a.count == 2, shape.count == 2 { layer.macs = Self.macs([a[0], a[1], transB ? shape[0] : shape[1]]) }
                 guard transA == 0 else {
                     refuse(.transposedGemmInput)

@@ -109,6 +109,8 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// The convolution's spatial axes in the graph: 2, 1 for a 1-D convolution that is
         /// decomposed as a 2-D one of height 1 and written back as 1-D nodes, or 3 (see ``proxy``).
         var spatialRank = 2
+        /// A `Gemm`'s C when it is a constant (a mean-shift correction is folded into it).
+        var gemmC: ONNXConstant?
         /// A `ConvTranspose`, decomposed as its equivalent convolution (the kernel flipped in
         /// space, its channel axes transposed per group); one of stride 1 is written as that
         /// convolution, a strided one through ``proxy``.

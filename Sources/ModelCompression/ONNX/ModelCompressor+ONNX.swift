@@ -81,7 +81,7 @@ extension ModelCompressor {
             reports.append(report)
             guard let emitted = outcome.emitted, report.status.isReplaced else { continue }
             replacements.append((layer.nodeIndex, layer.subgraph, emitted.nodes, emitted.initializers,
-                                 [site.weightName] + (site.biasName.map { [$0] } ?? [])))
+                                 [site.weightName] + (site.biasName.map { [$0] } ?? []) + emitted.replacedInputs))
             entries.append([
                 "node": layer.name, "op": layer.op, "method": report.method?.rawValue ?? "", "ranks": report.ranks,
                 "kernelError": report.relativeError, "parametersBefore": report.parametersBefore, "parametersAfter": report.parametersAfter,

@@ -11,7 +11,8 @@ import TensorModule
 ///   that act spatially; per axis, a 1-wide kernel with stride 1 is padded by 0 in that mode, so
 ///   each layer gets exactly its share.
 /// - Linear stacks (SVD) become `MatMul` → `MatMul` (from a `MatMul`) or `MatMul` → `Gemm` (from
-///   a `Gemm`, which keeps its C and beta on the last node).
+///   a `Gemm`, which keeps its C and beta on the last node; a mean-shift correction is folded into
+///   a constant row C, or becomes C when there is none).
 /// - A recurrent node's input projection (SVD) becomes `MatMul` by the first factor, then the
 ///   node itself with the second as its W.
 /// - A 3-D convolution's or strided `ConvTranspose`'s stack (Tucker-2, SVD) keeps the original
@@ -29,6 +30,8 @@ struct ONNXStackEmitter {
     let site: GraphLayer.Site
     var nodes: [ONNXNode] = []
     var initializers: [ONNXTensor] = []
+    /// Inputs of the replaced node that the new nodes no longer read (a `Gemm`'s C, once folded).
+    var replacedInputs: [String] = []
     var counter = 0
 
     init(base: String, method: CompressionMethod, dataType: ONNXDataType, site: GraphLayer.Site) {
@@ -138,10 +141,25 @@ struct ONNXStackEmitter {
         let name = "\(prefix)/\(counter)"
         if isLast, case let .gemm(_, _, beta, c) = site.kind {
             var inputs = [input, try constant(name + ".weight", Tensor(linear.weight))]
-            if let c { inputs.append(c) }
-            let y = node("Gemm", inputs, output: linear.bias == nil ? output : nil,
-                         attributes: [("alpha", .float(1)), ("beta", .float(beta)), ("transA", .int(0)), ("transB", .int(1))])
-            return try emitLinearTail(bias: linear.bias, value: y, output: output)
+            // A mean-shift correction goes into C when it can: C absent, or a constant row [N] or [1, N]
+            // (then C' = beta·C + shift with beta 1); else an Add after the Gemm.
+            var (bias, gemmBeta) = (linear.bias, beta)
+            if let shift = bias, c == nil {
+                inputs.append(try constant(name + ".C", Tensor(uncheckedShape: [shift.count], scalars: ContiguousArray(shift))))
+                (bias, gemmBeta) = (nil, 1)
+            } else if let shift = bias, let c, let given = try? site.gemmC?.tensor.tensor(as: Scalar.self),
+                      given.shape == [shift.count] || given.shape == [1, shift.count] {
+                let scale = Scalar(Double(beta))
+                let folded = ContiguousArray(zip(given.scalars, shift).map { scale * $0 + $1 })
+                inputs.append(try constant(name + ".C", Tensor(uncheckedShape: given.shape, scalars: folded)))
+                replacedInputs.append(c)
+                (bias, gemmBeta) = (nil, 1)
+            } else if let c {
+                inputs.append(c)
+            }
+            let y = node("Gemm", inputs, output: bias == nil ? output : nil,
+                         attributes: [("alpha", .float(1)), ("beta", .float(gemmBeta)), ("transA", .int(0)), ("transB", .int(1))])
+            return try emitLinearTail(bias: bias, value: y, output: output)
         }
         let y = node("MatMul", [input, try constant(name + ".weight", Tensor(linear.weight.transposed()))],
                      output: linear.bias == nil ? output : nil)
