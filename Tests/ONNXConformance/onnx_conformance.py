@@ -475,6 +475,18 @@ def nested_if_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
+def compress_with_statistics(tool, model, stats, shapes, rank, out):
+    """`tensor-compress compress` of `model` with the statistics at a fixed rank; an error text when it
+    fails or warns (statistics missing for a node, for example), else None."""
+    arguments = [tool, "compress", model, "--output", out, "--statistics", stats, "--rank", str(rank), "--min-parameters", "0", "--quiet"]
+    for shape in shapes:
+        arguments += ["--input-shape", shape]
+    done = subprocess.run(arguments, capture_output=True, text=True)
+    if done.returncode != 0 or "warning" in done.stderr:
+        return f"compress with the statistics: {done.stderr.strip()}"
+    return None
+
+
 def run_calibration(tool, work):
     """tdtools.calibrate on the models of calibration_models(): an .npz with a batch axis that is not the
     first and a constant, a fixed batch of 1, and a directory of feeds; each must give statistics
@@ -512,13 +524,9 @@ def run_calibration(tool, work):
         if found != nodes:
             failures.append(f"{name}: statistics of {sorted(found)}, expected {sorted(nodes)}")
             continue
-        out = os.path.join(work, "calibration.compressed.onnx")
-        arguments = [tool, "compress", model, "--output", out, "--statistics", stats, "--rank", "2", "--min-parameters", "0", "--quiet"]
-        for shape in shapes:
-            arguments += ["--input-shape", shape]
-        done = subprocess.run(arguments, capture_output=True, text=True)
-        if done.returncode != 0 or "warning" in done.stderr:
-            failures.append(f"{name}: compress with the statistics: {done.stderr.strip()}")
+        problem = compress_with_statistics(tool, model, stats, shapes, 2, os.path.join(work, "calibration.compressed.onnx"))
+        if problem:
+            failures.append(f"{name}: {problem}")
     return failures
 
 
@@ -591,13 +599,9 @@ def run_loop_statistics(tool, work):
         if found.count != len(expected) or error > 1e-6:
             failures.append(f"{name}: count {found.count} (expected {len(expected)}), error {error:.2e}")
             continue
-        out = os.path.join(work, f"{name}.compressed.onnx")
-        arguments = [tool, "compress", path, "--output", out, "--statistics", stats, "--rank", "1", "--min-parameters", "0", "--quiet"]
-        for shape in shapes:
-            arguments += ["--input-shape", shape]
-        done = subprocess.run(arguments, capture_output=True, text=True)
-        if done.returncode != 0 or "warning" in done.stderr:
-            failures.append(f"{name}: compress with the statistics: {done.stderr.strip()}")
+        problem = compress_with_statistics(tool, path, stats, shapes, 1, os.path.join(work, f"{name}.compressed.onnx"))
+        if problem:
+            failures.append(f"{name}: {problem}")
     return failures
 
 
