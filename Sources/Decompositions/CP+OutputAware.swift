@@ -1,8 +1,10 @@
 import TensorModule
 
-/// CP of a convolution kernel `W` (`T × S × kh × kw`, rank `R`) that minimises the output error
-/// `tr((W − Ŵ)_(0) C (W − Ŵ)_(0)ᵀ)` for the patch metric `C` (`S·kh·kw` square): alternating
-/// least squares in the output space, each factor update optimal given the others.
+/// CP of a convolution kernel `W` (`T × S × kh × kw`, rank `R`; any order from 3, such as a 1-D
+/// kernel `T × S × k` or a 3-D one `T × S × kd × kh × kw`) that minimises the output error
+/// `tr((W − Ŵ)_(0) C (W − Ŵ)_(0)ᵀ)` for the patch metric `C` (`S·kh·kw` square, the product of
+/// the non-output modes): alternating least squares in the output space, each factor update
+/// optimal given the others.
 ///
 /// With `K = A_S ⊙ A_H ⊙ A_W` (`S·kh·kw × R`, Khatri-Rao in the patch order), the output factor
 /// (with the weights folded in) is the regression `A_T = W_(0) C K (Kᵀ C K)⁻¹`; each input factor
@@ -16,7 +18,7 @@ import TensorModule
 /// is the data-free CP-ALS result from the given options; the error is non-increasing.
 ///
 /// - Parameters:
-///   - kernel: `(T, S, kh, kw)`.
+///   - kernel: `(T, S, kh, kw)`, or `(T, S, …)` of any order from 3.
 ///   - rank: The CP rank.
 ///   - metric: `E[x xᵀ]` (or the covariance) of the im2col patches.
 ///   - options: The metric's damping and the alternations' iterations, tolerance and size limit.
@@ -27,19 +29,20 @@ public func cpDecompose<Scalar: BLASScalar>(
     _ kernel: Tensor<Scalar>, rank: Int, metric: Matrix<Double>, options: OutputAwareOptions = OutputAwareOptions(),
     start: CPOptions<Scalar> = CPOptions()
 ) throws -> OutputAwareDecomposition<CPTensor<Scalar>> {
-    guard kernel.order == 4 else {
-        throw DecompositionError.inconsistentParts(type: "cpDecompose(metric:)", shapes: [kernel.shape], requirement: .orderFourKernel)
+    guard kernel.order >= 3 else {
+        throw DecompositionError.inconsistentParts(type: "cpDecompose(metric:)", shapes: [kernel.shape], requirement: .kernelOrder(minimum: 3))
     }
     let initial = try cpDecompose(kernel, rank: rank, options: start).cp
-    let (t, s, kh, kw) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
-    let inputSizes = [s, kh, kw]
-    let d = s * kh * kw
+    let t = kernel.shape[0]
+    let inputSizes = Array(kernel.shape.dropFirst())
+    let modes = inputSizes.count
+    let d = inputSizes.reduce(1, *)
     let c = try dampedMetric(metric, dimension: d, damping: options.damping, operation: "cpDecompose(metric:)")
     let w0 = doubleMatrix(kernel, rows: t, columns: d)
     let energy = quadraticError(w0, c)
     func relative(_ e: Double) -> Double { energy > 0 ? (Swift.max(e, 0) / energy).squareRoot() : 0 }
     var aT = doubleMatrix(initial.factors[0]).scalingColumns(by: initial.weights.map { Double($0) })
-    var inputs = initial.factors[1...].map { doubleMatrix($0) }                 // A_S, A_H, A_W
+    var inputs = initial.factors[1...].map { doubleMatrix($0) }                 // A_S, A_H, A_W (or the kernel's other modes)
     func k() throws -> Matrix<Double> { try khatriRao(inputs) }      // d × R, (s, p, q) with s slowest
     func error() throws -> Double { relative(quadraticError(w0 - aT.matmul(try k(), transposeOther: true), c)) }
     var history = [try error()]
@@ -51,18 +54,18 @@ public func cpDecompose<Scalar: BLASScalar>(
         for i in 0..<rank { gram[i, i] += 1e-12 * trace / Double(rank) + Double.leastNormalMagnitude }
         aT = try gram.choleskySolve(w0.matmul(ck), side: .right)
     }
-    /// The input factor `n` (0: channels, 1: rows, 2: columns of the kernel) by its normal equations.
+    /// The input factor `n` (0: channels, then the kernel's spatial axes) by its normal equations.
     func updateInput(_ n: Int) throws {
         let size = inputSizes[n]
         let unknowns = size * rank
         guard unknowns <= options.maxUnknowns else { return }
-        let others = (0..<3).filter { $0 != n }
+        let others = (0..<modes).filter { $0 != n }
         let o = others.map { inputSizes[$0] }.reduce(1, *)
         let u = try khatriRao(others.map { inputs[$0] })            // O × R
         // C with mode n first on both sides: (i, o) × (i', o').
         let permutation = [n] + others
         let c6 = try Tensor(c).reshaped(to: inputSizes + inputSizes)
-            .transposed(permutation: permutation + permutation.map { $0 + 3 })
+            .transposed(permutation: permutation + permutation.map { $0 + modes })
         let cp = Matrix(uncheckedRows: size * o * size, columns: o, scalars: c6.scalars)
         let y = cp.matmul(u)                                          // (i, o, i') × r'
         // Σ_o u_r[o] Y[i, o, i', r'] → (r, i, i', r').
@@ -95,7 +98,7 @@ public func cpDecompose<Scalar: BLASScalar>(
     while iterations < options.maxIterations {
         iterations += 1
         let before = history.last!
-        for n in 0..<3 {
+        for n in 0..<modes {
             let saved = inputs
             try updateInput(n)
             let e = try error()

@@ -11,6 +11,8 @@ public enum PartsRequirement: Sendable, Equatable, CustomStringConvertible {
     case neighbouringRanks(core: Int, endRank: Int, nextStartRank: Int)
     /// A convolution kernel must have order 4 `(out, in, kh, kw)`.
     case orderFourKernel
+    /// A kernel of order `minimum` or more `(out, in, spatial…)`.
+    case kernelOrder(minimum: Int)
     /// An order-4 kernel and two ranks `[R_out, R_in]`.
     case kernelAndTwoRanks
     /// A metric of `dimension × dimension`.
@@ -35,6 +37,7 @@ public enum PartsRequirement: Sendable, Equatable, CustomStringConvertible {
         case let .neighbouringRanks(core, endRank, nextStartRank):
             return "core \(core) ends with rank \(endRank) but core \(core + 1) starts with \(nextStartRank)"
         case .orderFourKernel: return "an order-4 kernel"
+        case let .kernelOrder(minimum): return "a kernel of order \(minimum) or more (out, in, spatial…)"
         case .kernelAndTwoRanks: return "an order-4 kernel and ranks [R_out, R_in]"
         case let .metric(dimension): return "a \(dimension) × \(dimension) input metric"
         case let .tuckerModes(modes): return "one factor for each of the modes \(modes) of the core, distinct and in range"

@@ -48,6 +48,8 @@ struct Compress: ParsableCommand {
     @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation (default: the end-to-end sensitivities in --statistics, when it has them).")
     var layerWeights: String?
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
+    @Option(help: "Data-aware: δ in the input metric C + δ·tr(C)/d·I, relative to its mean eigenvalue (larger trusts the calibration data less).")
+    var damping: Double = OutputAwareOptions().damping
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
@@ -85,6 +87,10 @@ struct Compress: ParsableCommand {
         if isONNX(model) && layerConfig != nil { throw ValidationError("--layer-config applies to state dicts; an ONNX graph states its conv settings") }
         if budget != nil && rank != nil { throw ValidationError("give --budget or --rank, not both") }
         if dataFree && statistics != nil { throw ValidationError("--data-free and --statistics contradict each other") }
+        guard damping.isFinite && damping >= 0 else { throw ValidationError("--damping \(damping) must be finite and at least 0") }
+        if damping != OutputAwareOptions().damping && statistics == nil {
+            throw ValidationError("--damping applies to data-aware compression: give --statistics (without them there is no input metric to damp)")
+        }
     }
 
     /// The library's options from the command line.
@@ -97,6 +103,7 @@ struct Compress: ParsableCommand {
         options.inputShapes = try InputShape.dictionary(inputShape)
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
+        options.dataAware.decomposition.damping = damping
         options.exactSVD = exact
         options.simplify = simplify
         options.dataFree = dataFree

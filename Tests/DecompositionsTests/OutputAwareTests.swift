@@ -113,11 +113,12 @@ struct OutputAwareTests {
         try checkTucker2(Double.self)
     }
 
-    func checkCP<S: BLASScalar>(_: S.Type) throws {
-        let kernel = Tensor<S>.randomNormal(shape: [6, 5, 3, 3], seed: 31)
-        let c = correlatedMetric(dimension: 45, seed: 32)
-        let w0 = Matrix<S>(uncheckedRows: 6, columns: 45, scalars: kernel.scalars)
-        let energy = outputError(w0, .zeros(rows: 6, columns: 45), c)
+    func checkCP<S: BLASScalar>(_: S.Type, shape: [Int]) throws {
+        let kernel = Tensor<S>.randomNormal(shape: shape, seed: 31)
+        let (t, d) = (shape[0], shape.dropFirst().reduce(1, *))
+        let c = correlatedMetric(dimension: d, seed: 32)
+        let w0 = Matrix<S>(uncheckedRows: t, columns: d, scalars: kernel.scalars)
+        let energy = outputError(w0, .zeros(rows: t, columns: d), c)
         var options = OutputAwareOptions()
         options.tolerance = 0
         options.maxIterations = 5
@@ -126,18 +127,28 @@ struct OutputAwareTests {
             let run = try cpDecompose(kernel, rank: rank, metric: c, options: options, start: start)
             let slack = S.self == Float.self ? 1e-5 : 1e-10
             for (a, b) in zip(run.errorHistory, run.errorHistory.dropFirst()) {
-                #expect(b <= a + slack, "rank \(rank): output error rose from \(a) to \(b)")
+                #expect(b <= a + slack, "shape \(shape), rank \(rank): output error rose from \(a) to \(b)")
             }
-            let approximation = Matrix<S>(uncheckedRows: 6, columns: 45, scalars: try Tensor(run.result).scalars)
+            #expect(run.result.shape == shape)
+            let approximation = Matrix<S>(uncheckedRows: t, columns: d, scalars: try Tensor(run.result).scalars)
             let dataFree = try cpDecompose(kernel, rank: rank, options: start).cp
-            let freeError = outputError(w0, Matrix<S>(uncheckedRows: 6, columns: 45, scalars: try Tensor(dataFree).scalars), c)
+            let freeError = outputError(w0, Matrix<S>(uncheckedRows: t, columns: d, scalars: try Tensor(dataFree).scalars), c)
             #expect(outputError(w0, approximation, c) <= freeError + slack * energy)
             #expect(abs((outputError(w0, approximation, c) / energy).squareRoot() - run.outputRelativeError) <= 1e-4)
         }
     }
 
-    @Test func cpOutputErrorIsNonIncreasingAndBeatsDataFreeCP() throws {
-        try checkCP(Float.self)
-        try checkCP(Double.self)
+    /// 2-D kernels, and 1-D and 3-D ones (orders 3 and 5: the same alternation over more modes).
+    @Test(arguments: [[6, 5, 3, 3], [6, 5, 4], [5, 4, 3, 2, 3]])
+    func cpOutputErrorIsNonIncreasingAndBeatsDataFreeCP(shape: [Int]) throws {
+        try checkCP(Float.self, shape: shape)
+        try checkCP(Double.self, shape: shape)
+    }
+
+    @Test func cpOutputAwareNeedsAKernelOfOrderThree() throws {
+        let matrix = Tensor<Double>.randomNormal(shape: [4, 6], seed: 1)
+        #expect(throws: DecompositionError.inconsistentParts(type: "cpDecompose(metric:)", shapes: [[4, 6]], requirement: .kernelOrder(minimum: 3))) {
+            _ = try cpDecompose(matrix, rank: 2, metric: Matrix<Double>.identity(6))
+        }
     }
 }

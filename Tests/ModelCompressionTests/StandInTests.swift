@@ -65,6 +65,48 @@ struct StandInTests {
         #expect(graph.initializers.allSatisfy { $0.dataType == dataType }, "new weights keep the model's type")
     }
 
+    @Test("CP of a 3-D convolution at rank 2: one depthwise Conv per axis with its stride and pads, exact MACs, the written factors' kernel error as reported",
+          arguments: [ONNXDataType.float, .double])
+    func separableCP(dataType: ONNXDataType) throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.conv = .cp
+        options.rank = 2
+        options.include = "conv3d"
+        let model = try Self.model(dataType)
+        let result = try ModelCompressor(options: options).compress(onnx: model)
+        let report = try #require(result.layers.first { $0.name == "conv3d" })
+        #expect(report.status.isReplaced && report.method == .cp && report.ranks == [2])
+        // 2·6 MACs at the 210 input voxels; depth taps 2·3 at 5×6×7, height taps (stride 2) 2·3 at 5×3×7,
+        // width taps (stride 2) 2·3 at the 60 output voxels; 8·2 at the output.
+        #expect(report.macsAfter == 2 * 6 * 210 + 2 * 3 * 210 + 2 * 3 * 105 + 2 * 3 * 60 + 8 * 2 * 60)
+        #expect(report.parametersAfter == 2 * 6 + 2 * 9 + 8 * 2)
+        let graph = result.model.graph
+        let convs = graph.nodes.filter { $0.opType == "Conv" }
+        #expect(convs.count == 5 && convs.last?.outputs == ["y"])
+        func weight(_ node: ONNXNode) throws -> Tensor<Double> {
+            try #require(graph.initializers.first { $0.name == node.inputs[1] }).tensor(as: Double.self)
+        }
+        let tensors = try convs.map(weight)
+        let weights = tensors.map(\.scalars)
+        #expect(tensors.map(\.shape) == [[2, 6, 1, 1, 1], [2, 1, 3, 1, 1], [2, 1, 1, 3, 1], [2, 1, 1, 1, 3], [8, 2, 1, 1, 1]])
+        #expect(convs[1...3].map { $0.ints("strides") } == [[1, 1, 1], [1, 2, 1], [1, 1, 2]])
+        #expect(convs[1...3].map { $0.ints("pads") } == [[1, 0, 0, 1, 0, 0], [0, 1, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1]])
+        #expect(convs[1...3].map { $0.int("group") } == [2, 2, 2] && convs[0].attributeNames.isEmpty && convs[4].attributeNames.isEmpty)
+        // The kernel the written nodes compute, Σ_r last[t, r]·d[r, i]·h[r, j]·w[r, l]·first[r, s], has the reported error.
+        let original = try #require(model.graph.initializers.first { $0.name == "w3" }).tensor(as: Double.self).scalars
+        var difference = 0.0, norm = 0.0
+        for t in 0..<8 { for c in 0..<6 { for i in 0..<3 { for j in 0..<3 { for l in 0..<3 {
+            var sum = 0.0
+            for r in 0..<2 {
+                sum += weights[4][t * 2 + r] * weights[1][r * 3 + i] * weights[2][r * 3 + j] * weights[3][r * 3 + l] * weights[0][r * 6 + c]
+            }
+            let w = original[(((t * 6 + c) * 3 + i) * 3 + j) * 3 + l]
+            (difference, norm) = (difference + (w - sum) * (w - sum), norm + w * w)
+        } } } } }
+        #expect(abs((difference / norm).squareRoot() - report.relativeError) <= (dataType == .float ? 1e-5 : 1e-9))
+    }
+
     @Test("a ConvTranspose with strides past 2³¹ or output padding not below its stride is refused, not trapped")
     func overflowingTransposedSettings() throws {
         var options = CompressionOptions()
@@ -91,9 +133,17 @@ struct StandInTests {
         options.statistics = CalibrationStatistics(layers: layers)
         options.budget = .macs(0.5)
         options.minimumBudgetShare = 0
-        let result = try ModelCompressor(options: options).compress(onnx: try Self.model(.float))
-        #expect(result.totals.replacedLayers >= 1)
-        #expect(Double(result.totals.macsAfter) <= 0.5 * Double(result.totals.compressibleMACs) + 1)
-        #expect(result.layers.filter(\.status.isReplaced).allSatisfy { ($0.outputError ?? 1) < 1 })
+        for method in [CompressionOptions.ConvMethod.tucker2, .cp] {
+            options.conv = method
+            let result = try ModelCompressor(options: options).compress(onnx: try Self.model(.float))
+            #expect(result.totals.replacedLayers >= 1, "\(method)")
+            #expect(Double(result.totals.macsAfter) <= 0.5 * Double(result.totals.compressibleMACs) + 1, "\(method)")
+            #expect(result.layers.filter(\.status.isReplaced).allSatisfy { ($0.outputError ?? 1) < 1 }, "\(method)")
+            if method == .cp {
+                // CP is written for the 3-D convolution; the strided ConvTranspose is refused with the reason.
+                #expect(result.layers.first { $0.name == "conv3d" }?.method == .cp)
+                #expect(result.layers.first { $0.name == "up" }?.status.isReplaced == false)
+            }
+        }
     }
 }

@@ -46,7 +46,13 @@ struct CompressionTests {
         let x = Self.input(S.self, setting)
         let error = try stack(x).relativeError(to: conv(x))
         #expect(error < Self.bound(S.self), "CP layers for an exactly CP kernel, \(setting): \(error)")
-        #expect(stack.layers.count == 4)
+        // A depthwise layer for each axis along which the convolution acts, between two pointwise ones.
+        #expect(stack.layers.count == 2 + (conv.cpActsVertically ? 1 : 0) + (conv.cpActsHorizontally ? 1 : 0))
+        let kernels = stack.layers.dropFirst().dropLast().map { layer -> Size2D in
+            guard case let .conv2d(depthwise) = layer else { return Size2D(0) }
+            return depthwise.kernelSize
+        }
+        #expect(kernels == (conv.cpActsVertically ? [Size2D(setting.kernel.height, 1)] : []) + (conv.cpActsHorizontally ? [Size2D(1, setting.kernel.width)] : []))
     }
 
     func checkTTFullRank<S: BLASScalar>(_: S.Type, _ setting: ConvSetting) throws {

@@ -34,6 +34,18 @@ struct ConvSetting: Sendable, CustomStringConvertible {
                 groups: [1, 2, 4][(index / 3) % 3], bias: index % 5 != 0, batch: index % 2 == 0 ? 1 : 3,
                 input: Size2D(11 + index % 3, 13 + index % 4)))
         }
+        // Kernels of height or width 1 without stride or padding on that axis (a CP stack leaves
+        // that depthwise layer out), and one with a stride there (it keeps it).
+        settings += [
+            ConvSetting(kernel: Size2D(1, 3), stride: Size2D(1), padding: Padding(top: 0, bottom: 0, left: 1, right: 1), dilation: Size2D(1),
+                        groups: 2, bias: true, batch: 2, input: Size2D(9, 12)),
+            ConvSetting(kernel: Size2D(3, 1), stride: Size2D(2, 1), padding: .zero, dilation: Size2D(2, 1),
+                        groups: 1, bias: false, batch: 1, input: Size2D(12, 10)),
+            ConvSetting(kernel: Size2D(1), stride: Size2D(1), padding: .zero, dilation: Size2D(1),
+                        groups: 4, bias: true, batch: 1, input: Size2D(7, 8)),
+            ConvSetting(kernel: Size2D(1, 3), stride: Size2D(2, 1), padding: Padding(top: 0, bottom: 0, left: 0, right: 2), dilation: Size2D(1, 2),
+                        groups: 1, bias: true, batch: 1, input: Size2D(9, 11)),
+        ]
         return settings
     }()
 }

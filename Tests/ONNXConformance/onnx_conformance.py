@@ -41,6 +41,11 @@ def low_cp(t, s, kh, kw, rank):
     return np.einsum("tr,sr,pr,qr->tspq", a, b, c, d).astype(np.float32)
 
 
+def low_cp_3d(t, s, kd, kh, kw, rank):
+    a, b, c, d, e = (rng.standard_normal((n, rank)) for n in (t, s, kd, kh, kw))
+    return np.einsum("tr,sr,ir,pr,qr->tsipq", a, b, c, d, e).astype(np.float32)
+
+
 def finished(graph, opset=OPSET):
     """The model of `graph` with its output's shape filled in by onnx's shape inference."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="conformance")
@@ -201,7 +206,14 @@ def cases():
     yield "conv3d-tucker2-groups-2-same-upper", conv_graph("c", [1, 8, 6, 7, 6], k(12, 4, 3, 1, 3), None, auto_pad="SAME_UPPER",
                                                            strides=[2, 2, 1], group=2), t2, 1
     yield "conv3d-svd-pointwise-stride-2", conv_graph("c", [1, 16, 5, 6, 7], k(24, 16, 1, 1, 1), b(24), strides=[2, 2, 2]), t2, 1
-    yield "conv3d-cp-kept", conv_graph("c", [1, 6, 5, 5, 5], k(8, 6, 3, 3, 3), b(8), pads=[1, 1, 1, 1, 1, 1]), cp, 0
+    # 3-D CP: pointwise, one depthwise Conv per axis (its stride, pads, dilation), pointwise.
+    yield "conv3d-cp-pads-stride-dilation", conv_graph("c", [2, 6, 7, 8, 9], low_cp_3d(8, 6, 3, 3, 3, 3), b(8), pads=[1, 0, 1, 1, 2, 0],
+                                                       strides=[2, 1, 2], dilations=[1, 2, 1]), cp, 1
+    grouped3d = np.concatenate([low_cp_3d(4, 4, 3, 2, 3, 3), low_cp_3d(4, 4, 3, 2, 3, 3)])
+    yield "conv3d-cp-groups-2-same-upper", conv_graph("c", [1, 8, 6, 7, 6], grouped3d, None, auto_pad="SAME_UPPER", strides=[2, 2, 1],
+                                                      group=2), cp, 1
+    yield "conv3d-cp-kernel-3x1x1", conv_graph("c", [1, 6, 6, 5, 5], low_cp_3d(8, 6, 3, 1, 1, 3), b(8), pads=[1, 0, 0, 1, 0, 0]), cp, 1
+    yield "conv3d-tt-kept", conv_graph("c", [1, 6, 5, 5, 5], k(8, 6, 3, 3, 3), b(8), pads=[1, 1, 1, 1, 1, 1]), tt, 0
     yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
     yield "shared-weight-kept", shared_weight_graph(), t2, 0
     lin = ["--linear", "svd"] + full
@@ -653,6 +665,14 @@ def run_patches(tool, work):
     return failures
 
 
+# The Conv nodes' kernel_shape in a 3-D CP stack (None: a pointwise node written without one).
+SEPARABLE_3D = {
+    "conv3d-cp-pads-stride-dilation": [None, [3, 1, 1], [1, 3, 1], [1, 1, 3], None],
+    "conv3d-cp-groups-2-same-upper": [None, [3, 1, 1], [1, 2, 1], [1, 1, 3], None],
+    "conv3d-cp-kernel-3x1x1": [None, [3, 1, 1], None],
+}
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -666,9 +686,16 @@ def main():
         count = report["totals"]["replacedLayers"]
         exact = name.endswith("kept") or name.startswith("round-trip")
         ok = count == replaced and (error == 0.0 if exact else error <= 1e-4)
+        layout = ""
+        if name in SEPARABLE_3D:
+            # pointwise → one depthwise Conv per axis that acts (kernel, stride or pads) → pointwise
+            convs = [nd for nd in onnx.load(os.path.join(work, name + ".compressed.onnx")).graph.node if nd.op_type == "Conv"]
+            kernels = [next((list(a.ints) for a in nd.attribute if a.name == "kernel_shape"), None) for nd in convs]
+            layout = f", Conv kernels {kernels}"
+            ok = ok and kernels == SEPARABLE_3D[name]
         failures += 0 if ok else 1
         methods = sorted({layer["method"] for layer in report["layers"] if layer["status"] == "replaced"})
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {count} replaced {methods}, max |a−b|/max|a| = {error:.2e}")
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {count} replaced {methods}, max |a−b|/max|a| = {error:.2e}{layout}")
     for name, model, command, expected, exact in simplify_cases():
         result = run_simplify(tool, work, name, model, command, expected, exact)
         ok = result.split(" ")[0].startswith("(")

@@ -131,7 +131,11 @@ extension ModelCompressor {
                     }
                 }
             case .cp:
-                let bound = maximumCPRank(shape: [tg, sg, conv.kernelSize.height, conv.kernelSize.width])
+                // A 3-D convolution's stand-in: the CP of its kernel with the depth and height apart.
+                let axes = prepared.proxy?.axes
+                let shape = [tg, sg] + (axes?.kernel ?? [conv.kernelSize.height, conv.kernelSize.width])
+                let split = try kernels.map { try $0.reshaped(to: shape) }
+                let bound = maximumCPRank(shape: shape)
                 for rank in rankGrid(Swift.min(bound, Swift.max(tg, sg) * 2), multiple: options.rankMultiple) {
                     var error = 0.0
                     for g in 0..<conv.groups {
@@ -139,14 +143,15 @@ extension ModelCompressor {
                         if let metrics {
                             var o = options.dataAware.decomposition
                             o.maxIterations = 0
-                            let run = try cpDecompose(kernels[g], rank: rank, metric: metrics[g], options: o, start: start)
+                            let run = try cpDecompose(split[g], rank: rank, metric: metrics[g], options: o, start: start)
                             error += pow2(run.outputRelativeError) * energies[g]
                         } else {
-                            let cp = try cpDecompose(kernels[g], rank: rank, options: start).cp
-                            error += pow2(Double(try cp.relativeError(to: kernels[g]))) * energies[g]
+                            let cp = try cpDecompose(split[g], rank: rank, options: start).cp
+                            error += pow2(Double(try cp.relativeError(to: split[g]))) * energies[g]
                         }
                     }
-                    result.append(RankOption(ranks: [rank], cost: try conv.cpCost(rank: rank, input: size).times(batch), error: energy > 0 ? error / energy : 0))
+                    let cost = try prepared.proxy.map { $0.cpCost(rank: rank, conv) } ?? conv.cpCost(rank: rank, input: size)
+                    result.append(RankOption(ranks: [rank], cost: cost.times(batch), error: energy > 0 ? error / energy : 0))
                 }
             case .tensorTrain:
                 throw ModelCompressionError.budgetWithTensorTrain(.convolution)

@@ -200,7 +200,7 @@ extension ModelCompressor {
                     }
                     let pointwise = kernel == [1, 1]
                     guard options.conv == .tucker2 || (options.conv == .cp && pointwise) else {
-                        refuse(.tucker2Only(op: "ConvTranspose", spatialRank: 2, method: options.conv.rawValue))
+                        refuse(.methodThroughStandIn(op: "ConvTranspose", spatialRank: 2, method: options.conv.rawValue))
                         continue
                     }
                     // Sizes from shape inference and strides up to 2³¹: counted with overflow checks.
@@ -257,8 +257,8 @@ extension ModelCompressor {
                         refuse(.unknownShapes(op: "Conv", spatialRank: 3))
                         continue
                     }
-                    guard options.conv == .tucker2 || (options.conv == .cp && kernel == [1, 1, 1]) else {
-                        refuse(.tucker2Only(op: "Conv", spatialRank: 3, method: options.conv.rawValue))
+                    guard options.conv == .tucker2 || options.conv == .cp else {
+                        refuse(.methodThroughStandIn(op: "Conv", spatialRank: 3, method: options.conv.rawValue))
                         continue
                     }
                     site.spatialRank = 3
@@ -266,6 +266,11 @@ extension ModelCompressor {
                     let (input, output) = (Double(x[2]) * Double(x[3]) * Double(x[4]), Double(y[2]) * Double(y[3]) * Double(y[4]))
                     site.proxy = .init(node: node, kernel: Size2D(kernel[0] * kernel[1], kernel[2]),
                                        positions: ConvPositions(input: input, core: output, output: output), transposed: false)
+                    // CP keeps one factor per axis: the depthwise layers run at the output's depth
+                    // and the input's height and width, then at the output's depth and height.
+                    site.proxy?.axes = .init(kernel: kernel, strides: strides, dilations: dilations, pads: pads,
+                                             afterDepth: Double(y[2]) * Double(x[3]) * Double(x[4]),
+                                             afterHeight: Double(y[2]) * Double(y[3]) * Double(x[4]))
                     break
                 }
                 // A 1-D convolution is analysed and decomposed as a 2-D one of height 1 (kernel

@@ -139,6 +139,33 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
             /// with the stand-in's kernel size, a transposed one scattering at the input's
             /// positions; a convolution's is the first, which carries its stride).
             var transposed: Bool
+            /// A 3-D convolution's settings per axis, for its CP stack: the stand-in's CP
+            /// (`Conv2D.compressedCP(splittingHeight:…)`) keeps the depth and height factors
+            /// apart, and the stack is written as pointwise → one depthwise `Conv` per axis →
+            /// pointwise.
+            var axes: Axes? = nil
+
+            /// A 3-D convolution's kernel, strides, dilations and explicit pads per spatial axis
+            /// (depth, height, width; `pads` as `[begin, end]` per axis), and where its CP
+            /// stack's depthwise layers run.
+            struct Axes: Sendable, Equatable {
+                var kernel: [Int]
+                var strides: [Int]
+                var dilations: [Int]
+                var pads: [Int]
+                /// Positions after the depthwise layer along depth (the output's depth, the
+                /// input's height and width), where the one along height runs its taps.
+                var afterDepth: Double
+                /// Positions after the depthwise layer along height (the output's depth and
+                /// height, the input's width), where the one along width runs its taps.
+                var afterHeight: Double
+
+                /// Whether the CP stack writes a depthwise layer along `axis`: not for a kernel of
+                /// 1 with stride 1 and no padding, a per-channel scale folded into the last layer.
+                func written(_ axis: Int) -> Bool {
+                    kernel[axis] != 1 || strides[axis] != 1 || pads[2 * axis] != 0 || pads[2 * axis + 1] != 0
+                }
+            }
 
             /// The index of the stack's spatial layer: the first layer with the stand-in's kernel
             /// size (the last for a transposed convolution).
@@ -153,6 +180,12 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
             /// core's for it, the output's after).
             func report<Scalar: BLASScalar>(_ compressed: CompressedLayer<Scalar>) -> CompressionReport {
                 guard case let .conv2d(original) = compressed.original else { preconditionFailure("a stand-in is a convolution") }
+                func flops(_ macs: Double) -> Int { 2 * macs < Double(Int.max) ? Int(2 * macs) : Int.max }
+                if axes != nil, compressed.method == .cp, let rank = compressed.ranks.first {
+                    let before = original.formCost(positions: positions), after = cpCost(rank: rank, original)
+                    return CompressionReport(originalParameters: original.parameterCount, parameters: Int(after.parameters),
+                                             originalFLOPs: flops(before.macs), flops: flops(after.macs))
+                }
                 let layers = compressed.stack.layers.map { layer -> Conv2D<Scalar> in
                     guard case let .conv2d(conv) = layer else { preconditionFailure("a stand-in's stack is convolutions") }
                     return conv
@@ -164,9 +197,34 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
                     macs += Double(conv.weight.scalarCount) * at
                 }
                 let before = original.formCost(positions: positions)
-                func flops(_ macs: Double) -> Int { 2 * macs < Double(Int.max) ? Int(2 * macs) : Int.max }
                 return CompressionReport(originalParameters: original.parameterCount, parameters: compressed.stack.parameterCount,
                                          originalFLOPs: flops(before.macs), flops: flops(macs))
+            }
+
+            /// The largest CP rank (at most the rank at which CP is exact) whose 3-D stack needs at
+            /// most `fraction` of the convolution's MACs (`--rank-selection flops:F`).
+            func cpRank<Scalar: BLASScalar>(flopBudget fraction: Double, _ conv: Conv2D<Scalar>) throws -> Int {
+                guard fraction > 0, fraction <= 1 else { throw NNLayersError.invalidBudget(fraction) }
+                guard let axes else { preconditionFailure("a 3-D CP rank needs the convolution's axes") }
+                let perRank = cpCost(rank: 1, conv).macs
+                let bound = maximumCPRank(shape: [conv.outChannels / conv.groups, conv.weight.shape[1]] + axes.kernel)
+                return Swift.max(1, Int(Swift.min(fraction * conv.formCost(positions: positions).macs / perRank, Double(bound))))
+            }
+
+            /// The 3-D CP stack's cost at rank `R` per group for one sample, as written:
+            /// pointwise `S → g·R` at the input's positions, depthwise `kd`, `kh` and `kw` taps at
+            /// the positions each runs at (the axes ``Axes/written(_:)``), pointwise `g·R → T` at
+            /// the output's.
+            func cpCost<Scalar: BLASScalar>(rank: Int, _ conv: Conv2D<Scalar>) -> FormCost {
+                guard let axes else { preconditionFailure("a 3-D CP cost needs the convolution's axes") }
+                let width = Double(conv.groups * rank), r = Double(rank)
+                let at = [axes.afterDepth, axes.afterHeight, positions.output]
+                let written = (0..<3).filter { axes.written($0) }
+                let taps = written.reduce(0.0) { $0 + Double(axes.kernel[$1]) * at[$1] }
+                let macs = r * Double(conv.inChannels) * positions.input + width * taps + Double(conv.outChannels) * r * positions.output
+                let parameters = r * Double(conv.inChannels) + width * written.reduce(0.0) { $0 + Double(axes.kernel[$1]) }
+                    + Double(conv.outChannels) * r + Double(conv.bias?.count ?? 0)
+                return FormCost(macs: macs, parameters: parameters)
             }
         }
     }

@@ -16,7 +16,8 @@ import TensorModule
 /// - A recurrent node's input projection (SVD) becomes `MatMul` by the first factor, then the
 ///   node itself with the second as its W.
 /// - A 3-D convolution's or strided `ConvTranspose`'s stack (Tucker-2, SVD) keeps the original
-///   node for its spatial layer and writes the others as pointwise `Conv`s.
+///   node for its spatial layer and writes the others as pointwise `Conv`s; a 3-D convolution's
+///   CP stack is pointwise → one depthwise `Conv` per spatial axis → pointwise.
 /// - A TT-linear layer becomes a chain of `Reshape`, `MatMul` and `Transpose` over the features
 ///   axis, core by core, never forming the weight; a TT-conv layer a depthwise `Conv` (the
 ///   spatial core) and that chain over the channels at each pixel.
@@ -175,6 +176,10 @@ struct ONNXStackEmitter {
             guard case let .conv2d(conv) = layer else { preconditionFailure("a stand-in's stack is convolutions") }
             return conv
         }
+        if let axes = proxy.axes, method == .cp {
+            try emitSeparable(layers, axes)
+            return
+        }
         let spatial = proxy.spatialIndex(layers)
         let kernel = Array(site.weight.tensor.shape.dropFirst(2))
         var value = site.input
@@ -203,6 +208,76 @@ struct ONNXStackEmitter {
                 value = node("Conv", inputs, output: output, attributes: conv.groups > 1 ? [("group", .int(conv.groups))] : [])
             }
         }
+    }
+
+    /// A 3-D convolution's CP stack, from its stand-in's (pointwise, depthwise `(kd·kh)×1`,
+    /// depthwise `1×kw`, pointwise; a depthwise layer of kernel 1 folded away): pointwise `Conv`, one depthwise `Conv` per spatial axis with
+    /// that axis's kernel, stride, pads and dilation, and pointwise `Conv` with the bias. Each
+    /// channel's `kd × kh` kernel is rank one (the Khatri-Rao product of the depth and height
+    /// factors) and is split back into its two factors. An axis of kernel 1 with stride 1 and no
+    /// padding is a per-channel scale, folded into the last layer instead of written.
+    mutating func emitSeparable<Scalar: BLASScalar>(_ layers: [Conv2D<Scalar>], _ axes: GraphLayer.Site.Proxy.Axes) throws {
+        let (first, last) = (layers.first!, layers.last!)
+        let channels = first.outChannels
+        let (kd, kh, kw) = (axes.kernel[0], axes.kernel[1], axes.kernel[2])
+        // The stand-in's depthwise layers; one whose kernel is 1 was folded into the first layer
+        // (its factors are 1 here).
+        let middle = layers.dropFirst().dropLast()
+        let merged = middle.first { $0.kernelSize == Size2D(kd * kh, 1) && kd * kh > 1 }
+        let across = middle.first { $0.kernelSize == Size2D(1, kw) && kw > 1 }
+        precondition(middle.count == [merged, across].compactMap { $0 }.count, "a CP stack's middle layers are its depthwise ones")
+        // Split each channel's rank-one kd×kh kernel m (m[i, j] = a_d[i]·a_h[j]) at its largest row.
+        var depth = [Double](repeating: 1, count: channels * kd), height = [Double](repeating: 1, count: channels * kh)
+        for c in 0..<channels {
+            guard let merged else { break }
+            let m = (0..<(kd * kh)).map { Double(merged.weight.scalars[c * kd * kh + $0]) }
+            let norms = (0..<kd).map { i in (0..<kh).reduce(0.0) { $0 + m[i * kh + $1] * m[i * kh + $1] } }
+            let row = norms.indices.max { norms[$0] < norms[$1] }!
+            let squared = norms[row]
+            for j in 0..<kh { height[c * kh + j] = m[row * kh + j] }
+            for i in 0..<kd {
+                depth[c * kd + i] = squared > 0 ? (0..<kh).reduce(0.0) { $0 + m[i * kh + $1] * m[row * kh + $1] } / squared : 0
+            }
+        }
+        let factors = [depth, height, across.map { $0.weight.scalars.map { Double($0) } } ?? [Double](repeating: 1, count: channels)]
+        var scale = [Double](repeating: 1, count: channels)
+        var value = try emitConv3D(first.weight, bias: nil, shape: [channels, first.weight.shape[1], 1, 1, 1], input: site.input,
+                                   attributes: first.groups > 1 ? [("group", .int(first.groups))] : [])
+        for axis in 0..<3 {
+            let k = axes.kernel[axis]
+            let (before, after) = (axes.pads[2 * axis], axes.pads[2 * axis + 1])
+            if !axes.written(axis) {
+                for c in 0..<channels { scale[c] *= factors[axis][c] }
+                continue
+            }
+            var shape = [channels, 1, 1, 1, 1], strides = [1, 1, 1], dilations = [1, 1, 1], pads = [0, 0, 0, 0, 0, 0]
+            shape[2 + axis] = k
+            strides[axis] = axes.strides[axis]
+            dilations[axis] = axes.dilations[axis]
+            (pads[axis], pads[3 + axis]) = (before, after)
+            let weight = Tensor(uncheckedShape: shape, scalars: ContiguousArray(factors[axis].map { Scalar($0) }))
+            value = try emitConv3D(weight, bias: nil, shape: shape, input: value,
+                                   attributes: [("kernel_shape", .ints(Array(shape[2...]))), ("strides", .ints(strides)), ("pads", .ints(pads)),
+                                                ("dilations", .ints(dilations)), ("group", .int(channels))])
+        }
+        // The last pointwise layer reads channel g·R + r of its group g: its column r times the scale.
+        let (outChannels, rank) = (last.outChannels, last.weight.shape[1])
+        let perGroup = outChannels / last.groups
+        var weight = last.weight.scalars
+        for t in 0..<outChannels {
+            for r in 0..<rank { weight[t * rank + r] = Scalar(Double(weight[t * rank + r]) * scale[(t / perGroup) * rank + r]) }
+        }
+        _ = try emitConv3D(Tensor(uncheckedShape: last.weight.shape, scalars: weight), bias: last.bias, shape: [outChannels, rank, 1, 1, 1],
+                           input: value, output: site.output, attributes: last.groups > 1 ? [("group", .int(last.groups))] : [])
+    }
+
+    /// A `Conv` node of `weight` laid out as `shape`, with its bias, reading `input`.
+    mutating func emitConv3D<Scalar: BLASScalar>(_ weight: Tensor<Scalar>, bias: [Scalar]?, shape: [Int], input: String, output: String? = nil,
+                                                 attributes: [(String, ONNXAttribute)]) throws -> String {
+        let name = "\(prefix)/\(counter)"
+        var inputs = [input, try constant(name + ".weight", try weight.reshaped(to: shape))]
+        if let bias { inputs.append(try constant(name + ".bias", Tensor(uncheckedShape: [bias.count], scalars: ContiguousArray(bias)))) }
+        return node("Conv", inputs, output: output, attributes: attributes)
     }
 
     /// A recurrent node's input projection: the stack's layers but the last as `MatMul`s on the

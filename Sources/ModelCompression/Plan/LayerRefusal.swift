@@ -21,9 +21,10 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     /// A 3-D convolution or a strided `ConvTranspose` whose input or output shape is unknown:
     /// their costs need both.
     case unknownShapes(op: String, spatialRank: Int)
-    /// A 3-D convolution or a strided `ConvTranspose` with a method other than Tucker-2 (SVD for
-    /// pointwise kernels): CP and tensor-train stacks are written for 2-D convolutions only.
-    case tucker2Only(op: String, spatialRank: Int, method: String)
+    /// A 3-D convolution with the tensor-train method, or a strided `ConvTranspose` with a method
+    /// other than Tucker-2 (SVD for pointwise kernels): their stacks are written through a 2-D
+    /// stand-in, which takes Tucker-2 and SVD (and CP for a 3-D convolution) only.
+    case methodThroughStandIn(op: String, spatialRank: Int, method: String)
     /// A `ConvTranspose` padded beyond its dilated kernel: no equivalent convolution.
     case transposedPaddingBeyondKernel(pads: [Int])
     /// A `Gather` of a constant matrix: an embedding table, indexed rather than multiplied.
@@ -83,9 +84,9 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case let .unknownShapes(op, rank):
             return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") whose input or output shape is unknown "
                 + "(its costs need both)"
-        case let .tucker2Only(op, rank, method):
+        case let .methodThroughStandIn(op, rank, method):
             return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") with the \(method) method: "
-                + "only Tucker-2 (SVD for 1×1 kernels) is written for it"
+                + (op == "Conv" ? "only Tucker-2 and CP (SVD for 1×1×1 kernels) are written for it" : "only Tucker-2 (SVD for 1×1 kernels) is written for it")
         case let .transposedPaddingBeyondKernel(pads): return "a ConvTranspose with pads \(pads) beyond its dilated kernel: no equivalent convolution"
         case .embeddingTable: return "an embedding table (Gather): indexed, not multiplied"
         case .gather: return "Gather is not a layer"

@@ -123,8 +123,19 @@ public struct ModelCompressor: Sendable {
                 case .tensorTrain: break
                 }
             }
-            compressed = try statistics.map { try conv.compressed(by: method, expanded: $0, options: options.dataAware) }
-                ?? conv.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
+            if case let .cp(selection, iterations, seed) = method, let proxy = prepared.proxy, let axes = proxy.axes {
+                // A 3-D convolution: CP with a factor per spatial axis, through its stand-in.
+                let rule: RankSelection
+                switch selection {
+                case let .kernel(kernelRule): rule = kernelRule
+                case let .flopBudget(fraction): rule = .fixed([try proxy.cpRank(flopBudget: fraction, conv)])
+                }
+                compressed = try conv.compressedCP(splittingHeight: Array(axes.kernel.prefix(2)), selection: rule, maxIterations: iterations,
+                                                   seed: seed, statistics: statistics, options: options.dataAware)
+            } else {
+                compressed = try statistics.map { try conv.compressed(by: method, expanded: $0, options: options.dataAware) }
+                    ?? conv.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)
+            }
         case let .linear(linear):
             var method = linearDecomposition()
             if let ranks, case .svd = method { method = .svd(.fixed(ranks)) }

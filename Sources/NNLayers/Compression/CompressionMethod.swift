@@ -4,7 +4,8 @@ import Decompositions
 public enum CompressionMethod: String, Sendable, Equatable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     /// Truncated SVD of a linear layer: two linear layers.
     case svd
-    /// CP of a convolution kernel: pointwise → depthwise kh×1 → depthwise 1×kw → pointwise.
+    /// CP of a convolution kernel: pointwise → depthwise kh×1 → depthwise 1×kw → pointwise (a
+    /// depthwise layer that would not act, such as the kh×1 of a 1×k kernel, left out).
     case cp
     /// Tucker-2 of a convolution kernel: pointwise → kh×kw conv → pointwise.
     case tucker2
@@ -49,7 +50,8 @@ public enum LayerRankSelection: Sendable, Equatable, Hashable, CustomStringConve
 /// How to decompose a convolution.
 public enum ConvDecomposition: Sendable, Equatable {
     /// CP of the kernel (Lebedev et al. 2015, arXiv:1412.6553) → pointwise S→R, depthwise kh×1,
-    /// depthwise 1×kw, pointwise R→T. A kernel rule goes through `selectCPRank(for:selection:)`.
+    /// depthwise 1×kw, pointwise R→T (``LayerStack/init(cp:replacing:)``). A kernel rule goes
+    /// through `selectCPRank(for:selection:)`.
     case cp(LayerRankSelection, maxIterations: Int = 100, seed: UInt64 = 0)
     /// Tucker-2 of the channel modes (Kim et al. 2016, arXiv:1511.06530) → pointwise S→R_in,
     /// kh×kw conv R_in→R_out, pointwise R_out→T. Ranks `[R_out, R_in]`; a kernel rule goes through

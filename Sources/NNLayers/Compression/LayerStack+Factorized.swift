@@ -7,6 +7,10 @@ extension LayerStack {
     /// and dilation, depthwise `1×kw` with the horizontal ones, pointwise `g·R → T` (groups g) with
     /// the weights `λ` folded in and the original bias.
     ///
+    /// A depthwise layer that would not act (a kernel of 1 with stride 1 and no padding along its
+    /// axis, as for a `1×k` kernel or a 1-D convolution) is a per-channel scale: it is folded into
+    /// the first layer and left out, so a `1×k` kernel gives pointwise → depthwise `1×k` → pointwise.
+    ///
     /// - Throws: ``NNLayersError/factorShapes(layer:shapes:expected:)`` when the factors do not fit the convolution.
     public init(cp factors: [CPTensor<Scalar>], replacing conv: Conv2D<Scalar>) throws {
         let g = conv.groups
@@ -15,27 +19,32 @@ extension LayerStack {
             throw NNLayersError.factorShapes(layer: "LayerStack(cp:) for \(conv.summary)", shapes: factors.map(\.shape),
                                              expected: [[Int]](repeating: [tg, sg, kh, kw], count: g))
         }
-        var first = [Scalar](), vertical = [Scalar](), horizontal = [Scalar](), last = [Scalar](repeating: 0, count: conv.outChannels * rank)
+        let (vertical, horizontal) = (conv.cpActsVertically, conv.cpActsHorizontally)
+        var first = [Scalar](), heights = [Scalar](), widths = [Scalar](), last = [Scalar](repeating: 0, count: conv.outChannels * rank)
         for (group, cp) in factors.enumerated() {
             let (aT, aS, aH, aW) = (cp.factors[0], cp.factors[1], cp.factors[2], cp.factors[3])
             for r in 0..<rank {
-                first += (0..<sg).map { aS[$0, r] }
-                vertical += (0..<kh).map { aH[$0, r] }
-                horizontal += (0..<kw).map { aW[$0, r] }
+                // The factor of an axis that does not act is the scalar a[0, r].
+                let scale = (vertical ? 1 : aH[0, r]) * (horizontal ? 1 : aW[0, r])
+                first += (0..<sg).map { scale * aS[$0, r] }
+                if vertical { heights += (0..<kh).map { aH[$0, r] } }
+                if horizontal { widths += (0..<kw).map { aW[$0, r] } }
             }
             for t in 0..<tg { for r in 0..<rank { last[(group * tg + t) * rank + r] = cp.weights[r] * aT[t, r] } }
         }
         let width = g * rank
-        layers = [
-            .conv2d(try Conv2D(weight: Tensor(shape: [width, sg, 1, 1], scalars: first), groups: g)),
-            .conv2d(try Conv2D.depthwise(
-                weight: Tensor(shape: [width, 1, kh, 1], scalars: vertical), channels: width, stride: Size2D(conv.stride.height, 1),
-                padding: Padding(top: conv.padding.top, bottom: conv.padding.bottom, left: 0, right: 0), dilation: Size2D(conv.dilation.height, 1))),
-            .conv2d(try Conv2D.depthwise(
-                weight: Tensor(shape: [width, 1, 1, kw], scalars: horizontal), channels: width, stride: Size2D(1, conv.stride.width),
-                padding: Padding(top: 0, bottom: 0, left: conv.padding.left, right: conv.padding.right), dilation: Size2D(1, conv.dilation.width))),
-            .conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rank, 1, 1], scalars: last), bias: conv.bias, groups: g)),
-        ]
+        layers = [.conv2d(try Conv2D(weight: Tensor(shape: [width, sg, 1, 1], scalars: first), groups: g))]
+        if vertical {
+            layers.append(.conv2d(try Conv2D.depthwise(
+                weight: Tensor(shape: [width, 1, kh, 1], scalars: heights), channels: width, stride: Size2D(conv.stride.height, 1),
+                padding: Padding(top: conv.padding.top, bottom: conv.padding.bottom, left: 0, right: 0), dilation: Size2D(conv.dilation.height, 1))))
+        }
+        if horizontal {
+            layers.append(.conv2d(try Conv2D.depthwise(
+                weight: Tensor(shape: [width, 1, 1, kw], scalars: widths), channels: width, stride: Size2D(1, conv.stride.width),
+                padding: Padding(top: 0, bottom: 0, left: conv.padding.left, right: conv.padding.right), dilation: Size2D(1, conv.dilation.width))))
+        }
+        layers.append(.conv2d(try Conv2D(weight: Tensor(shape: [conv.outChannels, rank, 1, 1], scalars: last), bias: conv.bias, groups: g)))
     }
 
     /// The Tucker-2 stack of Kim et al. for `conv`, from one Tucker tensor per group over modes

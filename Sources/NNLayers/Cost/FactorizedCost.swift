@@ -127,15 +127,24 @@ extension Conv2D {
 
     /// The CP stack's cost at rank `R` per group (`LayerStack(cp:replacing:)`): pointwise
     /// `S → g·R` at the input's pixels, depthwise `kh×1` at the output's height and the input's
-    /// width, depthwise `1×kw` and pointwise `g·R → T` at the output's pixels.
+    /// width, depthwise `1×kw` and pointwise `g·R → T` at the output's pixels; a depthwise layer
+    /// that does not act (``cpActsVertically``, ``cpActsHorizontally``) is left out.
     public func cpCost(rank: Int, input: Size2D) throws -> FormCost {
         let out = try outputSize(height: input.height, width: input.width)
         let width = Double(groups * rank)
-        let (kh, kw) = (Double(kernelSize.height), Double(kernelSize.width))
+        let (kh, kw) = (cpActsVertically ? Double(kernelSize.height) : 0, cpActsHorizontally ? Double(kernelSize.width) : 0)
         let pIn = Double(input.height) * Double(input.width), pOut = Double(out.height) * Double(out.width)
         let macs = Double(rank) * Double(inChannels) * pIn + width * kh * Double(out.height) * Double(input.width)
             + width * kw * pOut + Double(outChannels) * Double(rank) * pOut
         let parameters = Double(rank) * Double(inChannels) + width * (kh + kw) + Double(outChannels) * Double(rank) + Double(bias?.count ?? 0)
         return FormCost(macs: macs, parameters: parameters)
     }
+
+    /// Whether the CP stack has a depthwise `kh×1` layer: not when the kernel height is 1 with
+    /// vertical stride 1 and no top or bottom padding (a per-channel scale, folded).
+    public var cpActsVertically: Bool { kernelSize.height != 1 || stride.height != 1 || padding.top != 0 || padding.bottom != 0 }
+
+    /// Whether the CP stack has a depthwise `1×kw` layer: not when the kernel width is 1 with
+    /// horizontal stride 1 and no left or right padding (a per-channel scale, folded).
+    public var cpActsHorizontally: Bool { kernelSize.width != 1 || stride.width != 1 || padding.left != 0 || padding.right != 0 }
 }
