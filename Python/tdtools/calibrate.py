@@ -17,10 +17,12 @@ The batch axis of an input is the one given with --batch-axis NAME=AXIS, or by d
 when the model declares it symbolic (`batch`, `N`, …) or a fixed 1 (then every
 run holds one sample), else the first symbolic axis (a recurrent state [layers, batch, hidden]),
 else the first axis declared 1 (one sample per run).
-Nodes inside subgraphs: an If whose condition is the same in every feed is replaced by its branch
-for the calibration runs; the inputs of nodes in a main-graph Loop's or Scan's body become extra
-scan outputs (every iteration's, each iteration counted as a batch of its own). Deeper bodies and
-Ifs that switch get no statistics (said on standard error; compress names them).
+Nodes inside subgraphs, at any depth: an If whose condition is the same in every feed is replaced
+by its branch for the calibration runs (level after level); the input of a node left inside a body
+is handed out through every construct that holds it (expose_subgraphs): a Loop or Scan gives
+every iteration's (each iteration counted as a batch of its own), an If that switches the
+branch taken's and nothing from the other, so that a branch's nodes get the statistics of the
+runs that take it. Nodes that no run reaches get none (said on standard error; compress names them).
 --batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
@@ -64,6 +66,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import NamedTuple, Optional
 
 import numpy as np
 import onnx
@@ -242,7 +245,8 @@ def inline_branches(model, feeds_of, depth=8):
             if branches is None or len(branches) != 1:
                 if branches:
                     switching.add(labels[k])
-                    print(f"calibrate: {labels[k]} takes both branches on these inputs; its nodes get no statistics", file=sys.stderr)
+                    print(f"calibrate: {labels[k]} takes both branches on these inputs; each branch's nodes get the statistics of the "
+                          "feeds that take it", file=sys.stderr)
                 nodes.append(n)
                 kept_labels.append(labels[k])
                 continue
@@ -264,42 +268,193 @@ def inline_branches(model, feeds_of, depth=8):
     return inlined, labels
 
 
-def expose_loop_bodies(model, wanted, labels):
-    """Makes the data inputs of the nodes in `wanted` (names as inspect gives them, LOOP/body/NODE)
-    inside main-graph Loop and Scan bodies visible: each becomes an extra body output, which the
-    operator stacks over the iterations as a scan output, and the node an extra output (once per
-    value, whatever number of nodes read it). `labels` are the main graph's node names as inspect
-    gives them (after inline_branches). Returns
-    {name: (value to expose, stacked)}: stacked values have the iterations as an extra first axis
-    (an input read from outside the body is exposed as it is)."""
-    exposed = {}
-    for k, n in enumerate(model.graph.node):
-        if n.op_type not in ("Loop", "Scan") or n.domain not in ("", "ai.onnx"):
-            continue
-        body = next(a.g for a in n.attribute if a.name == "body")
-        label = labels[k] + "/body/"
-        inside = {i.name for i in body.input} | {o for m in body.node for o in m.output}
-        carried_of = {}
-        for j, inner in enumerate(list(body.node)):
-            name = label + (inner.name or f"{inner.op_type}_{j}")
-            if name not in wanted:
+class Exposed(NamedTuple):
+    """Where a node's input shows up among the outputs of the calibration runs. Without `shapes`:
+    the value `value` itself, with `axes` stacking axes in front (one per enclosing Loop or Scan
+    whose iterations were stacked as a scan output). With `shapes` (a value below an If, or
+    below a Loop or Scan inside a Loop or Scan): `value` is the flat float concatenation of any
+    number of instances of the node's input (none, for a run that did not take the branch), each
+    with `axes` stacking axes in front, and `shapes` their shapes, each as [rank, d0, d1, …]."""
+    value: str
+    axes: int = 0
+    shapes: Optional[str] = None
+
+
+def expose_subgraphs(model, wanted, labels):
+    """Makes the data inputs of the nodes in `wanted` (names as inspect gives them:
+    LOOP/body/NODE, IF/else_branch/LOOP/body/NODE, …) inside If, Loop and Scan bodies, at any
+    depth, main-graph values. Each is threaded out through the constructs that hold it, innermost
+    first:
+
+    - a Loop's or Scan's body gives it as an extra body output (through an Identity), which the
+      operator stacks over the iterations as an extra scan output (one stacking axis more);
+    - an If's branches give it as two extra outputs of both branches: the branch that holds the
+      node its values flattened and cast to float and its shape as [rank, d0, …], the other
+      branch an empty float and an empty int64 tensor, so that runs that take the other branch
+      add no rows;
+    - a Loop above such a pair (or above a value stacked already, whose shape may change from one
+      iteration to the next) concatenates it over the iterations as two extra loop-carried values
+      starting empty: onnxruntime requires a scan output to keep one shape over the iterations,
+      and a Loop's carried value may grow (a Scan's state may not: such nodes are not reached).
+
+    A value that a Loop's or Scan's body reads from outside it is taken as it is (once per run, not
+    once per iteration). `labels` are the main graph's node names as inspect gives them (after
+    inline_branches). Returns {name: Exposed} for the nodes it reached (not those below an If or a
+    second Loop or Scan inside a Scan's body, nor those in other operators' subgraphs)."""
+    standard = ("", "ai.onnx")
+    counter = itertools.count()
+
+    def fresh(value):
+        return f"{value.split('/calibration')[0]}/calibration{next(counter)}"
+
+    def constant(name, array):
+        return onnx.helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(array, name + "/value"))
+
+    def info(name, element):
+        return onnx.helper.make_tensor_value_info(name, element, None)
+
+    def names_of(graph, prefix):
+        return [prefix + (n.name or f"{n.op_type}_{j}") for j, n in enumerate(graph.node)]
+
+    def inserted(field, index, items):
+        """Inserts `items` into the repeated field `field` at `index` (protobuf lists have no insert)."""
+        kept = list(field)
+        if kept and not isinstance(kept[0], str):
+            copies = []
+            for item in kept:
+                copy = type(item)()
+                copy.CopyFrom(item)
+                copies.append(copy)
+            kept = copies
+        del field[:]
+        field.extend(kept[:index] + list(items) + kept[index:])
+
+    def flattened(graph, exposed):
+        """(data, shapes) names in `graph` for `exposed`: a pair already, or the value flattened."""
+        if exposed.shapes is not None:
+            return exposed.value, exposed.shapes
+        stem = fresh(exposed.value)
+        graph.node.extend([
+            constant(stem + "/minus_one", np.array([-1], dtype=np.int64)),
+            onnx.helper.make_node("Reshape", [exposed.value, stem + "/minus_one"], [stem + "/flat"]),
+            onnx.helper.make_node("Cast", [stem + "/flat"], [stem + "/data"], to=onnx.TensorProto.FLOAT),
+            onnx.helper.make_node("Shape", [exposed.value], [stem + "/shape"]),
+            onnx.helper.make_node("Shape", [stem + "/shape"], [stem + "/rank"]),
+            onnx.helper.make_node("Concat", [stem + "/rank", stem + "/shape"], [stem + "/shapes"], axis=0)])
+        return stem + "/data", stem + "/shapes"
+
+    def visit(graph, names, front):
+        """The wanted nodes of `graph` (its nodes named `names`) and of its nodes' subgraphs, each as an
+        Exposed whose names `graph` can read; nodes that must come before the rest of `graph` (the
+        empty initial values of carried pairs) are added to `front`."""
+        found = {}
+        for j, label in enumerate(names):
+            node = graph.node[j]
+            if label in wanted and node.input:
+                found[label] = Exposed(node.input[0])
+            if node.op_type not in ("If", "Loop", "Scan") or node.domain not in standard or not any(w.startswith(label + "/") for w in wanted):
                 continue
-            value = inner.input[0]
-            if value not in inside:
-                exposed[name] = (value, False)
+            bodies = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+            if node.op_type == "If":
+                found.update(through_if(node, label, bodies))
+            else:
+                found.update(through_loop(node, label, bodies["body"], front))
+        return found
+
+    def inner(body, prefix):
+        front = []
+        found = visit(body, names_of(body, prefix), front)
+        inserted(body.node, 0, front)
+        return found
+
+    def through_if(node, label, bodies):
+        found = {branch: inner(bodies[branch], f"{label}/{branch}/") for branch in ("then_branch", "else_branch")}
+        result, done = {}, {}
+        for branch, other in (("then_branch", "else_branch"), ("else_branch", "then_branch")):
+            for name, exposed in found[branch].items():
+                if (branch, exposed) not in done:
+                    data, shapes = flattened(bodies[branch], exposed)
+                    stem = fresh(exposed.value)
+                    bodies[branch].node.extend([onnx.helper.make_node("Identity", [data], [stem + "/data"]),
+                                                onnx.helper.make_node("Identity", [shapes], [stem + "/shapes"])])
+                    bodies[other].node.extend([constant(stem + "/data", np.zeros(0, dtype=np.float32)),
+                                               constant(stem + "/shapes", np.zeros(0, dtype=np.int64))])
+                    for body in (bodies[branch], bodies[other]):
+                        body.output.extend([info(stem + "/data", onnx.TensorProto.FLOAT), info(stem + "/shapes", onnx.TensorProto.INT64)])
+                    node.output.extend([stem + "/data/taken", stem + "/shapes/taken"])
+                    done[branch, exposed] = Exposed(stem + "/data/taken", exposed.axes, stem + "/shapes/taken")
+                result[name] = done[branch, exposed]
+        return result
+
+    def through_loop(node, label, body, front):
+        prefix = f"{label}/body/"
+        found = inner(body, prefix)
+        inside = {i.name for i in body.input} | {o for m in body.node for o in m.output} | {t.name for t in body.initializer}
+        result, done = {}, {}
+        for name, exposed in found.items():
+            if exposed.shapes is None and exposed.value not in inside:
+                result[name] = exposed
                 continue
-            if value not in carried_of:
-                # Through an Identity: a body output must be a value the body computes.
-                carried = f"{label}{value}/calibration"
-                body.node.append(onnx.helper.make_node("Identity", [value], [carried]))
-                body.output.append(onnx.helper.make_tensor_value_info(carried, onnx.TensorProto.FLOAT, None))
-                n.output.append(carried + "/stacked")
-                for a in n.attribute:
-                    if a.name in ("scan_output_axes", "scan_output_directions"):
-                        a.ints.append(0)
-                carried_of[value] = carried + "/stacked"
-            exposed[name] = (carried_of[value], True)
-    return exposed
+            if exposed not in done:
+                if exposed.shapes is None and exposed.axes == 0:
+                    # Through an Identity: a body output must be a value the body computes.
+                    carried = fresh(exposed.value)
+                    body.node.append(onnx.helper.make_node("Identity", [exposed.value], [carried]))
+                    body.output.append(info(carried, onnx.TensorProto.FLOAT))
+                    node.output.append(carried + "/stacked")
+                    for a in node.attribute:
+                        if a.name in ("scan_output_axes", "scan_output_directions"):
+                            a.ints.append(0)
+                    done[exposed] = Exposed(carried + "/stacked", 1)
+                elif node.op_type == "Scan":
+                    # onnxruntime keeps a Scan's state of one shape over the iterations, so the pair
+                    # cannot grow there; its nodes get no statistics (and are named).
+                    continue
+                else:
+                    data, shapes = flattened(body, exposed)
+                    stem = fresh(exposed.value)
+                    front.extend([constant(stem + "/data/initial", np.zeros(0, dtype=np.float32)),
+                                  constant(stem + "/shapes/initial", np.zeros(0, dtype=np.int64))])
+                    body.node.extend([onnx.helper.make_node("Concat", [stem + "/data/before", data], [stem + "/data/after"], axis=0),
+                                      onnx.helper.make_node("Concat", [stem + "/shapes/before", shapes], [stem + "/shapes/after"], axis=0)])
+                    # inputs (M, cond, carried…), body inputs (iteration, cond, carried…), body outputs
+                    # (cond, carried…, scan outputs…), outputs (carried…, scan outputs…)
+                    carried = len(body.input) - 2
+                    inserted(node.input, 2 + carried, [stem + "/data/initial", stem + "/shapes/initial"])
+                    inserted(body.input, 2 + carried,
+                             [info(stem + "/data/before", onnx.TensorProto.FLOAT), info(stem + "/shapes/before", onnx.TensorProto.INT64)])
+                    inserted(body.output, 1 + carried,
+                             [info(stem + "/data/after", onnx.TensorProto.FLOAT), info(stem + "/shapes/after", onnx.TensorProto.INT64)])
+                    inserted(node.output, carried, [stem + "/data/carried", stem + "/shapes/carried"])
+                    done[exposed] = Exposed(stem + "/data/carried", exposed.axes, stem + "/shapes/carried")
+            result[name] = done[exposed]
+        return result
+
+    front = []
+    found = visit(model.graph, labels, front)
+    inserted(model.graph.node, 0, front)
+    return {name: exposed for name, exposed in found.items() if name in wanted}
+
+
+def instances(values, exposed):
+    """The node inputs that one run's outputs `values` hold for `exposed`, each with its stacking
+    axes merged into its first (batch) axis, empty ones left out."""
+    if exposed.shapes is None:
+        parts = [values[exposed.value]]
+    else:
+        data, shapes = values[exposed.value], values[exposed.shapes]
+        parts, i, offset = [], 0, 0
+        while i < len(shapes):
+            rank = int(shapes[i])
+            dims = tuple(int(d) for d in shapes[i + 1:i + 1 + rank])
+            size = math.prod(dims)
+            parts.append(data[offset:offset + size].reshape(dims))
+            i, offset = i + 1 + rank, offset + size
+    for x in parts:
+        if exposed.axes and x.ndim > exposed.axes + 1:
+            x = x.reshape((-1,) + x.shape[exposed.axes + 1:])
+        if x.size:
+            yield x
 
 
 def main():
@@ -334,31 +489,30 @@ def main():
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
     # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
     # expose a subgraph's values as model outputs, but an If that takes the same branch on every
-    # feed is the branch itself: it is inlined for the calibration runs. A main-graph Loop's or
-    # Scan's body gives its nodes' inputs as extra scan outputs (stacked over the iterations). The
-    # rest (deeper bodies, Ifs that switch) get no statistics, and compress names them.
+    # feed is the branch itself: it is inlined for the calibration runs (onnxruntime then optimises
+    # it as the rest of the graph). The inputs of the nodes left inside bodies, at any depth, are
+    # threaded out through the constructs that hold them (expose_subgraphs).
     labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
     if any(n["name"] not in by_name for n in nodes):
         inlined, labels = inline_branches(model, feeds_of)
         by_name.update(inlined)
-    value_of = {name: (node.input[0], False) for name, node in by_name.items() if node.input}
+    value_of = {name: Exposed(node.input[0]) for name, node in by_name.items() if node.input}
     if any(n["name"] not in by_name for n in nodes):
-        value_of.update(expose_loop_bodies(model, {n["name"] for n in nodes if n["name"] not in by_name}, labels))
+        value_of.update(expose_subgraphs(model, {n["name"] for n in nodes if n["name"] not in by_name}, labels))
     nested = [n["name"] for n in nodes if n["name"] not in value_of]
     if nested:
         print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
               + (f" and {len(nested) - 5} more" if len(nested) > 5 else ""), file=sys.stderr)
     nodes = [n for n in nodes if n["name"] in value_of]
-    exposed, stacked = {}, set()
+    exposed = {}
     for n in nodes:
-        value, over_iterations = value_of[n["name"]]
-        exposed.setdefault(value, []).append(n)
-        if over_iterations:
-            stacked.add(value)
+        exposed.setdefault(value_of[n["name"]], []).append(n)
     existing = {o.name for o in model.graph.output}
-    for value in exposed:
-        if value not in existing:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None))
+    for e in exposed:
+        for value, element in ((e.value, onnx.TensorProto.FLOAT), (e.shapes, onnx.TensorProto.INT64)):
+            if value is not None and value not in existing:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(value, element, None))
+                existing.add(value)
     exposing = session(model, threads=0)
     names = [o.name for o in exposing.get_outputs()]
     accumulators = {}
@@ -366,11 +520,10 @@ def main():
     for feeds, count in feeds_of():
         values = dict(zip(names, exposing.run(None, feeds)))
         mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
-        for value, consumers in exposed.items():
-            x = values[value]
-            if value in stacked and x.ndim > 2:   # a Loop's or Scan's iterations, each a batch of its own
-                x = x.reshape((-1,) + x.shape[2:])
-            for n in consumers:
+        for e, consumers in exposed.items():
+            # A Loop's or Scan's iterations are each a batch of their own; a run that did not take a
+            # node's branch gives none.
+            for x, n in ((x, n) for x in instances(values, e) for n in consumers):
                 if n["op"] in ("Conv", "ConvTranspose"):
                     # A 1-D convolution is analysed as 2-D of height 1 (inspect lists kernel [1, k]); a
                     # ConvTranspose as its equivalent convolution: stride 1 on the input upsampled by
@@ -400,7 +553,7 @@ def main():
                 else:
                     d = x.shape[-1]
                     acc = accumulators.setdefault(n["name"], Accumulator(1, d))
-                    if mask is not None and x.ndim == 3 and x.shape[:2] == mask.shape:
+                    if mask is not None and e == Exposed(e.value) and x.ndim == 3 and x.shape[:2] == mask.shape:
                         rows = x[mask]
                     else:
                         rows = x.reshape(-1, d)
@@ -411,6 +564,10 @@ def main():
             print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
         done += count
     layers = {name: acc.statistics() for name, acc in accumulators.items()}
+    unused = [n["name"] for n in nodes if n["name"] not in accumulators]
+    if unused:
+        print(f"calibrate: {len(unused)} compressible nodes run on none of these inputs (branches not taken, loops run no times) and get no "
+              f"statistics: {', '.join(unused[:5])}" + (f" and {len(unused) - 5} more" if len(unused) > 5 else ""), file=sys.stderr)
     seconds = time.monotonic() - started
     if args.no_sensitivity:
         statistics.write(args.output, layers)
