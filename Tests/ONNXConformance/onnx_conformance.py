@@ -12,7 +12,11 @@ the expected nodes were replaced (or, for nodes that must be left alone, kept bi
 A read-then-write with nothing to compress must give bit-identical outputs. The simplify cases
 run `tensor-compress simplify` (and `compress --simplify`) on graphs with convolution epilogues,
 affine blocks and hard-swish patterns, and check the rewrite counts and the outputs (within 1e-5
-relative; bit-identical when nothing may be rewritten). Exit status 1 when any case fails.
+relative; bit-identical when nothing may be rewritten). The calibration cases run tdtools.calibrate
+and compare the statistics with the inputs of each node computed by hand (within 1e-6): nodes
+in Loop and Scan bodies, in a Loop in a Loop, in an If that switches between feeds (alone or
+holding a Loop) and in an If inside a Loop's body; compress must then use them without a warning.
+Exit status 1 when any case fails.
 """
 import json
 import os
@@ -487,15 +491,24 @@ def nested_if_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def compress_with_statistics(tool, model, stats, shapes, rank, out):
+def compress_with_statistics(tool, model, stats, shapes, rank, out, data_aware=()):
     """`tensor-compress compress` of `model` with the statistics at a fixed rank; an error text when it
-    fails or warns (statistics missing for a node, for example), else None."""
-    arguments = [tool, "compress", model, "--output", out, "--statistics", stats, "--rank", str(rank), "--min-parameters", "0", "--quiet"]
+    fails or warns (statistics missing for a node, for example), or when a layer named in
+    `data_aware` is not replaced data-aware (on calibration patches or rows), else None."""
+    arguments = [tool, "compress", model, "--output", out, "--statistics", stats, "--rank", str(rank), "--min-parameters", "0", "--quiet", "--json"]
     for shape in shapes:
         arguments += ["--input-shape", shape]
     done = subprocess.run(arguments, capture_output=True, text=True)
     if done.returncode != 0 or "warning" in done.stderr:
         return f"compress with the statistics: {done.stderr.strip()}"
+    report = json.loads(done.stdout)
+    if report["warnings"]:
+        return f"compress with the statistics warns: {report['warnings']}"
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    for name in sorted(data_aware):
+        reasons = layers.get(name, {}).get("reasons", [])
+        if layers.get(name, {}).get("status") != "replaced" or not any("calibration" in r for r in reasons):
+            return f"compress did not replace {name} data-aware: {layers.get(name, 'not in the report')}"
     return None
 
 
@@ -617,6 +630,157 @@ def run_loop_statistics(tool, work):
     return failures
 
 
+def run_piece(nodes, feeds, initializers=()):
+    """Runs `nodes` (one small graph reading `feeds` and `initializers`, a dict of arrays each, and
+    giving the value `out`) in onnxruntime: the pieces of a nested model, run by hand."""
+    v = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "piece", [v(name, TensorProto.FLOAT, a.shape) for name, a in feeds.items()], [v("out", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(a, name) for name, a in dict(initializers).items()])
+    return session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])).run(None, feeds)[0]
+
+
+def conv_rows(inputs, kernel, pads):
+    """The im2col patches (stride and dilation 1) of every sample of every array in `inputs`, in float64."""
+    from tdtools.calibrate import patches
+    return np.concatenate([np.concatenate(list(patches(sample.astype(np.float64), kernel, [1, 1], pads, [1, 1], 1 << 20)))
+                           for x in inputs for sample in x])
+
+
+def nested_statistics_models():
+    """Compressible nodes below two constructs or below an If that switches, each with the rows
+    that its statistics must hold (computed by running the pieces by hand):
+    (name, model, feeds, --input-shape arguments, {node: rows}). Every If switches between feeds
+    or between a Loop's iterations; bodies read weights, trip counts and constants of the main graph."""
+    n, v = helper.make_node, helper.make_tensor_value_info
+    k = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)
+    model = lambda g: helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance")
+    init = lambda **arrays: [numpy_helper.from_array(np.asarray(a), name) for name, a in arrays.items()]
+    image = lambda name: v(name, TensorProto.FLOAT, None)
+    passed = lambda: n("Identity", ["cond_in"], ["cond_out"])
+    step = lambda w, pads: (lambda x: run_piece([n("Conv", ["x", "W"], ["c"], pads=pads), n("Tanh", ["c"], ["out"])], {"x": x}, {"W": w}))
+
+    # A Conv in a Loop (3 iterations) in a Loop (2 iterations, halving the result after each inner loop);
+    # the inner Loop is unnamed (Loop_1 in the outer body) and reads its trip count and the weight
+    # from the main graph.
+    w = k(6, 6, 3, 3)
+    inner = helper.make_graph([n("Conv", ["xi", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]), n("Tanh", ["c"], ["xi_out"]),
+                               n("Identity", ["go_in"], ["go_out"])], "inner",
+                              [v("t", TensorProto.INT64, []), v("go_in", TensorProto.BOOL, []), image("xi")], [v("go_out", TensorProto.BOOL, []), image("xi_out")])
+    outer = helper.make_graph([passed(), n("Loop", ["M_inner", "go", "xc"], ["y"], body=inner), n("Mul", ["y", "half"], ["xo"])], "outer",
+                              [v("j", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), image("xc")], [v("cond_out", TensorProto.BOOL, []), image("xo")])
+    graph = helper.make_graph([n("Loop", ["M_outer", "go", "x"], ["y"], name="outer", body=outer)], "loop-in-loop",
+                              [v("x", TensorProto.FLOAT, ["batch", 6, 9, 9])], [image("y")],
+                              initializer=init(W=w, M_outer=np.int64(2), M_inner=np.int64(3), go=np.array(True), half=np.float32(0.5)))
+    x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
+    seen, current = [], x
+    for _ in range(2):
+        for _ in range(3):
+            seen.append(current)
+            current = step(w, [1, 1, 1, 1])(current)
+        current = current * np.float32(0.5)
+    yield "a Conv in a Loop in a Loop", model(graph), x, ["x=1,6,9,9"], {"outer/body/Loop_1/body/conv": conv_rows(seen, [3, 3], [1, 1, 1, 1])}
+
+    # A Conv in a Loop (3 iterations) in the then branch of an If on a graph input that the feeds
+    # set and clear; the else branch holds a 1×1 Conv of its own.
+    w1 = k(6, 6, 1, 1)
+    body = helper.make_graph([n("Conv", ["xc", "W"], ["c"], name="conv", pads=[1, 1, 1, 1]), n("Tanh", ["c"], ["xo"]), passed()], "body",
+                             [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), image("xc")], [v("cond_out", TensorProto.BOOL, []), image("xo")])
+    then_branch = helper.make_graph([n("Loop", ["M", "go", "x"], ["t"], body=body)], "then", [], [image("t")])
+    else_branch = helper.make_graph([n("Conv", ["x", "W1"], ["e"], name="conv")], "else", [], [image("e")])
+    graph = helper.make_graph([n("If", ["flag"], ["y"], name="If_0", then_branch=then_branch, else_branch=else_branch)], "loop-in-switching-if",
+                              [v("x", TensorProto.FLOAT, ["batch", 6, 9, 9]), v("flag", TensorProto.BOOL, [])], [image("y")],
+                              initializer=init(W=w, W1=w1, M=np.int64(3), go=np.array(True)))
+    feeds = [{"x": rng.standard_normal((2, 6, 9, 9)).astype(np.float32), "flag": np.array(f)} for f in (True, False, True, False, False)]
+    seen = []
+    for feed in feeds:
+        current = feed["x"]
+        for _ in range(3 if feed["flag"] else 0):
+            seen.append(current)
+            current = step(w, [1, 1, 1, 1])(current)
+    yield "a Conv in a Loop in an If that switches", model(graph), feeds, ["x=2,6,9,9", "flag="], {
+        "If_0/then_branch/Loop_0/body/conv": conv_rows(seen, [3, 3], [1, 1, 1, 1]),
+        "If_0/else_branch/conv": conv_rows([f["x"] for f in feeds if not f["flag"]], [1, 1], [0, 0, 0, 0])}
+
+    # A MatMul in each branch of an If on the sign of the input's mean (one reads the input, the
+    # other its Relu).
+    wt, we = k(5, 3), k(5, 3)
+    then_branch = helper.make_graph([n("MatMul", ["x", "Wt"], ["t"], name="project")], "then", [], [image("t")])
+    else_branch = helper.make_graph([n("Relu", ["x"], ["r"]), n("MatMul", ["r", "We"], ["e"], name="project")], "else", [], [image("e")])
+    graph = helper.make_graph([n("ReduceMean", ["x"], ["m"], keepdims=0), n("Greater", ["m", "zero"], ["positive"]),
+                               n("If", ["positive"], ["y"], name="gate", then_branch=then_branch, else_branch=else_branch)], "matmul-in-switching-if",
+                              [v("x", TensorProto.FLOAT, ["batch", 7, 5])], [image("y")], initializer=init(Wt=wt, We=we, zero=np.float32(0)))
+    feeds = [{"x": (rng.standard_normal((2, 7, 5)) + s).astype(np.float32)} for s in (1, -1, -1, 1, -1)]
+    yield "a MatMul in an If that switches", model(graph), feeds, ["x=2,7,5"], {
+        "gate/then_branch/project": np.concatenate([f["x"].reshape(-1, 5) for f in feeds if f["x"].mean() > 0]).astype(np.float64),
+        "gate/else_branch/project": np.concatenate([np.maximum(f["x"], 0).reshape(-1, 5) for f in feeds if f["x"].mean() <= 0]).astype(np.float64)}
+
+    # An If in a Loop's body (4 iterations) on the iteration number: the first two iterations take
+    # the then branch, the last two the else branch (another Conv: the value exposed changes shape
+    # from one iteration to the next).
+    wb = k(6, 6, 1, 3)
+    then_branch = helper.make_graph([n("Conv", ["xc", "W"], ["t"], name="conv", pads=[1, 1, 1, 1])], "then", [], [image("t")])
+    else_branch = helper.make_graph([n("Conv", ["xc", "Wb"], ["e"], name="conv", pads=[0, 1, 0, 1])], "else", [], [image("e")])
+    body = helper.make_graph([n("Less", ["i", "two"], ["early"]), n("If", ["early"], ["c"], then_branch=then_branch, else_branch=else_branch),
+                              n("Tanh", ["c"], ["xo"]), passed()], "body",
+                             [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), image("xc")], [v("cond_out", TensorProto.BOOL, []), image("xo")])
+    graph = helper.make_graph([n("Loop", ["M", "go", "x"], ["y"], name="Loop_0", body=body)], "if-in-loop",
+                              [v("x", TensorProto.FLOAT, ["batch", 6, 9, 9])], [image("y")],
+                              initializer=init(W=w, Wb=wb, M=np.int64(4), two=np.int64(2), go=np.array(True)))
+    x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
+    early, late, current = [], [], x
+    for t in range(4):
+        (early if t < 2 else late).append(current)
+        current = step(w, [1, 1, 1, 1])(current) if t < 2 else step(wb, [0, 1, 0, 1])(current)
+    yield "an If in a Loop's body", model(graph), x, ["x=1,6,9,9"], {
+        "Loop_0/body/If_1/then_branch/conv": conv_rows(early, [3, 3], [1, 1, 1, 1]),
+        "Loop_0/body/If_1/else_branch/conv": conv_rows(late, [1, 3], [0, 0, 1, 1])}   # ONNX pads (begins, ends); patches (top, bottom, left, right)
+
+
+def statistics_error(found, rows):
+    """Why the statistics `found` differ from those of `rows` (count, mean within 1e-6, second moment
+    within 1e-6 of its largest entry), or None."""
+    mean, gram = rows.mean(axis=0), rows.T @ rows / len(rows)
+    error = max(float(np.abs(found.mean[0] - mean).max()), float(np.abs(found.gram[0] - gram).max() / np.abs(gram).max()))
+    if found.count != len(rows) or error > 1e-6:
+        return f"count {found.count} (expected {len(rows)}), error {error:.2e}"
+    return None
+
+
+def run_nested_statistics(tool, work):
+    """tdtools.calibrate on the models of nested_statistics_models() (an .npz of samples in batches of
+    two, or a directory of feeds): each node's statistics must equal those of the rows computed by
+    hand, and compress must compress those nodes data-aware without a warning. Returns
+    {case: failures}."""
+    results = {}
+    for case, model, feeds, shapes, expected in nested_statistics_models():
+        stem = os.path.join(work, "nested-" + "-".join(case.lower().replace("'", "").split()[1:]))
+        path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
+        onnx.save_model(model, path)
+        if isinstance(feeds, list):
+            os.makedirs(data, exist_ok=True)
+            for i, feed in enumerate(feeds):
+                np.savez(os.path.join(data, f"{i:03d}.npz"), **feed)
+        else:
+            data += ".npz"
+            np.savez(data, x=feeds)
+        done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--batch", "2", "--no-sensitivity"],
+                              capture_output=True, text=True)
+        failures = results.setdefault(case, [])
+        if done.returncode != 0:
+            failures.append(f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        read = statistics.read(stats)
+        if set(read) != set(expected):
+            failures.append(f"statistics of {sorted(read)}, expected {sorted(expected)}")
+            continue
+        failures += [f"{node}: {problem}" for node, rows in expected.items() if (problem := statistics_error(read[node], rows))]
+        if not failures:
+            problem = compress_with_statistics(tool, path, stats, shapes, 1, stem + ".compressed.onnx", data_aware=set(expected))
+            if problem:
+                failures.append(problem)
+    return results
+
+
 def run_patches(tool, work):
     """The calibration patches of a 3-D convolution and of strided ConvTransposes, as inspect lists
     their windows (tdtools.calibrate.patches, on the input upsampled by the strides for a
@@ -720,13 +884,18 @@ def main():
     print("ok   loop statistics: nodes inside a Loop and a Scan body get the statistics of every iteration's input"
           if not loops else "")
     failures += len(loops)
+    nested = run_nested_statistics(tool, work)
+    for case, problems in nested.items():
+        print(f"{'ok  ' if not problems else 'FAIL'} nested statistics, {case}: "
+              + ("; ".join(problems) if problems else "every node's statistics equal those of its inputs run by hand; compress uses them"))
+        failures += 1 if problems else 0
     windows = run_patches(tool, work)
     for failure in windows:
         print(f"FAIL patches {failure}")
     print("ok   patches: a 3-D convolution's and strided ConvTransposes' calibration patches times their kernels give their outputs"
           if not windows else "")
     failures += len(windows)
-    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + 5
+    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + len(nested) + 5
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 
