@@ -22,7 +22,9 @@ by its branch for the calibration runs (level after level); the input of a node 
 is handed out through every construct that holds it (expose_subgraphs): a Loop or Scan gives
 every iteration's (each iteration counted as a batch of its own), an If that switches the
 branch taken's and nothing from the other, so that a branch's nodes get the statistics of the
-runs that take it. Nodes that no run reaches get none (said on standard error; compress names them).
+runs that take it. Nodes that no run reaches get none, nor do those below an If or a Loop inside a
+Scan's body (onnxruntime keeps a Scan's state of one shape); both are said on standard error, and
+compress names them.
 --batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
