@@ -15,8 +15,15 @@ weights and `/svd/2` bias, as `compress` emits them) and keeps the ranks:
   of the keys (queries) that the attention logits q·k multiply it with, keys centred per sentence
   (softmax ignores a shift shared by a sentence's keys): Ŵ = L⁻ᵀ[Lᵀ W R]_r R⁻¹ with R Rᵀ that
   metric; --heads q, k or qk.
+- `output`: two-sided whitening, the output error weighted by what the layers after it do with
+  it (linearised): the feed-forward input projection's by `(W₂W₂ᵀ) ∘ E[g gᵀ]` (g = GELU'(z), W₂ the
+  output projection that reads it), the value projection's by `W_O W_Oᵀ` (the attention's output
+  projection; the softmax mixing of tokens ignored), the two projections before a residual
+  LayerNorm by `P diag(γ²) P` (P removes the mean, γ the LayerNorm's scale), the query and key
+  projections as in `attention` (--heads qk).
 
     python Benchmarks/Experiments/minilm_refits.py DIR MODE OUT.onnx [--alpha 1] [--sequential] [--samples 512] [--heads qk]
+                                                   [--kinds ffn,value,norm]
 
 DIR holds model.onnx, model.compressed.onnx and calibration.npz (the files of `bash Scripts/main.sh
 minilm`; calibration.npz from `python -m tdtools.evaluate.minilm inputs DIR/tokenizer.json --split
@@ -72,15 +79,42 @@ def head_metric(y, sentences, centred):
     return c
 
 
+def output_metric(node, x, w, weights, kinds):
+    """The Cholesky factor of the `output` mode's metric for `node` (None for query and key, and
+    for the kinds of layer not in `kinds`: ffn, value, norm)."""
+    layer = "encoder.layer." + node.split(".")[2] + "."
+    kind = "ffn" if node.endswith("intermediate.dense") else "value" if node.endswith("self.value") else "norm" if node.endswith("output.dense") else None
+    if kind not in kinds:
+        return None
+    if node.endswith("intermediate.dense"):
+        from scipy.special import erf
+        z = x @ w + weights[layer + "intermediate.dense.bias"]
+        g = 0.5 * (1 + erf(z / np.sqrt(2))) + z * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+        w2 = weights[layer + "output.dense.weight.T"]
+        metric = (w2 @ w2.T) * (g.T @ g / len(g))
+    elif node.endswith("attention.self.value"):
+        wo = weights[layer + "attention.output.dense.weight.T"]
+        metric = wo @ wo.T
+    elif node.endswith("output.dense"):
+        norm = "attention.output.LayerNorm.weight" if node.endswith("attention.output.dense") else "output.LayerNorm.weight"
+        gamma = weights[layer + norm]
+        p = np.eye(len(gamma)) - 1 / len(gamma)
+        metric = p @ np.diag(gamma * gamma) @ p
+    else:
+        return None
+    return np.linalg.cholesky(damped(metric))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory")
-    parser.add_argument("mode", choices=["whitened", "asymmetric", "attention"])
+    parser.add_argument("mode", choices=["whitened", "asymmetric", "attention", "output"])
     parser.add_argument("output")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--heads", default="qk")
+    parser.add_argument("--kinds", default="ffn,value,norm", help="output mode: the layers weighted by what follows them")
     args = parser.parse_args()
     original = onnx.load(os.path.join(args.directory, "model.onnx"))
     compressed = onnx.load(os.path.join(args.directory, "model.compressed.onnx"))
@@ -115,7 +149,9 @@ def main():
         for e in groups[name]:
             w, rank = weights[nodes[e["node"]].input[1]], e["ranks"][0]
             right = None
-            if args.mode == "attention":
+            if args.mode == "output":
+                right = output_metric(e["node"], x, w, weights, args.kinds.split(","))
+            if args.mode in ("attention", "output") and right is None:
                 partner = None
                 if e["node"].endswith("attention.self.query") and "q" in args.heads:
                     partner, centred = e["node"].replace("query", "key"), True

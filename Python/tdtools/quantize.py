@@ -14,7 +14,8 @@ quantizer asks for; then one of two recipes:
   QDQ needs opset 13, so a model of an older opset is converted first (``onnx.version_converter``).
 
 Only the operators named by ``--ops`` are quantized (default Conv and MatMul; ``all`` leaves the
-choice to the quantizer); the others stay in float.
+choice to the quantizer), and not the nodes whose name matches ``--exclude``; the others stay in
+float.
 
     python -m tdtools.quantize dynamic model.onnx model.int8.onnx
     python -m tdtools.quantize static det.onnx det.int8.onnx --calibration det.calibration.npz --count 16
@@ -22,6 +23,7 @@ choice to the quantizer); the others stay in float.
 """
 import argparse
 import os
+import re
 import sys
 import tempfile
 
@@ -85,8 +87,10 @@ def opset_of(model):
 METHODS = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
 
 
-def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True, method="percentile"):
-    """Writes ``target``: ``source`` quantized by the recipe ``mode`` (``dynamic`` or ``static``)."""
+def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "MatMul"), preprocess=True, method="percentile", exclude=None):
+    """Writes ``target``: ``source`` quantized by the recipe ``mode`` (``dynamic`` or ``static``);
+    nodes whose name matches the regular expression ``exclude`` (after the pre-processing, which
+    keeps the names of the nodes it does not fuse) stay in float."""
     if mode == "static" and calibration is None:
         raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz or a directory of .npz feeds (the model's calibration inputs)")
     with tempfile.TemporaryDirectory() as work:
@@ -100,16 +104,21 @@ def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "M
             prepared = os.path.join(work, "prepared.onnx")
             quant_pre_process(source, prepared, skip_symbolic_shape=True)
             source = prepared
+        prepared = onnx.load(source, load_external_data=False)
+        excluded = [n.name for n in prepared.graph.node if exclude and re.search(exclude, n.name)]
+        if exclude:
+            print(f"quantize: {len(excluded)} node(s) matching {exclude!r} stay in float", file=sys.stderr)
         if mode == "dynamic":
             # ops None: every operator type the quantizer knows (its own default).
-            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops) if ops else None)
+            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops) if ops else None,
+                             nodes_to_exclude=excluded)
             return
-        prepared = onnx.load(source, load_external_data=False)
         # Inputs that are initializers (IR < 4 lists them among the inputs) are weights, not feeds.
         weights = {t.name for t in prepared.graph.initializer}
         reader = NpzReader(calibration, [i.name for i in prepared.graph.input if i.name not in weights], count)
         quantize_static(source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops) if ops else None, calibrate_method=METHODS[method])
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops) if ops else None, calibrate_method=METHODS[method],
+                        nodes_to_exclude=excluded)
 
 
 def main(argv=None):
@@ -123,11 +132,16 @@ def main(argv=None):
     parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul; all: every type the quantizer knows)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
     parser.add_argument("--method", choices=sorted(METHODS), default="percentile", help="static: how activation ranges are calibrated")
+    parser.add_argument("--exclude", help="a regular expression: nodes whose name matches it stay in float (for example a network's last layers)")
     args = parser.parse_args(argv)
     if os.path.abspath(args.source) == os.path.abspath(args.target):
         raise SystemExit("quantize: the output is the input model; give another path")
     ops = None if args.ops == "all" else tuple(args.ops.split(","))
-    quantize(args.mode, args.source, args.target, args.calibration, args.count, ops, not args.no_preprocess, args.method)
+    try:
+        re.compile(args.exclude or "")
+    except re.error as error:
+        raise SystemExit(f"quantize: --exclude {args.exclude!r} is not a regular expression ({error})")
+    quantize(args.mode, args.source, args.target, args.calibration, args.count, ops, not args.no_preprocess, args.method, args.exclude)
     print(f"quantize: wrote {args.target} ({args.mode}, {args.ops})", file=sys.stderr)
 
 

@@ -8,7 +8,9 @@ model and a small MatMul model, each before and after `tensor-compress compress`
   Frobenius norm) of the float model's on held-out inputs;
 - dynamic: the output holds DynamicQuantizeLinear or MatMulInteger nodes and stays within 5%
   (a factorized stack quantizes more layers in a row than the original, hence the static margin);
-- a static run without calibration inputs, or onto its own input, is refused with one line.
+- ``--exclude`` keeps the matching node in float, and a malformed expression is refused;
+- a static run without calibration inputs, or onto its own input, is refused with one line;
+- ``tdtools.profile`` lists the kernel time by operator type of the float and the INT8 model.
 Prints one line per check; exit status 1 when one fails.
 """
 import os
@@ -102,6 +104,26 @@ def main():
         check(bool(ops & {"DynamicQuantizeLinear", "MatMulInteger"}), "dynamic mm.onnx: quantized MatMuls", ", ".join(sorted(ops)))
         error = relative_error(mm, target, rng.standard_normal((1, 10, 64)).astype(np.float32))
         check(error < 0.05, "dynamic mm.onnx: output within 5%", f"{error:.4f}")
+    # --exclude: the named node stays in float (its weight is not dequantized from INT8), the other one is quantized.
+    excluded = os.path.join(work, "mm.excluded.int8.onnx")
+    run = quantize("dynamic", mm, excluded, "--exclude", "^fc2$")
+    if run.returncode == 0:
+        nodes = onnx.load(excluded).graph.node
+        float_fc2 = any(n.op_type == "MatMul" and "w2" in n.input for n in nodes)
+        quantized_fc1 = any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+        check(float_fc2 and quantized_fc1 and "1 node(s) matching" in run.stderr, "dynamic --exclude ^fc2$: fc2 stays float, fc1 is quantized",
+              run.stderr.strip().splitlines()[0])
+    else:
+        check(False, "dynamic --exclude ^fc2$", run.stderr.strip())
+    run = quantize("dynamic", mm, os.path.join(work, "bad.onnx"), "--exclude", "(")
+    check(run.returncode != 0 and "is not a regular expression" in run.stderr and not os.path.exists(os.path.join(work, "bad.onnx")),
+          "a malformed --exclude is refused with one line", run.stderr.strip())
+    # tdtools.profile: the kernel time by operator type of the float and the INT8 model.
+    feeds = os.path.join(work, "mm.feeds.npz")
+    np.savez(feeds, x=rng.standard_normal((2, 1, 10, 64)).astype(np.float32).reshape(2, 10, 64)[:, None][:, 0][:, None].reshape(2, 1, 10, 64)[:, 0])
+    run = subprocess.run([sys.executable, "-m", "tdtools.profile", feeds, mm, target, "--runs", "3"], capture_output=True, text=True)
+    check(run.returncode == 0 and "MatMul" in run.stdout and "kernels, summed" in run.stdout, "tdtools.profile lists kernel time by operator type",
+          run.stderr.strip().splitlines()[-1] if run.returncode else "")
     run = quantize("static", conv, os.path.join(work, "nocal.onnx"))
     check(run.returncode != 0 and "needs --calibration" in run.stderr and not os.path.exists(os.path.join(work, "nocal.onnx")),
           "static without calibration inputs is refused", run.stderr.strip())
