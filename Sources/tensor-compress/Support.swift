@@ -92,6 +92,7 @@ extension CompressionBudget: ExpressibleByArgument {
 }
 
 extension BudgetAllocation: ExpressibleByArgument {}
+extension UncalibratedLayers: ExpressibleByArgument {}
 
 /// `float32`, `float16`, `bfloat16`, `float64` (and the other element types, refused where they
 /// make no sense).
@@ -314,6 +315,7 @@ extension LayerStatus {
         switch self {
         case let .notCompressible(refusal): return "skipped: \(refusal.commandLineDescription)"
         case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
+        case .skippedUncalibrated: return "skipped: the statistics do not name it (--uncalibrated skip)"
         default: return description
         }
     }

@@ -94,6 +94,17 @@ final class SilentFallbackTests: Sendable {
         #expect(result.status == 0, "\(result.error)")
         #expect(result.error.contains("tensor-compress: warning: the statistics name 1 of the 2 candidate layers; 1 are compressed from their weights alone: conv"),
                 "\(result.error)")
+        // --uncalibrated skip: the layer the statistics do not name is left as it is, and said so;
+        // without statistics the flag has nothing to act on.
+        let skipped = try Tool.run(["compress", input, "--output", output, "--statistics", partial, "--rank", "4", "--uncalibrated", "skip", "--json", "--quiet"])
+        #expect(skipped.status == 0, "\(skipped.error)")
+        #expect(skipped.error.contains("tensor-compress: warning: the statistics name 1 of the 2 candidate layers; 1 are left as they are and outside the budget: conv"),
+                "\(skipped.error)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(skipped.output.utf8)) as? [String: Any])
+        let layers = try #require(document["layers"] as? [[String: Any]])
+        let conv = try #require(layers.first { $0["name"] as? String == "conv" })
+        #expect(conv["status"] as? String == "skipped" && (conv["reason"] as? String ?? "").contains("statistics do not name it"), "\(conv)")
+        try expectOneError(["compress", input, "--output", path("n.onnx"), "--rank", "4", "--uncalibrated", "skip"], mentioning: "give --statistics")
     }
 
     @Test func runsThatChangeNothingSaySo() throws {

@@ -157,6 +157,68 @@ struct CompressionPlanTests {
         }
     }
 
+    /// Statistics of `conv1` and `conv2` only: `fc` is a candidate that no calibration reached.
+    static func partialStatistics() throws -> CalibrationStatistics {
+        var statistics = try Self.statistics()
+        statistics.layers["fc"] = nil
+        return statistics
+    }
+
+    @Test("uncalibrated layers: compressed from their weights within the budget, or skipped and outside it as excluded ones are",
+          arguments: [true, false])
+    func uncalibratedLayers(graphReader: Bool) throws {
+        func allocated(_ configure: (inout CompressionOptions) -> Void) throws -> (CompressionPlan, [CompressionWarning]) {
+            let compressor = try ModelCompressor(options: options {
+                // A parameter budget, in which fc (2048 weights against 1152 and 256) weighs most.
+                $0.budget = .parameters(0.5)
+                $0.statistics = try? Self.partialStatistics()
+                $0.minimumBudgetShare = 0
+                // fc's error weighs nothing: counted in the budget, it is cut first.
+                $0.layerWeights = ["fc": 0]
+                configure(&$0)
+            })
+            return try compressor.allocated(graphReader ? try compressor.plan(onnx: try Self.model()) : try compressor.plan(stateDict: [try Self.stateDict()]))
+        }
+        let (compressed, compressedWarnings) = try allocated { _ in }
+        #expect(compressedWarnings.contains(.statisticsMissing(layers: ["fc"], candidates: 3)))
+        #expect(compressed.layers[2].ranks != nil, "fc is compressed from its weights within the budget")
+
+        let (skipped, skippedWarnings) = try allocated { $0.uncalibratedLayers = .skip }
+        #expect(skippedWarnings.contains(.uncalibratedSkipped(layers: ["fc"], candidates: 3)))
+        #expect(!skippedWarnings.contains { if case .statisticsMissing = $0 { return true } else { return false } })
+        #expect(skipped.layers[2].decision == .settled(.skippedUncalibrated))
+        #expect(skipped.candidateCount == 3, "a skipped layer is still counted as a candidate, as the warning says")
+        // The budget is spent over the calibrated layers alone: the same ranks as when the
+        // include/exclude filters leave fc out (and statistics cover every layer that is left).
+        let (excluded, excludedWarnings) = try allocated { $0.exclude = "^fc" }
+        #expect(excludedWarnings.isEmpty, "\(excludedWarnings)")
+        #expect(skipped.layers[0..<2].map(\.decision) == excluded.layers[0..<2].map(\.decision))
+        #expect(skipped.layers[0..<2].contains { $0.ranks != nil })
+
+        // With statistics of every layer there is nothing to skip.
+        let (all, allWarnings) = try allocated { $0.uncalibratedLayers = .skip; $0.statistics = try? Self.statistics() }
+        #expect(allWarnings.isEmpty && !all.layers.contains { $0.decision == .settled(.skippedUncalibrated) })
+    }
+
+    @Test("a skipped uncalibrated layer is reported as skipped and left out of the compressible totals")
+    func uncalibratedLayersInTheReport() throws {
+        let compressor = try ModelCompressor(options: options {
+            $0.rank = 4
+            $0.statistics = try? Self.partialStatistics()
+            $0.uncalibratedLayers = .skip
+        })
+        let result = try compressor.compress(onnx: try Self.model())
+        let fc = try #require(result.layers.first { $0.name == "fc" })
+        #expect(fc.status == .skippedUncalibrated && fc.status.kind == "skipped")
+        #expect(fc.parametersAfter == fc.parametersBefore && fc.macsAfter == fc.macsBefore)
+        #expect(result.totals.compressibleMACs == 16 * 8 * 9 * 144 + 16 * 16 * 144)
+        #expect(result.warnings == [.uncalibratedSkipped(layers: ["fc"], candidates: 3)])
+        #expect(CompressionWarning.uncalibratedSkipped(layers: ["fc"], candidates: 3).description
+                == "the statistics name 2 of the 3 candidate layers; 1 are left as they are and outside the budget: fc")
+        // The graph still reads fc's weight as it was.
+        #expect(result.model.graph.nodes.contains { $0.name == "fc" && $0.inputs.contains("fc.weightT") })
+    }
+
     @Test("refusals carry their values and render the reason")
     func refusalsAreTyped() throws {
         let compressor = try ModelCompressor(options: options { $0.minimumParameters = 1000; $0.exclude = "fc" })

@@ -3,7 +3,7 @@ with silences between the quotations, run chunk by chunk as the model is meant t
 
     python -m tdtools.evaluate.silero audio --split calibration|evaluation --out AUDIO.npy [--seconds 120]
     python -m tdtools.evaluate.silero inputs --model silero_vad.onnx --audio AUDIO.npy --out INPUTS.npz
-    python -m tdtools.evaluate.silero evaluate --audio AUDIO.npy ORIGINAL.onnx OTHER.onnx ... [--json OUT.json]
+    python -m tdtools.evaluate.silero evaluate --audio AUDIO.npy ORIGINAL.onnx OTHER.onnx ... [--rate 8000] [--json OUT.json]
 
 - audio: calibration speech is the "literature" and "wisdom" quotations read by the en-us voice at 160 words
   per minute; evaluation speech is other text ("science", "computers") read by the en-gb voice at
@@ -18,6 +18,8 @@ with silences between the quotations, run chunk by chunk as the model is meant t
   probability of every chunk, the agreement of its speech/non-speech decision (threshold 0.5)
   with the original's, the mean absolute probability difference, and the latency per chunk
   (median per chunk over 20 s of the audio, median of --rounds rounds with the models alternating).
+  --rate 8000 resamples the audio to 8 kHz and feeds the model as its wrapper does at that rate
+  (256 samples after 32 of context, sr 8000): the model's other branch.
   This latency is timed inside the stream (each chunk needs the state of the one before), so
   it has its own loop rather than tdtools.timing's.
 """
@@ -36,7 +38,9 @@ from ..session import session
 from ..tables import print_table
 from .fortunes import quotations
 
-RATE, CHUNK, CONTEXT = 16000, 512, 64
+RATE = 16000
+# The chunk and context of each sample rate the model takes, as silero-vad's wrapper feeds it.
+FRAMING = {16000: (512, 64), 8000: (256, 32)}
 SPLITS = {"calibration": (["literature", "wisdom"], "en-us", 160, 1), "evaluation": (["science", "computers"], "en-gb", 180, 2)}
 
 
@@ -68,20 +72,22 @@ def audio(split, seconds):
     return np.concatenate(pieces)
 
 
-def run(model, samples, record=False):
-    """Chunk by chunk with the state carried: (speech probabilities, seconds per chunk, [(input, state)] when recording)."""
+def run(model, samples, record=False, rate=RATE):
+    """Chunk by chunk with the state carried, `samples` at `rate` (16000 or 8000): (speech
+    probabilities, seconds per chunk, [(input, state)] when recording)."""
     s = session(model)
-    state, context = np.zeros((2, 1, 128), np.float32), np.zeros((1, CONTEXT), np.float32)
+    chunk, width = FRAMING[rate]
+    state, context = np.zeros((2, 1, 128), np.float32), np.zeros((1, width), np.float32)
     probabilities, times, fed = [], [], []
-    sr = np.array(RATE, dtype=np.int64)
-    for k in range(len(samples) // CHUNK):
-        x = np.concatenate([context, samples[None, k * CHUNK:(k + 1) * CHUNK]], axis=1)
+    sr = np.array(rate, dtype=np.int64)
+    for k in range(len(samples) // chunk):
+        x = np.concatenate([context, samples[None, k * chunk:(k + 1) * chunk]], axis=1)
         if record:
             fed.append((x[0], state[:, 0, :]))
         started = time.perf_counter()
         out, state = s.run(None, {"input": x, "state": state, "sr": sr})
         times.append(time.perf_counter() - started)
-        context = x[:, -CONTEXT:]
+        context = x[:, -width:]
         probabilities.append(float(out.reshape(-1)[0]))
     return np.array(probabilities), np.array(times), fed
 
@@ -101,6 +107,8 @@ def main():
     e.add_argument("--audio", required=True)
     e.add_argument("models", nargs="+")
     e.add_argument("--rounds", type=int, default=5, help="latency rounds, the models alternating (default 5)")
+    e.add_argument("--rate", type=int, choices=sorted(FRAMING), default=RATE,
+                   help="run at this sample rate (the 16 kHz audio resampled; default 16000)")
     e.add_argument("--json")
     args = parser.parse_args()
     if args.command == "audio":
@@ -114,12 +122,15 @@ def main():
         print(f"silero: {len(fed)} chunks with their states in {args.out}", file=sys.stderr)
     else:
         samples = np.load(args.audio)
+        if args.rate != RATE:
+            g = np.gcd(RATE, args.rate)
+            samples = resample_poly(samples, args.rate // g, RATE // g).astype(np.float32)
         # Quality from one pass each; latency from --rounds passes over a 20 s excerpt with the
         # models alternating, the median per chunk of each pass, then the median over passes (the
         # VM's speed drifts from minute to minute).
-        probabilities = [run(path, samples)[0] for path in args.models]
-        excerpt = samples[:20 * RATE]
-        rounds = [[float(np.median(run(path, excerpt)[1])) * 1e3 for path in args.models] for _ in range(args.rounds)]
+        probabilities = [run(path, samples, rate=args.rate)[0] for path in args.models]
+        excerpt = samples[:20 * args.rate]
+        rounds = [[float(np.median(run(path, excerpt, rate=args.rate)[1])) * 1e3 for path in args.models] for _ in range(args.rounds)]
         latencies = np.median(np.array(rounds), axis=0)
         results = list(zip(args.models, probabilities, latencies))
         reference = results[0][1]
@@ -129,7 +140,7 @@ def main():
             agree = float(np.mean((probabilities > 0.5) == (reference > 0.5)))
             rows.append({"model": path.split("/")[-1], "agreement": agree, "meanAbsoluteDifference": float(np.mean(np.abs(probabilities - reference))),
                          "speechFraction": float(np.mean(probabilities > 0.5)), "latencyMs": latency, "speedUp": results[0][2] / latency})
-        print(f"Silero VAD ({len(reference)} chunks of 32 ms of evaluation speech; onnxruntime, 1 intra-op thread; "
+        print(f"Silero VAD ({len(reference)} chunks of 32 ms of evaluation speech at {args.rate // 1000} kHz; onnxruntime, 1 intra-op thread; "
               f"latency: median per chunk, median of {args.rounds} alternating rounds)")
         header = ["model", "decisions equal to the original's (0.5)", "mean |Δp|", "speech", "latency ms", "speed-up"]
         table = [[r["model"], f"{100 * r['agreement']:.2f}%", f"{r['meanAbsoluteDifference']:.4f}", f"{100 * r['speechFraction']:.1f}%",

@@ -93,6 +93,9 @@ public struct CompressionOptions: Sendable, Equatable {
     /// default, because data-free factors can break a network that data-aware ones keep
     /// (``ModelCompressionError/budgetWithoutStatistics``).
     public var dataFree = false
+    /// What a run with ``statistics`` does with the candidate layers they do not name: compress
+    /// them from their weights alone (the default) or leave them out (see ``UncalibratedLayers``).
+    public var uncalibratedLayers: UncalibratedLayers = .compress
     /// How a ``budget`` is shared across layers.
     public var allocation: BudgetAllocation = .greedy
     /// Ranks that a budget allocation tries: multiples of this (and every rank below it, and the
@@ -157,7 +160,7 @@ public struct CompressionOptions: Sendable, Equatable {
     var fingerprint: String {
         var parts = ["\(conv) \(linear) \(rank as Any) \(rankSelection) \(maxRank as Any) \(tolerance as Any) \(maxIterations)",
                      "\(minimumParameters) \(include as Any) \(exclude as Any) \(inputSize) \(allowGrowth) \(simplify) \(exactSVD)",
-                     "\(dataAware) \(budget as Any) \(allocation) \(rankMultiple) \(minimumBudgetShare) \(outputDType as Any)"]
+                     "\(dataAware) \(budget as Any) \(allocation) \(rankMultiple) \(minimumBudgetShare) \(outputDType as Any) \(uncalibratedLayers)"]
         parts += layerSettings.keys.sorted().map { "setting \($0) \(layerSettings[$0]!)" }
         parts += inputShapes.keys.sorted().map { "shape \($0) \(inputShapes[$0]!)" }
         parts += layerWeights.keys.sorted().map { "weight \($0) \(layerWeights[$0]!)" }

@@ -92,7 +92,7 @@ extension ModelCompressor {
     /// then the budget spent over it (``allocate(_:)``).
     func allocated(_ plan: CompressionPlan) throws -> (plan: CompressionPlan, warnings: [CompressionWarning]) {
         var plan = plan
-        var warnings = try statisticsWarnings(plan)
+        var warnings = try settleUncalibrated(&plan)
         // A MAC budget over graph nodes whose input shapes shape inference could not derive
         // counts them at one row or the default input size: say so, with their names.
         if case .macs = options.budget {
@@ -117,17 +117,28 @@ extension ModelCompressor {
     }
 
     /// What the statistics say about the plan's layers to decompose: an error when they name none
-    /// of them, a warning listing those they leave out.
+    /// of them; those they leave out listed in a warning, and with
+    /// ``UncalibratedLayers/skip`` settled as ``LayerStatus/skippedUncalibrated`` (before a budget
+    /// is spent, so that it is spent over the calibrated layers only).
     ///
     /// - Throws: ``ModelCompressionError/statisticsMatchNoLayer(statistics:candidates:)``.
-    func statisticsWarnings(_ plan: CompressionPlan) throws -> [CompressionWarning] {
+    func settleUncalibrated(_ plan: inout CompressionPlan) throws -> [CompressionWarning] {
         let names = plan.decompositionNames
         guard let statistics = options.statistics, !names.isEmpty else { return [] }
         let missing = names.filter { statistics.layers[$0] == nil }
         if missing.count == names.count {
             throw ModelCompressionError.statisticsMatchNoLayer(statistics: statistics.layers.keys.sorted(), candidates: names)
         }
-        return missing.isEmpty ? [] : [.statisticsMissing(layers: missing, candidates: names.count)]
+        guard !missing.isEmpty else { return [] }
+        switch options.uncalibratedLayers {
+        case .compress:
+            return [.statisticsMissing(layers: missing, candidates: names.count)]
+        case .skip:
+            for k in plan.layers.indices where plan.layers[k].isCandidate && statistics.layers[plan.layers[k].name] == nil {
+                plan.layers[k].decision = .settled(.skippedUncalibrated)
+            }
+            return [.uncalibratedSkipped(layers: missing, candidates: names.count)]
+        }
     }
 
     /// One planned layer decomposed in `Scalar` (at its allocated ranks, else by the options' rule),

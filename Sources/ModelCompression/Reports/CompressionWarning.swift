@@ -9,6 +9,10 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
     /// Calibration statistics were given, but not for these candidate layers (of `candidates`):
     /// they are compressed from their weights alone.
     case statisticsMissing(layers: [String], candidates: Int)
+    /// Calibration statistics were given, but not for these candidate layers (of `candidates`),
+    /// and ``CompressionOptions/uncalibratedLayers`` is ``UncalibratedLayers/skip``: they are left
+    /// as they are, outside the budget.
+    case uncalibratedSkipped(layers: [String], candidates: Int)
     /// No layer was replaced (and nothing simplified): the output equals the input.
     case nothingReplaced(candidates: Int)
     /// A MAC budget over candidate layers whose input shapes are unknown: each is costed at one
@@ -20,6 +24,9 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
         case let .statisticsMissing(layers, candidates):
             return "the statistics name \(candidates - layers.count) of the \(candidates) candidate layers; \(layers.count) are compressed "
                 + "from their weights alone: \(Self.list(layers))"
+        case let .uncalibratedSkipped(layers, candidates):
+            return "the statistics name \(candidates - layers.count) of the \(candidates) candidate layers; \(layers.count) are left as they are "
+                + "and outside the budget: \(Self.list(layers))"
         case let .nothingReplaced(candidates):
             return "no layer was replaced (\(candidates) candidate layers): the output computes what the input does"
         case let .unknownShapes(layers):

@@ -15,6 +15,10 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
     /// The name is an embedding table's (``CompressionOptions/embeddingPattern``) and
     /// ``CompressionOptions/include`` does not name it.
     case skippedEmbedding
+    /// Calibration statistics were given, but not for this layer, and
+    /// ``CompressionOptions/uncalibratedLayers`` is ``UncalibratedLayers/skip``: it is left as it
+    /// is and outside the budget.
+    case skippedUncalibrated
 
     /// Whether the layer was replaced.
     public var isReplaced: Bool { self == .replaced }
@@ -24,7 +28,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .replaced: return "replaced"
         case .keptGrowth, .keptNonFloatBias, .keptByBudget: return "kept"
-        case .skippedEmbedding, .notCompressible: return "skipped"
+        case .skippedEmbedding, .skippedUncalibrated, .notCompressible: return "skipped"
         }
     }
 
@@ -40,6 +44,7 @@ public enum LayerStatus: Sendable, Equatable, CustomStringConvertible {
         case let .keptNonFloatBias(bias, dtype): return "kept: its bias \(bias) is \(dtype), not floating point"
         case let .notCompressible(refusal): return "skipped: \(refusal)"
         case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in the include pattern to compress it"
+        case .skippedUncalibrated: return "skipped: the calibration statistics do not name it (uncalibrated layers are left as they are)"
         }
     }
 }
@@ -139,7 +144,7 @@ public struct CompressionTotals: Sendable, Equatable, Encodable {
         let replaced = reports.filter(\.status.isReplaced)
         let compressible = reports.filter { report in
             if case .notCompressible = report.status { return false }
-            return report.status != .skippedEmbedding
+            return report.status != .skippedEmbedding && report.status != .skippedUncalibrated
         }
         func sum(_ layers: [LayerReport], _ value: (LayerReport) -> Int) -> Int {
             layers.reduce(0) { total, layer in
