@@ -4,10 +4,10 @@
 # speech that espeak-ng reads from Debian's fortunes (calibration: "literature" and "wisdom" in the
 # en-us voice; evaluation: "science" and "computers" in the en-gb voice, so other words and another
 # voice), input statistics of the branch that 16 kHz input takes (calibrate.sh inlines an If whose
-# condition is the same on every input), compressed at --budget macs:0.67 with the statistics and
-# --uncalibrated skip (the 8 kHz branch, which no calibration input takes, is left as it is and
-# outside the budget, instead of compressed from its weights alone, which broke the 8 kHz path)
-# and, beside, --data-free; onnxruntime's dynamic INT8 quantization of the original and of the
+# condition is the same on every input), compressed at --budget macs:0.67 with the statistics (the
+# 8 kHz branch, which no calibration input takes, is left as it is and outside the budget, as
+# compress does by default with layers the statistics do not name; --uncalibrated data-free, which
+# compresses them from their weights alone, broke the 8 kHz path) and, beside, --data-free; onnxruntime's dynamic INT8 quantization of the original and of the
 # compressed model beside; each scored by its speech/non-speech decisions on 32 ms chunks against
 # the original's, with onnxruntime latency per chunk; the original and the compressed model also
 # at 8 kHz (the evaluation speech resampled), the branch no calibration input takes.
@@ -42,9 +42,9 @@ echo "main: speech from espeak-ng (calibration and evaluation: other texts, othe
 "$python" -m tdtools.evaluate.silero audio --split evaluation --seconds 120 --out "$out/evaluation.npy"
 "$python" -m tdtools.evaluate.silero inputs --model "$model" --audio "$out/calibration.npy" --out "$out/calibration.npz"
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$model" "$out/calibration.npz" "$out/stats.safetensors" --batch 64 >&2
-echo "main: $tool compress $model ${shapes[*]} --statistics $out/stats.safetensors --budget macs:$budget --uncalibrated skip" >&2
+echo "main: $tool compress $model ${shapes[*]} --statistics $out/stats.safetensors --budget macs:$budget" >&2
 "$tool" compress "$model" --output "$out/silero_vad.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \
-    --budget "macs:$budget" --uncalibrated skip --quiet --report "$out/report.json" | tail -1 >&2
+    --budget "macs:$budget" --quiet --report "$out/report.json" | tail -1 >&2
 "$tool" compress "$model" --output "$out/silero_vad.data-free.onnx" "${shapes[@]}" --budget "macs:$budget" --data-free \
     --quiet --report "$out/data-free.report.json" | tail -1 >&2
 rm -f "$out/quantize.log"

@@ -11,6 +11,8 @@
 # compressible layers' MACs with statistics (and, beside, without), runs every model in
 # onnxruntime (one intra-op thread) and prints per model: MACs and parameters before/after,
 # latency before/after, recognizer CER and detector box F1 against the original's boxes.
+# INT8 by onnxruntime's quantizer (static QDQ) is evaluated alone and after the low-rank models
+# (the one at the budget and one at STACK_BUDGET, default 0.9).
 # The compressed models are also simplified (compress --simplify: exact folds of elementwise
 # scales and shifts into convolutions); the original simplified alone (tensor-compress simplify)
 # is evaluated beside them, so that the speed-up of the compression itself is printed too.
@@ -22,6 +24,9 @@ if [ "${1:-}" = "minilm" ]; then exec bash Scripts/main-minilm.sh "${@:2}"; fi
 if [ "${1:-}" = "silero" ]; then exec bash Scripts/main-silero.sh "${@:2}"; fi
 if [ "${1:-}" = "ddddocr" ]; then exec bash Scripts/main-ddddocr.sh "${@:2}"; fi
 budget="${BUDGET:-0.67}"
+# The low-rank model that INT8 is stacked on besides: a gentler budget, since INT8 brings most of
+# the speed and the low-rank factors most of the error (Documentation/Performance.md).
+stack_budget="${STACK_BUDGET:-0.9}"
 bash Scripts/setup.sh --data
 echo "main: building tensor-compress (release; a few minutes the first time)" >&2
 swift build -c release --product tensor-compress -q >&2
@@ -51,20 +56,27 @@ for m in det rec; do
     echo "main: the same --data-free" >&2
     compress "$out/$m.data-free.layers.txt" compress "$models/$m.onnx" --output "$out/$m.data-free.onnx" --input-shape "$shape" \
         --budget "macs:$budget" --data-free --simplify --quiet --report "$out/$m.data-free.report.json"
+    echo "main: the same at --budget macs:$stack_budget, for INT8 after it" >&2
+    compress "$out/$m.stack.layers.txt" compress "$models/$m.onnx" --output "$out/$m.stack.onnx" --input-shape "$shape" \
+        --statistics "$out/$m.stats.safetensors" --budget "macs:$stack_budget" --simplify --quiet --report "$out/$m.stack.report.json"
     "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" > /dev/null
     # INT8 (onnxruntime.quantization: its pre-processing, then static QDQ per channel calibrated on
     # the same calibration inputs), alone on the original and after the low-rank compression.
     echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ)" >&2
     "$python" -m tdtools.quantize static "$models/$m.onnx" "$out/$m.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
         || { tail -5 "$out/quantize.log" >&2; exit 1; }
-    "$python" -m tdtools.quantize static "$out/$m.compressed.onnx" "$out/$m.compressed.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
-        || { tail -5 "$out/quantize.log" >&2; exit 1; }
+    for low in compressed stack; do
+        "$python" -m tdtools.quantize static "$out/$m.$low.onnx" "$out/$m.$low.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
+            || { tail -5 "$out/quantize.log" >&2; exit 1; }
+    done
     rm -f "$out/$m.calibration.npz"
 done
 echo "main: evaluating in onnxruntime" >&2
 "$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \
-    --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" "$out/det.int8.onnx" "$out/det.compressed.int8.onnx" \
-    --det-reports "$out/det.report.json" "$out/det.data-free.report.json" \
-    --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" "$out/rec.int8.onnx" "$out/rec.compressed.int8.onnx" \
-    --rec-reports "$out/rec.report.json" "$out/rec.data-free.report.json"
-echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), *.int8.onnx (INT8 alone) and *.compressed.int8.onnx (low-rank, then INT8), reports, per-layer tables (*.layers.txt) and evaluation.json"
+    --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" "$out/det.stack.onnx" \
+          "$out/det.int8.onnx" "$out/det.compressed.int8.onnx" "$out/det.stack.int8.onnx" \
+    --det-reports "$out/det.report.json" "$out/det.data-free.report.json" "$out/det.stack.report.json" \
+    --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" "$out/rec.stack.onnx" \
+          "$out/rec.int8.onnx" "$out/rec.compressed.int8.onnx" "$out/rec.stack.int8.onnx" \
+    --rec-reports "$out/rec.report.json" "$out/rec.data-free.report.json" "$out/rec.stack.report.json"
+echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), *.stack.onnx (data-aware at macs:$stack_budget), *.int8.onnx (INT8 alone), *.compressed.int8.onnx and *.stack.int8.onnx (low-rank, then INT8), reports, per-layer tables (*.layers.txt) and evaluation.json"

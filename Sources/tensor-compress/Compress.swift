@@ -43,8 +43,8 @@ struct Compress: ParsableCommand {
     @Option(help: "macs:F or params:F: keep this fraction of the compressible layers' MACs or parameters, ranks allocated across layers.") var budget: CompressionBudget?
     @Flag(help: "Allow --budget without --statistics: ranks and factors from the weights alone (can break a network; see the error without it).")
     var dataFree = false
-    @Option(help: "With --statistics: what to do with candidate layers they do not name (an If branch no calibration input took): compress them from their weights alone and count them in the budget, or skip them (left as they are, outside the budget).")
-    var uncalibrated: UncalibratedLayers = .compress
+    @Option(help: "With --statistics: what to do with candidate layers they do not name (an If branch no calibration input took): skip them (left as they are, outside the budget), or compress them data-free (from their weights alone, counted in the budget; can break the path through them).")
+    var uncalibrated: UncalibratedLayers = .skip
     @Flag(help: "Write the output even when no layer was replaced (a warning instead of an error).") var allowNoChange = false
     @Option(help: "How --budget is shared: greedy (least normalised output error per MAC) or uniform (the same fraction per layer).") var allocation: BudgetAllocation = .greedy
     @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation (default: the end-to-end sensitivities in --statistics, when it has them).")
@@ -89,7 +89,7 @@ struct Compress: ParsableCommand {
         if isONNX(model) && layerConfig != nil { throw ValidationError("--layer-config applies to state dicts; an ONNX graph states its conv settings") }
         if budget != nil && rank != nil { throw ValidationError("give --budget or --rank, not both") }
         if dataFree && statistics != nil { throw ValidationError("--data-free and --statistics contradict each other") }
-        if uncalibrated != .compress && statistics == nil {
+        if uncalibrated != .skip && statistics == nil {
             throw ValidationError("--uncalibrated \(uncalibrated.rawValue) applies to data-aware compression: give --statistics (the layers they do not name are the uncalibrated ones)")
         }
         guard damping.isFinite && damping >= 0 else { throw ValidationError("--damping \(damping) must be finite and at least 0") }

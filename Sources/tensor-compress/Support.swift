@@ -315,7 +315,7 @@ extension LayerStatus {
         switch self {
         case let .notCompressible(refusal): return "skipped: \(refusal.commandLineDescription)"
         case .skippedEmbedding: return "skipped: an embedding table (indexed, not multiplied); name it in --include to compress it"
-        case .skippedUncalibrated: return "skipped: the statistics do not name it (--uncalibrated skip)"
+        case .skippedUncalibrated: return "skipped: the statistics do not name it (--uncalibrated data-free compresses it from its weights alone)"
         default: return description
         }
     }

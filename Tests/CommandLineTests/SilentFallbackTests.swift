@@ -90,13 +90,13 @@ final class SilentFallbackTests: Sendable {
         try expectOneError(["compress", input, "--output", output, "--statistics", foreign, "--rank", "4"], mentioning: "name none of the candidate layers")
         #expect(!FileManager.default.fileExists(atPath: output))
         let partial = try statistics("partial.safetensors", layers: ["fc": 32 * 8 * 8])
-        let result = try Tool.run(["compress", input, "--output", output, "--statistics", partial, "--rank", "4", "--quiet"])
+        let result = try Tool.run(["compress", input, "--output", output, "--statistics", partial, "--rank", "4", "--uncalibrated", "data-free", "--quiet"])
         #expect(result.status == 0, "\(result.error)")
         #expect(result.error.contains("tensor-compress: warning: the statistics name 1 of the 2 candidate layers; 1 are compressed from their weights alone: conv"),
                 "\(result.error)")
-        // --uncalibrated skip: the layer the statistics do not name is left as it is, and said so;
-        // without statistics the flag has nothing to act on.
-        let skipped = try Tool.run(["compress", input, "--output", output, "--statistics", partial, "--rank", "4", "--uncalibrated", "skip", "--json", "--quiet"])
+        // By default (--uncalibrated skip) the layer the statistics do not name is left as it is,
+        // and said so; without statistics --uncalibrated data-free has nothing to act on.
+        let skipped = try Tool.run(["compress", input, "--output", output, "--statistics", partial, "--rank", "4", "--json", "--quiet"])
         #expect(skipped.status == 0, "\(skipped.error)")
         #expect(skipped.error.contains("tensor-compress: warning: the statistics name 1 of the 2 candidate layers; 1 are left as they are and outside the budget: conv"),
                 "\(skipped.error)")
@@ -104,7 +104,7 @@ final class SilentFallbackTests: Sendable {
         let layers = try #require(document["layers"] as? [[String: Any]])
         let conv = try #require(layers.first { $0["name"] as? String == "conv" })
         #expect(conv["status"] as? String == "skipped" && (conv["reason"] as? String ?? "").contains("statistics do not name it"), "\(conv)")
-        try expectOneError(["compress", input, "--output", path("n.onnx"), "--rank", "4", "--uncalibrated", "skip"], mentioning: "give --statistics")
+        try expectOneError(["compress", input, "--output", path("n.onnx"), "--rank", "4", "--uncalibrated", "data-free"], mentioning: "give --statistics")
     }
 
     @Test func runsThatChangeNothingSaySo() throws {

@@ -164,7 +164,7 @@ struct CompressionPlanTests {
         return statistics
     }
 
-    @Test("uncalibrated layers: compressed from their weights within the budget, or skipped and outside it as excluded ones are",
+    @Test("uncalibrated layers: skipped and outside the budget as excluded ones are (the default), or compressed from their weights within it",
           arguments: [true, false])
     func uncalibratedLayers(graphReader: Bool) throws {
         func allocated(_ configure: (inout CompressionOptions) -> Void) throws -> (CompressionPlan, [CompressionWarning]) {
@@ -179,11 +179,12 @@ struct CompressionPlanTests {
             })
             return try compressor.allocated(graphReader ? try compressor.plan(onnx: try Self.model()) : try compressor.plan(stateDict: [try Self.stateDict()]))
         }
-        let (compressed, compressedWarnings) = try allocated { _ in }
+        let (compressed, compressedWarnings) = try allocated { $0.uncalibratedLayers = .dataFree }
         #expect(compressedWarnings.contains(.statisticsMissing(layers: ["fc"], candidates: 3)))
         #expect(compressed.layers[2].ranks != nil, "fc is compressed from its weights within the budget")
 
-        let (skipped, skippedWarnings) = try allocated { $0.uncalibratedLayers = .skip }
+        let (skipped, skippedWarnings) = try allocated { _ in }
+        #expect(CompressionOptions().uncalibratedLayers == .skip)
         #expect(skippedWarnings.contains(.uncalibratedSkipped(layers: ["fc"], candidates: 3)))
         #expect(!skippedWarnings.contains { if case .statisticsMissing = $0 { return true } else { return false } })
         #expect(skipped.layers[2].decision == .settled(.skippedUncalibrated))

@@ -93,9 +93,10 @@ public struct CompressionOptions: Sendable, Equatable {
     /// default, because data-free factors can break a network that data-aware ones keep
     /// (``ModelCompressionError/budgetWithoutStatistics``).
     public var dataFree = false
-    /// What a run with ``statistics`` does with the candidate layers they do not name: compress
-    /// them from their weights alone (the default) or leave them out (see ``UncalibratedLayers``).
-    public var uncalibratedLayers: UncalibratedLayers = .compress
+    /// What a run with ``statistics`` does with the candidate layers they do not name: leave them
+    /// as they are, outside the budget (the default), or compress them from their weights alone
+    /// (see ``UncalibratedLayers``).
+    public var uncalibratedLayers: UncalibratedLayers = .skip
     /// How a ``budget`` is shared across layers.
     public var allocation: BudgetAllocation = .greedy
     /// Ranks that a budget allocation tries: multiples of this (and every rank below it, and the

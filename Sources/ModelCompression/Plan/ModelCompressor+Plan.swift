@@ -131,7 +131,7 @@ extension ModelCompressor {
         }
         guard !missing.isEmpty else { return [] }
         switch options.uncalibratedLayers {
-        case .compress:
+        case .dataFree:
             return [.statisticsMissing(layers: missing, candidates: names.count)]
         case .skip:
             for k in plan.layers.indices where plan.layers[k].isCandidate && statistics.layers[plan.layers[k].name] == nil {

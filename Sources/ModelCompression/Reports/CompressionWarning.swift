@@ -6,8 +6,9 @@
 /// for warning in result.warnings { print("warning: \(warning)") }
 /// ```
 public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, Encodable {
-    /// Calibration statistics were given, but not for these candidate layers (of `candidates`):
-    /// they are compressed from their weights alone.
+    /// Calibration statistics were given, but not for these candidate layers (of `candidates`),
+    /// and ``CompressionOptions/uncalibratedLayers`` is ``UncalibratedLayers/dataFree``: they are
+    /// compressed from their weights alone.
     case statisticsMissing(layers: [String], candidates: Int)
     /// Calibration statistics were given, but not for these candidate layers (of `candidates`),
     /// and ``CompressionOptions/uncalibratedLayers`` is ``UncalibratedLayers/skip``: they are left
