@@ -24,15 +24,17 @@ models=.cache/models/silero
 out=out/silero
 mkdir -p "$models" "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
-if [ ! -f "$models/silero_vad.onnx" ]; then
-    python3 -m pip download --no-deps --quiet --disable-pip-version-check --dest "$models/wheel" "silero-vad==6.2.3" >&2
+if [ ! -f "$models/silero_vad.onnx" ] || [ ! -f "$models/silero_vad_16k_op15.onnx" ]; then
+    [ -n "$(ls "$models"/wheel/silero_vad-6.2.3-*.whl 2>/dev/null)" ] \
+        || python3 -m pip download --no-deps --quiet --disable-pip-version-check --dest "$models/wheel" "silero-vad==6.2.3" >&2
     python3 - "$models" <<'PY'
 import glob, os, sys, zipfile
 target = sys.argv[1]
 with zipfile.ZipFile(sorted(glob.glob(os.path.join(target, "wheel", "silero_vad-6.2.3-*.whl")))[-1]) as archive:
-    with archive.open("silero_vad/data/silero_vad.onnx") as source, open(os.path.join(target, "silero_vad.onnx.part"), "wb") as f:
-        f.write(source.read())
-os.replace(os.path.join(target, "silero_vad.onnx.part"), os.path.join(target, "silero_vad.onnx"))
+    for name in ("silero_vad.onnx", "silero_vad_16k_op15.onnx"):
+        with archive.open("silero_vad/data/" + name) as source, open(os.path.join(target, name + ".part"), "wb") as f:
+            f.write(source.read())
+        os.replace(os.path.join(target, name + ".part"), os.path.join(target, name))
 PY
 fi
 model="$models/silero_vad.onnx"
@@ -61,3 +63,14 @@ done
 "$python" -m tdtools.evaluate.silero evaluate --audio "$out/evaluation.npy" --rate 8000 "$model" "$out/silero_vad.compressed.onnx" \
     --json "$out/evaluation.8k.json"
 rm -f "$out/calibration.npz"
+# The wheel's other 16 kHz file, silero_vad_16k_op15.onnx (opset 15: the convolutions in the main
+# graph, the LSTM inside an If on the batch size), calibrated, compressed and scored the same way.
+op15="$models/silero_vad_16k_op15.onnx"
+echo "main: the same for $op15" >&2
+"$python" -m tdtools.evaluate.silero inputs --model "$op15" --audio "$out/calibration.npy" --out "$out/op15.calibration.npz"
+TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$op15" "$out/op15.calibration.npz" "$out/op15.stats.safetensors" --batch 64 >&2
+"$tool" compress "$op15" --output "$out/silero_vad_16k_op15.compressed.onnx" "${shapes[@]}" --statistics "$out/op15.stats.safetensors" \
+    --budget "macs:$budget" --quiet --report "$out/op15.report.json" | tail -1 >&2
+"$python" -m tdtools.evaluate.silero evaluate --audio "$out/evaluation.npy" "$op15" "$out/silero_vad_16k_op15.compressed.onnx" \
+    --json "$out/evaluation.op15.json"
+rm -f "$out/op15.calibration.npz"
