@@ -6,13 +6,15 @@ FEEDS.npz holds one array per graph input with the samples on the first axis (th
 `tdtools.evaluate.minilm inputs` and `Scripts/calibrate.sh` read); sample `--sample` is run, with
 its first axis kept as a batch of 1. Each model runs in the project's session (one intra-op
 thread, sequential, onnxruntime's full graph optimisation), `--runs` times after one warm-up run,
-with onnxruntime's profiler on; a node's time is the median of its kernel times over the runs,
-summed by operator type as onnxruntime ran it (after its fusions: `MatMulInteger`,
+with onnxruntime's profiler on; a node's time is the median over the runs of its kernel time in a
+run (every invocation summed: a node in a Loop body runs once per iteration), summed by operator
+type as onnxruntime ran it (after its fusions: `MatMulInteger`,
 `DynamicQuantizeLinear`, `Attention`, `SkipLayerNormalization`, `FusedMatMul`, …). The table gives
 each type's milliseconds and share of the summed kernel time, the summed kernel time, and the
 wall time of a run (median over the same runs, profiler on), for each model side by side.
 """
 import argparse
+import bisect
 import json
 import os
 import statistics
@@ -25,24 +27,30 @@ from .tables import print_table
 
 
 def profile(path, feeds, runs):
-    """({op type: median seconds summed over its nodes}, median wall seconds of a run)."""
+    """({op type: median seconds per run summed over its nodes}, median wall seconds of a run).
+
+    A node's kernel time in a run is the sum of its invocations in that run (a node inside a Loop
+    or Scan body runs once per iteration); the first run is the warm-up and is left out."""
     with tempfile.TemporaryDirectory() as directory:
         s = session(path, profile=os.path.join(directory, "profile"))
         for _ in range(runs + 1):
             s.run(None, feeds)
         with open(s.end_profiling()) as f:
             events = json.load(f)
-    per_node, walls = {}, []
+    windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    starts = [start for start, _ in windows]
+    per_run = {}                                 # (node, op) → seconds in each run
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            op = e.get("args", {}).get("op_name", "?")
-            per_node.setdefault((e["name"], op), []).append(e["dur"] * 1e-6)
-        elif e.get("cat") == "Session" and e.get("name") == "model_run":
-            walls.append(e["dur"] * 1e-6)
+            k = bisect.bisect_right(starts, e["ts"]) - 1
+            if k < 0 or e["ts"] > windows[k][1]:
+                continue
+            times = per_run.setdefault((e["name"], e.get("args", {}).get("op_name", "?")), [0.0] * len(windows))
+            times[k] += e["dur"] * 1e-6
     by_op = {}
-    for (_, op), times in per_node.items():
-        times = times[1:] if len(times) > 1 else times          # the first run is the warm-up
-        by_op[op] = by_op.get(op, 0.0) + statistics.median(times)
+    for (_, op), times in per_run.items():
+        by_op[op] = by_op.get(op, 0.0) + statistics.median(times[1:] if len(times) > 1 else times)
+    walls = [(end - start) * 1e-6 for start, end in windows]
     return by_op, statistics.median(walls[1:] if len(walls) > 1 else walls)
 
 
@@ -54,7 +62,12 @@ def main():
     parser.add_argument("--sample", type=int, default=0)
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.runs < 1:
+        raise SystemExit(f"profile: --runs {args.runs} must be at least 1")
     with np.load(args.feeds) as archive:
+        count = min(len(archive[name]) for name in archive.files)
+        if not 0 <= args.sample < count:
+            raise SystemExit(f"profile: --sample {args.sample} is outside the {count} samples of {args.feeds}")
         feeds = {name: archive[name][args.sample:args.sample + 1] for name in archive.files}
     results = [(path, *profile(path, feeds, args.runs)) for path in args.models]
     ops = sorted({op for _, by_op, _ in results for op in by_op}, key=lambda op: -max(r[1].get(op, 0.0) for r in results))

@@ -106,6 +106,9 @@ def quantize(mode, source, target, calibration=None, count=None, ops=("Conv", "M
             source = prepared
         prepared = onnx.load(source, load_external_data=False)
         excluded = [n.name for n in prepared.graph.node if exclude and re.search(exclude, n.name)]
+        if exclude and not excluded:
+            raise SystemExit(f"quantize: --exclude {exclude!r} matches no node of the main graph (after the pre-processing, which "
+                             "renames the nodes it fuses); nothing written")
         if exclude:
             print(f"quantize: {len(excluded)} node(s) matching {exclude!r} stay in float", file=sys.stderr)
         if mode == "dynamic":
@@ -132,7 +135,8 @@ def main(argv=None):
     parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul; all: every type the quantizer knows)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
     parser.add_argument("--method", choices=sorted(METHODS), default="percentile", help="static: how activation ranges are calibrated")
-    parser.add_argument("--exclude", help="a regular expression: nodes whose name matches it stay in float (for example a network's last layers)")
+    parser.add_argument("--exclude", help="a regular expression: main-graph nodes whose name matches it stay in float (for example a "
+                                          "network's last layers); matching none is an error")
     args = parser.parse_args(argv)
     if os.path.abspath(args.source) == os.path.abspath(args.target):
         raise SystemExit("quantize: the output is the input model; give another path")

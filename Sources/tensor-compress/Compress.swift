@@ -51,7 +51,7 @@ struct Compress: ParsableCommand {
     var layerWeights: String?
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
     @Option(help: "Data-aware: δ in the input metric C + δ·tr(C)/d·I, relative to its mean eigenvalue (larger trusts the calibration data less).")
-    var damping: Double = OutputAwareOptions().damping
+    var damping: Double?
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
@@ -92,8 +92,8 @@ struct Compress: ParsableCommand {
         if uncalibrated != .skip && statistics == nil {
             throw ValidationError("--uncalibrated \(uncalibrated.rawValue) applies to data-aware compression: give --statistics (the layers they do not name are the uncalibrated ones)")
         }
-        guard damping.isFinite && damping >= 0 else { throw ValidationError("--damping \(damping) must be finite and at least 0") }
-        if damping != OutputAwareOptions().damping && statistics == nil {
+        if let damping, !(damping.isFinite && damping >= 0) { throw ValidationError("--damping \(damping) must be finite and at least 0") }
+        if damping != nil && statistics == nil {
             throw ValidationError("--damping applies to data-aware compression: give --statistics (without them there is no input metric to damp)")
         }
     }
@@ -108,7 +108,7 @@ struct Compress: ParsableCommand {
         options.inputShapes = try InputShape.dictionary(inputShape)
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
-        options.dataAware.decomposition.damping = damping
+        if let damping { options.dataAware.decomposition.damping = damping }
         options.exactSVD = exact
         options.simplify = simplify
         options.dataFree = dataFree

@@ -190,7 +190,7 @@ final class CommandLineReliabilityTests: Sendable {
         try expectFailure(["compress", model, "--output", path("o.safetensors"), "--budget", "macs:0.5", "--data-free", "--linear", "tt"],
                           unwritten: [path("o.safetensors")], mentioning: "--budget allocates SVD ranks of linear layers: use --linear svd, not tt")
         try expectFailure(["compress", model, "--output", path("o.safetensors"), "--budget", "macs:0.5"], mentioning: "--budget without --statistics")
-        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--rank", "4", "--damping", "0.01"], unwritten: [path("o.safetensors")],
+        try expectFailure(["compress", model, "--output", path("o.safetensors"), "--rank", "4", "--damping", "1e-6"], unwritten: [path("o.safetensors")],
                           mentioning: "--damping applies to data-aware compression")
         try expectFailure(["compress", model, "--output", path("o.safetensors"), "--rank", "4", "--damping=-1"], mentioning: "--damping -1.0 must be finite and at least 0")
         let broken = try write("not a protobuf", to: "broken.onnx")

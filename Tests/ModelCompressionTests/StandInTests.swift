@@ -107,6 +107,45 @@ struct StandInTests {
         #expect(abs((difference / norm).squareRoot() - report.relativeError) <= (dataType == .float ? 1e-5 : 1e-9))
     }
 
+    @Test("CP of a 3-D convolution by a FLOP budget: the rank from its own shapes, and the budget as the reason")
+    func separableCPByFLOPBudget() throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.conv = .cp
+        options.rankSelection = .flopBudget(0.5)
+        options.include = "conv3d"
+        let result = try ModelCompressor(options: options).compress(onnx: try Self.model(.double))
+        let report = try #require(result.layers.first { $0.name == "conv3d" })
+        #expect(report.status.isReplaced && report.method == .cp)
+        // Per rank: 6 at the 210 input voxels, 3 taps at 210, 105 and 60 voxels, 8 at the 60 output ones.
+        let perRank = 6 * 210 + 3 * 210 + 3 * 105 + 3 * 60 + 8 * 60
+        let rank = try #require(report.ranks.first)
+        #expect(rank == Int(0.5 * Double(8 * 6 * 27 * 60) / Double(perRank)) && report.macsAfter == rank * perRank)
+        #expect(report.reasons.first?.hasPrefix("CP rank \(rank): ") == true && report.reasons.first?.contains("(budget 0.5)") == true, "\(report.reasons)")
+        #expect(!report.reasons.contains { $0.hasSuffix(" given") }, "\(report.reasons)")
+    }
+
+    @Test("a 3-D convolution whose input has an empty axis is refused with the shapes, not costed")
+    func emptyThreeDimensionalInput() throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.conv = .cp
+        options.rankSelection = .flopBudget(0.5)
+        // SAME padding keeps an empty axis empty ((0 + s − 1) / s = 0); explicit pads would make it negative.
+        let conv = ONNXNode(opType: "Conv", name: "conv3d", inputs: ["x", "w3"], outputs: ["y"], attributes: [("auto_pad", .string("SAME_UPPER"))])
+        let graph = ONNXGraph(name: "g", nodes: [conv],
+                              initializers: [try ONNXTensor(name: "w3", Tensor<Double>.randomNormal(shape: [8, 6, 3, 3, 3], seed: 31), dataType: .float)],
+                              inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [1, 6, 0, 6, 7].map { .value($0) })],
+                              outputs: [ONNXValueInfo(name: "y", elementType: .float, shape: nil)])
+        let model = ONNXModel(graph: graph, opset: 13)
+        let layer = try #require(try ModelCompressor(options: options).layers(in: model).first { $0.name == "conv3d" })
+        guard case let .emptyShapes(input, output)? = layer.refusal else {
+            Issue.record("expected an empty-shape refusal, got \(String(describing: layer.refusal))")
+            return
+        }
+        #expect(input == [1, 6, 0, 6, 7] && output.count == 5 && output[2] == 0)
+    }
+
     @Test("a ConvTranspose with strides past 2³¹ or output padding not below its stride is refused, not trapped")
     func overflowingTransposedSettings() throws {
         var options = CompressionOptions()

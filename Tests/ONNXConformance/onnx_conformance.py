@@ -218,6 +218,8 @@ def cases():
     yield "conv3d-cp-groups-2-same-upper", conv_graph("c", [1, 8, 6, 7, 6], grouped3d, None, auto_pad="SAME_UPPER", strides=[2, 2, 1],
                                                       group=2), cp, 1
     yield "conv3d-cp-kernel-3x1x1", conv_graph("c", [1, 6, 6, 5, 5], low_cp_3d(8, 6, 3, 1, 1, 3), b(8), pads=[1, 0, 0, 1, 0, 0]), cp, 1
+    yield "conv3d-cp-kernel-1x3x3-depth-stride-2", conv_graph("c", [1, 6, 7, 6, 6], low_cp_3d(8, 6, 1, 3, 3, 3), b(8), pads=[0, 1, 1, 0, 1, 1],
+                                                              strides=[2, 1, 1]), cp, 1
     yield "conv3d-tt-kept", conv_graph("c", [1, 6, 5, 5, 5], k(8, 6, 3, 3, 3), b(8), pads=[1, 1, 1, 1, 1, 1]), tt, 0
     yield "depthwise-kept", conv_graph("c", [1, 8, 9, 9], k(8, 1, 3, 3), b(8), pads=[1, 1, 1, 1], group=8), t2, 0
     yield "shared-weight-kept", shared_weight_graph(), t2, 0
@@ -869,6 +871,7 @@ SEPARABLE_3D = {
     "conv3d-cp-pads-stride-dilation": [None, [3, 1, 1], [1, 3, 1], [1, 1, 3], None],
     "conv3d-cp-groups-2-same-upper": [None, [3, 1, 1], [1, 2, 1], [1, 1, 3], None],
     "conv3d-cp-kernel-3x1x1": [None, [3, 1, 1], None],
+    "conv3d-cp-kernel-1x3x3-depth-stride-2": [None, [1, 1, 1], [1, 3, 1], [1, 1, 3], None],   # the depth axis acts by its stride alone
 }
 
 

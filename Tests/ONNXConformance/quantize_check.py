@@ -115,6 +115,9 @@ def main():
               run.stderr.strip().splitlines()[0])
     else:
         check(False, "dynamic --exclude ^fc2$", run.stderr.strip())
+    run = quantize("dynamic", mm, os.path.join(work, "none.onnx"), "--exclude", "^nothing$")
+    check(run.returncode != 0 and "matches no node" in run.stderr and not os.path.exists(os.path.join(work, "none.onnx")),
+          "an --exclude that matches no node is refused", run.stderr.strip())
     run = quantize("dynamic", mm, os.path.join(work, "bad.onnx"), "--exclude", "(")
     check(run.returncode != 0 and "is not a regular expression" in run.stderr and not os.path.exists(os.path.join(work, "bad.onnx")),
           "a malformed --exclude is refused with one line", run.stderr.strip())

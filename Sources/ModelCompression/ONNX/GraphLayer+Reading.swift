@@ -257,6 +257,10 @@ extension ModelCompressor {
                         refuse(.unknownShapes(op: "Conv", spatialRank: 3))
                         continue
                     }
+                    guard (x + y).allSatisfy({ $0 >= 1 }) else {
+                        refuse(.emptyShapes(input: x, output: y))
+                        continue
+                    }
                     guard options.conv == .tucker2 || options.conv == .cp else {
                         refuse(.methodThroughStandIn(op: "Conv", spatialRank: 3, method: options.conv.rawValue))
                         continue

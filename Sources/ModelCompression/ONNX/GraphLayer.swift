@@ -202,13 +202,16 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
             }
 
             /// The largest CP rank (at most the rank at which CP is exact) whose 3-D stack needs at
-            /// most `fraction` of the convolution's MACs (`--rank-selection flops:F`).
-            func cpRank<Scalar: BLASScalar>(flopBudget fraction: Double, _ conv: Conv2D<Scalar>) throws -> Int {
+            /// most `fraction` of the convolution's MACs at its own shapes (`--rank-selection
+            /// flops:F`), and the reason.
+            func cpRank<Scalar: BLASScalar>(flopBudget fraction: Double, _ conv: Conv2D<Scalar>) throws -> (Int, String) {
                 guard fraction > 0, fraction <= 1 else { throw NNLayersError.invalidBudget(fraction) }
                 guard let axes else { preconditionFailure("a 3-D CP rank needs the convolution's axes") }
-                let perRank = cpCost(rank: 1, conv).macs
+                let perRank = cpCost(rank: 1, conv).macs, original = conv.formCost(positions: positions).macs
                 let bound = maximumCPRank(shape: [conv.outChannels / conv.groups, conv.weight.shape[1]] + axes.kernel)
-                return Swift.max(1, Int(Swift.min(fraction * conv.formCost(positions: positions).macs / perRank, Double(bound))))
+                // The reader refuses empty shapes, so both counts are positive.
+                let rank = perRank > 0 ? Swift.max(1, Int(Swift.min(fraction * original / perRank, Double(bound)))) : 1
+                return (rank, "CP rank \(rank): \(2 * Double(rank) * perRank) of \(2 * original) FLOPs at the layer's shapes (budget \(fraction))")
             }
 
             /// The 3-D CP stack's cost at rank `R` per group for one sample, as written:

@@ -82,7 +82,8 @@ public struct CompressionOptions: Sendable, Equatable {
     /// (block Krylov for large matrices at small ranks).
     public var exactSVD = false
     /// Calibration statistics by layer name: the layers they name are compressed data-aware
-    /// (whitened SVD, output-aware Tucker-2 and CP, bias correction), all others without data.
+    /// (whitened SVD, output-aware Tucker-2 and CP, bias correction); the others are left as they
+    /// are, or compressed without data (``uncalibratedLayers``).
     public var statistics: CalibrationStatistics? = nil
     /// Bias correction, damping and iterations of data-aware compression.
     public var dataAware = DataAwareOptions()

@@ -21,6 +21,9 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
     /// A 3-D convolution or a strided `ConvTranspose` whose input or output shape is unknown:
     /// their costs need both.
     case unknownShapes(op: String, spatialRank: Int)
+    /// A 3-D convolution whose input or output (shapes given) has no positions: nothing to cost
+    /// or to run.
+    case emptyShapes(input: [Int], output: [Int])
     /// A 3-D convolution with the tensor-train method, or a strided `ConvTranspose` with a method
     /// other than Tucker-2 (SVD for pointwise kernels): their stacks are written through a 2-D
     /// stand-in, which takes Tucker-2 and SVD (and CP for a 3-D convolution) only.
@@ -84,6 +87,8 @@ public enum LayerRefusal: Sendable, Equatable, CustomStringConvertible {
         case let .unknownShapes(op, rank):
             return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") whose input or output shape is unknown "
                 + "(its costs need both)"
+        case let .emptyShapes(input, output):
+            return "a 3-D convolution whose input \(input) or output \(output) has an empty axis: nothing to compress"
         case let .methodThroughStandIn(op, rank, method):
             return "a \(rank)-D \(op == "Conv" ? "convolution" : "strided ConvTranspose") with the \(method) method: "
                 + (op == "Conv" ? "only Tucker-2 and CP (SVD for 1×1×1 kernels) are written for it" : "only Tucker-2 (SVD for 1×1 kernels) is written for it")

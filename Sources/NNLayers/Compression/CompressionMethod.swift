@@ -24,7 +24,8 @@ public enum LayerRankSelection: Sendable, Equatable, Hashable, CustomStringConve
     /// A rule on the kernel (or weight matrix) alone.
     case kernel(RankSelection)
     /// The largest ranks whose replacement layers need at most this fraction `0 < f ≤ 1` of the
-    /// layer's FLOPs (at a 64×64 input for convolutions, or larger when the dilated kernel needs it).
+    /// layer's FLOPs (at a 64×64 input for convolutions, or larger when the dilated kernel needs it;
+    /// the CP of a 3-D convolution in an ONNX graph at the layer's own shapes).
     case flopBudget(Double)
 
     /// The ranks given.

@@ -13,7 +13,8 @@ extension Conv2D {
         return Size2D(h, w)
     }
 
-    /// The largest CP rank whose four layers need at most `fraction` of this convolution's FLOPs.
+    /// The largest CP rank whose layers (``LayerStack/init(cp:replacing:)``) need at most
+    /// `fraction` of this convolution's FLOPs.
     func cpRank(flopBudget fraction: Double) throws -> (Int, String) {
         guard fraction > 0, fraction <= 1 else {
             throw NNLayersError.invalidBudget(fraction)
