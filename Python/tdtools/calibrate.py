@@ -438,6 +438,35 @@ def expose_subgraphs(model, wanted, labels):
     return {name: exposed for name, exposed in found.items() if name in wanted}
 
 
+def exposing_model(model, names, feeds_of):
+    """Makes `model` (changed in place) the model of the calibration runs: the data input of every
+    node of `names` (as inspect names them) that it can reach becomes an extra graph output, the
+    model's own outputs unchanged. Returns {name: Exposed} for those nodes.
+
+    Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
+    expose a subgraph's values as model outputs, but an If that takes the same branch on every
+    feed (`feeds_of()` gives them as (feeds, samples) pairs) is the branch itself: it is inlined
+    for the calibration runs (onnxruntime then optimises it as the rest of the graph). The inputs of
+    the nodes left inside bodies, at any depth, are threaded out through the constructs that hold
+    them (expose_subgraphs)."""
+    by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
+    labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
+    if any(n not in by_name for n in names):
+        inlined, labels = inline_branches(model, feeds_of)
+        by_name.update(inlined)
+    value_of = {name: Exposed(node.input[0]) for name, node in by_name.items() if node.input}
+    if any(n not in by_name for n in names):
+        value_of.update(expose_subgraphs(model, {n for n in names if n not in by_name}, labels))
+    value_of = {n: value_of[n] for n in names if n in value_of}
+    existing = {o.name for o in model.graph.output}
+    for e in value_of.values():
+        for value, element in ((e.value, onnx.TensorProto.FLOAT), (e.shapes, onnx.TensorProto.INT64)):
+            if value is not None and value not in existing:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(value, element, None))
+                existing.add(value)
+    return value_of
+
+
 def instances(values, exposed):
     """The node inputs that one run's outputs `values` hold for `exposed`, each with its stacking
     axes merged into its first (batch) axis, empty ones left out."""
@@ -488,19 +517,7 @@ def main():
         nodes = compressible_nodes(args.tool, args.model, shapes)
     except ToolError as error:
         sys.exit(f"calibrate: {error}")
-    by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
-    # Nodes inside If/Loop/Scan bodies (named PATH/node) are compressed too. onnxruntime cannot
-    # expose a subgraph's values as model outputs, but an If that takes the same branch on every
-    # feed is the branch itself: it is inlined for the calibration runs (onnxruntime then optimises
-    # it as the rest of the graph). The inputs of the nodes left inside bodies, at any depth, are
-    # threaded out through the constructs that hold them (expose_subgraphs).
-    labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
-    if any(n["name"] not in by_name for n in nodes):
-        inlined, labels = inline_branches(model, feeds_of)
-        by_name.update(inlined)
-    value_of = {name: Exposed(node.input[0]) for name, node in by_name.items() if node.input}
-    if any(n["name"] not in by_name for n in nodes):
-        value_of.update(expose_subgraphs(model, {n["name"] for n in nodes if n["name"] not in by_name}, labels))
+    value_of = exposing_model(model, [n["name"] for n in nodes], feeds_of)
     nested = [n["name"] for n in nodes if n["name"] not in value_of]
     if nested:
         print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
@@ -509,12 +526,6 @@ def main():
     exposed = {}
     for n in nodes:
         exposed.setdefault(value_of[n["name"]], []).append(n)
-    existing = {o.name for o in model.graph.output}
-    for e in exposed:
-        for value, element in ((e.value, onnx.TensorProto.FLOAT), (e.shapes, onnx.TensorProto.INT64)):
-            if value is not None and value not in existing:
-                model.graph.output.append(onnx.helper.make_tensor_value_info(value, element, None))
-                existing.add(value)
     exposing = session(model, threads=0)
     names = [o.name for o in exposing.get_outputs()]
     accumulators = {}
