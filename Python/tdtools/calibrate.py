@@ -22,9 +22,15 @@ by its branch for the calibration runs (level after level); the input of a node 
 is handed out through every construct that holds it (expose_subgraphs): a Loop or Scan gives
 every iteration's (each iteration counted as a batch of its own), an If that switches the
 branch taken's and nothing from the other, so that a branch's nodes get the statistics of the
-runs that take it. Nodes that no run reaches get none, nor do those below an If or a Loop inside a
-Scan's body (onnxruntime keeps a Scan's state of one shape); both are said on standard error, and
-compress names them.
+runs that take it. A Scan whose body holds such a node below an If, a Loop or another Scan runs as
+the equivalent Loop in the calibration runs (onnxruntime keeps a Scan's state of one shape, and
+what is handed out through it grows): its scan inputs sliced with Gather (reversed ones from the
+end), its state carried, its scan outputs stacked, reversed and moved to their axes under their
+own names, so the model's outputs are unchanged. Nodes that no run reaches get none, nor do those
+below an If, a Loop or a Scan inside the body of a Scan that is not rewritten: a Scan-8 (opset 8:
+batch axis, sequence_lens), one with a scan output on a non-zero axis whose rank its body does
+not declare, or one with a reversed scan output before opset 10; both are said on standard
+error, and compress names them.
 --batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
@@ -297,13 +303,18 @@ def expose_subgraphs(model, wanted, labels):
     - a Loop above such a pair (or above a value stacked already, whose shape may change from one
       iteration to the next) concatenates it over the iterations as two extra loop-carried values
       starting empty: onnxruntime requires a scan output to keep one shape over the iterations,
-      and a Loop's carried value may grow (a Scan's state may not: such nodes are not reached).
+      and a Loop's carried value may grow;
+    - a Scan above such a pair is first rewritten as the equivalent Loop (as_loop: a Scan's state
+      may not grow), which then carries the pair; its outputs keep their names and values.
 
     A value that a Loop's or Scan's body reads from outside it is taken as it is (once per run, not
     once per iteration). `labels` are the main graph's node names as inspect gives them (after
-    inline_branches). Returns {name: Exposed} for the nodes it reached (not those below an If or a
-    second Loop or Scan inside a Scan's body, nor those in other operators' subgraphs)."""
+    inline_branches). Returns {name: Exposed} for the nodes it reached: not those below an If, a
+    Loop or a Scan inside the body of a Scan that as_loop cannot rewrite (scan_layout's reasons: a
+    Scan-8, a scan output on a non-zero axis of undeclared rank, a reversed one before opset 10;
+    said on standard error), nor those in other operators' subgraphs."""
     standard = ("", "ai.onnx")
+    version = next((o.version for o in model.opset_import if o.domain in standard), 1)
     counter = itertools.count()
 
     def fresh(value):
@@ -345,27 +356,130 @@ def expose_subgraphs(model, wanted, labels):
             onnx.helper.make_node("Concat", [stem + "/rank", stem + "/shape"], [stem + "/shapes"], axis=0)])
         return stem + "/data", stem + "/shapes"
 
-    def visit(graph, names, front):
-        """The wanted nodes of `graph` (its nodes named `names`) and of its nodes' subgraphs, each as an
-        Exposed whose names `graph` can read; nodes that must come before the rest of `graph` (the
-        empty initial values of carried pairs) are added to `front`."""
-        found = {}
+    def visit(graph, names, front, descend=True):
+        """The wanted nodes of `graph` (its nodes named `names`) and, when `descend`, of its nodes'
+        subgraphs, each as an Exposed whose names `graph` can read; nodes that must come before the
+        rest of `graph` (the empty initial values of carried pairs) are added to `front`."""
+        found, around = {}, {}
         for j, label in enumerate(names):
             node = graph.node[j]
             if label in wanted and node.input:
                 found[label] = Exposed(node.input[0])
-            if node.op_type not in ("If", "Loop", "Scan") or node.domain not in standard or not any(w.startswith(label + "/") for w in wanted):
+            if (not descend or node.op_type not in ("If", "Loop", "Scan") or node.domain not in standard
+                    or not any(w.startswith(label + "/") for w in wanted)):
                 continue
             bodies = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
             if node.op_type == "If":
                 found.update(through_if(node, label, bodies))
             else:
-                found.update(through_loop(node, label, bodies["body"], front))
+                around[j] = ([], [])
+                found.update(through_loop(node, label, bodies["body"], front, *around[j]))
+        if any(before or after for before, after in around.values()):
+            nodes = []
+            for j, node in enumerate(graph.node):
+                copy = onnx.NodeProto()
+                copy.CopyFrom(node)
+                before, after = around.get(j, ([], []))
+                nodes.extend(before + [copy] + after)
+            del graph.node[:]
+            graph.node.extend(nodes)
         return found
 
-    def inner(body, prefix):
+    def scan_layout(node, body):
+        """A Scan's (scan input count, state count, scan output count, input axes, input directions,
+        output axes, output directions, ranks of the stacked outputs (None where the body does not
+        declare one), and why as_loop cannot rewrite it, or None)."""
+        attributes = {a.name: a for a in node.attribute}
+        scans = attributes["num_scan_inputs"].i
+        states = len(node.input) - scans
+        outputs = len(body.output) - states
+
+        def listed(name, count):
+            return list(attributes[name].ints) if name in attributes else [0] * count
+        output_axes, output_directions = listed("scan_output_axes", outputs), listed("scan_output_directions", outputs)
+        ranks = []
+        for k in range(outputs):
+            kind = body.output[states + k].type.tensor_type
+            ranks.append(len(kind.shape.dim) + 1 if kind.HasField("shape") else None)
+        reason = None
+        if version < 9:
+            reason = "a Scan-8 (batch axis, sequence_lens)"
+        elif any(output_directions) and version < 10:
+            reason = f"a Scan-{version} with a reversed scan output (no Slice with steps before opset 10)"
+        else:
+            unknown = [k for k in range(outputs) if output_axes[k] != 0 and ranks[k] is None]
+            if unknown:
+                reason = f"scan output {unknown[0]} on axis {output_axes[unknown[0]]}, of a rank its body does not declare"
+        return (scans, states, outputs, listed("scan_input_axes", scans), listed("scan_input_directions", scans),
+                output_axes, output_directions, ranks, reason)
+
+    def as_loop(node, body, before, after):
+        """Rewrites the Scan `node` (one that scan_layout gives no reason against: opset 9 or later)
+        and its `body` in place as the equivalent Loop, whose loop-carried values may grow: the trip
+        count is the scan inputs' length; each scan input is sliced per iteration with a Gather on
+        its axis (index M − 1 − i when reversed); the state variables are carried; each scan output
+        is stacked on axis 0 by the Loop, then reversed (a Slice of step −1) and moved to its axis
+        (a Transpose) when its direction and axis say so. The outputs keep their names; the nodes
+        that must come just before and after the Loop are added to `before` and `after`."""
+        scans, states, outputs, input_axes, input_directions, output_axes, output_directions, ranks, reason = scan_layout(node, body)
+        if reason is not None:
+            raise RuntimeError(f"as_loop on the Scan {node.name!r}, which it cannot rewrite: {reason}")
+        stem = fresh(node.output[0])
+        before.extend([onnx.helper.make_node("Shape", [node.input[states]], [stem + "/shape"]),
+                       constant(stem + "/axis", np.array(input_axes[0], dtype=np.int64)),
+                       onnx.helper.make_node("Gather", [stem + "/shape", stem + "/axis"], [stem + "/count"], axis=0),
+                       constant(stem + "/go", np.array(True))])
+        slices = []
+        if any(input_directions):
+            before.extend([constant(stem + "/one", np.array(1, dtype=np.int64)),
+                           onnx.helper.make_node("Sub", [stem + "/count", stem + "/one"], [stem + "/last"])])
+            slices.append(onnx.helper.make_node("Sub", [stem + "/last", stem + "/iteration"], [stem + "/reversed"]))
+        for k in range(scans):
+            index = stem + ("/reversed" if input_directions[k] else "/iteration")
+            slices.append(onnx.helper.make_node("Gather", [node.input[states + k], index], [body.input[states + k].name], axis=input_axes[k]))
+        slices.append(onnx.helper.make_node("Identity", [stem + "/cond"], [stem + "/cond/out"]))
+        inserted(body.node, 0, slices)
+        carried = []
+        for i in list(body.input)[:states]:
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(i)
+            carried.append(copy)
+        del body.input[:]
+        body.input.extend([onnx.helper.make_tensor_value_info(stem + "/iteration", onnx.TensorProto.INT64, []),
+                           onnx.helper.make_tensor_value_info(stem + "/cond", onnx.TensorProto.BOOL, [])] + carried)
+        inserted(body.output, 0, [onnx.helper.make_tensor_value_info(stem + "/cond/out", onnx.TensorProto.BOOL, [])])
+        results = list(node.output)
+        for k in range(outputs):
+            if output_axes[k] == 0 and not output_directions[k]:
+                continue
+            name = results[states + k]
+            stacked = f"{stem}/output{k}"
+            results[states + k] = stacked
+            if output_directions[k]:
+                after.extend([constant(stacked + "/starts", np.array([-1], dtype=np.int64)),
+                              constant(stacked + "/ends", np.array([np.iinfo(np.int64).min], dtype=np.int64)),
+                              constant(stacked + "/axes", np.array([0], dtype=np.int64)),
+                              constant(stacked + "/steps", np.array([-1], dtype=np.int64)),
+                              onnx.helper.make_node("Slice", [stacked, stacked + "/starts", stacked + "/ends", stacked + "/axes", stacked + "/steps"],
+                                                    [stacked + "/reversed" if output_axes[k] != 0 else name])])
+                stacked += "/reversed"
+            if output_axes[k] != 0:
+                rank = ranks[k]
+                axis = output_axes[k] % rank
+                after.append(onnx.helper.make_node("Transpose", [stacked], [name], perm=list(range(1, axis + 1)) + [0] + list(range(axis + 1, rank))))
+        initial = list(node.input)[:states]
+        del node.input[:]
+        node.input.extend([stem + "/count", stem + "/go"] + initial)
+        del node.output[:]
+        node.output.extend(results)
+        node.op_type = "Loop"
+        # The body attribute stays where it is (`body` is a reference into it); the others go.
+        for a in [a for a in node.attribute if a.name != "body"]:
+            node.attribute.remove(a)
+
+    def inner(body, prefix, descend=True):
         front = []
-        found = visit(body, names_of(body, prefix), front)
+        found = visit(body, names_of(body, prefix), front, descend)
         inserted(body.node, 0, front)
         return found
 
@@ -388,10 +502,23 @@ def expose_subgraphs(model, wanted, labels):
                 result[name] = done[branch, exposed]
         return result
 
-    def through_loop(node, label, body, front):
+    def through_loop(node, label, body, front, before, after):
+        """The wanted nodes of a Loop's or Scan's body, as Exposed values of the graph that holds
+        `node`. A Scan whose body needs a growing pair becomes a Loop (as_loop), whose nodes that
+        must come just before or after it in that graph are added to `before` and `after`; one that
+        as_loop cannot rewrite (scan_layout says why, on standard error) has only the nodes of its
+        body itself reached, not those of the constructs inside it."""
         prefix = f"{label}/body/"
-        found = inner(body, prefix)
+        reason = scan_layout(node, body)[-1] if node.op_type == "Scan" else None
+        if reason is not None and any(w.startswith(prefix) and "/" in w[len(prefix):] for w in wanted):
+            print(f"calibrate: {label} is {reason}: it cannot run as a Loop, so the nodes below an If, a Loop or a Scan in its "
+                  "body get no statistics", file=sys.stderr)
+        found = inner(body, prefix, descend=reason is None)
         inside = {i.name for i in body.input} | {o for m in body.node for o in m.output} | {t.name for t in body.initializer}
+        if node.op_type == "Scan" and any(not (e.shapes is None and (e.value not in inside or e.axes == 0)) for e in found.values()):
+            # onnxruntime keeps a Scan's state of one shape over the iterations, where the pair must grow.
+            as_loop(node, body, before, after)
+            inside = {i.name for i in body.input} | {o for m in body.node for o in m.output} | {t.name for t in body.initializer}
         result, done = {}, {}
         for name, exposed in found.items():
             if exposed.shapes is None and exposed.value not in inside:
@@ -408,10 +535,6 @@ def expose_subgraphs(model, wanted, labels):
                         if a.name in ("scan_output_axes", "scan_output_directions"):
                             a.ints.append(0)
                     done[exposed] = Exposed(carried + "/stacked", 1)
-                elif node.op_type == "Scan":
-                    # onnxruntime keeps a Scan's state of one shape over the iterations, so the pair
-                    # cannot grow there; its nodes get no statistics (and are named).
-                    continue
                 else:
                     data, shapes = flattened(body, exposed)
                     stem = fresh(exposed.value)
