@@ -15,8 +15,11 @@ affine blocks and hard-swish patterns, and check the rewrite counts and the outp
 relative; bit-identical when nothing may be rewritten). The calibration cases run tdtools.calibrate
 and compare the statistics with the inputs of each node computed by hand (within 1e-6): nodes
 in Loop and Scan bodies, in a Loop in a Loop, in an If that switches between feeds (alone or
-holding a Loop) and in an If inside a Loop's body; compress must then use them without a warning.
-An If inside a Scan's body, which calibration cannot reach, must leave the rest calibrated.
+holding a Loop), in an If inside a Loop's body, and in an If and a Loop inside a Scan's body (the
+Scan run as a Loop for calibration; one reads a scan input in reverse and stacks a scan output in
+reverse on axis 1); the calibration run's model must give the model's own outputs bit for bit,
+and compress must then use the statistics without a warning. An If inside the body of a Scan that calibration does not
+rewrite (a Scan-8; a scan output on axis 1 of undeclared rank) must leave the rest calibrated.
 Exit status 1 when any case fails.
 """
 import json
@@ -738,6 +741,70 @@ def nested_statistics_models():
         "Loop_0/body/If_1/then_branch/conv": conv_rows(early, [3, 3], [1, 1, 1, 1]),
         "Loop_0/body/If_1/else_branch/conv": conv_rows(late, [1, 3], [0, 0, 1, 1])}   # ONNX pads (begins, ends); patches (top, bottom, left, right)
 
+    # An If in a Scan's body on the sign of each step's sum (it switches between steps): the then
+    # branch projects the step, the else branch the Tanh of the state; beside it a MatMul on a second
+    # scan input read in reverse along its axis 1. The state (the Tanh of the sum) is also a scan
+    # output stacked in reverse on axis 1, and the If's result one on axis 0. Calibration runs the
+    # Scan as the equivalent Loop.
+    wt, we, ws = k(5, 6), k(6, 6), k(4, 6)
+    then_branch = helper.make_graph([n("MatMul", ["step", "Wt"], ["t"], name="project")], "then", [], [image("t")])
+    else_branch = helper.make_graph([n("Tanh", ["acc_in"], ["h"]), n("MatMul", ["h", "We"], ["e"], name="project")], "else", [], [image("e")])
+    body = helper.make_graph([n("ReduceSum", ["step"], ["s"], keepdims=0), n("Greater", ["s", "zero"], ["positive"]),
+                              n("If", ["positive"], ["p"], then_branch=then_branch, else_branch=else_branch),
+                              n("MatMul", ["back", "Ws"], ["q"], name="plain"), n("Add", ["acc_in", "p"], ["ap"]), n("Add", ["ap", "q"], ["apq"]),
+                              n("Tanh", ["apq"], ["acc_out"]), n("Identity", ["acc_out"], ["trace"]), n("Identity", ["p"], ["p_out"])], "body",
+                             [v("acc_in", TensorProto.FLOAT, [1, 6]), v("step", TensorProto.FLOAT, [1, 5]), v("back", TensorProto.FLOAT, [1, 4])],
+                             [v("acc_out", TensorProto.FLOAT, [1, 6]), v("trace", TensorProto.FLOAT, [1, 6]), v("p_out", TensorProto.FLOAT, [1, 6])])
+    graph = helper.make_graph([n("Scan", ["zeros", "seq", "rev"], ["total", "traces", "ps"], name="Scan_0", body=body, num_scan_inputs=2,
+                                 scan_input_axes=[0, 1], scan_input_directions=[0, 1], scan_output_axes=[1, 0], scan_output_directions=[1, 0])],
+                              "if-in-scan", [v("seq", TensorProto.FLOAT, ["steps", 1, 5]), v("rev", TensorProto.FLOAT, [1, "steps", 4])],
+                              [image("total"), image("traces"), image("ps")],
+                              initializer=init(Wt=wt, We=we, Ws=ws, zeros=np.zeros((1, 6), np.float32), zero=np.float32(0)))
+    feeds = [{"seq": rng.standard_normal((6, 1, 5)).astype(np.float32), "rev": rng.standard_normal((1, 6, 4)).astype(np.float32)} for _ in range(4)]
+    rest = [n("MatMul", ["b", "Ws"], ["q"]), n("Add", ["a", "p"], ["ap"]), n("Add", ["ap", "q"], ["apq"]), n("Tanh", ["apq"], ["out"])]
+    then_rows, else_rows, plain_rows = [], [], []
+    for feed in feeds:
+        steps = len(feed["seq"])
+        acc = np.zeros((1, 6), np.float32)
+        for t in range(steps):
+            step, back = feed["seq"][t], feed["rev"][:, steps - 1 - t]
+            plain_rows.append(back)
+            if step.astype(np.float64).sum() > 0:
+                then_rows.append(step)
+                acc = run_piece([n("MatMul", ["x", "Wt"], ["p"])] + rest, {"x": step, "b": back, "a": acc}, {"Wt": wt, "Ws": ws})
+            else:
+                else_rows.append(run_piece([n("Tanh", ["a"], ["out"])], {"a": acc}))
+                acc = run_piece([n("Tanh", ["a"], ["h"]), n("MatMul", ["h", "We"], ["p"])] + rest, {"b": back, "a": acc}, {"We": we, "Ws": ws})
+    rows = lambda parts: np.concatenate(parts).astype(np.float64)
+    yield "an If in a Scan's body", model(graph), feeds, ["seq=6,1,5", "rev=1,6,4"], {
+        "Scan_0/body/If_2/then_branch/project": rows(then_rows), "Scan_0/body/If_2/else_branch/project": rows(else_rows),
+        "Scan_0/body/plain": rows(plain_rows)}
+
+    # A Loop (three iterations, its trip count read from the main graph) in a Scan's body: the state
+    # plus a projection of each step, mixed three times, is the next state (and a scan output).
+    wi, wl = k(5, 4), k(4, 4)
+    inner = helper.make_graph([n("MatMul", ["xc", "Wl"], ["m"], name="mix"), n("Tanh", ["m"], ["xo"]), passed()], "inner",
+                              [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), image("xc")], [v("cond_out", TensorProto.BOOL, []), image("xo")])
+    body = helper.make_graph([n("MatMul", ["step", "Wi"], ["u"], name="input"), n("Add", ["h_in", "u"], ["z"]),
+                              n("Loop", ["M", "go", "z"], ["h_out"], body=inner), n("Identity", ["h_out"], ["h_each"])], "body",
+                             [v("h_in", TensorProto.FLOAT, [1, 4]), v("step", TensorProto.FLOAT, [1, 5])],
+                             [v("h_out", TensorProto.FLOAT, [1, 4]), v("h_each", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph([n("Scan", ["zeros", "seq"], ["h", "hs"], name="Scan_0", body=body, num_scan_inputs=1)], "loop-in-scan",
+                              [v("seq", TensorProto.FLOAT, ["steps", 1, 5])], [image("h"), image("hs")],
+                              initializer=init(Wi=wi, Wl=wl, M=np.int64(3), go=np.array(True), zeros=np.zeros((1, 4), np.float32)))
+    feeds = [{"seq": rng.standard_normal((5, 1, 5)).astype(np.float32)} for _ in range(3)]
+    input_rows, mix_rows = [], []
+    for feed in feeds:
+        h = np.zeros((1, 4), np.float32)
+        for step in feed["seq"]:
+            input_rows.append(step)
+            h = run_piece([n("MatMul", ["s", "Wi"], ["u"]), n("Add", ["h", "u"], ["out"])], {"s": step, "h": h}, {"Wi": wi})
+            for _ in range(3):
+                mix_rows.append(h)
+                h = run_piece([n("MatMul", ["x", "Wl"], ["m"]), n("Tanh", ["m"], ["out"])], {"x": h}, {"Wl": wl})
+    yield "a Loop in a Scan's body", model(graph), feeds, ["seq=5,1,5"], {
+        "Scan_0/body/input": rows(input_rows), "Scan_0/body/Loop_2/body/mix": rows(mix_rows)}
+
 
 def statistics_error(found, rows):
     """Why the statistics `found` differ from those of `rows` (count, mean within 1e-6, second moment
@@ -749,11 +816,32 @@ def statistics_error(found, rows):
     return None
 
 
+def calibration_outputs_error(path, names, feeds):
+    """Why the model of the calibration runs (tdtools.calibrate.exposing_model of the model at `path`
+    for the nodes `names`: Ifs inlined, bodies' values threaded out, Scans rewritten as Loops)
+    gives other values of the model's own outputs than the model itself on `feeds` (a list of
+    feed dicts), or None when every output is bit-identical."""
+    from tdtools.calibrate import exposing_model
+    original = session(path)
+    outputs = [o.name for o in original.get_outputs()]
+    calibrated = onnx.load(path)
+    exposing_model(calibrated, names, lambda: ((feed, 1) for feed in feeds))
+    exposing = session(calibrated)
+    for i, feed in enumerate(feeds):
+        want = original.run(None, feed)
+        got = exposing.run(outputs, feed)
+        for name, a, b in zip(outputs, want, got):
+            if a.shape != b.shape or not np.array_equal(a, b):
+                difference = float(np.abs(a - b).max()) if a.shape == b.shape else float("nan")
+                return f"the calibration run's output {name} of feed {i} differs: shape {b.shape} (expected {a.shape}), max |a−b| {difference:.2e}"
+    return None
+
+
 def run_nested_statistics(tool, work):
     """tdtools.calibrate on the models of nested_statistics_models() (an .npz of samples in batches of
     two, or a directory of feeds): each node's statistics must equal those of the rows computed by
-    hand, and compress must compress those nodes data-aware without a warning. Returns
-    {case: failures}."""
+    hand, the calibration run's model must give the model's own outputs bit for bit, and compress
+    must compress those nodes data-aware without a warning. Returns {case: failures}."""
     results = {}
     for case, model, feeds, shapes, expected in nested_statistics_models():
         stem = os.path.join(work, "nested-" + "-".join(case.lower().replace("'", "").split()[1:]))
@@ -777,6 +865,9 @@ def run_nested_statistics(tool, work):
             failures.append(f"statistics of {sorted(read)}, expected {sorted(expected)}")
             continue
         failures += [f"{node}: {problem}" for node, rows in expected.items() if (problem := statistics_error(read[node], rows))]
+        problem = calibration_outputs_error(path, set(expected), feeds if isinstance(feeds, list) else [{"x": feeds}])
+        if problem:
+            failures.append(problem)
         if not failures:
             problem = compress_with_statistics(tool, path, stats, shapes, 1, stem + ".compressed.onnx", data_aware=set(expected))
             if problem:
@@ -785,37 +876,59 @@ def run_nested_statistics(tool, work):
 
 
 def run_if_in_scan(tool, work):
-    """An If inside a Scan's body (on the sign of each step) holds a MatMul in each branch, beside a
-    MatMul on the step itself: onnxruntime keeps a Scan's state of one shape over the iterations,
-    so the branches' inputs cannot be handed out. Calibration must still run, give the statistics
-    of the other MatMul (every step's slice), and name the two it has none for. Returns the failures."""
+    """The Scans that calibration does not rewrite as a Loop: an If inside the Scan's body (on the
+    sign of each step) holds a MatMul in each branch, beside a MatMul on the step itself, in a
+    Scan-8 (opset 8: batch axis, sequence_lens) and in a Scan-9+ whose scan output is stacked on
+    axis 1 of a rank its body does not declare. onnxruntime keeps a Scan's state of one shape over
+    the iterations, so the branches' inputs cannot be handed out: calibration must still run, give
+    the statistics of the other MatMul (every step's slice), say why the Scan is not rewritten and
+    name the two nodes it has none for. Returns the failures."""
     n, v = helper.make_node, helper.make_tensor_value_info
     k = lambda *s: rng.standard_normal(s).astype(np.float32)
-    then_branch = helper.make_graph([n("MatMul", ["step", "Wt"], ["t"], name="project")], "then", [], [v("t", TensorProto.FLOAT, None)])
-    else_branch = helper.make_graph([n("MatMul", ["step", "We"], ["e"], name="project")], "else", [], [v("e", TensorProto.FLOAT, None)])
-    body = helper.make_graph([n("ReduceSum", ["step"], ["s"], keepdims=0), n("Greater", ["s", "zero"], ["positive"]),
-                              n("If", ["positive"], ["p"], then_branch=then_branch, else_branch=else_branch),
-                              n("MatMul", ["step", "Ws"], ["q"], name="plain"), n("Add", ["p", "q"], ["pq"]), n("Add", ["acc_in", "pq"], ["acc_out"])],
-                             "body", [v("acc_in", TensorProto.FLOAT, [1, 3]), v("step", TensorProto.FLOAT, [1, 5])], [v("acc_out", TensorProto.FLOAT, [1, 3])])
-    graph = helper.make_graph([n("Scan", ["zeros", "seq"], ["total"], name="Scan_0", body=body, num_scan_inputs=1)], "if-in-scan",
-                              [v("seq", TensorProto.FLOAT, ["steps", 1, 5])], [v("total", TensorProto.FLOAT, None)],
-                              initializer=[numpy_helper.from_array(k(5, 3), "Wt"), numpy_helper.from_array(k(5, 3), "We"), numpy_helper.from_array(k(5, 3), "Ws"),
-                                           numpy_helper.from_array(np.zeros((1, 3), np.float32), "zeros"), numpy_helper.from_array(np.float32(0), "zero")])
-    path, stats, data = (os.path.join(work, "if-in-scan" + s) for s in (".onnx", ".stats.safetensors", "-inputs"))
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance"), path)
-    sequence = rng.standard_normal((4, 6, 1, 5)).astype(np.float32)   # four feeds of six steps
-    os.makedirs(data, exist_ok=True)
-    for i, feed in enumerate(sequence):
-        np.savez(os.path.join(data, f"{i:03d}.npz"), seq=feed)
-    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
-    if done.returncode != 0:
-        return [f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}"]
-    read = statistics.read(stats)
-    branches = ["Scan_0/body/If_2/else_branch/project", "Scan_0/body/If_2/then_branch/project"]
-    if set(read) != {"Scan_0/body/plain"} or not all(b in done.stderr for b in branches):
-        return [f"statistics of {sorted(read)} (expected Scan_0/body/plain), calibrate said: {done.stderr.strip()}"]
-    problem = statistics_error(read["Scan_0/body/plain"], sequence.reshape(-1, 5).astype(np.float64))
-    return [f"Scan_0/body/plain: {problem}"] if problem else []
+    failures = []
+    for case, opset, reason in [("Scan-8", 8, "Scan_0 is a Scan-8"), ("undeclared rank", OPSET, "Scan_0 is scan output 0 on axis 1, of a rank")]:
+        then_branch = helper.make_graph([n("MatMul", ["step", "Wt"], ["t"], name="project")], "then", [], [v("t", TensorProto.FLOAT, [1, 3])])
+        else_branch = helper.make_graph([n("MatMul", ["step", "We"], ["e"], name="project")], "else", [], [v("e", TensorProto.FLOAT, [1, 3])])
+        nodes = [n("ReduceSum", ["step"], ["s"], keepdims=0), n("Greater", ["s", "zero"], ["positive"]),
+                 n("If", ["positive"], ["p"], then_branch=then_branch, else_branch=else_branch),
+                 n("MatMul", ["step", "Ws"], ["q"], name="plain"), n("Add", ["p", "q"], ["pq"]), n("Add", ["acc_in", "pq"], ["acc_out"])]
+        outputs = [v("acc_out", TensorProto.FLOAT, [1, 3])]
+        if opset == 8:
+            # Scan-8: the optional sequence_lens first, every input and output with a batch axis in front.
+            scan = n("Scan", ["", "zeros", "seq"], ["total"], name="Scan_0", num_scan_inputs=1)
+            zeros, sequence_shape, total, shapes = np.zeros((1, 1, 3), np.float32), [1, "steps", 1, 5], [1, 1, 3], ["seq=1,6,1,5"]
+        else:
+            nodes.append(n("Identity", ["pq"], ["pq_out"]))
+            outputs.append(v("pq_out", TensorProto.FLOAT, None))
+            scan = n("Scan", ["zeros", "seq"], ["total", "each"], name="Scan_0", num_scan_inputs=1, scan_output_axes=[1])
+            zeros, sequence_shape, total, shapes = np.zeros((1, 3), np.float32), ["steps", 1, 5], [1, 3], ["seq=6,1,5"]
+        body = helper.make_graph(nodes, "body", [v("acc_in", TensorProto.FLOAT, [1, 3]), v("step", TensorProto.FLOAT, [1, 5])], outputs)
+        scan.attribute.append(helper.make_attribute("body", body))
+        graph = helper.make_graph([scan], "if-in-scan", [v("seq", TensorProto.FLOAT, sequence_shape)],
+                                  [v(o, TensorProto.FLOAT, total if o == "total" else None) for o in scan.output],
+                                  initializer=[numpy_helper.from_array(k(5, 3), "Wt"), numpy_helper.from_array(k(5, 3), "We"),
+                                               numpy_helper.from_array(k(5, 3), "Ws"), numpy_helper.from_array(zeros, "zeros"),
+                                               numpy_helper.from_array(np.float32(0), "zero")])
+        stem = os.path.join(work, "if-in-scan-" + case.lower().replace(" ", "-"))
+        path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
+        onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="conformance"), path)
+        sequence = rng.standard_normal((4, 6, 1, 5)).astype(np.float32)   # four feeds of six steps
+        os.makedirs(data, exist_ok=True)
+        for i, feed in enumerate(sequence):
+            np.savez(os.path.join(data, f"{i:03d}.npz"), seq=feed[None] if opset == 8 else feed)
+        done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
+        if done.returncode != 0:
+            failures.append(f"{case}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        read = statistics.read(stats)
+        branches = ["Scan_0/body/If_2/else_branch/project", "Scan_0/body/If_2/then_branch/project"]
+        if set(read) != {"Scan_0/body/plain"} or not all(b in done.stderr for b in branches) or reason not in done.stderr:
+            failures.append(f"{case}: statistics of {sorted(read)} (expected Scan_0/body/plain), calibrate said: {done.stderr.strip()}")
+            continue
+        problem = statistics_error(read["Scan_0/body/plain"], sequence.reshape(-1, 5).astype(np.float64))
+        if problem:
+            failures.append(f"{case}: Scan_0/body/plain: {problem}")
+    return failures
 
 
 def run_patches(tool, work):
@@ -925,12 +1038,14 @@ def main():
     nested = run_nested_statistics(tool, work)
     for case, problems in nested.items():
         print(f"{'ok  ' if not problems else 'FAIL'} nested statistics, {case}: "
-              + ("; ".join(problems) if problems else "every node's statistics equal those of its inputs run by hand; compress uses them"))
+              + ("; ".join(problems) if problems else "every node's statistics equal those of its inputs run by hand; the calibration run gives "
+                                                 "the model's outputs bit for bit; compress uses them"))
         failures += 1 if problems else 0
     scan = run_if_in_scan(tool, work)
     for failure in scan:
         print(f"FAIL if in scan {failure}")
-    print("ok   if in scan: calibration runs, gives the Scan body's other node every step's statistics and names the If's nodes it has none for"
+    print("ok   if in scan, not rewritten (a Scan-8; a scan output on axis 1 of undeclared rank): calibration runs, gives the Scan "
+          "body's other node every step's statistics, says why and names the If's nodes it has none for"
           if not scan else "")
     failures += len(scan)
     windows = run_patches(tool, work)
