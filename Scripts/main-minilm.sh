@@ -23,7 +23,8 @@ mkdir -p "$out"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64)
 bash Scripts/export-minilm.sh "$out" >&2
-"$python" -m tdtools.evaluate.minilm inputs "$out/tokenizer.json" --split calibration --count 512 --out "$out/calibration.npz" >&2
+# Every quotation of the calibration files (954; 512 gave 0.867 instead of 0.877 at macs:0.67).
+"$python" -m tdtools.evaluate.minilm inputs "$out/tokenizer.json" --split calibration --count 954 --out "$out/calibration.npz" >&2
 echo "main: calibrating on the calibration text (statistics, then each layer's end-to-end sensitivity)" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
 echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors --budget macs:$budget" >&2
