@@ -29,8 +29,9 @@ end), its state carried, its scan outputs stacked, reversed and moved to their a
 own names, so the model's outputs are unchanged. Nodes that no run reaches get none, nor do those
 below an If, a Loop or a Scan inside the body of a Scan that is not rewritten: a Scan-8 (opset 8:
 batch axis, sequence_lens), one with a scan output on a non-zero axis whose rank its body does
-not declare, or one with a reversed scan output before opset 10; both are said on standard
-error, and compress names them.
+not declare, or one with a reversed scan output before opset 10; nor those below an If that is
+not inlined in a model of opset below 11 (If-1 asks its branches for outputs of one shape); all
+are said on standard error, and compress names them.
 --batch (default 8) caps the samples per run. The model is run in
 batches with every compressible node's input (as `tensor-compress inspect` lists them) exposed as
 an extra output; for each node the script accumulates, in float64, the number of input vectors,
@@ -253,8 +254,9 @@ def inline_branches(model, feeds_of, depth=8):
             if branches is None or len(branches) != 1:
                 if branches:
                     switching.add(labels[k])
-                    print(f"calibrate: {labels[k]} takes both branches on these inputs; each branch's nodes get the statistics of the "
-                          "feeds that take it", file=sys.stderr)
+                    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+                    print(f"calibrate: {labels[k]} takes both branches on these inputs"
+                          + ("; each branch's nodes get the statistics of the feeds that take it" if version >= 11 else ""), file=sys.stderr)
                 nodes.append(n)
                 kept_labels.append(labels[k])
                 continue
@@ -312,7 +314,9 @@ def expose_subgraphs(model, wanted, labels):
     inline_branches). Returns {name: Exposed} for the nodes it reached: not those below an If, a
     Loop or a Scan inside the body of a Scan that as_loop cannot rewrite (scan_layout's reasons: a
     Scan-8, a scan output on a non-zero axis of undeclared rank, a reversed one before opset 10;
-    said on standard error), nor those in other operators' subgraphs."""
+    said on standard error), nor those below an If of a model whose opset is below 11 (If-1 asks
+    its branches for outputs of one shape, which the pair's empty side is not; said on standard
+    error), nor those in other operators' subgraphs."""
     standard = ("", "ai.onnx")
     version = next((o.version for o in model.opset_import if o.domain in standard), 1)
     counter = itertools.count()
@@ -484,6 +488,10 @@ def expose_subgraphs(model, wanted, labels):
         return found
 
     def through_if(node, label, bodies):
+        if version < 11:
+            print(f"calibrate: {label} is an If of opset {version} (below 11), whose branches must give outputs of one shape: "
+                  "the nodes below it get no statistics", file=sys.stderr)
+            return {}
         found = {branch: inner(bodies[branch], f"{label}/{branch}/") for branch in ("then_branch", "else_branch")}
         result, done = {}, {}
         for branch, other in (("then_branch", "else_branch"), ("else_branch", "then_branch")):

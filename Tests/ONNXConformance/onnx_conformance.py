@@ -931,6 +931,42 @@ def run_if_in_scan(tool, work):
     return failures
 
 
+def run_old_if(tool, work):
+    """An If of opset 10 that switches between feeds, a MatMul in each branch, beside a MatMul in
+    the main graph. If-1 asks its branches for outputs of one shape, so the branches' inputs
+    cannot be handed out as a value and an empty pair: calibration must still run (it crashed in
+    onnxruntime's shape inference before), give the main graph's MatMul its statistics, and name
+    the two nodes it has none for with the reason. Returns the failures."""
+    n, v = helper.make_node, helper.make_tensor_value_info
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    then_branch = helper.make_graph([n("MatMul", ["x", "Wt"], ["t"], name="project")], "then", [], [v("t", TensorProto.FLOAT, [2, 3])])
+    else_branch = helper.make_graph([n("MatMul", ["x", "We"], ["e"], name="project")], "else", [], [v("e", TensorProto.FLOAT, [2, 3])])
+    graph = helper.make_graph([n("ReduceSum", ["x"], ["s"], keepdims=0), n("Greater", ["s", "zero"], ["positive"]),
+                               n("If", ["positive"], ["p"], name="If_0", then_branch=then_branch, else_branch=else_branch),
+                               n("MatMul", ["x", "Ws"], ["q"], name="plain"), n("Add", ["p", "q"], ["y"])], "old-if",
+                              [v("x", TensorProto.FLOAT, [2, 5])], [v("y", TensorProto.FLOAT, [2, 3])],
+                              initializer=[numpy_helper.from_array(k(5, 3), "Wt"), numpy_helper.from_array(k(5, 3), "We"),
+                                           numpy_helper.from_array(k(5, 3), "Ws"), numpy_helper.from_array(np.float32(0), "zero")])
+    stem = os.path.join(work, "old-if")
+    path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)], producer_name="conformance")
+    model.ir_version = 6
+    onnx.save_model(model, path)
+    feeds = np.concatenate([k(3, 2, 5) + 1, k(3, 2, 5) - 1])        # three feeds take each branch
+    os.makedirs(data, exist_ok=True)
+    for i, feed in enumerate(feeds):
+        np.savez(os.path.join(data, f"{i:03d}.npz"), x=feed)
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return [f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}"]
+    read = statistics.read(stats)
+    branches = ["If_0/else_branch/project", "If_0/then_branch/project"]
+    if set(read) != {"plain"} or not all(b in done.stderr for b in branches) or "opset 10 (below 11)" not in done.stderr:
+        return [f"statistics of {sorted(read)} (expected plain), calibrate said: {done.stderr.strip()}"]
+    problem = statistics_error(read["plain"], feeds.reshape(-1, 5).astype(np.float64))
+    return [f"plain: {problem}"] if problem else []
+
+
 def run_patches(tool, work):
     """The calibration patches of a 3-D convolution and of strided ConvTransposes, as inspect lists
     their windows (tdtools.calibrate.patches, on the input upsampled by the strides for a
@@ -1048,6 +1084,12 @@ def main():
           "body's other node every step's statistics, says why and names the If's nodes it has none for"
           if not scan else "")
     failures += len(scan)
+    old = run_old_if(tool, work)
+    for failure in old:
+        print(f"FAIL old if {failure}")
+    print("ok   an If of opset 10 that switches: calibration runs, gives the main graph's node its statistics, names the branches' nodes "
+          "and why" if not old else "")
+    failures += len(old)
     windows = run_patches(tool, work)
     for failure in windows:
         print(f"FAIL patches {failure}")
