@@ -26,7 +26,11 @@ runs that take it. A Scan whose body holds such a node below an If, a Loop or an
 the equivalent Loop in the calibration runs (onnxruntime keeps a Scan's state of one shape, and
 what is handed out through it grows): its scan inputs sliced with Gather (reversed ones from the
 end), its state carried, its scan outputs stacked, reversed and moved to their axes under their
-own names, so the model's outputs are unchanged. Nodes that no run reaches get none, nor do those
+own names, so the model's outputs are unchanged. A value in a Loop's body that changes shape
+from one iteration to the next (a decoder's growing sequence) cannot be a scan output: when
+onnxruntime refuses the first run for that, the statistics are collected again from the start with
+every Loop body's values handed out as carried pairs (said on standard error). Nodes that no run
+reaches get none, nor do those
 below an If, a Loop or a Scan inside the body of a Scan that is not rewritten: a Scan-8 (opset 8:
 batch axis, sequence_lens), one with a scan output on a non-zero axis whose rank its body does
 not declare, or one with a reversed scan output before opset 10; nor those below an If that is
@@ -290,7 +294,7 @@ class Exposed(NamedTuple):
     shapes: Optional[str] = None
 
 
-def expose_subgraphs(model, wanted, labels):
+def expose_subgraphs(model, wanted, labels, carry=False):
     """Makes the data inputs of the nodes in `wanted` (names as inspect gives them:
     LOOP/body/NODE, IF/else_branch/LOOP/body/NODE, …) inside If, Loop and Scan bodies, at any
     depth, main-graph values. Each is threaded out through the constructs that hold it, innermost
@@ -316,7 +320,11 @@ def expose_subgraphs(model, wanted, labels):
     Scan-8, a scan output on a non-zero axis of undeclared rank, a reversed one before opset 10;
     said on standard error), nor those below an If of a model whose opset is below 11 (If-1 asks
     its branches for outputs of one shape, which the pair's empty side is not; said on standard
-    error), nor those in other operators' subgraphs."""
+    error), nor those in other operators' subgraphs.
+
+    With `carry`, every value a Loop's body hands out goes as a carried pair (and a Scan that
+    as_loop can rewrite runs as a Loop), not as a scan output: for bodies whose values change
+    shape from one iteration to the next, which a scan output may not."""
     standard = ("", "ai.onnx")
     version = next((o.version for o in model.opset_import if o.domain in standard), 1)
     counter = itertools.count()
@@ -523,7 +531,8 @@ def expose_subgraphs(model, wanted, labels):
                   "body get no statistics", file=sys.stderr)
         found = inner(body, prefix, descend=reason is None)
         inside = {i.name for i in body.input} | {o for m in body.node for o in m.output} | {t.name for t in body.initializer}
-        if node.op_type == "Scan" and any(not (e.shapes is None and (e.value not in inside or e.axes == 0)) for e in found.values()):
+        if node.op_type == "Scan" and (any(not (e.shapes is None and (e.value not in inside or e.axes == 0)) for e in found.values())
+                                       or (carry and reason is None and any(e.value in inside or e.shapes is not None for e in found.values()))):
             # onnxruntime keeps a Scan's state of one shape over the iterations, where the pair must grow.
             as_loop(node, body, before, after)
             inside = {i.name for i in body.input} | {o for m in body.node for o in m.output} | {t.name for t in body.initializer}
@@ -533,7 +542,7 @@ def expose_subgraphs(model, wanted, labels):
                 result[name] = exposed
                 continue
             if exposed not in done:
-                if exposed.shapes is None and exposed.axes == 0:
+                if exposed.shapes is None and exposed.axes == 0 and not (carry and node.op_type == "Loop"):
                     # Through an Identity: a body output must be a value the body computes.
                     carried = fresh(exposed.value)
                     body.node.append(onnx.helper.make_node("Identity", [exposed.value], [carried]))
@@ -569,7 +578,7 @@ def expose_subgraphs(model, wanted, labels):
     return {name: exposed for name, exposed in found.items() if name in wanted}
 
 
-def exposing_model(model, names, feeds_of):
+def exposing_model(model, names, feeds_of, carry=False):
     """Makes `model` (changed in place) the model of the calibration runs: the data input of every
     node of `names` (as inspect names them) that it can reach becomes an extra graph output, the
     model's own outputs unchanged. Returns {name: Exposed} for those nodes.
@@ -579,7 +588,7 @@ def exposing_model(model, names, feeds_of):
     feed (`feeds_of()` gives them as (feeds, samples) pairs) is the branch itself: it is inlined
     for the calibration runs (onnxruntime then optimises it as the rest of the graph). The inputs of
     the nodes left inside bodies, at any depth, are threaded out through the constructs that hold
-    them (expose_subgraphs)."""
+    them (expose_subgraphs; `carry` as there)."""
     by_name = {(n.name or f"{n.op_type}_{k}"): n for k, n in enumerate(model.graph.node)}
     labels = [n.name or f"{n.op_type}_{k}" for k, n in enumerate(model.graph.node)]
     if any(n not in by_name for n in names):
@@ -587,7 +596,7 @@ def exposing_model(model, names, feeds_of):
         by_name.update(inlined)
     value_of = {name: Exposed(node.input[0]) for name, node in by_name.items() if node.input}
     if any(n not in by_name for n in names):
-        value_of.update(expose_subgraphs(model, {n for n in names if n not in by_name}, labels))
+        value_of.update(expose_subgraphs(model, {n for n in names if n not in by_name}, labels, carry))
     value_of = {n: value_of[n] for n in names if n in value_of}
     existing = {o.name for o in model.graph.output}
     for e in value_of.values():
@@ -648,65 +657,82 @@ def main():
         nodes = compressible_nodes(args.tool, args.model, shapes)
     except ToolError as error:
         sys.exit(f"calibrate: {error}")
-    value_of = exposing_model(model, [n["name"] for n in nodes], feeds_of)
-    nested = [n["name"] for n in nodes if n["name"] not in value_of]
-    if nested:
-        print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
-              + (f" and {len(nested) - 5} more" if len(nested) > 5 else ""), file=sys.stderr)
-    nodes = [n for n in nodes if n["name"] in value_of]
-    exposed = {}
-    for n in nodes:
-        exposed.setdefault(value_of[n["name"]], []).append(n)
-    exposing = session(model, threads=0)
-    names = [o.name for o in exposing.get_outputs()]
-    accumulators = {}
-    done = 0
-    for feeds, count in feeds_of():
-        values = dict(zip(names, exposing.run(None, feeds)))
-        mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
-        for e, consumers in exposed.items():
-            # A Loop's or Scan's iterations are each a batch of their own; a run that did not take a
-            # node's branch gives none.
-            for x, n in ((x, n) for x in instances(values, e) for n in consumers):
-                if n["op"] in ("Conv", "ConvTranspose"):
-                    # A 1-D convolution is analysed as 2-D of height 1 (inspect lists kernel [1, k]); a
-                    # ConvTranspose as its equivalent convolution: stride 1 on the input upsampled by
-                    # its strides, with the padding inspect lists.
-                    xs = x[:, :, None, :] if x.ndim == 3 else x
-                    stride = n["stride"]
-                    if n["op"] == "ConvTranspose":
-                        xs, stride = upsampled(xs, stride), [1] * len(stride)
-                    groups = n["groups"]
-                    cin = xs.shape[1]
-                    cg = cin // groups
-                    kernel, dilation, padding = n["kernel"], n["dilation"], n["padding"]
-                    d = cg * math.prod(kernel)
-                    per_channel = d > args.patch_limit
-                    acc = accumulators.setdefault(n["name"], Accumulator(groups, cg if per_channel else d))
-                    positions = math.prod((xs.shape[2 + a] + padding[2 * a] + padding[2 * a + 1] - dilation[a] * (kernel[a] - 1) - 1)
-                                          // stride[a] + 1 for a in range(len(kernel)))
-                    for sample in xs:
-                        for g in range(groups):
-                            part = sample[g * cg:(g + 1) * cg]
-                            if per_channel:
-                                acc.add(g, part.reshape(cg, -1).T)
-                                continue
-                            for chunk in patches(part, kernel, stride, padding, dilation, max(1, 16384 // max(1, math.prod(xs.shape[3:])))):
-                                acc.add(g, chunk)
-                        acc.count += math.prod(sample.shape[1:]) if per_channel else positions
-                else:
-                    d = x.shape[-1]
-                    acc = accumulators.setdefault(n["name"], Accumulator(1, d))
-                    if mask is not None and e == Exposed(e.value) and x.ndim == 3 and x.shape[:2] == mask.shape:
-                        rows = x[mask]
+    def collect(model, carry):
+        """The nodes that the calibration runs reach and their accumulated statistics (`carry`: the
+        values in Loop bodies handed out as carried pairs, see expose_subgraphs)."""
+        value_of = exposing_model(model, [n["name"] for n in candidates], feeds_of, carry)
+        nested = [n["name"] for n in candidates if n["name"] not in value_of]
+        if nested:
+            print(f"calibrate: {len(nested)} compressible nodes inside subgraphs get no statistics: {', '.join(nested[:5])}"
+                  + (f" and {len(nested) - 5} more" if len(nested) > 5 else ""), file=sys.stderr)
+        nodes = [n for n in candidates if n["name"] in value_of]
+        exposed = {}
+        for n in nodes:
+            exposed.setdefault(value_of[n["name"]], []).append(n)
+        # Errors come back as exceptions (one below is retried): onnxruntime's own log of them is left out.
+        exposing = session(model, threads=0, log_level=4)
+        names = [o.name for o in exposing.get_outputs()]
+        accumulators = {}
+        done = 0
+        for feeds, count in feeds_of():
+            values = dict(zip(names, exposing.run(None, feeds)))
+            mask = feeds["attention_mask"].astype(bool) if "attention_mask" in feeds and feeds["attention_mask"].ndim == 2 else None
+            for e, consumers in exposed.items():
+                # A Loop's or Scan's iterations are each a batch of their own; a run that did not take a
+                # node's branch gives none.
+                for x, n in ((x, n) for x in instances(values, e) for n in consumers):
+                    if n["op"] in ("Conv", "ConvTranspose"):
+                        # A 1-D convolution is analysed as 2-D of height 1 (inspect lists kernel [1, k]); a
+                        # ConvTranspose as its equivalent convolution: stride 1 on the input upsampled by
+                        # its strides, with the padding inspect lists.
+                        xs = x[:, :, None, :] if x.ndim == 3 else x
+                        stride = n["stride"]
+                        if n["op"] == "ConvTranspose":
+                            xs, stride = upsampled(xs, stride), [1] * len(stride)
+                        groups = n["groups"]
+                        cin = xs.shape[1]
+                        cg = cin // groups
+                        kernel, dilation, padding = n["kernel"], n["dilation"], n["padding"]
+                        d = cg * math.prod(kernel)
+                        per_channel = d > args.patch_limit
+                        acc = accumulators.setdefault(n["name"], Accumulator(groups, cg if per_channel else d))
+                        positions = math.prod((xs.shape[2 + a] + padding[2 * a] + padding[2 * a + 1] - dilation[a] * (kernel[a] - 1) - 1)
+                                              // stride[a] + 1 for a in range(len(kernel)))
+                        for sample in xs:
+                            for g in range(groups):
+                                part = sample[g * cg:(g + 1) * cg]
+                                if per_channel:
+                                    acc.add(g, part.reshape(cg, -1).T)
+                                    continue
+                                for chunk in patches(part, kernel, stride, padding, dilation, max(1, 16384 // max(1, math.prod(xs.shape[3:])))):
+                                    acc.add(g, chunk)
+                            acc.count += math.prod(sample.shape[1:]) if per_channel else positions
                     else:
-                        rows = x.reshape(-1, d)
-                    acc.add(0, rows)
-                    acc.count += rows.shape[0]
-        # Progress at each quarter of the samples, not each batch (hundreds of batches for a stream).
-        if 4 * (done + count) // samples > 4 * done // samples and done + count < samples:
-            print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
-        done += count
+                        d = x.shape[-1]
+                        acc = accumulators.setdefault(n["name"], Accumulator(1, d))
+                        if mask is not None and e == Exposed(e.value) and x.ndim == 3 and x.shape[:2] == mask.shape:
+                            rows = x[mask]
+                        else:
+                            rows = x.reshape(-1, d)
+                        acc.add(0, rows)
+                        acc.count += rows.shape[0]
+            # Progress at each quarter of the samples, not each batch (hundreds of batches for a stream).
+            if 4 * (done + count) // samples > 4 * done // samples and done + count < samples:
+                print(f"calibrate: {done + count}/{samples} samples", file=sys.stderr)
+            done += count
+        return nodes, accumulators
+
+    candidates = nodes
+    try:
+        nodes, accumulators = collect(model, carry=False)
+    except Exception as error:   # onnxruntime's Fail
+        if "Inconsistent shape in loop output" not in str(error):
+            raise
+        # A Loop body's value that changes shape from one iteration to the next cannot be a scan
+        # output: hand every Loop body's values out as carried pairs instead, from the start.
+        print("calibrate: a value inside a Loop's body changes shape from one iteration to the next; collecting again with the "
+              "bodies' values carried over the iterations", file=sys.stderr)
+        nodes, accumulators = collect(onnx.load(args.model), carry=True)
     layers = {name: acc.statistics() for name, acc in accumulators.items()}
     unused = [n["name"] for n in nodes if n["name"] not in accumulators]
     if unused:

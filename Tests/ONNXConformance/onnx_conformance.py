@@ -967,6 +967,49 @@ def run_old_if(tool, work):
     return [f"plain: {problem}"] if problem else []
 
 
+def run_growing_loop(tool, work):
+    """A Loop whose body's MatMul reads a value that grows by a row each iteration (a decoder's
+    sequence: seq ← [seq; tanh(last row of seq·W)]). A scan output must keep one shape over the
+    iterations, so the first calibration run fails in onnxruntime; calibration must say so and
+    collect again with the body's values carried, giving the MatMul the statistics of every
+    iteration's input (2, 3 and 4 rows of each feed). Returns the failures."""
+    n, v = helper.make_node, helper.make_tensor_value_info
+    k = lambda *s: rng.standard_normal(s).astype(np.float32)
+    weight = k(4, 4)
+    body = helper.make_graph([
+        n("MatMul", ["seq_in", "W"], ["proj"], name="project"), n("Slice", ["proj", "minus_one", "big", "zero_axis"], ["last"]),
+        n("Tanh", ["last"], ["step"]), n("Concat", ["seq_in", "step"], ["seq_out"], axis=0), n("Identity", ["cond_in"], ["cond_out"])], "body",
+        [v("i", TensorProto.INT64, []), v("cond_in", TensorProto.BOOL, []), v("seq_in", TensorProto.FLOAT, ["t", 4])],
+        [v("cond_out", TensorProto.BOOL, []), v("seq_out", TensorProto.FLOAT, ["t2", 4])])
+    graph = helper.make_graph([n("Loop", ["M", "go", "x"], ["y"], name="Loop_0", body=body)], "growing",
+                              [v("x", TensorProto.FLOAT, [2, 4])], [v("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array(3, np.int64), "M"),
+                                           numpy_helper.from_array(np.array(True), "go"),
+                                           numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+                                           numpy_helper.from_array(np.array([1 << 30], np.int64), "big"),
+                                           numpy_helper.from_array(np.array([0], np.int64), "zero_axis")])
+    stem = os.path.join(work, "growing-loop")
+    path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance"), path)
+    feeds = k(3, 2, 4)
+    os.makedirs(data, exist_ok=True)
+    rows = []
+    for i, x in enumerate(feeds):
+        np.savez(os.path.join(data, f"{i:03d}.npz"), x=x)
+        sequence = x.astype(np.float64)
+        for _ in range(3):
+            rows.append(sequence)
+            sequence = np.concatenate([sequence, np.tanh(sequence[-1:] @ weight.astype(np.float64))])
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return [f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}"]
+    read = statistics.read(stats)
+    if set(read) != {"Loop_0/body/project"} or "collecting again" not in done.stderr:
+        return [f"statistics of {sorted(read)} (expected Loop_0/body/project), calibrate said: {done.stderr.strip()}"]
+    problem = statistics_error(read["Loop_0/body/project"], np.concatenate(rows))
+    return [f"Loop_0/body/project: {problem}"] if problem else []
+
+
 def run_patches(tool, work):
     """The calibration patches of a 3-D convolution and of strided ConvTransposes, as inspect lists
     their windows (tdtools.calibrate.patches, on the input upsampled by the strides for a
@@ -1084,6 +1127,12 @@ def main():
           "body's other node every step's statistics, says why and names the If's nodes it has none for"
           if not scan else "")
     failures += len(scan)
+    growing = run_growing_loop(tool, work)
+    for failure in growing:
+        print(f"FAIL growing loop {failure}")
+    print("ok   a Loop whose body's value grows each iteration: calibration says so, collects again with the values carried, and "
+          "gives the node every iteration's statistics" if not growing else "")
+    failures += len(growing)
     old = run_old_if(tool, work)
     for failure in old:
         print(f"FAIL old if {failure}")
