@@ -32,6 +32,15 @@ struct StandInTests {
         return ONNXModel(graph: graph, opset: 13)
     }
 
+    /// Options that compress every layer by CP (3-D convolutions included), small ones too.
+    static func cpOptions(_ configure: (inout CompressionOptions) -> Void) -> CompressionOptions {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.conv = .cp
+        configure(&options)
+        return options
+    }
+
     @Test("Tucker-2 at ranks [2, 2]: exact MACs at the stacks' positions, the original node kept for the spatial layer",
           arguments: [ONNXDataType.float, .double])
     func costsAndLayout(dataType: ONNXDataType) throws {
@@ -68,11 +77,7 @@ struct StandInTests {
     @Test("CP of a 3-D convolution at rank 2: one depthwise Conv per axis with its stride and pads, exact MACs, the written factors' kernel error as reported",
           arguments: [ONNXDataType.float, .double])
     func separableCP(dataType: ONNXDataType) throws {
-        var options = CompressionOptions()
-        options.minimumParameters = 0
-        options.conv = .cp
-        options.rank = 2
-        options.include = "conv3d"
+        let options = Self.cpOptions { $0.rank = 2; $0.include = "conv3d" }
         let model = try Self.model(dataType)
         let result = try ModelCompressor(options: options).compress(onnx: model)
         let report = try #require(result.layers.first { $0.name == "conv3d" })
@@ -109,11 +114,7 @@ struct StandInTests {
 
     @Test("CP of a 3-D convolution by a FLOP budget: the rank from its own shapes, and the budget as the reason")
     func separableCPByFLOPBudget() throws {
-        var options = CompressionOptions()
-        options.minimumParameters = 0
-        options.conv = .cp
-        options.rankSelection = .flopBudget(0.5)
-        options.include = "conv3d"
+        let options = Self.cpOptions { $0.rankSelection = .flopBudget(0.5); $0.include = "conv3d" }
         let result = try ModelCompressor(options: options).compress(onnx: try Self.model(.double))
         let report = try #require(result.layers.first { $0.name == "conv3d" })
         #expect(report.status.isReplaced && report.method == .cp)
@@ -127,10 +128,7 @@ struct StandInTests {
 
     @Test("a 3-D convolution whose input has an empty axis is refused with the shapes, not costed")
     func emptyThreeDimensionalInput() throws {
-        var options = CompressionOptions()
-        options.minimumParameters = 0
-        options.conv = .cp
-        options.rankSelection = .flopBudget(0.5)
+        let options = Self.cpOptions { $0.rankSelection = .flopBudget(0.5) }
         // SAME padding keeps an empty axis empty ((0 + s − 1) / s = 0); explicit pads would make it negative.
         let conv = ONNXNode(opType: "Conv", name: "conv3d", inputs: ["x", "w3"], outputs: ["y"], attributes: [("auto_pad", .string("SAME_UPPER"))])
         let graph = ONNXGraph(name: "g", nodes: [conv],

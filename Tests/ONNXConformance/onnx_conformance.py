@@ -875,6 +875,19 @@ def run_nested_statistics(tool, work):
     return results
 
 
+def calibrate_feeds(tool, stem, model, feeds):
+    """Saves `model` as STEM.onnx and each feed (a dict of arrays) as STEM-inputs/NNN.npz, then runs
+    tdtools.calibrate on them without sensitivities. Returns (the finished process, the statistics
+    it wrote by node, or None when it failed)."""
+    path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
+    onnx.save_model(model, path)
+    os.makedirs(data, exist_ok=True)
+    for i, feed in enumerate(feeds):
+        np.savez(os.path.join(data, f"{i:03d}.npz"), **feed)
+    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
+    return done, (statistics.read(stats) if done.returncode == 0 else None)
+
+
 def run_if_in_scan(tool, work):
     """The Scans that calibration does not rewrite as a Loop: an If inside the Scan's body (on the
     sign of each step) holds a MatMul in each branch, beside a MatMul on the step itself, in a
@@ -909,18 +922,13 @@ def run_if_in_scan(tool, work):
                                   initializer=[numpy_helper.from_array(k(5, 3), "Wt"), numpy_helper.from_array(k(5, 3), "We"),
                                                numpy_helper.from_array(k(5, 3), "Ws"), numpy_helper.from_array(zeros, "zeros"),
                                                numpy_helper.from_array(np.float32(0), "zero")])
-        stem = os.path.join(work, "if-in-scan-" + case.lower().replace(" ", "-"))
-        path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
-        onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="conformance"), path)
         sequence = rng.standard_normal((4, 6, 1, 5)).astype(np.float32)   # four feeds of six steps
-        os.makedirs(data, exist_ok=True)
-        for i, feed in enumerate(sequence):
-            np.savez(os.path.join(data, f"{i:03d}.npz"), seq=feed[None] if opset == 8 else feed)
-        done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
-        if done.returncode != 0:
+        done, read = calibrate_feeds(tool, os.path.join(work, "if-in-scan-" + case.lower().replace(" ", "-")),
+                                     helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="conformance"),
+                                     [{"seq": feed[None] if opset == 8 else feed} for feed in sequence])
+        if read is None:
             failures.append(f"{case}: calibrate failed: {done.stderr.strip().splitlines()[-1:]}")
             continue
-        read = statistics.read(stats)
         branches = ["Scan_0/body/If_2/else_branch/project", "Scan_0/body/If_2/then_branch/project"]
         if set(read) != {"Scan_0/body/plain"} or not all(b in done.stderr for b in branches) or reason not in done.stderr:
             failures.append(f"{case}: statistics of {sorted(read)} (expected Scan_0/body/plain), calibrate said: {done.stderr.strip()}")
@@ -947,19 +955,12 @@ def run_old_if(tool, work):
                               [v("x", TensorProto.FLOAT, [2, 5])], [v("y", TensorProto.FLOAT, [2, 3])],
                               initializer=[numpy_helper.from_array(k(5, 3), "Wt"), numpy_helper.from_array(k(5, 3), "We"),
                                            numpy_helper.from_array(k(5, 3), "Ws"), numpy_helper.from_array(np.float32(0), "zero")])
-    stem = os.path.join(work, "old-if")
-    path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)], producer_name="conformance")
     model.ir_version = 6
-    onnx.save_model(model, path)
     feeds = np.concatenate([k(3, 2, 5) + 1, k(3, 2, 5) - 1])        # three feeds take each branch
-    os.makedirs(data, exist_ok=True)
-    for i, feed in enumerate(feeds):
-        np.savez(os.path.join(data, f"{i:03d}.npz"), x=feed)
-    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
-    if done.returncode != 0:
+    done, read = calibrate_feeds(tool, os.path.join(work, "old-if"), model, [{"x": feed} for feed in feeds])
+    if read is None:
         return [f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}"]
-    read = statistics.read(stats)
     branches = ["If_0/else_branch/project", "If_0/then_branch/project"]
     if set(read) != {"plain"} or not all(b in done.stderr for b in branches) or "opset 10 (below 11)" not in done.stderr:
         return [f"statistics of {sorted(read)} (expected plain), calibrate said: {done.stderr.strip()}"]
@@ -988,22 +989,18 @@ def run_growing_loop(tool, work):
                                            numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
                                            numpy_helper.from_array(np.array([1 << 30], np.int64), "big"),
                                            numpy_helper.from_array(np.array([0], np.int64), "zero_axis")])
-    stem = os.path.join(work, "growing-loop")
-    path, stats, data = stem + ".onnx", stem + ".stats.safetensors", stem + "-inputs"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance"), path)
     feeds = k(3, 2, 4)
-    os.makedirs(data, exist_ok=True)
     rows = []
-    for i, x in enumerate(feeds):
-        np.savez(os.path.join(data, f"{i:03d}.npz"), x=x)
+    for x in feeds:
         sequence = x.astype(np.float64)
         for _ in range(3):
             rows.append(sequence)
             sequence = np.concatenate([sequence, np.tanh(sequence[-1:] @ weight.astype(np.float64))])
-    done = subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, path, data, stats, "--no-sensitivity"], capture_output=True, text=True)
-    if done.returncode != 0:
+    done, read = calibrate_feeds(tool, os.path.join(work, "growing-loop"),
+                                 helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="conformance"),
+                                 [{"x": x} for x in feeds])
+    if read is None:
         return [f"calibrate failed: {done.stderr.strip().splitlines()[-1:]}"]
-    read = statistics.read(stats)
     if set(read) != {"Loop_0/body/project"} or "collecting again" not in done.stderr:
         return [f"statistics of {sorted(read)} (expected Loop_0/body/project), calibrate said: {done.stderr.strip()}"]
     problem = statistics_error(read["Loop_0/body/project"], np.concatenate(rows))
@@ -1101,51 +1098,33 @@ def main():
         ok = not isinstance(result, str) and result <= 1e-4
         failures += 0 if ok else 1
         print(f"{'ok  ' if ok else 'FAIL'} {name}: " + (result if isinstance(result, str) else f"{replaced} replaced, max |a−b|/max|a| = {result:.2e}"))
-    calibration = run_calibration(tool, work)
-    for failure in calibration:
-        print(f"FAIL calibration {failure}")
-    print("ok   calibration: an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of feeds, "
-          "an If inside an If"
-          if not calibration else "")
-    failures += len(calibration)
-    loops = run_loop_statistics(tool, work)
-    for failure in loops:
-        print(f"FAIL loop statistics {failure}")
-    print("ok   loop statistics: nodes inside a Loop and a Scan body get the statistics of every iteration's input"
-          if not loops else "")
-    failures += len(loops)
+    # (label, check, what an empty list of failures shows); each check returns its failures.
+    checks = [
+        ("calibration", run_calibration, "an .npz with a batch axis that is not the first and a constant, a fixed batch of 1, a directory of "
+                                         "feeds, an If inside an If"),
+        ("loop statistics", run_loop_statistics, "nodes inside a Loop and a Scan body get the statistics of every iteration's input"),
+        ("if in scan", run_if_in_scan, "not rewritten (a Scan-8; a scan output on axis 1 of undeclared rank): calibration runs, gives the "
+                                       "Scan body's other node every step's statistics, says why and names the If's nodes it has none for"),
+        ("growing loop", run_growing_loop, "a Loop whose body's value grows each iteration: calibration says so, collects again with the "
+                                           "values carried, and gives the node every iteration's statistics"),
+        ("old if", run_old_if, "an If of opset 10 that switches: calibration runs, gives the main graph's node its statistics, names the "
+                               "branches' nodes and why"),
+        ("patches", run_patches, "a 3-D convolution's and strided ConvTransposes' calibration patches times their kernels give their outputs"),
+    ]
     nested = run_nested_statistics(tool, work)
     for case, problems in nested.items():
         print(f"{'ok  ' if not problems else 'FAIL'} nested statistics, {case}: "
               + ("; ".join(problems) if problems else "every node's statistics equal those of its inputs run by hand; the calibration run gives "
                                                  "the model's outputs bit for bit; compress uses them"))
         failures += 1 if problems else 0
-    scan = run_if_in_scan(tool, work)
-    for failure in scan:
-        print(f"FAIL if in scan {failure}")
-    print("ok   if in scan, not rewritten (a Scan-8; a scan output on axis 1 of undeclared rank): calibration runs, gives the Scan "
-          "body's other node every step's statistics, says why and names the If's nodes it has none for"
-          if not scan else "")
-    failures += len(scan)
-    growing = run_growing_loop(tool, work)
-    for failure in growing:
-        print(f"FAIL growing loop {failure}")
-    print("ok   a Loop whose body's value grows each iteration: calibration says so, collects again with the values carried, and "
-          "gives the node every iteration's statistics" if not growing else "")
-    failures += len(growing)
-    old = run_old_if(tool, work)
-    for failure in old:
-        print(f"FAIL old if {failure}")
-    print("ok   an If of opset 10 that switches: calibration runs, gives the main graph's node its statistics, names the branches' nodes "
-          "and why" if not old else "")
-    failures += len(old)
-    windows = run_patches(tool, work)
-    for failure in windows:
-        print(f"FAIL patches {failure}")
-    print("ok   patches: a 3-D convolution's and strided ConvTransposes' calibration patches times their kernels give their outputs"
-          if not windows else "")
-    failures += len(windows)
-    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + len(nested) + 6
+    for label, check, summary in checks:
+        found = check(tool, work)
+        for failure in found:
+            print(f"FAIL {label} {failure}")
+        if not found:
+            print(f"ok   {label}: {summary}")
+        failures += len(found)
+    total = len(list(cases())) + len(list(simplify_cases())) + len(subgraphs) + len(nested) + len(checks)
     print(f"{failures} of {total} cases failed" if failures else "all ONNX conformance cases passed")
     sys.exit(1 if failures else 0)
 

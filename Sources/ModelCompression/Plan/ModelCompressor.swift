@@ -110,7 +110,7 @@ public struct ModelCompressor: Sendable {
     ) throws -> (CompressedLayer<Scalar>?, LayerReport) {
         let clock = ContinuousClock()
         let start = clock.now
-        var compressed: CompressedLayer<Scalar>
+        let compressed: CompressedLayer<Scalar>
         let (statistics, input, batch) = (prepared.statistics, prepared.input, prepared.batch)
         switch prepared.layer {
         case let .conv2d(conv):
@@ -125,19 +125,15 @@ public struct ModelCompressor: Sendable {
             }
             if case let .cp(selection, iterations, seed) = method, let proxy = prepared.proxy, let axes = proxy.axes {
                 // A 3-D convolution: CP with a factor per spatial axis, through its stand-in.
-                var rule: RankSelection, budgetReason: String?
+                var rule: RankSelection, rankReasons: [String]?
                 switch selection {
                 case let .kernel(kernelRule): rule = kernelRule
                 case let .flopBudget(fraction):
                     let (rank, reason) = try proxy.cpRank(flopBudget: fraction, conv)
-                    (rule, budgetReason) = (.fixed([rank]), reason)
+                    (rule, rankReasons) = (.fixed([rank]), [reason])
                 }
-                compressed = try conv.compressedCP(splittingHeight: Array(axes.kernel.prefix(2)), selection: rule, maxIterations: iterations,
-                                                   seed: seed, statistics: statistics, options: options.dataAware)
-                if let budgetReason {
-                    // The rank came from the budget, not from the user: say so instead of "given".
-                    compressed.reasons = [budgetReason] + compressed.reasons.filter { !$0.hasSuffix(" given") }
-                }
+                compressed = try conv.compressedCP(splittingHeight: Array(axes.kernel.prefix(2)), selection: rule, rankReasons: rankReasons,
+                                                   maxIterations: iterations, seed: seed, statistics: statistics, options: options.dataAware)
             } else {
                 compressed = try statistics.map { try conv.compressed(by: method, expanded: $0, options: options.dataAware) }
                     ?? conv.compressed(by: method, svdMethod: options.exactSVD ? .exact : .automatic)

@@ -19,12 +19,14 @@ extension Conv2D {
     ///   - heights: The axes held by the kernel height; their product is the height.
     ///   - selection: A kernel rule on the split kernel (`selectCPRank(for:selection:)`; the
     ///     largest over groups), such as `.fixed([R])`.
+    ///   - rankReasons: Why the caller chose the rank (a FLOP budget), reported in place of the
+    ///     rule's own reasons.
     ///   - maxIterations: CP-ALS iterations of the data-free decomposition (the data-aware start).
     ///   - seed: CP-ALS's initialization seed.
     /// - Throws: ``NNLayersError/depthwiseNotFactorable(groups:)``, the decompositions' errors for
     ///   impossible ranks.
     package func compressedCP(
-        splittingHeight heights: [Int], selection: RankSelection, maxIterations: Int, seed: UInt64,
+        splittingHeight heights: [Int], selection: RankSelection, rankReasons: [String]? = nil, maxIterations: Int, seed: UInt64,
         statistics: ExpandedStatistics?, options: DataAwareOptions
     ) throws -> CompressedLayer<Scalar> {
         precondition(!heights.isEmpty && heights.reduce(1, *) == kernelSize.height, "the split axes \(heights) make up the height \(kernelSize.height)")
@@ -55,7 +57,7 @@ extension Conv2D {
         }
         var stack = try LayerStack(cp: factors, replacing: self)
         let how = statistics.map { "output-aware CP on \($0.countDescription) calibration patches" } ?? "CP-ALS"
-        var reasons = choices.flatMap(\.reasons) + ["\(how) of the kernel with its height split into \(heights)"]
+        var reasons = (rankReasons ?? choices.flatMap(\.reasons)) + ["\(how) of the kernel with its height split into \(heights)"]
         if groups > 1 { reasons.append("rank \(rank): the largest over \(groups) groups") }
         var outputError: Double?
         if let statistics {
