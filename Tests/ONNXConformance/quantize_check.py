@@ -8,12 +8,20 @@ model and a small MatMul model, each before and after `tensor-compress compress`
   Frobenius norm) of the float model's on held-out inputs;
 - dynamic: the output holds DynamicQuantizeLinear or MatMulInteger nodes and stays within 5%
   (a factorized stack quantizes more layers in a row than the original, hence the static margin);
+- static quantization calibrated on a directory of feeds of several widths (percentile, entropy,
+  ``--held-out``), whose outputs stay within 8% at a width it was not calibrated on;
 - ``--exclude`` keeps the matching node in float, and a malformed expression is refused;
+- ``--held-out``: every candidate recipe is tried and scored, and the one written is the one whose
+  outputs on the held-out samples are closest to the float model's (its error recomputed here),
+  and a percentile candidate (its ranges from the collection that the percentile candidates share)
+  is the model that ``--percentile`` writes alone;
+  ``--percentile`` and ``--candidates`` are checked (dynamic, malformed, out of range: refused);
 - a static run without calibration inputs, or onto its own input, is refused with one line;
 - ``tdtools.profile`` lists the kernel time by operator type of the float and the INT8 model.
 Prints one line per check; exit status 1 when one fails.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -33,14 +41,14 @@ def check(ok, label, detail=""):
         failures.append(label)
 
 
-def conv_model(path):
+def conv_model(path, dims=(1, 8, 12, 12)):
     w1 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2
     w2 = rng.standard_normal((8, 16, 1, 1)).astype(np.float32) * 0.2
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["a"], ["r"], name="relu"),
              helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
-    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])],
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 8, *dims[2:]])],
                               [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(16, np.float32) + 0.1, "b1"),
                                numpy_helper.from_array(w2, "w2")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)]), path)
@@ -59,6 +67,22 @@ def matmul_model(path):
 
 def quantize(*args):
     return subprocess.run([sys.executable, "-m", "tdtools.quantize", *args], capture_output=True, text=True)
+
+
+def same_as_alone(model, calibration, held_out, x, work):
+    """(whether the model that --held-out writes from two percentile candidates, whose ranges come
+    from one shared collection, is the model that --percentile writes by itself at the percentile
+    chosen; a detail)."""
+    chosen = os.path.join(work, "chosen.onnx")
+    run = quantize("static", model, chosen, "--calibration", calibration, "--held-out", held_out, "--candidates", "percentile:99,percentile:99.99")
+    kept = re.search(r"ranges percentile ([0-9.]+)", run.stderr)
+    if run.returncode or not kept:
+        return False, run.stderr.strip()[-300:]
+    alone = os.path.join(work, "alone.onnx")
+    run = quantize("static", model, alone, "--calibration", calibration, "--percentile", kept.group(1))
+    if run.returncode:
+        return False, run.stderr.strip()[-300:]
+    return np.array_equal(session(alone).run(None, {"x": x})[0], session(chosen).run(None, {"x": x})[0]), f"percentile {kept.group(1)} chosen"
 
 
 def relative_error(a_path, b_path, x):
@@ -96,6 +120,55 @@ def main():
               f"static {name}: opset {opset}, QDQ nodes, per-channel weights")
         error = relative_error(source, target, held_out)
         check(error < 0.08, f"static {name}: output within 8% on held-out inputs", f"{error:.4f}")
+    # --held-out: the recipe chosen among the candidates by the output error on held-out samples.
+    from tdtools.sensitivity import damage, outputs
+    held_path = os.path.join(work, "conv.held-out.npz")
+    held = rng.standard_normal((4, 8, 12, 12)).astype(np.float32) * 1.5
+    np.savez(held_path, x=held)
+    chosen = os.path.join(work, "conv.chosen.int8.onnx")
+    run = quantize("static", conv, chosen, "--calibration", calibration, "--held-out", held_path, "--candidates", "percentile:99,minmax,percentile:99.99")
+    scored = [line for line in run.stderr.splitlines() if "held-out samples" in line and "output error" in line and "wrote" not in line]
+    if run.returncode == 0 and len(scored) == 3:
+        errors = [float(line.split("output error ")[1].split()[0]) for line in scored]
+        feeds = [{"x": held[k:k + 1]} for k in range(len(held))]
+        measured = damage(outputs(session(conv), feeds), outputs(session(chosen), feeds))
+        kept = run.stderr.strip().splitlines()[-1]
+        check(abs(measured - min(errors)) <= 1e-3 * min(errors) + 1e-9 and f"output error {min(errors):.4g}" in kept,
+              "static --held-out writes the candidate with the smallest held-out output error",
+              f"{', '.join(f'{e:.4g}' for e in errors)}; written {measured:.4g}; {kept}")
+    else:
+        check(False, "static --held-out scores each of 3 candidates", run.stderr.strip()[-300:])
+    same, detail = same_as_alone(conv, calibration, held_path, held[:1], work)
+    check(same, "static --held-out: a percentile candidate is the model --percentile writes alone", detail)
+    for args, expected, label in (
+            (("dynamic", mm, os.path.join(work, "p.onnx"), "--percentile", "99.99"), "computes at run time", "--percentile with dynamic"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--percentile", "101"), "lies outside", "--percentile 101"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--candidates", "percentile:x"),
+             "is not a number", "--candidates percentile:x"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--candidates", "median"),
+             "the methods are", "--candidates median"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--held-out", held_path), "needs --calibration", "--held-out without --calibration")):
+        run = quantize(*args)
+        check(run.returncode != 0 and expected in run.stderr and not os.path.exists(os.path.join(work, "p.onnx")),
+              f"{label} is refused with one line", run.stderr.strip())
+    # Feeds of several widths (a text line recogniser's lines): onnxruntime's histogram calibrators
+    # stack every collected output into one array, which fails on them without the per-feed windows.
+    wide = os.path.join(work, "conv.wide.onnx")
+    conv_model(wide, dims=(1, 8, 12, "W"))
+    feeds = os.path.join(work, "widths")
+    os.makedirs(feeds, exist_ok=True)
+    for k, width in enumerate((12, 20, 16, 28, 12, 24)):
+        np.savez(os.path.join(feeds, f"{k:02d}.npz"), x=rng.standard_normal((1, 8, 12, width)).astype(np.float32))
+    for args, label in ((("--percentile", "99.99"), "percentile"), (("--method", "entropy"), "entropy"),
+                        (("--held-out", feeds, "--candidates", "percentile:99.9,minmax"), "--held-out")):
+        target = os.path.join(work, f"conv.wide.{label.strip('-')}.int8.onnx")
+        run = quantize("static", wide, target, "--calibration", feeds, *args)
+        x = rng.standard_normal((1, 8, 12, 36)).astype(np.float32)
+        error = relative_error(wide, target, x) if run.returncode == 0 else float("nan")
+        check(run.returncode == 0 and error < 0.08, f"static {label} on feeds of several widths, output within 8% at another width",
+              f"{error:.4f}" if run.returncode == 0 else run.stderr.strip()[-300:])
+    same, detail = same_as_alone(wide, feeds, feeds, rng.standard_normal((1, 8, 12, 20)).astype(np.float32), work)
+    check(same, "static --held-out on feeds of several widths: a percentile candidate is the model --percentile writes alone", detail)
     target = os.path.join(work, "mm.int8.onnx")
     run = quantize("dynamic", mm, target)
     check(run.returncode == 0, "dynamic mm.onnx", run.stderr.strip().splitlines()[-1] if run.returncode else "")
