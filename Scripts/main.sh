@@ -12,7 +12,8 @@
 # onnxruntime (one intra-op thread) and prints per model: MACs and parameters before/after,
 # latency before/after, recognizer CER and detector box F1 against the original's boxes.
 # INT8 by onnxruntime's quantizer (static QDQ) is evaluated alone and after the low-rank models
-# (the one at the budget and one at STACK_BUDGET, default 0.9).
+# (the one at the budget and one at STACK_BUDGET, default 0.9); the activation ranges' recipe of
+# each is chosen on held-out samples of the calibration text (tdtools.quantize --held-out).
 # The compressed models are also simplified (compress --simplify: exact folds of elementwise
 # scales and shifts into convolutions); the original simplified alone (tensor-compress simplify)
 # is evaluated beside them, so that the speed-up of the compression itself is printed too.
@@ -46,10 +47,18 @@ compress() {
 }
 rm -f "$out/quantize.log"
 for m in det rec; do
-    if [ "$m" = det ]; then shape=x=1,3,640,640; count=16; batch=4; else shape=x=1,3,48,320; count=256; batch=32; fi
+    # The detector's inputs are one .npz of pages; the recognizer's a directory of feeds, one line
+    # each at its own width (as it is used: squeezing lines to one width calibrates on other glyphs).
+    if [ "$m" = det ]; then shape=x=1,3,640,640; count=16; held_out=8; batch=4; ext=.npz; else shape=x=1,3,48,320; count=256; held_out=64; batch=1; ext=; fi
+    calibration="$out/$m.calibration$ext"
+    held="$out/$m.held-out$ext"
+    rm -rf "$calibration" "$held"
     echo "main: calibrating the $m model on $count rendered samples of the calibration text" >&2
-    "$python" -m tdtools.evaluate.ocr inputs --split calibration --model "$m" --out "$out/$m.calibration.npz" --count "$count" >&2
-    TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$models/$m.onnx" "$out/$m.calibration.npz" "$out/$m.stats.safetensors" --batch "$batch" >&2
+    "$python" -m tdtools.evaluate.ocr inputs --split calibration --model "$m" --out "$calibration" --count "$count" >&2
+    # Other samples of the calibration text (another seed), on which tdtools.quantize chooses the
+    # INT8 activation ranges: never the evaluation text.
+    "$python" -m tdtools.evaluate.ocr inputs --split calibration --model "$m" --out "$held" --count "$held_out" --seed 99 >&2
+    TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$models/$m.onnx" "$calibration" "$out/$m.stats.safetensors" --batch "$batch" >&2
     echo "main: $tool compress $models/$m.onnx --input-shape $shape --statistics $out/$m.stats.safetensors --budget macs:$budget --simplify" >&2
     compress "$out/$m.layers.txt" compress "$models/$m.onnx" --output "$out/$m.compressed.onnx" --input-shape "$shape" \
         --statistics "$out/$m.stats.safetensors" --budget "macs:$budget" --simplify --quiet --report "$out/$m.report.json"
@@ -61,15 +70,16 @@ for m in det rec; do
         --statistics "$out/$m.stats.safetensors" --budget "macs:$stack_budget" --simplify --quiet --report "$out/$m.stack.report.json"
     "$tool" simplify "$models/$m.onnx" --output "$out/$m.simplified.onnx" > /dev/null
     # INT8 (onnxruntime.quantization: its pre-processing, then static QDQ per channel calibrated on
-    # the same calibration inputs), alone on the original and after the low-rank compression.
-    echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ)" >&2
-    "$python" -m tdtools.quantize static "$models/$m.onnx" "$out/$m.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
-        || { tail -5 "$out/quantize.log" >&2; exit 1; }
-    for low in compressed stack; do
-        "$python" -m tdtools.quantize static "$out/$m.$low.onnx" "$out/$m.$low.int8.onnx" --calibration "$out/$m.calibration.npz" >> "$out/quantize.log" 2>&1 \
-            || { tail -5 "$out/quantize.log" >&2; exit 1; }
+    # the same calibration inputs, the activation ranges' recipe chosen on the held-out samples),
+    # alone on the original and after the low-rank compression.
+    echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ; ranges chosen on $held_out held-out samples)" >&2
+    for source in "$models/$m.onnx" "$out/$m.compressed.onnx" "$out/$m.stack.onnx"; do
+        target="$out/$(basename "$source" .onnx).int8.onnx"
+        "$python" -m tdtools.quantize static "$source" "$target" --calibration "$calibration" --held-out "$held" \
+            >> "$out/quantize.log" 2>&1 || { tail -5 "$out/quantize.log" >&2; exit 1; }
+        grep "^quantize: wrote $target" "$out/quantize.log" | sed 's/^/main:   /' >&2
     done
-    rm -f "$out/$m.calibration.npz"
+    rm -rf "$calibration" "$held"
 done
 echo "main: evaluating in onnxruntime" >&2
 "$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \

@@ -5,11 +5,15 @@ others; the calibration set and the evaluation set come from different files of 
 rendered in the DejaVu fonts of Debian's fonts-dejavu-core at several sizes, with the text as the
 label; detector pages hold several such lines.
 
-    python -m tdtools.evaluate.ocr inputs  --split calibration|evaluation --model det|rec --out X.npz [--count N]
+    python -m tdtools.evaluate.ocr inputs  --split calibration|evaluation --model det|rec --out X.npz|DIR [--count N] [--seed S]
     python -m tdtools.evaluate.ocr evaluate --det ORIG.onnx [COMPRESSED.onnx ...] --rec ORIG.onnx [COMPRESSED.onnx ...]
                                             [--lines 200] [--pages 20] [--runs 20] [--json OUT.json] [--profile]
 
-`inputs` writes graph inputs for Scripts/calibrate.sh (x: (N, 3, H, W) float32). `evaluate`
+`inputs` writes graph inputs for Scripts/calibrate.sh and tdtools.quantize: for the detector an
+.npz (x: (N, 3, 640, 640) float32); for the recognizer a directory of .npz feeds, one line each,
+(1, 3, 48, W) at the line's own width W, the preprocessing that `evaluate` and rapidocr apply
+(squeezing every line into 320 pixels, as this did before, calibrated on glyphs that the network
+never sees in use). `evaluate`
 scores the recognizer by the character error rate against the rendered text (CTC greedy decoding
 with the character set in the model's metadata_props["character"]) and the detector by the F1 of
 its boxes at IoU 0.5 against the original model's boxes (and, for the original, against the
@@ -329,8 +333,11 @@ def main():
     p = sub.add_parser("inputs")
     p.add_argument("--split", choices=SPLITS, required=True)
     p.add_argument("--model", choices=["det", "rec"], required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="detector: an .npz (x: N×3×640×640); recognizer: a new directory of .npz feeds, "
+                                                 "one line each at its own width")
     p.add_argument("--count", type=int, default=64)
+    p.add_argument("--seed", type=int, help="another choice of samples of the split (default the calibration inputs' own: 5 for rec, 7 for det); "
+                                            "held-out samples for tdtools.quantize --held-out")
     e = sub.add_parser("evaluate")
     e.add_argument("--det", nargs="+", default=[])
     e.add_argument("--rec", nargs="+", default=[])
@@ -347,9 +354,23 @@ def main():
     args = parser.parse_args()
     if args.command == "inputs":
         if args.model == "rec":
-            x = np.concatenate([rec_input(image, width=REC_WIDTH) for _, image in rec_samples(args.split, args.count, seed=5)])
+            # Each line at its own width, as `evaluate` and rapidocr (one line a batch) feed it: a
+            # fixed width would squeeze most lines (median 583 pixels wide at height 48) into 320.
+            if args.out.endswith(".npz"):
+                sys.exit("ocr: the recognizer's lines differ in width; --out is a directory (one .npz feed a line), not an .npz")
+            if os.path.isdir(args.out) and os.listdir(args.out):
+                sys.exit(f"ocr: {args.out} exists and is not empty")
+            os.makedirs(args.out, exist_ok=True)
+            widths = []
+            for k, (_, image) in enumerate(rec_samples(args.split, args.count, seed=5 if args.seed is None else args.seed)):
+                x = rec_input(image)
+                np.savez(os.path.join(args.out, f"{k:05d}.npz"), x=x)
+                widths.append(x.shape[3])
+            print(f"wrote {args.out}: {len(widths)} feeds x [1, 3, {REC_HEIGHT}, W] (W {min(widths)}–{max(widths)}, median "
+                  f"{statistics.median(widths):g}) from the {args.split} split")
+            return
         else:
-            x = np.concatenate([det_input(page) for page, _ in det_pages(args.split, args.count, seed=7)])
+            x = np.concatenate([det_input(page) for page, _ in det_pages(args.split, args.count, seed=7 if args.seed is None else args.seed)])
         np.savez(args.out, x=x)
         print(f"wrote {args.out}: x {list(x.shape)} from the {args.split} split")
         return
