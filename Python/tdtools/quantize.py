@@ -188,7 +188,7 @@ def choose(source, target, calibration, held_out, candidates, count=None, ops=("
 
 
 def recipe(method, percentile):
-    return f"{method} {percentile:g}" if percentile is not None else (f"{method} 99.999 (onnxruntime's default)" if method == "percentile" else method)
+    return f"{method} {percentile:g}" if percentile is not None else method
 
 
 def prepare(source, work, mode="static", preprocess=True, exclude=None):
@@ -283,18 +283,22 @@ def main(argv=None):
     parser.add_argument("--count", type=int, help="calibration samples to use (default all)")
     parser.add_argument("--ops", default="Conv,MatMul", help="operators to quantize (default Conv,MatMul; all: every type the quantizer knows)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip onnxruntime's quant_pre_process")
-    parser.add_argument("--method", choices=sorted(METHODS), default="percentile", help="static: how activation ranges are calibrated")
+    parser.add_argument("--method", choices=sorted(METHODS), help="static: how activation ranges are calibrated (default percentile)")
     parser.add_argument("--percentile", type=float, help="static, method percentile: the activation ranges' percentile (default 99.999)")
     parser.add_argument("--held-out", help="static: inputs of the calibration domain not in --calibration (same format); the recipe "
                                            "among --candidates whose outputs on them are closest to the float model's is written")
-    parser.add_argument("--candidates", default=CANDIDATES, help=f"with --held-out: the recipes tried (default {CANDIDATES})")
+    parser.add_argument("--candidates", help=f"with --held-out: the recipes tried (default {CANDIDATES})")
     parser.add_argument("--exclude", help="a regular expression: main-graph nodes whose name matches it stay in float (for example a "
                                           "network's last layers); matching none is an error")
     args = parser.parse_args(argv)
     if args.mode == "dynamic" and (args.percentile is not None or args.held_out):
         raise SystemExit("quantize: --percentile and --held-out choose activation ranges, which dynamic quantization computes at run time")
-    if args.percentile is not None and (args.method != "percentile" or args.held_out):
+    if args.percentile is not None and (args.method not in (None, "percentile") or args.held_out):
         raise SystemExit("quantize: --percentile goes with --method percentile and without --held-out (which chooses it)")
+    if args.held_out and args.method is not None:
+        raise SystemExit("quantize: --method goes without --held-out, which chooses among --candidates")
+    if args.candidates is not None and not args.held_out:
+        raise SystemExit("quantize: --candidates are tried on --held-out samples; give them, or --method/--percentile alone")
     if args.percentile is not None and not 50 < args.percentile <= 100:
         raise SystemExit(f"quantize: --percentile {args.percentile:g} lies outside (50, 100]")
     if os.path.abspath(args.source) == os.path.abspath(args.target):
@@ -307,14 +311,14 @@ def main(argv=None):
     if args.held_out:
         if args.calibration is None:
             raise SystemExit("quantize: static quantization needs --calibration INPUTS.npz or a directory of .npz feeds (the model's calibration inputs)")
-        tried, best = choose(args.source, args.target, args.calibration, args.held_out, candidates_of(args.candidates), args.count, ops,
+        tried, best = choose(args.source, args.target, args.calibration, args.held_out, candidates_of(args.candidates or CANDIDATES), args.count, ops,
                              not args.no_preprocess, args.exclude, log=lambda line: print(line, file=sys.stderr))
         method, percentile, d = tried[best]
         print(f"quantize: wrote {args.target} (static, {args.ops}; ranges {recipe(method, percentile)}, the closest of {len(tried)} "
               f"on the held-out samples: output error {d:.4g})", file=sys.stderr)
         return
-    quantize(args.mode, args.source, args.target, args.calibration, args.count, ops, not args.no_preprocess, args.method, args.exclude,
-             args.percentile)
+    quantize(args.mode, args.source, args.target, args.calibration, args.count, ops, not args.no_preprocess, args.method or "percentile",
+             args.exclude, args.percentile)
     print(f"quantize: wrote {args.target} ({args.mode}, {args.ops})", file=sys.stderr)
 
 

@@ -15,7 +15,8 @@ model and a small MatMul model, each before and after `tensor-compress compress`
   outputs on the held-out samples are closest to the float model's (its error recomputed here),
   and a percentile candidate (its ranges from the collection that the percentile candidates share)
   is the model that ``--percentile`` writes alone;
-  ``--percentile`` and ``--candidates`` are checked (dynamic, malformed, out of range: refused);
+  ``--percentile``, ``--method`` and ``--candidates`` are checked (dynamic, malformed, out of range, together with
+  what they contradict: refused);
 - a static run without calibration inputs, or onto its own input, is refused with one line;
 - ``tdtools.profile`` lists the kernel time by operator type of the float and the INT8 model.
 Prints one line per check; exit status 1 when one fails.
@@ -147,7 +148,11 @@ def main():
              "is not a number", "--candidates percentile:x"),
             (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--candidates", "median"),
              "the methods are", "--candidates median"),
-            (("static", conv, os.path.join(work, "p.onnx"), "--held-out", held_path), "needs --calibration", "--held-out without --calibration")):
+            (("static", conv, os.path.join(work, "p.onnx"), "--held-out", held_path), "needs --calibration", "--held-out without --calibration"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--method", "minmax"),
+             "goes without --held-out", "--method with --held-out"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--candidates", "minmax"),
+             "are tried on --held-out", "--candidates without --held-out")):
         run = quantize(*args)
         check(run.returncode != 0 and expected in run.stderr and not os.path.exists(os.path.join(work, "p.onnx")),
               f"{label} is refused with one line", run.stderr.strip())
