@@ -89,7 +89,7 @@ extension ONNXGraph {
         for node in proto.node { names.formUnion(node.output); names.insert(node.name) }
         var released = Set<String>()
         let normalizationsBefore = proto.node.filter { $0.opType == "BatchNormalization" }.count
-        result.hardSwishes = try rewriteHardSwishes(names: &names)
+        result.hardSwishes = try rewriteHardSwishes(names: &names, released: &released)
         result.foldedIntoPrecedingConvolution = try foldIntoPrecedingConvolutions(names: &names, released: &released)
         result.foldedIntoFollowingConvolutions = try foldIntoFollowingConvolutions(names: &names, released: &released)
         if opset >= 7 { result.foldedIntoPrecedingGemm = try foldIntoPrecedingGemms(names: &names, released: &released) }
@@ -361,7 +361,7 @@ extension ONNXGraph {
         return moved.count
     }
 
-    private mutating func rewriteHardSwishes(names: inout Set<String>) throws -> Int {
+    private mutating func rewriteHardSwishes(names: inout Set<String>, released: inout Set<String>) throws -> Int {
         let constants = self.constants(), readers = consumers(), layouts = self.layouts()
         var count = 0
         var removed = Set<Int>()
@@ -406,6 +406,9 @@ extension ONNXGraph {
                                    attributes: [("alpha", .float(1.0 / 6)), ("beta", .float(0.5))])
             let times = ONNXNode(opType: "Mul", name: Self.fresh(base + "/hard_swish", &names), inputs: [x, h], outputs: proto.node[last].output)
             removed.formUnion(group)
+            // The constants 3, 0, 6 (or 1/6) that only the replaced nodes read.
+            let produced = Set(group.flatMap { proto.node[$0].output })
+            released.formUnion(group.flatMap { proto.node[$0].input }.filter { !$0.isEmpty && $0 != x && !produced.contains($0) })
             inserted[last] = [sigmoid.proto, times.proto]
             count += 1
         }
