@@ -15,6 +15,9 @@ model and a small MatMul model, each before and after `tensor-compress compress`
   outputs on the held-out samples are closest to the float model's (its error recomputed here),
   and a percentile candidate (its ranges from the collection that the percentile candidates share)
   is the model that ``--percentile`` writes alone;
+- ``--per-tensor``: the ranges chosen per activation are no worse on the held-out samples than the
+  best uniform percentile, the closest recipe of all is written, and it is refused without
+  ``--held-out`` or with fewer than two percentile candidates;
   ``--percentile``, ``--method`` and ``--candidates`` are checked (dynamic, malformed, out of range, together with
   what they contradict: refused);
 - a static run without calibration inputs, or onto its own input, is refused with one line;
@@ -141,6 +144,22 @@ def main():
         check(False, "static --held-out scores each of 3 candidates", run.stderr.strip()[-300:])
     same, detail = same_as_alone(conv, calibration, held_path, held[:1], work)
     check(same, "static --held-out: a percentile candidate is the model --percentile writes alone", detail)
+    # --per-tensor: each activation's percentile chosen on the held-out samples, starting from the
+    # best uniform percentile; never worse than it, and the model written is the closest of all.
+    refined = os.path.join(work, "conv.per-tensor.int8.onnx")
+    run = quantize("static", compressed, refined, "--calibration", calibration, "--held-out", held_path, "--candidates",
+                   "percentile:99,percentile:99.99,minmax", "--per-tensor")
+    scored = {line.split(": output error")[0].removeprefix("quantize: "): float(line.split("output error ")[1].split()[0])
+              for line in run.stderr.splitlines() if "held-out samples" in line and "output error" in line and "wrote" not in line}
+    if run.returncode == 0 and len(scored) == 4 and "percentile per tensor" in scored:
+        feeds = [{"x": held[k:k + 1]} for k in range(len(held))]
+        measured = damage(outputs(session(compressed), feeds), outputs(session(refined), feeds))
+        uniform = min(scored["percentile 99"], scored["percentile 99.99"])
+        check(scored["percentile per tensor"] <= uniform and abs(measured - min(scored.values())) <= 1e-3 * min(scored.values()) + 1e-9,
+              "static --per-tensor: no worse than the best uniform percentile, and the closest recipe is written",
+              f"{scored}; written {measured:.4g}")
+    else:
+        check(False, "static --per-tensor scores 3 candidates and the per-tensor ranges", run.stderr.strip()[-300:])
     for args, expected, label in (
             (("dynamic", mm, os.path.join(work, "p.onnx"), "--percentile", "99.99"), "computes at run time", "--percentile with dynamic"),
             (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--percentile", "101"), "lies outside", "--percentile 101"),
@@ -152,7 +171,11 @@ def main():
             (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--method", "minmax"),
              "goes without --held-out", "--method with --held-out"),
             (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--candidates", "minmax"),
-             "are tried on --held-out", "--candidates without --held-out")):
+             "are tried on --held-out", "--candidates without --held-out"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--per-tensor"),
+             "chooses ranges on --held-out", "--per-tensor without --held-out"),
+            (("static", conv, os.path.join(work, "p.onnx"), "--calibration", calibration, "--held-out", held_path, "--candidates",
+              "percentile:99,minmax", "--per-tensor"), "fewer than two", "--per-tensor with one percentile candidate")):
         run = quantize(*args)
         check(run.returncode != 0 and expected in run.stderr and not os.path.exists(os.path.join(work, "p.onnx")),
               f"{label} is refused with one line", run.stderr.strip())
