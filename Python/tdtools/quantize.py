@@ -27,8 +27,8 @@ the best percentile candidate, the percentile of each activation is chosen among
 candidates by the same held-out error (`refine`: blocks of activations in graph order, ever
 smaller, a change kept when it lowers the error by more than 2%); a few hundred quantized models
 are tried (about 4 min for the PP-OCR detector, 10 for the recognizer on 64 lines), and the result
-competes with the uniform candidates. It fits the held-out samples, which is not always what the
-task needs: on the PP-OCR detector's low-rank model (`macs:0.9`) it takes the held-out error from
+competes with the uniform candidates. It fits the held-out samples, which does not always carry
+over to other data: on the PP-OCR detector's low-rank model (`macs:0.9`) it takes the held-out error from
 0.067 to 0.039 and the text map's Dice on the evaluation pages from 0.961 to 0.976, but on the
 recognizer's it takes the error from 0.027 to 0.016 and the CER from 0.52% to 0.88%; so it is not
 the main job's default (Documentation/Performance.md). Without ``--held-out`` the ranges are
