@@ -11,9 +11,10 @@
 # compressible layers' MACs with statistics (and, beside, without), runs every model in
 # onnxruntime (one intra-op thread) and prints per model: MACs and parameters before/after,
 # latency before/after, recognizer CER and detector box F1 against the original's boxes.
-# INT8 by onnxruntime's quantizer (static QDQ) is evaluated alone and after the low-rank models
-# (the one at the budget and one at STACK_BUDGET, default 0.9); the activation ranges' recipe of
-# each is chosen on held-out samples of the calibration text (tdtools.quantize --held-out).
+# INT8 by onnxruntime's quantizer (static QDQ) is evaluated alone, after the low-rank models (the
+# one at the budget and one at STACK_BUDGET, default 0.9) and after the original simplified (what
+# the factors add under INT8); the activation ranges' recipe of each is chosen on held-out samples
+# of the calibration text (tdtools.quantize --held-out).
 # The compressed models are also simplified (compress --simplify: exact folds of elementwise
 # scales and shifts into convolutions); the original simplified alone (tensor-compress simplify)
 # is evaluated beside them, so that the speed-up of the compression itself is printed too.
@@ -73,7 +74,9 @@ for m in det rec; do
     # the same calibration inputs, the activation ranges' recipe chosen on the held-out samples),
     # alone on the original and after the low-rank compression.
     echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ; ranges chosen on $held_out held-out samples)" >&2
-    for source in "$models/$m.onnx" "$out/$m.compressed.onnx" "$out/$m.stack.onnx"; do
+    # The original simplified is quantized too: what the factors add under INT8, apart from the
+    # simplification (Documentation/Performance.md, "What INT8 does to the detector").
+    for source in "$models/$m.onnx" "$out/$m.compressed.onnx" "$out/$m.stack.onnx" "$out/$m.simplified.onnx"; do
         target="$out/$(basename "$source" .onnx).int8.onnx"
         "$python" -m tdtools.quantize static "$source" "$target" --calibration "$calibration" --held-out "$held" \
             >> "$out/quantize.log" 2>&1 || { tail -5 "$out/quantize.log" >&2; exit 1; }
@@ -84,9 +87,9 @@ done
 echo "main: evaluating in onnxruntime" >&2
 "$python" -m tdtools.evaluate.ocr evaluate --profile --simplified --json "$out/evaluation.json" \
     --det "$models/det.onnx" "$out/det.simplified.onnx" "$out/det.compressed.onnx" "$out/det.data-free.onnx" "$out/det.stack.onnx" \
-          "$out/det.int8.onnx" "$out/det.compressed.int8.onnx" "$out/det.stack.int8.onnx" \
+          "$out/det.int8.onnx" "$out/det.compressed.int8.onnx" "$out/det.stack.int8.onnx" "$out/det.simplified.int8.onnx" \
     --det-reports "$out/det.report.json" "$out/det.data-free.report.json" "$out/det.stack.report.json" \
     --rec "$models/rec.onnx" "$out/rec.simplified.onnx" "$out/rec.compressed.onnx" "$out/rec.data-free.onnx" "$out/rec.stack.onnx" \
-          "$out/rec.int8.onnx" "$out/rec.compressed.int8.onnx" "$out/rec.stack.int8.onnx" \
+          "$out/rec.int8.onnx" "$out/rec.compressed.int8.onnx" "$out/rec.stack.int8.onnx" "$out/rec.simplified.int8.onnx" \
     --rec-reports "$out/rec.report.json" "$out/rec.data-free.report.json" "$out/rec.stack.report.json"
-echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), *.stack.onnx (data-aware at macs:$stack_budget), *.int8.onnx (INT8 alone), *.compressed.int8.onnx and *.stack.int8.onnx (low-rank, then INT8), reports, per-layer tables (*.layers.txt) and evaluation.json"
+echo "wrote $out: det.compressed.onnx, rec.compressed.onnx (data-aware), *.data-free.onnx, *.simplified.onnx (the originals simplified), *.stack.onnx (data-aware at macs:$stack_budget), *.int8.onnx (INT8 alone), *.compressed.int8.onnx and *.stack.int8.onnx (low-rank, then INT8), *.simplified.int8.onnx (the original simplified, then INT8), reports, per-layer tables (*.layers.txt) and evaluation.json"
