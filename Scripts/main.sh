@@ -73,7 +73,7 @@ for m in det rec; do
     # INT8 (onnxruntime.quantization: its pre-processing, then static QDQ per channel calibrated on
     # the same calibration inputs, the activation ranges' recipe chosen on the held-out samples),
     # alone on the original and after the low-rank compression.
-    echo "main: INT8 of the original and of the compressed $m model (onnxruntime.quantization, static QDQ; ranges chosen on $held_out held-out samples)" >&2
+    echo "main: INT8 of the original, of the compressed and of the simplified $m model (onnxruntime.quantization, static QDQ; ranges chosen on $held_out held-out samples)" >&2
     # The original simplified is quantized too: what the factors add under INT8, apart from the
     # simplification (Documentation/Performance.md, "What INT8 does to the detector").
     for source in "$models/$m.onnx" "$out/$m.compressed.onnx" "$out/$m.stack.onnx" "$out/$m.simplified.onnx"; do

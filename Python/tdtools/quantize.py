@@ -29,8 +29,8 @@ smaller, a change kept when it lowers the error by more than 2%); a few hundred 
 are tried (about 4 min for the PP-OCR detector, 10 for the recognizer on 64 lines), and the result
 competes with the uniform candidates. It fits the held-out samples, which does not always carry
 over to other data: on the PP-OCR detector's low-rank model (`macs:0.9`) it takes the held-out error from
-0.067 to 0.039 and the text map's Dice on the evaluation pages from 0.961 to 0.976, but on the
-recognizer's it takes the error from 0.027 to 0.016 and the CER from 0.52% to 0.88%; so it is not
+0.067 to 0.039 and the text map's Dice on the evaluation pages from 0.961 to 0.974, but on the
+recognizer's it takes the error from 0.027 to 0.016 and the CER from 0.52% to 0.88%, so it is not
 the main job's default (Documentation/Performance.md). Without ``--held-out`` the ranges are
 Percentile at ``--percentile`` (default onnxruntime's 99.999), or ``--method``.
 
@@ -236,7 +236,10 @@ def refine(prepared, target, ops, excluded, ranges, start, error, score, work, l
     erratically with single activations' ranges (the first convolution's output alone, at 99.97
     instead of 99.95 with every other range kept: 0.161 against 0.067), so no one percentile suits
     every activation (Documentation/Performance.md)."""
-    tables = {p: json.load(open(path)) for p, path in ranges.items()}
+    tables = {}
+    for p, cache in ranges.items():
+        with open(cache) as file:
+            tables[p] = json.load(file)
     present = set(tables[start]["data"])
     graph = onnx.load(prepared, load_external_data=False).graph
     order = [i.name for i in graph.input] + [o for node in graph.node for o in node.output]
@@ -270,8 +273,7 @@ def refine(prepared, target, ops, excluded, ranges, start, error, score, work, l
         log(f"quantize: per tensor, blocks of {size} of the {len(names)} activations: {kept} change(s) kept, output error {error:.4g}")
     counts = ", ".join(f"{sum(1 for t in names if choice[t] == p)} at {p:g}" for p in sorted(tables))
     log(f"quantize: per tensor: {counts} ({evaluations} models tried)")
-    final = quantized(choice, target)
-    return final
+    return quantized(choice, target)
 
 
 def prepare(source, work, mode="static", preprocess=True, exclude=None):
