@@ -9,7 +9,7 @@
 # factors") has the figures: on 2 cores, 300 steps take 1 to 3 minutes (0.22–0.65 s a step, quiet to
 # shared) for +0.03 mean cosine at macs:0.67 and +0.06 at macs:0.5 on the docstrings.
 #
-#     bash Scripts/finetune.sh [DIR] [--steps 300] [--lr 1e-4] [--hidden-weight 1] [--batch 16] [--threads 2]
+#     bash Scripts/finetune.sh [DIR] [--steps 300] [--lr 1e-4] [--hidden-weight 1] [--batch 16] [--threads 2] [--more-text]
 #
 # DIR (default out/minilm) holds model.onnx, model.compressed.onnx and tokenizer.json. The first run
 # creates .cache/venv-train from Scripts/requirements-train.txt (about 350 MB from PyPI, of which 299 MB

@@ -55,7 +55,13 @@ def sentences(split):
     cut; for evaluation, the docstring sentences (tdtools.evaluate.docstrings)."""
     if split == "evaluation":
         return docstrings.sentences()
-    texts = (re.sub(r"\s*--\s*[A-Z][^.]*$", "", t) for t in quotations(FORTUNES))
+    return quotation_sentences(FORTUNES)
+
+
+def quotation_sentences(files):
+    """The quotations of the given fortunes files as the calibration split takes them: 20–300
+    characters, attributions cut."""
+    texts = (re.sub(r"\s*--\s*[A-Z][^.]*$", "", t) for t in quotations(files))
     return [t for t in texts if 20 <= len(t) <= 300]
 
 
