@@ -222,7 +222,7 @@ def choose(source, target, calibration, held_out, candidates, count=None, ops=("
                 uniform.append((percentile, d))
             if bias_correction:
                 os.replace(path + ".corrected", path)
-                correct_biases(prepared, path, calibration_feeds, log=lambda line: None)
+                correct_biases(prepared, path, calibration_feeds, log)
                 keep(recipe(method, percentile) + ", bias-corrected", path)
         if per_tensor:
             start, error = min(uniform, key=lambda u: u[1])
