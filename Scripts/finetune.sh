@@ -5,7 +5,8 @@
 # calibration text (Debian's fortunes; the docstrings it is evaluated on are never seen), with
 # onnxruntime-training's on-device API on the CPU, and scores it beside the original and the compressed
 # model. Writes DIR/model.finetuned.onnx (the compressed graph with other values in its factors, so
-# the same latency), DIR/finetune.json (settings, times, held-out cosine) and DIR/finetune.score.json.
+# the same latency), DIR/finetune.json (settings, times, held-out cosine) and, unless --no-score,
+# DIR/finetune.score.json.
 # Python/tdtools/finetune.py is the step; Documentation/Performance.md ("Fine-tuning the
 # factors") has the figures: on 2 cores, 300 steps take 1 to 3 minutes (0.22–0.65 s a step, quiet to
 # shared) for +0.03 mean cosine at macs:0.67 and +0.06 at macs:0.5 on the docstrings; the MiniLM job
@@ -14,7 +15,8 @@
 #     bash Scripts/finetune.sh [DIR] [--no-score] [--steps 300] [--lr 1e-4] [--hidden-weight 1] [--batch 16] [--threads 2]
 #                              [--more-text] [--every-layer]
 #
-# --no-score leaves out the scoring (the MiniLM job scores every model in one run of its own).
+# --no-score (right after DIR, before the training options) leaves out the scoring and its
+# DIR/finetune.score.json (the MiniLM job scores every model in one run of its own).
 # DIR (default out/minilm) holds model.onnx, model.compressed.onnx and tokenizer.json. The first run
 # creates .cache/venv-train from Scripts/requirements-train.txt (about 350 MB from PyPI, of which 299 MB
 # are the onnxruntime-training wheel; 1.1 GB installed; PIP_FIND_LINKS=DIR takes the wheel from a

@@ -45,8 +45,8 @@ if [ "${FINETUNE:-1}" = 1 ]; then
     tuned=(model.finetuned)
 fi
 # INT8 (onnxruntime.quantization: its pre-processing, then dynamic per-channel weights), alone on the
-# original and after the low-rank compression.
-echo "main: INT8 of the original and of the compressed model (onnxruntime.quantization, dynamic per channel)" >&2
+# original and after the low-rank compression (and after the fine-tuning).
+echo "main: INT8 of the original, of the compressed${tuned:+ and of the fine-tuned} model (onnxruntime.quantization, dynamic per channel)" >&2
 rm -f "$out/quantize.log"
 for m in model model.compressed "${tuned[@]}"; do
     "$python" -m tdtools.quantize dynamic "$out/$m.onnx" "$out/$m.int8.onnx" >> "$out/quantize.log" 2>&1 || { tail -5 "$out/quantize.log" >&2; exit 1; }

@@ -8,7 +8,7 @@
 - `session`, `timing`, `tables`, `tool`: the one onnxruntime session, the one timing loop, tables,
   and the `tensor-compress` calls that the others share;
 - `evaluate`: the main jobs' evaluations (PP-OCRv4, all-MiniLM-L6-v2, Silero VAD, ddddocr);
-- `finetune`: the optional distillation of MiniLM's factors (its `train` subcommand runs in the
+- `finetune`: the distillation of MiniLM's factors (the last step of the MiniLM job) (its `train` subcommand runs in the
   onnxruntime-training environment of Scripts/finetune.sh, `score` in the project's).
 
 Run a module with Python/ on PYTHONPATH, e.g. `PYTHONPATH=Python python -m tdtools.calibrate …`,

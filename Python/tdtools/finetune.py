@@ -21,7 +21,7 @@ of the evaluation split are never seen), all of them but a seeded held-out set o
 quotations, padded to 64 tokens and cut per batch to the batch's longest sentence. With
 --more-text the quotations of every other fortunes file join the training ones (5363 in all
 instead of 800; the same corpus, still never the docstrings; the held-out quotations unchanged):
-the factors hold 4.2 M values, and 800 quotations overfit them. The loss is
+the factors hold 3.7 M values (4.2 M on the 512-quotation model), and 800 quotations overfit them. The loss is
 
     mean over the batch of (2 − 2 cos(s, t))  +  λ · Σ_masked ‖h − h_t‖² / Σ_masked ‖h_t‖²
 
@@ -31,7 +31,7 @@ attention mask); λ is --hidden-weight (0: the sentence embeddings alone). With 
 hidden-state term is summed over the outputs of all six encoder layers, each masked and divided by
 its own targets' squared norm (intermediate-layer distillation as in TinyBERT: the early factors get
 a gradient of their own; 0.918 against 0.916 on the docstrings after 1000 steps, 0.31 s a step
-against 0.29). The teacher's targets are computed once before the training. AdamW (onnxruntime's
+against 0.29 in a short run of each). The teacher's targets are computed once before the training. AdamW (onnxruntime's
 defaults: β 0.9/0.999, ε 1e-6, no weight decay) with a linear warm-up over --warmup of the steps and a
 linear decay to 0. Every --log-every steps the held-out quotations' cosine is printed (not
 counted as training time). The artifacts (training, eval and optimizer graphs, checkpoint) are
@@ -219,13 +219,15 @@ def train(args):
                                    providers=["CPUExecutionProvider"])
     # The targets are computed once and kept: the last layer's in float32 (about 0.5 GB with
     # --more-text), every layer's in float16 (1.6 GB; running the teacher on each batch instead
-    # makes a step 1.6 times as long).
+    # made a step 1.4 times as long). Joined one output at a time, so that the chunks of one
+    # output at most are held twice.
     kept = np.float16 if args.every_layer else np.float32
     targets = {target(n): [] for n in outputs}
     for i in range(0, len(training), 32):
         for n, y in zip(outputs, teacher.run(outputs, {k: v[i:i + 32] for k, v in feeds.items()})):
             targets[target(n)].append(y if n == "sentence_embedding" else y.astype(kept))
-    feeds.update({k: np.concatenate(v) for k, v in targets.items()})
+    for k in list(targets):
+        feeds[k] = np.concatenate(targets.pop(k))
     held = minilm.encode(tok, held_out)
     held_targets = teacher.run(["sentence_embedding"], held)
     seconds_teacher = time.perf_counter() - clock
