@@ -39,6 +39,11 @@ echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors -
     --budget "macs:$budget" --data-free --quiet --report "$out/data-free.report.json" | tail -2 >&2
 rm -f "$out/calibration.npz"
 tuned=()
+case "${FINETUNE:-1}" in
+    0) echo "main: FINETUNE=0: the fine-tuning of the factors is left out (the compressed model is scored as calibrate and compress left it)" >&2 ;;
+    1) ;;
+    *) echo "main: FINETUNE=${FINETUNE} is neither 0 (leave the fine-tuning out) nor 1 (the default)" >&2; exit 1 ;;
+esac
 if [ "${FINETUNE:-1}" = 1 ]; then
     echo "main: fine-tuning the factors by distillation (Scripts/finetune.sh, ${FINETUNE_STEPS:-3000} steps; FINETUNE=0 leaves it out)" >&2
     bash Scripts/finetune.sh "$out" --no-score --steps "${FINETUNE_STEPS:-3000}" --more-text --every-layer --log-every 500 >&2

@@ -8,8 +8,8 @@
 - `session`, `timing`, `tables`, `tool`: the one onnxruntime session, the one timing loop, tables,
   and the `tensor-compress` calls that the others share;
 - `evaluate`: the main jobs' evaluations (PP-OCRv4, all-MiniLM-L6-v2, Silero VAD, ddddocr);
-- `finetune`: the distillation of MiniLM's factors (the last step of the MiniLM job) (its `train` subcommand runs in the
-  onnxruntime-training environment of Scripts/finetune.sh, `score` in the project's).
+- `finetune`: the distillation of MiniLM's factors, the MiniLM job's last step (its `train` subcommand
+  runs in the onnxruntime-training environment of Scripts/finetune.sh, `score` in the project's).
 
 Run a module with Python/ on PYTHONPATH, e.g. `PYTHONPATH=Python python -m tdtools.calibrate …`,
 in the virtual environment of Scripts/onnx-venv.sh (Scripts/requirements-onnx.txt); the shell

@@ -237,7 +237,6 @@ def train(args):
     optimizer = Optimizer(os.path.join(scratch, "optimizer_model.onnx"), module)
     scheduler = LinearLRScheduler(optimizer, int(args.warmup * args.steps), args.steps, args.lr)
     names = module.input_names()
-    student = ort.InferenceSession(args.compressed, options, providers=["CPUExecutionProvider"])
 
     def loss_inputs(batch):
         """The training graph's inputs for `batch`: each hidden state's term weighted by λ over its
