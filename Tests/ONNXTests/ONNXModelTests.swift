@@ -59,6 +59,28 @@ struct ONNXModelTests {
         try tensorRoundTrip(Double.self)
     }
 
+    func subnormalsFlushed<Scalar: BLASScalar>(_: Scalar.Type) throws {
+        let tiny = Scalar(Double(Float.leastNormalMagnitude))
+        let values: [Scalar] = [1, -0.5, tiny, -tiny, tiny / 4, -tiny / 1024, 0, 3e-30]
+        let t = try Tensor<Scalar>(shape: [2, 4], scalars: values)
+        let written = try ONNXTensor(name: "w", t, dataType: .float).tensor(as: Float.self)
+        #expect(Array(written.scalars) == [1, -0.5, Float.leastNormalMagnitude, -Float.leastNormalMagnitude, 0, 0, 0, 3e-30])
+        #expect(written.scalars.allSatisfy { !$0.isSubnormal })
+        let kept = try ONNXTensor(name: "w", t, dataType: .float, flushingSubnormals: false).tensor(as: Float.self)
+        #expect(kept.scalars[4] == Float.leastNormalMagnitude / 4 && kept.scalars[4].isSubnormal)
+        // As DOUBLE only the values subnormal in Double go: a Float subnormal is a normal Double.
+        let double = try ONNXTensor(name: "w", t, dataType: .double).tensor(as: Double.self)
+        #expect(Array(double.scalars) == values.map(Double.init))
+    }
+
+    @Test("FLOAT and DOUBLE weights are written without subnormals unless asked, for Float and Double sources")
+    func subnormalWeightsAreWrittenAsZero() throws {
+        try subnormalsFlushed(Float.self)
+        try subnormalsFlushed(Double.self)
+        let deep = try Tensor<Double>(shape: [3], scalars: [1e-310, -2e-320, 1e-300])
+        #expect(Array(try ONNXTensor(name: "d", deep, dataType: .double).tensor(as: Double.self).scalars) == [0, 0, 1e-300])
+    }
+
     @Test func typedFieldsAreRead() throws {
         var proto = Onnx_TensorProto()
         proto.name = "typed"
