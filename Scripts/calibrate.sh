@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Input statistics of every compressible node of an ONNX model, from onnxruntime runs (the file of
 # compress --statistics; Documentation/StatisticsFormat.md):
-#   bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch 8] [--batch-axis NAME=AXIS] [--patch-limit 4096]
+#   bash Scripts/calibrate.sh MODEL.onnx INPUTS STATS.safetensors [--batch 8] [--batch-axis NAME=AXIS] [--patch-limit 4096] [--ctc-output NAME]
 # INPUTS: an .npz with one array per graph input (first axis the samples; constants/NAME for inputs fed as they are),
 # or a directory of .npz feeds, one complete feed each. See Python/tdtools/calibrate.py.
 set -euo pipefail

@@ -18,7 +18,9 @@ and optionally, for a layer with those three:
 
 and `__metadata__` {"format": "input-statistics", "version": "1"} (optional for readers: files
 written before it, or by other writers, have none), plus "sensitivity" (how the sensitivities
-were measured) when the file has any.
+were measured) when the file has any, and "weighting" when some layers' input vectors were
+weighted (calibrate --ctc-output): then their mean and second moment are weighted averages
+(Σ w x / Σ w, Σ w x xᵀ / Σ w) and NAME.count is still the number of vectors.
 """
 import os
 from dataclasses import dataclass
@@ -73,13 +75,15 @@ def tensors(layers):
     return result
 
 
-def write(path, layers, sensitivity=None):
+def write(path, layers, sensitivity=None, weighting=None):
     """Writes the statistics of `layers` ({name: LayerStatistics}) to `path` atomically (a `.part`
     file beside it, renamed when complete). `sensitivity`, a description of how the layers'
-    sensitivities were measured, goes into `__metadata__["sensitivity"]`."""
+    sensitivities were measured, goes into `__metadata__["sensitivity"]`; `weighting`, one of how
+    some layers' input vectors were weighted, into `__metadata__["weighting"]`."""
     temporary = path + ".part"
+    described = {key: value for key, value in (("sensitivity", sensitivity), ("weighting", weighting)) if value is not None}
     try:
-        save_file(tensors(layers), temporary, metadata=METADATA if sensitivity is None else {**METADATA, "sensitivity": sensitivity})
+        save_file(tensors(layers), temporary, metadata={**METADATA, **described})
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -28,6 +28,9 @@ sensitivities. (The first file is written with --sensitivity-check 0; a third ca
 the default check must store the sensitivities exactly when the check's weighted damage, given
 in the metadata, is the smaller; a fourth, with a tool that refuses every --budget run, must still
 write the statistics, without sensitivities, with a warning and the reason in the metadata.)
+Last, `calibrate --ctc-output z` must weight the MatMul's rows (aligned with z's batch and time
+axes) by 1 − p_blank + floor against the NumPy reference, leave the other layers unweighted, say
+it (standard error and metadata), and refuse outputs and nodes it cannot align.
 Prints one line per check; exit status 1 when one fails.
 """
 import json
@@ -330,6 +333,40 @@ def check_refusal(tool, model_path, stats, work):
     return []
 
 
+def check_ctc_weighting(tool, model_path, inputs_path, m, feeds, work):
+    """calibrate --ctc-output z --ctc-blank 3 --ctc-floor 0.2: the MatMul's rows (aligned with z's
+    [batch, time]) weighted by 1 − softmax(z)[…, 3] + 0.2 on top of the attention mask (z holds logits,
+    taken from onnxruntime's run as calibrate takes them),
+    every other layer as unweighted, the weighting in the metadata; a 2-D output, an unaligned
+    --ctc-node and a negative floor refused with a message."""
+    failures = []
+    path = os.path.join(work, "ctc.stats.safetensors")
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, path,
+                                         "--batch", str(BATCH), "--no-sensitivity", *extra], capture_output=True, text=True)
+    done = run("--ctc-output", "z", "--ctc-blank", "3", "--ctc-floor", "0.2")
+    if done.returncode != 0:
+        return [f"calibrate --ctc-output failed: {done.stderr.strip()}"]
+    expected = reference(m, feeds, per_channel=False)
+    x = layer_inputs(m, feeds)["matmul"].astype(np.float64)
+    z = dict(zip([o.name for o in session(m).get_outputs()], session(m).run(None, feeds)))["z"].astype(np.float64)
+    p = np.exp(z - z.max(axis=2, keepdims=True))
+    p /= p.sum(axis=2, keepdims=True)
+    keep = feeds["attention_mask"].astype(bool)
+    rows, w = x[keep], (1 - p[:, :, 3] + 0.2)[keep]
+    expected["matmul"] = (float(rows.shape[0]), ((w[:, None] * rows).sum(axis=0) / w.sum())[None],
+                          (((w[:, None] * rows).T @ rows) / w.sum())[None])
+    failures += check_values(statistics.read(path), expected)
+    if "matmul" not in statistics.metadata(path).get("weighting", "") or "matmul" not in done.stderr:
+        failures.append(f"the weighting is not said: metadata {statistics.metadata(path)}, stderr {done.stderr.strip()!r}")
+    for extra, said in ((["--ctc-output", "y"], "[batch, time, classes]"), (["--ctc-output", "nothing"], "not one of the model's outputs"),
+                        (["--ctc-output", "z", "--ctc-node", "gemm"], "among the nodes gemm"), (["--ctc-output", "z", "--ctc-floor", "-1"], "--ctc-floor -1"),
+                        (["--ctc-floor", "0.3"], "need --ctc-output")):
+        done = run(*extra)
+        if done.returncode == 0 or said not in done.stderr or "Traceback" in done.stderr:
+            failures.append(f"calibrate {' '.join(extra)}: exit {done.returncode}, expected a refusal saying {said!r}: {done.stderr.strip()[-300:]!r}")
+    return failures
+
+
 def main():
     tool, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
@@ -372,6 +409,9 @@ def main():
     failures = check_failed_check(tool, model_path, inputs_path, nodes, work)
     failed += bool(failures)
     print(f"{'FAIL' if failures else 'ok  '} statistics (a check that fails): statistics written without sensitivities, said" + "".join(f"\n    {f}" for f in failures))
+    failures = check_ctc_weighting(tool, model_path, inputs_path, m, feeds, work)
+    failed += bool(failures)
+    print(f"{'FAIL' if failures else 'ok  '} statistics (--ctc-output): the aligned rows weighted by the blank probability, the rest not, refusals" + "".join(f"\n    {f}" for f in failures))
     print("statistics format: " + (f"{failed} checks failed" if failed else "every check passed"))
     sys.exit(1 if failed else 0)
 
