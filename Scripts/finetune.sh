@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The last step of `bash Scripts/main.sh minilm` (FINETUNE=0 leaves it out there; never part of the
-# PP-OCR main job, the tests or CI), or a step of its own after it: fine-tunes
+# PP-OCR main job; the tests run 40 steps of it, Tests/FineTuning/test-finetune.sh), or a step of its own after it: fine-tunes
 # the factors of the compressed all-MiniLM-L6-v2 by distillation against the original, on the
 # calibration text (Debian's fortunes; the docstrings it is evaluated on are never seen), with
 # onnxruntime-training's on-device API on the CPU, and scores it beside the original and the compressed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: system packages, build (library, examples, benchmarks),
-# Swift tests, and the ONNX conformance run in onnxruntime (its own virtual environment).
+# Swift tests, the ONNX conformance run in onnxruntime (its own virtual environment), and a short run
+# of the fine-tuning step (onnxruntime-training, in another; about 350 MB from PyPI the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
@@ -14,4 +15,6 @@ bash Scripts/smoke-examples.sh
 # limits OpenBLAS to one thread process-wide while it runs, which changes rounding.
 OPENBLAS_NUM_THREADS=1 swift test --skip-build --disable-xctest
 bash Tests/ONNXConformance/test-onnx.sh .build/debug/tensor-compress
-echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance, statistics format, INT8 step and property graphs in onnxruntime)"
+# The fine-tuning step, short (40 steps on MiniLM compressed data-free; onnxruntime-training in its own venv).
+bash Tests/FineTuning/test-finetune.sh .build/debug/tensor-compress
+echo "test.sh: every stage passed (Swift tests, examples, benchmarks build, ONNX conformance, statistics format, INT8 step and property graphs in onnxruntime, fine-tuning)"
