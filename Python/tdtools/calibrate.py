@@ -107,8 +107,8 @@ CTC_FLOOR = 0.1
 
 
 class Accumulator:
-    """Count, total weight, weighted sum and weighted sum of outer products per group, in float64
-    (every weight 1 unless rows are weighted: --ctc-output)."""
+    """Count, weighted sum and weighted sum of outer products per group, in float64, and the total
+    weight of the rows added (left 0 where every weight is 1 and the count divides: convolutions)."""
 
     def __init__(self, groups, d):
         self.count = 0
@@ -755,7 +755,6 @@ def main():
                                 for chunk in patches(part, kernel, stride, padding, dilation, max(1, 16384 // max(1, math.prod(xs.shape[3:])))):
                                     acc.add(g, chunk)
                             acc.count += math.prod(sample.shape[1:]) if per_channel else positions
-                            acc.total = float(acc.count)
                     else:
                         d = x.shape[-1]
                         acc = accumulators.setdefault(n["name"], Accumulator(1, d))
