@@ -75,36 +75,63 @@ package func quadraticError(_ delta: Matrix<Double>, _ metric: Matrix<Double>) -
 /// handled without a Cholesky failure. The factors are `U_k` (orthonormal), `Σ_k` and
 /// `Z_kᵀ L⁻¹` (not orthonormal) for `W L = U Σ Zᵀ`. Everything is computed in `Double`.
 ///
+/// An output metric `M = R Rᵀ` weights the output error by what the network does with it next
+/// (two-sided whitening): `E[(W − Ŵ)x]ᵀ M [(W − Ŵ)x] = ‖Rᵀ(W − Ŵ) L‖²_F`, minimised over rank
+/// `k` by `Ŵ_k = R⁻ᵀ [Rᵀ W L]_k L⁻¹`. A LayerNorm that reads the output (after a bias and a
+/// residual) sees an error through `M = P diag(γ²) P`, `P = I − 11ᵀ/m` (the mean over channels
+/// removed, each channel scaled by its `γ`), the linearisation that `tensor-compress` uses
+/// (`CompressionOptions.normWeightedOutputs`). With it, `U_k` becomes `R⁻ᵀ U_k` (not
+/// orthonormal) and the singular values are those of `Rᵀ W L`.
+///
 /// ```swift
 /// let whitened = try WhitenedSVD(weight, metric: stats.covariance())
 /// let f = try whitened.factors(rank: 64)        // SVDFactors: u, singularValues, vt = Z_kᵀ L⁻¹
 /// whitened.outputRelativeError(rank: 64)        // √(Σ_{i>64} σ_i² / Σ σ_i²)
 /// ```
 public struct WhitenedSVD<Scalar: BLASScalar>: Sendable {
-    /// The singular values of `W L`, descending: the output energy per rank.
+    /// The singular values of `W L` (of `Rᵀ W L` with an output metric), descending: the output
+    /// energy per rank.
     public let singularValues: [Double]
     let u: Matrix<Double>
     let zTLinverse: Matrix<Double>
 
-    /// Whitens and decomposes `w` (`m × d`) for the metric `C` (`d × d`).
+    /// Whitens and decomposes `w` (`m × d`) for the metric `C` (`d × d`), and, when given, the
+    /// output metric `M` (`m × m`).
     ///
+    /// - Parameters:
+    ///   - w: The weight, `m × d`.
+    ///   - metric: The input metric `C`, damped by `damping`.
+    ///   - outputMetric: The output metric `M`, damped by `damping` the same way (a centred
+    ///     metric such as a LayerNorm's is singular), or `nil` for the identity.
+    ///   - damping: ``OutputAwareOptions/damping``.
     /// - Throws: ``DecompositionError`` for non-finite values or a metric of the wrong size,
     ///   `LinearAlgebraError` (from `TensorModule`) if LAPACK fails.
-    public init(_ w: Matrix<Scalar>, metric: Matrix<Double>, damping: Double = OutputAwareOptions().damping) throws {
+    public init(_ w: Matrix<Scalar>, metric: Matrix<Double>, outputMetric: Matrix<Double>? = nil,
+                damping: Double = OutputAwareOptions().damping) throws {
         try Tensor(w).validateForDecomposition("WhitenedSVD")
-        let d = w.columns
-        let c = try dampedMetric(metric, dimension: d, damping: damping, operation: "WhitenedSVD")
+        let (l, lInverse) = try Self.roots(of: metric, dimension: w.columns, damping: damping, side: "input")
+        var target = doubleMatrix(w).matmul(l)
+        var rInverseT: Matrix<Double>?
+        if let outputMetric {
+            let (r, rInverse) = try Self.roots(of: outputMetric, dimension: w.rows, damping: damping, side: "output")
+            target = r.transposed().matmul(target)
+            rInverseT = rInverse.transposed()
+        }
+        let f = try svd(target)
+        singularValues = f.singularValues
+        u = rInverseT.map { $0.matmul(f.u) } ?? f.u
+        zTLinverse = f.vt.matmul(lInverse)
+    }
+
+    /// `L = V Λ^{1/2}` and `L⁻¹ = Λ^{-1/2} Vᵀ` of a metric, damped and checked, with `L Lᵀ = C`.
+    private static func roots(of metric: Matrix<Double>, dimension d: Int, damping: Double, side: String) throws -> (Matrix<Double>, Matrix<Double>) {
+        let operation = side == "input" ? "WhitenedSVD" : "WhitenedSVD (output metric)"
+        let c = try dampedMetric(metric, dimension: d, damping: damping, operation: operation)
         let (values, vectors) = try c.symmetricEigen()
-        try checkSemidefinite(values, operation: "WhitenedSVD")
+        try checkSemidefinite(values, operation: operation)
         let roots = values.map { Swift.max($0, 0).squareRoot() }
         let smallest = (roots.max() ?? 1) * 1e-12
-        let l = vectors.scalingColumns(by: roots)                                       // V Λ^{1/2}
-        let lInverse = vectors.scalingColumns(by: roots.map { 1 / Swift.max($0, smallest) }).transposed()   // Λ^{-1/2} Vᵀ
-        let wd = Matrix<Double>(uncheckedRows: w.rows, columns: d, scalars: ContiguousArray(w.scalars.lazy.map { Double($0) }))
-        let f = try svd(wd.matmul(l))
-        singularValues = f.singularValues
-        u = f.u
-        zTLinverse = f.vt.matmul(lInverse)
+        return (vectors.scalingColumns(by: roots), vectors.scalingColumns(by: roots.map { 1 / Swift.max($0, smallest) }).transposed())
     }
 
     /// The rank-`k` factors `U_k`, `Σ_k`, `Z_kᵀ L⁻¹` in `Scalar`.
@@ -118,7 +145,8 @@ public struct WhitenedSVD<Scalar: BLASScalar>: Sendable {
                               vt: Matrix(uncheckedRows: k, columns: vk.columns, scalars: ContiguousArray(vk.scalars.lazy.map { Scalar($0) })))
     }
 
-    /// `‖(W − Ŵ_k) L‖ / ‖W L‖ = √(Σ_{i>k} σ_i² / Σ σ_i²)`.
+    /// `‖(W − Ŵ_k) L‖ / ‖W L‖ = √(Σ_{i>k} σ_i² / Σ σ_i²)` (with an output metric,
+    /// `‖Rᵀ(W − Ŵ_k) L‖ / ‖Rᵀ W L‖`).
     public func outputRelativeError(rank k: Int) -> Double {
         let total = singularValues.reduce(0) { $0 + $1 * $1 }
         guard total > 0 else { return 0 }

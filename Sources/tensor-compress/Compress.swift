@@ -52,6 +52,8 @@ struct Compress: ParsableCommand {
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
     @Option(help: "Data-aware: δ in the input metric C + δ·tr(C)/d·I, relative to its mean eigenvalue (larger trusts the calibration data less).")
     var damping: Double?
+    @Flag(help: "Data-aware: do not weight the output error of a Gemm or MatMul that a LayerNorm reads by the norm's scale (the default does; see the report's reasons).")
+    var noNormWeighting = false
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
@@ -93,6 +95,9 @@ struct Compress: ParsableCommand {
             throw ValidationError("--uncalibrated \(uncalibrated.rawValue) applies to data-aware compression: give --statistics (the layers they do not name are the uncalibrated ones)")
         }
         if let damping, !(damping.isFinite && damping >= 0) { throw ValidationError("--damping \(damping) must be finite and at least 0") }
+        if noNormWeighting && statistics == nil {
+            throw ValidationError("--no-norm-weighting applies to data-aware compression: give --statistics (without them no output error is weighted)")
+        }
         if damping != nil && statistics == nil {
             throw ValidationError("--damping applies to data-aware compression: give --statistics (without them there is no input metric to damp)")
         }
@@ -109,6 +114,7 @@ struct Compress: ParsableCommand {
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
         if let damping { options.dataAware.decomposition.damping = damping }
+        options.normWeightedOutputs = !noNormWeighting
         options.exactSVD = exact
         options.simplify = simplify
         options.dataFree = dataFree

@@ -68,6 +68,77 @@ struct OutputAwareTests {
         try checkWhitenedSVD(Double.self)
     }
 
+    /// `tr(M Δ C Δᵀ)`: the output error weighted by `M`, on inputs of metric `C`.
+    func twoSidedError<S: BLASScalar>(_ w: Matrix<S>, _ approximation: Matrix<S>, _ c: Matrix<Double>, _ m: Matrix<Double>) -> Double {
+        let delta = Matrix<Double>(uncheckedRows: w.rows, columns: w.columns, scalars: ContiguousArray(zip(w.scalars, approximation.scalars).map { Double($0) - Double($1) }))
+        return zip(m.matmul(delta).matmul(c).scalars, delta.scalars).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+
+    func checkTwoSided<S: BLASScalar>(_: S.Type) throws {
+        let (m, d) = (6, 7)
+        let w = Matrix<S>.randomNormal(rows: m, columns: d, seed: 41)
+        let c = correlatedMetric(dimension: d, seed: 42), output = correlatedMetric(dimension: m, seed: 43)
+        let twoSided = try WhitenedSVD(w, metric: c, outputMetric: output, damping: 0)
+        let oneSided = try WhitenedSVD(w, metric: c, damping: 0)
+        let energy = twoSidedError(w, .zeros(rows: m, columns: d), c, output)
+        let tolerance = S.self == Float.self ? 1e-5 : 1e-10
+        for k in 1...5 {
+            let f = try twoSided.factors(rank: k)
+            let error = twoSidedError(w, f.u.scalingColumns(by: f.singularValues).matmul(f.vt), c, output)
+            // The closed form: the discarded energy of Rᵀ W L.
+            let tail = twoSided.singularValues.dropFirst(k).reduce(0) { $0 + $1 * $1 }
+            #expect(abs(error - tail) <= tolerance * energy, "rank \(k): \(error) vs Σ_{i>k} σ_i² = \(tail)")
+            #expect(abs(twoSided.outputRelativeError(rank: k) - (tail / energy).squareRoot()) <= 1e-9)
+            // The one-sided factors, optimal for the identity, are no better in the output metric,
+            // and strictly worse for a metric this far from the identity.
+            let g = try oneSided.factors(rank: k)
+            let oneSidedError = twoSidedError(w, g.u.scalingColumns(by: g.singularValues).matmul(g.vt), c, output)
+            #expect(error <= oneSidedError + tolerance * energy)
+            if k < 5 { #expect(error < oneSidedError * (1 - 1e-3), "rank \(k): \(error) against one-sided \(oneSidedError)") }
+        }
+        // The identity as output metric is the one-sided decomposition.
+        let identity = try WhitenedSVD(w, metric: c, outputMetric: .identity(m), damping: 0)
+        for (a, b) in zip(identity.singularValues, oneSided.singularValues) { #expect(abs(a - b) <= 1e-9 * oneSided.singularValues[0]) }
+        #expect(throws: DecompositionError.self) { try WhitenedSVD(w, metric: c, outputMetric: .identity(m + 1)) }
+        var infinite = Matrix<Double>.identity(m)
+        infinite[0, 1] = .infinity
+        #expect(throws: DecompositionError.self) { try WhitenedSVD(w, metric: c, outputMetric: infinite) }
+    }
+
+    @Test func twoSidedWhiteningMinimisesTheWeightedError() throws {
+        try checkTwoSided(Float.self)
+        try checkTwoSided(Double.self)
+    }
+
+    /// A LayerNorm's centred metric `P diag(γ²) P` is singular (the mean over features is
+    /// removed): the default damping gives finite factors whose error, seen through the norm, is
+    /// the closed form's, while the error's mean over features is free.
+    func checkCentredOutputMetric<S: BLASScalar>(_: S.Type) throws {
+        let (m, d) = (8, 9)
+        let w = Matrix<S>.randomNormal(rows: m, columns: d, seed: 51)
+        let c = correlatedMetric(dimension: d, seed: 52)
+        let gamma = (0..<m).map { 0.2 + Double($0 % 3) }
+        var p = Matrix<Double>.identity(m)
+        for i in 0..<m { for j in 0..<m { p[i, j] -= 1 / Double(m) } }
+        let norm = p.scalingColumns(by: gamma.map { $0 * $0 }).matmul(p)
+        let whitened = try WhitenedSVD(w, metric: c, outputMetric: norm)
+        let energy = twoSidedError(w, .zeros(rows: m, columns: d), c, norm)
+        for k in [1, 3, 6] {
+            let f = try whitened.factors(rank: k)
+            #expect(f.u.scalars.allSatisfy(\.isFinite) && f.vt.scalars.allSatisfy(\.isFinite))
+            let error = twoSidedError(w, f.u.scalingColumns(by: f.singularValues).matmul(f.vt), c, norm)
+            let tail = whitened.singularValues.dropFirst(k).reduce(0) { $0 + $1 * $1 }
+            #expect(abs(error - tail) <= 1e-4 * energy, "rank \(k): \(error) vs \(tail)")
+            let plain = try WhitenedSVD(w, metric: c).factors(rank: k)
+            #expect(error <= twoSidedError(w, plain.u.scalingColumns(by: plain.singularValues).matmul(plain.vt), c, norm) + 1e-4 * energy)
+        }
+    }
+
+    @Test func centredOutputMetricGivesFiniteOptimalFactors() throws {
+        try checkCentredOutputMetric(Float.self)
+        try checkCentredOutputMetric(Double.self)
+    }
+
     @Test func singularMetricsGiveFiniteFactors() throws {
         // Inputs confined to a 2-dimensional subspace of 6 (plus an all-zero metric).
         let basis = Matrix<Double>.randomNormal(rows: 2, columns: 6, seed: 8)

@@ -71,6 +71,36 @@ extension ModelCompressor {
             }
             return found
         }
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        /// The LayerNorm over the last axis that alone reads `value` (a linear layer's output of
+        /// `features` features), after at most two `Add`s (a bias, a residual) that nothing else
+        /// reads: `LayerNormalization`, or onnxruntime's fused `SkipLayerNormalization`.
+        func followingNorm(_ value: String, features: Int) -> GraphLayer.Site.FollowingNorm? {
+            var value = value
+            for _ in 0...2 {
+                guard !graphOutputs.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
+                let reader = nodes[readers[0]]
+                let scaleIndex: Int
+                switch (reader.opType, reader.isStandard || reader.domain == "com.microsoft") {
+                case ("Add", true) where reader.outputs.count == 1:
+                    value = reader.outputs[0]
+                    continue
+                case ("LayerNormalization", true) where reader.inputs.first == value
+                    && [-1, (shapes.shapes[value]?.count ?? 0) - 1].contains(reader.int("axis") ?? -1):
+                    scaleIndex = 1
+                case ("SkipLayerNormalization", true) where reader.inputs.prefix(2).contains(value):
+                    scaleIndex = 2
+                default:
+                    return nil
+                }
+                guard reader.inputs.count > scaleIndex, let gamma = constants[reader.inputs[scaleIndex]], gamma.tensor.shape == [features],
+                      gamma.tensor.dataType.isFloatingPoint, let scale = try? gamma.tensor.tensor(as: Double.self).scalars,
+                      scale.allSatisfy(\.isFinite) else { return nil }
+                let index = readers[0]
+                return .init(node: label + (reader.name.isEmpty ? "\(reader.opType)_\(index)" : reader.name), scale: Array(scale))
+            }
+            return nil
+        }
         for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
             let name = label + (node.name.isEmpty ? "\(node.opType)_\(index)" : node.name)
             var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType)
@@ -412,6 +442,11 @@ extension ModelCompressor {
             guard passesFilters(name) else {
                 refuse(.filtered)
                 continue
+            }
+            if options.normWeightedOutputs, case .gemm = site.kind {
+                site.followingNorm = followingNorm(site.output, features: shape[(node.int("transB") ?? 0) == 1 ? 0 : 1])
+            } else if options.normWeightedOutputs, case .matmul = site.kind {
+                site.followingNorm = followingNorm(site.output, features: shape[1])
             }
             layer.site = site
             layer.refusal = nil

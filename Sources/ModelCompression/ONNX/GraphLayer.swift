@@ -119,6 +119,18 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// same channel factors, costed at ``Proxy/positions`` and written back as nodes of the
         /// original's kind.
         var proxy: Proxy?
+        /// The LayerNorm that alone reads a `Gemm`'s or `MatMul`'s output (through a bias and a
+        /// residual `Add`), when its scale is a constant over the output's features.
+        var followingNorm: FollowingNorm?
+
+        /// A LayerNorm over a linear layer's output features: it removes the error's mean over
+        /// the features and scales each feature by `γ`, so the data-aware SVD weights the output
+        /// error by `P diag(γ²) P` (``ModelCompressor/normMetric(_:)``).
+        struct FollowingNorm: Sendable, Equatable {
+            /// The normalisation node's name (its operator and index when it has none).
+            var node: String
+            var scale: [Double]
+        }
 
         /// What a layer decomposed through a 2-D stand-in needs beside it.
         ///

@@ -87,6 +87,13 @@ public struct CompressionOptions: Sendable, Equatable {
     public var statistics: CalibrationStatistics? = nil
     /// Bias correction, damping and iterations of data-aware compression.
     public var dataAware = DataAwareOptions()
+    /// Data-aware SVD of an ONNX `Gemm` or `MatMul` whose output only a LayerNorm reads (after a
+    /// bias and a residual `Add`; `LayerNormalization` over the last axis or onnxruntime's
+    /// `SkipLayerNormalization`): weight the output error by what the normalisation does with
+    /// it, `P diag(γ²) P` (its mean over the features removed, each feature scaled by the
+    /// norm's constant `γ`; two-sided whitening, `WhitenedSVD`), in the factors and in a
+    /// budget's allocation. On by default; the layer's reasons name the norm.
+    public var normWeightedOutputs = true
     /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
     /// ranks are allocated across layers to meet it with the least damage.
     public var budget: CompressionBudget? = nil

@@ -71,6 +71,22 @@ extension ModelCompressor {
         }
     }
 
+    /// `P diag(γ²) P` with `P = I − 11ᵀ/m`: the error metric of a LayerNorm's input over `m`
+    /// features, linearised (the per-token division by the standard deviation left out).
+    static func normMetric(_ gamma: [Double]) -> Matrix<Double> {
+        let m = gamma.count
+        let squares = gamma.map { $0 * $0 }
+        let mean = squares.reduce(0, +) / Double(m)
+        // (P D P)_ij = D_ij − (d_i + d_j)/m + tr(D)/m², D = diag(γ²).
+        var result = Matrix<Double>.zeros(rows: m, columns: m)
+        result.withUnsafeMutableBufferPointer { p in
+            for i in 0..<m {
+                for j in 0..<m { p[i * m + j] = (i == j ? squares[i] : 0) - (squares[i] + squares[j]) / Double(m) + mean / Double(m) }
+            }
+        }
+        return result
+    }
+
     /// A planned layer built in `Scalar` with its statistics expanded (the only place where
     /// either happens).
     ///
@@ -96,6 +112,9 @@ extension ModelCompressor {
                 if readsStatistics && !(conv.weight.shape[1] == 1 && conv.groups > 1) { expanded = try conv.expanded(statistics, corrected: corrected) }
             case let .linear(linear):
                 expanded = try linear.expanded(statistics, corrected: corrected)
+                if case let .graph(node) = planned.source, let norm = node.site?.followingNorm, norm.scale.count == linear.outFeatures {
+                    expanded?.outputMetric = (Self.normMetric(norm.scale), "the LayerNorm '\(norm.node)' that reads it (its scale, centred)")
+                }
             case .ttLinear, .ttConv2d:
                 preconditionFailure("TT layers are not compressed again")
             }

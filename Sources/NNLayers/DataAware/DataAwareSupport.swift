@@ -40,11 +40,15 @@ package struct ExpandedStatistics: Sendable {
     package var corrected: Bool
     /// The calibration count, as reasons print it (``InputStatistics/countDescription``).
     package var countDescription: String
+    /// The metric of the output error (`m × m`) that a linear layer's SVD route weights it by, and
+    /// where it comes from (for the reasons); `nil`: the plain output error.
+    package var outputMetric: (matrix: Matrix<Double>, source: String)? = nil
 
     /// The storage the expanded matrices hold, in bytes (a metric without correction shares the
     /// second moment's).
     package var byteCount: Int {
         groups.reduce(0) { $0 + ($1.gram.rows * $1.gram.columns * (corrected ? 2 : 1) + $1.mean.count) * MemoryLayout<Double>.size }
+            + (outputMetric.map { $0.matrix.rows * $0.matrix.columns } ?? 0) * MemoryLayout<Double>.size
     }
 }
 

@@ -18,10 +18,22 @@ extension Linear {
     /// svd.outputRelativeError          // on the calibration inputs
     /// ```
     ///
+    /// - Parameters:
+    ///   - method: The decomposition and its rank.
+    ///   - statistics: The calibration statistics of this layer's input.
+    ///   - outputMetric: For the SVD route, an `outFeatures × outFeatures` metric `M` of the output
+    ///     error, `E[eᵀ M e]` minimised instead of `E‖e‖²` (`WhitenedSVD`'s two-sided
+    ///     whitening): what the layers after this one do with its error, such as a LayerNorm's
+    ///     `P diag(γ²) P`. The reported ``CompressedLayer/outputRelativeError`` stays the plain one.
+    ///     The TT route ignores it.
+    ///   - options: Bias correction, damping.
     /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size, and the
-    ///   decompositions' errors.
-    public func compressed(by method: LinearDecomposition, statistics: InputStatistics, options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
-        try compressed(by: method, expanded: try expanded(statistics, corrected: options.biasCorrection), options: options)
+    ///   decompositions' errors (a metric of the wrong size among them).
+    public func compressed(by method: LinearDecomposition, statistics: InputStatistics, outputMetric: Matrix<Double>? = nil,
+                           options: DataAwareOptions = DataAwareOptions()) throws -> CompressedLayer<Scalar> {
+        var expanded = try expanded(statistics, corrected: options.biasCorrection)
+        expanded.outputMetric = outputMetric.map { ($0, "the given output metric") }
+        return try compressed(by: method, expanded: expanded, options: options)
     }
 
     /// The statistics of this layer's input vectors with their metric: the covariance when
@@ -44,7 +56,7 @@ extension Linear {
         var accumulator = OutputErrorAccumulator()
         switch method {
         case let .svd(selection):
-            let whitened = try WhitenedSVD(weight, metric: stats.metric, damping: options.decomposition.damping)
+            let whitened = try WhitenedSVD(weight, metric: stats.metric, outputMetric: statistics.outputMetric?.matrix, damping: options.decomposition.damping)
             let choice: RankChoice
             switch selection {
             case let .flopBudget(fraction):
@@ -63,7 +75,8 @@ extension Linear {
             ])
             var result = CompressedLayer(original: .linear(self), stack: stack, method: .svd, ranks: choice.ranks,
                                          kernelRelativeError: Double(try f.relativeError(to: Tensor(weight))),
-                                         reasons: choice.reasons + ["whitened SVD on \(statistics.countDescription) calibration inputs"])
+                                         reasons: choice.reasons + ["whitened SVD on \(statistics.countDescription) calibration inputs"
+                                                                    + (statistics.outputMetric.map { ", output error weighted by \($0.source)" } ?? "")])
             result.outputRelativeError = accumulator.relative
             return result
         case let .tensorTrain(outputModes, inputModes, maxRank, tolerance):
