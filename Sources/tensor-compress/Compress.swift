@@ -54,6 +54,8 @@ struct Compress: ParsableCommand {
     var damping: Double?
     @Flag(help: "Data-aware: do not weight the output error of a Gemm or MatMul that a LayerNorm reads by the norm's scale (the default does; see the report's reasons).")
     var noNormWeighting = false
+    @Flag(help: "Data-aware: weight the output error of a query or key projection by the attention logits it forms with its partner, from the partner's statistics (off by default: it lowered MiniLM's cosine; see Performance.md).")
+    var attentionWeighting = false
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
@@ -95,8 +97,8 @@ struct Compress: ParsableCommand {
             throw ValidationError("--uncalibrated \(uncalibrated.rawValue) applies to data-aware compression: give --statistics (the layers they do not name are the uncalibrated ones)")
         }
         if let damping, !(damping.isFinite && damping >= 0) { throw ValidationError("--damping \(damping) must be finite and at least 0") }
-        if noNormWeighting && statistics == nil {
-            throw ValidationError("--no-norm-weighting applies to data-aware compression: give --statistics (without them no output error is weighted)")
+        for (flag, given) in [("--no-norm-weighting", noNormWeighting), ("--attention-weighting", attentionWeighting)] where given && statistics == nil {
+            throw ValidationError("\(flag) applies to data-aware compression: give --statistics (without them no output error is weighted)")
         }
         if damping != nil && statistics == nil {
             throw ValidationError("--damping applies to data-aware compression: give --statistics (without them there is no input metric to damp)")
@@ -114,7 +116,7 @@ struct Compress: ParsableCommand {
         (options.budget, options.allocation) = (budget, allocation)
         options.dataAware.biasCorrection = !noBiasCorrection
         if let damping { options.dataAware.decomposition.damping = damping }
-        options.normWeightedOutputs = !noNormWeighting
+        (options.normWeightedOutputs, options.attentionWeightedOutputs) = (!noNormWeighting, attentionWeighting)
         options.exactSVD = exact
         options.simplify = simplify
         options.dataFree = dataFree

@@ -101,6 +101,73 @@ extension ModelCompressor {
             }
             return nil
         }
+        let producers = graph.producers()
+        /// Whether `value` is a constant with one element.
+        func isScalar(_ value: String) -> Bool { constants[value].map { (try? $0.tensor.elementCount()) == 1 } ?? false }
+        /// The chain from a linear layer's output of `features` features into attention: a bias
+        /// `Add`, scalar `Mul`/`Div`s, a `Reshape` by a constant shape `[…, H, D]` (`H·D =
+        /// features`) and a `Transpose` of the 4-D result, each the value's only reader. Returns
+        /// the transposed value, the permutation, `H` and the bias's name.
+        func headSplit(from value: String, features: Int) -> (value: String, perm: [Int], heads: Int, bias: String?)? {
+            var (value, bias, heads) = (value, String?.none, 0)
+            while true {
+                guard !graphOutputs.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
+                let reader = nodes[readers[0]]
+                guard reader.isStandard, reader.outputs.count == 1, reader.inputs.count >= 2 || reader.opType == "Transpose" else { return nil }
+                let other = reader.inputs.first { $0 != value } ?? ""
+                switch reader.opType {
+                case "Add" where bias == nil && heads == 0 && constants[other].map({ $0.tensor.shape == [features] }) == true:
+                    bias = other
+                case "Mul" where isScalar(other), "Div" where reader.inputs[1] == other && isScalar(other):
+                    break
+                case "Reshape" where heads == 0 && reader.inputs[0] == value:
+                    guard let shape = constants[reader.inputs[1]].flatMap({ try? $0.tensor.integers() }), shape.count == 4,
+                          shape[2] > 0, shape[3] > 0, shape[2] * shape[3] == features else { return nil }
+                    heads = shape[2]
+                case "Transpose" where heads > 0:
+                    guard let perm = reader.ints("perm"), perm.count == 4 else { return nil }
+                    return (reader.outputs[0], perm, heads, bias)
+                default:
+                    return nil
+                }
+                value = reader.outputs[0]
+            }
+        }
+        /// The same chain backwards from `value` to a `MatMul` by a constant 2-D weight of
+        /// `features` outputs: that node's index and its bias's name.
+        func headSplitSource(of value: String, features: Int) -> (node: Int, perm: [Int], heads: Int, bias: String?)? {
+            let start = value
+            var value = value
+            for _ in 0..<6 {
+                guard let k = producers[value] else { return nil }
+                let node = nodes[k]
+                if node.opType == "MatMul", node.isStandard, node.inputs.count == 2, let w = constants[node.inputs[1]], w.tensor.shape.count == 2,
+                   w.tensor.shape[1] == features, w.tensor.dataType.isFloatingPoint {
+                    guard let split = headSplit(from: node.outputs[0], features: features), split.value == start else { return nil }
+                    return (k, split.perm, split.heads, split.bias)
+                }
+                guard node.isStandard, ["Add", "Mul", "Div", "Reshape", "Transpose"].contains(node.opType), let first = node.inputs.first else { return nil }
+                value = first
+            }
+            return nil
+        }
+        /// The projection that meets this one's output (`features` features) in attention logits:
+        /// both sides split into the same heads, this one's head size the contracted axis of a
+        /// `MatMul` of two computed values (`q·kᵀ` per head), the sequence axes the free ones.
+        func attentionPartner(_ value: String, features: Int) -> GraphLayer.Site.AttentionPartner? {
+            guard let split = headSplit(from: value, features: features), let readers = consumers[split.value], readers.count == 1 else { return nil }
+            let product = nodes[readers[0]]
+            guard product.isStandard, product.opType == "MatMul", product.inputs.count == 2, product.inputs[0] != product.inputs[1],
+                  let side = product.inputs.firstIndex(of: split.value), constants[product.inputs[1 - side]] == nil,
+                  let partner = headSplitSource(of: product.inputs[1 - side], features: features), partner.heads == split.heads else { return nil }
+            // Axes of [N, T, H, D] after each permutation: the head axes lead and agree, D is the
+            // query's last axis and the key's second last, T the other.
+            let (query, key) = side == 0 ? (split.perm, partner.perm) : (partner.perm, split.perm)
+            guard query.prefix(2).sorted() == [0, 2], query.prefix(2) == key.prefix(2), query.suffix(2) == [1, 3], key.suffix(2) == [3, 1] else { return nil }
+            let node = nodes[partner.node]
+            return .init(role: side == 0 ? .query : .key, node: label + (node.name.isEmpty ? "\(node.opType)_\(partner.node)" : node.name),
+                         weight: constants[node.inputs[1]]!, bias: partner.bias.flatMap { constants[$0] }, heads: split.heads)
+        }
         for (index, node) in nodes.enumerated() where node.isStandard && (ONNXGraph.layerOperators.contains(node.opType) || node.opType == "Gather") {
             let name = label + (node.name.isEmpty ? "\(node.opType)_\(index)" : node.name)
             var layer = GraphLayer(name: name, nodeIndex: index, subgraph: path, op: node.opType)
@@ -447,6 +514,9 @@ extension ModelCompressor {
                 site.followingNorm = followingNorm(site.output, features: shape[(node.int("transB") ?? 0) == 1 ? 0 : 1])
             } else if options.normWeightedOutputs, case .matmul = site.kind {
                 site.followingNorm = followingNorm(site.output, features: shape[1])
+            }
+            if options.attentionWeightedOutputs, case .matmul = site.kind {
+                site.attentionPartner = attentionPartner(site.output, features: shape[1])
             }
             layer.site = site
             layer.refusal = nil

@@ -123,6 +123,28 @@ public struct GraphLayer: Sendable, Equatable, Encodable {
         /// residual `Add`), when its scale is a constant over the output's features.
         var followingNorm: FollowingNorm?
 
+        /// The projection whose output this one's meets in attention logits (a query's key or a
+        /// key's query), when the graph shows it: the data-aware SVD then weights the output
+        /// error by what the logits see (``ModelCompressor/attentionMetric(_:statistics:)``).
+        var attentionPartner: AttentionPartner?
+
+        /// The other side of the attention logits `q·k` per head: a `MatMul` by a constant
+        /// `[in, out]` weight, its optional constant bias, and the head count of the split.
+        struct AttentionPartner: Sendable, Equatable {
+            enum Role: Sendable, Equatable {
+                /// This layer is the query; the partner is the key.
+                case query
+                /// This layer is the key; the partner is the query.
+                case key
+            }
+            var role: Role
+            /// The partner's layer name (its statistics are looked up by it).
+            var node: String
+            var weight: ONNXConstant
+            var bias: ONNXConstant?
+            var heads: Int
+        }
+
         /// A LayerNorm over a linear layer's output features: it removes the error's mean over
         /// the features and scales each feature by `γ`, so the data-aware SVD weights the output
         /// error by `P diag(γ²) P` (``ModelCompressor/normMetric(_:)``).

@@ -94,6 +94,15 @@ public struct CompressionOptions: Sendable, Equatable {
     /// norm's constant `γ`; two-sided whitening, `WhitenedSVD`), in the factors and in a
     /// budget's allocation. On by default; the layer's reasons name the norm.
     public var normWeightedOutputs = true
+    /// Data-aware SVD of an ONNX query or key projection (a `MatMul` whose output is split into
+    /// heads and meets the other's in the logits `q·kᵀ`): weight the output error by what the
+    /// logits see, per head, from the partner's calibration statistics: a query's error by the
+    /// keys' covariance (softmax ignores a shift shared by all keys), a key's by the queries'
+    /// second moment; the layer's reasons name the partner. Off by default: on all-MiniLM-L6-v2
+    /// at `macs:0.67`, calibrated on quotations and scored on docstrings, it lowered the mean
+    /// cosine from 0.891 to 0.872 (the statistics' global covariance stands in for the keys'
+    /// spread within each sentence, which is what softmax sees).
+    public var attentionWeightedOutputs = false
     /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
     /// ranks are allocated across layers to meet it with the least damage.
     public var budget: CompressionBudget? = nil

@@ -87,6 +87,39 @@ extension ModelCompressor {
         return result
     }
 
+    /// The error metric of a query (key) projection's output in the logits `q·kᵀ`, from its
+    /// partner's weight `B` (`[in, out]`, the partner computes `xB + b`) and input statistics:
+    /// per head, the covariance of the keys `Bᵀ Σ_x B` for a query (softmax ignores a shift
+    /// shared by all keys), the second moment of the queries `E[(Bᵀx + b)(Bᵀx + b)ᵀ]` for a key;
+    /// zero between heads. `nil` when the partner's weight, bias or statistics do not fit.
+    static func attentionMetric(_ partner: GraphLayer.Site.AttentionPartner, statistics: InputStatistics) throws -> Matrix<Double>? {
+        let b = try partner.weight.tensor.tensor(as: Double.self)
+        let (inputs, outputs) = (b.shape[0], b.shape[1])
+        guard statistics.dimension == inputs, statistics.groups == 1, outputs % partner.heads == 0 else { return nil }
+        let weight = Matrix(b)                                              // [in, out]
+        var metric: Matrix<Double>
+        switch partner.role {
+        case .query:
+            metric = weight.matmul(statistics.covariance().matmul(weight), transposeSelf: true)
+        case .key:
+            let bias = try partner.bias.map { try $0.tensor.tensor(as: Double.self).scalars } ?? ContiguousArray(repeating: 0, count: outputs)
+            guard bias.count == outputs else { return nil }
+            metric = weight.matmul(statistics.grams[0].matmul(weight), transposeSelf: true)
+            let projectedMean = weight.matmul(Matrix(uncheckedRows: inputs, columns: 1, scalars: ContiguousArray(statistics.means[0]))
+                                              , transposeSelf: true).scalars
+            metric.withUnsafeMutableBufferPointer { p in
+                for i in 0..<outputs {
+                    for j in 0..<outputs { p[i * outputs + j] += projectedMean[i] * bias[j] + bias[i] * projectedMean[j] + bias[i] * bias[j] }
+                }
+            }
+        }
+        let size = outputs / partner.heads
+        metric.withUnsafeMutableBufferPointer { p in
+            for i in 0..<outputs { for j in 0..<outputs where i / size != j / size { p[i * outputs + j] = 0 } }
+        }
+        return metric.scalars.allSatisfy(\.isFinite) ? metric : nil
+    }
+
     /// A planned layer built in `Scalar` with its statistics expanded (the only place where
     /// either happens).
     ///
@@ -114,6 +147,12 @@ extension ModelCompressor {
                 expanded = try linear.expanded(statistics, corrected: corrected)
                 if case let .graph(node) = planned.source, let norm = node.site?.followingNorm, norm.scale.count == linear.outFeatures {
                     expanded?.outputMetric = (Self.normMetric(norm.scale), "the LayerNorm '\(norm.node)' that reads it (its scale, centred)")
+                }
+                if case let .graph(node) = planned.source, let partner = node.site?.attentionPartner,
+                   let partnerStatistics = options.statistics?.layers[partner.node],
+                   let metric = try Self.attentionMetric(partner, statistics: partnerStatistics), metric.rows == linear.outFeatures {
+                    let what = partner.role == .query ? "the keys' covariance" : "the queries' second moment"
+                    expanded?.outputMetric = (metric, "the attention logits it forms with '\(partner.node)' (\(partner.heads) heads; \(what) per head)")
                 }
             case .ttLinear, .ttConv2d:
                 preconditionFailure("TT layers are not compressed again")
