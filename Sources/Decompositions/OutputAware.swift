@@ -24,7 +24,7 @@ func dampedMetric(_ metric: Matrix<Double>, dimension d: Int, damping: Double, o
     guard metric.rows == d, metric.columns == d else {
         throw DecompositionError.inconsistentParts(type: operation, shapes: [metric.shape], requirement: .metric(dimension: d))
     }
-    guard metric.scalars.allSatisfy(\.isFinite) else { throw DecompositionError.nonFinite(operation: "\(operation): the input metric", index: 0) }
+    guard metric.scalars.allSatisfy(\.isFinite) else { throw DecompositionError.nonFinite(operation: "\(operation): the metric", index: 0) }
     guard damping >= 0, damping.isFinite else {
         throw DecompositionError.invalidParameter(operation: operation, name: "damping", value: damping, requirement: .finiteAndNonNegative)
     }
@@ -49,7 +49,7 @@ func dampedMetric(_ metric: Matrix<Double>, dimension d: Int, damping: Double, o
 package func checkSemidefinite(_ eigenvalues: [Double], operation: String) throws {
     let largest = eigenvalues.map(abs).max() ?? 0
     if let smallest = eigenvalues.min(), smallest < -1e-9 * largest {
-        throw DecompositionError.invalidParameter(operation: operation, name: "the input metric's smallest eigenvalue", value: smallest,
+        throw DecompositionError.invalidParameter(operation: operation, name: "the metric's smallest eigenvalue", value: smallest,
                                                   requirement: .semidefinite(largestEigenvalue: largest))
     }
 }

@@ -50,7 +50,7 @@ struct Compress: ParsableCommand {
     @Option(help: "JSON object of per-layer weights of the normalised error in the greedy allocation (default: the end-to-end sensitivities in --statistics, when it has them).")
     var layerWeights: String?
     @Flag(help: "Do not correct the mean shift in the biases (data-aware compression).") var noBiasCorrection = false
-    @Option(help: "Data-aware: δ in the input metric C + δ·tr(C)/d·I, relative to its mean eigenvalue (larger trusts the calibration data less).")
+    @Option(help: "Data-aware: δ in the input metric C + δ·tr(C)/d·I, relative to its mean eigenvalue (larger trusts the calibration data less); an output metric is damped alike.")
     var damping: Double?
     @Flag(help: "Data-aware: do not weight the output error of a Gemm or MatMul that a LayerNorm reads by the norm's scale (the default does; see the report's reasons).")
     var noNormWeighting = false

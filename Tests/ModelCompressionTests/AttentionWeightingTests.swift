@@ -36,18 +36,25 @@ struct AttentionWeightingTests {
         return ONNXModel(graph: graph, opset: 17)
     }
 
-    static func rows() throws -> Matrix<Double> {
-        let z = Matrix<Double>.randomNormal(rows: 120, columns: features, seed: 75)
-        let mixing = Matrix<Double>.randomNormal(rows: features, columns: features, seed: 76)
-        return Matrix(Tensor(z.matmul(mixing)) + Tensor(repeating: 0.3, shape: [120, features]))
+    /// Each projection's calibration rows: different ones, so that a metric taken from the
+    /// layer's own statistics instead of its partner's would show.
+    static func rows(_ name: String) throws -> Matrix<Double> {
+        let seed: UInt64 = name == "q" ? 75 : 77
+        let z = Matrix<Double>.randomNormal(rows: 120, columns: features, seed: seed)
+        let mixing = Matrix<Double>.randomNormal(rows: features, columns: features, seed: seed + 1)
+        return Matrix(Tensor(z.matmul(mixing)) + Tensor(repeating: name == "q" ? 0.3 : -0.5, shape: [120, features]))
+    }
+
+    static func statistics(_ name: String) throws -> InputStatistics {
+        var statistics = InputStatistics(dimension: features)
+        try statistics.accumulate(rows: Tensor(try rows(name)))
+        return statistics
     }
 
     static func options(weighting: Bool = true) throws -> CompressionOptions {
-        var statistics = InputStatistics(dimension: features)
-        try statistics.accumulate(rows: Tensor(try rows()))
         var options = CompressionOptions()
         (options.minimumParameters, options.rank, options.attentionWeightedOutputs) = (0, rank, weighting)
-        options.statistics = CalibrationStatistics(layers: ["q": statistics, "k": statistics])
+        options.statistics = CalibrationStatistics(layers: ["q": try statistics("q"), "k": try statistics("k")])
         return options
     }
 
@@ -63,10 +70,10 @@ struct AttentionWeightingTests {
         let key = try #require(layers.first { $0.name == "k" }?.site?.attentionPartner)
         #expect(query.role == .query && query.node == "k" && query.heads == Self.heads)
         #expect(key.role == .key && key.node == "q" && key.heads == Self.heads)
-        let statistics = try #require(try Self.options().statistics?.layers["q"])
-        let x = try Self.rows()
-        let n = Double(x.rows), head = Self.features / Self.heads
+        let head = Self.features / Self.heads
         for (partner, name, centred) in [(query, "k", true), (key, "q", false)] {
+            let x = try Self.rows(name), statistics = try Self.statistics(name)
+            let n = Double(x.rows)
             // The partner's outputs on the calibration rows, centred for a query's metric.
             var y = x.matmul(try Self.weight(model, "W" + name))
             let bias = try #require(model.graph.initializers.first { $0.name == "b" + name }).tensor(as: Double.self).scalars
@@ -76,7 +83,7 @@ struct AttentionWeightingTests {
                 y = Matrix(uncheckedRows: y.rows, columns: y.columns, scalars: ContiguousArray(y.scalars.indices.map { y.scalars[$0] - means[$0 % Self.features] }))
             }
             let moment = y.matmul(y, transposeSelf: true)
-            let metric = try #require(try ModelCompressor.attentionMetric(partner, statistics: statistics))
+            let metric = try #require(ModelCompressor.attentionMetric(partner, statistics: statistics))
             for i in 0..<Self.features {
                 for j in 0..<Self.features {
                     let expected = i / head == j / head ? moment[i, j] / n : 0
@@ -89,8 +96,6 @@ struct AttentionWeightingTests {
     @Test func factorsMinimiseTheLogitError() throws {
         let model = try Self.model()
         let result = try ModelCompressor(options: try Self.options()).compress(onnx: model)
-        let statistics = try #require(try Self.options().statistics?.layers["q"])
-        let covariance = statistics.covariance()
         let layers = try ModelCompressor(options: try Self.options()).layers(in: model)
         for name in ["q", "k"] {
             let reasons = try #require(result.layers.first { $0.name == name }).reasons
@@ -102,7 +107,8 @@ struct AttentionWeightingTests {
             let approximation = try Self.weight(result.model, first.inputs[1]).matmul(try Self.weight(result.model, second.inputs[1]))
             let w = try Self.weight(model, "W" + name)
             let partner = try #require(layers.first { $0.name == name }?.site?.attentionPartner)
-            let metric = try #require(try ModelCompressor.attentionMetric(partner, statistics: statistics))
+            let covariance = try Self.statistics(name).covariance()
+            let metric = try #require(ModelCompressor.attentionMetric(partner, statistics: try Self.statistics(name == "q" ? "k" : "q")))
             let delta = (w - approximation).transposed()
             let error = zip(metric.matmul(delta).matmul(covariance).scalars, delta.scalars).reduce(0) { $0 + $1.0 * $1.1 }
             let whitened = try WhitenedSVD(w.transposed(), metric: covariance, outputMetric: metric)

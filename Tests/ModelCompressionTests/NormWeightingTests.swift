@@ -93,6 +93,27 @@ struct NormWeightingTests {
         #expect(error < 0.99 * plainError, "weighted \(error) against unweighted \(plainError)")
     }
 
+    /// A budget ranks the layer by the error the norm sees: its rank options' errors are the
+    /// two-sided whitened SVD's tails.
+    @Test func theBudgetRanksWithTheSameMetric() throws {
+        var options = CompressionOptions()
+        options.minimumParameters = 0
+        options.statistics = CalibrationStatistics(layers: ["fc": try Self.statistics()])
+        options.budget = .macs(0.5)
+        options.rankMultiple = 1
+        let compressor = try ModelCompressor(options: options)
+        let planned = try #require(try compressor.plan(onnx: try Self.model(.double)).layers.first { $0.name == "fc" })
+        let rankOptions = try compressor.rankOptions(try compressor.prepared(planned, as: Double.self))
+        let wT = Matrix(try Self.model(.double).graph.initializers[0].tensor(as: Double.self))
+        let whitened = try WhitenedSVD(wT.transposed(), metric: try Self.statistics().covariance(), outputMetric: ModelCompressor.normMetric(Self.gamma))
+        let total = whitened.singularValues.reduce(0) { $0 + $1 * $1 }
+        #expect(!rankOptions.isEmpty)
+        for option in rankOptions {
+            let tail = whitened.singularValues.dropFirst(option.ranks[0]).reduce(0) { $0 + $1 * $1 } / total
+            #expect(abs(option.error - tail) <= 1e-9, "rank \(option.ranks[0]): \(option.error) against \(tail)")
+        }
+    }
+
     @Test func theNormMetricIsCentredAndScaled() {
         let m = ModelCompressor.normMetric(Self.gamma)
         let n = Self.gamma.count
@@ -102,6 +123,61 @@ struct NormWeightingTests {
         for i in 0..<n {
             let expected = Self.gamma[i] * Self.gamma[i] * (1 - 2 / Double(n)) + Self.gamma.reduce(0) { $0 + $1 * $1 } / Double(n * n)
             #expect(abs(m[i, i] - expected) <= 1e-12)
+        }
+    }
+
+    /// The other forms: a `Gemm` with `transB` (`B` `[out, in]`), onnxruntime's fused
+    /// `SkipLayerNormalization` (its fourth output, the sum, read when `sumRead`), and a second
+    /// reader of the biased value.
+    enum Form { case gemm, skipNorm(sumRead: Bool), secondReader }
+
+    static func model(_ form: Form) throws -> ONNXModel {
+        let w = Tensor<Double>.randomNormal(shape: [inputs, outputs], seed: 61)
+        var nodes: [ONNXNode], extraOutputs: [String] = []
+        switch form {
+        case .gemm:
+            nodes = [ONNXNode(opType: "Gemm", name: "fc", inputs: ["x", "Wt", "b"], outputs: ["hb"], attributes: [("transB", .int(1))])]
+        case .skipNorm, .secondReader:
+            nodes = [ONNXNode(opType: "MatMul", name: "fc", inputs: ["x", "W"], outputs: ["h"]),
+                     ONNXNode(opType: "Add", name: "bias", inputs: ["h", "b"], outputs: ["hb"])]
+        }
+        switch form {
+        case let .skipNorm(sumRead):
+            nodes.append(ONNXNode(opType: "SkipLayerNormalization", name: "ln", inputs: ["r", "hb", "gamma", "beta"],
+                                  outputs: sumRead ? ["y", "", "", "sum"] : ["y"], domain: "com.microsoft"))
+            if sumRead { extraOutputs = ["sum"] }
+        case .gemm, .secondReader:
+            nodes += [ONNXNode(opType: "Add", name: "residual", inputs: ["r", "hb"], outputs: ["sum"]),
+                      ONNXNode(opType: "LayerNormalization", name: "ln", inputs: ["sum", "gamma", "beta"], outputs: ["y"])]
+            if case .secondReader = form {
+                nodes.append(ONNXNode(opType: "Relu", name: "other", inputs: ["hb"], outputs: ["z"]))
+                extraOutputs = ["z"]
+            }
+        }
+        let graph = ONNXGraph(name: "g", nodes: nodes,
+                              initializers: [try ONNXTensor(name: "W", w, dataType: .float), try ONNXTensor(name: "Wt", try w.transposed(permutation: [1, 0]), dataType: .float),
+                                             try ONNXTensor(name: "b", Tensor<Double>.randomNormal(shape: [outputs], seed: 62), dataType: .float),
+                                             try ONNXTensor(name: "gamma", try Tensor(shape: [outputs], scalars: gamma), dataType: .float),
+                                             try ONNXTensor(name: "beta", Tensor(repeating: 0.3, shape: [outputs]), dataType: .float)],
+                              inputs: [ONNXValueInfo(name: "x", elementType: .float, shape: [.value(4), .value(inputs)]),
+                                       ONNXValueInfo(name: "r", elementType: .float, shape: [.value(4), .value(outputs)])],
+                              outputs: (["y"] + extraOutputs).map { ONNXValueInfo(name: $0, elementType: .float, shape: nil) })
+        return ONNXModel(graph: graph, opset: 17)
+    }
+
+    @Test("a Gemm with transB and a fused SkipLayerNormalization are weighted; a read sum or a second reader is not")
+    func otherForms() throws {
+        let options = {
+            var options = CompressionOptions()
+            (options.minimumParameters, options.rank) = (0, Self.rank)
+            options.statistics = CalibrationStatistics(layers: ["fc": try Self.statistics()])
+            return options
+        }
+        for (form, weighted) in [(Form.gemm, true), (.skipNorm(sumRead: false), true), (.skipNorm(sumRead: true), false), (.secondReader, false)] {
+            let layers = try ModelCompressor(options: try options()).layers(in: try Self.model(form))
+            let norm = try #require(layers.first { $0.name == "fc" }?.site).followingNorm
+            #expect((norm != nil) == weighted, "\(form)")
+            if let norm { #expect(norm.node == "ln" && norm.scale == Self.gamma.map { Double(Float($0)) }) }
         }
     }
 

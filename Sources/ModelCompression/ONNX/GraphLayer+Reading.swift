@@ -71,7 +71,9 @@ extension ModelCompressor {
             }
             return found
         }
-        let graphOutputs = Set(graph.outputs.map(\.name))
+        // Values that a subgraph of this graph reads through the outer scope (or names as one of its
+        // outputs) have readers that `consumers` does not count: never a sole reader's.
+        let graphOutputs = Set(graph.outputs.map(\.name)).union(graph.subgraphs().flatMap { $0.graph.nodes.flatMap(\.inputs) + $0.graph.outputs.map(\.name) })
         /// The LayerNorm over the last axis that alone reads `value` (a linear layer's output of
         /// `features` features), after at most two `Add`s (a bias, a residual) that nothing else
         /// reads: `LayerNormalization`, or onnxruntime's fused `SkipLayerNormalization`.
@@ -88,7 +90,9 @@ extension ModelCompressor {
                 case ("LayerNormalization", true) where reader.inputs.first == value
                     && [-1, (shapes.shapes[value]?.count ?? 0) - 1].contains(reader.int("axis") ?? -1):
                     scaleIndex = 1
-                case ("SkipLayerNormalization", true) where reader.inputs.prefix(2).contains(value):
+                // Its fourth output, the sum before the norm, carries the error on unnormalised.
+                case ("SkipLayerNormalization", true) where reader.inputs.prefix(2).contains(value)
+                    && (reader.outputs.count < 4 || reader.outputs[3].isEmpty || (consumers[reader.outputs[3]] == nil && !graphOutputs.contains(reader.outputs[3]))):
                     scaleIndex = 2
                 default:
                     return nil
@@ -109,20 +113,22 @@ extension ModelCompressor {
         /// features`) and a `Transpose` of the 4-D result, each the value's only reader. Returns
         /// the transposed value, the permutation, `H` and the bias's name.
         func headSplit(from value: String, features: Int) -> (value: String, perm: [Int], heads: Int, bias: String?)? {
-            var (value, bias, heads) = (value, String?.none, 0)
+            var (value, bias, heads, scaled) = (value, String?.none, 0, false)
             while true {
                 guard !graphOutputs.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
                 let reader = nodes[readers[0]]
                 guard reader.isStandard, reader.outputs.count == 1, reader.inputs.count >= 2 || reader.opType == "Transpose" else { return nil }
                 let other = reader.inputs.first { $0 != value } ?? ""
                 switch reader.opType {
-                case "Add" where bias == nil && heads == 0 && constants[other].map({ $0.tensor.shape == [features] }) == true:
+                // A scale after the bias scales the whole projection (no matter to a metric); one
+                // before it would not, so the bias comes first.
+                case "Add" where bias == nil && heads == 0 && !scaled && constants[other].map({ $0.tensor.shape == [features] }) == true:
                     bias = other
                 case "Mul" where isScalar(other), "Div" where reader.inputs[1] == other && isScalar(other):
-                    break
+                    scaled = true
                 case "Reshape" where heads == 0 && reader.inputs[0] == value:
                     guard let shape = constants[reader.inputs[1]].flatMap({ try? $0.tensor.integers() }), shape.count == 4,
-                          shape[2] > 0, shape[3] > 0, shape[2] * shape[3] == features else { return nil }
+                          shape[2] > 0, shape[3] > 0, shape[2].multipliedReportingOverflow(by: shape[3]) == (features, false) else { return nil }
                     heads = shape[2]
                 case "Transpose" where heads > 0:
                     guard let perm = reader.ints("perm"), perm.count == 4 else { return nil }

@@ -91,19 +91,21 @@ extension ModelCompressor {
     /// partner's weight `B` (`[in, out]`, the partner computes `xB + b`) and input statistics:
     /// per head, the covariance of the keys `Bᵀ Σ_x B` for a query (softmax ignores a shift
     /// shared by all keys), the second moment of the queries `E[(Bᵀx + b)(Bᵀx + b)ᵀ]` for a key;
-    /// zero between heads. `nil` when the partner's weight, bias or statistics do not fit.
-    static func attentionMetric(_ partner: GraphLayer.Site.AttentionPartner, statistics: InputStatistics) throws -> Matrix<Double>? {
-        let b = try partner.weight.tensor.tensor(as: Double.self)
+    /// zero between heads. `nil` when the partner's weight, bias or statistics do not fit or
+    /// cannot be read (the layer is then compressed with the plain output error).
+    static func attentionMetric(_ partner: GraphLayer.Site.AttentionPartner, statistics: InputStatistics) -> Matrix<Double>? {
+        guard (try? partner.weight.tensor.checkData()) != nil, partner.bias.map({ (try? $0.tensor.checkData()) != nil && $0.tensor.dataType.isFloatingPoint }) ?? true,
+              let b = try? partner.weight.tensor.tensor(as: Double.self), b.shape.count == 2, b.scalars.allSatisfy(\.isFinite) else { return nil }
         let (inputs, outputs) = (b.shape[0], b.shape[1])
-        guard statistics.dimension == inputs, statistics.groups == 1, outputs % partner.heads == 0 else { return nil }
+        guard statistics.dimension == inputs, statistics.groups == 1, partner.heads > 0, outputs % partner.heads == 0 else { return nil }
         let weight = Matrix(b)                                              // [in, out]
         var metric: Matrix<Double>
         switch partner.role {
         case .query:
             metric = weight.matmul(statistics.covariance().matmul(weight), transposeSelf: true)
         case .key:
-            let bias = try partner.bias.map { try $0.tensor.tensor(as: Double.self).scalars } ?? ContiguousArray(repeating: 0, count: outputs)
-            guard bias.count == outputs else { return nil }
+            guard let bias = partner.bias.map({ try? $0.tensor.tensor(as: Double.self).scalars }) ?? ContiguousArray(repeating: 0, count: outputs),
+                  bias.count == outputs, bias.allSatisfy(\.isFinite) else { return nil }
             metric = weight.matmul(statistics.grams[0].matmul(weight), transposeSelf: true)
             let projectedMean = weight.matmul(Matrix(uncheckedRows: inputs, columns: 1, scalars: ContiguousArray(statistics.means[0]))
                                               , transposeSelf: true).scalars
@@ -150,7 +152,7 @@ extension ModelCompressor {
                 }
                 if case let .graph(node) = planned.source, let partner = node.site?.attentionPartner,
                    let partnerStatistics = options.statistics?.layers[partner.node],
-                   let metric = try Self.attentionMetric(partner, statistics: partnerStatistics), metric.rows == linear.outFeatures {
+                   let metric = Self.attentionMetric(partner, statistics: partnerStatistics), metric.rows == linear.outFeatures {
                     let what = partner.role == .query ? "the keys' covariance" : "the queries' second moment"
                     expanded?.outputMetric = (metric, "the attention logits it forms with '\(partner.node)' (\(partner.heads) heads; \(what) per head)")
                 }

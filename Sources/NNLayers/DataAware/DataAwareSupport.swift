@@ -4,7 +4,7 @@ import TensorModule
 // What the data-aware compressions of linear layers and convolutions share: their options, the
 // statistics of one group, output errors, whitened ranks, bias correction and Kronecker whitening.
 
-/// Options of data-aware compression (``Linear/compressed(by:statistics:options:)``,
+/// Options of data-aware compression (``Linear/compressed(by:statistics:outputMetric:options:)``,
 /// ``Conv2D/compressed(by:statistics:options:)``).
 public struct DataAwareOptions: Sendable, Equatable {
     /// Correct the mean shift in the bias: `b' = b + (W − Ŵ) μ`, so that the replacement's
@@ -97,7 +97,8 @@ func meanShift(_ w: Matrix<Double>, _ replacement: Matrix<Double>, _ mean: [Doub
 }
 
 /// The rank of a whitened SVD by a rule: energy and error targets and EVBMF on the output-space
-/// spectrum `σ(W L)`, parameter and FLOP budgets as without data.
+/// spectrum `σ(W L)` (`σ(Rᵀ W L)` with an output metric: the energy and error it weights),
+/// parameter and FLOP budgets as without data.
 func whitenedRank<Scalar: BLASScalar>(
     _ whitened: WhitenedSVD<Scalar>, rows: Int, columns: Int, rule: RankSelection, weight: Matrix<Scalar>
 ) throws -> RankChoice {
@@ -113,7 +114,7 @@ func whitenedRank<Scalar: BLASScalar>(
         guard epsilon >= 0, epsilon.isFinite else { return try selectRanks(for: Tensor(weight), modes: [0], selection: rule) }
         var rank = 1
         while rank < s.count && whitened.outputRelativeError(rank: rank) > epsilon { rank += 1 }
-        return RankChoice(ranks: [rank], reasons: ["rank \(rank): output error \(whitened.outputRelativeError(rank: rank)) ≤ \(epsilon) on the calibration inputs"])
+        return RankChoice(ranks: [rank], reasons: ["rank \(rank): output error \(whitened.outputRelativeError(rank: rank)) ≤ \(epsilon) on the calibration inputs (weighted by the output metric when there is one)"])
     case .vbmf:
         var diagonal = Matrix<Double>.zeros(rows: rows, columns: columns)
         for (i, value) in s.enumerated() { diagonal[i, i] = value }

@@ -45,7 +45,7 @@ extension Linear {
                            corrected: corrected, countDescription: statistics.countDescription)
     }
 
-    /// ``compressed(by:statistics:options:)`` on statistics already expanded with
+    /// ``compressed(by:statistics:outputMetric:options:)`` on statistics already expanded with
     /// `options.biasCorrection` (``expanded(_:corrected:)``).
     @_specialize(exported: true, where Scalar == Float)
     @_specialize(exported: true, where Scalar == Double)
