@@ -118,6 +118,19 @@ struct AttentionWeightingTests {
         }
     }
 
+    @Test("asked for and not applied: a warning names the layers, or says it changes nothing")
+    func unappliedWeightingIsSaid() throws {
+        var options = try Self.options()
+        options.statistics = CalibrationStatistics(layers: ["q": try Self.statistics("q")])
+        let partial = try ModelCompressor(options: options).compress(onnx: try Self.model())
+        #expect(partial.warnings.contains(.attentionUnweighted(layers: ["q"])), "\(partial.warnings)")
+        #expect(!(try #require(partial.layers.first { $0.name == "q" })).reasons.contains { $0.contains("attention") })
+        let none = try ModelCompressor(options: try Self.options()).compress(onnx: try Self.model(keyPerm: [0, 2, 1, 3]))
+        #expect(none.warnings.contains(.attentionUnweighted(layers: [])), "\(none.warnings)")
+        let applied = try ModelCompressor(options: try Self.options()).compress(onnx: try Self.model())
+        #expect(!applied.warnings.contains { if case .attentionUnweighted = $0 { true } else { false } })
+    }
+
     @Test("off by default, and not where the key is not transposed onto the contracted axis")
     func onlyWhenAskedAndTheAxesFit() throws {
         let model = try Self.model()

@@ -114,6 +114,18 @@ struct NormWeightingTests {
         }
     }
 
+    /// The TT route has no use for an output metric, and says so.
+    @Test func theTensorTrainRouteSaysItIgnoresTheMetric() throws {
+        let linear = try Linear(weight: Matrix<Double>.randomNormal(rows: 8, columns: 12, seed: 65))
+        var statistics = InputStatistics(dimension: 12)
+        try statistics.accumulate(rows: Tensor<Double>.randomNormal(shape: [40, 12], seed: 66))
+        let metric = ModelCompressor.normMetric((0..<8).map { 0.5 + Double($0) })
+        let tt = try linear.compressed(by: .tensorTrain(outputModes: [2, 4], inputModes: [3, 4], maxRank: 2), statistics: statistics, outputMetric: metric)
+        #expect(tt.reasons.contains { $0.contains("the TT route does not use an output metric") }, "\(tt.reasons)")
+        let svd = try linear.compressed(by: .svd(.fixed([2])), statistics: statistics, outputMetric: metric)
+        #expect(svd.reasons.contains { $0.contains("output error weighted by the given output metric") }, "\(svd.reasons)")
+    }
+
     @Test func theNormMetricIsCentredAndScaled() {
         let m = ModelCompressor.normMetric(Self.gamma)
         let n = Self.gamma.count

@@ -71,16 +71,17 @@ extension ModelCompressor {
             }
             return found
         }
-        // Values that a subgraph of this graph reads through the outer scope (or names as one of its
-        // outputs) have readers that `consumers` does not count: never a sole reader's.
-        let graphOutputs = Set(graph.outputs.map(\.name)).union(graph.subgraphs().flatMap { $0.graph.nodes.flatMap(\.inputs) + $0.graph.outputs.map(\.name) })
+        // Values read outside this graph's nodes: its outputs, and what a subgraph reads through the
+        // outer scope (or names as one of its outputs), which `consumers` does not count. None of
+        // them has a sole reader.
+        let readOutside = Set(graph.outputs.map(\.name)).union(graph.subgraphs().flatMap { $0.graph.nodes.flatMap(\.inputs) + $0.graph.outputs.map(\.name) })
         /// The LayerNorm over the last axis that alone reads `value` (a linear layer's output of
         /// `features` features), after at most two `Add`s (a bias, a residual) that nothing else
         /// reads: `LayerNormalization`, or onnxruntime's fused `SkipLayerNormalization`.
         func followingNorm(_ value: String, features: Int) -> GraphLayer.Site.FollowingNorm? {
             var value = value
             for _ in 0...2 {
-                guard !graphOutputs.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
+                guard !readOutside.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
                 let reader = nodes[readers[0]]
                 let scaleIndex: Int
                 switch (reader.opType, reader.isStandard || reader.domain == "com.microsoft") {
@@ -92,7 +93,7 @@ extension ModelCompressor {
                     scaleIndex = 1
                 // Its fourth output, the sum before the norm, carries the error on unnormalised.
                 case ("SkipLayerNormalization", true) where reader.inputs.prefix(2).contains(value)
-                    && (reader.outputs.count < 4 || reader.outputs[3].isEmpty || (consumers[reader.outputs[3]] == nil && !graphOutputs.contains(reader.outputs[3]))):
+                    && (reader.outputs.count < 4 || reader.outputs[3].isEmpty || (consumers[reader.outputs[3]] == nil && !readOutside.contains(reader.outputs[3]))):
                     scaleIndex = 2
                 default:
                     return nil
@@ -115,7 +116,7 @@ extension ModelCompressor {
         func headSplit(from value: String, features: Int) -> (value: String, perm: [Int], heads: Int, bias: String?)? {
             var (value, bias, heads, scaled) = (value, String?.none, 0, false)
             while true {
-                guard !graphOutputs.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
+                guard !readOutside.contains(value), let readers = consumers[value], readers.count == 1 else { return nil }
                 let reader = nodes[readers[0]]
                 guard reader.isStandard, reader.outputs.count == 1, reader.inputs.count >= 2 || reader.opType == "Transpose" else { return nil }
                 let other = reader.inputs.first { $0 != value } ?? ""

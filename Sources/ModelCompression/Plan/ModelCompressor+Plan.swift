@@ -102,6 +102,15 @@ extension ModelCompressor {
             }
             if !unknown.isEmpty { warnings.append(.unknownShapes(layers: unknown)) }
         }
+        // An attention weighting asked for and not applied, in part or at all.
+        if options.attentionWeightedOutputs, let statistics = options.statistics {
+            let paired = plan.layers.filter(\.isCandidate).compactMap { planned -> (String, String)? in
+                guard case let .graph(layer) = planned.source, let partner = layer.site?.attentionPartner else { return nil }
+                return (planned.name, partner.node)
+            }
+            let unweighted = paired.filter { statistics.layers[$0.1] == nil }.map(\.0)
+            if paired.isEmpty || !unweighted.isEmpty { warnings.append(.attentionUnweighted(layers: unweighted)) }
+        }
         try allocate(&plan)
         return (plan, warnings)
     }

@@ -19,6 +19,11 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
     /// A MAC budget over candidate layers whose input shapes are unknown: each is costed at one
     /// row (a linear layer) or the default input size (a convolution), so its MACs are not its own.
     case unknownShapes(layers: [String])
+    /// ``CompressionOptions/attentionWeightedOutputs`` was asked for, but these query or key
+    /// projections have no statistics for their partner (their output error is the plain one),
+    /// or, when `layers` is empty, no candidate layer is a query or key projection that the
+    /// graph shows meeting its partner: the option changes nothing.
+    case attentionUnweighted(layers: [String])
 
     public var description: String {
         switch self {
@@ -33,6 +38,10 @@ public enum CompressionWarning: Sendable, Equatable, CustomStringConvertible, En
         case let .unknownShapes(layers):
             return "the input shapes of \(layers.count) candidate layers are unknown, so the MAC budget costs each at one row or the "
                 + "default input size, not at its own: \(Self.list(layers))"
+        case let .attentionUnweighted(layers):
+            if layers.isEmpty { return "attention weighting found no query or key projection meeting its partner in q·kᵀ: it changes nothing" }
+            return "attention weighting: the statistics do not name the partners of \(layers.count) query or key projections, "
+                + "whose output error stays the plain one: \(Self.list(layers))"
         }
     }
 

@@ -25,7 +25,7 @@ extension Linear {
     ///     error, `E[eᵀ M e]` minimised instead of `E‖e‖²` (`WhitenedSVD`'s two-sided
     ///     whitening): what the layers after this one do with its error, such as a LayerNorm's
     ///     `P diag(γ²) P`. The reported ``CompressedLayer/outputRelativeError`` stays the plain one.
-    ///     The TT route ignores it.
+    ///     The TT route does not use it, and its reasons say so.
     ///   - options: Bias correction, damping.
     /// - Throws: ``NNLayersError/statistics(_:)`` for statistics of another size, and the
     ///   decompositions' errors (a metric of the wrong size among them).
@@ -103,7 +103,8 @@ extension Linear {
             var result = CompressedLayer(original: .linear(self), stack: LayerStack([.ttLinear(layer)]), method: .tensorTrain, ranks: matrix.ranks,
                                          kernelRelativeError: Double(try matrix.relativeError(to: Tensor(weight))),
                                          reasons: ["TT-matrix of the weight whitened per input mode \(inModes) (Kronecker-factored metric), output modes \(outModes)"
-                                                   + (tolerance.map { ", tolerance \($0)" } ?? "") + (maxRank.map { ", max rank \($0)" } ?? "")])
+                                                   + (tolerance.map { ", tolerance \($0)" } ?? "") + (maxRank.map { ", max rank \($0)" } ?? "")]
+                                                   + (statistics.outputMetric.map { ["the output error is not weighted by \($0.source): the TT route does not use an output metric"] } ?? []))
             result.outputRelativeError = accumulator.relative
             return result
         }
