@@ -18,9 +18,7 @@
 # --no-score (right after DIR, before the training options) leaves out the scoring and its
 # DIR/finetune.score.json (the MiniLM job scores every model in one run of its own).
 # DIR (default out/minilm) holds model.onnx, model.compressed.onnx and tokenizer.json. The first run
-# creates .cache/venv-train from Scripts/requirements-train.txt (about 350 MB from PyPI, of which 299 MB
-# are the onnxruntime-training wheel; 1.1 GB installed; PIP_FIND_LINKS=DIR takes the wheel from a
-# folder); a change to the requirements file recreates it.
+# creates .cache/venv-train (Scripts/train-venv.sh: about 350 MB from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=out/minilm
@@ -30,17 +28,9 @@ if [ "${1:-}" = "--no-score" ]; then score=0; shift; fi
 for f in model.onnx model.compressed.onnx tokenizer.json; do
     [ -f "$dir/$f" ] || { echo "finetune: $dir/$f is missing (bash Scripts/main.sh minilm writes it)" >&2; exit 1; }
 done
-venv=.cache/venv-train
-stamp="$venv/requirements.txt"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s Scripts/requirements-train.txt "$stamp"; then
-    echo "finetune: creating $venv (onnxruntime-training, about 350 MB to download)" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check -r Scripts/requirements-train.txt >&2
-    cp Scripts/requirements-train.txt "$stamp"
-fi
+train=$(bash Scripts/train-venv.sh)
 python=$(bash Scripts/onnx-venv.sh)
 export PYTHONPATH="$PWD/Python${PYTHONPATH:+:$PYTHONPATH}"
-"$venv/bin/python" -m tdtools.finetune train "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/tokenizer.json" "$dir/model.finetuned.onnx" \
+"$train" -m tdtools.finetune train "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/tokenizer.json" "$dir/model.finetuned.onnx" \
     --json "$dir/finetune.json" "$@"
 [ "$score" = 0 ] || "$python" -m tdtools.finetune score "$dir/tokenizer.json" "$dir/model.onnx" "$dir/model.compressed.onnx" "$dir/model.finetuned.onnx" --json "$dir/finetune.score.json"

@@ -122,18 +122,30 @@ def check(tool, model, stats_path, weights, feeds, shapes, budget=CHECK_BUDGET):
     as in `measure`. The weights are worth using only when the first is below the second: the
     allocation adds the predicted damages w e² of the layers, which some networks do not follow.
     Raises ToolError when a compression fails."""
+    with tempfile.TemporaryDirectory() as work:
+        arguments = []
+        for label, given in (("weighted", weights), ("unweighted", {})):
+            path = os.path.join(work, label + ".json")
+            with open(path, "w") as f:
+                json.dump(given, f)
+            arguments.append(["--layer-weights", path])
+        return damages(tool, model, stats_path, feeds, shapes, budget, arguments)
+
+
+def damages(tool, model, stats_path, feeds, shapes, budget, variants):
+    """The damage (as in `measure`) on `feeds` of the model compressed at `--budget macs:budget`
+    with the statistics file `stats_path` and each list of extra arguments in `variants`.
+    Raises ToolError when a compression fails."""
     reference = outputs(session(model, threads=0), feeds)
     arguments = [a for s in shapes for a in ("--input-shape", s)]
     result = []
     with tempfile.TemporaryDirectory() as work:
-        for label, given in (("weighted", weights), ("unweighted", {})):
-            path, out = os.path.join(work, label + ".json"), os.path.join(work, label + ".onnx")
-            with open(path, "w") as f:
-                json.dump(given, f)
-            done = subprocess.run([tool, "compress", model, "--output", out, "--statistics", stats_path, "--layer-weights", path,
-                                   "--budget", f"macs:{budget}", "--allow-no-change", "--quiet"] + arguments, capture_output=True, text=True)
+        for k, extra in enumerate(variants):
+            out = os.path.join(work, f"{k}.onnx")
+            done = subprocess.run([tool, "compress", model, "--output", out, "--statistics", stats_path,
+                                   "--budget", f"macs:{budget}", "--allow-no-change", "--quiet"] + extra + arguments, capture_output=True, text=True)
             if done.returncode != 0:
-                raise ToolError(f"compress --budget macs:{budget} ({label}) failed: {done.stderr.strip()}")
+                raise ToolError(f"compress --budget macs:{budget} {' '.join(extra)} failed: {done.stderr.strip()}")
             result.append(damage(reference, outputs(session(out, threads=0), feeds)))
     return tuple(result)
 

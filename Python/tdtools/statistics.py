@@ -15,12 +15,17 @@ and optionally, for a layer with those three:
                            the layer's normalised output error (tdtools.sensitivity), the weight of
                            its error in `compress --budget`'s greedy allocation unless
                            --layer-weights is given
+    NAME.outputMetric [m, m] for a Gemm or MatMul with m output features: the end-to-end metric
+                           of its output error, E[g gᵀ] for the gradient g at its output of a
+                           random projection of the network's outputs (tdtools.gradients); the
+                           factors of `compress --statistics` minimise the output error in it
 
 and `__metadata__` {"format": "input-statistics", "version": "1"} (optional for readers: files
 written before it, or by other writers, have none), plus "sensitivity" (how the sensitivities
 were measured) when the file has any, and "weighting" when some layers' input vectors were
 weighted (calibrate --ctc-output): then their mean and second moment are weighted averages
-(Σ w x / Σ w, Σ w x xᵀ / Σ w) and NAME.count is still the number of vectors.
+(Σ w x / Σ w, Σ w x xᵀ / Σ w) and NAME.count is still the number of vectors; "outputMetric"
+says how the output metrics were measured, or why the file has none.
 """
 import os
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-COUNT, MEAN, GRAM, SENSITIVITY = ".count", ".mean", ".gram", ".sensitivity"
+COUNT, MEAN, GRAM, SENSITIVITY, OUTPUT_METRIC = ".count", ".mean", ".gram", ".sensitivity", ".outputMetric"
 SUFFIXES = (COUNT, MEAN, GRAM)
 DTYPE = np.float64
 METADATA = {"format": "input-statistics", "version": "1"}
@@ -42,12 +47,13 @@ class StatisticsError(ValueError):
 @dataclass
 class LayerStatistics:
     """One layer's statistics: the count of input vectors, the means [g, d] and the second moments
-    [g, d, d]; and its end-to-end sensitivity when measured (None when not)."""
+    [g, d, d]; its end-to-end sensitivity and output metric [m, m] when measured (None when not)."""
 
     count: float
     mean: np.ndarray
     gram: np.ndarray
     sensitivity: float | None = None
+    output_metric: np.ndarray | None = None
 
     @property
     def groups(self):
@@ -72,16 +78,24 @@ def tensors(layers):
             if not (np.isfinite(s.sensitivity) and s.sensitivity >= 0):
                 raise StatisticsError(f"{name}: sensitivity {s.sensitivity} must be finite and non-negative")
             result[name + SENSITIVITY] = np.array([s.sensitivity], dtype=DTYPE)
+        if s.output_metric is not None:
+            metric = np.asarray(s.output_metric, dtype=DTYPE)
+            if metric.ndim != 2 or metric.shape[0] != metric.shape[1] or not metric.size or not np.all(np.isfinite(metric)):
+                raise StatisticsError(f"{name}: output metric {list(metric.shape)} must be a square matrix of finite values")
+            result[name + OUTPUT_METRIC] = np.ascontiguousarray(metric)
     return result
 
 
-def write(path, layers, sensitivity=None, weighting=None):
+def write(path, layers, sensitivity=None, weighting=None, output_metric=None):
     """Writes the statistics of `layers` ({name: LayerStatistics}) to `path` atomically (a `.part`
     file beside it, renamed when complete). `sensitivity`, a description of how the layers'
     sensitivities were measured, goes into `__metadata__["sensitivity"]`; `weighting`, one of how
-    some layers' input vectors were weighted, into `__metadata__["weighting"]`."""
+    some layers' input vectors were weighted, into `__metadata__["weighting"]`; `output_metric`,
+    one of how the output metrics were measured (or why there are none), into
+    `__metadata__["outputMetric"]`."""
     temporary = path + ".part"
-    described = {key: value for key, value in (("sensitivity", sensitivity), ("weighting", weighting)) if value is not None}
+    described = {key: value for key, value in (("sensitivity", sensitivity), ("weighting", weighting), ("outputMetric", output_metric))
+                 if value is not None}
     try:
         save_file(tensors(layers), temporary, metadata={**METADATA, **described})
         os.replace(temporary, path)
@@ -99,8 +113,8 @@ def metadata(path):
 def read(path):
     """The statistics in `path` by layer name ({name: LayerStatistics}), checked as the Swift reader
     checks them: each NAME.count has its NAME.mean and NAME.gram, of shapes [g, d] and [g, d, d],
-    every tensor float64; a NAME.sensitivity is [1], finite and non-negative, and belongs to a
-    layer with statistics; a file whose metadata names another format is refused.
+    every tensor float64; a NAME.sensitivity is [1], finite and non-negative, a NAME.outputMetric
+    square and finite, and each belongs to a layer with statistics; a file whose metadata names another format is refused.
 
     Raises StatisticsError.
     """
@@ -134,4 +148,14 @@ def read(path):
             if value.dtype != DTYPE or value.shape != (1,) or not (np.isfinite(value[0]) and value[0] >= 0):
                 raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)} {value.tolist()}; must be float64 [1], finite and non-negative")
             layers[name].sensitivity = float(value[0])
+        for key in sorted(names):
+            if not key.endswith(OUTPUT_METRIC):
+                continue
+            name = key[: -len(OUTPUT_METRIC)]
+            if name not in layers:
+                raise StatisticsError(f"{key} without {name}{COUNT}: an output metric belongs to a layer with statistics")
+            value = f.get_tensor(key)
+            if value.dtype != DTYPE or value.ndim != 2 or value.shape[0] != value.shape[1] or not value.size or not np.all(np.isfinite(value)):
+                raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)}; must be a float64 square matrix of finite values")
+            layers[name].output_metric = value
     return layers

@@ -56,6 +56,8 @@ struct Compress: ParsableCommand {
     var noNormWeighting = false
     @Flag(help: "Data-aware: weight the output error of a query or key projection by the attention logits it forms with its partner, from the partner's statistics (off by default: it lowered MiniLM's cosine; see Performance.md).")
     var attentionWeighting = false
+    @Flag(help: "Data-aware: ignore the end-to-end output metrics that --statistics holds (calibrate.sh measures them for Gemm and MatMul layers; the default weights each such layer's output error by it).")
+    var noOutputMetrics = false
     @Flag(help: "Use LAPACK's exact SVD for every SVD layer (default: block Krylov for large matrices at small ranks).") var exact = false
     @Option(help: "Write the report to FILE.json or FILE.md.") var report: String?
     @Flag(help: "Replace a layer even when its stack has more parameters or FLOPs.") var allowGrowth = false
@@ -97,7 +99,7 @@ struct Compress: ParsableCommand {
             throw ValidationError("--uncalibrated \(uncalibrated.rawValue) applies to data-aware compression: give --statistics (the layers they do not name are the uncalibrated ones)")
         }
         if let damping, !(damping.isFinite && damping >= 0) { throw ValidationError("--damping \(damping) must be finite and at least 0") }
-        for (flag, given) in [("--no-norm-weighting", noNormWeighting), ("--attention-weighting", attentionWeighting)] where given && statistics == nil {
+        for (flag, given) in [("--no-norm-weighting", noNormWeighting), ("--attention-weighting", attentionWeighting), ("--no-output-metrics", noOutputMetrics)] where given && statistics == nil {
             throw ValidationError("\(flag) applies to data-aware compression: give --statistics (without them no output error is weighted)")
         }
         if damping != nil && statistics == nil {
@@ -117,6 +119,7 @@ struct Compress: ParsableCommand {
         options.dataAware.biasCorrection = !noBiasCorrection
         if let damping { options.dataAware.decomposition.damping = damping }
         (options.normWeightedOutputs, options.attentionWeightedOutputs) = (!noNormWeighting, attentionWeighting)
+        options.endToEndOutputs = !noOutputMetrics
         options.exactSVD = exact
         options.simplify = simplify
         options.dataFree = dataFree

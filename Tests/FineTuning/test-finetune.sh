@@ -5,6 +5,7 @@
 # 350 MB from PyPI), then checked in the project's onnxruntime (finetune_check.py): the held-out
 # quotations' cosine rose by at least 0.02, only the factors' values changed, and the model passes
 # onnx's full checker and gives finite unit-norm embeddings closer to the original's than before.
+# Then tdtools.gradients (calibrate's output metrics) against hand-computed gradients.
 #   bash Tests/FineTuning/test-finetune.sh [TOOL]      # TOOL defaults to the debug build of tensor-compress
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,3 +19,5 @@ bash Scripts/export-minilm.sh "$work" > /dev/null
     --input-shape attention_mask=1,64 --input-shape token_type_ids=1,64 --budget macs:0.67 --data-free --quiet > /dev/null
 bash Scripts/finetune.sh "$work" --no-score --steps 40 --every-layer --log-every 40 --holdout 64
 "$python" Tests/FineTuning/finetune_check.py "$work"
+# The output metrics of calibrate (tdtools.gradients, onnxruntime-training) against hand-computed gradients.
+"$(bash Scripts/train-venv.sh)" Tests/FineTuning/gradients_check.py

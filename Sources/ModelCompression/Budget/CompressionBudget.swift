@@ -75,7 +75,7 @@ extension ModelCompressor {
             let rows = input.dropLast().reduce(1, *)
             let spectrum: [Double]
             if let statistics = prepared.statistics {
-                spectrum = try WhitenedSVD(linear.weight, metric: statistics.groups[0].metric, outputMetric: statistics.outputMetric?.matrix,
+                spectrum = try WhitenedSVD(linear.weight, metric: statistics.groups[0].metric, outputMetric: statistics.allocationMetric ?? statistics.outputMetric?.matrix,
                                            damping: options.dataAware.decomposition.damping).singularValues
             } else {
                 spectrum = try linear.weight.singularValues().map { Double($0) }

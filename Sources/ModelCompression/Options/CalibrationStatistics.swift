@@ -24,6 +24,13 @@ import TensorModule
 /// `Scripts/calibrate.sh` measures after the statistics. They are the default
 /// ``CompressionOptions/layerWeights`` of the greedy budget allocation.
 ///
+/// A linear layer may also have `NAME.outputMetric` (`[m, m]`, float64, `m` its output features):
+/// the end-to-end metric of its output error, `G = E[g gᵀ]` over the calibration rows, where `g` is
+/// the gradient at the layer's output of `vᵀ y` for the network's outputs `y` and a random normal
+/// `v` (so `E‖J Δ‖² = Δᵀ G Δ` for a change `Δ` of one row: the Gauss-Newton matrix of the outputs,
+/// the output factor of K-FAC). `Scripts/calibrate.sh` measures it with onnxruntime-training. The
+/// SVD of the layer then minimises `E[(ΔW x)ᵀ G (ΔW x)]` (``CompressionOptions/endToEndOutputs``).
+///
 /// ```swift
 /// let stats = try CalibrationStatistics(contentsOf: URL(fileURLWithPath: "det.stats.safetensors"))
 /// stats.layers["p2o.Conv.58"]?.dimension      // 864 = 96·3·3
@@ -35,17 +42,21 @@ public struct CalibrationStatistics: Sendable, Equatable {
     /// End-to-end sensitivities by layer name (finite, non-negative; each of a layer in
     /// ``layers``); empty when the file has none.
     public var sensitivities: [String: Double]
+    /// End-to-end output metrics by layer name (square, finite; each of a layer in ``layers``);
+    /// empty when the file has none.
+    public var outputMetrics: [String: Matrix<Double>]
 
     /// Statistics from dictionaries.
-    public init(layers: [String: InputStatistics] = [:], sensitivities: [String: Double] = [:]) {
-        (self.layers, self.sensitivities) = (layers, sensitivities)
+    public init(layers: [String: InputStatistics] = [:], sensitivities: [String: Double] = [:], outputMetrics: [String: Matrix<Double>] = [:]) {
+        (self.layers, self.sensitivities, self.outputMetrics) = (layers, sensitivities, outputMetrics)
     }
 
     /// Reads a statistics file.
     ///
     /// - Throws: `TensorIOError` for a malformed file, `NNLayersError.statistics(_:)`
     ///   for missing or inconsistent tensors of a layer, and for a sensitivity that is not one
-    ///   finite, non-negative number of a layer with statistics.
+    ///   finite, non-negative number of a layer with statistics, and for an output metric that is
+    ///   not a square, finite matrix of a layer with statistics.
     public init(contentsOf url: URL) throws {
         let file = try SafetensorsFile(contentsOf: url)
         var layers: [String: InputStatistics] = [:]
@@ -80,16 +91,32 @@ public struct CalibrationStatistics: Sendable, Equatable {
             }
             sensitivities[layer] = value
         }
-        (self.layers, self.sensitivities) = (layers, sensitivities)
+        var outputMetrics: [String: Matrix<Double>] = [:]
+        for name in file.names where name.hasSuffix(".outputMetric") {
+            let layer = String(name.dropLast(".outputMetric".count))
+            guard layers[layer] != nil else { throw NNLayersError.statistics(.outputMetricWithoutStatistics(layer: layer)) }
+            let values = try file.tensor(named: name, as: Double.self)
+            guard values.shape.count == 2, values.shape[0] == values.shape[1], values.shape[0] > 0, values.scalars.allSatisfy(\.isFinite) else {
+                throw NNLayersError.statistics(.outputMetric(layer: layer, shape: values.shape))
+            }
+            outputMetrics[layer] = Matrix(values)
+        }
+        (self.layers, self.sensitivities, self.outputMetrics) = (layers, sensitivities, outputMetrics)
     }
 
-    /// The file's tensors, names sorted: each layer's count, mean, Gram matrix and sensitivity.
+    /// The file's tensors, names sorted: each layer's count, mean, Gram matrix, sensitivity and
+    /// output metric.
     ///
     /// - Throws: `NNLayersError.statistics(_:)` for a sensitivity of a layer without
-    ///   statistics, or one that is negative or not finite.
+    ///   statistics, or one that is negative or not finite, and alike for an output metric that is
+    ///   not square and finite.
     public func writer() throws -> SafetensorsWriter {
         if let (name, value) = sensitivities.sorted(by: { $0.key < $1.key }).first(where: { layers[$0.key] == nil || !($0.value.isFinite && $0.value >= 0) }) {
             throw NNLayersError.statistics(layers[name] == nil ? .sensitivityWithoutStatistics(layer: name) : .sensitivity(layer: name, shape: [1], values: [value]))
+        }
+        if let (name, metric) = outputMetrics.sorted(by: { $0.key < $1.key }).first(where: {
+            layers[$0.key] == nil || $0.value.rows != $0.value.columns || $0.value.rows == 0 || !$0.value.scalars.allSatisfy(\.isFinite) }) {
+            throw NNLayersError.statistics(layers[name] == nil ? .outputMetricWithoutStatistics(layer: name) : .outputMetric(layer: name, shape: [metric.rows, metric.columns]))
         }
         var writer = SafetensorsWriter()
         for name in layers.keys.sorted() {
@@ -99,6 +126,9 @@ public struct CalibrationStatistics: Sendable, Equatable {
             try writer.add(name + ".gram", Tensor<Double>(shape: [s.groups, s.dimension, s.dimension], scalars: s.grams.flatMap(\.scalars)))
             if let sensitivity = sensitivities[name] {
                 try writer.add(name + ".sensitivity", Tensor<Double>(shape: [1], scalars: [sensitivity]))
+            }
+            if let metric = outputMetrics[name] {
+                try writer.add(name + ".outputMetric", Tensor<Double>(shape: [metric.rows, metric.columns], scalars: metric.scalars))
             }
         }
         return writer

@@ -103,6 +103,12 @@ public struct CompressionOptions: Sendable, Equatable {
     /// cosine from 0.891 to 0.872 (the statistics' global covariance stands in for the keys'
     /// spread within each sentence, which is what softmax sees).
     public var attentionWeightedOutputs = false
+    /// Data-aware SVD of a linear layer whose statistics hold an end-to-end output metric
+    /// (``CalibrationStatistics/outputMetrics``, measured by `Scripts/calibrate.sh`): weight the
+    /// output error by it, `E[(ΔW x)ᵀ G (ΔW x)]`, in the factors and in a budget's allocation.
+    /// It stands in for the LayerNorm's and the attention's metrics, which it contains. On by
+    /// default; the layer's reasons say so.
+    public var endToEndOutputs = true
     /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
     /// ranks are allocated across layers to meet it with the least damage.
     public var budget: CompressionBudget? = nil

@@ -43,12 +43,16 @@ package struct ExpandedStatistics: Sendable {
     /// The metric of the output error (`m × m`) that a linear layer's SVD route weights it by, and
     /// where it comes from (for the reasons); `nil`: the plain output error.
     package var outputMetric: (matrix: Matrix<Double>, source: String)? = nil
+    /// The output metric of a budget's rank options when it is not ``outputMetric``'s matrix
+    /// (`.some(nil)`: the plain output error); `nil`: ``outputMetric``'s.
+    package var allocationMetric: Matrix<Double>?? = nil
 
     /// The storage the expanded matrices hold, in bytes (a metric without correction shares the
     /// second moment's).
     package var byteCount: Int {
         groups.reduce(0) { $0 + ($1.gram.rows * $1.gram.columns * (corrected ? 2 : 1) + $1.mean.count) * MemoryLayout<Double>.size }
             + (outputMetric.map { $0.matrix.rows * $0.matrix.columns } ?? 0) * MemoryLayout<Double>.size
+            + ((allocationMetric ?? nil).map { $0.rows * $0.columns } ?? 0) * MemoryLayout<Double>.size
     }
 }
 

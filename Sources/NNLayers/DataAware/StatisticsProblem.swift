@@ -29,6 +29,11 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
     case sensitivityWithoutStatistics(layer: String)
     /// A sensitivity of `layer` that is not one finite, non-negative number (its shape and first values).
     case sensitivity(layer: String, shape: [Int], values: [Double])
+    /// An output metric for `layer`, which has no statistics.
+    case outputMetricWithoutStatistics(layer: String)
+    /// An output metric of `layer` that is not a square, finite matrix (its shape), or that does
+    /// not match the layer's outputs (`outputs`).
+    case outputMetric(layer: String, shape: [Int], outputs: Int? = nil)
     /// A problem of the statistics a file holds for `layer`.
     case inLayer(String, StatisticsProblem)
 
@@ -61,6 +66,11 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
             return "\(layer).sensitivity without \(layer).count: a sensitivity belongs to a layer with statistics"
         case let .sensitivity(layer, shape, values):
             return "\(layer).sensitivity: shape \(shape), values \(values); must be [1], finite and non-negative"
+        case let .outputMetricWithoutStatistics(layer):
+            return "\(layer).outputMetric without \(layer).count: an output metric belongs to a layer with statistics"
+        case let .outputMetric(layer, shape, outputs):
+            if let outputs { return "\(layer).outputMetric: shape \(shape) does not match the layer's \(outputs) outputs ([\(outputs), \(outputs)])" }
+            return "\(layer).outputMetric: shape \(shape); must be a square matrix of finite values"
         case let .inLayer(layer, problem):
             return "\(layer): \(problem)"
         }
