@@ -21,11 +21,14 @@ weights and `/svd/2` bias, as `compress` emits them) and keeps the ranks:
   projection; the softmax mixing of tokens ignored), the two projections before a residual
   LayerNorm by `P diag(γ²) P` (P removes the mean, γ the LayerNorm's scale), the query and key
   projections as in `attention` (--heads qk).
+- `measured`: two-sided whitening with the end-to-end output metric of each layer that
+  `calibrate.sh` measured (NAME.outputMetric in DIR/stats.safetensors): what `compress` does with
+  it, here at the ranks of DIR/model.compressed.onnx.
 
     python Benchmarks/Experiments/minilm_refits.py DIR MODE OUT.onnx [--alpha 1] [--sequential] [--samples 512] [--heads qk]
                                                    [--kinds ffn,value,norm]
 
-DIR holds model.onnx, model.compressed.onnx and calibration.npz (the files of `bash Scripts/main.sh
+DIR holds model.onnx, model.compressed.onnx, calibration.npz (and stats.safetensors for `measured`) (the files of `bash Scripts/main.sh
 minilm`; calibration.npz from `python -m tdtools.evaluate.minilm inputs DIR/tokenizer.json --split
 calibration --count 512 --out DIR/calibration.npz`). Score with `python -m tdtools.evaluate.minilm
 evaluate DIR/tokenizer.json DIR/model.onnx OUT.onnx …` (Python/ on PYTHONPATH).
@@ -108,7 +111,7 @@ def output_metric(node, x, w, weights, kinds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory")
-    parser.add_argument("mode", choices=["whitened", "asymmetric", "attention", "output"])
+    parser.add_argument("mode", choices=["whitened", "asymmetric", "attention", "output", "measured"])
     parser.add_argument("output")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--sequential", action="store_true")
@@ -151,6 +154,10 @@ def main():
             right = None
             if args.mode == "output":
                 right = output_metric(e["node"], x, w, weights, args.kinds.split(","))
+            if args.mode == "measured":
+                from safetensors import safe_open
+                with safe_open(os.path.join(args.directory, "stats.safetensors"), framework="numpy") as f:
+                    right = np.linalg.cholesky(damped(f.get_tensor(e["node"] + ".outputMetric")))
             if args.mode in ("attention", "output") and right is None:
                 partner = None
                 if e["node"].endswith("attention.self.query") and "q" in args.heads:

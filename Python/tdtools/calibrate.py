@@ -903,7 +903,7 @@ def output_metrics(args, feeds_of, shapes, layers, names):
         done = subprocess.run([python, "-m", "tdtools.gradients", args.model, feeds_path, nodes_path, out,
                                "--passes", str(args.output_metric_passes)], capture_output=True, text=True, env=environment)
         for line in done.stderr.strip().splitlines():
-            if line.startswith("gradients:"):
+            if line.startswith("gradients:") and not line.startswith("gradients: wrote"):
                 print("calibrate: " + line[len("gradients: "):], file=sys.stderr)
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["no message"])[-1]

@@ -92,7 +92,8 @@ public struct CompressionOptions: Sendable, Equatable {
     /// `SkipLayerNormalization`): weight the output error by what the normalisation does with
     /// it, `P diag(γ²) P` (its mean over the features removed, each feature scaled by the
     /// norm's constant `γ`; two-sided whitening, `WhitenedSVD`), in the factors and in a
-    /// budget's allocation. On by default; the layer's reasons name the norm.
+    /// budget's allocation. On by default; the layer's reasons name the norm. A layer with an
+    /// end-to-end output metric (``endToEndOutputs``) has its factors fitted in that one instead.
     public var normWeightedOutputs = true
     /// Data-aware SVD of an ONNX query or key projection (a `MatMul` whose output is split into
     /// heads and meets the other's in the logits `q·kᵀ`): weight the output error by what the
