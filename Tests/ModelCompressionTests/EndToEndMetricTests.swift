@@ -85,6 +85,23 @@ struct EndToEndMetricTests {
         }
     }
 
+    /// Convolutions take no output metric: one in the file is refused, not ignored, unless the
+    /// metrics are turned off.
+    @Test func aConvolutionsMetricIsRefused() throws {
+        var statistics = InputStatistics(dimension: 8 * 9)
+        try statistics.accumulate(rows: Tensor<Double>.randomNormal(shape: [100, 8 * 9], seed: 72))
+        var options = CompressionOptions()
+        (options.minimumParameters, options.rank) = (0, 4)
+        options.include = "^conv1$"
+        options.statistics = CalibrationStatistics(layers: ["conv1": statistics], outputMetrics: ["conv1": Matrix<Double>.identity(16)])
+        #expect {
+            _ = try ModelCompressor(options: options).compress(onnx: try CompressionPlanTests.model())
+        } throws: { "\($0)".contains("conv1.outputMetric: output metrics apply to Gemm and MatMul layers; conv1 is a convolution") }
+        options.endToEndOutputs = false
+        let result = try ModelCompressor(options: options).compress(onnx: try CompressionPlanTests.model())
+        #expect(result.layers.first { $0.name == "conv1" }?.status == .replaced)
+    }
+
     @Test func theFileRoundTripsAndRefusesBadMetrics() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("end-to-end-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

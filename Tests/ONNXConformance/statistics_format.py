@@ -362,6 +362,36 @@ def check_refusal(tool, model_path, stats, work):
     return []
 
 
+def check_output_metric_failures(tool, model_path, inputs_path, work):
+    """calibrate's output metrics when their environment is missing or fails: a --training-python
+    that is not an executable file is refused before anything runs; one that fails (exit status 3,
+    no message) leaves the statistics and sensitivities written, with a warning and the reason in
+    __metadata__["outputMetric"]."""
+    failures = []
+    path = os.path.join(work, "metrics.stats.safetensors")
+    run = lambda python: subprocess.run([sys.executable, "-m", "tdtools.calibrate", tool, model_path, inputs_path, path, "--batch", str(BATCH),
+                                         "--sensitivity-check", "0", "--training-python", python], capture_output=True, text=True)
+    done = run(os.path.join(work, "no-such-python"))
+    if done.returncode == 0 or "is not an executable file" not in done.stderr:
+        failures.append(f"a missing --training-python: exit {done.returncode}, {done.stderr.strip()[-200:]!r}")
+    failing = os.path.join(work, "failing-python")
+    with open(failing, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(failing, 0o755)
+    if os.path.exists(path):
+        os.remove(path)
+    done = run(failing)
+    if done.returncode != 0 or not os.path.exists(path):
+        return failures + [f"a failing training environment: exit {done.returncode}, file written: {os.path.exists(path)}: {done.stderr.strip()[-300:]}"]
+    note = statistics.metadata(path).get("outputMetric", "")
+    layers = statistics.read(path)
+    if "warning: the statistics are written without output metrics" not in done.stderr or "exit status 3" not in note:
+        failures.append(f"a failing training environment: no warning or reason: metadata {note!r}, stderr {done.stderr.strip()[-300:]!r}")
+    if any(s.output_metric is not None for s in layers.values()) or not any(s.sensitivity is not None for s in layers.values()):
+        failures.append("a failing training environment: output metrics written, or the sensitivities lost")
+    return failures
+
+
 def check_ctc_weighting(tool, model_path, inputs_path, m, feeds, work):
     """calibrate --ctc-output z --ctc-blank 3 --ctc-floor 0.2: the MatMul's rows (aligned with z's
     [batch, time]) weighted by 1 − softmax(z)[…, 3] + 0.2 on top of the attention mask (z holds logits,
@@ -438,6 +468,9 @@ def main():
     failures = check_failed_check(tool, model_path, inputs_path, nodes, work)
     failed += bool(failures)
     print(f"{'FAIL' if failures else 'ok  '} statistics (a check that fails): statistics written without sensitivities, said" + "".join(f"\n    {f}" for f in failures))
+    failures = check_output_metric_failures(tool, model_path, inputs_path, work)
+    failed += bool(failures)
+    print(f"{'FAIL' if failures else 'ok  '} statistics (output metrics): a missing training environment refused, a failing one said, the rest written" + "".join(f"\n    {f}" for f in failures))
     failures = check_ctc_weighting(tool, model_path, inputs_path, m, feeds, work)
     failed += bool(failures)
     print(f"{'FAIL' if failures else 'ok  '} statistics (--ctc-output): the aligned rows weighted by the blank probability, the rest not, refusals" + "".join(f"\n    {f}" for f in failures))

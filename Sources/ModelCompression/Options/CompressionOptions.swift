@@ -106,9 +106,10 @@ public struct CompressionOptions: Sendable, Equatable {
     public var attentionWeightedOutputs = false
     /// Data-aware SVD of a linear layer whose statistics hold an end-to-end output metric
     /// (``CalibrationStatistics/outputMetrics``, measured by `Scripts/calibrate.sh`): weight the
-    /// output error by it, `E[(ΔW x)ᵀ G (ΔW x)]`, in the factors and in a budget's allocation.
-    /// It stands in for the LayerNorm's and the attention's metrics, which it contains. On by
-    /// default; the layer's reasons say so.
+    /// output error by it, `E[(ΔW x)ᵀ G (ΔW x)]`, in the factors. It stands in for the
+    /// LayerNorm's and the attention's metrics, which it contains; a budget's allocation keeps
+    /// ranking the layer by the error it would have without it (the error its sensitivities are
+    /// measured in). On by default; the layer's reasons say so.
     public var endToEndOutputs = true
     /// A budget over all compressible layers (replaces ``rank`` and ``rankSelection``): the
     /// ranks are allocated across layers to meet it with the least damage.

@@ -142,6 +142,9 @@ extension ModelCompressor {
             let corrected = options.dataAware.biasCorrection
             switch layer {
             case let .conv2d(conv):
+                if options.endToEndOutputs, options.statistics?.outputMetrics[planned.name] != nil {
+                    throw NNLayersError.statistics(.outputMetricOfConvolution(layer: planned.name))
+                }
                 let readsStatistics: Bool
                 if case .tensorTrain = convDecomposition(for: conv) { readsStatistics = false } else { readsStatistics = true }
                 if readsStatistics && !(conv.weight.shape[1] == 1 && conv.groups > 1) { expanded = try conv.expanded(statistics, corrected: corrected) }

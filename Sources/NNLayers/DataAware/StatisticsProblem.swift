@@ -34,6 +34,8 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
     /// An output metric of `layer` that is not a square, finite matrix (its shape), or that does
     /// not match the layer's outputs (`outputs`).
     case outputMetric(layer: String, shape: [Int], outputs: Int? = nil)
+    /// An output metric for a layer that is not a linear one (convolutions take none).
+    case outputMetricOfConvolution(layer: String)
     /// A problem of the statistics a file holds for `layer`.
     case inLayer(String, StatisticsProblem)
 
@@ -71,6 +73,8 @@ public indirect enum StatisticsProblem: Sendable, Equatable, CustomStringConvert
         case let .outputMetric(layer, shape, outputs):
             if let outputs { return "\(layer).outputMetric: shape \(shape) does not match the layer's \(outputs) outputs ([\(outputs), \(outputs)])" }
             return "\(layer).outputMetric: shape \(shape); must be a square matrix of finite values"
+        case let .outputMetricOfConvolution(layer):
+            return "\(layer).outputMetric: output metrics apply to Gemm and MatMul layers; \(layer) is a convolution (compress --no-output-metrics ignores the file's metrics)"
         case let .inLayer(layer, problem):
             return "\(layer): \(problem)"
         }
