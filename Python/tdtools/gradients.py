@@ -92,6 +92,11 @@ def probed(model, shapes, values):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     initializers = {i.name: i for i in m.graph.initializer}
+    # Values of Constant nodes count as constants too (exporters write BatchNormalization's so).
+    constants = dict(initializers)
+    for node in m.graph.node:
+        if node.op_type == "Constant" and node.output and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
     kept_inputs = [i for i in m.graph.input if i.name not in initializers]
     del m.graph.input[:]
     m.graph.input.extend(kept_inputs)
@@ -111,10 +116,10 @@ def probed(model, shapes, values):
         if node.op_type == "BatchNormalization" and len([o for o in node.output if o]) == 1:
             # y = (x − mean) / √(var + ε) · scale + B  =  x · a + b, per channel (axis 1).
             eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
-            if not all(i in initializers for i in node.input[1:5]) or node.input[0] not in values:
+            if not all(i in constants for i in node.input[1:5]) or node.input[0] not in values:
                 raise ValueError(f"BatchNormalization '{name}': its statistics are not constants, so the gradient graph "
                                  "would normalise with each batch's own")
-            scale, bias, mean, var = (numpy_helper.to_array(initializers[i]).astype(np.float64) for i in node.input[1:5])
+            scale, bias, mean, var = (numpy_helper.to_array(constants[i]).astype(np.float64) for i in node.input[1:5])
             a = scale / np.sqrt(var + eps)
             shape = [len(a)] + [1] * (values[node.input[0]].ndim - 2)
             names = [fresh(name + ":a"), fresh(name + ":b")]

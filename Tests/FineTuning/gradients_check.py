@@ -5,8 +5,8 @@ For the projection v that the module draws (the same seeded generator, replayed 
 at each probed output is computed by hand (the LayerNorm's backward included), and the metrics
 E[g gᵀ] must agree to 1e-4 of their scale; a node that is not a Gemm/MatMul is left out and said.
 A second graph has what onnxruntime-training does not take as it is: unnamed nodes (a Gemm with
-transB, a MatMul), an inference-mode BatchNormalization (its running statistics, not the batch's,
-must be in the gradient), a Dropout, a LayerNormalization that declares empty optional outputs,
+transB, a MatMul), an inference-mode BatchNormalization (its running statistics, Constant nodes, not the
+batch's, must be in the gradient), a Dropout, a LayerNormalization that declares empty optional outputs,
 an initializer also listed as a graph input, an int64 output first and a float output without a
 shape that is also a probed node's output; feeds of different shapes are refused.
 
@@ -56,8 +56,10 @@ def second_graph():
     scale, shift, mean, var = rng.uniform(0.5, 2, h), rng.standard_normal(h) * 0.1, rng.standard_normal(h), rng.uniform(0.5, 3, h)
     gamma, beta = rng.uniform(0.5, 2, h), rng.standard_normal(h) * 0.1
     arrays = (("Wg", wg), ("c", c), ("W2", w2), ("scale", scale), ("shift", shift), ("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta))
-    init = [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays]
-    nodes = [helper.make_node("Gemm", ["x", "Wg", "c"], ["h"], transB=1),
+    # The BatchNormalization's running statistics as Constant nodes, as paddle2onnx writes them.
+    init = [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays if k not in ("mean", "var")]
+    nodes = [helper.make_node("Constant", [], [k], name=k, value=numpy_helper.from_array(a.astype(np.float32), k)) for k, a in arrays if k in ("mean", "var")]
+    nodes += [helper.make_node("Gemm", ["x", "Wg", "c"], ["h"], transB=1),
              helper.make_node("BatchNormalization", ["h", "scale", "shift", "mean", "var"], ["hb"], name="bn", epsilon=1e-3),
              helper.make_node("Dropout", ["hb"], ["hd"], name="drop"),
              helper.make_node("LayerNormalization", ["hd", "gamma", "beta"], ["q", "", ""], name="ln2", axis=-1, epsilon=1e-5),
@@ -72,16 +74,16 @@ def second_graph():
     feeds = [{"x": rng.standard_normal((n, d)).astype(np.float32)} for _ in range(2)]
     failures = []
     try:
-        gradients.measure(m, feeds + [{"x": feeds[0]["x"][:2]}], ["Gemm_0"], passes=1)
+        gradients.measure(m, feeds + [{"x": feeds[0]["x"][:2]}], ["Gemm_2"], passes=1)
         failures.append("feeds of different shapes were taken")
     except ValueError as error:
         if "shapes of the first" not in str(error):
             failures.append(f"feeds of different shapes: {error}")
-    metrics, rows = gradients.measure(m, feeds, ["Gemm_0", "MatMul_4"], passes=3, seed=9, log=lambda line: None)
+    metrics, rows = gradients.measure(m, feeds, ["Gemm_2", "MatMul_6"], passes=3, seed=9, log=lambda line: None)
     f32 = lambda a: a.astype(np.float32).astype(np.float64)
     wg, c, w2, scale, shift, mean, var, gamma, beta = map(f32, (wg, c, w2, scale, shift, mean, var, gamma, beta))
     a = scale / np.sqrt(var + 1e-3)
-    expected = {"Gemm_0": np.zeros((h, h)), "MatMul_4": np.zeros((o, o))}
+    expected = {"Gemm_2": np.zeros((h, h)), "MatMul_6": np.zeros((o, o))}
     draws = np.random.default_rng(9)
     for _ in range(3):
         for feed in feeds:
@@ -92,8 +94,8 @@ def second_graph():
             r = q @ w2
             gr = draws.standard_normal(r.shape) * np.sqrt(r.shape[0] / np.sum(r * r))
             gh = layer_norm_backward(hb, gamma, gr @ w2.T) * a
-            expected["Gemm_0"] += gh.T @ gh
-            expected["MatMul_4"] += gr.T @ gr
+            expected["Gemm_2"] += gh.T @ gh
+            expected["MatMul_6"] += gr.T @ gr
     for k, total in expected.items():
         if k not in metrics or rows.get(k) != n * len(feeds) * 3:
             failures.append(f"second graph, {k}: no metric or rows {rows.get(k)}")
