@@ -15,10 +15,11 @@ import Testing
 struct EndToEndMetricTests {
     static let (rank, outputs) = (NormWeightingTests.rank, NormWeightingTests.outputs)
 
-    /// A symmetric positive semi-definite `outputs × outputs` metric with one null direction.
+    /// A symmetric positive semi-definite `outputs × outputs` metric with one null direction, of
+    /// a small scale as measured ones are (squared gradients).
     static func metric() -> Matrix<Double> {
         let a = Matrix<Double>.randomNormal(rows: outputs, columns: outputs - 1, seed: 71)
-        return a.matmul(a.transposed())
+        return 1e-6 * a.matmul(a.transposed())
     }
 
     static func compressed(metric: Matrix<Double>?, endToEnd: Bool = true, normWeighting: Bool = true)
@@ -35,7 +36,17 @@ struct EndToEndMetricTests {
         func value(_ name: String) throws -> Matrix<Double> {
             Matrix(try #require(graph.initializers.first { $0.name == name }).tensor(as: Double.self))
         }
-        return (try #require(result.layers.first { $0.name == "fc" }).reasons, try value(matmuls[0].inputs[1]).matmul(try value(matmuls[1].inputs[1])))
+        let (first, second) = (try value(matmuls[0].inputs[1]), try value(matmuls[1].inputs[1]))
+        if metric != nil && endToEnd {
+            // Each component balanced between the factors (a fine-tuning's steps are of one size
+            // per entry): column i of the first `MatMul`'s weight and row i of the second's.
+            for i in 0..<first.columns {
+                let a = (0..<first.rows).reduce(0.0) { $0 + first[$1, i] * first[$1, i] }
+                let b = (0..<second.columns).reduce(0.0) { $0 + second[i, $1] * second[i, $1] }
+                #expect(abs(a - b) <= 1e-9 * (a + b), "component \(i): \(a) against \(b)")
+            }
+        }
+        return (try #require(result.layers.first { $0.name == "fc" }).reasons, first.matmul(second))
     }
 
     @Test func theFactorsMinimiseTheErrorInTheMeasuredMetric() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Decompositions
 import TensorModule
 
@@ -69,9 +70,15 @@ extension Linear {
             let replacement = doubleMatrix(f.u.scalingColumns(by: f.singularValues).matmul(f.vt))
             accumulator.add(original: w, replacement: replacement, stats)
             let bias = correctedBias(bias, w, replacement, stats, options)
+            var (first, second) = (f.vt.scalingRows(by: f.singularValues), f.u)
+            // With an output metric `U_k` becomes `R⁻ᵀU_k`: a metric of small scale (an end-to-end
+            // one is of the order of the outputs' squared gradient) makes the second factor large
+            // and the first small, by orders of magnitude, which a fine-tuning's steps of one size
+            // per entry (Adam) then tear apart. Each component is balanced; the product is the same.
+            if statistics.outputMetric != nil { (first, second) = balancedFactors(first, second) }
             let stack = LayerStack([
-                .linear(try Linear(weight: f.vt.scalingRows(by: f.singularValues))),
-                .linear(try Linear(weight: f.u, bias: bias)),
+                .linear(try Linear(weight: first)),
+                .linear(try Linear(weight: second, bias: bias)),
             ])
             var result = CompressedLayer(original: .linear(self), stack: stack, method: .svd, ranks: choice.ranks,
                                          kernelRelativeError: Double(try f.relativeError(to: Tensor(weight))),
@@ -112,3 +119,21 @@ extension Linear {
 }
 
 /// `b + (W − Ŵ) μ` with bias correction on (a missing bias becomes the shift alone), else `b`.
+
+/// `first` (`k × n`) and `second` (`m × k`) with each component `i` scaled so that row `i` of
+/// `first` and column `i` of `second` have the same norm, `second · first` unchanged up to
+/// rounding (a component with a zero side is left as it is).
+func balancedFactors<Scalar: BLASScalar>(_ first: Matrix<Scalar>, _ second: Matrix<Scalar>) -> (Matrix<Scalar>, Matrix<Scalar>) {
+    let k = first.rows
+    var rowSquares = [Double](repeating: 0, count: k), columnSquares = [Double](repeating: 0, count: k)
+    first.scalars.withUnsafeBufferPointer { p in
+        for i in 0..<k { for j in 0..<first.columns { let x = Double(p[i * first.columns + j]); rowSquares[i] += x * x } }
+    }
+    second.scalars.withUnsafeBufferPointer { p in
+        for r in 0..<second.rows { for i in 0..<k { let x = Double(p[r * k + i]); columnSquares[i] += x * x } }
+    }
+    let scales = (0..<k).map { i -> Double in
+        rowSquares[i] > 0 && columnSquares[i] > 0 ? Foundation.pow(columnSquares[i] / rowSquares[i], 0.25) : 1
+    }
+    return (first.scalingRows(by: scales.map { Scalar($0) }), second.scalingColumns(by: scales.map { Scalar(1 / $0) }))
+}
