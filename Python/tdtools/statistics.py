@@ -138,24 +138,20 @@ def read(path):
                 raise StatisticsError(f"{name}: count {list(count.shape)}, mean {list(mean.shape)} and gram {list(gram.shape)} "
                                       "must be [1], [g, d] and [g, d, d]")
             layers[name] = LayerStatistics(float(count[0]), mean, gram)
-        for key in sorted(names):
-            if not key.endswith(SENSITIVITY):
-                continue
-            name = key[: -len(SENSITIVITY)]
-            if name not in layers:
-                raise StatisticsError(f"{key} without {name}{COUNT}: a sensitivity belongs to a layer with statistics")
-            value = f.get_tensor(key)
-            if value.dtype != DTYPE or value.shape != (1,) or not (np.isfinite(value[0]) and value[0] >= 0):
-                raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)} {value.tolist()}; must be float64 [1], finite and non-negative")
-            layers[name].sensitivity = float(value[0])
-        for key in sorted(names):
-            if not key.endswith(OUTPUT_METRIC):
-                continue
-            name = key[: -len(OUTPUT_METRIC)]
-            if name not in layers:
-                raise StatisticsError(f"{key} without {name}{COUNT}: an output metric belongs to a layer with statistics")
-            value = f.get_tensor(key)
-            if value.dtype != DTYPE or value.ndim != 2 or value.shape[0] != value.shape[1] or not value.size or not np.all(np.isfinite(value)):
-                raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)}; must be a float64 square matrix of finite values")
-            layers[name].output_metric = value
+        # The optional tensors of a layer with statistics: (suffix, what it is, whether a value is
+        # valid, what a valid one must be, the attribute it sets, the value it holds).
+        optional = ((SENSITIVITY, "a sensitivity", lambda v: v.shape == (1,) and np.isfinite(v[0]) and v[0] >= 0,
+                     "float64 [1], finite and non-negative", "sensitivity", lambda v: float(v[0])),
+                    (OUTPUT_METRIC, "an output metric", lambda v: v.ndim == 2 and v.shape[0] == v.shape[1] and v.size and np.all(np.isfinite(v)),
+                     "a float64 square matrix of finite values", "output_metric", lambda v: v))
+        for suffix, what, valid, requirement, attribute, held in optional:
+            for key in sorted(k for k in names if k.endswith(suffix)):
+                name = key[: -len(suffix)]
+                if name not in layers:
+                    raise StatisticsError(f"{key} without {name}{COUNT}: {what} belongs to a layer with statistics")
+                value = f.get_tensor(key)
+                if value.dtype != DTYPE or not valid(value):
+                    shown = f" {value.tolist()}" if value.size <= 3 else ""
+                    raise StatisticsError(f"{key}: {value.dtype} {list(value.shape)}{shown}; must be {requirement}")
+                setattr(layers[name], attribute, held(value))
     return layers

@@ -15,7 +15,6 @@ shape that is also a probed node's output; feeds of different shapes are refused
 import sys
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tdtools import gradients

@@ -129,6 +129,7 @@ func whitenedRank<Scalar: BLASScalar>(
     }
 }
 
+/// `b + (W − Ŵ) μ` with bias correction on (a missing bias becomes the shift alone), else `b`.
 func correctedBias<Scalar: BLASScalar>(_ bias: [Scalar]?, _ w: Matrix<Double>, _ replacement: Matrix<Double>, _ stats: GroupStatistics,
                                        _ options: DataAwareOptions) -> [Scalar]? {
     guard options.biasCorrection else { return bias }

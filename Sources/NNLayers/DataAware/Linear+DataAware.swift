@@ -1,4 +1,3 @@
-import Foundation
 import Decompositions
 import TensorModule
 
@@ -118,22 +117,11 @@ extension Linear {
     }
 }
 
-/// `b + (W − Ŵ) μ` with bias correction on (a missing bias becomes the shift alone), else `b`.
-
 /// `first` (`k × n`) and `second` (`m × k`) with each component `i` scaled so that row `i` of
 /// `first` and column `i` of `second` have the same norm, `second · first` unchanged up to
 /// rounding (a component with a zero side is left as it is).
 func balancedFactors<Scalar: BLASScalar>(_ first: Matrix<Scalar>, _ second: Matrix<Scalar>) -> (Matrix<Scalar>, Matrix<Scalar>) {
-    let k = first.rows
-    var rowSquares = [Double](repeating: 0, count: k), columnSquares = [Double](repeating: 0, count: k)
-    first.scalars.withUnsafeBufferPointer { p in
-        for i in 0..<k { for j in 0..<first.columns { let x = Double(p[i * first.columns + j]); rowSquares[i] += x * x } }
-    }
-    second.scalars.withUnsafeBufferPointer { p in
-        for r in 0..<second.rows { for i in 0..<k { let x = Double(p[r * k + i]); columnSquares[i] += x * x } }
-    }
-    let scales = (0..<k).map { i -> Double in
-        rowSquares[i] > 0 && columnSquares[i] > 0 ? Foundation.pow(columnSquares[i] / rowSquares[i], 0.25) : 1
-    }
-    return (first.scalingRows(by: scales.map { Scalar($0) }), second.scalingColumns(by: scales.map { Scalar(1 / $0) }))
+    let (rows, columns) = (first.transposed().columnNorms(), second.columnNorms())
+    let scales = zip(rows, columns).map { r, c -> Scalar in r > 0 && c > 0 ? (c / r).squareRoot() : 1 }
+    return (first.scalingRows(by: scales), second.scalingColumns(by: scales.map { 1 / $0 }))
 }
